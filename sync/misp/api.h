@@ -1,0 +1,92 @@
+// sync/misp/api.h: the small MISP documents besides events: the minimal event index, the sharing
+// group index, servers/getVersion, users/view/me and MISP's error bodies.
+//
+// Each Decode* function takes the parsed response body and returns a typed value or an error with
+// the JSON path of the offending field. Field sets follow the real MISP 2.5.1 captures in
+// shared/fixtures/misp/real-2.5.1/api/.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "sync/misp/json.h"
+
+namespace sgsync::misp {
+
+// One row of `POST /events/index {"minimal": 1, ...}`.
+struct EventIndexEntry {
+  std::int64_t id = 0;  // the remote's local id; never trusted as identity
+  std::string uuid;
+  std::int64_t timestamp = 0;
+  std::int64_t sighting_timestamp = 0;
+  bool published = false;
+  std::string orgc_uuid;
+};
+// A list of rows; very old servers answer a single object (spec 7.1), which becomes a list of one.
+Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body);
+
+// One sharing group as `sharing_groups/index` lists it ({"response": [{"SharingGroup": ...,
+// "SharingGroupOrg": [...], "SharingGroupServer": [...]}]}) or `sharing_groups/view` shows it.
+struct SharingGroupServerEntry {
+  std::int64_t server_id = 0;
+  std::string url;
+  bool all_orgs = false;
+};
+struct SharingGroupInfo {
+  std::string uuid;
+  std::string name;
+  std::string releasability;
+  std::string organisation_uuid;  // the group's owner
+  bool roaming = false;
+  bool active = true;
+  std::vector<std::string> org_uuids;
+  std::vector<SharingGroupServerEntry> servers;
+};
+Result<std::vector<SharingGroupInfo>> DecodeSharingGroupIndex(const json::value& body);
+Result<SharingGroupInfo> DecodeSharingGroup(const json::value& body);
+
+// `GET /servers/getVersion`.
+struct ServerVersion {
+  std::string version;  // "2.5.1"
+  int major = 0, minor = 0, hotfix = 0;
+  std::string uuid;     // the instance's uuid
+  bool perm_sync = false;
+  bool perm_sighting = false;
+  bool perm_galaxy_editor = false;
+  bool perm_analyst_data = false;
+  bool filter_sightings = false;
+  std::vector<std::string> request_encoding;  // "gzip" when the server accepts compressed bodies
+  // True when this version is at least major.minor.hotfix.
+  bool AtLeast(int mj, int mn, int hf) const;
+};
+Result<ServerVersion> DecodeServerVersion(const json::value& body);
+
+// `GET /users/view/me.json`: who the API key belongs to and what it may do.
+struct UserInfo {
+  std::int64_t id = 0;
+  std::string email;
+  std::string org_uuid;
+  std::string org_name;
+  std::string role_name;
+  std::map<std::string, bool, std::less<>> permissions;  // Role.perm_* flags
+  bool disabled = false;
+  bool Has(std::string_view perm) const;
+};
+Result<UserInfo> DecodeUserInfo(const json::value& body);
+
+// MISP's error bodies: {"name", "message", "url", "errors"?, "saved"?, "id"?}. `errors` may be a
+// string or a nested object of field -> messages; it is flattened to one readable line.
+struct MispError {
+  std::string name;
+  std::string message;
+  std::string url;
+  std::string errors;
+};
+// Never fails: a body that is not MISP's error shape gives a MispError with its text as message.
+MispError DecodeMispError(const json::value& body);
+
+}  // namespace sgsync::misp

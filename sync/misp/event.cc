@@ -1,0 +1,420 @@
+#include "sync/misp/event.h"
+
+namespace sgsync::misp {
+namespace {
+
+const json::object* ObjectField(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_object() ? &v->get_object() : nullptr;
+}
+
+std::string_view NestedUuid(const json::object& o, std::string_view key) {
+  const json::object* inner = ObjectField(o, key);
+  return inner != nullptr ? StringOr(*inner, "uuid") : std::string_view();
+}
+
+template <typename View>
+std::vector<View> ViewsOf(json::array* list) {
+  std::vector<View> out;
+  if (list == nullptr) return out;
+  out.reserve(list->size());
+  for (auto& v : *list) {
+    if (v.is_object()) out.emplace_back(v.get_object());
+  }
+  return out;
+}
+
+// ---- validation ----
+
+Status Expect(bool ok, const std::string& path, std::string what, const json::value& found) {
+  if (ok) return {};
+  return Fail(ErrorCode::kParse, "expected " + std::move(what) + ", found " + Describe(found), path);
+}
+
+Status CheckUuidField(const json::object& o, std::string_view key, std::string_view path, bool required) {
+  const json::value* v = o.if_contains(key);
+  std::string where = Child(path, key);
+  if (v == nullptr || v->is_null()) {
+    if (required) return Fail(ErrorCode::kParse, "expected a uuid, found nothing", where);
+    return {};
+  }
+  // MISP writes an empty string for "no uuid" in a few optional fields (extends_uuid).
+  if (!required && v->is_string() && v->get_string().empty()) return {};
+  return Expect(v->is_string() && IsUuid(v->get_string()), where, "a uuid", *v);
+}
+
+Status CheckNonNegative(const json::object& o, std::string_view key, std::string_view path) {
+  SGSYNC_TRY(auto v, OptInt(o, key, path));
+  if (v && *v < 0) {
+    return Fail(ErrorCode::kParse, "expected a timestamp (seconds since 1970), found " + std::to_string(*v),
+                Child(path, key));
+  }
+  return {};
+}
+
+Status CheckOptionalType(const json::object& o, std::string_view key, std::string_view path,
+                         json::kind kind, std::string_view what) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null() || v->kind() == kind) return {};
+  return Expect(false, Child(path, key), std::string(what), *v);
+}
+
+Status CheckDistribution(const json::object& o, std::string_view path, int max_level) {
+  SGSYNC_TRY(auto level, OptInt(o, "distribution", path));
+  SGSYNC_TRY(auto sg_id, OptInt(o, "sharing_group_id", path));
+  if (!level) return {};
+  if (*level < 0 || *level > max_level) {
+    return Fail(ErrorCode::kParse,
+                "expected a distribution level 0.." + std::to_string(max_level) + ", found " +
+                    std::to_string(*level),
+                Child(path, "distribution"));
+  }
+  if (*level == 4 && sg_id.value_or(0) <= 0 && ObjectField(o, "SharingGroup") == nullptr) {
+    return Fail(ErrorCode::kParse, "distribution 4 (sharing group) needs a sharing_group_id or a SharingGroup",
+                Child(path, "distribution"));
+  }
+  return {};
+}
+
+Status CheckTags(const json::object& o, std::string_view path) {
+  for (std::string_view key : {"Tag", "EventTag", "AttributeTag"}) {
+    const json::value* list = o.if_contains(key);
+    if (list == nullptr || list->is_null()) continue;
+    std::string lpath = Child(path, key);
+    SGSYNC_TRY_STATUS(Expect(list->is_array(), lpath, "an array of tags", *list));
+    const json::array& rows = list->get_array();
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      std::string rpath = Index(lpath, i);
+      SGSYNC_TRY_STATUS(Expect(rows[i].is_object(), rpath, "a tag object", rows[i]));
+      const json::object& row = rows[i].get_object();
+      SGSYNC_TRY(auto local, OptBool(row, "local", rpath));
+      (void)local;
+      const json::object* tag = &row;
+      std::string tpath = rpath;
+      if (key != "Tag") {
+        const json::value* nested = row.if_contains("Tag");
+        if (nested == nullptr) continue;  // a bare link row (tag_id only) carries no name to check
+        tpath = Child(rpath, "Tag");
+        SGSYNC_TRY_STATUS(Expect(nested->is_object(), tpath, "a tag object", *nested));
+        tag = &nested->get_object();
+      }
+      const json::value* name = tag->if_contains("name");
+      if (name == nullptr) return Fail(ErrorCode::kParse, "expected a tag name, found nothing", Child(tpath, "name"));
+      SGSYNC_TRY_STATUS(Expect(name->is_string(), Child(tpath, "name"), "a string", *name));
+      SGSYNC_TRY(auto exportable, OptBool(*tag, "exportable", tpath));
+      (void)exportable;
+    }
+  }
+  return {};
+}
+
+Status CheckSharingGroup(const json::object& o, std::string_view path) {
+  const json::value* v = o.if_contains("SharingGroup");
+  if (v == nullptr || v->is_null()) return {};
+  std::string sgpath = Child(path, "SharingGroup");
+  // MISP serialises an element without a group as an empty SharingGroup list in some exports.
+  if (v->is_array() && v->get_array().empty()) return {};
+  SGSYNC_TRY_STATUS(Expect(v->is_object(), sgpath, "a sharing group object", *v));
+  const json::object& sg = v->get_object();
+  SGSYNC_TRY_STATUS(CheckUuidField(sg, "uuid", sgpath, false));
+  SGSYNC_TRY(auto roaming, OptBool(sg, "roaming", sgpath));
+  (void)roaming;
+  for (std::string_view key : {"SharingGroupOrg", "SharingGroupServer"}) {
+    const json::value* list = sg.if_contains(key);
+    if (list == nullptr || list->is_null()) continue;
+    std::string lpath = Child(sgpath, key);
+    SGSYNC_TRY_STATUS(Expect(list->is_array(), lpath, "an array", *list));
+    for (std::size_t i = 0; i < list->get_array().size(); ++i) {
+      const json::value& row = list->get_array()[i];
+      std::string rpath = Index(lpath, i);
+      SGSYNC_TRY_STATUS(Expect(row.is_object(), rpath, "an object", row));
+      SGSYNC_TRY(auto flag, OptBool(row.get_object(), key == "SharingGroupOrg" ? "extend" : "all_orgs", rpath));
+      (void)flag;
+      const json::object* org = ObjectField(row.get_object(), "Organisation");
+      if (org != nullptr) SGSYNC_TRY_STATUS(CheckUuidField(*org, "uuid", Child(rpath, "Organisation"), false));
+    }
+  }
+  return {};
+}
+
+// What attributes, objects, reports and the event share: uuid, distribution, timestamps, flags, tags.
+Status CheckElement(const json::object& o, std::string_view path, int max_level, bool require_uuid) {
+  SGSYNC_TRY_STATUS(CheckUuidField(o, "uuid", path, require_uuid));
+  SGSYNC_TRY_STATUS(CheckDistribution(o, path, max_level));
+  SGSYNC_TRY_STATUS(CheckNonNegative(o, "timestamp", path));
+  SGSYNC_TRY(auto deleted, OptBool(o, "deleted", path));
+  (void)deleted;
+  SGSYNC_TRY_STATUS(CheckTags(o, path));
+  return CheckSharingGroup(o, path);
+}
+
+template <typename Fn>
+Status ForEachObjectIn(const json::object& o, std::string_view key, std::string_view path, Fn fn) {
+  const json::value* list = o.if_contains(key);
+  if (list == nullptr || list->is_null()) return {};
+  std::string lpath = Child(path, key);
+  SGSYNC_TRY_STATUS(Expect(list->is_array(), lpath, "an array", *list));
+  const json::array& items = list->get_array();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::string ipath = Index(lpath, i);
+    SGSYNC_TRY_STATUS(Expect(items[i].is_object(), ipath, "an object", items[i]));
+    SGSYNC_TRY_STATUS(fn(items[i].get_object(), ipath));
+  }
+  return {};
+}
+
+Status CheckAttribute(const json::object& a, std::string_view path) {
+  SGSYNC_TRY_STATUS(CheckElement(a, path, 5, false));
+  SGSYNC_TRY_STATUS(CheckOptionalType(a, "type", path, json::kind::string, "an attribute type (string)"));
+  SGSYNC_TRY(auto to_ids, OptBool(a, "to_ids", path));
+  (void)to_ids;
+  SGSYNC_TRY_STATUS(ForEachObjectIn(a, "Sighting", path, [](const json::object& s, const std::string& p) -> Status {
+    SGSYNC_TRY_STATUS(CheckUuidField(s, "uuid", p, false));
+    return CheckNonNegative(s, "date_sighting", p);
+  }));
+  return ForEachObjectIn(a, "ShadowAttribute", path, [](const json::object& s, const std::string& p) -> Status {
+    return CheckUuidField(s, "uuid", p, false);
+  });
+}
+
+Status CheckObject(const json::object& o, std::string_view path) {
+  SGSYNC_TRY_STATUS(CheckElement(o, path, 5, false));
+  SGSYNC_TRY_STATUS(CheckUuidField(o, "template_uuid", path, false));
+  SGSYNC_TRY_STATUS(ForEachObjectIn(o, "Attribute", path, CheckAttribute));
+  return ForEachObjectIn(o, "ObjectReference", path, [](const json::object& r, const std::string& p) -> Status {
+    SGSYNC_TRY_STATUS(CheckUuidField(r, "uuid", p, false));
+    SGSYNC_TRY_STATUS(CheckUuidField(r, "referenced_uuid", p, false));
+    SGSYNC_TRY_STATUS(CheckNonNegative(r, "timestamp", p));
+    SGSYNC_TRY(auto deleted, OptBool(r, "deleted", p));
+    (void)deleted;
+    return Status();
+  });
+}
+
+}  // namespace
+
+std::string_view DistributionName(int level) {
+  switch (level) {
+    case 0: return "your organisation only";
+    case 1: return "this community only";
+    case 2: return "connected communities";
+    case 3: return "all communities";
+    case 4: return "sharing group";
+    case 5: return "inherit event";
+    default: return "unknown";
+  }
+}
+
+bool TagView::local() const {
+  if (row_ != nullptr && row_->contains("local")) return BoolOr(*row_, "local", false);
+  return BoolOr(*tag_, "local", false);
+}
+
+std::optional<std::string_view> TagView::relationship_type() const {
+  for (const json::object* o : std::initializer_list<const json::object*>{row_, tag_}) {
+    if (o == nullptr) continue;
+    const json::value* v = o->if_contains("relationship_type");
+    if (v != nullptr && v->is_string()) return std::string_view(v->get_string());
+  }
+  return std::nullopt;
+}
+
+std::vector<TagView> TagsOf(json::object& element) {
+  std::vector<TagView> out;
+  for (std::string_view key : {"Tag", "EventTag", "AttributeTag"}) {
+    json::value* list = element.if_contains(key);
+    if (list == nullptr || !list->is_array()) continue;
+    for (auto& row : list->get_array()) {
+      if (!row.is_object()) continue;
+      if (key == "Tag") {
+        out.emplace_back(row.get_object(), nullptr);
+        continue;
+      }
+      json::value* nested = row.get_object().if_contains("Tag");
+      if (nested != nullptr && nested->is_object()) out.emplace_back(nested->get_object(), &row.get_object());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string_view> SharingGroupView::org_uuids() const {
+  std::vector<std::string_view> out;
+  const json::value* list = holder_->if_contains("SharingGroupOrg");
+  if (list == nullptr || !list->is_array()) return out;
+  for (const auto& row : list->get_array()) {
+    if (!row.is_object()) continue;
+    std::string_view uuid = NestedUuid(row.get_object(), "Organisation");
+    if (!uuid.empty()) out.push_back(uuid);
+  }
+  return out;
+}
+
+std::vector<SharingGroupServerRow> SharingGroupView::servers() const {
+  std::vector<SharingGroupServerRow> out;
+  const json::value* list = holder_->if_contains("SharingGroupServer");
+  if (list == nullptr || !list->is_array()) return out;
+  for (const auto& row : list->get_array()) {
+    if (!row.is_object()) continue;
+    const json::object& r = row.get_object();
+    SharingGroupServerRow s;
+    s.server_id = IntOr(r, "server_id", 0);
+    s.all_orgs = BoolOr(r, "all_orgs", false);
+    if (const json::object* server = ObjectField(r, "Server")) {
+      s.url = StringOr(*server, "url");
+      s.name = StringOr(*server, "name");
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::optional<int> ElementView::distribution() const {
+  const json::value* v = o_->if_contains("distribution");
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  return static_cast<int>(IntOr(*o_, "distribution", 0));
+}
+
+std::optional<SharingGroupView> ElementView::sharing_group() const {
+  const json::object* sg = ObjectField(*o_, "SharingGroup");
+  if (sg == nullptr) return std::nullopt;
+  return SharingGroupView(*sg);
+}
+
+json::array* ElementView::ArrayField(std::string_view key) const {
+  json::value* v = o_->if_contains(key);
+  return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
+}
+
+std::vector<AttributeView> ObjectView::attribute_views() const { return ViewsOf<AttributeView>(attributes()); }
+std::vector<AttributeView> EventView::attribute_views() const { return ViewsOf<AttributeView>(attributes()); }
+std::vector<ObjectView> EventView::object_views() const { return ViewsOf<ObjectView>(objects()); }
+std::vector<ReportView> EventView::report_views() const { return ViewsOf<ReportView>(reports()); }
+
+std::string_view EventView::orgc_uuid() const {
+  std::string_view nested = NestedUuid(*o_, "Orgc");
+  return nested.empty() ? StringOr(*o_, "orgc_uuid") : nested;
+}
+std::string_view EventView::org_uuid() const { return NestedUuid(*o_, "Org"); }
+std::string_view EventView::orgc_name() const {
+  const json::object* orgc = ObjectField(*o_, "Orgc");
+  return orgc != nullptr ? StringOr(*orgc, "name") : std::string_view();
+}
+
+Status ValidateEvent(const json::object& e, std::string_view path, const DecodeOptions& options) {
+  SGSYNC_TRY_STATUS(CheckElement(e, path, 4, options.require_uuid));
+  SGSYNC_TRY_STATUS(CheckNonNegative(e, "publish_timestamp", path));
+  SGSYNC_TRY_STATUS(CheckNonNegative(e, "sighting_timestamp", path));
+  for (std::string_view flag : {"published", "locked", "disable_correlation"}) {
+    SGSYNC_TRY(auto b, OptBool(e, flag, path));
+    (void)b;
+  }
+  SGSYNC_TRY_STATUS(CheckOptionalType(e, "info", path, json::kind::string, "a string"));
+  for (std::string_view org : {"Orgc", "Org"}) {
+    SGSYNC_TRY_STATUS(CheckOptionalType(e, org, path, json::kind::object, "an organisation object"));
+    if (const json::object* o = ObjectField(e, org)) {
+      SGSYNC_TRY_STATUS(CheckUuidField(*o, "uuid", Child(path, org), false));
+    }
+  }
+  SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Attribute", path, CheckAttribute));
+  SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Object", path, CheckObject));
+  SGSYNC_TRY_STATUS(ForEachObjectIn(e, "EventReport", path, [](const json::object& r, const std::string& p) -> Status {
+    return CheckElement(r, p, 5, false);
+  }));
+  return ForEachObjectIn(e, "ShadowAttribute", path, [](const json::object& s, const std::string& p) -> Status {
+    return CheckUuidField(s, "uuid", p, false);
+  });
+}
+
+json::object& EventDocument::EventObject() {
+  switch (envelope_) {
+    case Envelope::kWrapped: return root_.get_object()["Event"].get_object();
+    case Envelope::kBare: return root_.get_object();
+    case Envelope::kResponseWrapped:
+      return root_.get_object()["response"].get_array()[0].get_object()["Event"].get_object();
+    case Envelope::kResponseBare: return root_.get_object()["response"].get_array()[0].get_object();
+  }
+  return root_.get_object();
+}
+
+Result<EventDocument> EventDocument::FromJson(json::value root, const DecodeOptions& options) {
+  if (!root.is_object()) {
+    return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(root), "$");
+  }
+  json::object& top = root.get_object();
+  Envelope envelope = Envelope::kBare;
+  std::string path;
+  const json::value* inner = nullptr;
+  if ((inner = top.if_contains("Event")) != nullptr) {
+    envelope = Envelope::kWrapped;
+    path = "Event";
+  } else if (const json::value* response = top.if_contains("response")) {
+    if (!response->is_array() || response->get_array().size() != 1) {
+      return Fail(ErrorCode::kParse, "expected a list of exactly one event, found " + Describe(*response) +
+                  (response->is_array() ? " of " + std::to_string(response->get_array().size()) : ""),
+                  "response");
+    }
+    const json::value& first = response->get_array()[0];
+    if (first.is_object() && first.get_object().contains("Event")) {
+      envelope = Envelope::kResponseWrapped;
+      path = "response[0].Event";
+      inner = first.get_object().if_contains("Event");
+    } else {
+      envelope = Envelope::kResponseBare;
+      path = "response[0]";
+      inner = &first;
+    }
+  } else {
+    inner = &root;
+  }
+  if (!inner->is_object()) {
+    return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(*inner), path.empty() ? "$" : path);
+  }
+  SGSYNC_TRY_STATUS(ValidateEvent(inner->get_object(), path, options));
+  return EventDocument(std::move(root), envelope);
+}
+
+Result<EventDocument> EventDocument::Parse(std::string_view bytes, const DecodeOptions& options) {
+  SGSYNC_TRY(json::value root, ParseJson(bytes, options.limits));
+  return FromJson(std::move(root), options);
+}
+
+EventDocument EventDocument::Wrap(json::object event) {
+  json::object top;
+  top["Event"] = std::move(event);
+  return EventDocument(json::value(std::move(top)), Envelope::kWrapped);
+}
+
+Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options) {
+  json::array* items = nullptr;
+  std::string path;
+  if (root.is_array()) {
+    items = &root.get_array();
+  } else if (root.is_object() && root.get_object().contains("response") &&
+             root.get_object()["response"].is_array()) {
+    items = &root.get_object()["response"].get_array();
+    path = "response";
+  } else {
+    return Fail(ErrorCode::kParse, "expected a list of events, found " + Describe(root), "$");
+  }
+  std::vector<EventDocument> out;
+  out.reserve(items->size());
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    std::string ipath = Index(path, i);
+    json::value& item = (*items)[i];
+    if (!item.is_object()) {
+      return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(item), ipath);
+    }
+    json::object& obj = item.get_object();
+    bool wrapped = obj.contains("Event");
+    json::value& event = wrapped ? obj["Event"] : item;
+    std::string epath = wrapped ? Child(ipath, "Event") : ipath;
+    if (!event.is_object()) {
+      return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(event), epath);
+    }
+    SGSYNC_TRY_STATUS(ValidateEvent(event.get_object(), epath, options));
+    out.push_back(EventDocument::Wrap(std::move(event.get_object())));
+  }
+  return out;
+}
+
+}  // namespace sgsync::misp

@@ -1,0 +1,253 @@
+#include "sync/misp/json.h"
+
+#include <charconv>
+#include <cstdio>
+
+namespace sgsync::misp {
+namespace {
+
+// What stream_parser cannot limit itself: string length. A fast pass without paths; only when it
+// finds a violation does a second pass build the path of the first offender.
+bool StringsWithin(const json::value& v, std::size_t max) {
+  switch (v.kind()) {
+    case json::kind::string: return v.get_string().size() <= max;
+    case json::kind::array:
+      for (const auto& e : v.get_array()) {
+        if (!StringsWithin(e, max)) return false;
+      }
+      return true;
+    case json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        if (kv.key().size() > max || !StringsWithin(kv.value(), max)) return false;
+      }
+      return true;
+    default: return true;
+  }
+}
+
+std::string FirstLongString(const json::value& v, std::size_t max, const std::string& path) {
+  if (v.is_string()) return path;
+  if (const auto* a = v.if_array()) {
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      if (!StringsWithin((*a)[i], max)) return FirstLongString((*a)[i], max, Index(path, i));
+    }
+  }
+  if (const auto* o = v.if_object()) {
+    for (const auto& kv : *o) {
+      if (kv.key().size() > max) return Child(path, "<key>");
+      if (!StringsWithin(kv.value(), max)) return FirstLongString(kv.value(), max, Child(path, kv.key()));
+    }
+  }
+  return path;
+}
+
+Status CheckStrings(const json::value& root, const JsonLimits& limits) {
+  if (StringsWithin(root, limits.max_string_bytes)) return {};
+  std::string path = FirstLongString(root, limits.max_string_bytes, "");
+  return Fail(ErrorCode::kLimitExceeded,
+              "string longer than the limit of " + std::to_string(limits.max_string_bytes) + " bytes",
+              path.empty() ? "$" : path);
+}
+
+json::parse_options ParseOptions(const JsonLimits& limits) {
+  json::parse_options opts;
+  opts.max_depth = limits.max_depth;
+  return opts;
+}
+
+bool ParseDecimal(std::string_view s, std::int64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  const char* first = s.data();
+  const char* last = s.data() + s.size();
+  auto [ptr, ec] = std::from_chars(first, last, *out);
+  return ec == std::errc() && ptr == last;
+}
+
+}  // namespace
+
+JsonReader::JsonReader(JsonLimits limits)
+    : limits_(limits), parser_(json::storage_ptr(), ParseOptions(limits)) {}
+
+Status JsonReader::Write(std::string_view chunk) {
+  if (failed_) return *failed_;
+  if (chunk.size() > limits_.max_document_bytes - bytes_seen_) {
+    failed_ = Fail(ErrorCode::kLimitExceeded,
+                   "document exceeds the limit of " + std::to_string(limits_.max_document_bytes) + " bytes",
+                   "byte " + std::to_string(limits_.max_document_bytes));
+    return *failed_;
+  }
+  boost::system::error_code ec;
+  std::size_t used = parser_.write_some(chunk.data(), chunk.size(), ec);
+  // write_some stops at the end of a complete value; anything after it is trailing garbage.
+  if (!ec && used < chunk.size()) ec = json::error::extra_data;
+  if (ec) {
+    ErrorCode code = ec == json::error::too_deep ? ErrorCode::kLimitExceeded : ErrorCode::kParse;
+    std::string what = ec == json::error::too_deep
+                           ? "nesting deeper than the limit of " + std::to_string(limits_.max_depth)
+                           : "malformed JSON: " + ec.message();
+    failed_ = Fail(code, std::move(what), "byte " + std::to_string(bytes_seen_ + used));
+    return *failed_;
+  }
+  bytes_seen_ += chunk.size();
+  return {};
+}
+
+Result<json::value> JsonReader::Finish() {
+  if (failed_) return *failed_;
+  boost::system::error_code ec;
+  parser_.finish(ec);
+  if (ec) {
+    failed_ = Fail(ErrorCode::kParse,
+                   bytes_seen_ == 0 ? "empty document" : "malformed JSON: " + ec.message(),
+                   "byte " + std::to_string(bytes_seen_));
+    return *failed_;
+  }
+  json::value v = parser_.release();
+  if (auto s = CheckStrings(v, limits_); !s.ok()) {
+    failed_ = s.error();
+    return *failed_;
+  }
+  failed_ = Fail(ErrorCode::kInternal, "JsonReader used after Finish");
+  return v;
+}
+
+Result<json::value> ParseJson(std::string_view bytes, const JsonLimits& limits, std::string_view source) {
+  JsonReader reader(limits);
+  if (auto s = reader.Write(bytes); !s.ok()) return s.error().Within(source);
+  auto v = reader.Finish();
+  if (!v.ok()) return v.error().Within(source);
+  return v;
+}
+
+std::string ToJson(const json::value& v) { return json::serialize(v); }
+
+std::string Child(std::string_view path, std::string_view key) {
+  std::string out;
+  out.reserve(path.size() + key.size() + 1);
+  out += path;
+  if (!path.empty()) out += '.';
+  out += key;
+  return out;
+}
+
+std::string Index(std::string_view path, std::size_t i) {
+  std::string out(path);
+  out += '[';
+  out += std::to_string(i);
+  out += ']';
+  return out;
+}
+
+std::string Describe(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return v.get_bool() ? "true" : "false";
+    case json::kind::int64: return "number " + std::to_string(v.get_int64());
+    case json::kind::uint64: return "number " + std::to_string(v.get_uint64());
+    case json::kind::double_: return "number " + json::serialize(v);
+    case json::kind::object: return "object";
+    case json::kind::array: return "array";
+    case json::kind::string: {
+      std::string_view s = v.get_string();
+      std::string out = "string ";
+      out += json::serialize(json::value(s.substr(0, 40)));
+      if (s.size() > 40) out += "...";
+      return out;
+    }
+  }
+  return "value";
+}
+
+Result<std::int64_t> ReadInt(const json::value& v, std::string_view path) {
+  std::int64_t out = 0;
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  if (v.is_string() && ParseDecimal(v.get_string(), &out)) return out;
+  return Fail(ErrorCode::kParse, "expected an integer, found " + Describe(v), std::string(path));
+}
+
+Result<bool> ReadBool(const json::value& v, std::string_view path) {
+  if (v.is_bool()) return v.get_bool();
+  if (v.is_int64() && (v.get_int64() == 0 || v.get_int64() == 1)) return v.get_int64() == 1;
+  if (v.is_uint64() && v.get_uint64() <= 1) return v.get_uint64() == 1;
+  if (v.is_string()) {
+    std::string_view s = v.get_string();
+    if (s == "1" || s == "true") return true;
+    if (s == "0" || s == "false") return false;
+  }
+  return Fail(ErrorCode::kParse, "expected a boolean, found " + Describe(v), std::string(path));
+}
+
+Result<std::string_view> ReadString(const json::value& v, std::string_view path) {
+  if (v.is_string()) return std::string_view(v.get_string());
+  return Fail(ErrorCode::kParse, "expected a string, found " + Describe(v), std::string(path));
+}
+
+Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key, std::string_view path) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<std::int64_t>();
+  SGSYNC_TRY(std::int64_t i, ReadInt(*v, Child(path, key)));
+  return std::optional<std::int64_t>(i);
+}
+
+Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<bool>();
+  SGSYNC_TRY(bool b, ReadBool(*v, Child(path, key)));
+  return std::optional<bool>(b);
+}
+
+Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
+                                                  std::string_view path) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<std::string_view>();
+  SGSYNC_TRY(std::string_view s, ReadString(*v, Child(path, key)));
+  return std::optional<std::string_view>(s);
+}
+
+std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr) return fallback;
+  if (v->is_int64()) return v->get_int64();
+  std::int64_t out = 0;
+  if (v->is_string() && ParseDecimal(v->get_string(), &out)) return out;
+  if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    return static_cast<std::int64_t>(v->get_uint64());
+  }
+  if (v->is_bool()) return v->get_bool() ? 1 : 0;
+  return fallback;
+}
+
+bool BoolOr(const json::object& o, std::string_view key, bool fallback) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr) return fallback;
+  auto b = ReadBool(*v, key);
+  return b.ok() ? *b : fallback;
+}
+
+std::string_view StringOr(const json::object& o, std::string_view key, std::string_view fallback) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_string()) return fallback;
+  return v->get_string();
+}
+
+void WriteInt(json::object& o, std::string_view key, std::int64_t v) { o[key] = std::to_string(v); }
+
+void WriteBool(json::object& o, std::string_view key, bool v) { o[key] = v; }
+
+bool IsUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace sgsync::misp

@@ -1,0 +1,93 @@
+// sync/misp/json.h: reading untrusted JSON into Boost.JSON values, within limits, and MISP's loose
+// scalars.
+//
+// Every byte sgsync receives from a MISP is untrusted. JsonReader parses it incrementally (network
+// buffers are written as they arrive) and refuses, with the byte offset or JSON path, a document
+// that is malformed, larger, deeper or holds longer strings than the configured limits allow. Memory
+// stays proportional to what was accepted: the reader stops at the first byte over the size limit.
+//
+// MISP encodes numbers and booleans loosely ("distribution": "1", "to_ids": "0", "local": 1).
+// ReadInt/ReadBool accept every form real MISP sends; docs/misp-json.md has the table.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace sgsync::misp {
+
+namespace json = boost::json;
+
+struct JsonLimits {
+  std::size_t max_document_bytes = std::size_t{512} << 20;  // 512 MiB
+  std::size_t max_depth = 64;                               // MISP events nest about 8 deep
+  std::size_t max_string_bytes = std::size_t{128} << 20;    // base64 attachments can be large
+};
+
+// Incremental parser for one document. Not thread-safe; one instance per document.
+class JsonReader {
+ public:
+  explicit JsonReader(JsonLimits limits = {});
+
+  // Feeds the next chunk. After a failure the reader is spent: every later call fails the same way.
+  Status Write(std::string_view chunk);
+  // Ends the document and hands over the value; the reader is spent afterwards.
+  Result<json::value> Finish();
+
+  std::size_t bytes_seen() const { return bytes_seen_; }
+
+ private:
+  JsonLimits limits_;
+  json::stream_parser parser_;
+  std::size_t bytes_seen_ = 0;
+  std::optional<Error> failed_;
+};
+
+// Parses a whole buffer with the limits; `source` names it in errors ("events/view response").
+Result<json::value> ParseJson(std::string_view bytes, const JsonLimits& limits = {},
+                              std::string_view source = {});
+
+// Compact serialisation (what MISP accepts and what goes on the wire).
+std::string ToJson(const json::value& v);
+
+// Joins JSON paths: Child("Event", "Attribute") = "Event.Attribute", Index("Event.Attribute", 3) =
+// "Event.Attribute[3]".
+std::string Child(std::string_view path, std::string_view key);
+std::string Index(std::string_view path, std::size_t i);
+
+// A short description of a value's JSON type and content for error messages: `string "abc"`,
+// `number 7`, `object`. Long strings are cut.
+std::string Describe(const json::value& v);
+
+// Loose scalar readers. `path` names the value in errors. Accepted forms:
+//   int:  int64, uint64 within range, a string of an optional '-' and decimal digits.
+//   bool: true/false, 0/1, "0"/"1", "true"/"false".
+//   string: a string (a number is not silently turned into one).
+// The Opt* variants treat an absent key or null as std::nullopt.
+Result<std::int64_t> ReadInt(const json::value& v, std::string_view path);
+Result<bool> ReadBool(const json::value& v, std::string_view path);
+Result<std::string_view> ReadString(const json::value& v, std::string_view path);
+Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key, std::string_view path);
+Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path);
+Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
+                                                  std::string_view path);
+
+// Lenient readers for values already validated: they never fail and give `fallback` for an absent
+// or unreadable value.
+std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback);
+bool BoolOr(const json::object& o, std::string_view key, bool fallback);
+std::string_view StringOr(const json::object& o, std::string_view key, std::string_view fallback = {});
+
+// MISP 2.5 write forms: integers as decimal strings, booleans as JSON booleans.
+void WriteInt(json::object& o, std::string_view key, std::int64_t v);
+void WriteBool(json::object& o, std::string_view key, bool v);
+
+// RFC 4122 textual form, any version, either case: 8-4-4-4-12 hex digits.
+bool IsUuid(std::string_view s);
+
+}  // namespace sgsync::misp

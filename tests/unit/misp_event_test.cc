@@ -1,0 +1,125 @@
+#include <gtest/gtest.h>
+
+#include "sync/misp/event.h"
+#include "tests/support/files.h"
+
+namespace sgsync::misp {
+namespace {
+
+using sgsync::testing::ReadFile;
+using sgsync::testing::SharedDir;
+
+json::value ResponseBody(const std::string& capture) {
+  auto root = json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api" / capture));
+  return root.at("response").at("body");
+}
+
+TEST(MispEventTest, ReadsTheSharingGroupEventOfTheRealCapture) {
+  auto doc = EventDocument::FromJson(ResponseBody("events-view-sg-event.json"));
+  ASSERT_TRUE(doc.ok()) << doc.error().ToString();
+  EventView e = doc->event();
+  EXPECT_EQ(e.uuid(), "326aa0b6-efbc-4b2a-9da5-ffa0b18015e3");
+  EXPECT_EQ(e.distribution(), 4);
+  EXPECT_EQ(e.sharing_group_id(), 106);
+  EXPECT_EQ(e.timestamp(), 1795807694);
+  EXPECT_TRUE(e.published());
+  EXPECT_FALSE(e.locked());
+  EXPECT_EQ(e.orgc_uuid(), "1315aee3-d0b4-4569-a8f2-b99ad776f149");
+  auto sg = e.sharing_group();
+  ASSERT_TRUE(sg.has_value());
+  EXPECT_EQ(sg->uuid(), "b34d116c-2ccc-44ce-8fd9-1df405eac94e");
+  EXPECT_FALSE(sg->roaming());
+  EXPECT_EQ(sg->org_uuids(), (std::vector<std::string_view>{"1315aee3-d0b4-4569-a8f2-b99ad776f149",
+                                                             "ce867008-0536-4358-9f2e-20df12768cd3"}));
+  auto servers = sg->servers();
+  ASSERT_EQ(servers.size(), 2u);
+  EXPECT_EQ(servers[0].server_id, 0);
+  EXPECT_EQ(servers[0].url, "http://127.0.0.1:8082");
+  EXPECT_EQ(servers[1].url, "http://127.0.0.1:8081");
+
+  auto attrs = e.attribute_views();
+  ASSERT_EQ(attrs.size(), 1u);
+  EXPECT_EQ(attrs[0].type(), "ip-dst");
+  EXPECT_EQ(attrs[0].value(), "198.51.100.52");
+  EXPECT_EQ(attrs[0].distribution(), 5);
+  EXPECT_TRUE(attrs[0].to_ids());
+  ASSERT_EQ(attrs[0].tags().size(), 1u);
+  EXPECT_EQ(attrs[0].tags()[0].name(), "capture:attr-tag");
+
+  auto objects = e.object_views();
+  ASSERT_EQ(objects.size(), 1u);
+  EXPECT_EQ(objects[0].template_uuid(), "43b3b146-77eb-4931-b4cc-b66c60f28734");
+  EXPECT_EQ(objects[0].attribute_views()[0].object_relation(), "domain");
+  EXPECT_EQ(e.report_views()[0].name(), "capture report");
+
+  auto tags = e.tags();
+  ASSERT_EQ(tags.size(), 2u);
+  EXPECT_EQ(tags[0].name(), "tlp:green");
+  EXPECT_FALSE(tags[0].local());
+  EXPECT_EQ(tags[1].name(), "capture:local-tag");
+  EXPECT_TRUE(tags[1].local());
+}
+
+TEST(MispEventTest, ReadsLocalFlagFromEventTagRows) {
+  auto doc = EventDocument::Parse(R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3",
+    "EventTag":[{"id":"1","local":1,"Tag":{"name":"a:local"}},{"local":"0","Tag":{"name":"tlp:green"}}]}})");
+  ASSERT_TRUE(doc.ok()) << doc.error().ToString();
+  auto tags = doc->event().tags();
+  ASSERT_EQ(tags.size(), 2u);
+  EXPECT_TRUE(tags[0].local());
+  EXPECT_FALSE(tags[1].local());
+}
+
+TEST(MispEventTest, RemoveTagsIfWorksOnBothForms) {
+  auto doc = EventDocument::Parse(R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3",
+    "Tag":[{"name":"keep"},{"name":"drop","local":true}],
+    "EventTag":[{"local":true,"Tag":{"name":"drop2"}},{"Tag":{"name":"keep2"}}]}})");
+  ASSERT_TRUE(doc.ok());
+  auto removed = RemoveTagsIf(doc->event().json(), [](const TagView& t) { return t.local(); });
+  EXPECT_EQ(removed.size(), 2u);
+  std::vector<std::string> left;
+  for (auto& t : doc->event().tags()) left.emplace_back(t.name());
+  EXPECT_EQ(left, (std::vector<std::string>{"keep", "keep2"}));
+}
+
+TEST(MispEventTest, SettersWriteMisp25FormsAndKeepFieldOrder) {
+  auto doc = EventDocument::Parse(
+      R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","distribution":2,"x-new-field":{"a":[1,"2"]},"published":"1"}})");
+  ASSERT_TRUE(doc.ok());
+  doc->event().set_distribution(1);
+  doc->event().set_published(false);
+  EXPECT_EQ(doc->Serialize(),
+            R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","distribution":"1","x-new-field":{"a":[1,"2"]},"published":false}})");
+}
+
+TEST(MispEventTest, EveryEnvelopeSerialisesBackAsItCame) {
+  const std::string event = R"({"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","info":"x"})";
+  for (auto [text, envelope] :
+       {std::pair{"{\"Event\":" + event + "}", Envelope::kWrapped}, std::pair{event, Envelope::kBare},
+        std::pair{"{\"response\":[{\"Event\":" + event + "}]}", Envelope::kResponseWrapped},
+        std::pair{"{\"response\":[" + event + "]}", Envelope::kResponseBare}}) {
+    auto doc = EventDocument::Parse(text);
+    ASSERT_TRUE(doc.ok()) << text;
+    EXPECT_EQ(doc->envelope(), envelope);
+    EXPECT_EQ(doc->event().info(), "x");
+    EXPECT_EQ(doc->Serialize(), text);
+    EventDocument moved = std::move(*doc);
+    EXPECT_EQ(moved.event().info(), "x") << "views survive a move of the document";
+  }
+}
+
+TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
+  auto list = DecodeEventList(ResponseBody("events-restSearch-json-timestamp.json"));
+  ASSERT_TRUE(list.ok()) << list.error().ToString();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_TRUE(IsUuid((*list)[0].event().uuid()));
+  auto bare = DecodeEventList(json::parse(R"([{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3"}])"));
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ((*bare)[0].envelope(), Envelope::kWrapped);
+  auto bad = DecodeEventList(json::parse(R"({"response":[{"Event":{"uuid":"nope"}}]})"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().where, "response[0].Event.uuid");
+}
+
+}  // namespace
+}  // namespace sgsync::misp
