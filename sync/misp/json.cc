@@ -66,7 +66,11 @@ bool ParseDecimal(std::string_view s, std::int64_t* out) {
 }  // namespace
 
 JsonReader::JsonReader(JsonLimits limits)
-    : limits_(limits), parser_(json::storage_ptr(), ParseOptions(limits)) {}
+    : limits_(limits), parser_(json::storage_ptr(), ParseOptions(limits)) {
+  // A document is built once and freed whole, so an arena (monotonic resource) serves it: it
+  // halves the memory of a big event compared with one heap allocation per value.
+  parser_.reset(json::make_shared_resource<json::monotonic_resource>());
+}
 
 Status JsonReader::Write(std::string_view chunk) {
   if (failed_) return *failed_;

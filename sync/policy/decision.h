@@ -1,0 +1,45 @@
+// sync/policy/decision.h: what the sharing policy returns, and why.
+//
+// Every change the policy makes to an event (a removal, a downgrade, a stripped tag, a refusal) and
+// every element kept where a reader might expect it gone carries a Reason: a rule id tied to a
+// section of shared/spec/misp-sync-rules.md, the JSON path of the element in the input document,
+// the action and the from/to values. This is what `sgsyncctl evaluate` and `explain` show.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sync/misp/json.h"
+
+namespace sgsync::policy {
+
+namespace json = boost::json;
+
+struct Reason {
+  std::string rule;    // stable id, e.g. "push.attribute.distribution"
+  std::string spec;    // section of the spec (or "sgsync" for sgsync's own additions)
+  std::string path;    // JSON path in the input, e.g. "Event.Object[2].Attribute[0]"
+  std::string action;  // refuse | remove | downgrade | strip_tag | set | keep | capture | uncapture
+  std::string from;    // previous value, when there is one
+  std::string to;      // new value, when there is one
+  std::string detail;  // one sentence for a person
+};
+
+struct Decision {
+  bool send = false;
+  // What sgsync would send (push) or write into the local MISP (pull); empty when not sent.
+  std::optional<json::object> event;
+  // What the receiving MISP will store; empty when it stores nothing.
+  std::optional<json::object> arrival;
+  std::vector<Reason> reasons;
+  std::vector<std::string> warnings;
+
+  // {"decision": "send"|"skip", "event": {"Event": ...}|null, "arrival": {"Event": ...}|null,
+  //  "reasons": [...], "warnings": [...]}
+  json::value ToJson() const;
+  // The first refusal, when the event is not sent.
+  const Reason* refusal() const;
+};
+
+}  // namespace sgsync::policy

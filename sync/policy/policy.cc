@@ -1,0 +1,572 @@
+#include "sync/policy/policy.h"
+
+#include <algorithm>
+
+#include "sync/misp/event.h"
+
+namespace sgsync::policy {
+namespace {
+
+using misp::AttributeView;
+using misp::Child;
+using misp::ElementView;
+using misp::EventView;
+using misp::Index;
+using misp::SharingGroupView;
+using misp::TagView;
+
+std::string Num(std::optional<int> v) { return v ? std::to_string(*v) : std::string("absent"); }
+
+bool Contains(const std::vector<std::string>& list, std::string_view s) {
+  return std::any_of(list.begin(), list.end(), [&](const std::string& x) { return SameText(x, s); });
+}
+
+// Everything one evaluation needs; reasons accumulate here.
+class Run {
+ public:
+  Run(Direction d, const Link& link, Decision& out) : dir_(d), link_(link), out_(out) {}
+
+  void Add(std::string rule, std::string spec, std::string path, std::string action, std::string from,
+           std::string to, std::string detail) {
+    out_.reasons.push_back(Reason{std::move(rule), std::move(spec), std::move(path), std::move(action),
+                                  std::move(from), std::move(to), std::move(detail)});
+  }
+  void Refuse(std::string rule, std::string spec, std::string path, std::string detail) {
+    Add(std::move(rule), std::move(spec), std::move(path), "refuse", "", "", std::move(detail));
+    out_.send = false;
+  }
+
+  // checkIfServerInSG (spec 4.3): may the remote server receive an element of this group?
+  bool ServerInGroup(const SharingGroupView& sg, std::string* why) const {
+    auto rows = sg.servers();
+    if (!rows.empty() && !sg.roaming()) {
+      auto row = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return SameUrl(r.url, link_.remote.url); });
+      if (row != rows.end() && row->all_orgs) {
+        *why = "the group lists " + link_.remote.url + " with all_orgs";
+        return true;
+      }
+      if (row == rows.end() && !link_.internal) {
+        *why = "the group's server list does not include " + link_.remote.url;
+        return false;
+      }
+    }
+    if (Contains(ToStrings(sg.org_uuids()), link_.remote.org.uuid)) {
+      *why = "the remote organisation " + OrgLabel(link_.remote.org) + " is a member";
+      return true;
+    }
+    *why = "the remote organisation " + OrgLabel(link_.remote.org) + " is not a member";
+    return false;
+  }
+
+  static std::vector<std::string> ToStrings(const std::vector<std::string_view>& in) {
+    return {in.begin(), in.end()};
+  }
+  static std::string OrgLabel(const OrgRef& o) { return o.name.empty() ? o.uuid : o.name; }
+
+  const std::vector<std::string>& Blocked() const {
+    return dir_ == Direction::kPush ? link_.blocked_tags_push : link_.blocked_tags_pull;
+  }
+  const FilterRules& Rules() const { return dir_ == Direction::kPush ? link_.push_rules : link_.pull_rules; }
+
+  // The first tag of `element` on the blocked list, or empty.
+  std::string BlockedTagOn(json::object& element) const {
+    for (const TagView& t : misp::TagsOf(element)) {
+      if (Contains(Blocked(), t.name())) return std::string(t.name());
+    }
+    return {};
+  }
+
+  // Removes non-exportable tags always, local tags unless `keep_local`; says why for each.
+  void StripTags(json::object& element, const std::string& path, bool keep_local, const char* side) {
+    std::string spec = dir_ == Direction::kPush ? "3.2.3, 5" : "3.3, 5";
+    for (const std::string& name : misp::RemoveTagsIf(element, [](const TagView& t) { return !t.exportable(); })) {
+      Add(std::string(side) + ".tag.non_exportable", spec, path, "strip_tag", name, "",
+          "non-exportable tags never leave an instance");
+    }
+    if (keep_local) {
+      for (const TagView& t : misp::TagsOf(element)) {
+        if (t.local()) {
+          Add(std::string(side) + ".tag.local", spec, path, "keep", std::string(t.name()), "",
+              "local tag kept: the link is internal");
+        }
+      }
+      return;
+    }
+    for (const std::string& name : misp::RemoveTagsIf(element, [](const TagView& t) { return t.local(); })) {
+      Add(std::string(side) + ".tag.local", spec, path, "strip_tag", name, "",
+          "local tags stay on their instance unless the link is internal");
+    }
+  }
+
+  Direction dir_;
+  const Link& link_;
+  Decision& out_;
+};
+
+void EraseKeys(json::object& o, std::initializer_list<std::string_view> keys) {
+  for (auto k : keys) o.erase(k);
+}
+
+// Removes the array elements whose index `drop` says, keeping order.
+template <typename Fn>
+void EraseIf(json::array& a, Fn drop) {
+  json::array kept(a.storage());
+  kept.reserve(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!drop(i)) kept.push_back(std::move(a[i]));
+  }
+  a = std::move(kept);
+}
+
+// ---------------------------------------------------------------- push
+
+// One attribute (standalone or in an object). Returns false when it must not be sent.
+bool PushAttribute(Run& run, json::object& a, const std::string& path) {
+  const Link& link = run.link_;
+  AttributeView view(a);
+  if (link.filter_on_type && Contains(link.push_rules.type_attributes_not, view.type())) {
+    run.Add("push.rules.type_attributes", "6.1, 3.2.3", path, "remove", std::string(view.type()), "",
+            "push_rules.type_attributes.NOT lists this type");
+    return false;
+  }
+  for (const TagView& t : view.tags()) {
+    if (Contains(link.push_rules.tags_not, t.name())) {
+      run.Add("push.rules.tags_not", "6.1", path, "remove", std::string(t.name()), "",
+              "push_rules.tags.NOT lists a tag of this attribute");
+      return false;
+    }
+  }
+  if (std::string tag = run.BlockedTagOn(a); !tag.empty()) {
+    run.Add("sgsync.blocked_tag", "sgsync", path, "remove", tag, "", "tag is blocked on this link (TLP/PAP policy)");
+    return false;
+  }
+  std::optional<int> dist = view.distribution();
+  int level = dist.value_or(5);
+  if (level < 2) {
+    if (!link.IntPushXform()) {
+      run.Add("push.attribute.distribution", "3.2.3", path, "remove", Num(dist), "",
+              "distribution " + std::to_string(level) + " never leaves by a non-internal push");
+      return false;
+    }
+    run.Add("push.attribute.distribution", "3.2.3, 2.3", path, "keep", Num(dist), Num(dist),
+            "sent unchanged: the link is internal");
+  } else if (level == 2 && !link.IntPushXform()) {
+    view.set_distribution(1);
+    run.Add("push.attribute.downgrade", "3.2.3", path, "downgrade", "2", "1", "connected communities travel one hop as community");
+  } else if (level == 4) {
+    auto sg = view.sharing_group();
+    std::string why = "the attribute carries no sharing group to check";
+    if (!link.IntPushXform() && (!sg || !run.ServerInGroup(*sg, &why))) {
+      run.Add("push.attribute.sharing_group", "4.3", path, "remove", "4", "", why);
+      return false;
+    }
+    run.Add("push.attribute.sharing_group", "4.3", path, "keep", "4", "4",
+            link.IntPushXform() ? "sent whatever its group says: the link is internal (the receiver checks)" : why);
+  }
+  run.StripTags(a, path, link.IntPushXform(), "push");
+  EraseKeys(a, {"id", "value1", "value2"});
+  return true;
+}
+
+// A distributable container (object or report): returns false when it must not be sent.
+bool PushContainer(Run& run, json::object& o, const std::string& path, const char* what) {
+  const Link& link = run.link_;
+  ElementView view(o);
+  std::optional<int> dist = view.distribution();
+  int level = dist.value_or(5);
+  std::string rule = std::string("push.") + what + ".distribution";
+  if (level < 2) {
+    if (!link.IntPushXform()) {
+      run.Add(rule, "3.2.3", path, "remove", Num(dist), "",
+              std::string("distribution ") + std::to_string(level) + " never leaves by a non-internal push" +
+                  (std::string(what) == "object" ? " (with all its attributes)" : ""));
+      return false;
+    }
+    run.Add(rule, "3.2.3, 2.3", path, "keep", Num(dist), Num(dist), "sent unchanged: the link is internal");
+  } else if (level == 2 && !link.IntPushXform()) {
+    view.set_distribution(1);
+    run.Add(std::string("push.") + what + ".downgrade", "3.2.3", path, "downgrade", "2", "1",
+            "connected communities travel one hop as community");
+  } else if (level == 4 && !link.IntPushXform()) {
+    auto sg = view.sharing_group();
+    std::string why = "it carries no sharing group to check";
+    if (!sg || !run.ServerInGroup(*sg, &why)) {
+      run.Add(std::string("push.") + what + ".sharing_group", "4.3", path, "remove", "4", "", why);
+      return false;
+    }
+    run.Add(std::string("push.") + what + ".sharing_group", "4.3", path, "keep", "4", "4", why);
+  }
+  return true;
+}
+
+bool PushObject(Run& run, json::object& o, const std::string& path) {
+  const Link& link = run.link_;
+  misp::ObjectView view(o);
+  if (link.filter_on_type && Contains(link.push_rules.type_objects_not, view.template_uuid())) {
+    run.Add("push.rules.type_objects", "6.1, 3.2.3", path, "remove", std::string(view.template_uuid()), "",
+            "push_rules.type_objects.NOT lists this object template");
+    return false;
+  }
+  if (!PushContainer(run, o, path, "object")) return false;
+  if (json::array* attrs = view.attributes()) {
+    std::string apath = Child(path, "Attribute");
+    EraseIf(*attrs, [&](std::size_t i) {
+      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), Index(apath, i));
+    });
+  }
+  return true;
+}
+
+// The event-level selection of spec 3.2.1-3.2.3. Returns false with a refusal recorded.
+bool PushSelectEvent(Run& run, EventView ev) {
+  const Link& link = run.link_;
+  if (!ev.published()) {
+    run.Refuse("push.select.published", "3.2.1", "Event.published", "only published events are pushed");
+    return false;
+  }
+  std::optional<int> dist = ev.distribution();
+  int level = dist.value_or(1);
+  if (level < 2) {
+    if (!link.IntPushDist()) {
+      std::string why = "distribution " + std::to_string(level) + " (" + std::string(misp::DistributionName(level)) +
+                        ") blocks the event from being pushed";
+      if (link.internal) why += "; the link is internal but the remote organisation is not this instance's host organisation";
+      run.Refuse("push.event.distribution", "3.2.3, 2.3", "Event.distribution", why);
+      return false;
+    }
+    run.Add("push.event.distribution", "3.2.2, 2.3", "Event.distribution", "keep", Num(dist), Num(dist),
+            "sent unchanged: the link is internal and the remote is this instance's host organisation");
+  }
+  if (level == 4) {
+    auto sg = ev.sharing_group();
+    if (!sg) {
+      run.Refuse("push.event.sharing_group", "4.3", "Event.SharingGroup", "the event carries no sharing group to check");
+      return false;
+    }
+    std::string why;
+    if (!run.ServerInGroup(*sg, &why)) {
+      run.Refuse("push.event.sharing_group", "4.3", "Event.SharingGroup", why);
+      return false;
+    }
+    // __prepareForPushToServer is stricter for the event itself (3.2.3); MISP 2.5.1 fails with an
+    // HTTP 500 when only this second test refuses (11.25). sgsync refuses cleanly.
+    bool member = Contains(Run::ToStrings(sg->org_uuids()), link.remote.org.uuid);
+    auto rows = sg->servers();
+    bool listed = std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return SameUrl(r.url, link.remote.url); });
+    if (!member) {
+      run.Refuse("push.event.sharing_group", "3.2.3, 11.25", "Event.SharingGroup",
+                 "the remote organisation " + Run::OrgLabel(link.remote.org) +
+                     " is not a member of the event's sharing group (an all_orgs server row is not enough for the event)");
+      return false;
+    }
+    if (!sg->roaming() && !link.internal && !listed) {
+      run.Refuse("push.event.sharing_group", "3.2.3, 11.25", "Event.SharingGroup",
+                 "the event's sharing group is not roaming and does not list " + link.remote.url);
+      return false;
+    }
+    run.Add("push.event.sharing_group", "3.2.3, 4.3", "Event.SharingGroup", "keep", "4", "4",
+            "the remote organisation is a member and the group " +
+                std::string(sg->roaming() ? "is roaming" : link.internal && !listed ? "is sent over an internal link" : "lists the remote server"));
+  }
+  const FilterRules& rules = link.push_rules;
+  auto tags = ev.tags();
+  if (!rules.tags_or.empty() &&
+      std::none_of(tags.begin(), tags.end(), [&](const TagView& t) { return Contains(rules.tags_or, t.name()); })) {
+    run.Refuse("push.rules.tags_or", "6.1", "Event.Tag", "no event tag is in push_rules.tags.OR (attribute tags do not count)");
+    return false;
+  }
+  for (const TagView& t : tags) {
+    if (Contains(rules.tags_not, t.name())) {
+      run.Refuse("push.rules.tags_not", "6.1", "Event.Tag", "event tag " + std::string(t.name()) + " is in push_rules.tags.NOT");
+      return false;
+    }
+  }
+  std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
+  auto org_matches = [&](const std::vector<std::string>& list) {
+    return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
+  };
+  if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
+    run.Refuse("push.rules.orgs_or", "6.1", "Event.Orgc", "the creator organisation is not in push_rules.orgs.OR");
+    return false;
+  }
+  if (org_matches(rules.orgs_not)) {
+    run.Refuse("push.rules.orgs_not", "6.1", "Event.Orgc", "the creator organisation is in push_rules.orgs.NOT");
+    return false;
+  }
+  if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
+    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag", "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
+    return false;
+  }
+  return true;
+}
+
+void PushTransform(Run& run, EventView ev) {
+  const Link& link = run.link_;
+  json::object& e = ev.json();
+  EraseKeys(e, {"Org", "org_id", "orgc_id", "org", "orgc", "proposal_email_lock"});
+  ev.set_locked(true);
+  if (link.unpublish_event) {
+    ev.set_published(false);
+    run.Add("push.unpublish_event", "2.2, 3.2.1", "Event.published", "set", "true", "false",
+            "the link pushes events unpublished");
+  }
+  run.StripTags(e, "Event", link.IntPushXform(), "push");
+  if (ev.distribution() == 2 && !link.IntPushXform()) {
+    ev.set_distribution(1);
+    run.Add("push.event.downgrade", "3.2.3", "Event.distribution", "downgrade", "2", "1",
+            "connected communities travel one hop as community");
+  }
+  if (json::array* attrs = ev.attributes()) {
+    EraseIf(*attrs, [&](std::size_t i) {
+      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), Index("Event.Attribute", i));
+    });
+  }
+  if (json::array* objects = ev.objects()) {
+    EraseIf(*objects, [&](std::size_t i) {
+      return !(*objects)[i].is_object() || !PushObject(run, (*objects)[i].get_object(), Index("Event.Object", i));
+    });
+  }
+  if (json::array* reports = ev.reports()) {
+    if (!link.remote_supports_reports && !reports->empty()) {
+      run.Add("push.report.unsupported", "3.2.3", "Event.EventReport", "remove", "", "",
+              "the remote does not announce event report support (GET /eventReports/add)");
+      reports->clear();
+    }
+    EraseIf(*reports, [&](std::size_t i) {
+      return !(*reports)[i].is_object() ||
+             !PushContainer(run, (*reports)[i].get_object(), Index("Event.EventReport", i), "report");
+    });
+  }
+}
+
+// ---------------------------------------------------------------- pull
+
+void PullDowngrade(Run& run, ElementView el, const std::string& path, const char* what) {
+  std::optional<int> d = el.distribution();
+  if (d != 1 && d != 2) return;
+  int to = *d - 1;
+  el.set_distribution(to);
+  run.Add(std::string("pull.") + what + ".downgrade", "3.3", Child(path, "distribution"), "downgrade",
+          std::to_string(*d), std::to_string(to),
+          *d == 1 ? "community-only data becomes organisation-only on the pulling instance"
+                  : "connected communities travel one hop as community");
+}
+
+bool PullAttribute(Run& run, json::object& a, const std::string& path, bool downgrade) {
+  const Link& link = run.link_;
+  AttributeView view(a);
+  if (downgrade && link.filter_on_type && Contains(link.pull_rules.type_attributes_not, view.type())) {
+    run.Add("pull.rules.type_attributes", "3.3, 6.2", path, "remove", std::string(view.type()), "",
+            "pull_rules.type_attributes.NOT lists this type");
+    return false;
+  }
+  if (std::string tag = run.BlockedTagOn(a); !tag.empty()) {
+    run.Add("sgsync.blocked_tag", "sgsync", path, "remove", tag, "", "tag is blocked on this link (TLP/PAP policy)");
+    return false;
+  }
+  if (downgrade) {
+    PullDowngrade(run, view, path, "attribute");
+    run.StripTags(a, path, false, "pull");
+  }
+  return true;
+}
+
+bool PullSelectEvent(Run& run, EventView ev) {
+  const Link& link = run.link_;
+  if (!ev.published()) {
+    run.Refuse("pull.select.published", "3.3, 7.1", "Event.published", "only published events are pulled");
+    return false;
+  }
+  const FilterRules& rules = link.pull_rules;
+  auto tags = ev.tags();
+  if (!rules.tags_or.empty() &&
+      std::none_of(tags.begin(), tags.end(), [&](const TagView& t) { return Contains(rules.tags_or, t.name()); })) {
+    run.Refuse("pull.rules.tags_or", "6.2", "Event.Tag", "no event tag is in pull_rules.tags.OR (attribute tags do not count)");
+    return false;
+  }
+  for (const TagView& t : tags) {
+    if (Contains(rules.tags_not, t.name())) {
+      run.Refuse("pull.rules.tags_not", "6.2", "Event.Tag", "event tag " + std::string(t.name()) + " is in pull_rules.tags.NOT");
+      return false;
+    }
+  }
+  std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
+  auto org_matches = [&](const std::vector<std::string>& list) {
+    return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
+  };
+  if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
+    run.Refuse("pull.rules.orgs_or", "6.2", "Event.Orgc", "the creator organisation is not in pull_rules.orgs.OR");
+    return false;
+  }
+  if (org_matches(rules.orgs_not)) {
+    run.Refuse("pull.rules.orgs_not", "6.2", "Event.Orgc", "the creator organisation is in pull_rules.orgs.NOT");
+    return false;
+  }
+  if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
+    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag", "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
+    return false;
+  }
+  return true;
+}
+
+bool HasLiveContent(EventView ev) {
+  for (auto& a : ev.attribute_views()) {
+    if (!a.deleted()) return true;
+  }
+  for (auto& o : ev.object_views()) {
+    if (o.deleted()) continue;
+    for (auto& a : o.attribute_views()) {
+      if (!a.deleted()) return true;
+    }
+  }
+  for (auto& r : ev.report_views()) {
+    if (!r.deleted()) return true;
+  }
+  return false;
+}
+
+void PullTransform(Run& run, EventView ev) {
+  const Link& link = run.link_;
+  bool downgrade = !link.IntPull();
+  if (!downgrade) {
+    run.Add("pull.internal", "3.3, 2.3", "Event", "keep", "", "",
+            "nothing downgraded and local tags kept: the link is internal and owned by the host organisation");
+  }
+  if (link.internal && downgrade) {
+    run.Add("pull.internal", "3.3, 2.3", "Event", "downgrade", "", "",
+            "the link is internal but the pull-internal test fails (MISP.host_org_id unset or not the link's owner org): downgraded as a normal link");
+  }
+  ev.set_locked(true);
+  if (!ev.distribution()) {
+    ev.set_distribution(1);
+    run.Add("pull.event.distribution_missing", "3.3", "Event.distribution", "set", "absent", "1",
+            "a missing event distribution is read as community");
+  }
+  if (downgrade) {
+    PullDowngrade(run, ev, "Event", "event");
+    run.StripTags(ev.json(), "Event", false, "pull");
+  }
+  if (json::array* attrs = ev.attributes()) {
+    EraseIf(*attrs, [&](std::size_t i) {
+      return !(*attrs)[i].is_object() || !PullAttribute(run, (*attrs)[i].get_object(), Index("Event.Attribute", i), downgrade);
+    });
+  }
+  if (json::array* objects = ev.objects()) {
+    EraseIf(*objects, [&](std::size_t i) {
+      if (!(*objects)[i].is_object()) return true;
+      misp::ObjectView o((*objects)[i].get_object());
+      std::string path = Index("Event.Object", i);
+      if (downgrade && link.filter_on_type && Contains(link.pull_rules.type_objects_not, o.template_uuid())) {
+        run.Add("pull.rules.type_objects", "3.3, 6.2", path, "remove", std::string(o.template_uuid()), "",
+                "pull_rules.type_objects.NOT lists this object template");
+        return true;
+      }
+      if (downgrade) PullDowngrade(run, o, path, "object");
+      json::array* attrs = o.attributes();
+      if (attrs == nullptr) return false;
+      bool had = !attrs->empty();
+      EraseIf(*attrs, [&](std::size_t j) {
+        return !(*attrs)[j].is_object() ||
+               !PullAttribute(run, (*attrs)[j].get_object(), Index(Child(path, "Attribute"), j), downgrade);
+      });
+      if (had && attrs->empty()) {
+        run.Add("pull.object.empty", "3.3", path, "remove", "", "", "every attribute of the object was filtered");
+        return true;
+      }
+      return false;
+    });
+  }
+  if (json::array* reports = ev.reports()) {
+    for (std::size_t i = 0; i < reports->size(); ++i) {
+      if ((*reports)[i].is_object() && downgrade) {
+        PullDowngrade(run, ElementView((*reports)[i].get_object()), Index("Event.EventReport", i), "report");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const Reason* Decision::refusal() const {
+  for (const auto& r : reasons) {
+    if (r.action == "refuse") return &r;
+  }
+  return nullptr;
+}
+
+json::value Decision::ToJson() const {
+  json::object o;
+  o["decision"] = send ? "send" : "skip";
+  auto wrap = [](const std::optional<json::object>& e) -> json::value {
+    if (!e) return nullptr;
+    json::object w;
+    w["Event"] = *e;
+    return w;
+  };
+  o["event"] = wrap(event);
+  o["arrival"] = wrap(arrival);
+  json::array rs;
+  for (const auto& r : reasons) {
+    json::object j;
+    j["rule"] = r.rule;
+    j["spec"] = r.spec;
+    j["path"] = r.path;
+    j["action"] = r.action;
+    if (!r.from.empty()) j["from"] = r.from;
+    if (!r.to.empty()) j["to"] = r.to;
+    j["detail"] = r.detail;
+    rs.push_back(std::move(j));
+  }
+  o["reasons"] = std::move(rs);
+  json::array ws;
+  for (const auto& w : warnings) ws.push_back(json::value(w));
+  o["warnings"] = std::move(ws);
+  return o;
+}
+
+Decision Evaluate(Direction direction, const json::object* event, const Link& link) {
+  Decision out;
+  Run run(direction, link, out);
+  out.send = true;
+  if (event == nullptr) {
+    run.Refuse("pull.select.not_served", "3.1, 3.3", "Event",
+               "the remote does not serve this event to sgsync's account (its access rules hide it)");
+    return out;
+  }
+  json::object copy = *event;
+  EventView ev(copy);
+  if (link.internal && !link.IntPushDist() && direction == Direction::kPush) {
+    out.warnings.push_back(
+        "the link is internal but the remote organisation is not this instance's host organisation: MISP 2.5.1 "
+        "then sends attributes, objects and reports undowngraded (with local tags) while refusing events at "
+        "distribution 0 or 1 (spec 2.3); check that " + link.remote.url + " really belongs to your organisation");
+  }
+  Receiver receiver;
+  if (direction == Direction::kPush) {
+    if (!PushSelectEvent(run, ev)) return out;
+    PushTransform(run, ev);
+    receiver = Receiver{"the remote MISP (" + link.remote.url + ")", link.remote.url, link.remote_user_org,
+                        false, true, true, link.remote_known_server_urls};
+  } else {
+    if (!PullSelectEvent(run, ev)) return out;
+    PullTransform(run, ev);
+    if (!HasLiveContent(ev)) {
+      run.Refuse("pull.empty", "3.3", "Event",
+                 "nothing that is not deleted is left (no attribute, object attribute or report): MISP does not store an empty event");
+      return out;
+    }
+    receiver = Receiver{"the local MISP (" + link.local.url + ")", link.local.url, link.local.org,
+                        link.local_writer_is_site_admin, true, true, {link.remote.url}};
+  }
+  out.arrival = PredictArrival(copy, receiver, &out.reasons, &out.warnings);
+  if (!out.arrival) {
+    // The receiving MISP would refuse it (an empty published event): sgsync does not send what will
+    // be refused, and says why.
+    out.send = false;
+    return out;
+  }
+  out.event = std::move(copy);
+  return out;
+}
+
+}  // namespace sgsync::policy

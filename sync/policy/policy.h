@@ -1,0 +1,42 @@
+// sync/policy/policy.h: the sharing decision. The one place in sgsync that decides what may cross a
+// link, reproducing MISP 2.5.1's push and pull rules (shared/spec/misp-sync-rules.md) and, where
+// MISP would let out what its distribution forbids, stricter (docs/sharing-rules.md).
+//
+// Evaluate is pure: it reads the event and the link and returns a new document; it does no I/O and
+// keeps no state, so the engine, the admin API's explain and dry-run, and `sgsyncctl evaluate` get
+// the same answer for the same input. Thread-safe.
+#pragma once
+
+#include "sync/misp/json.h"
+#include "sync/policy/decision.h"
+#include "sync/policy/link.h"
+
+namespace sgsync::policy {
+
+// `event` is the event object (inside the {"Event": ...} envelope):
+//  - push: the local event as its owner's MISP serves it with deleted elements (events/view with
+//    deleted[]:0/deleted[]:1), i.e. what MISP's own push starts from;
+//  - pull: what the remote serves to sgsync's account in the pull form (spec 3.3); nullptr when the
+//    remote does not serve the event at all.
+Decision Evaluate(Direction direction, const json::object* event, const Link& link);
+
+// The receiving side (spec 3.4, 4.5): what a MISP stores when `writer` adds `sent` through its REST
+// API. Returns nothing when it would refuse the event. Warnings explain every element whose
+// sharing group it will not accept.
+struct Receiver {
+  std::string name;                     // "the Portal", "the local MISP": for messages
+  std::string url;                      // its MISP.baseurl
+  OrgRef writer_org;                    // organisation of the account that writes
+  bool writer_is_site_admin = false;
+  bool writer_has_perm_sync = true;
+  bool writer_has_perm_publish = true;
+  std::vector<std::string> known_server_urls;  // its server records
+};
+std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& receiver,
+                                           std::vector<Reason>* reasons, std::vector<std::string>* warnings);
+
+// The events/index filter that MISP's pull derives from pull_rules (spec 6.2), with `minimal` and
+// `published` forced. `org_as_string` is for remotes that predate the array org rule (<= 2.4.123).
+json::object PullIndexFilter(const FilterRules& rules, bool org_as_string = false);
+
+}  // namespace sgsync::policy
