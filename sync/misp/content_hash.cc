@@ -3,7 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <array>
+#include <unordered_set>
 #include <charconv>
 #include <memory>
 #include <string_view>
@@ -15,13 +15,13 @@ namespace {
 // Keys that differ between two instances holding the same event, or that travel on their own
 // (sightings, proposals) and have their own ledgers.
 bool IsInstanceLocal(std::string_view key) {
-  static constexpr std::array<std::string_view, 27> kKeys = {
+  static const std::unordered_set<std::string_view> kKeys = {
       "id", "event_id", "object_id", "org_id", "orgc_id", "sharing_group_id", "user_id", "tag_id",
       "attribute_id", "sync_user_id", "locked", "publish_timestamp", "sighting_timestamp", "Org",
       "RelatedEvent", "Galaxy", "attribute_count", "proposal_email_lock", "Sighting", "ShadowAttribute",
       "colour", "hide_tag", "numerical_value", "is_galaxy", "is_custom_galaxy", "event_creator_email",
       "Feed"};
-  return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+  return kKeys.count(key) != 0;
 }
 
 // Sink that digests in 64 KiB pieces so a 50 MB event never builds a 50 MB string.
@@ -124,14 +124,13 @@ void PutObject(const json::object& o, Sink& sink) {
 // different orders. Arrays of plain values keep their order.
 template <typename Sink>
 void PutArray(const json::array& a, Sink& sink) {
-  std::vector<const json::value*> items;
+  std::vector<std::pair<std::string_view, const json::value*>> items;
   items.reserve(a.size());
-  for (const auto& v : a) items.push_back(&v);
-  std::stable_sort(items.begin(), items.end(),
-                   [](const json::value* x, const json::value* y) { return SortKey(*x) < SortKey(*y); });
+  for (const auto& v : a) items.emplace_back(SortKey(v), &v);
+  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   sink.Put('[');
-  for (const auto* v : items) {
-    PutValue(*v, sink);
+  for (const auto& item : items) {
+    PutValue(*item.second, sink);
     sink.Put(',');
   }
   sink.Put(']');
