@@ -103,6 +103,23 @@ class Run {
   Decision& out_;
 };
 
+// The sender's own sharing-group row (server_id 0) announces MISP.external_baseurl or else
+// MISP.baseurl (spec 3.2.3, 4.4).
+void AnnounceOwnServerRow(json::object& element, const Link& link) {
+  json::value* sg = element.if_contains("SharingGroup");
+  if (sg == nullptr || !sg->is_object()) return;
+  json::value* rows = sg->get_object().if_contains("SharingGroupServer");
+  if (rows == nullptr || !rows->is_array()) return;
+  for (auto& row : rows->get_array()) {
+    if (!row.is_object() || misp::IntOr(row.get_object(), "server_id", -1) != 0) continue;
+    json::object server;
+    server["id"] = "0";
+    server["url"] = link.announced_url;
+    server["name"] = link.announced_url;
+    row.get_object()["Server"] = std::move(server);
+  }
+}
+
 void EraseKeys(json::object& o, std::initializer_list<std::string_view> keys) {
   for (auto k : keys) o.erase(k);
 }
@@ -164,6 +181,7 @@ bool PushAttribute(Run& run, json::object& a, const std::string& path) {
             link.IntPushXform() ? "sent whatever its group says: the link is internal (the receiver checks)" : why);
   }
   run.StripTags(a, path, link.IntPushXform(), "push");
+  AnnounceOwnServerRow(a, link);
   EraseKeys(a, {"id", "value1", "value2"});
   return true;
 }
@@ -196,6 +214,7 @@ bool PushContainer(Run& run, json::object& o, const std::string& path, const cha
     }
     run.Add(std::string("push.") + what + ".sharing_group", "4.3", path, "keep", "4", "4", why);
   }
+  AnnounceOwnServerRow(o, link);
   return true;
 }
 
@@ -311,6 +330,7 @@ void PushTransform(Run& run, EventView ev) {
             "the link pushes events unpublished");
   }
   run.StripTags(e, "Event", link.IntPushXform(), "push");
+  AnnounceOwnServerRow(e, link);
   if (ev.distribution() == 2 && !link.IntPushXform()) {
     ev.set_distribution(1);
     run.Add("push.event.downgrade", "3.2.3", "Event.distribution", "downgrade", "2", "1",
@@ -551,8 +571,12 @@ Decision Evaluate(Direction direction, const json::object* event, const Link& li
     if (!PullSelectEvent(run, ev)) return out;
     PullTransform(run, ev);
     if (!HasLiveContent(ev)) {
-      run.Refuse("pull.empty", "3.3", "Event",
-                 "nothing that is not deleted is left (no attribute, object attribute or report): MISP does not store an empty event");
+      // Emptied by the pull rules, MISP counts the event neither as pulled nor as failed (spec 3.3).
+      bool by_rules = std::any_of(out.reasons.begin(), out.reasons.end(),
+                                  [](const Reason& r) { return r.rule.rfind("pull.rules.", 0) == 0; });
+      run.Refuse(by_rules ? "pull.rules.emptied" : "pull.empty", "3.3", "Event",
+                 by_rules ? "the pull rules left nothing that is not deleted: skipped, not a failure"
+                          : "nothing that is not deleted is left (no attribute, object attribute or report): MISP does not store an empty event");
       return out;
     }
     receiver = Receiver{"the local MISP (" + link.local.url + ")", link.local.url, link.local.org,
