@@ -212,7 +212,10 @@ Result<std::optional<std::string_view>> OptString(const json::object& o, std::st
 }
 
 std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback) {
-  const json::value* v = o.if_contains(key);
+  return IntOr(o.if_contains(key), fallback);
+}
+
+std::int64_t IntOr(const json::value* v, std::int64_t fallback) {
   if (v == nullptr) return fallback;
   if (v->is_int64()) return v->get_int64();
   std::int64_t out = 0;

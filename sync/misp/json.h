@@ -80,6 +80,7 @@ Result<std::optional<std::string_view>> OptString(const json::object& o, std::st
 // Lenient readers for values already validated: they never fail and give `fallback` for an absent
 // or unreadable value.
 std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback);
+std::int64_t IntOr(const json::value* v, std::int64_t fallback);  // the value itself, may be null
 bool BoolOr(const json::object& o, std::string_view key, bool fallback);
 std::string_view StringOr(const json::object& o, std::string_view key, std::string_view fallback = {});
 

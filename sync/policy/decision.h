@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sync/misp/json.h"
+#include "sync/policy/link.h"
 
 namespace sgsync::policy {
 
@@ -26,12 +27,24 @@ struct Reason {
   std::string detail;  // one sentence for a person
 };
 
+// The MISP that receives what sgsync sends (the Portal on push, the local MISP on pull), as far as
+// its sharing-group capture and publishing depend on it.
+struct Receiver {
+  std::string name;                     // "the remote MISP (<url>)": for messages
+  std::string url;                      // its MISP.baseurl
+  OrgRef writer_org;                    // organisation of the account that writes
+  bool writer_is_site_admin = false;
+  bool writer_has_perm_sync = true;
+  bool writer_has_perm_publish = true;
+  std::vector<std::string> known_server_urls;  // its server records
+};
+
 struct Decision {
   bool send = false;
   // What sgsync would send (push) or write into the local MISP (pull); empty when not sent.
   std::optional<json::object> event;
-  // What the receiving MISP will store; empty when it stores nothing.
-  std::optional<json::object> arrival;
+  // Who receives it; Arrival() builds what it will store (a copy of `event`, so only on demand).
+  Receiver receiver;
   std::vector<Reason> reasons;
   std::vector<std::string> warnings;
 
@@ -40,6 +53,8 @@ struct Decision {
   json::value ToJson() const;
   // The first refusal, when the event is not sent.
   const Reason* refusal() const;
+  // What the receiving MISP will store; empty when it stores nothing.
+  std::optional<json::object> Arrival() const;
 };
 
 }  // namespace sgsync::policy

@@ -120,8 +120,14 @@ void AnnounceOwnServerRow(json::object& element, const Link& link) {
   }
 }
 
+// Removes `keys` from a document sgsync is about to send. Boost.JSON's erase moves the object's last
+// key into the freed place (its stable_erase keeps the order but reindexes the whole object per
+// key, which tripled the policy's cost per attribute); MISP reads keys by name, so on outbound
+// copies the cheaper form is used. Documents sgsync stores or forwards unchanged are never reordered.
 void EraseKeys(json::object& o, std::initializer_list<std::string_view> keys) {
-  for (auto k : keys) o.erase(k);
+  for (auto k : keys) {
+    if (auto it = o.find(k); it != o.end()) o.erase(it);
+  }
 }
 
 // Removes the array elements whose index `drop` says, keeping order.
@@ -137,51 +143,58 @@ void EraseIf(json::array& a, Fn drop) {
 
 // ---------------------------------------------------------------- push
 
-// One attribute (standalone or in an object). Returns false when it must not be sent.
-bool PushAttribute(Run& run, json::object& a, const std::string& path) {
+// One attribute (standalone or in an object). Returns false when it must not be sent. This runs
+// once per attribute of every pushed event: it looks each field up once and builds the path only
+// when it records a reason.
+bool PushAttribute(Run& run, json::object& a, std::string_view base, std::size_t index) {
   const Link& link = run.link_;
+  auto path = [&] { return Index(base, index); };
   AttributeView view(a);
   if (link.filter_on_type && Contains(link.push_rules.type_attributes_not, view.type())) {
-    run.Add("push.rules.type_attributes", "6.1, 3.2.3", path, "remove", std::string(view.type()), "",
+    run.Add("push.rules.type_attributes", "6.1, 3.2.3", path(), "remove", std::string(view.type()), "",
             "push_rules.type_attributes.NOT lists this type");
     return false;
   }
-  for (const TagView& t : view.tags()) {
+  std::vector<TagView> tags = view.tags();
+  for (const TagView& t : tags) {
     if (Contains(link.push_rules.tags_not, t.name())) {
-      run.Add("push.rules.tags_not", "6.1", path, "remove", std::string(t.name()), "",
+      run.Add("push.rules.tags_not", "6.1", path(), "remove", std::string(t.name()), "",
               "push_rules.tags.NOT lists a tag of this attribute");
       return false;
     }
+    if (Contains(run.Blocked(), t.name())) {
+      run.Add("sgsync.blocked_tag", "sgsync", path(), "remove", std::string(t.name()), "",
+              "tag is blocked on this link (TLP/PAP policy)");
+      return false;
+    }
   }
-  if (std::string tag = run.BlockedTagOn(a); !tag.empty()) {
-    run.Add("sgsync.blocked_tag", "sgsync", path, "remove", tag, "", "tag is blocked on this link (TLP/PAP policy)");
-    return false;
-  }
-  std::optional<int> dist = view.distribution();
+  json::value* dist_value = a.if_contains("distribution");
+  std::optional<int> dist;
+  if (dist_value != nullptr && !dist_value->is_null()) dist = static_cast<int>(misp::IntOr(dist_value, 5));
   int level = dist.value_or(5);
   if (level < 2) {
     if (!link.IntPushXform()) {
-      run.Add("push.attribute.distribution", "3.2.3", path, "remove", Num(dist), "",
+      run.Add("push.attribute.distribution", "3.2.3", path(), "remove", Num(dist), "",
               "distribution " + std::to_string(level) + " never leaves by a non-internal push");
       return false;
     }
-    run.Add("push.attribute.distribution", "3.2.3, 2.3", path, "keep", Num(dist), Num(dist),
+    run.Add("push.attribute.distribution", "3.2.3, 2.3", path(), "keep", Num(dist), Num(dist),
             "sent unchanged: the link is internal");
   } else if (level == 2 && !link.IntPushXform()) {
-    view.set_distribution(1);
-    run.Add("push.attribute.downgrade", "3.2.3", path, "downgrade", "2", "1", "connected communities travel one hop as community");
+    *dist_value = "1";
+    run.Add("push.attribute.downgrade", "3.2.3", path(), "downgrade", "2", "1", "connected communities travel one hop as community");
   } else if (level == 4) {
     auto sg = view.sharing_group();
     std::string why = "the attribute carries no sharing group to check";
     if (!link.IntPushXform() && (!sg || !run.ServerInGroup(*sg, &why))) {
-      run.Add("push.attribute.sharing_group", "4.3", path, "remove", "4", "", why);
+      run.Add("push.attribute.sharing_group", "4.3", path(), "remove", "4", "", why);
       return false;
     }
-    run.Add("push.attribute.sharing_group", "4.3", path, "keep", "4", "4",
+    run.Add("push.attribute.sharing_group", "4.3", path(), "keep", "4", "4",
             link.IntPushXform() ? "sent whatever its group says: the link is internal (the receiver checks)" : why);
+    AnnounceOwnServerRow(a, link);
   }
-  run.StripTags(a, path, link.IntPushXform(), "push");
-  AnnounceOwnServerRow(a, link);
+  if (!tags.empty()) run.StripTags(a, path(), link.IntPushXform(), "push");
   EraseKeys(a, {"id", "value1", "value2"});
   return true;
 }
@@ -230,7 +243,7 @@ bool PushObject(Run& run, json::object& o, const std::string& path) {
   if (json::array* attrs = view.attributes()) {
     std::string apath = Child(path, "Attribute");
     EraseIf(*attrs, [&](std::size_t i) {
-      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), Index(apath, i));
+      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), apath, i);
     });
   }
   return true;
@@ -338,7 +351,7 @@ void PushTransform(Run& run, EventView ev) {
   }
   if (json::array* attrs = ev.attributes()) {
     EraseIf(*attrs, [&](std::size_t i) {
-      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), Index("Event.Attribute", i));
+      return !(*attrs)[i].is_object() || !PushAttribute(run, (*attrs)[i].get_object(), "Event.Attribute", i);
     });
   }
   if (json::array* objects = ev.objects()) {
@@ -372,21 +385,27 @@ void PullDowngrade(Run& run, ElementView el, const std::string& path, const char
                   : "connected communities travel one hop as community");
 }
 
-bool PullAttribute(Run& run, json::object& a, const std::string& path, bool downgrade) {
+bool PullAttribute(Run& run, json::object& a, std::string_view base, std::size_t index, bool downgrade) {
   const Link& link = run.link_;
+  auto path = [&] { return Index(base, index); };
   AttributeView view(a);
   if (downgrade && link.filter_on_type && Contains(link.pull_rules.type_attributes_not, view.type())) {
-    run.Add("pull.rules.type_attributes", "3.3, 6.2", path, "remove", std::string(view.type()), "",
+    run.Add("pull.rules.type_attributes", "3.3, 6.2", path(), "remove", std::string(view.type()), "",
             "pull_rules.type_attributes.NOT lists this type");
     return false;
   }
-  if (std::string tag = run.BlockedTagOn(a); !tag.empty()) {
-    run.Add("sgsync.blocked_tag", "sgsync", path, "remove", tag, "", "tag is blocked on this link (TLP/PAP policy)");
-    return false;
+  std::vector<TagView> tags = view.tags();
+  for (const TagView& t : tags) {
+    if (Contains(run.Blocked(), t.name())) {
+      run.Add("sgsync.blocked_tag", "sgsync", path(), "remove", std::string(t.name()), "",
+              "tag is blocked on this link (TLP/PAP policy)");
+      return false;
+    }
   }
   if (downgrade) {
-    PullDowngrade(run, view, path, "attribute");
-    run.StripTags(a, path, false, "pull");
+    std::optional<int> d = view.distribution();
+    if (d == 1 || d == 2) PullDowngrade(run, view, path(), "attribute");
+    if (!tags.empty()) run.StripTags(a, path(), false, "pull");
   }
   return true;
 }
@@ -468,7 +487,7 @@ void PullTransform(Run& run, EventView ev) {
   }
   if (json::array* attrs = ev.attributes()) {
     EraseIf(*attrs, [&](std::size_t i) {
-      return !(*attrs)[i].is_object() || !PullAttribute(run, (*attrs)[i].get_object(), Index("Event.Attribute", i), downgrade);
+      return !(*attrs)[i].is_object() || !PullAttribute(run, (*attrs)[i].get_object(), "Event.Attribute", i, downgrade);
     });
   }
   if (json::array* objects = ev.objects()) {
@@ -485,9 +504,9 @@ void PullTransform(Run& run, EventView ev) {
       json::array* attrs = o.attributes();
       if (attrs == nullptr) return false;
       bool had = !attrs->empty();
+      std::string apath = Child(path, "Attribute");
       EraseIf(*attrs, [&](std::size_t j) {
-        return !(*attrs)[j].is_object() ||
-               !PullAttribute(run, (*attrs)[j].get_object(), Index(Child(path, "Attribute"), j), downgrade);
+        return !(*attrs)[j].is_object() || !PullAttribute(run, (*attrs)[j].get_object(), apath, j, downgrade);
       });
       if (had && attrs->empty()) {
         run.Add("pull.object.empty", "3.3", path, "remove", "", "", "every attribute of the object was filtered");
@@ -524,7 +543,7 @@ json::value Decision::ToJson() const {
     return w;
   };
   o["event"] = wrap(event);
-  o["arrival"] = wrap(arrival);
+  o["arrival"] = wrap(Arrival());
   json::array rs;
   for (const auto& r : reasons) {
     json::object j;
@@ -544,16 +563,25 @@ json::value Decision::ToJson() const {
   return o;
 }
 
+std::optional<json::object> Decision::Arrival() const {
+  if (!send || !event) return std::nullopt;
+  return MaterializeArrival(*event, receiver);
+}
+
 Decision Evaluate(Direction direction, const json::object* event, const Link& link) {
+  return Evaluate(direction, event ? std::optional<json::object>(*event) : std::nullopt, link);
+}
+
+Decision Evaluate(Direction direction, std::optional<json::object> event, const Link& link) {
   Decision out;
   Run run(direction, link, out);
   out.send = true;
-  if (event == nullptr) {
+  if (!event) {
     run.Refuse("pull.select.not_served", "3.1, 3.3", "Event",
                "the remote does not serve this event to sgsync's account (its access rules hide it)");
     return out;
   }
-  json::object copy = *event;
+  json::object& copy = *event;
   EventView ev(copy);
   if (link.internal && !link.IntPushDist() && direction == Direction::kPush) {
     out.warnings.push_back(
@@ -582,8 +610,8 @@ Decision Evaluate(Direction direction, const json::object* event, const Link& li
     receiver = Receiver{"the local MISP (" + link.local.url + ")", link.local.url, link.local.org,
                         link.local_writer_is_site_admin, true, true, {link.remote.url}};
   }
-  out.arrival = PredictArrival(copy, receiver, &out.reasons, &out.warnings);
-  if (!out.arrival) {
+  out.receiver = std::move(receiver);
+  if (!AssessArrival(copy, out.receiver, &out.reasons, &out.warnings)) {
     // The receiving MISP would refuse it (an empty published event): sgsync does not send what will
     // be refused, and says why.
     out.send = false;

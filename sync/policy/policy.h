@@ -18,20 +18,18 @@ namespace sgsync::policy {
 //    deleted[]:0/deleted[]:1), i.e. what MISP's own push starts from;
 //  - pull: what the remote serves to sgsync's account in the pull form (spec 3.3); nullptr when the
 //    remote does not serve the event at all.
+// The event is taken by value so a caller that no longer needs it moves it in (a 150k-attribute
+// event is not copied); the pointer form copies.
+Decision Evaluate(Direction direction, std::optional<json::object> event, const Link& link);
 Decision Evaluate(Direction direction, const json::object* event, const Link& link);
 
 // The receiving side (spec 3.4, 4.5): what a MISP stores when `writer` adds `sent` through its REST
-// API. Returns nothing when it would refuse the event. Warnings explain every element whose
-// sharing group it will not accept.
-struct Receiver {
-  std::string name;                     // "the Portal", "the local MISP": for messages
-  std::string url;                      // its MISP.baseurl
-  OrgRef writer_org;                    // organisation of the account that writes
-  bool writer_is_site_admin = false;
-  bool writer_has_perm_sync = true;
-  bool writer_has_perm_publish = true;
-  std::vector<std::string> known_server_urls;  // its server records
-};
+// API. AssessArrival says whether it accepts the event, with a reason and a warning for every
+// element whose sharing group it will not accept; MaterializeArrival builds the stored document;
+// PredictArrival does both (nothing when the event is refused).
+bool AssessArrival(const json::object& sent, const Receiver& receiver, std::vector<Reason>* reasons,
+                   std::vector<std::string>* warnings);
+json::object MaterializeArrival(json::object sent, const Receiver& receiver);
 std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& receiver,
                                            std::vector<Reason>* reasons, std::vector<std::string>* warnings);
 

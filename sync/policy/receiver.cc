@@ -76,23 +76,37 @@ void RewriteCaptured(json::object& sg, const Receiver& r) {
   }
 }
 
-// One distribution-4 element on add: captured, or stored at distribution 0 without the group.
-void CaptureElement(json::object& el, const std::string& path, const Receiver& r, std::vector<Reason>* reasons,
-                    std::vector<std::string>* warnings) {
-  ElementView view(el);
-  if (view.distribution() != 4) return;
-  json::value* sgv = el.if_contains("SharingGroup");
-  std::string why = "no sharing group was sent with it";
-  if (sgv != nullptr && sgv->is_object() && Capturable(SharingGroupView(sgv->get_object()), r, &why)) {
-    RewriteCaptured(sgv->get_object(), r);
-    return;
+// Visits the event and each distributable element in it with its JSON path, built only on demand.
+template <typename Fn>
+void ForEachDistributable(json::object& e, Fn fn) {
+  fn(e, [] { return std::string("Event"); });
+  auto each = [&](json::object& holder, const char* key, auto base) {
+    json::value* list = holder.if_contains(key);
+    if (list == nullptr || !list->is_array()) return;
+    for (std::size_t i = 0; i < list->get_array().size(); ++i) {
+      json::value& item = list->get_array()[i];
+      if (item.is_object()) fn(item.get_object(), [&] { return Index(Child(base(), key), i); });
+    }
+  };
+  auto event_path = [] { return std::string("Event"); };
+  each(e, "Attribute", event_path);
+  each(e, "EventReport", event_path);
+  if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (std::size_t i = 0; i < objects->get_array().size(); ++i) {
+      json::value& o = objects->get_array()[i];
+      if (!o.is_object()) continue;
+      auto object_path = [i] { return Index("Event.Object", i); };
+      fn(o.get_object(), object_path);
+      each(o.get_object(), "Attribute", object_path);
+    }
   }
-  view.set_distribution(0);
-  view.set_sharing_group_id(0);
-  el.erase("SharingGroup");
-  reasons->push_back(Reason{"receiver.sharing_group.capture", "3.4, 4.5", path, "uncapture", "4", "0",
-                            r.name + " will not accept the sharing group: " + why});
-  warnings->push_back(r.name + " will store " + path + " at distribution 0 (your organisation only): " + why);
+}
+
+// Whether a distribution-4 element's group will be accepted; `why` says why not.
+bool GroupAccepted(const json::object& el, const Receiver& r, std::string* why) {
+  const json::value* sgv = el.if_contains("SharingGroup");
+  *why = "no sharing group was sent with it";
+  return sgv != nullptr && sgv->is_object() && Capturable(SharingGroupView(sgv->get_object()), r, why);
 }
 
 bool AnyElements(const json::object& e) {
@@ -105,42 +119,53 @@ bool AnyElements(const json::object& e) {
 
 }  // namespace
 
-std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& r, std::vector<Reason>* reasons,
-                                           std::vector<std::string>* warnings) {
-  json::object e = sent;
-  misp::EventView ev(e);
-  if (ev.published() && !AnyElements(e)) {
+bool AssessArrival(const json::object& sent, const Receiver& r, std::vector<Reason>* reasons,
+                   std::vector<std::string>* warnings) {
+  misp::EventView ev(const_cast<json::object&>(sent));
+  if (ev.published() && !AnyElements(sent)) {
     reasons->push_back(Reason{"receiver.empty", "7.5, 12 case 64", "Event", "refuse", "", "",
                               r.name + " refuses a published event with no attribute, object or report"});
-    return std::nullopt;
+    return false;
   }
+  ForEachDistributable(const_cast<json::object&>(sent), [&](json::object& el, auto path) {
+    if (misp::IntOr(el, "distribution", -1) != 4) return;
+    std::string why;
+    if (GroupAccepted(el, r, &why)) return;
+    std::string where = path();
+    reasons->push_back(Reason{"receiver.sharing_group.capture", "3.4, 4.5", where, "uncapture", "4", "0",
+                              r.name + " will not accept the sharing group: " + why});
+    warnings->push_back(r.name + " will store " + where + " at distribution 0 (your organisation only): " + why);
+  });
+  return true;
+}
+
+json::object MaterializeArrival(json::object e, const Receiver& r) {
+  misp::EventView ev(e);
   if (!r.writer_has_perm_publish && ev.published()) ev.set_published(false);
   ev.set_locked(true);
   json::object org;
   org["name"] = r.writer_org.name;
   org["uuid"] = r.writer_org.uuid;
   e["Org"] = std::move(org);
-  CaptureElement(e, "Event", r, reasons, warnings);
-  auto each = [&](json::object& holder, const char* key, const std::string& base) {
-    json::value* list = holder.if_contains(key);
-    if (list == nullptr || !list->is_array()) return;
-    for (std::size_t i = 0; i < list->get_array().size(); ++i) {
-      json::value& item = list->get_array()[i];
-      if (item.is_object()) CaptureElement(item.get_object(), Index(Child(base, key), i), r, reasons, warnings);
+  ForEachDistributable(e, [&](json::object& el, auto) {
+    ElementView view(el);
+    if (view.distribution() != 4) return;
+    std::string why;
+    if (GroupAccepted(el, r, &why)) {
+      RewriteCaptured(el["SharingGroup"].get_object(), r);
+      return;
     }
-  };
-  each(e, "Attribute", "Event");
-  each(e, "EventReport", "Event");
-  if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
-    for (std::size_t i = 0; i < objects->get_array().size(); ++i) {
-      json::value& o = objects->get_array()[i];
-      if (!o.is_object()) continue;
-      std::string path = Index("Event.Object", i);
-      CaptureElement(o.get_object(), path, r, reasons, warnings);
-      each(o.get_object(), "Attribute", path);
-    }
-  }
+    view.set_distribution(0);
+    view.set_sharing_group_id(0);
+    el.stable_erase("SharingGroup");
+  });
   return e;
+}
+
+std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& r, std::vector<Reason>* reasons,
+                                           std::vector<std::string>* warnings) {
+  if (!AssessArrival(sent, r, reasons, warnings)) return std::nullopt;
+  return MaterializeArrival(sent, r);
 }
 
 json::object PullIndexFilter(const FilterRules& rules, bool org_as_string) {

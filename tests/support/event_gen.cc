@@ -19,7 +19,7 @@ std::string SeededUuid(std::uint64_t seed, std::uint64_t n) {
 
 namespace {
 void AppendAttribute(std::string& out, std::mt19937_64& rng, std::uint64_t seed, std::uint64_t n,
-                     const char* object_id, const char* relation) {
+                     const char* object_id, const char* relation, int distribution) {
   // Values shaped like the type says, so sizes resemble real events (a sha256 is 64 hex digits).
   static const char* kTypes[] = {"ip-dst", "domain", "md5", "sha256", "url", "email-src"};
   const unsigned pick = static_cast<unsigned>(rng() % 6);
@@ -42,7 +42,7 @@ void AppendAttribute(std::string& out, std::mt19937_64& rng, std::uint64_t seed,
   }
   out += R"({"id":")" + std::to_string(1000 + n) + R"(","type":")" + type +
          R"(","category":"Network activity","to_ids":true,"uuid":")" + SeededUuid(seed, n) +
-         R"(","event_id":"42","distribution":")" + std::to_string(rng() % 6 == 4 ? 5 : rng() % 4) +
+         R"(","event_id":"42","distribution":")" + std::to_string(distribution >= 0 ? distribution : rng() % 6 == 4 ? 5 : static_cast<int>(rng() % 4)) +
          R"(","timestamp":"17958076)" + std::to_string(10 + n % 89) +
          R"(","comment":"","sharing_group_id":"0","deleted":false,"disable_correlation":false,"object_id":")" +
          object_id + R"(","object_relation":)" + relation + R"(,"first_seen":null,"last_seen":null,"value":")" +
@@ -65,7 +65,7 @@ std::string GenerateEventJson(const GeneratedEventShape& shape) {
   std::uint64_t n = 1;
   for (int i = 0; i < shape.attributes; ++i, ++n) {
     if (i) out += ',';
-    AppendAttribute(out, rng, shape.seed, n, "0", "null");
+    AppendAttribute(out, rng, shape.seed, n, "0", "null", shape.attribute_distribution);
   }
   out += R"(],"ShadowAttribute":[],"RelatedEvent":[],"Galaxy":[],"Object":[)";
   for (int o = 0; o < shape.objects; ++o) {
@@ -76,7 +76,7 @@ std::string GenerateEventJson(const GeneratedEventShape& shape) {
            R"(","timestamp":"1795807694","distribution":"5","sharing_group_id":"0","comment":"","deleted":false,"first_seen":null,"last_seen":null,"ObjectReference":[],"Attribute":[)";
     for (int a = 0; a < shape.object_attributes; ++a, ++n) {
       if (a) out += ',';
-      AppendAttribute(out, rng, shape.seed, n, oid.c_str(), "\"domain\"");
+      AppendAttribute(out, rng, shape.seed, n, oid.c_str(), "\"domain\"", shape.attribute_distribution);
     }
     out += "]}";
   }

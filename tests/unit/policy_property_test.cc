@@ -230,9 +230,10 @@ void CheckPull(const json::object& in, const Link& link, const Decision& d) {
 
 void CheckArrival(const Decision& d) {
   if (!d.send) return;
-  ASSERT_TRUE(d.arrival.has_value());
+  auto arrival = d.Arrival();
+  ASSERT_TRUE(arrival.has_value());
   auto sent = DistributionsByUuid(*d.event);
-  ForEachElement(*d.arrival, [&](const json::object& el, const char* kind) {
+  ForEachElement(*arrival, [&](const json::object& el, const char* kind) {
     std::string uuid(misp::StringOr(el, "uuid"));
     int out = DistOf(el);
     EXPECT_TRUE(out == sent[uuid] || (sent[uuid] == 4 && out == 0))

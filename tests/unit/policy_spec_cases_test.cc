@@ -210,7 +210,7 @@ TEST(SpecCase, Case17_AttributeInAGroupWithoutTheServerIsRemovedUnlessInternal) 
   ASSERT_TRUE(internal.send);
   EXPECT_NE(AttrByUuid(*internal.event, U(2)), nullptr);
   // The receiver then stores it at distribution 0: its URL is not in the group's server list.
-  EXPECT_EQ(Dist(*AttrByUuid(*internal.arrival, U(2))), "0");
+  EXPECT_EQ(Dist(*AttrByUuid(*internal.Arrival(), U(2))), "0");
   ASSERT_FALSE(internal.warnings.empty());
 }
 
@@ -355,7 +355,7 @@ TEST(SpecCase, Case44_PulledEventIsDowngradedAndLocked) {
   EXPECT_EQ(Dist(d.event->at("Object").as_array()[0].as_object()), "1");
   EXPECT_EQ(Dist(d.event->at("EventReport").as_array()[0].as_object()), "1");
   EXPECT_EQ(d.event->at("locked"), json::value(true));
-  EXPECT_EQ(misp::StringOr(d.arrival->at("Org").as_object(), "uuid"), kOrg1);
+  EXPECT_EQ(misp::StringOr(d.Arrival()->at("Org").as_object(), "uuid"), kOrg1);
 }
 
 TEST(SpecCase, Case45_IntPullKeepsDistributionsAndLocalTags) {
@@ -395,9 +395,9 @@ TEST(SpecCase, Case59_CapturableGroupKeepsDistribution4AndLosesAllOrgs) {
   std::string sg = SharingGroupJson(U(900), {kOrg1, kOrg2}, {{kRemoteUrl, true}}, false);
   auto d = Push(Ev(4, A(2, 5), R"("sharing_group_id": "5", "SharingGroup": )" + sg), MakeLink());
   ASSERT_TRUE(d.send) << Refusal(d);
-  ASSERT_TRUE(d.arrival);
-  EXPECT_EQ(Dist(*d.arrival), "4");
-  for (const auto& row : d.arrival->at("SharingGroup").at("SharingGroupServer").as_array()) {
+  ASSERT_TRUE(d.Arrival());
+  EXPECT_EQ(Dist(*d.Arrival()), "4");
+  for (const auto& row : d.Arrival()->at("SharingGroup").at("SharingGroupServer").as_array()) {
     EXPECT_EQ(row.at("all_orgs"), json::value(false));
   }
 }
@@ -408,7 +408,7 @@ TEST(SpecCase, Case60_UncapturableGroupIsStoredAtDistribution0OnAdd) {
   auto e = Ev(3, A(2, 4, R"("sharing_group_id": "5", "SharingGroup": )" + sg));
   auto d = Push(e, MakeLink());
   ASSERT_TRUE(d.send);
-  const json::object* arrived = AttrByUuid(*d.arrival, U(2));
+  const json::object* arrived = AttrByUuid(*d.Arrival(), U(2));
   ASSERT_NE(arrived, nullptr);
   EXPECT_EQ(Dist(*arrived), "0");
   EXPECT_FALSE(arrived->contains("SharingGroup"));
@@ -419,9 +419,9 @@ TEST(SpecCase, Case60_UncapturableGroupIsStoredAtDistribution0OnAdd) {
 TEST(SpecCase, Case63_ServerRowWithAnUnknownUrlIsDropped) {
   std::string sg = SharingGroupJson(U(900), {kOrg1, kOrg2}, {{kRemoteUrl, false}, {"https://elsewhere.example", false}}, false);
   auto d = Push(Ev(4, A(2, 5), R"("sharing_group_id": "5", "SharingGroup": )" + sg), MakeLink());
-  ASSERT_TRUE(d.arrival);
+  ASSERT_TRUE(d.Arrival());
   std::vector<std::string> urls;
-  for (const auto& row : d.arrival->at("SharingGroup").at("SharingGroupServer").as_array()) {
+  for (const auto& row : d.Arrival()->at("SharingGroup").at("SharingGroupServer").as_array()) {
     urls.emplace_back(row.at("Server").at("url").as_string());
   }
   EXPECT_EQ(urls, (std::vector<std::string>{kLocalUrl, kRemoteUrl}));
