@@ -31,7 +31,8 @@ bool Link::IntPushDist() const {
 }
 
 bool Link::IntPull() const {
-  return host_org_id_set && internal && SameText(local.org.uuid, owner_org.uuid);
+  return host_org_id_set && internal && SameText(local.org.uuid, owner_org.uuid) &&
+         (!pull_internal_needs_perm_sync_internal || remote_user_perm_sync_internal);
 }
 
 namespace {
@@ -182,6 +183,8 @@ Result<Link> ParseLink(const json::value& v) {
     SGSYNC_TRY(link.local_writer_is_site_admin, BoolField(o, "local_writer_is_site_admin", ""));
   }
   SGSYNC_TRY(link.announced_url, StringField(o, "announced_url", "", false));
+  SGSYNC_TRY(link.pull_internal_needs_perm_sync_internal, BoolField(o, "pull_internal_needs_perm_sync_internal", ""));
+  SGSYNC_TRY(link.remote_user_perm_sync_internal, BoolField(o, "remote_user_perm_sync_internal", ""));
   SGSYNC_TRY(const json::object* settings, ObjectAt(o.if_contains("settings"), "settings", false));
   if (settings != nullptr) {
     if (settings->contains("MISP.host_org_id")) link.host_org_id_set = true;

@@ -72,6 +72,12 @@ struct Link {
   bool local_writer_is_site_admin = true;
   // MISP.external_baseurl of the local MISP: the URL its own sharing-group row announces.
   std::string announced_url;
+  // MISP 2.4.206 / 2.5.8 added the role flag perm_sync_internal: an internal pull skips the
+  // downgrade only when the remote account has it (spec 11, "Changes after the snapshot"). Set
+  // `pull_internal_needs_perm_sync_internal` when the local MISP is 2.5.8 or later, and
+  // `remote_user_perm_sync_internal` to what the remote account's role says.
+  bool pull_internal_needs_perm_sync_internal = false;
+  bool remote_user_perm_sync_internal = false;
 
   // The three internal tests of spec 2.3.
   bool IntPushDist() const;

@@ -367,6 +367,14 @@ TEST(SpecCase, Case45_IntPullKeepsDistributionsAndLocalTags) {
   EXPECT_EQ(TagNames(Attrs(d)[0].as_object()), std::vector<std::string>{"mine"});
 }
 
+TEST(SpecCase, Case45b_WithMisp258RulesAnInternalPullNeedsTheRemotePermSyncInternal) {
+  auto e = Ev(1, A(2, 1));
+  auto without = Pull(e, MakeLink(kInternal + R"(, "pull_internal_needs_perm_sync_internal": true)"));
+  EXPECT_EQ(Dist(*without.event), "0");
+  auto with = Pull(e, MakeLink(kInternal + R"(, "pull_internal_needs_perm_sync_internal": true, "remote_user_perm_sync_internal": true)"));
+  EXPECT_EQ(Dist(*with.event), "1");
+}
+
 TEST(SpecCase, Case46_InternalWithoutHostOrgEqualToTheOwnerOrgIsDowngraded) {
   auto e = Ev(1, A(2, 1));
   auto d = Pull(e, MakeLink(std::string(kInternal) + R"(, "owner_org": {"uuid": ")" + kOrg3 + R"(", "name": "ORG3"})"));
