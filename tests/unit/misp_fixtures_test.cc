@@ -131,7 +131,9 @@ TEST(MispFixturesTest, TypedAccessorsReadHandPickedValues) {
     };
     EXPECT_EQ(v.attribute_views().size(), count(e, "Attribute")) << c.file;
     EXPECT_EQ(v.object_views().size(), count(e, "Object")) << c.file;
-    if (c.distribution) EXPECT_EQ(v.distribution(), c.distribution) << c.file;
+    if (c.distribution) {
+      EXPECT_EQ(v.distribution(), c.distribution) << c.file;
+    }
   }
 
   // The real pull form: a soft-deleted attribute travels with deleted=true, and no local tag.
@@ -141,7 +143,9 @@ TEST(MispFixturesTest, TypedAccessorsReadHandPickedValues) {
   int deleted = 0;
   for (auto& a : doc->event().attribute_views()) deleted += a.deleted() ? 1 : 0;
   EXPECT_EQ(deleted, 1);
-  for (auto& t : doc->event().tags()) EXPECT_FALSE(t.local()) << t.name();
+  for (auto& t : doc->event().tags()) {
+    EXPECT_FALSE(t.local()) << t.name();
+  }
 }
 
 }  // namespace

@@ -26,9 +26,15 @@ TEST(MispLooseTypingTest, IntegersRefuseEverythingElseWithThePath) {
 }
 
 TEST(MispLooseTypingTest, BooleansAcceptEveryFormMispSends) {
-  for (const char* yes : {"true", "1", "\"1\"", "\"true\""}) EXPECT_TRUE(*ReadBool(J(yes), "x")) << yes;
-  for (const char* no : {"false", "0", "\"0\"", "\"false\""}) EXPECT_FALSE(*ReadBool(J(no), "x")) << no;
-  for (const char* bad : {"2", "\"yes\"", "null", "[]"}) EXPECT_FALSE(ReadBool(J(bad), "x").ok()) << bad;
+  for (const char* yes : {"true", "1", "\"1\"", "\"true\""}) {
+    EXPECT_TRUE(*ReadBool(J(yes), "x")) << yes;
+  }
+  for (const char* no : {"false", "0", "\"0\"", "\"false\""}) {
+    EXPECT_FALSE(*ReadBool(J(no), "x")) << no;
+  }
+  for (const char* bad : {"2", "\"yes\"", "null", "[]"}) {
+    EXPECT_FALSE(ReadBool(J(bad), "x").ok()) << bad;
+  }
 }
 
 TEST(MispLooseTypingTest, WritesUseMisp25Forms) {

@@ -197,18 +197,26 @@ void CheckPush(const json::object& in, const Link& link, const Decision& d) {
   ASSERT_TRUE(d.event.has_value());
   const json::object& out = *d.event;
   int event_in = DistOf(in);
-  if (!link.IntPushDist()) EXPECT_GE(event_in, 2) << "event at distribution " << event_in << " left";
+  if (!link.IntPushDist()) {
+    EXPECT_GE(event_in, 2) << "event at distribution " << event_in << " left";
+  }
   ForEachElement(out, [&](const json::object& el, const char* kind) {
     int dist = DistOf(el);
     std::string uuid(misp::StringOr(el, "uuid"));
     if (!link.internal) {
       EXPECT_NE(dist, 0) << kind << " " << uuid << " at distribution 0 left";
-      if (dist == 4) EXPECT_TRUE(InGroupFor(el, link, std::string(kind) == "event")) << kind << " " << uuid << " left its group";
+      if (dist == 4) {
+        EXPECT_TRUE(InGroupFor(el, link, std::string(kind) == "event")) << kind << " " << uuid << " left its group";
+      }
     }
     for (const auto& t : misp::TagsOf(const_cast<json::object&>(el))) {
       EXPECT_TRUE(t.exportable()) << "non-exportable tag " << t.name() << " left";
-      if (!link.internal) EXPECT_FALSE(t.local()) << "local tag " << t.name() << " left";
-      for (const auto& b : link.blocked_tags_push) EXPECT_FALSE(SameText(b, t.name())) << "blocked tag " << b << " left";
+      if (!link.internal) {
+        EXPECT_FALSE(t.local()) << "local tag " << t.name() << " left";
+      }
+      for (const auto& b : link.blocked_tags_push) {
+        EXPECT_FALSE(SameText(b, t.name())) << "blocked tag " << b << " left";
+      }
     }
   });
 }
@@ -223,7 +231,9 @@ void CheckPull(const json::object& in, const Link& link, const Decision& d) {
     ASSERT_TRUE(before.count(uuid)) << kind << " " << uuid << " appeared from nowhere";
     EXPECT_TRUE(Lowered(before[uuid], DistOf(el))) << kind << " " << uuid << " went from " << before[uuid] << " to " << DistOf(el);
     if (!link.IntPull()) {
-      for (const auto& t : misp::TagsOf(const_cast<json::object&>(el))) EXPECT_FALSE(t.local()) << "local tag pulled";
+      for (const auto& t : misp::TagsOf(const_cast<json::object&>(el))) {
+        EXPECT_FALSE(t.local()) << "local tag pulled";
+      }
     }
   });
 }

@@ -1,0 +1,212 @@
+// state/store.h: everything sgsync remembers about its links, in one SQLite database (WAL mode).
+//
+// What it keeps (docs/state.md has every table):
+//  - links, each with an identity hash of its sharing-relevant configuration: when the hash changes,
+//    the link's cursors start a new generation from zero, so a changed filter forces a rescan;
+//  - cursors per link, direction and kind (events, sightings): the last remote timestamp fully
+//    handled, the overlap window, the last full reconciliation, and a generation id that changes
+//    whenever continuity cannot be proven (identity change, restore from a backup);
+//  - the ledger per (link, event uuid): where the event came from, the last seen timestamps and
+//    content hashes on both sides, what sgsync last wrote where, and the last decision with its
+//    reasons (JSON);
+//  - the work queue (a transactional outbox): an item is enqueued in the same transaction as the
+//    ledger change that causes it, and completed in the same transaction as the ledger change that
+//    records the remote's acknowledgement;
+//  - conflicts, the sightings ledger, tombstones and the audit log.
+//
+// Losing power at any moment loses no committed transaction (synchronous=FULL by default) and
+// leaves no half-written one. Every failure names the database file.
+//
+// Thread-safety: a StateStore is one connection guarded by a mutex, so one writer at a time; other
+// processes may read the same file concurrently (WAL: readers do not block on the writer).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sgsync::state {
+
+class Database;
+
+enum class Direction { kPush, kPull };
+enum class CursorKind { kEvents, kSightings };
+// Which side of a link: the member's MISP (local) or the peer (remote, the Portal).
+enum class Side { kLocal, kRemote };
+
+struct StoreOptions {
+  bool synchronous_full = true;
+  int busy_timeout_ms = 5000;
+  int max_attempts = 8;                 // a work item failing this often goes dead
+  std::int64_t backoff_base_seconds = 30;
+  std::int64_t backoff_cap_seconds = 3600;
+  std::function<std::int64_t()> clock;  // seconds since 1970; default: the system clock
+  std::int64_t max_database_pages = 0;  // a cap on the file's size in pages (0: none)
+};
+
+struct LinkRegistration {
+  std::int64_t id = 0;
+  bool is_new = false;
+  bool identity_changed = false;  // cursors were reset to a new generation
+};
+
+struct Cursor {
+  std::int64_t last_timestamp = 0;
+  std::int64_t overlap_seconds = 0;
+  std::int64_t last_full_reconciliation = 0;
+  std::string generation;
+};
+
+struct LedgerEntry {
+  std::string uuid;
+  Side origin = Side::kLocal;
+  std::optional<std::int64_t> local_timestamp;
+  std::optional<std::string> local_hash;
+  std::optional<std::int64_t> remote_timestamp;
+  std::optional<std::string> remote_hash;
+  std::optional<Side> written_side;  // where sgsync last wrote this event
+  std::optional<std::int64_t> written_timestamp;
+  std::optional<std::string> written_hash;
+  std::string decision;              // "send", "skip", ...
+  std::string decision_json;         // the policy's reasons, as JSON
+  std::int64_t updated_at = 0;       // set by the store
+};
+
+// One (uuid, timestamp) row of an event index.
+struct IndexPair {
+  std::string uuid;
+  std::int64_t timestamp = 0;
+};
+
+enum class WorkState { kPending, kLeased, kDone, kFailed, kDead };
+std::string_view WorkStateName(WorkState s);
+
+struct WorkItem {
+  std::int64_t id = 0;
+  std::int64_t link_id = 0;
+  Direction direction = Direction::kPush;
+  std::string uuid;
+  std::int64_t version = 0;  // the event timestamp the work is for
+  WorkState state = WorkState::kPending;
+  int attempts = 0;
+  std::optional<std::int64_t> lease_expires_at;
+  std::int64_t next_attempt_at = 0;
+  std::string last_error;
+};
+
+struct QueueCounts {
+  std::int64_t pending = 0, leased = 0, failed = 0, dead = 0, done = 0;
+};
+
+struct Conflict {
+  std::int64_t id = 0;
+  std::string uuid;
+  std::int64_t local_timestamp = 0;
+  std::string local_hash;
+  std::int64_t remote_timestamp = 0;
+  std::string remote_hash;
+  std::string differences;  // JSON: which elements differ
+  std::int64_t detected_at = 0;
+  std::optional<std::string> resolution;
+  std::optional<std::string> resolved_by;
+};
+
+struct AuditRecord {
+  std::int64_t id = 0;
+  std::int64_t at = 0;
+  std::string actor;   // who: "sgsyncd", a peer credential, a certificate subject
+  std::string action;  // what: "events/add", "ResolveConflict" ...
+  std::string target;  // where: a URL, a link, a uuid
+  std::string result;  // "ok", an error
+  std::string details;
+};
+
+class StateStore {
+ public:
+  // Opens (creating when missing) and migrates the database at `path`. Fails, naming the file, when
+  // its directory is missing, it is not writable, it is not a SQLite database, or it was written by
+  // a newer sgsync (both schema versions named).
+  static Result<std::unique_ptr<StateStore>> Open(const std::string& path, StoreOptions options = {});
+  ~StateStore();
+
+  // ---- links and cursors
+  Result<LinkRegistration> RegisterLink(const std::string& name, const std::string& identity_hash);
+  // Creates the cursor (generation fresh, timestamp 0) when missing.
+  Result<Cursor> GetCursor(std::int64_t link_id, Direction d, CursorKind k);
+  // Moves the cursor; refuses to move it backwards (use ResetCursor for a rescan).
+  Status AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k, std::int64_t last_timestamp);
+  Status SetOverlap(std::int64_t link_id, Direction d, CursorKind k, std::int64_t overlap_seconds);
+  Status MarkFullReconciliation(std::int64_t link_id, Direction d, CursorKind k, std::int64_t at);
+  // Back to timestamp 0 with a new generation id; returns it.
+  Result<std::string> ResetCursor(std::int64_t link_id, Direction d, CursorKind k);
+
+  // ---- ledger
+  Result<std::optional<LedgerEntry>> GetLedger(std::int64_t link_id, const std::string& uuid);
+  Status UpsertLedger(std::int64_t link_id, const LedgerEntry& entry);
+  // Many entries in one transaction.
+  Status UpsertLedgerBatch(std::int64_t link_id, const std::vector<LedgerEntry>& entries);
+  // The uuids of `index` that the ledger has not seen on `side`, or saw with an older timestamp.
+  Result<std::vector<std::string>> Changed(std::int64_t link_id, Side side, const std::vector<IndexPair>& index);
+
+  // ---- work queue (transactional outbox)
+  // Records the ledger entry and enqueues (direction, uuid, version) in one transaction. Enqueuing
+  // the same (link, direction, uuid, version) again is a no-op that returns the existing item's id.
+  Result<std::int64_t> RecordAndEnqueue(std::int64_t link_id, const LedgerEntry& entry, Direction d,
+                                        std::int64_t version);
+  // Up to `max` items ready to run (pending, failed and due, or leased with an expired lease),
+  // oldest first, leased for `lease_seconds`.
+  Result<std::vector<WorkItem>> Lease(std::int64_t link_id, Direction d, int max, std::int64_t lease_seconds);
+  // The remote acknowledged: marks the item done and records the ledger entry, in one transaction.
+  Status Complete(std::int64_t item_id, std::int64_t link_id, const LedgerEntry& entry);
+  // The attempt failed: retried with exponential backoff (or at `retry_at`), dead after
+  // max_attempts. Returns the item's new state.
+  Result<WorkState> FailAttempt(std::int64_t item_id, const std::string& error,
+                                std::optional<std::int64_t> retry_at = std::nullopt);
+  Status RetryDead(std::int64_t item_id);  // dead -> pending, attempts kept
+  Status DropDead(std::int64_t item_id);   // dead -> removed
+  Result<QueueCounts> CountQueue(std::int64_t link_id, Direction d);
+  Result<std::vector<WorkItem>> ListWork(std::int64_t link_id, WorkState s, int limit = 100);
+
+  // ---- conflicts, sightings, tombstones
+  Result<std::int64_t> RecordConflict(std::int64_t link_id, const Conflict& c);
+  Result<std::vector<Conflict>> ListConflicts(std::int64_t link_id, bool open_only);
+  Status ResolveConflict(std::int64_t conflict_id, const std::string& resolution, const std::string& by);
+  Status MarkSightingsSynced(std::int64_t link_id, Direction d, const std::string& event_uuid,
+                             const std::vector<std::string>& sighting_uuids);
+  // The sighting uuids of `candidates` not yet synced in direction `d`.
+  Result<std::vector<std::string>> UnsyncedSightings(std::int64_t link_id, Direction d,
+                                                     const std::vector<std::string>& candidates);
+  Status AddTombstone(std::int64_t link_id, const std::string& uuid, const std::string& source,
+                      const std::string& action);
+  Result<bool> HasTombstone(std::int64_t link_id, const std::string& uuid);
+
+  // ---- audit log
+  Status Audit(const AuditRecord& record);  // `at` and `id` are set by the store
+  Result<std::vector<AuditRecord>> ListAudit(std::int64_t since, int limit = 100);
+
+  // ---- maintenance
+  // Online backup to `dest` (sqlite3_backup); the copy is marked so that a store opened on it starts
+  // new cursor generations (continuity with the peers cannot be proven after a restore).
+  Status Backup(const std::string& dest);
+  Result<int> SchemaVersion();
+  // PRAGMA integrity_check: "ok" or SQLite's findings.
+  Result<std::string> IntegrityCheck();
+  const std::string& path() const;
+
+ private:
+  explicit StateStore(std::unique_ptr<Database> db, StoreOptions options);
+  std::int64_t Now() const;
+  Status StartNewGenerationsIfRestored();
+
+  std::unique_ptr<Database> db_;
+  StoreOptions options_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace sgsync::state

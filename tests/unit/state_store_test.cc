@@ -1,0 +1,244 @@
+#include <gtest/gtest.h>
+
+#include "state/store.h"
+#include "tests/support/files.h"
+
+namespace sgsync::state {
+namespace {
+
+using sgsync::testing::TempDir;
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    StoreOptions o;
+    o.clock = [this] { return now_; };
+    o.max_attempts = 3;
+    o.backoff_base_seconds = 10;
+    o.backoff_cap_seconds = 25;
+    auto s = StateStore::Open((dir_.path() / "state.db").string(), o);
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+    store_ = std::move(*s);
+    auto link = store_->RegisterLink("portal", "hash-1");
+    ASSERT_TRUE(link.ok());
+    link_ = link->id;
+  }
+
+  LedgerEntry Entry(const std::string& uuid, std::int64_t local_ts) {
+    LedgerEntry e;
+    e.uuid = uuid;
+    e.origin = Side::kLocal;
+    e.local_timestamp = local_ts;
+    e.local_hash = "h" + std::to_string(local_ts);
+    e.decision = "send";
+    e.decision_json = R"({"reasons":[]})";
+    return e;
+  }
+
+  TempDir dir_;
+  std::int64_t now_ = 1000;
+  std::unique_ptr<StateStore> store_;
+  std::int64_t link_ = 0;
+};
+
+TEST_F(StateStoreTest, ANewDatabaseHasTheCurrentSchemaAndPassesIntegrityCheck) {
+  EXPECT_EQ(*store_->SchemaVersion(), 2);
+  EXPECT_EQ(*store_->IntegrityCheck(), "ok");
+}
+
+TEST_F(StateStoreTest, RegisteringALinkAgainKeepsItsIdAndSeesIdentityChanges) {
+  auto same = store_->RegisterLink("portal", "hash-1");
+  EXPECT_EQ(same->id, link_);
+  EXPECT_FALSE(same->is_new);
+  EXPECT_FALSE(same->identity_changed);
+  ASSERT_TRUE(store_->AdvanceCursor(link_, Direction::kPush, CursorKind::kEvents, 500).ok());
+  std::string gen = store_->GetCursor(link_, Direction::kPush, CursorKind::kEvents)->generation;
+  auto changed = store_->RegisterLink("portal", "hash-2");
+  EXPECT_TRUE(changed->identity_changed);
+  auto c = store_->GetCursor(link_, Direction::kPush, CursorKind::kEvents);
+  EXPECT_EQ(c->last_timestamp, 0) << "a changed filter forces a rescan";
+  EXPECT_NE(c->generation, gen);
+  EXPECT_TRUE(store_->RegisterLink("member-2", "x")->is_new);
+}
+
+TEST_F(StateStoreTest, CursorsMoveOnlyForwardUnlessReset) {
+  auto c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
+  EXPECT_EQ(c->last_timestamp, 0);
+  EXPECT_EQ(c->generation.size(), 32u);
+  ASSERT_TRUE(store_->AdvanceCursor(link_, Direction::kPull, CursorKind::kEvents, 200).ok());
+  auto back = store_->AdvanceCursor(link_, Direction::kPull, CursorKind::kEvents, 100);
+  ASSERT_FALSE(back.ok());
+  EXPECT_NE(back.error().message.find("only move forward"), std::string::npos);
+  ASSERT_TRUE(store_->SetOverlap(link_, Direction::kPull, CursorKind::kEvents, 300).ok());
+  ASSERT_TRUE(store_->MarkFullReconciliation(link_, Direction::kPull, CursorKind::kEvents, 999).ok());
+  c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
+  EXPECT_EQ(c->last_timestamp, 200);
+  EXPECT_EQ(c->overlap_seconds, 300);
+  EXPECT_EQ(c->last_full_reconciliation, 999);
+  EXPECT_EQ(store_->GetCursor(link_, Direction::kPull, CursorKind::kSightings)->last_timestamp, 0) << "kinds are separate";
+  auto gen = store_->ResetCursor(link_, Direction::kPull, CursorKind::kEvents);
+  c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
+  EXPECT_EQ(c->last_timestamp, 0);
+  EXPECT_EQ(c->generation, *gen);
+}
+
+TEST_F(StateStoreTest, LedgerEntriesRoundTripEveryField) {
+  LedgerEntry e = Entry("u1", 10);
+  e.remote_timestamp = 11;
+  e.remote_hash = "rh";
+  e.written_side = Side::kRemote;
+  e.written_timestamp = 10;
+  e.written_hash = "h10";
+  ASSERT_TRUE(store_->UpsertLedger(link_, e).ok());
+  auto got = store_->GetLedger(link_, "u1");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  const LedgerEntry& g = **got;
+  EXPECT_EQ(g.origin, Side::kLocal);
+  EXPECT_EQ(g.local_timestamp, 10);
+  EXPECT_EQ(g.local_hash, "h10");
+  EXPECT_EQ(g.remote_timestamp, 11);
+  EXPECT_EQ(g.written_side, Side::kRemote);
+  EXPECT_EQ(g.written_hash, "h10");
+  EXPECT_EQ(g.decision_json, R"({"reasons":[]})");
+  EXPECT_EQ(g.updated_at, 1000);
+  EXPECT_FALSE(store_->GetLedger(link_, "nope")->has_value());
+  e.decision = "skip";
+  ASSERT_TRUE(store_->UpsertLedger(link_, e).ok());
+  EXPECT_EQ((*store_->GetLedger(link_, "u1"))->decision, "skip");
+}
+
+TEST_F(StateStoreTest, ChangedFindsNewAndNewerEventsOnTheAskedSide) {
+  std::vector<LedgerEntry> batch = {Entry("a", 10), Entry("b", 20)};
+  batch[1].remote_timestamp = 25;
+  ASSERT_TRUE(store_->UpsertLedgerBatch(link_, batch).ok());
+  std::vector<IndexPair> index = {{"a", 10}, {"b", 21}, {"c", 1}};
+  EXPECT_EQ(*store_->Changed(link_, Side::kLocal, index), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(*store_->Changed(link_, Side::kRemote, index), (std::vector<std::string>{"a", "c"}))
+      << "a has no remote timestamp; b's remote 25 is newer than 21";
+}
+
+TEST_F(StateStoreTest, EnqueueIsIdempotentAndRecordsTheLedgerInTheSameTransaction) {
+  auto id = store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
+  ASSERT_TRUE(id.ok()) << id.error().ToString();
+  EXPECT_EQ(*store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50), *id);
+  EXPECT_NE(*store_->RecordAndEnqueue(link_, Entry("e1", 60), Direction::kPush, 60), *id);
+  EXPECT_EQ((*store_->GetLedger(link_, "e1"))->local_timestamp, 60);
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->pending, 2);
+}
+
+TEST_F(StateStoreTest, LeasedItemsAreHiddenUntilTheLeaseExpires) {
+  ASSERT_TRUE(store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50).ok());
+  ASSERT_TRUE(store_->RecordAndEnqueue(link_, Entry("e2", 51), Direction::kPush, 51).ok());
+  auto first = store_->Lease(link_, Direction::kPush, 1, 60);
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ((*first)[0].uuid, "e1");
+  EXPECT_EQ((*first)[0].state, WorkState::kLeased);
+  auto second = store_->Lease(link_, Direction::kPush, 10, 60);
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].uuid, "e2");
+  EXPECT_TRUE(store_->Lease(link_, Direction::kPush, 10, 60)->empty());
+  EXPECT_TRUE(store_->Lease(link_, Direction::kPull, 10, 60)->empty()) << "directions are separate";
+  now_ += 61;  // a crashed worker's lease runs out: the item comes back
+  EXPECT_EQ(store_->Lease(link_, Direction::kPush, 10, 60)->size(), 2u);
+}
+
+TEST_F(StateStoreTest, CompleteMarksDoneAndRecordsTheAcknowledgement) {
+  auto id = *store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
+  ASSERT_EQ(store_->Lease(link_, Direction::kPush, 1, 60)->size(), 1u);
+  LedgerEntry ack = Entry("e1", 50);
+  ack.written_side = Side::kRemote;
+  ack.written_timestamp = 50;
+  ASSERT_TRUE(store_->Complete(id, link_, ack).ok());
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->done, 1);
+  EXPECT_EQ((*store_->GetLedger(link_, "e1"))->written_side, Side::kRemote);
+  now_ += 1000;
+  EXPECT_TRUE(store_->Lease(link_, Direction::kPush, 10, 60)->empty()) << "done items never run again";
+  EXPECT_EQ(store_->Complete(9999, link_, ack).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, FailuresBackOffExponentiallyThenGoDead) {
+  auto id = *store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
+  ASSERT_EQ(*store_->FailAttempt(id, "portal down"), WorkState::kFailed);
+  auto failed = store_->ListWork(link_, WorkState::kFailed);
+  ASSERT_EQ(failed->size(), 1u);
+  EXPECT_EQ((*failed)[0].next_attempt_at, 1010);
+  EXPECT_EQ((*failed)[0].last_error, "portal down");
+  EXPECT_TRUE(store_->Lease(link_, Direction::kPush, 1, 60)->empty()) << "not before its retry time";
+  ASSERT_EQ(*store_->FailAttempt(id, "again"), WorkState::kFailed);
+  EXPECT_EQ((*store_->ListWork(link_, WorkState::kFailed))[0].next_attempt_at, 1020);
+  ASSERT_EQ(*store_->FailAttempt(id, "and again"), WorkState::kDead);
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->dead, 1);
+  now_ += 100000;
+  EXPECT_TRUE(store_->Lease(link_, Direction::kPush, 1, 60)->empty()) << "dead items wait for an operator";
+  ASSERT_TRUE(store_->RetryDead(id).ok());
+  EXPECT_EQ(store_->Lease(link_, Direction::kPush, 1, 60)->size(), 1u);
+  ASSERT_EQ(*store_->FailAttempt(id, "still", now_ + 5), WorkState::kDead);
+  ASSERT_TRUE(store_->DropDead(id).ok());
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->dead, 0);
+  EXPECT_EQ(store_->DropDead(id).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, FailAttemptHonoursAnExplicitRetryTime) {
+  auto id = *store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
+  ASSERT_TRUE(store_->FailAttempt(id, "429", 1500).ok());  // Retry-After
+  EXPECT_EQ((*store_->ListWork(link_, WorkState::kFailed))[0].next_attempt_at, 1500);
+}
+
+TEST_F(StateStoreTest, ConflictsAreListedUntilResolved) {
+  Conflict c{0, "e1", 10, "lh", 11, "rh", R"(["Event.info"])", 0, std::nullopt, std::nullopt};
+  auto id = store_->RecordConflict(link_, c);
+  ASSERT_TRUE(id.ok());
+  auto open = store_->ListConflicts(link_, true);
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].differences, R"(["Event.info"])");
+  EXPECT_EQ((*open)[0].detected_at, 1000);
+  ASSERT_TRUE(store_->ResolveConflict(*id, "prefer-portal", "operator@example").ok());
+  EXPECT_TRUE(store_->ListConflicts(link_, true)->empty());
+  auto all = store_->ListConflicts(link_, false);
+  EXPECT_EQ((*all)[0].resolution, "prefer-portal");
+  EXPECT_EQ((*all)[0].resolved_by, "operator@example");
+  EXPECT_FALSE(store_->ResolveConflict(*id, "again", "x").ok()) << "a resolved conflict stays resolved";
+}
+
+TEST_F(StateStoreTest, SightingsAreSyncedOncePerDirection) {
+  ASSERT_TRUE(store_->MarkSightingsSynced(link_, Direction::kPush, "e1", {"s1", "s2"}).ok());
+  EXPECT_EQ(*store_->UnsyncedSightings(link_, Direction::kPush, {"s1", "s2", "s3"}), std::vector<std::string>{"s3"});
+  EXPECT_EQ(store_->UnsyncedSightings(link_, Direction::kPull, {"s1"})->size(), 1u);
+}
+
+TEST_F(StateStoreTest, TombstonesAreRemembered) {
+  EXPECT_FALSE(*store_->HasTombstone(link_, "e1"));
+  ASSERT_TRUE(store_->AddTombstone(link_, "e1", "portal", "delete").ok());
+  EXPECT_TRUE(*store_->HasTombstone(link_, "e1"));
+}
+
+TEST_F(StateStoreTest, AuditRecordsWhoDidWhatWhereAndTheResult) {
+  ASSERT_TRUE(store_->Audit({0, 0, "sgsyncd", "events/add", "https://portal/events/add", "ok", "uuid e1"}).ok());
+  now_ = 2000;
+  ASSERT_TRUE(store_->Audit({0, 0, "uid:0", "ResolveConflict", "portal/1", "ok", ""}).ok());
+  auto all = store_->ListAudit(0);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].action, "events/add");
+  EXPECT_EQ((*all)[0].at, 1000);
+  EXPECT_EQ(store_->ListAudit(1500)->size(), 1u);
+}
+
+TEST_F(StateStoreTest, ABackupOpensWithEverythingAndStartsNewGenerations) {
+  ASSERT_TRUE(store_->UpsertLedger(link_, Entry("e1", 10)).ok());
+  ASSERT_TRUE(store_->AdvanceCursor(link_, Direction::kPush, CursorKind::kEvents, 77).ok());
+  std::string gen = store_->GetCursor(link_, Direction::kPush, CursorKind::kEvents)->generation;
+  std::string copy = (dir_.path() / "backup.db").string();
+  ASSERT_TRUE(store_->Backup(copy).ok());
+  auto restored = StateStore::Open(copy);
+  ASSERT_TRUE(restored.ok()) << restored.error().ToString();
+  EXPECT_TRUE((*restored)->GetLedger(link_, "e1")->has_value());
+  auto c = (*restored)->GetCursor(link_, Direction::kPush, CursorKind::kEvents);
+  EXPECT_EQ(c->last_timestamp, 77);
+  EXPECT_NE(c->generation, gen) << "continuity after a restore cannot be proven";
+  EXPECT_EQ(*(*restored)->IntegrityCheck(), "ok");
+  // The original keeps its generation.
+  EXPECT_EQ(store_->GetCursor(link_, Direction::kPush, CursorKind::kEvents)->generation, gen);
+}
+
+}  // namespace
+}  // namespace sgsync::state
