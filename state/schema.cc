@@ -52,8 +52,8 @@ CREATE TABLE ledger (
   decision            TEXT,
   decision_json       TEXT,
   updated_at          INTEGER NOT NULL,
-  PRIMARY KEY (link_id, uuid)
-) WITHOUT ROWID;
+  UNIQUE (link_id, uuid)
+);
 CREATE TABLE work_queue (
   id               INTEGER PRIMARY KEY,
   link_id          INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE,

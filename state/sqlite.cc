@@ -65,6 +65,12 @@ std::string Statement::Text(int col) const {
   return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
+std::string_view Statement::TextView(int col) const {
+  const unsigned char* p = sqlite3_column_text(stmt_, col);
+  if (p == nullptr) return {};
+  return std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+}
+
 void Statement::Reset() {
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
@@ -104,6 +110,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path, const 
     SGSYNC_TRY_STATUS(db->Exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   }
   SGSYNC_TRY_STATUS(db->Exec("PRAGMA foreign_keys=ON"));
+  SGSYNC_TRY_STATUS(db->Exec("PRAGMA cache_size=-" + std::to_string(options.cache_kib)));
+  SGSYNC_TRY_STATUS(db->Exec("PRAGMA wal_autocheckpoint=10000"));
   if (options.max_pages > 0) {
     SGSYNC_TRY_STATUS(db->Exec("PRAGMA max_page_count=" + std::to_string(options.max_pages)));
   }

@@ -42,6 +42,8 @@ class Statement {
 
   std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col) const;
+  // Valid until the next Step or Reset.
+  std::string_view TextView(int col) const;
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
   // Returns the statement to the cache state (reset, bindings cleared).
@@ -75,6 +77,9 @@ struct OpenOptions {
   bool create = true;             // create the file when missing
   bool read_only = false;
   std::int64_t max_pages = 0;     // PRAGMA max_page_count when non-zero: a cap on the file's size
+  // Page cache: SQLite's default 2 MiB makes a 100k-event ledger re-read its pages from the kernel
+  // on every batch (docs/performance.md); 64 MiB holds the working set of a large federation.
+  std::int64_t cache_kib = 65536;
 };
 
 class Database {

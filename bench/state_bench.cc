@@ -1,0 +1,76 @@
+// State store: ledger upserts of 100k events in batches (target >= 100k rows/s) and deciding which of
+// 100k (uuid, timestamp) pairs changed (target <= 100 ms). Figures go into docs/performance.md.
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include "state/store.h"
+#include "tests/support/event_gen.h"
+#include "tests/support/files.h"
+
+namespace {
+
+using namespace sgsync;
+constexpr int kEvents = 100000;
+
+std::vector<state::LedgerEntry> Entries(std::int64_t ts) {
+  std::vector<state::LedgerEntry> out;
+  out.reserve(kEvents);
+  for (int i = 0; i < kEvents; ++i) {
+    state::LedgerEntry e;
+    e.uuid = testing::SeededUuid(9, static_cast<std::uint64_t>(i));
+    e.origin = state::Side::kLocal;
+    e.local_timestamp = ts + i;
+    e.local_hash = std::string(64, 'f');
+    e.decision = "send";
+    e.decision_json = R"({"reasons":[{"rule":"push.event.downgrade","path":"Event.distribution","from":"2","to":"1"}]})";
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void BM_LedgerUpsert100kInBatches(benchmark::State& state) {
+  const std::size_t batch = static_cast<std::size_t>(state.range(0));
+  auto entries = Entries(1000);
+  std::int64_t rows = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    testing::TempDir dir;
+    auto store = std::move(*state::StateStore::Open((dir.path() / "bench.db").string()));
+    auto link = store->RegisterLink("portal", "h")->id;
+    state.ResumeTiming();
+    for (std::size_t i = 0; i < entries.size(); i += batch) {
+      std::vector<state::LedgerEntry> part(entries.begin() + static_cast<std::ptrdiff_t>(i),
+                                           entries.begin() + static_cast<std::ptrdiff_t>(std::min(i + batch, entries.size())));
+      if (!store->UpsertLedgerBatch(link, part).ok()) std::abort();
+    }
+    rows += kEvents;
+    state.PauseTiming();
+    store.reset();
+    state.ResumeTiming();
+  }
+  state.counters["rows_per_second"] = benchmark::Counter(static_cast<double>(rows), benchmark::Counter::kIsRate);
+}
+
+void BM_Changed100k(benchmark::State& state) {
+  testing::TempDir dir;
+  auto store = std::move(*state::StateStore::Open((dir.path() / "bench.db").string()));
+  auto link = store->RegisterLink("portal", "h")->id;
+  auto entries = Entries(1000);
+  if (!store->UpsertLedgerBatch(link, entries).ok()) std::abort();
+  // An index where one event in ten changed.
+  std::vector<state::IndexPair> index;
+  for (int i = 0; i < kEvents; ++i) index.push_back({entries[static_cast<std::size_t>(i)].uuid, 1000 + i + (i % 10 == 0 ? 5 : 0)});
+  for (auto _ : state) {
+    auto changed = store->Changed(link, state::Side::kLocal, index);
+    if (!changed.ok() || changed->size() != kEvents / 10) std::abort();
+    benchmark::DoNotOptimize(changed);
+  }
+}
+
+BENCHMARK(BM_LedgerUpsert100kInBatches)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_Changed100k)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
