@@ -39,7 +39,8 @@ void Run(benchmark::State& state, policy::Direction direction) {
   for (auto _ : state) {
     // The engine hands the policy an event it has just parsed and no longer needs: moved in, as here.
     state.PauseTiming();
-    boost::json::object event(doc.event_json(), boost::json::make_shared_resource<boost::json::monotonic_resource>());
+    boost::json::object event(doc.event_json(),
+                              boost::json::make_shared_resource<boost::json::monotonic_resource>());
     state.ResumeTiming();
     auto start = std::chrono::steady_clock::now();
     policy::Decision d = policy::Evaluate(direction, std::move(event), link);
@@ -50,7 +51,8 @@ void Run(benchmark::State& state, policy::Direction direction) {
     d = policy::Decision();  // freeing the document is the caller's cost, not the policy's
     state.ResumeTiming();
   }
-  state.counters["ns_per_attribute"] = policy_ns / static_cast<double>(state.iterations()) / static_cast<double>(attributes);
+  state.counters["ns_per_attribute"] =
+      policy_ns / static_cast<double>(state.iterations()) / static_cast<double>(attributes);
 }
 
 void BM_PolicyPush150k(benchmark::State& state) { Run(state, policy::Direction::kPush); }
@@ -67,7 +69,8 @@ namespace {
 void BM_CopyEvent150k(benchmark::State& state) {
   const auto& doc = BigEvent(false);
   for (auto _ : state) {
-    boost::json::object copy(doc.event_json(), boost::json::make_shared_resource<boost::json::monotonic_resource>());
+    boost::json::object copy(doc.event_json(),
+                             boost::json::make_shared_resource<boost::json::monotonic_resource>());
     benchmark::DoNotOptimize(copy);
   }
 }

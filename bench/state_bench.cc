@@ -23,7 +23,8 @@ std::vector<state::LedgerEntry> Entries(std::int64_t ts) {
     e.local_timestamp = ts + i;
     e.local_hash = std::string(64, 'f');
     e.decision = "send";
-    e.decision_json = R"({"reasons":[{"rule":"push.event.downgrade","path":"Event.distribution","from":"2","to":"1"}]})";
+    e.decision_json =
+        R"({"reasons":[{"rule":"push.event.downgrade","path":"Event.distribution","from":"2","to":"1"}]})";
     out.push_back(std::move(e));
   }
   return out;
@@ -40,8 +41,9 @@ void BM_LedgerUpsert100kInBatches(benchmark::State& state) {
     auto link = store->RegisterLink("portal", "h")->id;
     state.ResumeTiming();
     for (std::size_t i = 0; i < entries.size(); i += batch) {
-      std::vector<state::LedgerEntry> part(entries.begin() + static_cast<std::ptrdiff_t>(i),
-                                           entries.begin() + static_cast<std::ptrdiff_t>(std::min(i + batch, entries.size())));
+      std::vector<state::LedgerEntry> part(
+          entries.begin() + static_cast<std::ptrdiff_t>(i),
+          entries.begin() + static_cast<std::ptrdiff_t>(std::min(i + batch, entries.size())));
       if (!store->UpsertLedgerBatch(link, part).ok()) std::abort();
     }
     rows += kEvents;
@@ -49,7 +51,8 @@ void BM_LedgerUpsert100kInBatches(benchmark::State& state) {
     store.reset();
     state.ResumeTiming();
   }
-  state.counters["rows_per_second"] = benchmark::Counter(static_cast<double>(rows), benchmark::Counter::kIsRate);
+  state.counters["rows_per_second"] =
+      benchmark::Counter(static_cast<double>(rows), benchmark::Counter::kIsRate);
 }
 
 void BM_Changed100k(benchmark::State& state) {
@@ -60,7 +63,8 @@ void BM_Changed100k(benchmark::State& state) {
   if (!store->UpsertLedgerBatch(link, entries).ok()) std::abort();
   // An index where one event in ten changed.
   std::vector<state::IndexPair> index;
-  for (int i = 0; i < kEvents; ++i) index.push_back({entries[static_cast<std::size_t>(i)].uuid, 1000 + i + (i % 10 == 0 ? 5 : 0)});
+  for (int i = 0; i < kEvents; ++i)
+    index.push_back({entries[static_cast<std::size_t>(i)].uuid, 1000 + i + (i % 10 == 0 ? 5 : 0)});
   for (auto _ : state) {
     auto changed = store->Changed(link, state::Side::kLocal, index);
     if (!changed.ok() || changed->size() != kEvents / 10) std::abort();

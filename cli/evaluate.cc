@@ -32,7 +32,8 @@ int RunEvaluate(const EvaluateArgs& args) {
   } else if (args.direction == "pull") {
     direction = policy::Direction::kPull;
   } else {
-    return Unusable(Fail(ErrorCode::kInvalidArgument, "expected push or pull, found \"" + args.direction + "\"", "--direction"));
+    return Unusable(Fail(ErrorCode::kInvalidArgument,
+                         "expected push or pull, found \"" + args.direction + "\"", "--direction"));
   }
   auto link_text = Slurp(args.link_path);
   if (!link_text.ok()) return Unusable(link_text.error());

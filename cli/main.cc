@@ -18,8 +18,11 @@ int main(int argc, char** argv) {
   evaluate->add_option("--direction", eval.direction, "push (member -> peer) or pull (peer -> member)")
       ->required()
       ->check(CLI::IsMember({"push", "pull"}));
-  evaluate->add_option("--link", eval.link_path, "the link as JSON (shared/conformance/case2link.py format)")->required();
-  evaluate->add_option("--event", eval.event_path, "the event as JSON ({\"Event\": ...}, or null for a pull the peer does not serve)")
+  evaluate->add_option("--link", eval.link_path, "the link as JSON (shared/conformance/case2link.py format)")
+      ->required();
+  evaluate
+      ->add_option("--event", eval.event_path,
+                   "the event as JSON ({\"Event\": ...}, or null for a pull the peer does not serve)")
       ->required();
 
   try {

@@ -68,16 +68,25 @@ class [[nodiscard]] Result {
  public:
   static_assert(!std::is_same_v<std::remove_cv_t<T>, Error>, "Result<Error> is ambiguous");
 
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit on purpose
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit on purpose
   Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
   // The value. Calling these on a failed Result is a programming error and aborts.
-  T& value() & { Check(); return std::get<0>(state_); }
-  const T& value() const& { Check(); return std::get<0>(state_); }
-  T&& value() && { Check(); return std::get<0>(std::move(state_)); }
+  T& value() & {
+    Check();
+    return std::get<0>(state_);
+  }
+  const T& value() const& {
+    Check();
+    return std::get<0>(state_);
+  }
+  T&& value() && {
+    Check();
+    return std::get<0>(std::move(state_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -126,9 +135,9 @@ using Status = Result<void>;
 // Propagates a failure to the caller: SGSYNC_TRY(auto v, ParseThing(x)); or SGSYNC_TRY_STATUS(Write(x));
 #define SGSYNC_CONCAT_INNER(a, b) a##b
 #define SGSYNC_CONCAT(a, b) SGSYNC_CONCAT_INNER(a, b)
-#define SGSYNC_TRY_STATUS(expr)                        \
-  do {                                                 \
-    auto sgsync_try_status_ = (expr);                  \
+#define SGSYNC_TRY_STATUS(expr)                                      \
+  do {                                                               \
+    auto sgsync_try_status_ = (expr);                                \
     if (!sgsync_try_status_.ok()) return sgsync_try_status_.error(); \
   } while (0)
 #define SGSYNC_TRY_IMPL(tmp, decl, expr) \

@@ -123,7 +123,9 @@ CREATE INDEX audit_at ON audit (at);
 int CurrentSchemaVersion() { return Migrations().back().version; }
 
 Result<int> ReadSchemaVersion(Database& db) {
-  SGSYNC_TRY(auto exists, db.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"));
+  SGSYNC_TRY(
+      auto exists,
+      db.Prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"));
   SGSYNC_TRY(bool row, exists->Step());
   if (!row || exists->Int(0) == 0) return 0;
   SGSYNC_TRY(auto q, db.Prepare("SELECT coalesce(max(version), 0) FROM schema_version"));
@@ -133,13 +135,15 @@ Result<int> ReadSchemaVersion(Database& db) {
 
 Status Migrate(Database& db, int target) {
   if (target < 0) target = CurrentSchemaVersion();
-  SGSYNC_TRY_STATUS(db.Exec(
-      "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL, what TEXT NOT NULL)"));
+  SGSYNC_TRY_STATUS(
+      db.Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER "
+              "NOT NULL, what TEXT NOT NULL)"));
   SGSYNC_TRY(int have, ReadSchemaVersion(db));
   if (have > target) {
     return Fail(ErrorCode::kVersionMismatch,
                 "the state database has schema version " + std::to_string(have) + ", newer than version " +
-                    std::to_string(target) + " that this sgsync knows: it was written by a newer sgsync; upgrade "
+                    std::to_string(target) +
+                    " that this sgsync knows: it was written by a newer sgsync; upgrade "
                     "sgsync or restore a backup made by this version",
                 db.path());
   }
@@ -147,7 +151,10 @@ Status Migrate(Database& db, int target) {
     if (m.version <= have || m.version > target) continue;
     SGSYNC_TRY(Transaction tx, Transaction::Begin(db));
     SGSYNC_TRY_STATUS(db.Exec(m.sql));
-    SGSYNC_TRY(auto rec, db.Prepare("INSERT INTO schema_version (version, applied_at, what) VALUES (?, strftime('%s','now'), ?)"));
+    SGSYNC_TRY(
+        auto rec,
+        db.Prepare(
+            "INSERT INTO schema_version (version, applied_at, what) VALUES (?, strftime('%s','now'), ?)"));
     SGSYNC_TRY_STATUS(rec->Bind(1, static_cast<std::int64_t>(m.version)).Bind(2, m.what).Run());
     SGSYNC_TRY_STATUS(tx.Commit());
   }

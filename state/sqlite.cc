@@ -62,13 +62,15 @@ Status Statement::Run() {
 std::string Statement::Text(int col) const {
   const unsigned char* p = sqlite3_column_text(stmt_, col);
   if (p == nullptr) return {};
-  return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  return std::string(reinterpret_cast<const char*>(p),
+                     static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
 std::string_view Statement::TextView(int col) const {
   const unsigned char* p = sqlite3_column_text(stmt_, col);
   if (p == nullptr) return {};
-  return std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  return std::string_view(reinterpret_cast<const char*>(p),
+                          static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
 void Statement::Reset() {
@@ -100,14 +102,16 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path, const 
   // The first read finds out whether the file is a database at all (a garbage file fails here).
   SGSYNC_TRY_STATUS(db->Exec("PRAGMA schema_version"));
   if (!options.read_only && sqlite3_db_readonly(raw, "main") == 1) {
-    return Fail(ErrorCode::kIo,
-                "the state database can only be opened read-only: check the permissions and owner of the file and "
-                "its directory (sgsync writes the file, its -wal and its -shm beside it)",
-                path);
+    return Fail(
+        ErrorCode::kIo,
+        "the state database can only be opened read-only: check the permissions and owner of the file and "
+        "its directory (sgsync writes the file, its -wal and its -shm beside it)",
+        path);
   }
   if (!options.read_only) {
     SGSYNC_TRY_STATUS(db->Exec("PRAGMA journal_mode=WAL"));
-    SGSYNC_TRY_STATUS(db->Exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+    SGSYNC_TRY_STATUS(
+        db->Exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   }
   SGSYNC_TRY_STATUS(db->Exec("PRAGMA foreign_keys=ON"));
   SGSYNC_TRY_STATUS(db->Exec("PRAGMA cache_size=-" + std::to_string(options.cache_kib)));
@@ -139,7 +143,8 @@ Result<ScopedStatement> Database::Prepare(std::string_view sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                &stmt, nullptr);
     if (rc != SQLITE_OK) return LastError(sql);
     it = cache_.emplace(std::string(sql), std::make_unique<Statement>(this, stmt)).first;
   }

@@ -72,11 +72,11 @@ class ScopedStatement {
 };
 
 struct OpenOptions {
-  bool synchronous_full = true;   // PRAGMA synchronous=FULL (NORMAL when false)
+  bool synchronous_full = true;  // PRAGMA synchronous=FULL (NORMAL when false)
   int busy_timeout_ms = 5000;
-  bool create = true;             // create the file when missing
+  bool create = true;  // create the file when missing
   bool read_only = false;
-  std::int64_t max_pages = 0;     // PRAGMA max_page_count when non-zero: a cap on the file's size
+  std::int64_t max_pages = 0;  // PRAGMA max_page_count when non-zero: a cap on the file's size
   // Page cache: SQLite's default 2 MiB makes a 100k-event ledger re-read its pages from the kernel
   // on every batch (docs/performance.md); 64 MiB holds the working set of a large federation.
   std::int64_t cache_kib = 65536;

@@ -45,14 +45,22 @@ ON CONFLICT (link_id, uuid) DO UPDATE SET
 
 Status WriteLedger(Database& db, std::int64_t link_id, const LedgerEntry& e, std::int64_t now) {
   SGSYNC_TRY(auto s, db.Prepare(kLedgerUpsert));
-  s->Bind(1, link_id).Bind(2, e.uuid).Bind(3, SideName(e.origin)).Bind(4, e.local_timestamp).Bind(5, e.local_hash);
+  s->Bind(1, link_id)
+      .Bind(2, e.uuid)
+      .Bind(3, SideName(e.origin))
+      .Bind(4, e.local_timestamp)
+      .Bind(5, e.local_hash);
   s->Bind(6, e.remote_timestamp).Bind(7, e.remote_hash);
   if (e.written_side) {
     s->Bind(8, SideName(*e.written_side));
   } else {
     s->BindNull(8);
   }
-  s->Bind(9, e.written_timestamp).Bind(10, e.written_hash).Bind(11, e.decision).Bind(12, e.decision_json).Bind(13, now);
+  s->Bind(9, e.written_timestamp)
+      .Bind(10, e.written_hash)
+      .Bind(11, e.decision)
+      .Bind(12, e.decision_json)
+      .Bind(13, now);
   return s->Run();
 }
 
@@ -84,25 +92,36 @@ WorkItem ReadWork(Statement& s) {
 }
 
 Status EnsureCursor(Database& db, std::int64_t link_id, Direction d, CursorKind k, std::int64_t now) {
-  SGSYNC_TRY(auto s, db.Prepare(
-                         "INSERT OR IGNORE INTO cursors (link_id, direction, kind, generation, updated_at) VALUES (?, ?, ?, ?, ?)"));
-  return s->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k)).Bind(4, NewGenerationId()).Bind(5, now).Run();
+  SGSYNC_TRY(auto s, db.Prepare("INSERT OR IGNORE INTO cursors (link_id, direction, kind, generation, "
+                                "updated_at) VALUES (?, ?, ?, ?, ?)"));
+  return s->Bind(1, link_id)
+      .Bind(2, DirName(d))
+      .Bind(3, KindName(k))
+      .Bind(4, NewGenerationId())
+      .Bind(5, now)
+      .Run();
 }
 
 Status ExpectOneRow(Database& db, std::string_view what, std::int64_t id) {
   if (db.Changes() == 1) return {};
-  return Fail(ErrorCode::kNotFound, std::string(what) + " " + std::to_string(id) + " does not exist", db.path());
+  return Fail(ErrorCode::kNotFound, std::string(what) + " " + std::to_string(id) + " does not exist",
+              db.path());
 }
 
 }  // namespace
 
 std::string_view WorkStateName(WorkState s) {
   switch (s) {
-    case WorkState::kPending: return "pending";
-    case WorkState::kLeased: return "leased";
-    case WorkState::kDone: return "done";
-    case WorkState::kFailed: return "failed";
-    case WorkState::kDead: return "dead";
+    case WorkState::kPending:
+      return "pending";
+    case WorkState::kLeased:
+      return "leased";
+    case WorkState::kDone:
+      return "done";
+    case WorkState::kFailed:
+      return "failed";
+    case WorkState::kDead:
+      return "dead";
   }
   return "pending";
 }
@@ -144,10 +163,11 @@ Status StateStore::StartNewGenerationsIfRestored() {
     keys.emplace_back(rows->Int(0), rows->Text(1), rows->Text(2));
   }
   for (const auto& [link, dir, kind] : keys) {
-    SGSYNC_TRY(auto u, db_->Prepare(
-                           "UPDATE cursors SET generation = ?, last_full_reconciliation = 0, updated_at = ? "
-                           "WHERE link_id = ? AND direction = ? AND kind = ?"));
-    SGSYNC_TRY_STATUS(u->Bind(1, NewGenerationId()).Bind(2, Now()).Bind(3, link).Bind(4, dir).Bind(5, kind).Run());
+    SGSYNC_TRY(auto u,
+               db_->Prepare("UPDATE cursors SET generation = ?, last_full_reconciliation = 0, updated_at = ? "
+                            "WHERE link_id = ? AND direction = ? AND kind = ?"));
+    SGSYNC_TRY_STATUS(
+        u->Bind(1, NewGenerationId()).Bind(2, Now()).Bind(3, link).Bind(4, dir).Bind(5, kind).Run());
   }
   SGSYNC_TRY_STATUS(db_->Exec("DELETE FROM meta WHERE key = 'restored_from_backup'"));
   return tx.Commit();
@@ -162,7 +182,9 @@ Result<LinkRegistration> StateStore::RegisterLink(const std::string& name, const
   SGSYNC_TRY(bool found, q->Step());
   std::int64_t now = Now();
   if (!found) {
-    SGSYNC_TRY(auto ins, db_->Prepare("INSERT INTO links (name, identity_hash, created_at, updated_at) VALUES (?, ?, ?, ?)"));
+    SGSYNC_TRY(
+        auto ins,
+        db_->Prepare("INSERT INTO links (name, identity_hash, created_at, updated_at) VALUES (?, ?, ?, ?)"));
     SGSYNC_TRY_STATUS(ins->Bind(1, name).Bind(2, identity_hash).Bind(3, now).Bind(4, now).Run());
     reg.id = db_->LastInsertId();
     reg.is_new = true;
@@ -182,10 +204,12 @@ Result<LinkRegistration> StateStore::RegisterLink(const std::string& name, const
       keys.emplace_back(ids->Text(0), ids->Text(1));
     }
     for (const auto& [dir, kind] : keys) {
-      SGSYNC_TRY(auto r, db_->Prepare(
-                             "UPDATE cursors SET last_timestamp = 0, last_full_reconciliation = 0, generation = ?, "
-                             "updated_at = ? WHERE link_id = ? AND direction = ? AND kind = ?"));
-      SGSYNC_TRY_STATUS(r->Bind(1, NewGenerationId()).Bind(2, now).Bind(3, reg.id).Bind(4, dir).Bind(5, kind).Run());
+      SGSYNC_TRY(
+          auto r,
+          db_->Prepare("UPDATE cursors SET last_timestamp = 0, last_full_reconciliation = 0, generation = ?, "
+                       "updated_at = ? WHERE link_id = ? AND direction = ? AND kind = ?"));
+      SGSYNC_TRY_STATUS(
+          r->Bind(1, NewGenerationId()).Bind(2, now).Bind(3, reg.id).Bind(4, dir).Bind(5, kind).Run());
     }
   }
   SGSYNC_TRY_STATUS(tx.Commit());
@@ -195,19 +219,23 @@ Result<LinkRegistration> StateStore::RegisterLink(const std::string& name, const
 Result<Cursor> StateStore::GetCursor(std::int64_t link_id, Direction d, CursorKind k) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  SGSYNC_TRY(auto q, db_->Prepare(
-                         "SELECT last_timestamp, overlap_seconds, last_full_reconciliation, generation FROM cursors "
-                         "WHERE link_id = ? AND direction = ? AND kind = ?"));
+  SGSYNC_TRY(auto q,
+             db_->Prepare(
+                 "SELECT last_timestamp, overlap_seconds, last_full_reconciliation, generation FROM cursors "
+                 "WHERE link_id = ? AND direction = ? AND kind = ?"));
   q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k));
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return Fail(ErrorCode::kNotFound, "no link " + std::to_string(link_id), db_->path());
   return Cursor{q->Int(0), q->Int(1), q->Int(2), q->Text(3)};
 }
 
-Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k, std::int64_t last_timestamp) {
+Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k,
+                                 std::int64_t last_timestamp) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  SGSYNC_TRY(auto q, db_->Prepare("SELECT last_timestamp FROM cursors WHERE link_id = ? AND direction = ? AND kind = ?"));
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare("SELECT last_timestamp FROM cursors WHERE link_id = ? AND direction = ? AND kind = ?"));
   q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k));
   SGSYNC_TRY(bool row, q->Step());
   if (row && q->Int(0) > last_timestamp) {
@@ -216,24 +244,34 @@ Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k
                     std::to_string(last_timestamp) + "); use ResetCursor for a rescan",
                 db_->path());
   }
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE cursors SET last_timestamp = ?, updated_at = ? WHERE link_id = ? AND direction = ? AND kind = ?"));
-  return u->Bind(1, last_timestamp).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run();
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_timestamp = ?, updated_at = ? WHERE link_id = ? "
+                                  "AND direction = ? AND kind = ?"));
+  return u->Bind(1, last_timestamp)
+      .Bind(2, Now())
+      .Bind(3, link_id)
+      .Bind(4, DirName(d))
+      .Bind(5, KindName(k))
+      .Run();
 }
 
 Status StateStore::SetOverlap(std::int64_t link_id, Direction d, CursorKind k, std::int64_t overlap_seconds) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE cursors SET overlap_seconds = ?, updated_at = ? WHERE link_id = ? AND direction = ? AND kind = ?"));
-  return u->Bind(1, overlap_seconds).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run();
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET overlap_seconds = ?, updated_at = ? WHERE link_id = ? "
+                                  "AND direction = ? AND kind = ?"));
+  return u->Bind(1, overlap_seconds)
+      .Bind(2, Now())
+      .Bind(3, link_id)
+      .Bind(4, DirName(d))
+      .Bind(5, KindName(k))
+      .Run();
 }
 
 Status StateStore::MarkFullReconciliation(std::int64_t link_id, Direction d, CursorKind k, std::int64_t at) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE cursors SET last_full_reconciliation = ?, updated_at = ? WHERE link_id = ? AND direction = ? AND kind = ?"));
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_full_reconciliation = ?, updated_at = ? WHERE "
+                                  "link_id = ? AND direction = ? AND kind = ?"));
   return u->Bind(1, at).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run();
 }
 
@@ -241,19 +279,22 @@ Result<std::string> StateStore::ResetCursor(std::int64_t link_id, Direction d, C
   std::lock_guard lock(mu_);
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
   std::string gen = NewGenerationId();
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE cursors SET last_timestamp = 0, last_full_reconciliation = 0, generation = ?, updated_at = ? "
-                         "WHERE link_id = ? AND direction = ? AND kind = ?"));
-  SGSYNC_TRY_STATUS(u->Bind(1, gen).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run());
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_timestamp = 0, last_full_reconciliation = 0, "
+                                  "generation = ?, updated_at = ? "
+                                  "WHERE link_id = ? AND direction = ? AND kind = ?"));
+  SGSYNC_TRY_STATUS(
+      u->Bind(1, gen).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run());
   return gen;
 }
 
 Result<std::optional<LedgerEntry>> StateStore::GetLedger(std::int64_t link_id, const std::string& uuid) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto q, db_->Prepare(
-                         "SELECT uuid, origin, local_timestamp, local_hash, remote_timestamp, remote_hash, written_side, "
-                         "written_timestamp, written_hash, decision, decision_json, updated_at FROM ledger "
-                         "WHERE link_id = ? AND uuid = ?"));
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(
+          "SELECT uuid, origin, local_timestamp, local_hash, remote_timestamp, remote_hash, written_side, "
+          "written_timestamp, written_hash, decision, decision_json, updated_at FROM ledger "
+          "WHERE link_id = ? AND uuid = ?"));
   q->Bind(1, link_id).Bind(2, uuid);
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return std::optional<LedgerEntry>();
@@ -288,7 +329,8 @@ Status StateStore::UpsertLedgerBatch(std::int64_t link_id, const std::vector<Led
   return tx.Commit();
 }
 
-Result<std::vector<std::string>> StateStore::Changed(std::int64_t link_id, Side side, const std::vector<IndexPair>& index) {
+Result<std::vector<std::string>> StateStore::Changed(std::int64_t link_id, Side side,
+                                                     const std::vector<IndexPair>& index) {
   std::lock_guard lock(mu_);
   // The index is hashed (string_views into the caller's memory) and the link's ledger scanned once
   // in table order: no allocation per row, no point query per uuid (docs/performance.md).
@@ -296,9 +338,10 @@ Result<std::vector<std::string>> StateStore::Changed(std::int64_t link_id, Side 
   position.reserve(index.size());
   for (std::size_t i = 0; i < index.size(); ++i) position.emplace(index[i].uuid, i);
   std::vector<char> up_to_date(index.size(), 0);
-  SGSYNC_TRY(auto q, db_->Prepare(side == Side::kLocal
-                                      ? "SELECT uuid, local_timestamp FROM ledger NOT INDEXED WHERE link_id = ?"
-                                      : "SELECT uuid, remote_timestamp FROM ledger NOT INDEXED WHERE link_id = ?"));
+  SGSYNC_TRY(auto q,
+             db_->Prepare(side == Side::kLocal
+                              ? "SELECT uuid, local_timestamp FROM ledger NOT INDEXED WHERE link_id = ?"
+                              : "SELECT uuid, remote_timestamp FROM ledger NOT INDEXED WHERE link_id = ?"));
   q->Bind(1, link_id);
   while (true) {
     SGSYNC_TRY(bool row, q->Step());
@@ -320,11 +363,22 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   std::int64_t now = Now();
   SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
-  SGSYNC_TRY(auto ins, db_->Prepare(
-                           "INSERT INTO work_queue (link_id, direction, uuid, version, state, next_attempt_at, created_at, updated_at) "
-                           "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (link_id, direction, uuid, version) DO NOTHING"));
-  SGSYNC_TRY_STATUS(ins->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, entry.uuid).Bind(4, version).Bind(5, now).Bind(6, now).Bind(7, now).Run());
-  SGSYNC_TRY(auto id, db_->Prepare("SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
+  SGSYNC_TRY(auto ins, db_->Prepare("INSERT INTO work_queue (link_id, direction, uuid, version, state, "
+                                    "next_attempt_at, created_at, updated_at) "
+                                    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (link_id, "
+                                    "direction, uuid, version) DO NOTHING"));
+  SGSYNC_TRY_STATUS(ins->Bind(1, link_id)
+                        .Bind(2, DirName(d))
+                        .Bind(3, entry.uuid)
+                        .Bind(4, version)
+                        .Bind(5, now)
+                        .Bind(6, now)
+                        .Bind(7, now)
+                        .Run());
+  SGSYNC_TRY(
+      auto id,
+      db_->Prepare(
+          "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
   id->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, entry.uuid).Bind(4, version);
   SGSYNC_TRY(bool row, id->Step());
   if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
@@ -333,14 +387,17 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
   return item;
 }
 
-Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction d, int max, std::int64_t lease_seconds) {
+Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction d, int max,
+                                                std::int64_t lease_seconds) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   std::int64_t now = Now();
-  SGSYNC_TRY(auto q, db_->Prepare(std::string("SELECT ") + kWorkColumns +
-                                  " FROM work_queue WHERE link_id = ? AND direction = ? AND ("
-                                  "(state IN ('pending', 'failed') AND next_attempt_at <= ?) OR "
-                                  "(state = 'leased' AND lease_expires_at <= ?)) ORDER BY next_attempt_at, id LIMIT ?"));
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(std::string("SELECT ") + kWorkColumns +
+                   " FROM work_queue WHERE link_id = ? AND direction = ? AND ("
+                   "(state IN ('pending', 'failed') AND next_attempt_at <= ?) OR "
+                   "(state = 'leased' AND lease_expires_at <= ?)) ORDER BY next_attempt_at, id LIMIT ?"));
   q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, now).Bind(4, now).Bind(5, static_cast<std::int64_t>(max));
   std::vector<WorkItem> items;
   while (true) {
@@ -349,7 +406,10 @@ Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction 
     items.push_back(ReadWork(*q));
   }
   for (auto& w : items) {
-    SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = 'leased', lease_expires_at = ?, updated_at = ? WHERE id = ?"));
+    SGSYNC_TRY(
+        auto u,
+        db_->Prepare(
+            "UPDATE work_queue SET state = 'leased', lease_expires_at = ?, updated_at = ? WHERE id = ?"));
     SGSYNC_TRY_STATUS(u->Bind(1, now + lease_seconds).Bind(2, now).Bind(3, w.id).Run());
     w.state = WorkState::kLeased;
     w.lease_expires_at = now + lease_seconds;
@@ -362,41 +422,53 @@ Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const Le
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   std::int64_t now = Now();
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE work_queue SET state = 'done', lease_expires_at = NULL, last_error = NULL, updated_at = ? "
-                         "WHERE id = ? AND link_id = ?"));
+  SGSYNC_TRY(
+      auto u,
+      db_->Prepare(
+          "UPDATE work_queue SET state = 'done', lease_expires_at = NULL, last_error = NULL, updated_at = ? "
+          "WHERE id = ? AND link_id = ?"));
   SGSYNC_TRY_STATUS(u->Bind(1, now).Bind(2, item_id).Bind(3, link_id).Run());
   SGSYNC_TRY_STATUS(ExpectOneRow(*db_, "work item", item_id));
   SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
   return tx.Commit();
 }
 
-Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::string& error, std::optional<std::int64_t> retry_at) {
+Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::string& error,
+                                          std::optional<std::int64_t> retry_at) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   SGSYNC_TRY(auto q, db_->Prepare("SELECT attempts FROM work_queue WHERE id = ?"));
   q->Bind(1, item_id);
   SGSYNC_TRY(bool row, q->Step());
-  if (!row) return Fail(ErrorCode::kNotFound, "work item " + std::to_string(item_id) + " does not exist", db_->path());
+  if (!row)
+    return Fail(ErrorCode::kNotFound, "work item " + std::to_string(item_id) + " does not exist",
+                db_->path());
   int attempts = static_cast<int>(q->Int(0)) + 1;
   std::int64_t now = Now();
   WorkState next = attempts >= options_.max_attempts ? WorkState::kDead : WorkState::kFailed;
   std::int64_t delay = options_.backoff_base_seconds;
   for (int i = 1; i < attempts && delay < options_.backoff_cap_seconds; ++i) delay *= 2;
   delay = std::min(delay, options_.backoff_cap_seconds);
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE work_queue SET state = ?, attempts = ?, lease_expires_at = NULL, next_attempt_at = ?, "
-                         "last_error = ?, updated_at = ? WHERE id = ?"));
-  SGSYNC_TRY_STATUS(u->Bind(1, WorkStateName(next)).Bind(2, static_cast<std::int64_t>(attempts))
-                        .Bind(3, retry_at.value_or(now + delay)).Bind(4, error).Bind(5, now).Bind(6, item_id).Run());
+  SGSYNC_TRY(
+      auto u,
+      db_->Prepare(
+          "UPDATE work_queue SET state = ?, attempts = ?, lease_expires_at = NULL, next_attempt_at = ?, "
+          "last_error = ?, updated_at = ? WHERE id = ?"));
+  SGSYNC_TRY_STATUS(u->Bind(1, WorkStateName(next))
+                        .Bind(2, static_cast<std::int64_t>(attempts))
+                        .Bind(3, retry_at.value_or(now + delay))
+                        .Bind(4, error)
+                        .Bind(5, now)
+                        .Bind(6, item_id)
+                        .Run());
   SGSYNC_TRY_STATUS(tx.Commit());
   return next;
 }
 
 Status StateStore::RetryDead(std::int64_t item_id) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE work_queue SET state = 'pending', next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'dead'"));
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = 'pending', next_attempt_at = ?, updated_at "
+                                  "= ? WHERE id = ? AND state = 'dead'"));
   SGSYNC_TRY_STATUS(u->Bind(1, Now()).Bind(2, Now()).Bind(3, item_id).Run());
   return ExpectOneRow(*db_, "dead work item", item_id);
 }
@@ -410,7 +482,10 @@ Status StateStore::DropDead(std::int64_t item_id) {
 
 Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto q, db_->Prepare("SELECT state, count(*) FROM work_queue WHERE link_id = ? AND direction = ? GROUP BY state"));
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(
+          "SELECT state, count(*) FROM work_queue WHERE link_id = ? AND direction = ? GROUP BY state"));
   q->Bind(1, link_id).Bind(2, DirName(d));
   QueueCounts c;
   while (true) {
@@ -418,11 +493,21 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
     if (!row) break;
     std::int64_t n = q->Int(1);
     switch (StateFrom(q->Text(0))) {
-      case WorkState::kPending: c.pending = n; break;
-      case WorkState::kLeased: c.leased = n; break;
-      case WorkState::kDone: c.done = n; break;
-      case WorkState::kFailed: c.failed = n; break;
-      case WorkState::kDead: c.dead = n; break;
+      case WorkState::kPending:
+        c.pending = n;
+        break;
+      case WorkState::kLeased:
+        c.leased = n;
+        break;
+      case WorkState::kDone:
+        c.done = n;
+        break;
+      case WorkState::kFailed:
+        c.failed = n;
+        break;
+      case WorkState::kDead:
+        c.dead = n;
+        break;
     }
   }
   return c;
@@ -444,19 +529,29 @@ Result<std::vector<WorkItem>> StateStore::ListWork(std::int64_t link_id, WorkSta
 
 Result<std::int64_t> StateStore::RecordConflict(std::int64_t link_id, const Conflict& c) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto s, db_->Prepare(
-                         "INSERT INTO conflicts (link_id, uuid, local_timestamp, local_hash, remote_timestamp, remote_hash, "
-                         "differences, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-  SGSYNC_TRY_STATUS(s->Bind(1, link_id).Bind(2, c.uuid).Bind(3, c.local_timestamp).Bind(4, c.local_hash)
-                        .Bind(5, c.remote_timestamp).Bind(6, c.remote_hash).Bind(7, c.differences).Bind(8, Now()).Run());
+  SGSYNC_TRY(
+      auto s,
+      db_->Prepare(
+          "INSERT INTO conflicts (link_id, uuid, local_timestamp, local_hash, remote_timestamp, remote_hash, "
+          "differences, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+  SGSYNC_TRY_STATUS(s->Bind(1, link_id)
+                        .Bind(2, c.uuid)
+                        .Bind(3, c.local_timestamp)
+                        .Bind(4, c.local_hash)
+                        .Bind(5, c.remote_timestamp)
+                        .Bind(6, c.remote_hash)
+                        .Bind(7, c.differences)
+                        .Bind(8, Now())
+                        .Run());
   return db_->LastInsertId();
 }
 
 Result<std::vector<Conflict>> StateStore::ListConflicts(std::int64_t link_id, bool open_only) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto q, db_->Prepare(
-                         "SELECT id, uuid, local_timestamp, local_hash, remote_timestamp, remote_hash, differences, detected_at, "
-                         "resolution, resolved_by FROM conflicts WHERE link_id = ? AND (? = 0 OR resolution IS NULL) ORDER BY id"));
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT id, uuid, local_timestamp, local_hash, remote_timestamp, "
+                                  "remote_hash, differences, detected_at, "
+                                  "resolution, resolved_by FROM conflicts WHERE link_id = ? AND (? = 0 OR "
+                                  "resolution IS NULL) ORDER BY id"));
   q->Bind(1, link_id).Bind(2, static_cast<std::int64_t>(open_only ? 1 : 0));
   std::vector<Conflict> out;
   while (true) {
@@ -478,10 +573,11 @@ Result<std::vector<Conflict>> StateStore::ListConflicts(std::int64_t link_id, bo
   return out;
 }
 
-Status StateStore::ResolveConflict(std::int64_t conflict_id, const std::string& resolution, const std::string& by) {
+Status StateStore::ResolveConflict(std::int64_t conflict_id, const std::string& resolution,
+                                   const std::string& by) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto u, db_->Prepare(
-                         "UPDATE conflicts SET resolution = ?, resolved_by = ?, resolved_at = ? WHERE id = ? AND resolution IS NULL"));
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE conflicts SET resolution = ?, resolved_by = ?, resolved_at = ? "
+                                  "WHERE id = ? AND resolution IS NULL"));
   SGSYNC_TRY_STATUS(u->Bind(1, resolution).Bind(2, by).Bind(3, Now()).Bind(4, conflict_id).Run());
   return ExpectOneRow(*db_, "open conflict", conflict_id);
 }
@@ -492,10 +588,11 @@ Status StateStore::MarkSightingsSynced(std::int64_t link_id, Direction d, const 
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   std::int64_t now = Now();
   for (const auto& s : sighting_uuids) {
-    SGSYNC_TRY(auto ins, db_->Prepare(
-                             "INSERT OR IGNORE INTO sighting_ledger (link_id, direction, sighting_uuid, event_uuid, synced_at) "
-                             "VALUES (?, ?, ?, ?, ?)"));
-    SGSYNC_TRY_STATUS(ins->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, s).Bind(4, event_uuid).Bind(5, now).Run());
+    SGSYNC_TRY(auto ins, db_->Prepare("INSERT OR IGNORE INTO sighting_ledger (link_id, direction, "
+                                      "sighting_uuid, event_uuid, synced_at) "
+                                      "VALUES (?, ?, ?, ?, ?)"));
+    SGSYNC_TRY_STATUS(
+        ins->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, s).Bind(4, event_uuid).Bind(5, now).Run());
   }
   return tx.Commit();
 }
@@ -505,7 +602,10 @@ Result<std::vector<std::string>> StateStore::UnsyncedSightings(std::int64_t link
   std::lock_guard lock(mu_);
   std::vector<std::string> out;
   for (const auto& s : candidates) {
-    SGSYNC_TRY(auto q, db_->Prepare("SELECT 1 FROM sighting_ledger WHERE link_id = ? AND direction = ? AND sighting_uuid = ?"));
+    SGSYNC_TRY(
+        auto q,
+        db_->Prepare(
+            "SELECT 1 FROM sighting_ledger WHERE link_id = ? AND direction = ? AND sighting_uuid = ?"));
     q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, s);
     SGSYNC_TRY(bool row, q->Step());
     if (!row) out.push_back(s);
@@ -516,8 +616,8 @@ Result<std::vector<std::string>> StateStore::UnsyncedSightings(std::int64_t link
 Status StateStore::AddTombstone(std::int64_t link_id, const std::string& uuid, const std::string& source,
                                 const std::string& action) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto s, db_->Prepare(
-                         "INSERT OR REPLACE INTO tombstones (link_id, uuid, deleted_at, source, action) VALUES (?, ?, ?, ?, ?)"));
+  SGSYNC_TRY(auto s, db_->Prepare("INSERT OR REPLACE INTO tombstones (link_id, uuid, deleted_at, source, "
+                                  "action) VALUES (?, ?, ?, ?, ?)"));
   return s->Bind(1, link_id).Bind(2, uuid).Bind(3, Now()).Bind(4, source).Bind(5, action).Run();
 }
 
@@ -530,20 +630,29 @@ Result<bool> StateStore::HasTombstone(std::int64_t link_id, const std::string& u
 
 Status StateStore::Audit(const AuditRecord& r) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto s, db_->Prepare("INSERT INTO audit (at, actor, action, target, result, details) VALUES (?, ?, ?, ?, ?, ?)"));
-  return s->Bind(1, Now()).Bind(2, r.actor).Bind(3, r.action).Bind(4, r.target).Bind(5, r.result).Bind(6, r.details).Run();
+  SGSYNC_TRY(auto s,
+             db_->Prepare(
+                 "INSERT INTO audit (at, actor, action, target, result, details) VALUES (?, ?, ?, ?, ?, ?)"));
+  return s->Bind(1, Now())
+      .Bind(2, r.actor)
+      .Bind(3, r.action)
+      .Bind(4, r.target)
+      .Bind(5, r.result)
+      .Bind(6, r.details)
+      .Run();
 }
 
 Result<std::vector<AuditRecord>> StateStore::ListAudit(std::int64_t since, int limit) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto q, db_->Prepare(
-                         "SELECT id, at, actor, action, target, result, details FROM audit WHERE at >= ? ORDER BY id LIMIT ?"));
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT id, at, actor, action, target, result, details FROM audit WHERE at "
+                                  ">= ? ORDER BY id LIMIT ?"));
   q->Bind(1, since).Bind(2, static_cast<std::int64_t>(limit));
   std::vector<AuditRecord> out;
   while (true) {
     SGSYNC_TRY(bool row, q->Step());
     if (!row) break;
-    out.push_back(AuditRecord{q->Int(0), q->Int(1), q->Text(2), q->Text(3), q->Text(4), q->Text(5), q->Text(6)});
+    out.push_back(
+        AuditRecord{q->Int(0), q->Int(1), q->Text(2), q->Text(3), q->Text(4), q->Text(5), q->Text(6)});
   }
   return out;
 }

@@ -43,7 +43,7 @@ enum class Side { kLocal, kRemote };
 struct StoreOptions {
   bool synchronous_full = true;
   int busy_timeout_ms = 5000;
-  int max_attempts = 8;                 // a work item failing this often goes dead
+  int max_attempts = 8;  // a work item failing this often goes dead
   std::int64_t backoff_base_seconds = 30;
   std::int64_t backoff_cap_seconds = 3600;
   std::function<std::int64_t()> clock;  // seconds since 1970; default: the system clock
@@ -73,9 +73,9 @@ struct LedgerEntry {
   std::optional<Side> written_side;  // where sgsync last wrote this event
   std::optional<std::int64_t> written_timestamp;
   std::optional<std::string> written_hash;
-  std::string decision;              // "send", "skip", ...
-  std::string decision_json;         // the policy's reasons, as JSON
-  std::int64_t updated_at = 0;       // set by the store
+  std::string decision;         // "send", "skip", ...
+  std::string decision_json;    // the policy's reasons, as JSON
+  std::int64_t updated_at = 0;  // set by the store
 };
 
 // One (uuid, timestamp) row of an event index.
@@ -152,7 +152,8 @@ class StateStore {
   // Many entries in one transaction.
   Status UpsertLedgerBatch(std::int64_t link_id, const std::vector<LedgerEntry>& entries);
   // The uuids of `index` that the ledger has not seen on `side`, or saw with an older timestamp.
-  Result<std::vector<std::string>> Changed(std::int64_t link_id, Side side, const std::vector<IndexPair>& index);
+  Result<std::vector<std::string>> Changed(std::int64_t link_id, Side side,
+                                           const std::vector<IndexPair>& index);
 
   // ---- work queue (transactional outbox)
   // Records the ledger entry and enqueues (direction, uuid, version) in one transaction. Enqueuing

@@ -14,12 +14,15 @@ Result<std::string> RequiredString(const json::object& o, std::string_view key, 
 
 Result<std::string> RequiredUuid(const json::object& o, std::string_view key, std::string_view path) {
   SGSYNC_TRY(std::string s, RequiredString(o, key, path));
-  if (!IsUuid(s)) return Fail(ErrorCode::kParse, "expected a uuid, found \"" + s.substr(0, 40) + "\"", Child(path, key));
+  if (!IsUuid(s))
+    return Fail(ErrorCode::kParse, "expected a uuid, found \"" + s.substr(0, 40) + "\"", Child(path, key));
   return s;
 }
 
 Result<const json::object*> ObjectAt(const json::value& v, std::string_view path) {
-  if (!v.is_object()) return Fail(ErrorCode::kParse, "expected an object, found " + Describe(v), std::string(path.empty() ? "$" : path));
+  if (!v.is_object())
+    return Fail(ErrorCode::kParse, "expected an object, found " + Describe(v),
+                std::string(path.empty() ? "$" : path));
   return &v.get_object();
 }
 
@@ -62,7 +65,8 @@ Result<SharingGroupInfo> DecodeGroupRow(const json::object& row, std::string_vie
   info.organisation_uuid = std::string(owner.value_or(""));
   info.roaming = roaming.value_or(false);
   info.active = active.value_or(true);
-  const json::object* holder = group->contains("SharingGroupOrg") || group->contains("SharingGroupServer") ? group : &row;
+  const json::object* holder =
+      group->contains("SharingGroupOrg") || group->contains("SharingGroupServer") ? group : &row;
   std::string hpath = holder == group ? gpath : std::string(path);
   if (const json::value* orgs = holder->if_contains("SharingGroupOrg"); orgs != nullptr && orgs->is_array()) {
     for (std::size_t i = 0; i < orgs->get_array().size(); ++i) {
@@ -103,7 +107,8 @@ Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body) {
     out.push_back(std::move(e));
     return out;
   }
-  if (!body.is_array()) return Fail(ErrorCode::kParse, "expected a list of index rows, found " + Describe(body), "$");
+  if (!body.is_array())
+    return Fail(ErrorCode::kParse, "expected a list of index rows, found " + Describe(body), "$");
   out.reserve(body.get_array().size());
   for (std::size_t i = 0; i < body.get_array().size(); ++i) {
     SGSYNC_TRY(auto e, DecodeIndexRow(body.get_array()[i], Index("", i)));
@@ -119,7 +124,9 @@ Result<std::vector<SharingGroupInfo>> DecodeSharingGroupIndex(const json::value&
     list = body.get_object().if_contains("response");
     path = "response";
   }
-  if (!list->is_array()) return Fail(ErrorCode::kParse, "expected a list of sharing groups, found " + Describe(*list), path.empty() ? "$" : path);
+  if (!list->is_array())
+    return Fail(ErrorCode::kParse, "expected a list of sharing groups, found " + Describe(*list),
+                path.empty() ? "$" : path);
   std::vector<SharingGroupInfo> out;
   for (std::size_t i = 0; i < list->get_array().size(); ++i) {
     std::string rpath = Index(path, i);
@@ -146,14 +153,16 @@ Result<ServerVersion> DecodeServerVersion(const json::value& body) {
   ServerVersion v;
   SGSYNC_TRY(v.version, RequiredString(*o, "version", ""));
   if (std::sscanf(v.version.c_str(), "%d.%d.%d", &v.major, &v.minor, &v.hotfix) != 3) {
-    return Fail(ErrorCode::kParse, "expected a version major.minor.hotfix, found \"" + v.version + "\"", "version");
+    return Fail(ErrorCode::kParse, "expected a version major.minor.hotfix, found \"" + v.version + "\"",
+                "version");
   }
   SGSYNC_TRY(auto uuid, OptString(*o, "uuid", ""));
   v.uuid = std::string(uuid.value_or(""));
-  for (auto [key, field] : {std::pair{"perm_sync", &v.perm_sync}, std::pair{"perm_sighting", &v.perm_sighting},
-                            std::pair{"perm_galaxy_editor", &v.perm_galaxy_editor},
-                            std::pair{"perm_analyst_data", &v.perm_analyst_data},
-                            std::pair{"filter_sightings", &v.filter_sightings}}) {
+  for (auto [key, field] :
+       {std::pair{"perm_sync", &v.perm_sync}, std::pair{"perm_sighting", &v.perm_sighting},
+        std::pair{"perm_galaxy_editor", &v.perm_galaxy_editor},
+        std::pair{"perm_analyst_data", &v.perm_analyst_data},
+        std::pair{"filter_sightings", &v.filter_sightings}}) {
     SGSYNC_TRY(auto b, OptBool(*o, key, ""));
     *field = b.value_or(false);
   }

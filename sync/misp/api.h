@@ -53,7 +53,7 @@ Result<SharingGroupInfo> DecodeSharingGroup(const json::value& body);
 struct ServerVersion {
   std::string version;  // "2.5.1"
   int major = 0, minor = 0, hotfix = 0;
-  std::string uuid;     // the instance's uuid
+  std::string uuid;  // the instance's uuid
   bool perm_sync = false;
   bool perm_sighting = false;
   bool perm_galaxy_editor = false;

@@ -3,10 +3,10 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <unordered_set>
 #include <charconv>
 #include <memory>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace sgsync::misp {
@@ -15,12 +15,33 @@ namespace {
 // Keys that differ between two instances holding the same event, or that travel on their own
 // (sightings, proposals) and have their own ledgers.
 bool IsInstanceLocal(std::string_view key) {
-  static const std::unordered_set<std::string_view> kKeys = {
-      "id", "event_id", "object_id", "org_id", "orgc_id", "sharing_group_id", "user_id", "tag_id",
-      "attribute_id", "sync_user_id", "locked", "publish_timestamp", "sighting_timestamp", "Org",
-      "RelatedEvent", "Galaxy", "attribute_count", "proposal_email_lock", "Sighting", "ShadowAttribute",
-      "colour", "hide_tag", "numerical_value", "is_galaxy", "is_custom_galaxy", "event_creator_email",
-      "Feed"};
+  static const std::unordered_set<std::string_view> kKeys = {"id",
+                                                             "event_id",
+                                                             "object_id",
+                                                             "org_id",
+                                                             "orgc_id",
+                                                             "sharing_group_id",
+                                                             "user_id",
+                                                             "tag_id",
+                                                             "attribute_id",
+                                                             "sync_user_id",
+                                                             "locked",
+                                                             "publish_timestamp",
+                                                             "sighting_timestamp",
+                                                             "Org",
+                                                             "RelatedEvent",
+                                                             "Galaxy",
+                                                             "attribute_count",
+                                                             "proposal_email_lock",
+                                                             "Sighting",
+                                                             "ShadowAttribute",
+                                                             "colour",
+                                                             "hide_tag",
+                                                             "numerical_value",
+                                                             "is_galaxy",
+                                                             "is_custom_galaxy",
+                                                             "event_creator_email",
+                                                             "Feed"};
   return kKeys.count(key) != 0;
 }
 
@@ -79,13 +100,26 @@ void PutScalar(const json::value& v, Sink& sink) {
   char buf[32];
   std::to_chars_result r{buf, std::errc()};
   switch (v.kind()) {
-    case json::kind::null: sink.Put('~'); return;
-    case json::kind::bool_: PutText(v.get_bool() ? "1" : "0", sink); return;
-    case json::kind::int64: r = std::to_chars(buf, buf + sizeof buf, v.get_int64()); break;
-    case json::kind::uint64: r = std::to_chars(buf, buf + sizeof buf, v.get_uint64()); break;
-    case json::kind::double_: r = std::to_chars(buf, buf + sizeof buf, v.get_double()); break;
-    case json::kind::string: PutText(v.get_string(), sink); return;
-    default: return;
+    case json::kind::null:
+      sink.Put('~');
+      return;
+    case json::kind::bool_:
+      PutText(v.get_bool() ? "1" : "0", sink);
+      return;
+    case json::kind::int64:
+      r = std::to_chars(buf, buf + sizeof buf, v.get_int64());
+      break;
+    case json::kind::uint64:
+      r = std::to_chars(buf, buf + sizeof buf, v.get_uint64());
+      break;
+    case json::kind::double_:
+      r = std::to_chars(buf, buf + sizeof buf, v.get_double());
+      break;
+    case json::kind::string:
+      PutText(v.get_string(), sink);
+      return;
+    default:
+      return;
   }
   PutText(std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)), sink);
 }
@@ -127,7 +161,8 @@ void PutArray(const json::array& a, Sink& sink) {
   std::vector<std::pair<std::string_view, const json::value*>> items;
   items.reserve(a.size());
   for (const auto& v : a) items.emplace_back(SortKey(v), &v);
-  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::stable_sort(items.begin(), items.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
   sink.Put('[');
   for (const auto& item : items) {
     PutValue(*item.second, sink);

@@ -52,8 +52,8 @@ Status CheckNonNegative(const json::object& o, std::string_view key, std::string
   return {};
 }
 
-Status CheckOptionalType(const json::object& o, std::string_view key, std::string_view path,
-                         json::kind kind, std::string_view what) {
+Status CheckOptionalType(const json::object& o, std::string_view key, std::string_view path, json::kind kind,
+                         std::string_view what) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null() || v->kind() == kind) return {};
   return Expect(false, Child(path, key), std::string(what), *v);
@@ -64,13 +64,14 @@ Status CheckDistribution(const json::object& o, std::string_view path, int max_l
   SGSYNC_TRY(auto sg_id, OptInt(o, "sharing_group_id", path));
   if (!level) return {};
   if (*level < 0 || *level > max_level) {
-    return Fail(ErrorCode::kParse,
-                "expected a distribution level 0.." + std::to_string(max_level) + ", found " +
-                    std::to_string(*level),
-                Child(path, "distribution"));
+    return Fail(
+        ErrorCode::kParse,
+        "expected a distribution level 0.." + std::to_string(max_level) + ", found " + std::to_string(*level),
+        Child(path, "distribution"));
   }
   if (*level == 4 && sg_id.value_or(0) <= 0 && ObjectField(o, "SharingGroup") == nullptr) {
-    return Fail(ErrorCode::kParse, "distribution 4 (sharing group) needs a sharing_group_id or a SharingGroup",
+    return Fail(ErrorCode::kParse,
+                "distribution 4 (sharing group) needs a sharing_group_id or a SharingGroup",
                 Child(path, "distribution"));
   }
   return {};
@@ -99,7 +100,8 @@ Status CheckTags(const json::object& o, std::string_view path) {
         tag = &nested->get_object();
       }
       const json::value* name = tag->if_contains("name");
-      if (name == nullptr) return Fail(ErrorCode::kParse, "expected a tag name, found nothing", Child(tpath, "name"));
+      if (name == nullptr)
+        return Fail(ErrorCode::kParse, "expected a tag name, found nothing", Child(tpath, "name"));
       SGSYNC_TRY_STATUS(Expect(name->is_string(), Child(tpath, "name"), "a string", *name));
       SGSYNC_TRY(auto exportable, OptBool(*tag, "exportable", tpath));
       (void)exportable;
@@ -128,10 +130,12 @@ Status CheckSharingGroup(const json::object& o, std::string_view path) {
       const json::value& row = list->get_array()[i];
       std::string rpath = Index(lpath, i);
       SGSYNC_TRY_STATUS(Expect(row.is_object(), rpath, "an object", row));
-      SGSYNC_TRY(auto flag, OptBool(row.get_object(), key == "SharingGroupOrg" ? "extend" : "all_orgs", rpath));
+      SGSYNC_TRY(auto flag,
+                 OptBool(row.get_object(), key == "SharingGroupOrg" ? "extend" : "all_orgs", rpath));
       (void)flag;
       const json::object* org = ObjectField(row.get_object(), "Organisation");
-      if (org != nullptr) SGSYNC_TRY_STATUS(CheckUuidField(*org, "uuid", Child(rpath, "Organisation"), false));
+      if (org != nullptr)
+        SGSYNC_TRY_STATUS(CheckUuidField(*org, "uuid", Child(rpath, "Organisation"), false));
     }
   }
   return {};
@@ -168,40 +172,50 @@ Status CheckAttribute(const json::object& a, std::string_view path) {
   SGSYNC_TRY_STATUS(CheckOptionalType(a, "type", path, json::kind::string, "an attribute type (string)"));
   SGSYNC_TRY(auto to_ids, OptBool(a, "to_ids", path));
   (void)to_ids;
-  SGSYNC_TRY_STATUS(ForEachObjectIn(a, "Sighting", path, [](const json::object& s, const std::string& p) -> Status {
-    SGSYNC_TRY_STATUS(CheckUuidField(s, "uuid", p, false));
-    return CheckNonNegative(s, "date_sighting", p);
-  }));
-  return ForEachObjectIn(a, "ShadowAttribute", path, [](const json::object& s, const std::string& p) -> Status {
-    return CheckUuidField(s, "uuid", p, false);
-  });
+  SGSYNC_TRY_STATUS(
+      ForEachObjectIn(a, "Sighting", path, [](const json::object& s, const std::string& p) -> Status {
+        SGSYNC_TRY_STATUS(CheckUuidField(s, "uuid", p, false));
+        return CheckNonNegative(s, "date_sighting", p);
+      }));
+  return ForEachObjectIn(a, "ShadowAttribute", path,
+                         [](const json::object& s, const std::string& p) -> Status {
+                           return CheckUuidField(s, "uuid", p, false);
+                         });
 }
 
 Status CheckObject(const json::object& o, std::string_view path) {
   SGSYNC_TRY_STATUS(CheckElement(o, path, 5, false));
   SGSYNC_TRY_STATUS(CheckUuidField(o, "template_uuid", path, false));
   SGSYNC_TRY_STATUS(ForEachObjectIn(o, "Attribute", path, CheckAttribute));
-  return ForEachObjectIn(o, "ObjectReference", path, [](const json::object& r, const std::string& p) -> Status {
-    SGSYNC_TRY_STATUS(CheckUuidField(r, "uuid", p, false));
-    SGSYNC_TRY_STATUS(CheckUuidField(r, "referenced_uuid", p, false));
-    SGSYNC_TRY_STATUS(CheckNonNegative(r, "timestamp", p));
-    SGSYNC_TRY(auto deleted, OptBool(r, "deleted", p));
-    (void)deleted;
-    return Status();
-  });
+  return ForEachObjectIn(o, "ObjectReference", path,
+                         [](const json::object& r, const std::string& p) -> Status {
+                           SGSYNC_TRY_STATUS(CheckUuidField(r, "uuid", p, false));
+                           SGSYNC_TRY_STATUS(CheckUuidField(r, "referenced_uuid", p, false));
+                           SGSYNC_TRY_STATUS(CheckNonNegative(r, "timestamp", p));
+                           SGSYNC_TRY(auto deleted, OptBool(r, "deleted", p));
+                           (void)deleted;
+                           return Status();
+                         });
 }
 
 }  // namespace
 
 std::string_view DistributionName(int level) {
   switch (level) {
-    case 0: return "your organisation only";
-    case 1: return "this community only";
-    case 2: return "connected communities";
-    case 3: return "all communities";
-    case 4: return "sharing group";
-    case 5: return "inherit event";
-    default: return "unknown";
+    case 0:
+      return "your organisation only";
+    case 1:
+      return "this community only";
+    case 2:
+      return "connected communities";
+    case 3:
+      return "all communities";
+    case 4:
+      return "sharing group";
+    case 5:
+      return "inherit event";
+    default:
+      return "unknown";
   }
 }
 
@@ -285,7 +299,9 @@ json::array* ElementView::ArrayField(std::string_view key) const {
   return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
 }
 
-std::vector<AttributeView> ObjectView::attribute_views() const { return ViewsOf<AttributeView>(attributes()); }
+std::vector<AttributeView> ObjectView::attribute_views() const {
+  return ViewsOf<AttributeView>(attributes());
+}
 std::vector<AttributeView> EventView::attribute_views() const { return ViewsOf<AttributeView>(attributes()); }
 std::vector<ObjectView> EventView::object_views() const { return ViewsOf<ObjectView>(objects()); }
 std::vector<ReportView> EventView::report_views() const { return ViewsOf<ReportView>(reports()); }
@@ -317,21 +333,25 @@ Status ValidateEvent(const json::object& e, std::string_view path, const DecodeO
   }
   SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Attribute", path, CheckAttribute));
   SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Object", path, CheckObject));
-  SGSYNC_TRY_STATUS(ForEachObjectIn(e, "EventReport", path, [](const json::object& r, const std::string& p) -> Status {
-    return CheckElement(r, p, 5, false);
-  }));
-  return ForEachObjectIn(e, "ShadowAttribute", path, [](const json::object& s, const std::string& p) -> Status {
-    return CheckUuidField(s, "uuid", p, false);
-  });
+  SGSYNC_TRY_STATUS(ForEachObjectIn(
+      e, "EventReport", path,
+      [](const json::object& r, const std::string& p) -> Status { return CheckElement(r, p, 5, false); }));
+  return ForEachObjectIn(e, "ShadowAttribute", path,
+                         [](const json::object& s, const std::string& p) -> Status {
+                           return CheckUuidField(s, "uuid", p, false);
+                         });
 }
 
 json::object& EventDocument::EventObject() {
   switch (envelope_) {
-    case Envelope::kWrapped: return root_.get_object()["Event"].get_object();
-    case Envelope::kBare: return root_.get_object();
+    case Envelope::kWrapped:
+      return root_.get_object()["Event"].get_object();
+    case Envelope::kBare:
+      return root_.get_object();
     case Envelope::kResponseWrapped:
       return root_.get_object()["response"].get_array()[0].get_object()["Event"].get_object();
-    case Envelope::kResponseBare: return root_.get_object()["response"].get_array()[0].get_object();
+    case Envelope::kResponseBare:
+      return root_.get_object()["response"].get_array()[0].get_object();
   }
   return root_.get_object();
 }
@@ -349,8 +369,9 @@ Result<EventDocument> EventDocument::FromJson(json::value root, const DecodeOpti
     path = "Event";
   } else if (const json::value* response = top.if_contains("response")) {
     if (!response->is_array() || response->get_array().size() != 1) {
-      return Fail(ErrorCode::kParse, "expected a list of exactly one event, found " + Describe(*response) +
-                  (response->is_array() ? " of " + std::to_string(response->get_array().size()) : ""),
+      return Fail(ErrorCode::kParse,
+                  "expected a list of exactly one event, found " + Describe(*response) +
+                      (response->is_array() ? " of " + std::to_string(response->get_array().size()) : ""),
                   "response");
     }
     const json::value& first = response->get_array()[0];
@@ -367,7 +388,8 @@ Result<EventDocument> EventDocument::FromJson(json::value root, const DecodeOpti
     inner = &root;
   }
   if (!inner->is_object()) {
-    return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(*inner), path.empty() ? "$" : path);
+    return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(*inner),
+                path.empty() ? "$" : path);
   }
   SGSYNC_TRY_STATUS(ValidateEvent(inner->get_object(), path, options));
   return EventDocument(std::move(root), envelope);

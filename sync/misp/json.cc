@@ -10,7 +10,8 @@ namespace {
 // finds a violation does a second pass build the path of the first offender.
 bool StringsWithin(const json::value& v, std::size_t max) {
   switch (v.kind()) {
-    case json::kind::string: return v.get_string().size() <= max;
+    case json::kind::string:
+      return v.get_string().size() <= max;
     case json::kind::array:
       for (const auto& e : v.get_array()) {
         if (!StringsWithin(e, max)) return false;
@@ -21,7 +22,8 @@ bool StringsWithin(const json::value& v, std::size_t max) {
         if (kv.key().size() > max || !StringsWithin(kv.value(), max)) return false;
       }
       return true;
-    default: return true;
+    default:
+      return true;
   }
 }
 
@@ -101,8 +103,7 @@ Result<json::value> JsonReader::Finish() {
   boost::system::error_code ec;
   parser_.finish(ec);
   if (ec) {
-    failed_ = Fail(ErrorCode::kParse,
-                   bytes_seen_ == 0 ? "empty document" : "malformed JSON: " + ec.message(),
+    failed_ = Fail(ErrorCode::kParse, bytes_seen_ == 0 ? "empty document" : "malformed JSON: " + ec.message(),
                    "byte " + std::to_string(bytes_seen_));
     return *failed_;
   }
@@ -144,13 +145,20 @@ std::string Index(std::string_view path, std::size_t i) {
 
 std::string Describe(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return v.get_bool() ? "true" : "false";
-    case json::kind::int64: return "number " + std::to_string(v.get_int64());
-    case json::kind::uint64: return "number " + std::to_string(v.get_uint64());
-    case json::kind::double_: return "number " + json::serialize(v);
-    case json::kind::object: return "object";
-    case json::kind::array: return "array";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return v.get_bool() ? "true" : "false";
+    case json::kind::int64:
+      return "number " + std::to_string(v.get_int64());
+    case json::kind::uint64:
+      return "number " + std::to_string(v.get_uint64());
+    case json::kind::double_:
+      return "number " + json::serialize(v);
+    case json::kind::object:
+      return "object";
+    case json::kind::array:
+      return "array";
     case json::kind::string: {
       std::string_view s = v.get_string();
       std::string out = "string ";
@@ -189,7 +197,8 @@ Result<std::string_view> ReadString(const json::value& v, std::string_view path)
   return Fail(ErrorCode::kParse, "expected a string, found " + Describe(v), std::string(path));
 }
 
-Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key, std::string_view path) {
+Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key,
+                                           std::string_view path) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return std::optional<std::int64_t>();
   SGSYNC_TRY(std::int64_t i, ReadInt(*v, Child(path, key)));

@@ -72,7 +72,8 @@ std::string Describe(const json::value& v);
 Result<std::int64_t> ReadInt(const json::value& v, std::string_view path);
 Result<bool> ReadBool(const json::value& v, std::string_view path);
 Result<std::string_view> ReadString(const json::value& v, std::string_view path);
-Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key, std::string_view path);
+Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key,
+                                           std::string_view path);
 Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path);
 Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
                                                   std::string_view path);

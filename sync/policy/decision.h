@@ -30,9 +30,9 @@ struct Reason {
 // The MISP that receives what sgsync sends (the Portal on push, the local MISP on pull), as far as
 // its sharing-group capture and publishing depend on it.
 struct Receiver {
-  std::string name;                     // "the remote MISP (<url>)": for messages
-  std::string url;                      // its MISP.baseurl
-  OrgRef writer_org;                    // organisation of the account that writes
+  std::string name;   // "the remote MISP (<url>)": for messages
+  std::string url;    // its MISP.baseurl
+  OrgRef writer_org;  // organisation of the account that writes
   bool writer_is_site_admin = false;
   bool writer_has_perm_sync = true;
   bool writer_has_perm_publish = true;

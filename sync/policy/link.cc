@@ -22,7 +22,9 @@ bool SameText(std::string_view a, std::string_view b) {
 }
 
 bool SameUrl(std::string_view a, std::string_view b) {
-  auto trim = [](std::string_view s) { return !s.empty() && s.back() == '/' ? s.substr(0, s.size() - 1) : s; };
+  auto trim = [](std::string_view s) {
+    return !s.empty() && s.back() == '/' ? s.substr(0, s.size() - 1) : s;
+  };
   return SameText(trim(a), trim(b));
 }
 
@@ -42,14 +44,17 @@ Result<const json::object*> ObjectAt(const json::value* v, const std::string& pa
     if (required) return Fail(ErrorCode::kInvalidArgument, "expected an object, found nothing", path);
     return static_cast<const json::object*>(nullptr);
   }
-  if (!v->is_object()) return Fail(ErrorCode::kInvalidArgument, "expected an object, found " + Describe(*v), path);
+  if (!v->is_object())
+    return Fail(ErrorCode::kInvalidArgument, "expected an object, found " + Describe(*v), path);
   return &v->get_object();
 }
 
-Result<std::string> StringField(const json::object& o, std::string_view key, const std::string& path, bool required) {
+Result<std::string> StringField(const json::object& o, std::string_view key, const std::string& path,
+                                bool required) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) {
-    if (required) return Fail(ErrorCode::kInvalidArgument, "expected a string, found nothing", Child(path, key));
+    if (required)
+      return Fail(ErrorCode::kInvalidArgument, "expected a string, found nothing", Child(path, key));
     return std::string();
   }
   if (!v->is_string()) {
@@ -66,12 +71,14 @@ Result<bool> BoolField(const json::object& o, std::string_view key, const std::s
   return *b;
 }
 
-Result<std::vector<std::string>> StringList(const json::object& o, std::string_view key, const std::string& path) {
+Result<std::vector<std::string>> StringList(const json::object& o, std::string_view key,
+                                            const std::string& path) {
   std::vector<std::string> out;
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return out;
   std::string lpath = Child(path, key);
-  if (!v->is_array()) return Fail(ErrorCode::kInvalidArgument, "expected a list, found " + Describe(*v), lpath);
+  if (!v->is_array())
+    return Fail(ErrorCode::kInvalidArgument, "expected a list, found " + Describe(*v), lpath);
   for (std::size_t i = 0; i < v->get_array().size(); ++i) {
     const json::value& e = v->get_array()[i];
     // MISP stores ids as numbers or strings; both name the same thing.
@@ -80,7 +87,8 @@ Result<std::vector<std::string>> StringList(const json::object& o, std::string_v
     } else if (e.is_int64() || e.is_uint64()) {
       out.push_back(json::serialize(e));
     } else {
-      return Fail(ErrorCode::kInvalidArgument, "expected a string, found " + Describe(e), misp::Index(lpath, i));
+      return Fail(ErrorCode::kInvalidArgument, "expected a string, found " + Describe(e),
+                  misp::Index(lpath, i));
     }
   }
   return out;
@@ -93,7 +101,8 @@ Result<OrgRef> ParseOrg(const json::object& o, std::string_view key, const std::
   SGSYNC_TRY(ref.uuid, StringField(*org, "uuid", Child(path, key), true));
   SGSYNC_TRY(ref.name, StringField(*org, "name", Child(path, key), false));
   if (!misp::IsUuid(ref.uuid)) {
-    return Fail(ErrorCode::kInvalidArgument, "expected a uuid, found \"" + ref.uuid + "\"", Child(Child(path, key), "uuid"));
+    return Fail(ErrorCode::kInvalidArgument, "expected a uuid, found \"" + ref.uuid + "\"",
+                Child(Child(path, key), "uuid"));
   }
   return ref;
 }
@@ -117,9 +126,10 @@ Result<FilterRules> ParseRules(const json::object& o, std::string_view key) {
     const char* op;
     std::vector<std::string>* into;
   };
-  for (Pair p : {Pair{"tags", "OR", &r.tags_or}, Pair{"tags", "NOT", &r.tags_not}, Pair{"orgs", "OR", &r.orgs_or},
-                 Pair{"orgs", "NOT", &r.orgs_not}, Pair{"type_attributes", "NOT", &r.type_attributes_not},
-                 Pair{"type_objects", "NOT", &r.type_objects_not}}) {
+  for (Pair p :
+       {Pair{"tags", "OR", &r.tags_or}, Pair{"tags", "NOT", &r.tags_not}, Pair{"orgs", "OR", &r.orgs_or},
+        Pair{"orgs", "NOT", &r.orgs_not}, Pair{"type_attributes", "NOT", &r.type_attributes_not},
+        Pair{"type_objects", "NOT", &r.type_objects_not}}) {
     std::string gpath = Child(path, p.group);
     SGSYNC_TRY(const json::object* group, ObjectAt(rules->if_contains(p.group), gpath, false));
     if (group == nullptr) continue;
@@ -137,7 +147,8 @@ Result<FilterRules> ParseRules(const json::object& o, std::string_view key) {
     if (!r.url_params.empty()) {
       auto parsed = misp::ParseJson(r.url_params);
       if (!parsed.ok() || !parsed->is_object()) {
-        return Fail(ErrorCode::kInvalidArgument, "expected a JSON object as text, found \"" + r.url_params + "\"",
+        return Fail(ErrorCode::kInvalidArgument,
+                    "expected a JSON object as text, found \"" + r.url_params + "\"",
                     Child(path, "url_params"));
       }
     }
@@ -150,14 +161,16 @@ Result<std::vector<std::string>> ParseBlockedTags(const json::object& o, Directi
   if (v == nullptr || v->is_null()) return std::vector<std::string>();
   if (v->is_array()) return StringList(o, "blocked_tags", "");
   if (v->is_object()) return StringList(v->get_object(), DirectionName(d), "blocked_tags");
-  return Fail(ErrorCode::kInvalidArgument, "expected a list of tag names or {\"push\": [...], \"pull\": [...]}, found " + Describe(*v),
+  return Fail(ErrorCode::kInvalidArgument,
+              "expected a list of tag names or {\"push\": [...], \"pull\": [...]}, found " + Describe(*v),
               "blocked_tags");
 }
 
 }  // namespace
 
 Result<Link> ParseLink(const json::value& v) {
-  if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected a link object, found " + Describe(v), "$");
+  if (!v.is_object())
+    return Fail(ErrorCode::kInvalidArgument, "expected a link object, found " + Describe(v), "$");
   const json::object& o = v.get_object();
   Link link;
   SGSYNC_TRY(link.name, StringField(o, "name", "", false));
@@ -183,12 +196,14 @@ Result<Link> ParseLink(const json::value& v) {
     SGSYNC_TRY(link.local_writer_is_site_admin, BoolField(o, "local_writer_is_site_admin", ""));
   }
   SGSYNC_TRY(link.announced_url, StringField(o, "announced_url", "", false));
-  SGSYNC_TRY(link.pull_internal_needs_perm_sync_internal, BoolField(o, "pull_internal_needs_perm_sync_internal", ""));
+  SGSYNC_TRY(link.pull_internal_needs_perm_sync_internal,
+             BoolField(o, "pull_internal_needs_perm_sync_internal", ""));
   SGSYNC_TRY(link.remote_user_perm_sync_internal, BoolField(o, "remote_user_perm_sync_internal", ""));
   SGSYNC_TRY(const json::object* settings, ObjectAt(o.if_contains("settings"), "settings", false));
   if (settings != nullptr) {
     if (settings->contains("MISP.host_org_id")) link.host_org_id_set = true;
-    SGSYNC_TRY(link.filter_on_type, BoolField(*settings, "MISP.enable_synchronisation_filtering_on_type", "settings"));
+    SGSYNC_TRY(link.filter_on_type,
+               BoolField(*settings, "MISP.enable_synchronisation_filtering_on_type", "settings"));
     SGSYNC_TRY(std::string external, StringField(*settings, "MISP.external_baseurl", "settings", false));
     if (!external.empty() && link.announced_url.empty()) link.announced_url = external;
   }

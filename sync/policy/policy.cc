@@ -40,7 +40,8 @@ class Run {
   bool ServerInGroup(const SharingGroupView& sg, std::string* why) const {
     auto rows = sg.servers();
     if (!rows.empty() && !sg.roaming()) {
-      auto row = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return SameUrl(r.url, link_.remote.url); });
+      auto row = std::find_if(rows.begin(), rows.end(),
+                              [&](const auto& r) { return SameUrl(r.url, link_.remote.url); });
       if (row != rows.end() && row->all_orgs) {
         *why = "the group lists " + link_.remote.url + " with all_orgs";
         return true;
@@ -79,7 +80,8 @@ class Run {
   // Removes non-exportable tags always, local tags unless `keep_local`; says why for each.
   void StripTags(json::object& element, const std::string& path, bool keep_local, const char* side) {
     std::string spec = dir_ == Direction::kPush ? "3.2.3, 5" : "3.3, 5";
-    for (const std::string& name : misp::RemoveTagsIf(element, [](const TagView& t) { return !t.exportable(); })) {
+    for (const std::string& name :
+         misp::RemoveTagsIf(element, [](const TagView& t) { return !t.exportable(); })) {
       Add(std::string(side) + ".tag.non_exportable", spec, path, "strip_tag", name, "",
           "non-exportable tags never leave an instance");
     }
@@ -182,7 +184,8 @@ bool PushAttribute(Run& run, json::object& a, std::string_view base, std::size_t
             "sent unchanged: the link is internal");
   } else if (level == 2 && !link.IntPushXform()) {
     *dist_value = "1";
-    run.Add("push.attribute.downgrade", "3.2.3", path(), "downgrade", "2", "1", "connected communities travel one hop as community");
+    run.Add("push.attribute.downgrade", "3.2.3", path(), "downgrade", "2", "1",
+            "connected communities travel one hop as community");
   } else if (level == 4) {
     auto sg = view.sharing_group();
     std::string why = "the attribute carries no sharing group to check";
@@ -191,7 +194,8 @@ bool PushAttribute(Run& run, json::object& a, std::string_view base, std::size_t
       return false;
     }
     run.Add("push.attribute.sharing_group", "4.3", path(), "keep", "4", "4",
-            link.IntPushXform() ? "sent whatever its group says: the link is internal (the receiver checks)" : why);
+            link.IntPushXform() ? "sent whatever its group says: the link is internal (the receiver checks)"
+                                : why);
     AnnounceOwnServerRow(a, link);
   }
   if (!tags.empty()) run.StripTags(a, path(), link.IntPushXform(), "push");
@@ -260,9 +264,10 @@ bool PushSelectEvent(Run& run, EventView ev) {
   int level = dist.value_or(1);
   if (level < 2) {
     if (!link.IntPushDist()) {
-      std::string why = "distribution " + std::to_string(level) + " (" + std::string(misp::DistributionName(level)) +
-                        ") blocks the event from being pushed";
-      if (link.internal) why += "; the link is internal but the remote organisation is not this instance's host organisation";
+      std::string why = "distribution " + std::to_string(level) + " (" +
+                        std::string(misp::DistributionName(level)) + ") blocks the event from being pushed";
+      if (link.internal)
+        why += "; the link is internal but the remote organisation is not this instance's host organisation";
       run.Refuse("push.event.distribution", "3.2.3, 2.3", "Event.distribution", why);
       return false;
     }
@@ -272,7 +277,8 @@ bool PushSelectEvent(Run& run, EventView ev) {
   if (level == 4) {
     auto sg = ev.sharing_group();
     if (!sg) {
-      run.Refuse("push.event.sharing_group", "4.3", "Event.SharingGroup", "the event carries no sharing group to check");
+      run.Refuse("push.event.sharing_group", "4.3", "Event.SharingGroup",
+                 "the event carries no sharing group to check");
       return false;
     }
     std::string why;
@@ -284,11 +290,13 @@ bool PushSelectEvent(Run& run, EventView ev) {
     // HTTP 500 when only this second test refuses (11.25). sgsync refuses cleanly.
     bool member = Contains(Run::ToStrings(sg->org_uuids()), link.remote.org.uuid);
     auto rows = sg->servers();
-    bool listed = std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return SameUrl(r.url, link.remote.url); });
+    bool listed =
+        std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return SameUrl(r.url, link.remote.url); });
     if (!member) {
       run.Refuse("push.event.sharing_group", "3.2.3, 11.25", "Event.SharingGroup",
                  "the remote organisation " + Run::OrgLabel(link.remote.org) +
-                     " is not a member of the event's sharing group (an all_orgs server row is not enough for the event)");
+                     " is not a member of the event's sharing group (an all_orgs server row is not enough "
+                     "for the event)");
       return false;
     }
     if (!sg->roaming() && !link.internal && !listed) {
@@ -298,18 +306,23 @@ bool PushSelectEvent(Run& run, EventView ev) {
     }
     run.Add("push.event.sharing_group", "3.2.3, 4.3", "Event.SharingGroup", "keep", "4", "4",
             "the remote organisation is a member and the group " +
-                std::string(sg->roaming() ? "is roaming" : link.internal && !listed ? "is sent over an internal link" : "lists the remote server"));
+                std::string(sg->roaming()              ? "is roaming"
+                            : link.internal && !listed ? "is sent over an internal link"
+                                                       : "lists the remote server"));
   }
   const FilterRules& rules = link.push_rules;
   auto tags = ev.tags();
-  if (!rules.tags_or.empty() &&
-      std::none_of(tags.begin(), tags.end(), [&](const TagView& t) { return Contains(rules.tags_or, t.name()); })) {
-    run.Refuse("push.rules.tags_or", "6.1", "Event.Tag", "no event tag is in push_rules.tags.OR (attribute tags do not count)");
+  if (!rules.tags_or.empty() && std::none_of(tags.begin(), tags.end(), [&](const TagView& t) {
+        return Contains(rules.tags_or, t.name());
+      })) {
+    run.Refuse("push.rules.tags_or", "6.1", "Event.Tag",
+               "no event tag is in push_rules.tags.OR (attribute tags do not count)");
     return false;
   }
   for (const TagView& t : tags) {
     if (Contains(rules.tags_not, t.name())) {
-      run.Refuse("push.rules.tags_not", "6.1", "Event.Tag", "event tag " + std::string(t.name()) + " is in push_rules.tags.NOT");
+      run.Refuse("push.rules.tags_not", "6.1", "Event.Tag",
+                 "event tag " + std::string(t.name()) + " is in push_rules.tags.NOT");
       return false;
     }
   }
@@ -318,15 +331,18 @@ bool PushSelectEvent(Run& run, EventView ev) {
     return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
   };
   if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
-    run.Refuse("push.rules.orgs_or", "6.1", "Event.Orgc", "the creator organisation is not in push_rules.orgs.OR");
+    run.Refuse("push.rules.orgs_or", "6.1", "Event.Orgc",
+               "the creator organisation is not in push_rules.orgs.OR");
     return false;
   }
   if (org_matches(rules.orgs_not)) {
-    run.Refuse("push.rules.orgs_not", "6.1", "Event.Orgc", "the creator organisation is in push_rules.orgs.NOT");
+    run.Refuse("push.rules.orgs_not", "6.1", "Event.Orgc",
+               "the creator organisation is in push_rules.orgs.NOT");
     return false;
   }
   if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
-    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag", "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
+    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag",
+               "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
     return false;
   }
   return true;
@@ -356,7 +372,8 @@ void PushTransform(Run& run, EventView ev) {
   }
   if (json::array* objects = ev.objects()) {
     EraseIf(*objects, [&](std::size_t i) {
-      return !(*objects)[i].is_object() || !PushObject(run, (*objects)[i].get_object(), Index("Event.Object", i));
+      return !(*objects)[i].is_object() ||
+             !PushObject(run, (*objects)[i].get_object(), Index("Event.Object", i));
     });
   }
   if (json::array* reports = ev.reports()) {
@@ -418,14 +435,17 @@ bool PullSelectEvent(Run& run, EventView ev) {
   }
   const FilterRules& rules = link.pull_rules;
   auto tags = ev.tags();
-  if (!rules.tags_or.empty() &&
-      std::none_of(tags.begin(), tags.end(), [&](const TagView& t) { return Contains(rules.tags_or, t.name()); })) {
-    run.Refuse("pull.rules.tags_or", "6.2", "Event.Tag", "no event tag is in pull_rules.tags.OR (attribute tags do not count)");
+  if (!rules.tags_or.empty() && std::none_of(tags.begin(), tags.end(), [&](const TagView& t) {
+        return Contains(rules.tags_or, t.name());
+      })) {
+    run.Refuse("pull.rules.tags_or", "6.2", "Event.Tag",
+               "no event tag is in pull_rules.tags.OR (attribute tags do not count)");
     return false;
   }
   for (const TagView& t : tags) {
     if (Contains(rules.tags_not, t.name())) {
-      run.Refuse("pull.rules.tags_not", "6.2", "Event.Tag", "event tag " + std::string(t.name()) + " is in pull_rules.tags.NOT");
+      run.Refuse("pull.rules.tags_not", "6.2", "Event.Tag",
+                 "event tag " + std::string(t.name()) + " is in pull_rules.tags.NOT");
       return false;
     }
   }
@@ -434,15 +454,18 @@ bool PullSelectEvent(Run& run, EventView ev) {
     return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
   };
   if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
-    run.Refuse("pull.rules.orgs_or", "6.2", "Event.Orgc", "the creator organisation is not in pull_rules.orgs.OR");
+    run.Refuse("pull.rules.orgs_or", "6.2", "Event.Orgc",
+               "the creator organisation is not in pull_rules.orgs.OR");
     return false;
   }
   if (org_matches(rules.orgs_not)) {
-    run.Refuse("pull.rules.orgs_not", "6.2", "Event.Orgc", "the creator organisation is in pull_rules.orgs.NOT");
+    run.Refuse("pull.rules.orgs_not", "6.2", "Event.Orgc",
+               "the creator organisation is in pull_rules.orgs.NOT");
     return false;
   }
   if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
-    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag", "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
+    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag",
+               "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
     return false;
   }
   return true;
@@ -468,12 +491,14 @@ void PullTransform(Run& run, EventView ev) {
   const Link& link = run.link_;
   bool downgrade = !link.IntPull();
   if (!downgrade) {
-    run.Add("pull.internal", "3.3, 2.3", "Event", "keep", "", "",
-            "nothing downgraded and local tags kept: the link is internal and owned by the host organisation");
+    run.Add(
+        "pull.internal", "3.3, 2.3", "Event", "keep", "", "",
+        "nothing downgraded and local tags kept: the link is internal and owned by the host organisation");
   }
   if (link.internal && downgrade) {
     run.Add("pull.internal", "3.3, 2.3", "Event", "downgrade", "", "",
-            "the link is internal but the pull-internal test fails (MISP.host_org_id unset or not the link's owner org): downgraded as a normal link");
+            "the link is internal but the pull-internal test fails (MISP.host_org_id unset or not the link's "
+            "owner org): downgraded as a normal link");
   }
   ev.set_locked(true);
   if (!ev.distribution()) {
@@ -487,7 +512,8 @@ void PullTransform(Run& run, EventView ev) {
   }
   if (json::array* attrs = ev.attributes()) {
     EraseIf(*attrs, [&](std::size_t i) {
-      return !(*attrs)[i].is_object() || !PullAttribute(run, (*attrs)[i].get_object(), "Event.Attribute", i, downgrade);
+      return !(*attrs)[i].is_object() ||
+             !PullAttribute(run, (*attrs)[i].get_object(), "Event.Attribute", i, downgrade);
     });
   }
   if (json::array* objects = ev.objects()) {
@@ -509,7 +535,8 @@ void PullTransform(Run& run, EventView ev) {
         return !(*attrs)[j].is_object() || !PullAttribute(run, (*attrs)[j].get_object(), apath, j, downgrade);
       });
       if (had && attrs->empty()) {
-        run.Add("pull.object.empty", "3.3", path, "remove", "", "", "every attribute of the object was filtered");
+        run.Add("pull.object.empty", "3.3", path, "remove", "", "",
+                "every attribute of the object was filtered");
         return true;
       }
       return false;
@@ -585,16 +612,23 @@ Decision Evaluate(Direction direction, std::optional<json::object> event, const 
   EventView ev(copy);
   if (link.internal && !link.IntPushDist() && direction == Direction::kPush) {
     out.warnings.push_back(
-        "the link is internal but the remote organisation is not this instance's host organisation: MISP 2.5.1 "
+        "the link is internal but the remote organisation is not this instance's host organisation: MISP "
+        "2.5.1 "
         "then sends attributes, objects and reports undowngraded (with local tags) while refusing events at "
-        "distribution 0 or 1 (spec 2.3); check that " + link.remote.url + " really belongs to your organisation");
+        "distribution 0 or 1 (spec 2.3); check that " +
+        link.remote.url + " really belongs to your organisation");
   }
   Receiver receiver;
   if (direction == Direction::kPush) {
     if (!PushSelectEvent(run, ev)) return out;
     PushTransform(run, ev);
-    receiver = Receiver{"the remote MISP (" + link.remote.url + ")", link.remote.url, link.remote_user_org,
-                        false, true, true, link.remote_known_server_urls};
+    receiver = Receiver{"the remote MISP (" + link.remote.url + ")",
+                        link.remote.url,
+                        link.remote_user_org,
+                        false,
+                        true,
+                        true,
+                        link.remote_known_server_urls};
   } else {
     if (!PullSelectEvent(run, ev)) return out;
     PullTransform(run, ev);
@@ -604,11 +638,17 @@ Decision Evaluate(Direction direction, std::optional<json::object> event, const 
                                   [](const Reason& r) { return r.rule.rfind("pull.rules.", 0) == 0; });
       run.Refuse(by_rules ? "pull.rules.emptied" : "pull.empty", "3.3", "Event",
                  by_rules ? "the pull rules left nothing that is not deleted: skipped, not a failure"
-                          : "nothing that is not deleted is left (no attribute, object attribute or report): MISP does not store an empty event");
+                          : "nothing that is not deleted is left (no attribute, object attribute or report): "
+                            "MISP does not store an empty event");
       return out;
     }
-    receiver = Receiver{"the local MISP (" + link.local.url + ")", link.local.url, link.local.org,
-                        link.local_writer_is_site_admin, true, true, {link.remote.url}};
+    receiver = Receiver{"the local MISP (" + link.local.url + ")",
+                        link.local.url,
+                        link.local.org,
+                        link.local_writer_is_site_admin,
+                        true,
+                        true,
+                        {link.remote.url}};
   }
   out.receiver = std::move(receiver);
   if (!AssessArrival(copy, out.receiver, &out.reasons, &out.warnings)) {

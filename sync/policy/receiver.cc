@@ -24,12 +24,14 @@ bool Capturable(const SharingGroupView& sg, const Receiver& r, std::string* why)
   auto own = std::find_if(rows.begin(), rows.end(), [&](const auto& row) { return SameUrl(row.url, r.url); });
   bool server_ok = rows.empty() || own != rows.end();
   auto orgs = sg.org_uuids();
-  bool member = std::any_of(orgs.begin(), orgs.end(), [&](std::string_view u) { return SameText(u, r.writer_org.uuid); });
+  bool member = std::any_of(orgs.begin(), orgs.end(),
+                            [&](std::string_view u) { return SameText(u, r.writer_org.uuid); });
   bool org_ok = (member && r.writer_has_perm_sync) || (own != rows.end() && own->all_orgs);
   if (!server_ok) {
     *why = "its URL " + r.url + " is not in the sharing group's server list";
   } else if (!org_ok) {
-    *why = "the writing account's organisation " + (r.writer_org.name.empty() ? r.writer_org.uuid : r.writer_org.name) +
+    *why = "the writing account's organisation " +
+           (r.writer_org.name.empty() ? r.writer_org.uuid : r.writer_org.name) +
            " is not a member of the sharing group";
   }
   return server_ok && org_ok;
@@ -44,7 +46,9 @@ void RewriteCaptured(json::object& sg, const Receiver& r) {
       if (!row.is_object()) continue;
       json::object& ro = row.get_object();
       json::value* server = ro.if_contains("Server");
-      std::string url = server != nullptr && server->is_object() ? std::string(misp::StringOr(server->get_object(), "url")) : "";
+      std::string url = server != nullptr && server->is_object()
+                            ? std::string(misp::StringOr(server->get_object(), "url"))
+                            : "";
       bool own = SameUrl(url, r.url);
       if (!own && !Listed(r.known_server_urls, url)) continue;
       ro["all_orgs"] = false;
@@ -62,7 +66,8 @@ void RewriteCaptured(json::object& sg, const Receiver& r) {
   }
   SharingGroupView view(sg);
   auto orgs = view.org_uuids();
-  bool member = std::any_of(orgs.begin(), orgs.end(), [&](std::string_view u) { return SameText(u, r.writer_org.uuid); });
+  bool member = std::any_of(orgs.begin(), orgs.end(),
+                            [&](std::string_view u) { return SameText(u, r.writer_org.uuid); });
   if (!member) {
     json::value* list = sg.if_contains("SharingGroupOrg");
     if (list == nullptr || !list->is_array()) list = &(sg["SharingGroupOrg"] = json::array());
@@ -134,7 +139,8 @@ bool AssessArrival(const json::object& sent, const Receiver& r, std::vector<Reas
     std::string where = path();
     reasons->push_back(Reason{"receiver.sharing_group.capture", "3.4, 4.5", where, "uncapture", "4", "0",
                               r.name + " will not accept the sharing group: " + why});
-    warnings->push_back(r.name + " will store " + where + " at distribution 0 (your organisation only): " + why);
+    warnings->push_back(r.name + " will store " + where +
+                        " at distribution 0 (your organisation only): " + why);
   });
   return true;
 }
@@ -162,8 +168,8 @@ json::object MaterializeArrival(json::object e, const Receiver& r) {
   return e;
 }
 
-std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& r, std::vector<Reason>* reasons,
-                                           std::vector<std::string>* warnings) {
+std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& r,
+                                           std::vector<Reason>* reasons, std::vector<std::string>* warnings) {
   if (!AssessArrival(sent, r, reasons, warnings)) return std::nullopt;
   return MaterializeArrival(sent, r);
 }

@@ -8,7 +8,7 @@ namespace sgsync::testing {
 
 struct GeneratedEventShape {
   int attributes = 100;
-  int objects = 0;             // each with `object_attributes` attributes
+  int objects = 0;  // each with `object_attributes` attributes
   int object_attributes = 3;
   int event_distribution = 3;
   int attribute_distribution = -1;  // -1: mixed (0-3, some 5); else every attribute at this level

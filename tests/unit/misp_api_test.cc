@@ -10,7 +10,9 @@ using sgsync::testing::ReadFile;
 using sgsync::testing::SharedDir;
 
 json::value Body(const std::string& capture) {
-  return json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api" / capture)).at("response").at("body");
+  return json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api" / capture))
+      .at("response")
+      .at("body");
 }
 
 TEST(MispApiTest, DecodesTheMinimalIndexOfMispsPull) {
@@ -25,7 +27,8 @@ TEST(MispApiTest, DecodesTheMinimalIndexOfMispsPull) {
 }
 
 TEST(MispApiTest, AnOldServersSingleIndexObjectBecomesAListOfOne) {
-  auto rows = DecodeEventIndex(json::parse(R"({"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","timestamp":"5"})"));
+  auto rows =
+      DecodeEventIndex(json::parse(R"({"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","timestamp":"5"})"));
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ(rows->size(), 1u);
 }
@@ -34,7 +37,8 @@ TEST(MispApiTest, IndexRowsWithoutTimestampOrWithBadUuidAreRefused) {
   auto r = DecodeEventIndex(json::parse(R"([{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3"}])"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().where, "[0].timestamp");
-  auto s = DecodeEventIndex(json::parse(R"([{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","timestamp":1},{"uuid":"x","timestamp":1}])"));
+  auto s = DecodeEventIndex(json::parse(
+      R"([{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","timestamp":1},{"uuid":"x","timestamp":1}])"));
   EXPECT_EQ(s.error().where, "[1].uuid");
 }
 
@@ -81,7 +85,8 @@ TEST(MispApiTest, FlattensMispErrorBodies) {
   auto invalid = DecodeMispError(Body("error-events-add-invalid-distribution.json"));
   EXPECT_EQ(invalid.name, "Could not add Event");
   EXPECT_EQ(invalid.errors,
-            "Event: distribution: Options : Your organisation only, This community only, Connected communities, All communities");
+            "Event: distribution: Options : Your organisation only, This community only, Connected "
+            "communities, All communities");
   auto auth = DecodeMispError(Body("error-bad-api-key.json"));
   EXPECT_NE(auth.message.find("Authentication failed"), std::string::npos);
   EXPECT_EQ(auth.url, "/events/index");

@@ -20,21 +20,24 @@ TEST(MispContentHashTest, IgnoresTheOrderOfElementsWithUuids) {
 }
 
 TEST(MispContentHashTest, IgnoresInstanceLocalFields) {
-  EXPECT_EQ(H(R"({"uuid":"u","id":"12","org_id":"3","locked":true,"Org":{"name":"A"},"Tag":[{"name":"t","colour":"#fff","id":"4"}]})"),
-            H(R"({"uuid":"u","id":"99","org_id":"1","locked":false,"Org":{"name":"B"},"Tag":[{"name":"t","colour":"#000","id":"8"}]})"));
+  EXPECT_EQ(
+      H(R"({"uuid":"u","id":"12","org_id":"3","locked":true,"Org":{"name":"A"},"Tag":[{"name":"t","colour":"#fff","id":"4"}]})"),
+      H(R"({"uuid":"u","id":"99","org_id":"1","locked":false,"Org":{"name":"B"},"Tag":[{"name":"t","colour":"#000","id":"8"}]})"));
 }
 
 TEST(MispContentHashTest, SeesEveryContentChange) {
-  const std::string base = R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}]})";
-  for (const char* changed : {
-           R"({"uuid":"u","info":"y","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}]})",
-           R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"2","deleted":false,"Tag":[{"name":"t"}]}]})",
-           R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":true,"Tag":[{"name":"t"}]}]})",
-           R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[]}]})",
-           R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t","local":true}]}]})",
-           R"({"uuid":"u","info":"x","Attribute":[]})",
-           R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}],"distribution":"1"})",
-       }) {
+  const std::string base =
+      R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}]})";
+  for (
+      const char* changed : {
+          R"({"uuid":"u","info":"y","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}]})",
+          R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"2","deleted":false,"Tag":[{"name":"t"}]}]})",
+          R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":true,"Tag":[{"name":"t"}]}]})",
+          R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[]}]})",
+          R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t","local":true}]}]})",
+          R"({"uuid":"u","info":"x","Attribute":[]})",
+          R"({"uuid":"u","info":"x","Attribute":[{"uuid":"a","value":"1","deleted":false,"Tag":[{"name":"t"}]}],"distribution":"1"})",
+      }) {
     EXPECT_NE(H(base), H(changed)) << changed;
   }
 }
@@ -54,8 +57,10 @@ TEST(MispContentHashTest, IsAStableSha256Hex) {
 TEST(MispContentHashTest, TheOwnersViewAndTheSyncUsersViewDifferOnlyWhereContentDiffers) {
   // Same event fetched by two users: the admin sees a distribution-0 attribute the sync user does not.
   auto load = [](const char* f) {
-    auto body = json::parse(sgsync::testing::ReadFile(sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api" / f))
-                    .at("response").at("body");
+    auto body = json::parse(sgsync::testing::ReadFile(sgsync::testing::SharedDir() /
+                                                      "fixtures/misp/real-2.5.1/api" / f))
+                    .at("response")
+                    .at("body");
     return ContentHash(body.at("Event").get_object());
   };
   EXPECT_NE(load("events-view-uuid.json"), load("events-view-uuid-admin.json"));

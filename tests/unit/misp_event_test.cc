@@ -30,7 +30,7 @@ TEST(MispEventTest, ReadsTheSharingGroupEventOfTheRealCapture) {
   EXPECT_EQ(sg->uuid(), "b34d116c-2ccc-44ce-8fd9-1df405eac94e");
   EXPECT_FALSE(sg->roaming());
   EXPECT_EQ(sg->org_uuids(), (std::vector<std::string_view>{"1315aee3-d0b4-4569-a8f2-b99ad776f149",
-                                                             "ce867008-0536-4358-9f2e-20df12768cd3"}));
+                                                            "ce867008-0536-4358-9f2e-20df12768cd3"}));
   auto servers = sg->servers();
   ASSERT_EQ(servers.size(), 2u);
   EXPECT_EQ(servers[0].server_id, 0);
@@ -88,8 +88,9 @@ TEST(MispEventTest, SettersWriteMisp25FormsAndKeepFieldOrder) {
   ASSERT_TRUE(doc.ok());
   doc->event().set_distribution(1);
   doc->event().set_published(false);
-  EXPECT_EQ(doc->Serialize(),
-            R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","distribution":"1","x-new-field":{"a":[1,"2"]},"published":false}})");
+  EXPECT_EQ(
+      doc->Serialize(),
+      R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","distribution":"1","x-new-field":{"a":[1,"2"]},"published":false}})");
 }
 
 TEST(MispEventTest, EveryEnvelopeSerialisesBackAsItCame) {

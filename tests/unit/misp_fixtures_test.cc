@@ -22,7 +22,8 @@ using sgsync::testing::SharedDir;
     if (oa.size() != ob.size()) return ::testing::AssertionFailure() << path << ": size differs";
     auto ib = ob.begin();
     for (const auto& kv : oa) {
-      if (kv.key() != ib->key()) return ::testing::AssertionFailure() << path << ": key order differs at " << kv.key();
+      if (kv.key() != ib->key())
+        return ::testing::AssertionFailure() << path << ": key order differs at " << kv.key();
       auto r = SameInOrder(kv.value(), ib->value(), Child(path, kv.key()));
       if (!r) return r;
       ++ib;
@@ -30,7 +31,8 @@ using sgsync::testing::SharedDir;
     return ::testing::AssertionSuccess();
   }
   if (a.is_array()) {
-    if (a.get_array().size() != b.get_array().size()) return ::testing::AssertionFailure() << path << ": length differs";
+    if (a.get_array().size() != b.get_array().size())
+      return ::testing::AssertionFailure() << path << ": length differs";
     for (std::size_t i = 0; i < a.get_array().size(); ++i) {
       auto r = SameInOrder(a.get_array()[i], b.get_array()[i], Index(path, i));
       if (!r) return r;
@@ -137,7 +139,8 @@ TEST(MispFixturesTest, TypedAccessorsReadHandPickedValues) {
   }
 
   // The real pull form: a soft-deleted attribute travels with deleted=true, and no local tag.
-  json::value capture = json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
+  json::value capture =
+      json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
   auto doc = EventDocument::FromJson(capture.at("response").at("body"));
   ASSERT_TRUE(doc.ok());
   int deleted = 0;

@@ -53,7 +53,8 @@ TEST(MispLooseTypingTest, OptionalReadersTreatNullAndAbsenceAlike) {
 }
 
 TEST(MispJsonReaderTest, ChunkedInputGivesTheSameValueAsOneBuffer) {
-  std::string doc = R"({"Event":{"info":"日本語","Attribute":[{"value":"a\"b","to_ids":"0"}],"n":12345678901}})";
+  std::string doc =
+      R"({"Event":{"info":"日本語","Attribute":[{"value":"a\"b","to_ids":"0"}],"n":12345678901}})";
   for (std::size_t chunk = 1; chunk <= doc.size(); ++chunk) {
     JsonReader reader;
     for (std::size_t i = 0; i < doc.size(); i += chunk) {

@@ -14,7 +14,8 @@ namespace json = boost::json;
 Result<Link> Parse(const std::string& text) { return ParseLink(json::parse(text)); }
 
 TEST(PolicyLinkTest, ReadsTheConformanceLinkFormat) {
-  auto link = MakeLink(R"("internal": true, "host_org_id_set": false, "settings": {"MISP.host_org_id": "1", "MISP.enable_synchronisation_filtering_on_type": true}, "push_rules": {"tags": {"OR": [], "NOT": ["tlp:red"]}, "orgs": {"OR": [], "NOT": []}, "type_attributes": {"NOT": ["md5"]}, "type_objects": {"NOT": []}}, "pull_rules": {"tags": {"OR": [], "NOT": []}, "orgs": {"OR": [], "NOT": []}, "type_attributes": {"NOT": []}, "type_objects": {"NOT": []}, "url_params": ""})");
+  auto link = MakeLink(
+      R"("internal": true, "host_org_id_set": false, "settings": {"MISP.host_org_id": "1", "MISP.enable_synchronisation_filtering_on_type": true}, "push_rules": {"tags": {"OR": [], "NOT": ["tlp:red"]}, "orgs": {"OR": [], "NOT": []}, "type_attributes": {"NOT": ["md5"]}, "type_objects": {"NOT": []}}, "pull_rules": {"tags": {"OR": [], "NOT": []}, "orgs": {"OR": [], "NOT": []}, "type_attributes": {"NOT": []}, "type_objects": {"NOT": []}, "url_params": ""})");
   EXPECT_TRUE(link.internal);
   EXPECT_TRUE(link.host_org_id_set) << "a MISP.host_org_id setting sets it";
   EXPECT_TRUE(link.filter_on_type);
@@ -34,8 +35,10 @@ TEST(PolicyLinkTest, EveryConformanceLinkParses) {
     auto c = json::parse(ReadFile(f));
     const auto& l = c.at("link").as_object();
     json::object link;
-    link["local"] = json::object{{"url", "http://127.0.0.1:8081"}, {"org", json::object{{"uuid", kOrg1}, {"name", "ORG1"}}}};
-    link["remote"] = json::object{{"url", "http://127.0.0.1:8082"}, {"org", json::object{{"uuid", kOrg2}, {"name", "ORG2"}}}};
+    link["local"] = json::object{{"url", "http://127.0.0.1:8081"},
+                                 {"org", json::object{{"uuid", kOrg1}, {"name", "ORG1"}}}};
+    link["remote"] = json::object{{"url", "http://127.0.0.1:8082"},
+                                  {"org", json::object{{"uuid", kOrg2}, {"name", "ORG2"}}}};
     link["remote_user_org"] = json::object{{"uuid", kOrg1}, {"name", "ORG1"}};
     link["internal"] = l.at("internal");
     link["pull_rules"] = l.at("pull_rules");
@@ -83,7 +86,8 @@ TEST(PolicyLinkTest, UnusableLinksNameTheField) {
 }
 
 TEST(PolicyDecisionTest, EveryReasonNamesRuleSpecPathAndAction) {
-  std::string text = std::string(R"({"uuid": "00000000-0000-4000-8000-000000000001", "published": true, "distribution": "2", "Tag": [{"name": "tlp:red"}, {"name": "own", "local": true}], "Attribute": [{"uuid": "00000000-0000-4000-8000-000000000002", "distribution": "0"}, {"uuid": "00000000-0000-4000-8000-000000000003", "distribution": "2"}]})");
+  std::string text = std::string(
+      R"({"uuid": "00000000-0000-4000-8000-000000000001", "published": true, "distribution": "2", "Tag": [{"name": "tlp:red"}, {"name": "own", "local": true}], "Attribute": [{"uuid": "00000000-0000-4000-8000-000000000002", "distribution": "0"}, {"uuid": "00000000-0000-4000-8000-000000000003", "distribution": "2"}]})");
   json::object e = json::parse(text).as_object();
   auto d = Evaluate(Direction::kPush, &e, MakeLink());
   ASSERT_TRUE(d.send);
@@ -99,7 +103,8 @@ TEST(PolicyDecisionTest, EveryReasonNamesRuleSpecPathAndAction) {
   // The removal of the distribution-0 attribute names its place in the input.
   bool found = false;
   for (const auto& r : d.reasons) {
-    found |= r.rule == "push.attribute.distribution" && r.path == "Event.Attribute[0]" && r.action == "remove" && r.from == "0";
+    found |= r.rule == "push.attribute.distribution" && r.path == "Event.Attribute[0]" &&
+             r.action == "remove" && r.from == "0";
   }
   EXPECT_TRUE(found);
   auto blocked = Evaluate(Direction::kPush, &e, MakeLink(R"("blocked_tags": ["TLP:RED"])"));
@@ -109,7 +114,10 @@ TEST(PolicyDecisionTest, EveryReasonNamesRuleSpecPathAndAction) {
 }
 
 TEST(PolicyDecisionTest, BlockedTagOnAnElementRemovesOnlyThatElement) {
-  json::object e = json::parse(R"({"uuid": "00000000-0000-4000-8000-000000000001", "published": true, "distribution": "3", "Attribute": [{"uuid": "00000000-0000-4000-8000-000000000002", "distribution": "5", "Tag": [{"name": "pap:red"}]}, {"uuid": "00000000-0000-4000-8000-000000000003", "distribution": "5"}]})").as_object();
+  json::object e =
+      json::parse(
+          R"({"uuid": "00000000-0000-4000-8000-000000000001", "published": true, "distribution": "3", "Attribute": [{"uuid": "00000000-0000-4000-8000-000000000002", "distribution": "5", "Tag": [{"name": "pap:red"}]}, {"uuid": "00000000-0000-4000-8000-000000000003", "distribution": "5"}]})")
+          .as_object();
   auto d = Evaluate(Direction::kPush, &e, MakeLink(R"("blocked_tags": {"push": ["pap:red"]})"));
   ASSERT_TRUE(d.send);
   EXPECT_EQ(d.event->at("Attribute").as_array().size(), 1u);

@@ -57,12 +57,15 @@ class Gen {
     sg["roaming"] = roaming;
     json::array orgs, servers;
     for (const char* o : kOrgs) {
-      if (Coin(50)) orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", o}, {"name", "o"}}}});
+      if (Coin(50))
+        orgs.push_back(
+            json::object{{"extend", false}, {"Organisation", json::object{{"uuid", o}, {"name", "o"}}}});
     }
     if (!roaming) {
       for (const char* u : kUrls) {
         if (Coin(55)) {
-          servers.push_back(json::object{{"server_id", u == kLocalUrl ? "0" : "3"}, {"all_orgs", Coin(30)},
+          servers.push_back(json::object{{"server_id", u == kLocalUrl ? "0" : "3"},
+                                         {"all_orgs", Coin(30)},
                                          {"Server", json::object{{"url", u}, {"name", u}}}});
         }
       }
@@ -134,11 +137,16 @@ class Gen {
     std::string extra = std::string(R"("internal": )") + (Coin(25) ? "true" : "false") +
                         R"(, "host_org_id_set": )" + (Coin(50) ? "true" : "false");
     if (Coin(20)) {  // a remote run by this instance's host organisation (INT-PUSH-DIST possible)
-      extra += std::string(R"(, "remote": {"url": ")") + kRemoteUrl + R"(", "org": {"uuid": ")" + kOrg1 + R"(", "name": "ORG1"}})";
+      extra += std::string(R"(, "remote": {"url": ")") + kRemoteUrl + R"(", "org": {"uuid": ")" + kOrg1 +
+               R"(", "name": "ORG1"}})";
     }
     if (Coin(50)) extra += R"(, "blocked_tags": ["tlp:red", "PAP:RED"])";
-    if (Coin(20)) extra += R"(, "push_rules": {"tags": {"NOT": ["team:x"]}}, "pull_rules": {"tags": {"NOT": ["team:x"]}})";
-    if (Coin(20)) extra += R"(, "settings": {"MISP.enable_synchronisation_filtering_on_type": true}, "pull_rules": {"type_attributes": {"NOT": ["comment"]}})";
+    if (Coin(20))
+      extra +=
+          R"(, "push_rules": {"tags": {"NOT": ["team:x"]}}, "pull_rules": {"tags": {"NOT": ["team:x"]}})";
+    if (Coin(20))
+      extra +=
+          R"(, "settings": {"MISP.enable_synchronisation_filtering_on_type": true}, "pull_rules": {"type_attributes": {"NOT": ["comment"]}})";
     return MakeLink(extra);
   }
 
@@ -170,7 +178,9 @@ void ForEachElement(const json::object& e, Fn fn) {
 
 std::map<std::string, int> DistributionsByUuid(const json::object& e) {
   std::map<std::string, int> out;
-  ForEachElement(e, [&](const json::object& el, const char*) { out[std::string(misp::StringOr(el, "uuid"))] = DistOf(el); });
+  ForEachElement(e, [&](const json::object& el, const char*) {
+    out[std::string(misp::StringOr(el, "uuid"))] = DistOf(el);
+  });
   return out;
 }
 
@@ -206,7 +216,8 @@ void CheckPush(const json::object& in, const Link& link, const Decision& d) {
     if (!link.internal) {
       EXPECT_NE(dist, 0) << kind << " " << uuid << " at distribution 0 left";
       if (dist == 4) {
-        EXPECT_TRUE(InGroupFor(el, link, std::string(kind) == "event")) << kind << " " << uuid << " left its group";
+        EXPECT_TRUE(InGroupFor(el, link, std::string(kind) == "event"))
+            << kind << " " << uuid << " left its group";
       }
     }
     for (const auto& t : misp::TagsOf(const_cast<json::object&>(el))) {
@@ -229,7 +240,8 @@ void CheckPull(const json::object& in, const Link& link, const Decision& d) {
   ForEachElement(*d.event, [&](const json::object& el, const char* kind) {
     std::string uuid(misp::StringOr(el, "uuid"));
     ASSERT_TRUE(before.count(uuid)) << kind << " " << uuid << " appeared from nowhere";
-    EXPECT_TRUE(Lowered(before[uuid], DistOf(el))) << kind << " " << uuid << " went from " << before[uuid] << " to " << DistOf(el);
+    EXPECT_TRUE(Lowered(before[uuid], DistOf(el)))
+        << kind << " " << uuid << " went from " << before[uuid] << " to " << DistOf(el);
     if (!link.IntPull()) {
       for (const auto& t : misp::TagsOf(const_cast<json::object&>(el))) {
         EXPECT_FALSE(t.local()) << "local tag pulled";
@@ -278,7 +290,8 @@ TEST(PolicyPropertyTest, RandomEventsNeverLeakAndPullsNeverRaise) {
   // The generator must exercise both outcomes, or the properties above prove little.
   EXPECT_GT(sent, kEvents / 20);
   EXPECT_LT(sent, kEvents - kEvents / 20);
-  std::printf("seed %llu: %d of %d random events pushed\n", static_cast<unsigned long long>(seed), sent, kEvents);
+  std::printf("seed %llu: %d of %d random events pushed\n", static_cast<unsigned long long>(seed), sent,
+              kEvents);
 }
 
 }  // namespace

@@ -22,20 +22,24 @@ std::string U(int n) {
 
 // An attribute; `extra` is spliced into its JSON.
 std::string A(int n, int dist, const std::string& extra = "") {
-  return R"({"id": ")" + std::to_string(n) + R"(", "uuid": ")" + U(n) + R"(", "type": "ip-dst", "category": "Network activity", "value": "192.0.2.)" +
-         std::to_string(n % 250) + R"(", "value1": "x", "value2": "", "distribution": ")" + std::to_string(dist) +
-         R"(", "timestamp": "100", "deleted": false, "sharing_group_id": "0")" + (extra.empty() ? "" : ", " + extra) + "}";
+  return R"({"id": ")" + std::to_string(n) + R"(", "uuid": ")" + U(n) +
+         R"(", "type": "ip-dst", "category": "Network activity", "value": "192.0.2.)" +
+         std::to_string(n % 250) + R"(", "value1": "x", "value2": "", "distribution": ")" +
+         std::to_string(dist) + R"(", "timestamp": "100", "deleted": false, "sharing_group_id": "0")" +
+         (extra.empty() ? "" : ", " + extra) + "}";
 }
 
 std::string Obj(int n, int dist, const std::string& attrs, const std::string& extra = "") {
-  return R"({"uuid": ")" + U(n) + R"(", "name": "domain-ip", "template_uuid": "43b3b146-77eb-4931-b4cc-b66c60f28734", "distribution": ")" +
+  return R"({"uuid": ")" + U(n) +
+         R"(", "name": "domain-ip", "template_uuid": "43b3b146-77eb-4931-b4cc-b66c60f28734", "distribution": ")" +
          std::to_string(dist) + R"(", "timestamp": "100", "deleted": false, "Attribute": [)" + attrs + "]" +
          (extra.empty() ? "" : ", " + extra) + "}";
 }
 
 std::string Rep(int n, int dist, const std::string& extra = "") {
-  return R"({"uuid": ")" + U(n) + R"(", "name": "report", "content": "text", "distribution": ")" + std::to_string(dist) +
-         R"(", "timestamp": "100", "deleted": false)" + (extra.empty() ? "" : ", " + extra) + "}";
+  return R"({"uuid": ")" + U(n) + R"(", "name": "report", "content": "text", "distribution": ")" +
+         std::to_string(dist) + R"(", "timestamp": "100", "deleted": false)" +
+         (extra.empty() ? "" : ", " + extra) + "}";
 }
 
 std::string Tag(const std::string& name, bool local = false, bool exportable = true) {
@@ -46,8 +50,9 @@ std::string Tag(const std::string& name, bool local = false, bool exportable = t
 json::object Ev(int dist, const std::string& attrs, const std::string& extra = "") {
   std::string text = R"({"uuid": ")" + U(1) + R"(", "info": "case", "published": true, "distribution": ")" +
                      std::to_string(dist) + R"(", "timestamp": "100", "Orgc": {"uuid": ")" + kOrg1 +
-                     R"(", "name": "ORG1"}, "Org": {"uuid": ")" + kOrg1 + R"(", "name": "ORG1"}, "org_id": "1", "orgc_id": "1", "Attribute": [)" +
-                     attrs + "]" + (extra.empty() ? "" : ", " + extra) + "}";
+                     R"(", "name": "ORG1"}, "Org": {"uuid": ")" + kOrg1 +
+                     R"(", "name": "ORG1"}, "org_id": "1", "orgc_id": "1", "Attribute": [)" + attrs + "]" +
+                     (extra.empty() ? "" : ", " + extra) + "}";
   auto doc = misp::EventDocument::Parse(text);
   if (!doc.ok()) throw std::runtime_error(doc.error().ToString() + " in " + text);
   return doc->event_json();
@@ -55,8 +60,9 @@ json::object Ev(int dist, const std::string& attrs, const std::string& extra = "
 
 const std::string kInternal = R"("internal": true, "host_org_id_set": true)";
 // INT-PUSH-DIST needs the remote to be this instance's host organisation (spec 2.3).
-const std::string kIntServer = std::string(R"("internal": true, "host_org_id_set": true, "remote": {"url": ")") +
-                               kRemoteUrl + R"(", "org": {"uuid": ")" + kOrg1 + R"(", "name": "ORG1"}})";
+const std::string kIntServer =
+    std::string(R"("internal": true, "host_org_id_set": true, "remote": {"url": ")") + kRemoteUrl +
+    R"(", "org": {"uuid": ")" + kOrg1 + R"(", "name": "ORG1"}})";
 
 Decision Push(const json::object& e, const Link& l) { return Evaluate(Direction::kPush, &e, l); }
 Decision Pull(const json::object& e, const Link& l) { return Evaluate(Direction::kPull, &e, l); }
@@ -129,7 +135,8 @@ TEST(SpecCase, Case07_Dist2StaysOnAnIntServer) {
 }
 
 TEST(SpecCase, Case08_AttributesAt0And1AreRemoved2Becomes1ThreeAndFiveStay) {
-  auto d = Push(Ev(3, A(10, 0) + "," + A(11, 1) + "," + A(12, 2) + "," + A(13, 3) + "," + A(15, 5)), MakeLink());
+  auto d =
+      Push(Ev(3, A(10, 0) + "," + A(11, 1) + "," + A(12, 2) + "," + A(13, 3) + "," + A(15, 5)), MakeLink());
   ASSERT_TRUE(d.send);
   EXPECT_EQ(AttrByUuid(*d.event, U(10)), nullptr);
   EXPECT_EQ(AttrByUuid(*d.event, U(11)), nullptr);
@@ -238,7 +245,8 @@ TEST(SpecCase, Case20_OnlyTheDist2ReportIsSentAs1) {
 }
 
 TEST(SpecCase, Case21_ARemoteWithoutReportSupportGetsNoReports) {
-  auto d = Push(Ev(3, A(2, 5), R"("EventReport": [)" + Rep(31, 3) + "]"), MakeLink(R"("remote_supports_reports": false)"));
+  auto d = Push(Ev(3, A(2, 5), R"("EventReport": [)" + Rep(31, 3) + "]"),
+                MakeLink(R"("remote_supports_reports": false)"));
   ASSERT_TRUE(d.send);
   EXPECT_TRUE(d.event->at("EventReport").as_array().empty());
 }
@@ -256,7 +264,8 @@ TEST(SpecCase, Case22_AttributesLeaveWithoutIdValue1Value2AndKeepTheirData) {
 // ---- Push: tags and rules
 
 TEST(SpecCase, Case23_LocalEventTagIsRemovedForANonInternalServer) {
-  auto d = Push(Ev(3, A(2, 5), R"("Tag": [)" + Tag("tlp:amber", true) + "," + Tag("tlp:green") + "]"), MakeLink());
+  auto d =
+      Push(Ev(3, A(2, 5), R"("Tag": [)" + Tag("tlp:amber", true) + "," + Tag("tlp:green") + "]"), MakeLink());
   ASSERT_TRUE(d.send);
   EXPECT_EQ(TagNames(*d.event), std::vector<std::string>{"tlp:green"});
 }
@@ -277,13 +286,16 @@ TEST(SpecCase, Case25_NonExportableAttributeTagIsRemovedForAnyServer) {
 }
 
 TEST(SpecCase, Case26_TagsNotOnAnEventTagRefusesTheEvent) {
-  auto d = Push(Ev(3, A(2, 5), R"("Tag": [)" + Tag("tlp:red") + "]"), MakeLink(R"("push_rules": {"tags": {"NOT": ["tlp:red"]}})"));
+  auto d = Push(Ev(3, A(2, 5), R"("Tag": [)" + Tag("tlp:red") + "]"),
+                MakeLink(R"("push_rules": {"tags": {"NOT": ["tlp:red"]}})"));
   EXPECT_FALSE(d.send);
   EXPECT_EQ(Refusal(d), "push.rules.tags_not");
 }
 
 TEST(SpecCase, Case27_TagsNotOnAnObjectAttributeRemovesOnlyThatAttribute) {
-  auto e = Ev(3, A(2, 5), R"("Object": [)" + Obj(20, 5, A(21, 5, R"("Tag": [)" + Tag("tlp:red") + "]") + "," + A(22, 5)) + "]");
+  auto e = Ev(
+      3, A(2, 5),
+      R"("Object": [)" + Obj(20, 5, A(21, 5, R"("Tag": [)" + Tag("tlp:red") + "]") + "," + A(22, 5)) + "]");
   auto d = Push(e, MakeLink(R"("push_rules": {"tags": {"NOT": ["tlp:red"]}})"));
   ASSERT_TRUE(d.send);
   const auto& attrs = d.event->at("Object").as_array()[0].at("Attribute").as_array();
@@ -292,7 +304,8 @@ TEST(SpecCase, Case27_TagsNotOnAnObjectAttributeRemovesOnlyThatAttribute) {
 }
 
 TEST(SpecCase, Case28_TagsOrMatchingOnlyAnAttributeTagRefusesTheEvent) {
-  auto d = Push(Ev(3, A(2, 5, R"("Tag": [)" + Tag("x") + "]")), MakeLink(R"("push_rules": {"tags": {"OR": ["x"]}})"));
+  auto d = Push(Ev(3, A(2, 5, R"("Tag": [)" + Tag("x") + "]")),
+                MakeLink(R"("push_rules": {"tags": {"OR": ["x"]}})"));
   EXPECT_FALSE(d.send);
   EXPECT_EQ(Refusal(d), "push.rules.tags_or");
 }
@@ -309,9 +322,11 @@ TEST(SpecCase, Case29_OrgRulesLookAtTheCreatorOrg) {
 }
 
 TEST(SpecCase, Case30_TypeAttributesNotNeedsFilteringOnType) {
-  auto e = Ev(3, A(2, 5, R"("type": "ip-src")") + "," + A(3, 5), R"("Object": [)" + Obj(20, 5, A(21, 5, R"("type": "ip-src")")) + "]");
+  auto e = Ev(3, A(2, 5, R"("type": "ip-src")") + "," + A(3, 5),
+              R"("Object": [)" + Obj(20, 5, A(21, 5, R"("type": "ip-src")")) + "]");
   const std::string rules = R"("push_rules": {"type_attributes": {"NOT": ["ip-src"]}})";
-  auto on = Push(e, MakeLink(rules + R"(, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
+  auto on =
+      Push(e, MakeLink(rules + R"(, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
   ASSERT_TRUE(on.send);
   EXPECT_EQ(AttrByUuid(*on.event, U(2)), nullptr);
   EXPECT_TRUE(on.event->at("Object").as_array()[0].at("Attribute").as_array().empty());
@@ -321,7 +336,10 @@ TEST(SpecCase, Case30_TypeAttributesNotNeedsFilteringOnType) {
 
 TEST(SpecCase, Case31_TypeObjectsNotRemovesObjectsOfThatTemplate) {
   auto e = Ev(3, A(2, 5), R"("Object": [)" + Obj(20, 5, A(21, 5)) + "]");
-  auto d = Push(e, MakeLink(R"("push_rules": {"type_objects": {"NOT": ["43b3b146-77eb-4931-b4cc-b66c60f28734"]}}, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
+  auto d = Push(
+      e,
+      MakeLink(
+          R"("push_rules": {"type_objects": {"NOT": ["43b3b146-77eb-4931-b4cc-b66c60f28734"]}}, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
   ASSERT_TRUE(d.send);
   EXPECT_TRUE(d.event->at("Object").as_array().empty());
 }
@@ -329,10 +347,12 @@ TEST(SpecCase, Case31_TypeObjectsNotRemovesObjectsOfThatTemplate) {
 // ---- Pull
 
 TEST(SpecCase, Case40_PullRulesBecomeIndexFilters) {
-  auto link = MakeLink(R"("pull_rules": {"tags": {"OR": ["tlp:green"], "NOT": ["tlp:red"]}, "orgs": {"OR": ["CIRCL"], "NOT": []}, "url_params": "{\"timestamp\":\"30d\",\"published\":0}"})");
+  auto link = MakeLink(
+      R"("pull_rules": {"tags": {"OR": ["tlp:green"], "NOT": ["tlp:red"]}, "orgs": {"OR": ["CIRCL"], "NOT": []}, "url_params": "{\"timestamp\":\"30d\",\"published\":0}"})");
   json::object f = PullIndexFilter(link.pull_rules);
-  EXPECT_EQ(json::serialize(f),
-            R"({"tag":["tlp:green","!tlp:red"],"org":["CIRCL"],"timestamp":"30d","published":1,"minimal":1})");
+  EXPECT_EQ(
+      json::serialize(f),
+      R"({"tag":["tlp:green","!tlp:red"],"org":["CIRCL"],"timestamp":"30d","published":1,"minimal":1})");
 }
 
 TEST(SpecCase, Case41_OldRemotesGetTheOrgRuleAsAPipeJoinedString) {
@@ -347,7 +367,8 @@ TEST(SpecCase, Case42_UnpublishedEventIsNotPulled) {
 }
 
 TEST(SpecCase, Case44_PulledEventIsDowngradedAndLocked) {
-  auto e = Ev(1, A(2, 1), R"("Object": [)" + Obj(20, 2, A(21, 5)) + R"(], "EventReport": [)" + Rep(30, 2) + "]");
+  auto e =
+      Ev(1, A(2, 1), R"("Object": [)" + Obj(20, 2, A(21, 5)) + R"(], "EventReport": [)" + Rep(30, 2) + "]");
   auto d = Pull(e, MakeLink());
   ASSERT_TRUE(d.send) << Refusal(d);
   EXPECT_EQ(Dist(*d.event), "0");
@@ -371,13 +392,17 @@ TEST(SpecCase, Case45b_WithMisp258RulesAnInternalPullNeedsTheRemotePermSyncInter
   auto e = Ev(1, A(2, 1));
   auto without = Pull(e, MakeLink(kInternal + R"(, "pull_internal_needs_perm_sync_internal": true)"));
   EXPECT_EQ(Dist(*without.event), "0");
-  auto with = Pull(e, MakeLink(kInternal + R"(, "pull_internal_needs_perm_sync_internal": true, "remote_user_perm_sync_internal": true)"));
+  auto with = Pull(
+      e, MakeLink(
+             kInternal +
+             R"(, "pull_internal_needs_perm_sync_internal": true, "remote_user_perm_sync_internal": true)"));
   EXPECT_EQ(Dist(*with.event), "1");
 }
 
 TEST(SpecCase, Case46_InternalWithoutHostOrgEqualToTheOwnerOrgIsDowngraded) {
   auto e = Ev(1, A(2, 1));
-  auto d = Pull(e, MakeLink(std::string(kInternal) + R"(, "owner_org": {"uuid": ")" + kOrg3 + R"(", "name": "ORG3"})"));
+  auto d = Pull(
+      e, MakeLink(std::string(kInternal) + R"(, "owner_org": {"uuid": ")" + kOrg3 + R"(", "name": "ORG3"})"));
   ASSERT_TRUE(d.send);
   EXPECT_EQ(Dist(*d.event), "0");
   auto unset = Pull(e, MakeLink(R"("internal": true)"));
@@ -391,8 +416,10 @@ TEST(SpecCase, Case47_EventWithOnlySoftDeletedAttributesIsNotStored) {
 }
 
 TEST(SpecCase, Case48_EventEmptiedByATypeRuleIsSkippedNotFailed) {
-  auto d = Pull(Ev(3, A(2, 5, R"("type": "comment")")),
-                MakeLink(R"("pull_rules": {"type_attributes": {"NOT": ["comment"]}}, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
+  auto d = Pull(
+      Ev(3, A(2, 5, R"("type": "comment")")),
+      MakeLink(
+          R"("pull_rules": {"type_attributes": {"NOT": ["comment"]}}, "settings": {"MISP.enable_synchronisation_filtering_on_type": true})"));
   EXPECT_FALSE(d.send);
   EXPECT_EQ(Refusal(d), "pull.rules.emptied");
 }
@@ -425,7 +452,8 @@ TEST(SpecCase, Case60_UncapturableGroupIsStoredAtDistribution0OnAdd) {
 }
 
 TEST(SpecCase, Case63_ServerRowWithAnUnknownUrlIsDropped) {
-  std::string sg = SharingGroupJson(U(900), {kOrg1, kOrg2}, {{kRemoteUrl, false}, {"https://elsewhere.example", false}}, false);
+  std::string sg = SharingGroupJson(U(900), {kOrg1, kOrg2},
+                                    {{kRemoteUrl, false}, {"https://elsewhere.example", false}}, false);
   auto d = Push(Ev(4, A(2, 5), R"("sharing_group_id": "5", "SharingGroup": )" + sg), MakeLink());
   ASSERT_TRUE(d.Arrival());
   std::vector<std::string> urls;

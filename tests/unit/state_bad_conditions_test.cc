@@ -1,7 +1,6 @@
 // The state database under bad conditions: each gives a clear error naming the file, no crash,
 // and nothing half-written.
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 

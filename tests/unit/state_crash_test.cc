@@ -3,7 +3,6 @@
 // transaction the child reported committed, and holds no half-written one (a ledger row without its
 // queue item or the reverse).
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,7 +43,8 @@ ChildRun RunAndKill(const std::string& db, long start, int kill_after_ms, bool d
   std::string text;
   char buf[4096];
   ssize_t n;
-  while (!during_startup && text.find('\n') == std::string::npos && (n = ::read(out[0], buf, sizeof buf)) > 0) {
+  while (!during_startup && text.find('\n') == std::string::npos &&
+         (n = ::read(out[0], buf, sizeof buf)) > 0) {
     text.append(buf, static_cast<std::size_t>(n));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(kill_after_ms));
@@ -84,7 +84,8 @@ TEST(StateCrashTest, KilledWritersLoseNothingCommittedAndLeaveNothingHalfWritten
     SCOPED_TRACE("round " + std::to_string(round));
     // One round in ten kills the writer while it may still be opening or migrating the database.
     bool during_startup = round % 10 == 0;
-    ChildRun run = RunAndKill(path, next, static_cast<int>(rng() % (during_startup ? 30 : 15)), during_startup);
+    ChildRun run =
+        RunAndKill(path, next, static_cast<int>(rng() % (during_startup ? 30 : 15)), during_startup);
     ASSERT_TRUE(run.killed);
     // Open as sgsync does (the schema is created or completed here if the kill came first).
     ASSERT_TRUE(StateStore::Open(path).ok());
@@ -101,13 +102,15 @@ TEST(StateCrashTest, KilledWritersLoseNothingCommittedAndLeaveNothingHalfWritten
     }
     long max = ledger.empty() ? -1 : *ledger.rbegin();
     // The child starts at `next`; at most its transaction in flight may have committed unreported.
-    ASSERT_LE(max, std::max(run.last_acknowledged, next - 1) + 1) << "events appeared that were never written";
+    ASSERT_LE(max, std::max(run.last_acknowledged, next - 1) + 1)
+        << "events appeared that were never written";
     ASSERT_EQ(static_cast<long>(ledger.size()), max + 1) << "no gaps";
     acknowledged_total = max + 1;
     next = max + 1;
   }
   std::printf("200 kills, %ld transactions committed and verified\n", acknowledged_total);
-  EXPECT_GT(acknowledged_total, 200) << "the writer must get work done between kills for the test to mean anything";
+  EXPECT_GT(acknowledged_total, 200)
+      << "the writer must get work done between kills for the test to mean anything";
 }
 
 }  // namespace

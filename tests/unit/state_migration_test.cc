@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-
 #include <sqlite3.h>
 
 #include "state/schema.h"
@@ -22,9 +21,15 @@ TEST(StateMigrationTest, EveryOlderSchemaVersionOpensAndMigratesKeepingItsData) 
       ASSERT_TRUE(Migrate(**db, version).ok());
       ASSERT_EQ(*ReadSchemaVersion(**db), version);
       // Data written by that version.
-      ASSERT_TRUE((*db)->Exec("INSERT INTO links (name, identity_hash, created_at, updated_at) VALUES ('portal', 'h', 1, 1)").ok());
-      ASSERT_TRUE((*db)->Exec("INSERT INTO ledger (link_id, uuid, origin, local_timestamp, decision, decision_json, updated_at) "
-                              "VALUES (1, 'e1', 'local', 10, 'send', '{}', 1)").ok());
+      ASSERT_TRUE((*db)
+                      ->Exec("INSERT INTO links (name, identity_hash, created_at, updated_at) VALUES "
+                             "('portal', 'h', 1, 1)")
+                      .ok());
+      ASSERT_TRUE((*db)
+                      ->Exec("INSERT INTO ledger (link_id, uuid, origin, local_timestamp, decision, "
+                             "decision_json, updated_at) "
+                             "VALUES (1, 'e1', 'local', 10, 'send', '{}', 1)")
+                      .ok());
     }
     auto store = StateStore::Open(path);
     ASSERT_TRUE(store.ok()) << "version " << version << ": " << store.error().ToString();
@@ -43,14 +48,18 @@ TEST(StateMigrationTest, ADatabaseFromANewerSgsyncIsRefusedNamingBothVersions) {
   }
   {
     auto db = Database::Open(path, {});
-    ASSERT_TRUE((*db)->Exec("INSERT INTO schema_version (version, applied_at, what) VALUES (99, 0, 'from the future')").ok());
+    ASSERT_TRUE(
+        (*db)
+            ->Exec("INSERT INTO schema_version (version, applied_at, what) VALUES (99, 0, 'from the future')")
+            .ok());
   }
   auto store = StateStore::Open(path);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.error().code, ErrorCode::kVersionMismatch);
   EXPECT_EQ(store.error().where, path);
   EXPECT_NE(store.error().message.find("version 99"), std::string::npos) << store.error().message;
-  EXPECT_NE(store.error().message.find("version " + std::to_string(CurrentSchemaVersion())), std::string::npos);
+  EXPECT_NE(store.error().message.find("version " + std::to_string(CurrentSchemaVersion())),
+            std::string::npos);
 }
 
 TEST(StateMigrationTest, OpeningTwiceAppliesNothingTwice) {

@@ -75,7 +75,8 @@ TEST_F(StateStoreTest, CursorsMoveOnlyForwardUnlessReset) {
   EXPECT_EQ(c->last_timestamp, 200);
   EXPECT_EQ(c->overlap_seconds, 300);
   EXPECT_EQ(c->last_full_reconciliation, 999);
-  EXPECT_EQ(store_->GetCursor(link_, Direction::kPull, CursorKind::kSightings)->last_timestamp, 0) << "kinds are separate";
+  EXPECT_EQ(store_->GetCursor(link_, Direction::kPull, CursorKind::kSightings)->last_timestamp, 0)
+      << "kinds are separate";
   auto gen = store_->ResetCursor(link_, Direction::kPull, CursorKind::kEvents);
   c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
   EXPECT_EQ(c->last_timestamp, 0);
@@ -202,7 +203,8 @@ TEST_F(StateStoreTest, ConflictsAreListedUntilResolved) {
 
 TEST_F(StateStoreTest, SightingsAreSyncedOncePerDirection) {
   ASSERT_TRUE(store_->MarkSightingsSynced(link_, Direction::kPush, "e1", {"s1", "s2"}).ok());
-  EXPECT_EQ(*store_->UnsyncedSightings(link_, Direction::kPush, {"s1", "s2", "s3"}), std::vector<std::string>{"s3"});
+  EXPECT_EQ(*store_->UnsyncedSightings(link_, Direction::kPush, {"s1", "s2", "s3"}),
+            std::vector<std::string>{"s3"});
   EXPECT_EQ(store_->UnsyncedSightings(link_, Direction::kPull, {"s1"})->size(), 1u);
 }
 
@@ -213,7 +215,8 @@ TEST_F(StateStoreTest, TombstonesAreRemembered) {
 }
 
 TEST_F(StateStoreTest, AuditRecordsWhoDidWhatWhereAndTheResult) {
-  ASSERT_TRUE(store_->Audit({0, 0, "sgsyncd", "events/add", "https://portal/events/add", "ok", "uuid e1"}).ok());
+  ASSERT_TRUE(
+      store_->Audit({0, 0, "sgsyncd", "events/add", "https://portal/events/add", "ok", "uuid e1"}).ok());
   now_ = 2000;
   ASSERT_TRUE(store_->Audit({0, 0, "uid:0", "ResolveConflict", "portal/1", "ok", ""}).ok());
   auto all = store_->ListAudit(0);
