@@ -316,6 +316,97 @@ std::string_view EventView::orgc_name() const {
   return orgc != nullptr ? StringOr(*orgc, "name") : std::string_view();
 }
 
+std::string_view SightingView::org_uuid() const { return NestedUuid(*o_, "Organisation"); }
+
+std::string_view ProposalView::org_uuid() const {
+  std::string_view nested = NestedUuid(*o_, "Org");
+  return nested.empty() ? StringOr(*o_, "org_uuid") : nested;
+}
+
+namespace {
+std::optional<int> DistributionOf(const json::object& o) {
+  const json::value* v = o.if_contains("distribution");
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  return static_cast<int>(IntOr(v, 0));
+}
+
+// Every element of the event that can carry sightings, proposals or analyst data, the event first.
+template <typename Fn>
+void ForEachCarrier(json::object& event, Fn fn) {
+  fn(event, false);
+  auto each = [&](json::object& holder, const char* key, bool is_attribute) {
+    json::value* list = holder.if_contains(key);
+    if (list == nullptr || !list->is_array()) return;
+    for (auto& item : list->get_array()) {
+      if (item.is_object()) fn(item.get_object(), is_attribute);
+    }
+  };
+  each(event, "Attribute", true);
+  each(event, "EventReport", false);
+  if (json::value* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (auto& o : objects->get_array()) {
+      if (!o.is_object()) continue;
+      fn(o.get_object(), false);
+      each(o.get_object(), "Attribute", true);
+    }
+  }
+}
+
+template <typename View>
+void Collect(json::object& holder, std::string_view key, std::vector<View>& out) {
+  json::value* list = holder.if_contains(key);
+  if (list == nullptr || !list->is_array()) return;
+  for (auto& item : list->get_array()) {
+    if (item.is_object()) out.emplace_back(item.get_object());
+  }
+}
+}  // namespace
+
+std::optional<int> GalaxyClusterView::distribution() const { return DistributionOf(*o_); }
+std::optional<int> AnalystDataView::distribution() const { return DistributionOf(*o_); }
+
+std::vector<SightingView> EventView::sightings() const {
+  std::vector<SightingView> out;
+  ForEachCarrier(*o_, [&](json::object& el, bool is_attribute) {
+    if (is_attribute) Collect(el, "Sighting", out);
+  });
+  return out;
+}
+
+std::vector<ProposalView> EventView::proposals() const {
+  std::vector<ProposalView> out;
+  ForEachCarrier(*o_, [&](json::object& el, bool is_attribute) {
+    if (is_attribute || &el == o_) Collect(el, "ShadowAttribute", out);
+  });
+  return out;
+}
+
+std::vector<GalaxyClusterView> EventView::galaxy_clusters() const {
+  std::vector<GalaxyClusterView> out;
+  ForEachCarrier(*o_, [&](json::object& el, bool) {
+    json::value* galaxies = el.if_contains("Galaxy");
+    if (galaxies == nullptr || !galaxies->is_array()) return;
+    for (auto& g : galaxies->get_array()) {
+      if (g.is_object()) Collect(g.get_object(), "GalaxyCluster", out);
+    }
+  });
+  return out;
+}
+
+std::vector<AnalystDataView> EventView::analyst_data() const {
+  std::vector<AnalystDataView> out;
+  ForEachCarrier(*o_, [&](json::object& el, bool) {
+    for (std::string_view kind : {"Note", "Opinion", "Relationship"}) {
+      json::value* list = el.if_contains(kind);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& item : list->get_array()) {
+        if (item.is_object()) out.emplace_back(item.get_object(), kind);
+      }
+    }
+  });
+  return out;
+}
+
 Status ValidateEvent(const json::object& e, std::string_view path, const DecodeOptions& options) {
   SGSYNC_TRY_STATUS(CheckElement(e, path, 4, options.require_uuid));
   SGSYNC_TRY_STATUS(CheckNonNegative(e, "publish_timestamp", path));

@@ -87,6 +87,74 @@ class SharingGroupView {
   const json::object* holder_;
 };
 
+// A sighting (`Attribute.Sighting[]`, or a sightings/restSearch row).
+class SightingView {
+ public:
+  explicit SightingView(json::object& o) : o_(&o) {}
+  json::object& json() const { return *o_; }
+  std::string_view uuid() const { return StringOr(*o_, "uuid"); }
+  std::string_view attribute_uuid() const { return StringOr(*o_, "attribute_uuid"); }
+  std::int64_t date_sighting() const { return IntOr(*o_, "date_sighting", 0); }
+  // 0 sighting, 1 false positive, 2 expiration.
+  std::int64_t type() const { return IntOr(*o_, "type", 0); }
+  std::string_view source() const { return StringOr(*o_, "source"); }
+  // The reporting organisation (`Organisation.uuid`); empty when anonymised.
+  std::string_view org_uuid() const;
+
+ private:
+  json::object* o_;
+};
+
+// A proposal (ShadowAttribute) on an event or attribute.
+class ProposalView {
+ public:
+  explicit ProposalView(json::object& o) : o_(&o) {}
+  json::object& json() const { return *o_; }
+  std::string_view uuid() const { return StringOr(*o_, "uuid"); }
+  std::string_view event_uuid() const { return StringOr(*o_, "event_uuid"); }
+  std::int64_t timestamp() const { return IntOr(*o_, "timestamp", 0); }
+  bool deleted() const { return BoolOr(*o_, "deleted", false); }
+  bool proposal_to_delete() const { return BoolOr(*o_, "proposal_to_delete", false); }
+  std::string_view org_uuid() const;  // `Org.uuid`, or `org_uuid` in the index form
+
+ private:
+  json::object* o_;
+};
+
+// A galaxy cluster as events carry it (`Galaxy[].GalaxyCluster[]`).
+class GalaxyClusterView {
+ public:
+  explicit GalaxyClusterView(json::object& o) : o_(&o) {}
+  json::object& json() const { return *o_; }
+  std::string_view uuid() const { return StringOr(*o_, "uuid"); }
+  std::string_view value() const { return StringOr(*o_, "value"); }
+  std::string_view tag_name() const { return StringOr(*o_, "tag_name"); }
+  std::int64_t version() const { return IntOr(*o_, "version", 0); }
+  bool is_default() const { return BoolOr(*o_, "default", false); }
+  std::optional<int> distribution() const;
+
+ private:
+  json::object* o_;
+};
+
+// Analyst data (spec 8.5): a Note, an Opinion or a Relationship attached to an event or element.
+class AnalystDataView {
+ public:
+  AnalystDataView(json::object& o, std::string_view kind) : o_(&o), kind_(kind) {}
+  json::object& json() const { return *o_; }
+  std::string_view kind() const { return kind_; }  // "Note", "Opinion" or "Relationship"
+  std::string_view uuid() const { return StringOr(*o_, "uuid"); }
+  std::string_view object_uuid() const { return StringOr(*o_, "object_uuid"); }
+  std::string_view orgc_uuid() const { return StringOr(*o_, "orgc_uuid"); }
+  std::string_view modified() const { return StringOr(*o_, "modified"); }  // "YYYY-MM-DD hh:mm:ss"
+  std::optional<int> distribution() const;
+  bool locked() const { return BoolOr(*o_, "locked", false); }
+
+ private:
+  json::object* o_;
+  std::string_view kind_;
+};
+
 // What every distributable element (event, attribute, object, report) has.
 class ElementView {
  public:
@@ -162,6 +230,15 @@ class EventView : public ElementView {
   std::vector<AttributeView> attribute_views() const;
   std::vector<ObjectView> object_views() const;
   std::vector<ReportView> report_views() const;
+
+  // Everything else an event carries, in document order: sightings of every attribute (standalone
+  // and in objects), proposals (event level and on attributes), galaxy clusters, analyst data
+  // (on the event, its attributes, objects and reports), cryptographic keys (`protected` events).
+  std::vector<SightingView> sightings() const;
+  std::vector<ProposalView> proposals() const;
+  std::vector<GalaxyClusterView> galaxy_clusters() const;
+  std::vector<AnalystDataView> analyst_data() const;
+  json::array* cryptographic_keys() const { return ArrayField("CryptographicKey"); }
 
   void set_published(bool p) { WriteBool(*o_, "published", p); }
   void set_locked(bool l) { WriteBool(*o_, "locked", l); }

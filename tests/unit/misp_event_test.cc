@@ -122,5 +122,43 @@ TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
   EXPECT_EQ(bad.error().where, "response[0].Event.uuid");
 }
 
+TEST(MispEventTest, ReadsSightingsProposalsClustersAndAnalystData) {
+  auto fixture = [](const char* f) {
+    return json::parse(ReadFile(SharedDir() / "fixtures/misp/events" / f));
+  };
+  DecodeOptions loose;
+  loose.require_uuid = false;
+  auto sightings = EventDocument::FromJson(fixture("pymisp/sighting_1.json"), loose);
+  ASSERT_TRUE(sightings.ok());
+  auto s = sightings->event().sightings();
+  ASSERT_EQ(s.size(), 6u);
+  EXPECT_EQ(s[0].uuid(), "5c7641bf-a4e8-4d5d-a653-03240a00020f");
+  EXPECT_EQ(s[0].date_sighting(), 1551253950);
+  EXPECT_EQ(s[0].type(), 0);
+  EXPECT_EQ(s[0].org_uuid(), "5c6983c8-3af8-4304-869c-4800d6c1883c");
+
+  auto shadow = EventDocument::FromJson(fixture("pymisp/shadow.json"), loose);
+  ASSERT_TRUE(shadow.ok());
+  auto p = shadow->event().proposals();
+  ASSERT_GE(p.size(), 2u) << "on an attribute and on an object attribute";
+  EXPECT_EQ(p[0].org_uuid(), "55f6ea5e-2c60-40e5-964f-47a8950d210f");
+  EXPECT_EQ(p[0].timestamp(), 1514975846);
+
+  auto galaxy = EventDocument::FromJson(fixture("pymisp/galaxy_1.json"), loose);
+  ASSERT_TRUE(galaxy.ok());
+  auto clusters = galaxy->event().galaxy_clusters();
+  ASSERT_GE(clusters.size(), 10u) << "3 event galaxies and 7 attribute-level ones";
+  EXPECT_NE(clusters[0].tag_name().find("misp-galaxy:guidelines="), std::string_view::npos);
+
+  auto notes =
+      EventDocument::FromJson(fixture("misp-guard/test_event_note_blocked_distribution.json"), loose);
+  ASSERT_TRUE(notes.ok());
+  auto data = notes->event().analyst_data();
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data[0].kind(), "Note");
+  EXPECT_EQ(data[0].distribution(), 0);
+  EXPECT_EQ(data[0].modified(), "2024-10-04 08:09:39");
+}
+
 }  // namespace
 }  // namespace sgsync::misp
