@@ -148,7 +148,7 @@ bool AssessArrival(const json::object& sent, const Receiver& r, std::vector<Reas
 json::object MaterializeArrival(json::object e, const Receiver& r) {
   misp::EventView ev(e);
   if (!r.writer_has_perm_publish && ev.published()) ev.set_published(false);
-  ev.set_locked(true);
+  // `locked` is taken from the payload on add (spec 3.4); sgsync's own pushes and pulls set it.
   json::object org;
   org["name"] = r.writer_org.name;
   org["uuid"] = r.writer_org.uuid;

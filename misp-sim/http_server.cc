@@ -1,0 +1,247 @@
+#include "misp-sim/http_server.h"
+
+#include <zlib.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cctype>
+
+namespace sgsync::sim {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpRequest::Header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+Result<std::string> Gunzip(const std::string& compressed, std::size_t max_bytes) {
+  z_stream zs{};
+  // 15 + 32: accept a gzip or a zlib header.
+  if (inflateInit2(&zs, 15 + 32) != Z_OK) return Fail(ErrorCode::kInternal, "zlib init failed");
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  zs.avail_in = static_cast<uInt>(compressed.size());
+  std::string out;
+  char buf[65536];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof buf;
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kParse, "the gzip body is corrupt", "Content-Encoding: gzip");
+    }
+    out.append(buf, sizeof buf - zs.avail_out);
+    if (out.size() > max_bytes) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kLimitExceeded,
+                  "the decoded body exceeds " + std::to_string(max_bytes) + " bytes");
+    }
+    if (rc != Z_STREAM_END && zs.avail_in == 0 && zs.avail_out != 0) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kParse, "the gzip body is truncated", "Content-Encoding: gzip");
+    }
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+struct HttpServer::Impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  Handler handler;
+  std::optional<asio::ssl::context> tls;
+  std::size_t max_body = 0;
+  std::thread accept_thread;
+  std::atomic<bool> stopping{false};
+  std::mutex mu;
+  std::vector<std::thread> workers;
+  std::vector<std::weak_ptr<tcp::socket>> sockets;
+
+  void AcceptLoop() {
+    while (!stopping) {
+      auto socket = std::make_shared<tcp::socket>(io);
+      boost::system::error_code ec;
+      acceptor.accept(*socket, ec);
+      if (ec || stopping) break;
+      std::lock_guard lock(mu);
+      sockets.push_back(socket);
+      workers.emplace_back([this, socket] { Serve(socket); });
+    }
+  }
+
+  template <typename Stream>
+  void Exchange(Stream& stream, const std::string& peer) {
+    beast::flat_buffer buffer;
+    while (!stopping) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(max_body);
+      parser.header_limit(64 * 1024);
+      boost::system::error_code ec;
+      http::read(stream, buffer, parser, ec);
+      if (ec) {
+        if (ec == http::error::body_limit) {
+          http::response<http::string_body> res{http::status::payload_too_large, 11};
+          res.body() = R"({"name":"Request too large","message":"Request too large","url":""})";
+          res.set(http::field::content_type, "application/json; charset=UTF-8");
+          res.prepare_payload();
+          http::write(stream, res, ec);
+        }
+        return;
+      }
+      auto& req = parser.get();
+      HttpRequest in;
+      in.method = std::string(req.method_string());
+      in.target = std::string(req.target());
+      in.peer = peer;
+      for (const auto& f : req) {
+        std::string name(f.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        in.headers[name] = std::string(f.value());
+      }
+      in.body = std::move(req.body());
+      HttpResponse out;
+      std::string encoding = in.Header("content-encoding");
+      if (encoding == "gzip" || encoding == "deflate") {
+        auto decoded = Gunzip(in.body, max_body);
+        if (!decoded.ok()) {
+          out.status = 400;
+          out.body = R"({"name":"Bad request","message":")" + decoded.error().message + R"(","url":""})";
+          out.headers.emplace_back("Content-Type", "application/json; charset=UTF-8");
+        } else {
+          in.body = std::move(*decoded);
+          out = handler(in);
+        }
+      } else {
+        out = handler(in);
+      }
+      if (!Send(stream, in, out, req.keep_alive())) return;
+      if (!req.keep_alive()) return;
+    }
+  }
+
+  // Returns false when the connection must end.
+  template <typename Stream>
+  bool Send(Stream& stream, const HttpRequest& in, const HttpResponse& out, bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
+    for (const auto& [k, v] : out.headers) res.set(k, v);
+    res.keep_alive(keep_alive && !out.reset_after_bytes && !out.truncate_body);
+    boost::system::error_code ec;
+    if (out.reset_after_bytes || out.truncate_body) {
+      // Fault injection: write the header and part of the body by hand, then drop the connection.
+      std::size_t cut =
+          out.truncate_body ? out.body.size() / 2 : std::min(*out.reset_after_bytes, out.body.size());
+      res.content_length(out.body.size());
+      http::response_serializer<http::string_body> sr{res};
+      http::write_header(stream, sr, ec);
+      asio::write(stream, asio::buffer(out.body.data(), cut), ec);
+      return false;
+    }
+    res.body() = out.body;
+    if (in.method == "HEAD") {
+      res.content_length(out.body.size());
+      res.body().clear();
+      http::response_serializer<http::string_body> sr{res};
+      http::write_header(stream, sr, ec);
+    } else {
+      res.prepare_payload();
+      http::write(stream, res, ec);
+    }
+    return !ec;
+  }
+
+  void Serve(std::shared_ptr<tcp::socket> socket) {
+    boost::system::error_code ec;
+    auto ep = socket->remote_endpoint(ec);
+    std::string peer = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (!tls) {
+      Exchange(*socket, peer);
+      socket->shutdown(tcp::socket::shutdown_both, ec);
+      return;
+    }
+    asio::ssl::stream<tcp::socket&> stream(*socket, *tls);
+    stream.handshake(asio::ssl::stream_base::server, ec);
+    if (ec) return;
+    Exchange(stream, peer);
+    stream.shutdown(ec);
+  }
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl, std::uint16_t port)
+    : impl_(std::move(impl)), port_(port) {}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, std::uint16_t port,
+                                                      Handler handler, std::optional<TlsFiles> tls,
+                                                      std::size_t max_body_bytes) {
+  auto impl = std::make_unique<Impl>();
+  impl->handler = std::move(handler);
+  impl->max_body = max_body_bytes;
+  std::string where = host + ":" + std::to_string(port);
+  if (tls) {
+    impl->tls.emplace(asio::ssl::context::tls_server);
+    boost::system::error_code ec;
+    impl->tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1);
+    impl->tls->use_certificate_chain_file(tls->cert_chain, ec);
+    if (ec)
+      return Fail(ErrorCode::kInvalidArgument, "cannot load the certificate: " + ec.message(),
+                  tls->cert_chain);
+    impl->tls->use_private_key_file(tls->private_key, asio::ssl::context::pem, ec);
+    if (ec)
+      return Fail(ErrorCode::kInvalidArgument, "cannot load the private key: " + ec.message(),
+                  tls->private_key);
+    if (!tls->client_ca.empty()) {
+      impl->tls->load_verify_file(tls->client_ca, ec);
+      if (ec)
+        return Fail(ErrorCode::kInvalidArgument, "cannot load the client CA: " + ec.message(),
+                    tls->client_ca);
+      impl->tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return Fail(ErrorCode::kInvalidArgument, "not an IP address: " + ec.message(), where);
+  tcp::endpoint ep(address, port);
+  impl->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(ep, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Fail(ErrorCode::kUnavailable, "cannot listen: " + ec.message(), where);
+  std::uint16_t bound = impl->acceptor.local_endpoint().port();
+  Impl* raw = impl.get();
+  impl->accept_thread = std::thread([raw] { raw->AcceptLoop(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl), bound));
+}
+
+void HttpServer::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  boost::system::error_code ec;
+  // Wake the blocking accept with a connection of our own, then close.
+  {
+    tcp::socket poke(impl_->io);
+    poke.connect(impl_->acceptor.local_endpoint(), ec);
+  }
+  impl_->acceptor.close(ec);
+  if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto& w : impl_->sockets) {
+      if (auto s = w.lock()) s->shutdown(tcp::socket::shutdown_both, ec);
+    }
+    workers.swap(impl_->workers);
+  }
+  for (auto& t : workers) t.join();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+}  // namespace sgsync::sim

@@ -1,0 +1,72 @@
+// misp-sim/http_server.h: a small HTTP/1.1 server (plain or TLS) on Boost.Beast for misp-sim.
+//
+// One thread per connection, keep-alive, bodies up to a size limit, gzip request bodies decoded
+// (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request and returns a
+// response; the server adds nothing but Content-Length and Connection. Stop() closes the listener
+// and every open connection, then joins their threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sgsync::sim {
+
+struct HttpRequest {
+  std::string method;                          // "GET", "POST", "HEAD", ...
+  std::string target;                          // path and query as sent
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;                            // decoded (gzip undone)
+  std::string peer;                            // "127.0.0.1:54321"
+
+  std::string Header(const std::string& lower_name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // Fault injection: close the connection after this many body bytes, or send nothing and wait.
+  std::optional<std::size_t> reset_after_bytes;
+  bool truncate_body = false;  // announce the full length, send half, close
+};
+
+struct TlsFiles {
+  std::string cert_chain;  // PEM
+  std::string private_key;
+  std::string client_ca;  // when set, clients must present a certificate signed by it
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  // Listens on host:port (port 0 picks a free one). Fails naming the address.
+  static Result<std::unique_ptr<HttpServer>> Start(const std::string& host, std::uint16_t port,
+                                                   Handler handler,
+                                                   std::optional<TlsFiles> tls = std::nullopt,
+                                                   std::size_t max_body_bytes = std::size_t{64} << 20);
+  ~HttpServer();
+  void Stop();
+  std::uint16_t port() const { return port_; }
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl, std::uint16_t port);
+  std::unique_ptr<Impl> impl_;
+  std::uint16_t port_;
+};
+
+// gzip/deflate decoding for request bodies; an error names what was wrong.
+Result<std::string> Gunzip(const std::string& compressed, std::size_t max_bytes);
+
+}  // namespace sgsync::sim

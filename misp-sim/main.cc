@@ -1,0 +1,64 @@
+// misp-sim: run the MISP-compatible test server from the command line.
+//
+//   misp-sim --listen 127.0.0.1:PORT --db FILE|:memory: [--tls-cert F --tls-key F] --org NAME
+//            --org-uuid U --admin-key K [--base-url URL]
+//
+// Prints the base URL and the keys it created, then serves until SIGINT or SIGTERM.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "misp-sim/sim.h"
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"misp-sim: a MISP-compatible server for sgsync's tests, demo and benchmarks"};
+  std::string listen = "127.0.0.1:0", db = ":memory:", cert, key, base_url, org = "ORG1", org_uuid, admin_key;
+  app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)");
+  app.add_option("--db", db, "SQLite file, or :memory:");
+  app.add_option("--tls-cert", cert, "PEM certificate chain (with --tls-key: serve HTTPS)");
+  app.add_option("--tls-key", key, "PEM private key");
+  app.add_option("--org", org, "name of the host organisation");
+  app.add_option("--org-uuid", org_uuid, "uuid of the host organisation (generated when absent)");
+  app.add_option("--admin-key", admin_key, "API key of the site admin (generated when absent)");
+  app.add_option("--base-url", base_url, "MISP.baseurl (default: the listening URL)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::fprintf(stderr, "misp-sim: --listen: expected HOST:PORT, found \"%s\"\n", listen.c_str());
+    return 2;
+  }
+  if (admin_key.empty()) admin_key = std::string(40, '0');
+  sgsync::sim::SimConfig config{db, base_url, org, org_uuid, admin_key, ""};
+  auto sim = sgsync::sim::MispSim::Create(config);
+  if (!sim.ok()) {
+    std::fprintf(stderr, "misp-sim: %s\n", sim.error().ToString().c_str());
+    return 1;
+  }
+  std::optional<sgsync::sim::TlsFiles> tls;
+  if (!cert.empty() || !key.empty()) tls = sgsync::sim::TlsFiles{cert, key, ""};
+  auto* handler_sim = sim->get();
+  auto server = sgsync::sim::HttpServer::Start(
+      listen.substr(0, colon), static_cast<std::uint16_t>(std::stoi(listen.substr(colon + 1))),
+      [handler_sim](const sgsync::sim::HttpRequest& r) { return handler_sim->Handle(r); }, tls);
+  if (!server.ok()) {
+    std::fprintf(stderr, "misp-sim: %s\n", server.error().ToString().c_str());
+    return 1;
+  }
+  std::string url = std::string(tls ? "https://" : "http://") + listen.substr(0, colon) + ":" +
+                    std::to_string((*server)->port());
+  if (base_url.empty()) (*sim)->set_base_url(url);
+  std::printf("misp-sim listening on %s\nadmin key: %s\n", url.c_str(), admin_key.c_str());
+  std::fflush(stdout);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*server)->Stop();
+  return 0;
+}

@@ -1,0 +1,1009 @@
+#include "misp-sim/sim.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "state/sqlite.h"
+#include "sync/misp/event.h"
+#include "sync/misp/json.h"
+#include "sync/policy/policy.h"
+
+namespace sgsync::sim {
+namespace {
+
+namespace json = boost::json;
+using misp::IntOr;
+using misp::StringOr;
+using state::Database;
+
+constexpr const char* kJsonType = "application/json; charset=UTF-8";
+
+struct User {
+  std::int64_t id = 0;
+  std::string email;
+  std::int64_t org_id = 0;
+  std::string org_uuid;
+  std::string org_name;
+  Role role = Role::kUser;
+  bool site_admin() const { return role == Role::kSiteAdmin; }
+  bool perm_sync() const { return role != Role::kUser; }
+  bool perm_publish() const { return role != Role::kUser; }
+  bool perm_sharing_group() const { return role != Role::kUser; }
+};
+
+// Role flags as servers/getVersion and users/view/me report them (docs/misp-sim.md, "Roles").
+json::object RoleJson(Role r) {
+  json::object o;
+  bool admin = r == Role::kSiteAdmin, sync = r == Role::kSyncUser;
+  o["id"] = admin ? "1" : sync ? "5" : "3";
+  o["name"] = admin ? "admin" : sync ? "Sync user" : "User";
+  o["perm_add"] = true;
+  o["perm_modify"] = true;
+  o["perm_publish"] = admin || sync;
+  o["perm_sync"] = admin || sync;
+  o["perm_admin"] = admin;
+  o["perm_site_admin"] = admin;
+  o["perm_sharing_group"] = admin || sync;
+  o["perm_tagger"] = true;
+  o["perm_tag_editor"] = admin || sync;
+  o["perm_sighting"] = true;
+  o["perm_galaxy_editor"] = admin || sync;
+  o["perm_analyst_data"] = admin || sync;
+  return o;
+}
+
+HttpResponse JsonResponse(int status, const json::value& body,
+                          std::vector<std::pair<std::string, std::string>> headers = {}) {
+  HttpResponse r;
+  r.status = status;
+  r.body = json::serialize(body);
+  r.headers = std::move(headers);
+  r.headers.emplace_back("Content-Type", kJsonType);
+  return r;
+}
+
+// MISP's error body: {"name", "message", "url"} with the same text twice (real-2.5.1 captures).
+HttpResponse ErrorResponse(int status, const std::string& text, const std::string& url) {
+  return JsonResponse(status, json::object{{"name", text}, {"message", text}, {"url", url}});
+}
+
+std::string Sha1Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
+
+std::string RandomHex(int bytes) {
+  std::vector<unsigned char> buf(static_cast<std::size_t>(bytes));
+  RAND_bytes(buf.data(), bytes);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : buf) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+std::string NewUuid() {
+  std::string h = RandomHex(16);
+  h[12] = '4';
+  h[16] = "89ab"[h[16] % 4];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" +
+         h.substr(20, 12);
+}
+
+// The path split into segments, named parameters (`key:value`, repeatable) set aside. A query
+// string is dropped: MISP ignores `?deleted[]=...` on events/view (events-view-query-deleted.json).
+struct Route {
+  std::vector<std::string> segments;
+  std::multimap<std::string, std::string> named;
+  std::string path;  // without the query
+  bool Has(const std::string& key, const std::string& value) const {
+    auto [a, b] = named.equal_range(key);
+    for (auto it = a; it != b; ++it) {
+      if (it->second == value) return true;
+    }
+    return false;
+  }
+};
+
+Route ParseRoute(const std::string& target) {
+  Route r;
+  r.path = target.substr(0, target.find('?'));
+  std::string path = r.path;
+  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0) path.resize(path.size() - 5);
+  std::size_t i = 0;
+  while (i <= path.size()) {
+    std::size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string seg = path.substr(i, j - i);
+    if (!seg.empty()) {
+      std::size_t colon = seg.find(':');
+      if (colon != std::string::npos) {
+        r.named.emplace(seg.substr(0, colon), seg.substr(colon + 1));
+      } else {
+        r.segments.push_back(seg);
+      }
+    }
+    i = j + 1;
+  }
+  return r;
+}
+
+bool IsDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+struct MispSim::Impl {
+  SimConfig config;
+  std::unique_ptr<Database> db;
+  std::mutex mu;
+
+  // ---------------------------------------------------------------- storage
+
+  Status CreateSchema() {
+    return db->Exec(R"sql(
+CREATE TABLE IF NOT EXISTS orgs (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, name TEXT NOT NULL, local INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, org_id INTEGER NOT NULL, role TEXT NOT NULL, api_key TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS servers (id INTEGER PRIMARY KEY, url TEXT NOT NULL, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sharing_groups (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, org_id INTEGER NOT NULL,
+  timestamp INTEGER NOT NULL, published INTEGER NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+)sql");
+  }
+
+  std::int64_t NextId(const char* counter) {
+    auto up = db->Prepare(
+        "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + "
+        "1");
+    (void)(*up)->Bind(1, counter).Run();
+    auto q = db->Prepare("SELECT value FROM counters WHERE name = ?");
+    (*q)->Bind(1, counter);
+    (void)(*q)->Step();
+    return (*q)->Int(0);
+  }
+
+  std::optional<User> UserByKey(const std::string& key) {
+    auto q = db->Prepare(
+        "SELECT u.id, u.email, u.org_id, o.uuid, o.name, u.role FROM users u JOIN orgs o ON o.id = u.org_id "
+        "WHERE u.api_key = ?");
+    (*q)->Bind(1, key);
+    if (!*(*q)->Step()) return std::nullopt;
+    User u{(*q)->Int(0), (*q)->Text(1), (*q)->Int(2), (*q)->Text(3), (*q)->Text(4), Role::kUser};
+    std::string role = (*q)->Text(5);
+    u.role = role == "site_admin" ? Role::kSiteAdmin : role == "sync_user" ? Role::kSyncUser : Role::kUser;
+    return u;
+  }
+
+  std::optional<std::pair<std::int64_t, std::string>> OrgByUuid(const std::string& uuid) {
+    auto q = db->Prepare("SELECT id, name FROM orgs WHERE uuid = ? COLLATE NOCASE");
+    (*q)->Bind(1, uuid);
+    if (!*(*q)->Step()) return std::nullopt;
+    return std::make_pair((*q)->Int(0), (*q)->Text(1));
+  }
+
+  // Organisation::captureOrg (spec 7.10): by uuid, created as an external org when unknown.
+  std::int64_t CaptureOrg(const std::string& uuid, const std::string& name) {
+    if (auto o = OrgByUuid(uuid)) return o->first;
+    auto ins = db->Prepare("INSERT INTO orgs (uuid, name, local) VALUES (?, ?, 0)");
+    (void)(*ins)->Bind(1, uuid).Bind(2, name.empty() ? uuid : name).Run();
+    return db->LastInsertId();
+  }
+
+  std::vector<std::string> ServerUrls() {
+    std::vector<std::string> out;
+    auto q = db->Prepare("SELECT url FROM servers");
+    while (*(*q)->Step()) out.push_back((*q)->Text(0));
+    return out;
+  }
+
+  struct StoredEvent {
+    std::int64_t id = 0;
+    std::int64_t org_id = 0;
+    json::object event;
+  };
+
+  std::optional<StoredEvent> LoadEvent(const std::string& uuid_or_id) {
+    auto q = db->Prepare(IsDigits(uuid_or_id)
+                             ? "SELECT id, org_id, json FROM events WHERE id = ?"
+                             : "SELECT id, org_id, json FROM events WHERE uuid = ? COLLATE NOCASE");
+    if (IsDigits(uuid_or_id)) {
+      (*q)->Bind(1, static_cast<std::int64_t>(std::stoll(uuid_or_id)));
+    } else {
+      (*q)->Bind(1, uuid_or_id);
+    }
+    if (!*(*q)->Step()) return std::nullopt;
+    StoredEvent e{(*q)->Int(0), (*q)->Int(1), json::parse((*q)->Text(2)).as_object()};
+    return e;
+  }
+
+  Status SaveEvent(const StoredEvent& e) {
+    auto s = db->Prepare(
+        "INSERT INTO events (id, uuid, org_id, timestamp, published, json) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET timestamp = excluded.timestamp, published = excluded.published, json "
+        "= excluded.json");
+    if (!s.ok()) return s.error();
+    return (*s)
+        ->Bind(1, e.id)
+        .Bind(2, StringOr(e.event, "uuid"))
+        .Bind(3, e.org_id)
+        .Bind(4, IntOr(e.event, "timestamp", 0))
+        .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
+        .Bind(6, json::serialize(e.event))
+        .Run();
+  }
+
+  // ---------------------------------------------------------------- access (spec 3.1, 4.2)
+
+  static bool GroupAuthorises(const json::object& element, const User& u) {
+    const json::value* sg = element.if_contains("SharingGroup");
+    if (sg == nullptr || !sg->is_object()) return false;
+    misp::SharingGroupView view(sg->as_object());
+    for (auto org : view.org_uuids()) {
+      if (policy::SameText(org, u.org_uuid)) return true;
+    }
+    for (const auto& row : view.servers()) {
+      if (row.server_id == 0 && row.all_orgs) return true;
+    }
+    return false;
+  }
+
+  static bool EventVisible(const StoredEvent& e, const User& u) {
+    if (u.site_admin() || e.org_id == u.org_id) return true;
+    int d = static_cast<int>(IntOr(e.event, "distribution", 0));
+    if (d >= 1 && d <= 3) return true;
+    return d == 4 && GroupAuthorises(e.event, u);
+  }
+
+  struct ViewOptions {
+    bool include_deleted = false;
+    bool exclude_local_tags = false;
+  };
+
+  // The event as `u` sees it (spec 3.1, 5; JSONConverterTool::__cleanObjects drops objects left
+  // without visible attributes).
+  static json::object RenderFor(const StoredEvent& stored, const User& u, const ViewOptions& o) {
+    json::object e = stored.event;
+    bool owner = u.site_admin() || stored.org_id == u.org_id;
+    auto element_visible = [&](const json::object& el) {
+      if (misp::BoolOr(el, "deleted", false) && !(o.include_deleted && (u.perm_sync() || owner)))
+        return false;
+      if (owner) return true;
+      int d = static_cast<int>(IntOr(el, "distribution", 5));
+      if (d == 4) return GroupAuthorises(el, u);
+      return d > 0;
+    };
+    auto clean_tags = [&](json::object& el) {
+      misp::RemoveTagsIf(
+          el, [&](const misp::TagView& t) { return !t.exportable() || (o.exclude_local_tags && t.local()); });
+    };
+    auto filter = [&](json::object& holder, const char* key) {
+      json::value* list = holder.if_contains(key);
+      if (list == nullptr || !list->is_array()) return;
+      json::array kept;
+      for (auto& item : list->as_array()) {
+        if (!item.is_object() || !element_visible(item.as_object())) continue;
+        clean_tags(item.as_object());
+        kept.push_back(std::move(item));
+      }
+      list->as_array() = std::move(kept);
+    };
+    clean_tags(e);
+    filter(e, "Attribute");
+    filter(e, "EventReport");
+    if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
+      json::array kept;
+      for (auto& item : objects->as_array()) {
+        if (!item.is_object() || !element_visible(item.as_object())) continue;
+        filter(item.as_object(), "Attribute");
+        const json::value* attrs = item.as_object().if_contains("Attribute");
+        if (attrs == nullptr || !attrs->is_array() || attrs->as_array().empty()) continue;
+        kept.push_back(std::move(item));
+      }
+      objects->as_array() = std::move(kept);
+    }
+    return e;
+  }
+
+  // ---------------------------------------------------------------- handlers
+
+  HttpResponse GetVersion(const User& u) {
+    json::object o;
+    o["version"] = "2.5.1";
+    o["pymisp_recommended_version"] = "2.5.1";
+    o["perm_sync"] = u.perm_sync();
+    o["perm_sighting"] = true;
+    o["perm_galaxy_editor"] = u.role != Role::kUser;
+    o["perm_analyst_data"] = u.role != Role::kUser;
+    o["uuid"] = config.instance_uuid;
+    o["request_encoding"] = json::array{"gzip"};
+    o["filter_sightings"] = true;
+    return JsonResponse(200, o);
+  }
+
+  HttpResponse UserMe(const User& u) {
+    json::object user{{"id", std::to_string(u.id)},
+                      {"password", "*****"},
+                      {"org_id", std::to_string(u.org_id)},
+                      {"email", u.email},
+                      {"role_id", u.site_admin()              ? "1"
+                                  : u.role == Role::kSyncUser ? "5"
+                                                              : "3"},
+                      {"disabled", false},
+                      {"totp", "*****"}};
+    json::object org{
+        {"id", std::to_string(u.org_id)}, {"name", u.org_name}, {"uuid", u.org_uuid}, {"local", true}};
+    return JsonResponse(200, json::object{{"User", user},
+                                          {"Role", RoleJson(u.role)},
+                                          {"UserSetting", json::array()},
+                                          {"Organisation", org}});
+  }
+
+  // events/index, minimal form (spec 7.1): visible, non-empty events; published and timestamp
+  // filters; page/limit; X-Result-Count = total; ETag only when If-None-Match was sent.
+  HttpResponse EventIndex(const HttpRequest& req, const User& u, const std::string& url) {
+    json::object filters;
+    if (!req.body.empty()) {
+      auto parsed = misp::ParseJson(req.body);
+      if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
+      filters = parsed->as_object();
+    }
+    bool minimal = misp::BoolOr(filters, "minimal", false);
+    std::optional<bool> published;
+    if (filters.contains("published")) published = misp::BoolOr(filters, "published", false);
+    std::int64_t ts_from = 0, ts_to = INT64_MAX;
+    if (const json::value* ts = filters.if_contains("timestamp")) {
+      if (ts->is_array() && ts->as_array().size() == 2) {
+        ts_from = IntOr(&ts->as_array()[0], 0);
+        ts_to = IntOr(&ts->as_array()[1], INT64_MAX);
+      } else {
+        ts_from = IntOr(ts, 0);
+      }
+    }
+    std::int64_t limit = IntOr(filters, "limit", 0), page = IntOr(filters, "page", 1);
+    json::array rows;
+    std::int64_t total = 0;
+    auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
+    while (*(*q)->Step()) {
+      StoredEvent e{(*q)->Int(0), (*q)->Int(1), json::parse((*q)->Text(2)).as_object()};
+      if (!EventVisible(e, u)) continue;
+      misp::EventView ev(e.event);
+      if (published && ev.published() != *published) continue;
+      if (ev.timestamp() < ts_from || ev.timestamp() > ts_to) continue;
+      if (minimal && !HasContent(e.event)) continue;
+      ++total;
+      if (limit > 0 && (total <= (page - 1) * limit || total > page * limit)) continue;
+      if (minimal) {
+        rows.push_back(json::object{{"id", std::to_string(e.id)},
+                                    {"timestamp", std::to_string(ev.timestamp())},
+                                    {"sighting_timestamp", std::to_string(ev.sighting_timestamp())},
+                                    {"published", ev.published()},
+                                    {"uuid", ev.uuid()},
+                                    {"orgc_uuid", ev.orgc_uuid()}});
+      } else {
+        json::object row = e.event;
+        for (const char* k : {"Attribute", "Object", "EventReport", "ShadowAttribute", "RelatedEvent",
+                              "Galaxy", "CryptographicKey"}) {
+          row.erase(k);
+        }
+        rows.push_back(std::move(row));
+      }
+    }
+    std::string body = json::serialize(rows);
+    HttpResponse r;
+    r.headers.emplace_back("Content-Type", kJsonType);
+    r.headers.emplace_back("X-Result-Count", std::to_string(total));
+    auto inm = req.headers.find("if-none-match");
+    if (inm != req.headers.end()) {
+      std::string etag = "\"" + Sha1Hex(body) + "\"";
+      if (inm->second == etag) {
+        r.status = 304;
+        r.headers.clear();
+        r.headers.emplace_back("ETag", etag);
+        return r;
+      }
+      r.headers.emplace_back("ETag", etag);
+    }
+    r.body = std::move(body);
+    return r;
+  }
+
+  // MISP's index lists events with attributes or a live report (spec 7.1).
+  static bool HasContent(const json::object& e) {
+    if (IntOr(e, "attribute_count", 0) > 0) return true;
+    const json::value* reports = e.if_contains("EventReport");
+    if (reports != nullptr && reports->is_array()) {
+      for (const auto& r : reports->as_array()) {
+        if (r.is_object() && !misp::BoolOr(r.as_object(), "deleted", false)) return true;
+      }
+    }
+    return false;
+  }
+
+  HttpResponse RestSearch(const HttpRequest& req, const User& u, const std::string& url) {
+    auto parsed = misp::ParseJson(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
+    const json::object& f = parsed->as_object();
+    std::set<std::string> uuids;
+    if (const json::value* v = f.if_contains("uuid")) {
+      if (v->is_string()) uuids.insert(std::string(v->as_string()));
+      if (v->is_array()) {
+        for (const auto& x : v->as_array()) {
+          if (x.is_string()) uuids.insert(std::string(x.as_string()));
+        }
+      }
+    }
+    ViewOptions o;
+    if (const json::value* d = f.if_contains("deleted"); d != nullptr && d->is_array())
+      o.include_deleted = true;
+    o.exclude_local_tags =
+        true;  // restSearch did not return the owner's local tag (events-restSearch-json-deleted-uuid.json)
+    std::optional<bool> published;
+    if (f.contains("published")) published = misp::BoolOr(f, "published", false);
+    bool metadata = misp::BoolOr(f, "metadata", false);
+    std::int64_t ts_from = f.contains("timestamp") ? IntOr(f.if_contains("timestamp"), 0) : 0;
+    std::int64_t limit = IntOr(f, "limit", 0), page = IntOr(f, "page", 1);
+    json::array out;
+    std::int64_t total = 0;
+    auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
+    while (*(*q)->Step()) {
+      StoredEvent e{(*q)->Int(0), (*q)->Int(1), json::parse((*q)->Text(2)).as_object()};
+      if (!EventVisible(e, u)) continue;
+      if (!uuids.empty() && !uuids.count(std::string(StringOr(e.event, "uuid")))) continue;
+      if (published && misp::BoolOr(e.event, "published", false) != *published) continue;
+      if (IntOr(e.event, "timestamp", 0) < ts_from) continue;
+      ++total;
+      if (limit > 0 && (total <= (page - 1) * limit || total > page * limit)) continue;
+      json::object view = RenderFor(e, u, o);
+      if (metadata) {
+        for (const char* k : {"Attribute", "Object", "EventReport"}) view.erase(k);
+      }
+      out.push_back(json::object{{"Event", std::move(view)}});
+    }
+    return JsonResponse(200, json::object{{"response", std::move(out)}},
+                        {{"X-Result-Count", std::to_string(total)},
+                         {"Content-Disposition", "attachment; filename=\"misp.event.list.json\""}});
+  }
+
+  HttpResponse View(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (r.segments.size() < 3) return ErrorResponse(404, "Invalid event", url);
+    auto e = LoadEvent(r.segments[2]);
+    bool visible = e && EventVisible(*e, u);
+    if (req.method == "HEAD") {
+      HttpResponse h;
+      h.status = visible ? 200 : 404;
+      h.headers.emplace_back("Content-Type", "text/html; charset=UTF-8");
+      return h;
+    }
+    if (!visible) return ErrorResponse(404, "Invalid event", url);
+    ViewOptions o;
+    o.include_deleted = r.Has("deleted[]", "1");
+    o.exclude_local_tags = r.Has("excludeLocalTags", "1");
+    return JsonResponse(200, json::object{{"Event", RenderFor(*e, u, o)}});
+  }
+
+  HttpResponse InvalidJson(const std::string& url) {
+    return ErrorResponse(405,
+                         "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON "
+                         "string. This request "
+                         "has been blocked to avoid an unfiltered request.",
+                         url);
+  }
+
+  // The body's event object, or an error response (malformed 405, empty 405).
+  std::variant<json::object, HttpResponse> ReadEventBody(const HttpRequest& req, const std::string& url) {
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok()) return InvalidJson(url);
+    json::value v = std::move(*parsed);
+    if (v.is_object() && v.as_object().contains("response")) v = v.as_object()["response"];
+    if (v.is_object() && v.as_object().contains("Event")) v = v.as_object()["Event"];
+    if (!v.is_object() || v.as_object().empty())
+      return ErrorResponse(405, "No valid event data received.", url);
+    return std::move(v.as_object());
+  }
+
+  HttpResponse SaveFail(const std::string& name, const std::string& url, json::value errors,
+                        std::optional<std::int64_t> id = {}) {
+    json::object o{
+        {"saved", false}, {"name", name}, {"message", name}, {"url", url}, {"errors", std::move(errors)}};
+    if (id) o["id"] = std::to_string(*id);
+    return JsonResponse(403, o);
+  }
+
+  void AssignIds(json::object& e, std::int64_t event_id) {
+    e["id"] = std::to_string(event_id);
+    auto number = [&](json::object& el, const char* counter) {
+      if (!el.contains("id") || !IsDigits(std::string(StringOr(el, "id"))))
+        el["id"] = std::to_string(NextId(counter));
+      el["event_id"] = std::to_string(event_id);
+      if (!el.contains("uuid")) el["uuid"] = NewUuid();
+    };
+    for (const char* key : {"Attribute", "EventReport"}) {
+      if (json::value* list = e.if_contains(key); list && list->is_array()) {
+        for (auto& a : list->as_array()) {
+          if (a.is_object()) number(a.as_object(), key);
+        }
+      }
+    }
+    if (json::value* objects = e.if_contains("Object"); objects && objects->is_array()) {
+      for (auto& o : objects->as_array()) {
+        if (!o.is_object()) continue;
+        number(o.as_object(), "Object");
+        if (json::value* attrs = o.as_object().if_contains("Attribute"); attrs && attrs->is_array()) {
+          for (auto& a : attrs->as_array()) {
+            if (a.is_object()) {
+              number(a.as_object(), "Attribute");
+              a.as_object()["object_id"] = StringOr(o.as_object(), "id");
+            }
+          }
+        }
+      }
+    }
+  }
+
+  static std::int64_t CountAttributes(const json::object& e) {
+    std::int64_t n = 0;
+    auto count = [&](const json::object& holder) {
+      if (const json::value* list = holder.if_contains("Attribute"); list && list->is_array()) {
+        for (const auto& a : list->as_array())
+          n += a.is_object() && !misp::BoolOr(a.as_object(), "deleted", false);
+      }
+    };
+    count(e);
+    if (const json::value* objects = e.if_contains("Object"); objects && objects->is_array()) {
+      for (const auto& o : objects->as_array()) {
+        if (o.is_object()) count(o.as_object());
+      }
+    }
+    return n;
+  }
+
+  // Event::_add for a REST caller (spec 3.4, 7.5).
+  HttpResponse Add(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    auto body = ReadEventBody(req, url);
+    if (auto* err = std::get_if<HttpResponse>(&body)) return *err;
+    json::object e = std::move(std::get<json::object>(body));
+    if (auto d = misp::ElementView(e).distribution(); d && (*d < 0 || *d > 4)) {
+      return SaveFail(
+          "Could not add Event", "/events/add",
+          json::object{
+              {"Event",
+               json::object{{"distribution", json::array{"Options : Your organisation only, This community "
+                                                         "only, Connected communities, All communities"}}}}});
+    }
+    std::string uuid(StringOr(e, "uuid"));
+    if (uuid.empty()) {
+      uuid = NewUuid();
+      e["uuid"] = uuid;
+    }
+    if (auto existing = LoadEvent(uuid)) {
+      HttpResponse resp = ErrorResponse(
+          404, "Event already exists, if you would like to edit it, use the url in the location header.",
+          url);
+      resp.headers.emplace_back("Location", config.base_url + "/events/" + std::to_string(existing->id));
+      return resp;
+    }
+    {
+      auto q = db->Prepare("SELECT 1 FROM event_blocklist WHERE uuid = ? COLLATE NOCASE");
+      (*q)->Bind(1, uuid);
+      if (*(*q)->Step()) return ErrorResponse(403, "Event blocked by event blocklist.", url);
+    }
+    policy::Receiver receiver{"misp-sim",     config.base_url, {u.org_uuid, u.org_name},
+                              u.site_admin(), u.perm_sync(),   u.perm_publish(),
+                              ServerUrls()};
+    std::vector<policy::Reason> reasons;
+    std::vector<std::string> warnings;
+    if (!policy::AssessArrival(e, receiver, &reasons, &warnings)) {
+      return SaveFail("Could not add Event", "/events/add", "Received a published event that was empty");
+    }
+    e = policy::MaterializeArrival(std::move(e), receiver);
+    // Orgc: a sync user or site admin may create for another org; others become the creator.
+    misp::EventView ev(e);
+    std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
+    if (orgc_uuid.empty() || !(u.perm_sync() || u.site_admin())) {
+      orgc_uuid = u.org_uuid;
+      orgc_name = u.org_name;
+    }
+    std::int64_t orgc_id = CaptureOrg(orgc_uuid, orgc_name);
+    e["Orgc"] = json::object{{"id", std::to_string(orgc_id)}, {"name", orgc_name}, {"uuid", orgc_uuid}};
+    e["Org"] = json::object{{"id", std::to_string(u.org_id)}, {"name", u.org_name}, {"uuid", u.org_uuid}};
+    e["orgc_id"] = std::to_string(orgc_id);
+    e["org_id"] = std::to_string(u.org_id);
+    if (!e.contains("timestamp"))
+      misp::WriteInt(e, "timestamp", static_cast<std::int64_t>(std::time(nullptr)));
+    if (!e.contains("distribution")) e["distribution"] = "1";
+    if (ev.published()) misp::WriteInt(e, "publish_timestamp", static_cast<std::int64_t>(std::time(nullptr)));
+    if (!e.contains("locked")) e["locked"] = false;
+    misp::WriteInt(e, "attribute_count", CountAttributes(e));
+    std::int64_t id = NextId("Event");
+    AssignIds(e, id);
+    StoredEvent stored{id, u.org_id, std::move(e)};
+    if (auto s = SaveEvent(stored); !s.ok())
+      return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    json::object out = RenderFor(stored, u, ViewOptions{true, false});
+    if (r.Has("metadata", "1")) {
+      for (const char* k : {"Attribute", "Object", "EventReport"}) out.erase(k);
+    }
+    return JsonResponse(200, json::object{{"Event", std::move(out)}});
+  }
+
+  // Merges `incoming` elements into `stored` by uuid: strictly newer timestamps win, new ones are
+  // added, absent ones stay (spec 7.5).
+  static void MergeList(json::object& stored, json::object& incoming, const char* key, bool objects) {
+    json::value* in = incoming.if_contains(key);
+    if (in == nullptr || !in->is_array()) return;
+    json::value* have = stored.if_contains(key);
+    if (have == nullptr || !have->is_array()) have = &(stored[key] = json::array());
+    for (auto& item : in->as_array()) {
+      if (!item.is_object()) continue;
+      json::object& n = item.as_object();
+      std::string uuid(StringOr(n, "uuid"));
+      json::object* match = nullptr;
+      for (auto& h : have->as_array()) {
+        if (h.is_object() && policy::SameText(StringOr(h.as_object(), "uuid"), uuid)) match = &h.as_object();
+      }
+      if (match == nullptr) {
+        have->as_array().push_back(std::move(item));
+        continue;
+      }
+      if (IntOr(n, "timestamp", 0) <= IntOr(*match, "timestamp", 0))
+        continue;  // the object gate hides its attributes too
+      for (auto& kv : n) {
+        if (kv.key() == "Attribute" && objects) continue;
+        if (kv.key() == "id" || kv.key() == "event_id" || kv.key() == "object_id") continue;
+        if (kv.key() == "Tag") continue;
+        (*match)[kv.key()] = kv.value();
+      }
+      MergeTags(*match, n);
+      if (objects) MergeList(*match, n, "Attribute", false);
+    }
+  }
+
+  // Tags are only added; a tag sent with deleted: true is detached (spec 5).
+  static void MergeTags(json::object& stored, json::object& incoming) {
+    json::value* in = incoming.if_contains("Tag");
+    if (in == nullptr || !in->is_array()) return;
+    json::value* have = stored.if_contains("Tag");
+    if (have == nullptr || !have->is_array()) have = &(stored["Tag"] = json::array());
+    for (auto& t : in->as_array()) {
+      if (!t.is_object()) continue;
+      std::string name(StringOr(t.as_object(), "name"));
+      auto& list = have->as_array();
+      auto it = std::find_if(list.begin(), list.end(), [&](const json::value& x) {
+        return x.is_object() && policy::SameText(StringOr(x.as_object(), "name"), name);
+      });
+      if (misp::BoolOr(t.as_object(), "deleted", false)) {
+        if (it != list.end()) list.erase(it);
+      } else if (it == list.end()) {
+        list.push_back(t);
+      }
+    }
+  }
+
+  HttpResponse Edit(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (r.segments.size() < 3) return ErrorResponse(404, "Invalid event", url);
+    auto stored = LoadEvent(r.segments[2]);
+    if (!stored || !EventVisible(*stored, u)) return ErrorResponse(404, "Invalid event", url);
+    auto body = ReadEventBody(req, url);
+    if (auto* err = std::get_if<HttpResponse>(&body)) return *err;
+    json::object in = std::move(std::get<json::object>(body));
+    std::string edit_url = "/events/edit/" + std::to_string(stored->id);
+    bool may = u.site_admin() || policy::SameText(misp::EventView(stored->event).orgc_uuid(), u.org_uuid) ||
+               (u.perm_sync() && misp::BoolOr(stored->event, "locked", false));
+    if (!may)
+      return SaveFail("Could not edit Event", edit_url, "You are not authorised to do that.", stored->id);
+    if (in.contains("timestamp") && IntOr(in, "timestamp", 0) <= IntOr(stored->event, "timestamp", 0)) {
+      return SaveFail("Could not edit Event", edit_url,
+                      "Event could not be saved: Event in the request not newer than the local copy.",
+                      stored->id);
+    }
+    // Sharing groups of new elements are captured as on add; on edit an uncapturable event group
+    // is an error (spec 3.4).
+    policy::Receiver receiver{"misp-sim",     config.base_url, {u.org_uuid, u.org_name},
+                              u.site_admin(), u.perm_sync(),   u.perm_publish(),
+                              ServerUrls()};
+    std::vector<policy::Reason> reasons;
+    std::vector<std::string> warnings;
+    (void)policy::AssessArrival(in, receiver, &reasons, &warnings);
+    for (const auto& reason : reasons) {
+      if (reason.rule == "receiver.sharing_group.capture" && reason.path == "Event") {
+        return SaveFail("Could not edit Event", edit_url,
+                        "User not authorised to create the associated sharing group", stored->id);
+      }
+    }
+    json::object& e = stored->event;
+    for (const char* field :
+         {"date", "threat_level_id", "analysis", "info", "published", "distribution", "timestamp",
+          "sharing_group_id", "disable_correlation", "extends_uuid", "SharingGroup"}) {
+      if (const json::value* v = in.if_contains(field)) e[field] = *v;
+    }
+    if (!in.contains("published")) e["published"] = false;
+    MergeTags(e, in);
+    MergeList(e, in, "Attribute", false);
+    MergeList(e, in, "Object", true);
+    MergeList(e, in, "EventReport", false);
+    misp::WriteInt(e, "attribute_count", CountAttributes(e));
+    AssignIds(e, stored->id);
+    if (auto s = SaveEvent(*stored); !s.ok())
+      return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    json::object out = RenderFor(*stored, u, ViewOptions{true, false});
+    if (r.Has("metadata", "1")) {
+      for (const char* k : {"Attribute", "Object", "EventReport"}) out.erase(k);
+    }
+    return JsonResponse(200, json::object{{"Event", std::move(out)}});
+  }
+
+  HttpResponse FilterForPush(const HttpRequest& req, const User& u, const std::string& url) {
+    if (req.method != "POST") return ErrorResponse(405, "This endpoint requires a POST request.", url);
+    if (!u.perm_sync())
+      return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_array()) return InvalidJson(url);
+    json::array out;
+    std::set<std::string> seen;
+    for (const auto& item : parsed->as_array()) {
+      const json::value* ev = item.is_object() ? item.as_object().if_contains("Event") : nullptr;
+      if (ev == nullptr || !ev->is_object()) continue;
+      std::string uuid(StringOr(ev->as_object(), "uuid"));
+      std::int64_t ts = IntOr(ev->as_object(), "timestamp", 0);
+      auto local = LoadEvent(uuid);
+      bool wanted =
+          !local || (misp::BoolOr(local->event, "locked", false) && IntOr(local->event, "timestamp", 0) < ts);
+      if (wanted && seen.insert(uuid).second) out.push_back(json::value(uuid));
+    }
+    return JsonResponse(200, out);
+  }
+
+  HttpResponse Publish(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST") return ErrorResponse(405, "You do not have the permission to do that.", url);
+    if (r.segments.size() < 3) return ErrorResponse(404, "Invalid event", url);
+    auto e = LoadEvent(r.segments[2]);
+    if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    if (!u.perm_publish()) return ErrorResponse(403, "You do not have the permission to do that.", url);
+    e->event["published"] = true;
+    misp::WriteInt(e->event, "publish_timestamp", static_cast<std::int64_t>(std::time(nullptr)));
+    if (auto s = SaveEvent(*e); !s.ok()) return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    return JsonResponse(200, json::object{{"saved", true},
+                                          {"success", true},
+                                          {"name", "Event published without alerts"},
+                                          {"message", "Event published without alerts"},
+                                          {"url", url},
+                                          {"id", std::to_string(e->id)}});
+  }
+
+  HttpResponse Delete(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST")
+      return ErrorResponse(500, "An Internal Error Has Occurred.",
+                           url);  // error-method-not-allowed-delete-get.json
+    if (r.segments.size() < 3) return ErrorResponse(404, "Invalid event", url);
+    auto e = LoadEvent(r.segments[2]);
+    if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    if (!(u.site_admin() || e->org_id == u.org_id))
+      return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+    auto del = db->Prepare("DELETE FROM events WHERE id = ?");
+    (void)(*del)->Bind(1, e->id).Run();
+    // Event::beforeDelete blocklists the uuid (spec 7.6; events-add-blocklisted-uuid.json).
+    auto bl = db->Prepare("INSERT OR IGNORE INTO event_blocklist (uuid) VALUES (?)");
+    (void)(*bl)->Bind(1, StringOr(e->event, "uuid")).Run();
+    return JsonResponse(200, json::object{{"saved", true},
+                                          {"success", true},
+                                          {"name", "Event deleted."},
+                                          {"message", "Event deleted."},
+                                          {"url", url},
+                                          {"id", std::to_string(e->id)}});
+  }
+
+  HttpResponse ApiDescription(const std::string& url, const std::string& name,
+                              const std::string& description) {
+    return JsonResponse(200, json::object{{"name", name},
+                                          {"description", description},
+                                          {"mandatory_fields", json::array{"info"}},
+                                          {"optional_fields", json::array()},
+                                          {"url", url}});
+  }
+
+  HttpResponse Dispatch(const HttpRequest& req) {
+    Route r = ParseRoute(req.target);
+    const std::string url = r.path;
+    std::string key = req.Header("authorization");
+    std::optional<User> user = key.empty() ? std::nullopt : UserByKey(key);
+    if (!user) {
+      return ErrorResponse(
+          403,
+          "Authentication failed. Please make sure you pass the API key of an API enabled user along in the "
+          "Authorization header.",
+          url);
+    }
+    const User& u = *user;
+    std::string controller = r.segments.size() > 0 ? r.segments[0] : "";
+    std::string action = r.segments.size() > 1 ? r.segments[1] : "";
+    if (controller == "servers" && action == "getVersion") return GetVersion(u);
+    if (controller == "users" && action == "view" && r.segments.size() > 2 && r.segments[2] == "me")
+      return UserMe(u);
+    if (controller == "events") {
+      if (action == "index") return EventIndex(req, u, url);
+      if (action == "restSearch") return RestSearch(req, u, url);
+      if (action == "view") return View(req, r, u);
+      if (action == "add") {
+        if (req.method == "GET") {
+          return ApiDescription(
+              "/events/add", "/events/add API description",
+              "POST a MISP Event JSON to this API to create an Event. Contained objects can also be "
+              "included (such as attributes, objects, tags, etc).");
+        }
+        return Add(req, r, u);
+      }
+      if (action == "edit") return Edit(req, r, u);
+      if (action == "filterEventIdsForPush") return FilterForPush(req, u, url);
+      if (action == "publish") return Publish(req, r, u);
+      if (action == "delete") return Delete(req, r, u);
+    }
+    if (controller == "eventReports" && action == "add" && req.method == "GET") {
+      return ApiDescription("/eventReports/add", "/eventReports/add API description",
+                            "POST a report in JSON format to create a report for the provided event");
+    }
+    if (controller == "sharing_groups") return SharingGroups(r, u);
+    return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+  }
+
+  HttpResponse SharingGroups(const Route& r, const User& u) {
+    const std::string url = r.path;
+    std::string action = r.segments.size() > 1 ? r.segments[1] : "";
+    auto authorised = [&](const json::object& sg) {
+      return u.site_admin() || GroupAuthorises(json::object{{"SharingGroup", sg}}, u);
+    };
+    auto row = [](std::int64_t id, json::object sg) {
+      json::object out;
+      sg["id"] = std::to_string(id);
+      json::value orgs = sg.contains("SharingGroupOrg") ? sg["SharingGroupOrg"] : json::array();
+      json::value servers = sg.contains("SharingGroupServer") ? sg["SharingGroupServer"] : json::array();
+      json::value owner = sg.contains("Organisation") ? sg["Organisation"] : json::object();
+      sg.erase("SharingGroupOrg");
+      sg.erase("SharingGroupServer");
+      sg.erase("Organisation");
+      out["SharingGroup"] = std::move(sg);
+      out["Organisation"] = std::move(owner);
+      out["SharingGroupOrg"] = std::move(orgs);
+      out["SharingGroupServer"] = std::move(servers);
+      return out;
+    };
+    if (action == "index") {
+      json::array out;
+      auto q = db->Prepare("SELECT id, json FROM sharing_groups ORDER BY id");
+      while (*(*q)->Step()) {
+        json::object sg = json::parse((*q)->Text(1)).as_object();
+        if (!authorised(sg)) continue;
+        json::object one = row((*q)->Int(0), std::move(sg));
+        one["editable"] = u.site_admin();
+        one["deletable"] = u.site_admin();
+        out.push_back(std::move(one));
+      }
+      return JsonResponse(200, json::object{{"response", std::move(out)}});
+    }
+    if (action == "view" && r.segments.size() > 2) {
+      auto q = db->Prepare(IsDigits(r.segments[2])
+                               ? "SELECT id, json FROM sharing_groups WHERE id = ?"
+                               : "SELECT id, json FROM sharing_groups WHERE uuid = ? COLLATE NOCASE");
+      if (IsDigits(r.segments[2])) {
+        (*q)->Bind(1, static_cast<std::int64_t>(std::stoll(r.segments[2])));
+      } else {
+        (*q)->Bind(1, r.segments[2]);
+      }
+      if (*(*q)->Step()) {
+        json::object sg = json::parse((*q)->Text(1)).as_object();
+        if (authorised(sg)) return JsonResponse(200, row((*q)->Int(0), std::move(sg)));
+      }
+      return ErrorResponse(
+          405, "Sharing group doesn&#039;t exist or you do not have permission to access it.", url);
+    }
+    return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+  }
+};
+
+MispSim::MispSim(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MispSim::~MispSim() = default;
+
+Result<std::unique_ptr<MispSim>> MispSim::Create(const SimConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  if (impl->config.instance_uuid.empty()) impl->config.instance_uuid = NewUuid();
+  if (impl->config.org_uuid.empty()) impl->config.org_uuid = NewUuid();
+  state::OpenOptions open;
+  open.synchronous_full = false;  // a test server: speed over power-loss safety
+  SGSYNC_TRY(impl->db, Database::Open(config.db_path, open));
+  SGSYNC_TRY_STATUS(impl->CreateSchema());
+  std::unique_ptr<MispSim> sim(new MispSim(std::move(impl)));
+  SGSYNC_TRY(auto org, sim->AddOrg(config.org_name, sim->impl_->config.org_uuid, true));
+  (void)org;
+  if (!config.admin_key.empty()) {
+    SGSYNC_TRY(auto key, sim->AddUser("admin@" + config.org_name, sim->impl_->config.org_uuid,
+                                      Role::kSiteAdmin, config.admin_key));
+    (void)key;
+  }
+  return sim;
+}
+
+Result<std::int64_t> MispSim::AddOrg(const std::string& name, const std::string& uuid, bool local) {
+  std::lock_guard lock(impl_->mu);
+  if (auto o = impl_->OrgByUuid(uuid)) return o->first;
+  SGSYNC_TRY(auto s, impl_->db->Prepare("INSERT INTO orgs (uuid, name, local) VALUES (?, ?, ?)"));
+  SGSYNC_TRY_STATUS(s->Bind(1, uuid).Bind(2, name).Bind(3, static_cast<std::int64_t>(local)).Run());
+  return impl_->db->LastInsertId();
+}
+
+Result<std::string> MispSim::AddUser(const std::string& email, const std::string& org_uuid, Role role,
+                                     const std::string& key) {
+  std::lock_guard lock(impl_->mu);
+  auto org = impl_->OrgByUuid(org_uuid);
+  if (!org) return Fail(ErrorCode::kNotFound, "no organisation " + org_uuid);
+  std::string api_key = key.empty() ? RandomHex(20) : key;
+  SGSYNC_TRY(auto s,
+             impl_->db->Prepare("INSERT INTO users (email, org_id, role, api_key) VALUES (?, ?, ?, ?)"));
+  const char* role_name = role == Role::kSiteAdmin  ? "site_admin"
+                          : role == Role::kSyncUser ? "sync_user"
+                                                    : "user";
+  SGSYNC_TRY_STATUS(s->Bind(1, email).Bind(2, org->first).Bind(3, role_name).Bind(4, api_key).Run());
+  return api_key;
+}
+
+Result<std::int64_t> MispSim::AddServer(const std::string& url, const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  SGSYNC_TRY(auto s, impl_->db->Prepare("INSERT INTO servers (url, name) VALUES (?, ?)"));
+  SGSYNC_TRY_STATUS(s->Bind(1, url).Bind(2, name).Run());
+  return impl_->db->LastInsertId();
+}
+
+Result<std::int64_t> MispSim::AddSharingGroup(const std::string& text) {
+  std::lock_guard lock(impl_->mu);
+  SGSYNC_TRY(json::value v, misp::ParseJson(text));
+  if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected a sharing group object");
+  json::object sg = v.as_object();
+  // The index form nests the group and keeps the member lists beside it.
+  if (sg.contains("SharingGroup") && sg["SharingGroup"].is_object()) {
+    json::object inner = sg["SharingGroup"].as_object();
+    for (const char* k : {"SharingGroupOrg", "SharingGroupServer", "Organisation"}) {
+      if (sg.contains(k)) inner[k] = sg[k];
+    }
+    sg = std::move(inner);
+  }
+  std::string uuid(StringOr(sg, "uuid"));
+  if (!misp::IsUuid(uuid)) return Fail(ErrorCode::kInvalidArgument, "the sharing group needs a uuid", "uuid");
+  SGSYNC_TRY(auto s, impl_->db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?) "
+                                        "ON CONFLICT (uuid) DO UPDATE SET json = excluded.json"));
+  SGSYNC_TRY_STATUS(s->Bind(1, uuid).Bind(2, json::serialize(sg)).Run());
+  return impl_->db->LastInsertId();
+}
+
+void MispSim::set_base_url(const std::string& url) {
+  std::lock_guard lock(impl_->mu);
+  impl_->config.base_url = url;
+}
+
+HttpResponse MispSim::Handle(const HttpRequest& request) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Dispatch(request);
+}
+
+}  // namespace sgsync::sim

@@ -1,0 +1,316 @@
+// misp-sim over real HTTP on 127.0.0.1: authentication, the access table, the sync user's add path,
+// edit semantics, the event index with its ETag, filterEventIdsForPush, gzip bodies and MISP's
+// error statuses, each as the real MISP 2.5.1 captures show them.
+#include <gtest/gtest.h>
+
+#include "misp-sim/sim.h"
+#include "sync/misp/json.h"
+#include "tests/support/http_client.h"
+#include "tests/support/policy_fixtures.h"
+
+namespace sgsync::sim {
+namespace {
+
+namespace json = boost::json;
+using sgsync::testing::kOrg1;
+using sgsync::testing::kOrg2;
+using sgsync::testing::kOrg3;
+
+const std::string kAdminKey(40, 'a');
+
+class MispSimTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The Portal-like instance: host org ORG2. ORG1's sync account pulls from it and pushes to it.
+    auto sim = MispSim::Create(SimConfig{":memory:", "", "ORG2", kOrg2, kAdminKey, ""});
+    ASSERT_TRUE(sim.ok()) << sim.error().ToString();
+    sim_ = std::move(*sim);
+    ASSERT_TRUE(sim_->AddOrg("ORG1", kOrg1, false).ok());
+    ASSERT_TRUE(sim_->AddOrg("ORG3", kOrg3, false).ok());
+    sync_key_ = *sim_->AddUser("sync@org1.test", kOrg1, Role::kSyncUser);
+    user_key_ = *sim_->AddUser("user@org2.test", kOrg2, Role::kUser);
+    MispSim* raw = sim_.get();
+    auto server = HttpServer::Start("127.0.0.1", 0, [raw](const HttpRequest& r) { return raw->Handle(r); });
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    sim_->set_base_url(base_);
+  }
+
+  sgsync::testing::HttpResult Call(const std::string& key, const std::string& method,
+                                   const std::string& target, const std::string& body = "",
+                                   std::map<std::string, std::string> headers = {}) {
+    headers["Authorization"] = key;
+    return sgsync::testing::Request(server_->port(), method, target, body, headers);
+  }
+
+  static json::value Body(const sgsync::testing::HttpResult& r) { return json::parse(r.body); }
+
+  // An event created by ORG2's admin with one attribute per distribution in `attrs`.
+  std::string CreateEvent(int distribution, const std::vector<int>& attrs, const std::string& extra = "",
+                          bool published = true) {
+    std::string a;
+    for (std::size_t i = 0; i < attrs.size(); ++i) {
+      a += (i ? "," : "") +
+           std::string(R"({"type":"ip-dst","category":"Network activity","value":"198.51.100.)") +
+           std::to_string(i + 1) + R"(","distribution":")" + std::to_string(attrs[i]) +
+           R"(","timestamp":"100"})";
+    }
+    std::string body = R"({"Event":{"info":"t","distribution":")" + std::to_string(distribution) +
+                       R"(","published":)" + (published ? "true" : "false") +
+                       R"(,"timestamp":"100","Attribute":[)" + a + "]" + extra + "}}";
+    auto r = Call(kAdminKey, "POST", "/events/add", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return std::string(Body(r).at("Event").at("uuid").as_string());
+  }
+
+  std::unique_ptr<MispSim> sim_;
+  std::unique_ptr<HttpServer> server_;
+  std::string base_, sync_key_, user_key_;
+};
+
+TEST_F(MispSimTest, AWrongOrMissingKeyGetsMisps403) {
+  for (const std::string& key : {std::string("nope"), std::string()}) {
+    auto r = key.empty() ? sgsync::testing::Request(server_->port(), "GET", "/events/index")
+                         : Call(key, "GET", "/events/index");
+    EXPECT_EQ(r.status, 403);
+    EXPECT_EQ(Body(r).at("url"), json::value("/events/index"));
+    EXPECT_NE(r.body.find("Authentication failed"), std::string::npos);
+  }
+}
+
+TEST_F(MispSimTest, GetVersionAndUsersViewMeDescribeTheSyncAccount) {
+  auto v = Call(sync_key_, "GET", "/servers/getVersion");
+  ASSERT_EQ(v.status, 200);
+  EXPECT_EQ(Body(v).at("version"), json::value("2.5.1"));
+  EXPECT_EQ(Body(v).at("perm_sync"), json::value(true));
+  EXPECT_EQ(Body(v).at("request_encoding"), json::parse(R"(["gzip"])"));
+  auto me = Call(sync_key_, "GET", "/users/view/me.json");
+  ASSERT_EQ(me.status, 200);
+  EXPECT_EQ(Body(me).at("Role").at("name"), json::value("Sync user"));
+  EXPECT_EQ(Body(me).at("Organisation").at("uuid"), json::value(kOrg1));
+  EXPECT_EQ(Body(Call(user_key_, "GET", "/servers/getVersion")).at("perm_sync"), json::value(false));
+}
+
+TEST_F(MispSimTest, TheSyncUserSeesWhatItsOrgMaySee) {
+  std::string e0 = CreateEvent(0, {5});
+  std::string e1 = CreateEvent(1, {0, 1, 2, 3, 5});
+  for (const auto& [uuid, visible] : {std::pair{e0, false}, std::pair{e1, true}}) {
+    auto r = Call(sync_key_, "GET", "/events/view/" + uuid);
+    EXPECT_EQ(r.status, visible ? 200 : 404) << uuid;
+    auto head = Call(sync_key_, "HEAD", "/events/view/" + uuid);
+    EXPECT_EQ(head.status, visible ? 200 : 404);
+  }
+  auto view = Body(Call(sync_key_, "GET", "/events/view/" + e1));
+  std::vector<std::string> dists;
+  for (const auto& a : view.at("Event").at("Attribute").as_array())
+    dists.emplace_back(a.at("distribution").as_string());
+  EXPECT_EQ(dists, (std::vector<std::string>{"1", "2", "3", "5"}))
+      << "the distribution-0 attribute is hidden";
+  // The owner org (ORG2's admin) sees everything.
+  EXPECT_EQ(Body(Call(kAdminKey, "GET", "/events/view/" + e1)).at("Event").at("Attribute").as_array().size(),
+            5u);
+  EXPECT_EQ(Body(Call(sync_key_, "GET", "/events/view/" + e0)).at("message"), json::value("Invalid event"));
+}
+
+TEST_F(MispSimTest, SharingGroupEventsAreVisibleToMemberOrgsOnly) {
+  std::string in_sg =
+      sgsync::testing::SharingGroupJson("11111111-1111-4111-8111-111111111111", {kOrg1, kOrg2}, {}, true);
+  std::string out_sg =
+      sgsync::testing::SharingGroupJson("22222222-2222-4222-8222-222222222222", {kOrg2, kOrg3}, {}, true);
+  std::string member = CreateEvent(4, {5}, R"(,"sharing_group_id":"1","SharingGroup":)" + in_sg);
+  std::string outsider = CreateEvent(4, {5}, R"(,"sharing_group_id":"2","SharingGroup":)" + out_sg);
+  EXPECT_EQ(Call(sync_key_, "GET", "/events/view/" + member).status, 200);
+  EXPECT_EQ(Call(sync_key_, "GET", "/events/view/" + outsider).status, 404);
+}
+
+TEST_F(MispSimTest, DeletedElementsNeedTheNamedParameterFormAndLocalTagsHideOnRequest) {
+  std::string uuid = CreateEvent(
+      3, {5, 5},
+      R"(,"Tag":[{"name":"own","local":true},{"name":"tlp:green"},{"name":"secret","exportable":false}])");
+  auto e = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  // Soft-delete the second attribute by a newer edit.
+  json::object edit = e;
+  edit["timestamp"] = "200";
+  edit["Attribute"].as_array()[1].as_object()["deleted"] = true;
+  edit["Attribute"].as_array()[1].as_object()["timestamp"] = "200";
+  ASSERT_EQ(
+      Call(kAdminKey, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", edit}})).status,
+      200);
+  auto plain = Body(Call(sync_key_, "GET", "/events/view/" + uuid)).at("Event");
+  EXPECT_EQ(plain.at("Attribute").as_array().size(), 1u);
+  auto query = Body(Call(sync_key_, "GET", "/events/view/" + uuid + "?deleted[]=0&deleted[]=1")).at("Event");
+  EXPECT_EQ(query.at("Attribute").as_array().size(), 1u) << "the query-string form is ignored";
+  auto pull =
+      Body(Call(sync_key_, "GET",
+                "/events/view/" + uuid + "/deleted[]:0/deleted[]:1/excludeGalaxy:1/excludeLocalTags:1"))
+          .at("Event");
+  EXPECT_EQ(pull.at("Attribute").as_array().size(), 2u);
+  std::vector<std::string> tags;
+  for (const auto& t : pull.at("Tag").as_array()) tags.emplace_back(t.at("name").as_string());
+  EXPECT_EQ(tags, std::vector<std::string>{"tlp:green"}) << "no local tag, never a non-exportable one";
+  std::vector<std::string> plain_tags;
+  for (const auto& t : plain.at("Tag").as_array()) plain_tags.emplace_back(t.at("name").as_string());
+  EXPECT_EQ(plain_tags, (std::vector<std::string>{"own", "tlp:green"}))
+      << "a plain view shows the owner's local tag";
+}
+
+TEST_F(MispSimTest, TheSyncUsersAddKeepsOrgcLocksAndAnswers404WithLocationTheSecondTime) {
+  std::string body =
+      std::string(
+          R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","info":"pushed","distribution":"1","published":true,"timestamp":"1795807637","locked":true,"Orgc":{"uuid":")") +
+      kOrg3 +
+      R"(","name":"ORG3"},"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1","distribution":"5","timestamp":"1795807637"}]}})";
+  auto r = Call(sync_key_, "POST", "/events/add/metadata:1", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto e = Body(r).at("Event");
+  EXPECT_EQ(e.at("Orgc").at("uuid"), json::value(kOrg3));
+  EXPECT_EQ(e.at("Org").at("uuid"), json::value(kOrg1));
+  EXPECT_EQ(e.at("locked"), json::value(true));
+  EXPECT_EQ(e.at("timestamp"), json::value("1795807637"));
+  EXPECT_FALSE(e.as_object().contains("Attribute")) << "metadata:1 answers without attributes";
+  auto again = Call(sync_key_, "POST", "/events/add/metadata:1", body);
+  EXPECT_EQ(again.status, 404);
+  EXPECT_EQ(again.headers["location"], base_ + "/events/" + std::string(e.at("id").as_string()));
+  EXPECT_NE(again.body.find("Event already exists"), std::string::npos);
+}
+
+TEST_F(MispSimTest, ANormalUsersOrgcIsSilentlyReplacedByItsOwnOrg) {
+  std::string body =
+      std::string(R"({"Event":{"info":"x","distribution":"1","Orgc":{"uuid":")") + kOrg3 +
+      R"(","name":"ORG3"},"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
+  auto r = Call(user_key_, "POST", "/events/add", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r).at("Event").at("Orgc").at("uuid"), json::value(kOrg2));
+}
+
+TEST_F(MispSimTest, EditsWinOnlyWhenStrictlyNewerAndMergeElementByElement) {
+  std::string uuid = CreateEvent(3, {5, 5});
+  auto stored = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  for (const char* ts : {"100", "50"}) {
+    json::object same = stored;
+    same["timestamp"] = ts;
+    auto r = Call(kAdminKey, "POST", "/events/edit/" + uuid + "/metadata:1",
+                  json::serialize(json::object{{"Event", same}}));
+    EXPECT_EQ(r.status, 403) << ts;
+    EXPECT_EQ(Body(r).at("errors"),
+              json::value("Event could not be saved: Event in the request not newer than the local copy."));
+  }
+  json::object edit = stored;
+  edit["timestamp"] = "300";
+  edit["info"] = "edited";
+  auto& attrs = edit["Attribute"].as_array();
+  attrs[0].as_object()["value"] = "203.0.113.9";  // same timestamp: ignored
+  attrs[1].as_object()["value"] = "203.0.113.10";
+  attrs[1].as_object()["timestamp"] = "300";  // newer: applied
+  attrs.push_back(json::object{{"uuid", "33333333-3333-4333-8333-333333333333"},
+                               {"type", "domain"},
+                               {"category", "Network activity"},
+                               {"value", "new.example"},
+                               {"timestamp", "300"},
+                               {"distribution", "5"}});
+  attrs.erase(attrs.begin());  // absent from the payload: stays
+  auto r = Call(kAdminKey, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", edit}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto after = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event");
+  EXPECT_EQ(after.at("info"), json::value("edited"));
+  std::vector<std::string> values;
+  for (const auto& a : after.at("Attribute").as_array()) values.emplace_back(a.at("value").as_string());
+  EXPECT_EQ(values, (std::vector<std::string>{"198.51.100.1", "203.0.113.10", "new.example"}));
+  EXPECT_EQ(Call(kAdminKey, "POST", "/events/edit/00000000-0000-4000-8000-0000000000ff",
+                 "{\"Event\":{\"info\":\"x\"}}")
+                .status,
+            404);
+}
+
+TEST_F(MispSimTest, TheMinimalIndexCarriesAnETagAndAnswers304WhenNothingChanged) {
+  CreateEvent(3, {5});
+  CreateEvent(3, {5}, "", false);
+  std::string filter = R"({"minimal":1,"published":1})";
+  auto first = Call(sync_key_, "POST", "/events/index", filter, {{"If-None-Match", "\"\""}});
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(Body(first).as_array().size(), 1u) << "only published events";
+  EXPECT_EQ(first.headers["x-result-count"], "1");
+  std::string etag = first.headers["etag"];
+  ASSERT_FALSE(etag.empty());
+  auto again = Call(sync_key_, "POST", "/events/index", filter, {{"If-None-Match", etag}});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  EXPECT_EQ(Call(sync_key_, "POST", "/events/index", filter).headers.count("etag"), 0u)
+      << "no If-None-Match, no ETag";
+  CreateEvent(3, {5});
+  EXPECT_EQ(Call(sync_key_, "POST", "/events/index", filter, {{"If-None-Match", etag}}).status, 200);
+  auto row = Body(Call(sync_key_, "POST", "/events/index", filter)).as_array()[0].as_object();
+  std::vector<std::string> keys;
+  for (const auto& kv : row) keys.emplace_back(kv.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"id", "timestamp", "sighting_timestamp", "published", "uuid",
+                                            "orgc_uuid"}));
+}
+
+TEST_F(MispSimTest, FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
+  std::string pushed =
+      R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","info":"p","distribution":"1","published":true,"timestamp":"100","locked":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
+  ASSERT_EQ(Call(sync_key_, "POST", "/events/add/metadata:1", pushed).status, 200);
+  std::string local = CreateEvent(3, {5});  // not locked: never offered for overwrite
+  std::string offer =
+      std::string(R"([{"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","timestamp":"100"}},)") +
+      R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","timestamp":"101"}},{"Event":{"uuid":")" +
+      local +
+      R"(","timestamp":"999"}},{"Event":{"uuid":"00000000-0000-4000-8000-000000000001","timestamp":"1"}}])";
+  auto r = Call(sync_key_, "POST", "/events/filterEventIdsForPush", offer);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(
+      Body(r),
+      json::parse(R"(["cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","00000000-0000-4000-8000-000000000001"])"));
+  EXPECT_EQ(Call(user_key_, "POST", "/events/filterEventIdsForPush", offer).status, 403);
+  EXPECT_EQ(Call(sync_key_, "GET", "/events/filterEventIdsForPush").status, 405);
+}
+
+TEST_F(MispSimTest, GzipBodiesAreAcceptedAndMalformedJsonIs405) {
+  std::string body =
+      R"({"Event":{"info":"gz","distribution":"3","Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.7"}]}})";
+  auto r =
+      Call(sync_key_, "POST", "/events/add", sgsync::testing::Gzip(body), {{"Content-Encoding", "gzip"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  auto bad = Call(sync_key_, "POST", "/events/add/metadata:1", R"({"Event": {"info": "broken", )");
+  EXPECT_EQ(bad.status, 405);
+  EXPECT_NE(bad.body.find("Invalid JSON input"), std::string::npos);
+  EXPECT_EQ(Call(sync_key_, "POST", "/events/add/metadata:1", "{}").status, 405);
+  EXPECT_EQ(Call(sync_key_, "GET", "/events/doesNotExist").status, 403);
+}
+
+TEST_F(MispSimTest, DeletingAnEventBlocklistsItsUuid) {
+  std::string uuid = CreateEvent(3, {5});
+  auto view = Body(Call(kAdminKey, "GET", "/events/view/" + uuid));
+  std::string id(view.at("Event").at("id").as_string());
+  ASSERT_EQ(Call(kAdminKey, "POST", "/events/delete/" + id).status, 200);
+  std::string again =
+      R"({"Event":{"uuid":")" + uuid +
+      R"(","info":"back","distribution":"3","Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
+  auto r = Call(sync_key_, "POST", "/events/add/metadata:1", again);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Body(r).at("message"), json::value("Event blocked by event blocklist."));
+}
+
+TEST_F(MispSimTest, APublishedEventWithNothingInItIsRefused) {
+  auto r = Call(sync_key_, "POST", "/events/add/metadata:1",
+                R"({"Event":{"info":"empty","distribution":"3","published":true}})");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Body(r).at("errors"), json::value("Received a published event that was empty"));
+}
+
+TEST_F(MispSimTest, AGroupNotListingThisInstanceIsStoredAtDistribution0OnAdd) {
+  // The sync user's org is a member but the group names another server only (spec 4.5).
+  std::string sg = sgsync::testing::SharingGroupJson("44444444-4444-4444-8444-444444444444", {kOrg1, kOrg2},
+                                                     {{"https://elsewhere.example", false}}, false);
+  std::string body =
+      R"({"Event":{"info":"sg","distribution":"3","published":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1","distribution":"4","sharing_group_id":"9","SharingGroup":)" +
+      sg + "}]}}";
+  auto r = Call(sync_key_, "POST", "/events/add", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto a = Body(r).at("Event").at("Attribute").as_array()[0];
+  EXPECT_EQ(a.at("distribution"), json::value("0"));
+}
+
+}  // namespace
+}  // namespace sgsync::sim
