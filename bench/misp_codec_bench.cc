@@ -8,7 +8,7 @@
 
 #include "sync/misp/content_hash.h"
 #include "sync/misp/event.h"
-#include "tests/support/event_gen.h"
+#include "misp-sim/generator.h"
 #include "tests/support/files.h"
 
 namespace {
@@ -17,9 +17,9 @@ using namespace sgsync::misp;
 
 const std::string& BigEvent() {
   static const std::string doc = [] {
-    sgsync::testing::GeneratedEventShape shape;
+    sgsync::sim::GeneratedEventShape shape;
     shape.attributes = 150000;
-    return sgsync::testing::GenerateEventJson(shape);
+    return sgsync::sim::GenerateEventJson(shape);
   }();
   return doc;
 }

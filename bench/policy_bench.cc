@@ -6,7 +6,7 @@
 
 #include "sync/misp/event.h"
 #include "sync/policy/policy.h"
-#include "tests/support/event_gen.h"
+#include "misp-sim/generator.h"
 #include "tests/support/policy_fixtures.h"
 
 namespace {
@@ -18,15 +18,15 @@ using namespace sgsync;
 // attribute at distribution 5, as in real MISP events (every attribute of the real 2.5.1 captures).
 const misp::EventDocument& BigEvent(bool inherit) {
   static const misp::EventDocument mixed = [] {
-    testing::GeneratedEventShape shape;
+    sim::GeneratedEventShape shape;
     shape.attributes = 150000;
-    return std::move(*misp::EventDocument::Parse(testing::GenerateEventJson(shape)));
+    return std::move(*misp::EventDocument::Parse(sim::GenerateEventJson(shape)));
   }();
   static const misp::EventDocument inheriting = [] {
-    testing::GeneratedEventShape shape;
+    sim::GeneratedEventShape shape;
     shape.attributes = 150000;
     shape.attribute_distribution = 5;
-    return std::move(*misp::EventDocument::Parse(testing::GenerateEventJson(shape)));
+    return std::move(*misp::EventDocument::Parse(sim::GenerateEventJson(shape)));
   }();
   return inherit ? inheriting : mixed;
 }

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "state/store.h"
-#include "tests/support/event_gen.h"
+#include "misp-sim/generator.h"
 #include "tests/support/files.h"
 
 namespace {
@@ -18,7 +18,7 @@ std::vector<state::LedgerEntry> Entries(std::int64_t ts) {
   out.reserve(kEvents);
   for (int i = 0; i < kEvents; ++i) {
     state::LedgerEntry e;
-    e.uuid = testing::SeededUuid(9, static_cast<std::uint64_t>(i));
+    e.uuid = sim::SeededUuid(9, static_cast<std::uint64_t>(i));
     e.origin = state::Side::kLocal;
     e.local_timestamp = ts + i;
     e.local_hash = std::string(64, 'f');

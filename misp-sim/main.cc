@@ -18,7 +18,8 @@ void OnSignal(int) { g_stop = 1; }
 
 int main(int argc, char** argv) {
   CLI::App app{"misp-sim: a MISP-compatible server for sgsync's tests, demo and benchmarks"};
-  std::string listen = "127.0.0.1:0", db = ":memory:", cert, key, base_url, org = "ORG1", org_uuid, admin_key;
+  std::string listen = "127.0.0.1:0", db = ":memory:", cert, key, base_url, org = "ORG1", org_uuid, admin_key,
+              control_token;
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)");
   app.add_option("--db", db, "SQLite file, or :memory:");
   app.add_option("--tls-cert", cert, "PEM certificate chain (with --tls-key: serve HTTPS)");
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
   app.add_option("--org-uuid", org_uuid, "uuid of the host organisation (generated when absent)");
   app.add_option("--admin-key", admin_key, "API key of the site admin (generated when absent)");
   app.add_option("--base-url", base_url, "MISP.baseurl (default: the listening URL)");
+  app.add_option("--control-token", control_token,
+                 "token for the /_sim/ control routes (X-Sim-Token; generated when absent)");
   CLI11_PARSE(app, argc, argv);
 
   auto colon = listen.rfind(':');
@@ -34,8 +37,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "misp-sim: --listen: expected HOST:PORT, found \"%s\"\n", listen.c_str());
     return 2;
   }
-  if (admin_key.empty()) admin_key = std::string(40, '0');
-  sgsync::sim::SimConfig config{db, base_url, org, org_uuid, admin_key, ""};
+  if (admin_key.empty()) admin_key = sgsync::sim::RandomKey();
+  if (control_token.empty()) control_token = sgsync::sim::RandomKey();
+  sgsync::sim::SimConfig config{db, base_url, org, org_uuid, admin_key, "", control_token};
   auto sim = sgsync::sim::MispSim::Create(config);
   if (!sim.ok()) {
     std::fprintf(stderr, "misp-sim: %s\n", sim.error().ToString().c_str());
@@ -54,7 +58,8 @@ int main(int argc, char** argv) {
   std::string url = std::string(tls ? "https://" : "http://") + listen.substr(0, colon) + ":" +
                     std::to_string((*server)->port());
   if (base_url.empty()) (*sim)->set_base_url(url);
-  std::printf("misp-sim listening on %s\nadmin key: %s\n", url.c_str(), admin_key.c_str());
+  std::printf("misp-sim listening on %s\nadmin key: %s\ncontrol token: %s\n", url.c_str(), admin_key.c_str(),
+              control_token.c_str());
   std::fflush(stdout);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

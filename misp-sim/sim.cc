@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <ctime>
 #include <map>
+#include <random>
 #include <set>
+#include <thread>
 
+#include "misp-sim/generator.h"
 #include "state/sqlite.h"
 #include "sync/misp/event.h"
 #include "sync/misp/json.h"
@@ -153,6 +156,9 @@ struct MispSim::Impl {
   SimConfig config;
   std::unique_ptr<Database> db;
   std::mutex mu;
+  std::vector<Fault> faults;
+  std::vector<LoggedRequest> log;
+  std::mt19937_64 rng{12345};
 
   // ---------------------------------------------------------------- storage
 
@@ -922,6 +928,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   }
 };
 
+std::string RandomKey() { return RandomHex(20); }
+
 MispSim::MispSim(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MispSim::~MispSim() = default;
 
@@ -1001,9 +1009,182 @@ void MispSim::set_base_url(const std::string& url) {
   impl_->config.base_url = url;
 }
 
-HttpResponse MispSim::Handle(const HttpRequest& request) {
+void MispSim::AddFault(const Fault& fault) {
   std::lock_guard lock(impl_->mu);
-  return impl_->Dispatch(request);
+  impl_->faults.push_back(fault);
+}
+
+void MispSim::ClearFaults() {
+  std::lock_guard lock(impl_->mu);
+  impl_->faults.clear();
+}
+
+std::vector<LoggedRequest> MispSim::RequestLog() {
+  std::lock_guard lock(impl_->mu);
+  return impl_->log;
+}
+
+void MispSim::ClearRequestLog() {
+  std::lock_guard lock(impl_->mu);
+  impl_->log.clear();
+}
+
+Status MispSim::Reset() {
+  std::lock_guard lock(impl_->mu);
+  return impl_->db->Exec("DELETE FROM events; DELETE FROM sharing_groups; DELETE FROM event_blocklist;");
+}
+
+Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int objects, int distribution,
+                                               std::uint64_t seed) {
+  std::lock_guard lock(impl_->mu);
+  auto org = impl_->OrgByUuid(impl_->config.org_uuid);
+  std::vector<std::string> uuids;
+  for (int i = 0; i < events; ++i) {
+    GeneratedEventShape shape;
+    shape.attributes = attributes;
+    shape.objects = objects;
+    shape.event_distribution = distribution;
+    shape.seed = seed * 1000003 + static_cast<std::uint64_t>(i);
+    json::object e = json::parse(GenerateEventJson(shape)).as_object()["Event"].as_object();
+    std::int64_t id = impl_->NextId("Event");
+    e["Org"] = json::object{
+        {"id", std::to_string(org->first)}, {"name", org->second}, {"uuid", impl_->config.org_uuid}};
+    e["Orgc"] = e["Org"];
+    impl_->AssignIds(e, id);
+    misp::WriteInt(e, "attribute_count", Impl::CountAttributes(e));
+    uuids.emplace_back(StringOr(e, "uuid"));
+    SGSYNC_TRY_STATUS(impl_->SaveEvent(Impl::StoredEvent{id, org->first, std::move(e)}));
+  }
+  return uuids;
+}
+
+namespace {
+
+HttpResponse ControlError(int status, const std::string& what) {
+  return JsonResponse(status, json::object{{"error", what}});
+}
+
+Result<Fault> FaultFromJson(const json::value& v) {
+  if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected a fault object");
+  const json::object& o = v.as_object();
+  Fault f;
+  f.route = std::string(StringOr(o, "route"));
+  f.latency_ms = static_cast<int>(IntOr(o, "latency_ms", 0));
+  f.jitter_ms = static_cast<int>(IntOr(o, "jitter_ms", 0));
+  if (const json::value* r = o.if_contains("error_rate"))
+    f.error_rate = r->is_double() ? r->as_double() : static_cast<double>(IntOr(r, 0));
+  f.error_status = static_cast<int>(IntOr(o, "error_status", 503));
+  f.retry_after_s = static_cast<int>(IntOr(o, "retry_after", 0));
+  if (o.contains("reset_after_bytes"))
+    f.reset_after_bytes = static_cast<std::size_t>(IntOr(o, "reset_after_bytes", 0));
+  f.truncate_body = misp::BoolOr(o, "truncate", false);
+  f.stall_ms = static_cast<int>(IntOr(o, "stall_ms", 0));
+  f.remaining = static_cast<int>(IntOr(o, "count", 0));
+  return f;
+}
+
+}  // namespace
+
+HttpResponse MispSim::Handle(const HttpRequest& request) {
+  Route route = ParseRoute(request.target);
+  if (route.path.rfind("/_sim/", 0) == 0) return HandleControl(request, route.path.substr(6));
+  // Pick the fault (if any) under the lock, wait outside it, answer under it again.
+  std::optional<Fault> fault;
+  double draw = 0;
+  int jitter = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto it = impl_->faults.begin(); it != impl_->faults.end(); ++it) {
+      if (route.path.rfind(it->route, 0) != 0) continue;
+      fault = *it;
+      if (it->remaining > 0 && --it->remaining == 0) impl_->faults.erase(it);
+      break;
+    }
+    draw = std::uniform_real_distribution<double>(0, 1)(impl_->rng);
+    if (fault && fault->jitter_ms > 0)
+      jitter = std::uniform_int_distribution<int>(0, fault->jitter_ms)(impl_->rng);
+  }
+  if (fault) {
+    int wait = fault->stall_ms + fault->latency_ms + jitter;
+    if (wait > 0) std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+  }
+  HttpResponse response;
+  if (fault && fault->error_rate > 0 && draw < fault->error_rate) {
+    if (fault->error_status == 429) {
+      response = ErrorResponse(429, "Too Many Requests", route.path);
+      response.headers.emplace_back("Retry-After", std::to_string(fault->retry_after_s));
+    } else {
+      response = ErrorResponse(fault->error_status, "An Internal Error Has Occurred.", route.path);
+    }
+  } else {
+    std::lock_guard lock(impl_->mu);
+    response = impl_->Dispatch(request);
+  }
+  if (fault) {
+    response.reset_after_bytes = fault->reset_after_bytes;
+    response.truncate_body = fault->truncate_body;
+  }
+  std::lock_guard lock(impl_->mu);
+  LoggedRequest entry{request.method, request.target, request.headers, request.body.substr(0, 1u << 20),
+                      response.status};
+  if (entry.headers.count("authorization")) entry.headers["authorization"] = "REDACTED";
+  impl_->log.push_back(std::move(entry));
+  return response;
+}
+
+HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::string& what) {
+  if (impl_->config.control_token.empty() || request.Header("x-sim-token") != impl_->config.control_token) {
+    return ControlError(403, "the control routes need the X-Sim-Token header");
+  }
+  json::value body;
+  if (!request.body.empty()) {
+    auto parsed = misp::ParseJson(request.body);
+    if (!parsed.ok()) return ControlError(400, parsed.error().ToString());
+    body = std::move(*parsed);
+  }
+  if (what == "reset" && request.method == "POST") {
+    auto s = Reset();
+    return s.ok() ? JsonResponse(200, json::object{{"reset", true}})
+                  : ControlError(500, s.error().ToString());
+  }
+  if (what == "seed" && request.method == "POST" && body.is_object()) {
+    const json::object& o = body.as_object();
+    auto uuids = Seed(static_cast<int>(IntOr(o, "events", 1)), static_cast<int>(IntOr(o, "attributes", 10)),
+                      static_cast<int>(IntOr(o, "objects", 0)), static_cast<int>(IntOr(o, "distribution", 3)),
+                      static_cast<std::uint64_t>(IntOr(o, "seed", 1)));
+    if (!uuids.ok()) return ControlError(500, uuids.error().ToString());
+    json::array a;
+    for (auto& u : *uuids) a.push_back(json::value(u));
+    return JsonResponse(200, json::object{{"uuids", std::move(a)}});
+  }
+  if (what == "faults" && request.method == "POST") {
+    auto f = FaultFromJson(body);
+    if (!f.ok()) return ControlError(400, f.error().ToString());
+    AddFault(*f);
+    return JsonResponse(200, json::object{{"faults", true}});
+  }
+  if (what == "faults" && request.method == "DELETE") {
+    ClearFaults();
+    return JsonResponse(200, json::object{{"faults", false}});
+  }
+  if (what == "requests" && request.method == "GET") {
+    json::array a;
+    for (const auto& r : RequestLog()) {
+      json::object h;
+      for (const auto& [k, v] : r.headers) h[k] = v;
+      a.push_back(json::object{{"method", r.method},
+                               {"target", r.target},
+                               {"headers", std::move(h)},
+                               {"body", r.body},
+                               {"status", r.status}});
+    }
+    return JsonResponse(200, a);
+  }
+  if (what == "requests" && request.method == "DELETE") {
+    ClearRequestLog();
+    return JsonResponse(200, json::object{{"cleared", true}});
+  }
+  return ControlError(404, "no control route " + request.method + " /_sim/" + what);
 }
 
 }  // namespace sgsync::sim

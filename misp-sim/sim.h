@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,7 +33,34 @@ struct SimConfig {
   std::string org_uuid;
   std::string admin_key;      // the site admin's API key (40 characters)
   std::string instance_uuid;  // servers/getVersion `uuid`
+  std::string control_token;  // guards /_sim/ (header X-Sim-Token); empty disables the routes
 };
+
+// Fault injection for one route prefix (docs/misp-sim.md, "Control routes").
+struct Fault {
+  std::string route;                             // path prefix, e.g. "/events/index"; empty: every route
+  int latency_ms = 0;                            // added before answering
+  int jitter_ms = 0;                             // plus up to this much, uniformly
+  double error_rate = 0;                         // share of requests answered with `error_status`
+  int error_status = 503;                        // 500, 502, 503, or 429 (with Retry-After)
+  int retry_after_s = 0;                         // Retry-After on 429
+  std::optional<std::size_t> reset_after_bytes;  // close the connection after this many body bytes
+  bool truncate_body = false;                    // announce the full length, send half
+  int stall_ms = 0;                              // wait this long before answering at all
+  int remaining = 0;                             // requests it applies to; 0: until cleared
+};
+
+// One request as the request log keeps it (the Authorization value is never kept).
+struct LoggedRequest {
+  std::string method;
+  std::string target;
+  std::map<std::string, std::string> headers;  // lower-case names; authorization redacted
+  std::string body;                            // decoded, cut at 1 MiB
+  int status = 0;
+};
+
+// A 40-character random API key, as MISP makes them.
+std::string RandomKey();
 
 class MispSim {
  public:
@@ -55,9 +83,21 @@ class MispSim {
   Result<std::int64_t> AddSharingGroup(const std::string& json);
   void set_base_url(const std::string& url);
 
+  // Control (also reachable over HTTP under /_sim/ with the control token).
+  void AddFault(const Fault& fault);
+  void ClearFaults();
+  std::vector<LoggedRequest> RequestLog();
+  void ClearRequestLog();
+  // Generated events (misp-sim/generator.h) owned by the host org, published; returns their uuids.
+  Result<std::vector<std::string>> Seed(int events, int attributes, int objects, int distribution,
+                                        std::uint64_t seed);
+  // Removes every event, sharing group and blocklist entry; organisations and users stay.
+  Status Reset();
+
  private:
   struct Impl;
   explicit MispSim(std::unique_ptr<Impl> impl);
+  HttpResponse HandleControl(const HttpRequest& request, const std::string& what);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -17,12 +17,13 @@ using sgsync::testing::kOrg2;
 using sgsync::testing::kOrg3;
 
 const std::string kAdminKey(40, 'a');
+const std::string kControl = "control-token";
 
 class MispSimTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // The Portal-like instance: host org ORG2. ORG1's sync account pulls from it and pushes to it.
-    auto sim = MispSim::Create(SimConfig{":memory:", "", "ORG2", kOrg2, kAdminKey, ""});
+    auto sim = MispSim::Create(SimConfig{":memory:", "", "ORG2", kOrg2, kAdminKey, "", kControl});
     ASSERT_TRUE(sim.ok()) << sim.error().ToString();
     sim_ = std::move(*sim);
     ASSERT_TRUE(sim_->AddOrg("ORG1", kOrg1, false).ok());
@@ -310,6 +311,112 @@ TEST_F(MispSimTest, AGroupNotListingThisInstanceIsStoredAtDistribution0OnAdd) {
   ASSERT_EQ(r.status, 200) << r.body;
   auto a = Body(r).at("Event").at("Attribute").as_array()[0];
   EXPECT_EQ(a.at("distribution"), json::value("0"));
+}
+
+// ---- control routes and fault injection
+
+TEST_F(MispSimTest, ControlRoutesNeedTheirOwnToken) {
+  EXPECT_EQ(sgsync::testing::Request(server_->port(), "POST", "/_sim/reset").status, 403);
+  EXPECT_EQ(Call(kAdminKey, "POST", "/_sim/reset").status, 403) << "the admin key is not the control token";
+  EXPECT_EQ(sgsync::testing::Request(server_->port(), "POST", "/_sim/reset", "", {{"X-Sim-Token", kControl}})
+                .status,
+            200);
+}
+
+TEST_F(MispSimTest, SeedingIsDeterministicAndResetEmptiesTheInstance) {
+  auto seed = [&] {
+    return Body(sgsync::testing::Request(server_->port(), "POST", "/_sim/seed",
+                                         R"({"events": 3, "attributes": 20, "objects": 2, "seed": 7})",
+                                         {{"X-Sim-Token", kControl}}));
+  };
+  json::value first = seed();
+  ASSERT_EQ(first.at("uuids").as_array().size(), 3u);
+  auto view = Body(
+      Call(sync_key_, "GET", "/events/view/" + std::string(first.at("uuids").as_array()[0].as_string())));
+  EXPECT_EQ(view.at("Event").at("Object").as_array().size(), 2u);
+  ASSERT_EQ(sgsync::testing::Request(server_->port(), "POST", "/_sim/reset", "", {{"X-Sim-Token", kControl}})
+                .status,
+            200);
+  EXPECT_TRUE(Body(Call(sync_key_, "POST", "/events/index", R"({"minimal":1})")).as_array().empty());
+  EXPECT_EQ(seed().at("uuids"), first.at("uuids")) << "the same seed gives the same events";
+}
+
+TEST_F(MispSimTest, TheRequestLogKeepsRequestsButNeverTheKey) {
+  Call(sync_key_, "POST", "/events/index", R"({"minimal":1})", {{"If-None-Match", "\"\""}});
+  auto log = sim_->RequestLog();
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].target, "/events/index");
+  EXPECT_EQ(log[0].headers.at("authorization"), "REDACTED");
+  EXPECT_EQ(log[0].headers.at("if-none-match"), "\"\"");
+  EXPECT_EQ(log[0].body, R"({"minimal":1})");
+  auto http_log =
+      sgsync::testing::Request(server_->port(), "GET", "/_sim/requests", "", {{"X-Sim-Token", kControl}});
+  EXPECT_EQ(http_log.body.find(sync_key_), std::string::npos);
+}
+
+TEST_F(MispSimTest, ErrorRateFaultsAnswerWithTheConfiguredStatusForTheirRouteOnly) {
+  Fault f;
+  f.route = "/servers/getVersion";
+  f.error_rate = 1.0;
+  f.error_status = 502;
+  f.remaining = 2;
+  sim_->AddFault(f);
+  EXPECT_EQ(Call(sync_key_, "GET", "/servers/getVersion").status, 502);
+  EXPECT_EQ(Call(sync_key_, "GET", "/users/view/me").status, 200) << "other routes are untouched";
+  EXPECT_EQ(Call(sync_key_, "GET", "/servers/getVersion").status, 502);
+  EXPECT_EQ(Call(sync_key_, "GET", "/servers/getVersion").status, 200) << "the fault was for two requests";
+}
+
+TEST_F(MispSimTest, A429FaultCarriesRetryAfter) {
+  ASSERT_EQ(
+      sgsync::testing::Request(
+          server_->port(), "POST", "/_sim/faults",
+          R"({"route": "/events/index", "error_rate": 1, "error_status": 429, "retry_after": 3, "count": 1})",
+          {{"X-Sim-Token", kControl}})
+          .status,
+      200);
+  auto r = Call(sync_key_, "POST", "/events/index", "{}");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.headers["retry-after"], "3");
+}
+
+TEST_F(MispSimTest, LatencyFaultsDelayTheAnswer) {
+  Fault f;
+  f.route = "/servers/getVersion";
+  f.latency_ms = 150;
+  f.remaining = 1;
+  sim_->AddFault(f);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Call(sync_key_, "GET", "/servers/getVersion").status, 200);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(150));
+}
+
+TEST_F(MispSimTest, ResetAndTruncationFaultsBreakTheBodyOnTheWire) {
+  for (int mode = 0; mode < 2; ++mode) {
+    Fault f;
+    f.route = "/servers/getVersion";
+    f.remaining = 1;
+    if (mode == 0) {
+      f.reset_after_bytes = 10;
+    } else {
+      f.truncate_body = true;
+    }
+    sim_->AddFault(f);
+    EXPECT_ANY_THROW(Call(sync_key_, "GET", "/servers/getVersion"))
+        << "mode " << mode << ": a short body is a read error";
+  }
+  EXPECT_EQ(Call(sync_key_, "GET", "/servers/getVersion").status, 200);
+}
+
+TEST_F(MispSimTest, AStallFaultHoldsTheAnswer) {
+  Fault f;
+  f.route = "/events/index";
+  f.stall_ms = 300;
+  f.remaining = 1;
+  sim_->AddFault(f);
+  auto start = std::chrono::steady_clock::now();
+  Call(sync_key_, "POST", "/events/index", "{}");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
 }
 
 }  // namespace

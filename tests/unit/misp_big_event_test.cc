@@ -5,7 +5,7 @@
 #include <string>
 
 #include "sync/misp/event.h"
-#include "tests/support/event_gen.h"
+#include "misp-sim/generator.h"
 
 namespace sgsync::misp {
 namespace {
@@ -23,9 +23,9 @@ TEST(MispBigEventTest, ParsesFromChunksWithPeakMemoryWithinThreeTimesTheDocument
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "AddressSanitizer's shadow memory makes RSS meaningless; the dev preset measures this";
 #endif
-  sgsync::testing::GeneratedEventShape shape;
+  sgsync::sim::GeneratedEventShape shape;
   shape.attributes = 150000;
-  std::string doc = sgsync::testing::GenerateEventJson(shape);
+  std::string doc = sgsync::sim::GenerateEventJson(shape);
   ASSERT_GT(doc.size(), 40u << 20);
 
   // Reset the peak-RSS counter so VmHWM measures only the parse.

@@ -1,10 +1,11 @@
-// tests/support/event_gen.h: deterministic MISP events of any size, for tests and benchmarks.
+// misp-sim/generator.h: deterministic MISP events of any size, for misp-sim's seed route, tests and
+// benchmarks. The same shape and seed give the same bytes on every run.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-namespace sgsync::testing {
+namespace sgsync::sim {
 
 struct GeneratedEventShape {
   int attributes = 100;
@@ -21,4 +22,4 @@ std::string GenerateEventJson(const GeneratedEventShape& shape);
 // A uuid made from a seed and a counter (version 4 layout), stable across runs.
 std::string SeededUuid(std::uint64_t seed, std::uint64_t n);
 
-}  // namespace sgsync::testing
+}  // namespace sgsync::sim

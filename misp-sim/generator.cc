@@ -1,10 +1,10 @@
-#include "tests/support/event_gen.h"
+#include "misp-sim/generator.h"
 
 #include <cstdio>
 #include <random>
 #include <string>
 
-namespace sgsync::testing {
+namespace sgsync::sim {
 
 std::string SeededUuid(std::uint64_t seed, std::uint64_t n) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + n);
@@ -107,4 +107,4 @@ std::string GenerateEventJson(const GeneratedEventShape& shape) {
   return out;
 }
 
-}  // namespace sgsync::testing
+}  // namespace sgsync::sim
