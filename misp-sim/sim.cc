@@ -39,25 +39,51 @@ struct User {
   bool perm_sharing_group() const { return role != Role::kUser; }
 };
 
-// Role flags as servers/getVersion and users/view/me report them (docs/misp-sim.md, "Roles").
+// Role records as users/view/me shows them (users-view-me-admin.json, users-view-me-sync-user.json;
+// the User role's flags beyond perm_sync are an assumption, docs/misp-sim.md "Roles").
 json::object RoleJson(Role r) {
-  json::object o;
-  bool admin = r == Role::kSiteAdmin, sync = r == Role::kSyncUser;
-  o["id"] = admin ? "1" : sync ? "5" : "3";
-  o["name"] = admin ? "admin" : sync ? "Sync user" : "User";
-  o["perm_add"] = true;
-  o["perm_modify"] = true;
-  o["perm_publish"] = admin || sync;
-  o["perm_sync"] = admin || sync;
-  o["perm_admin"] = admin;
-  o["perm_site_admin"] = admin;
-  o["perm_sharing_group"] = admin || sync;
-  o["perm_tagger"] = true;
-  o["perm_tag_editor"] = admin || sync;
-  o["perm_sighting"] = true;
-  o["perm_galaxy_editor"] = admin || sync;
-  o["perm_analyst_data"] = admin || sync;
-  return o;
+  bool admin = r == Role::kSiteAdmin, sync = r == Role::kSyncUser, priv = admin || sync;
+  return json::object{{"id", admin  ? "1"
+                             : sync ? "5"
+                                    : "3"},
+                      {"name", admin  ? "admin"
+                               : sync ? "Sync user"
+                                      : "User"},
+                      {"created", "2026-11-27 18:43:58"},
+                      {"modified", "2026-11-27 18:43:58"},
+                      {"perm_add", true},
+                      {"perm_modify", true},
+                      {"perm_modify_org", priv},
+                      {"perm_publish", priv},
+                      {"perm_delegate", priv},
+                      {"perm_sync", priv},
+                      {"perm_admin", admin},
+                      {"perm_audit", priv},
+                      {"perm_auth", true},
+                      {"perm_site_admin", admin},
+                      {"perm_regexp_access", admin},
+                      {"perm_tagger", true},
+                      {"perm_template", admin},
+                      {"perm_sharing_group", priv},
+                      {"perm_tag_editor", priv},
+                      {"perm_sighting", true},
+                      {"perm_object_template", admin},
+                      {"default_role", r == Role::kUser},
+                      {"memory_limit", nullptr},
+                      {"max_execution_time", nullptr},
+                      {"restricted_to_site_admin", false},
+                      {"perm_publish_zmq", priv},
+                      {"perm_publish_kafka", priv},
+                      {"perm_decaying", priv},
+                      {"enforce_rate_limit", false},
+                      {"rate_limit_count", "0"},
+                      {"perm_galaxy_editor", priv},
+                      {"perm_warninglist", admin},
+                      {"perm_view_feed_correlations", admin},
+                      {"perm_analyst_data", priv},
+                      {"perm_skip_otp", false},
+                      {"permission", priv ? "3" : "2"},
+                      {"permission_description", priv ? "publish" : "manage_own"}};
 }
 
 HttpResponse JsonResponse(int status, const json::value& body,
@@ -159,6 +185,28 @@ json::value WrapEvent(json::object e) {
   return wrapper;
 }
 
+// Rebuilds `o` with `fields` first, in MISP's order (absent ones get their default, or are left out
+// when the default is empty), then every other key as it was.
+using FieldDefaults = std::initializer_list<std::pair<std::string_view, std::optional<json::value>>>;
+void Reorder(json::object& o, FieldDefaults fields) {
+  json::object out(o.storage());
+  out.reserve(o.size() + fields.size());
+  for (const auto& [key, fallback] : fields) {
+    if (json::value* v = o.if_contains(key)) {
+      out.emplace(key, std::move(*v));
+    } else if (fallback) {
+      out.emplace(key, *fallback);
+    }
+  }
+  for (auto& kv : o) {
+    if (!out.contains(kv.key())) out.emplace(kv.key(), std::move(kv.value()));
+  }
+  o = std::move(out);
+}
+
+const std::optional<json::value> kOmit;
+json::value Null() { return json::value(nullptr); }
+
 bool IsDigits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -182,7 +230,9 @@ CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, o
 CREATE TABLE IF NOT EXISTS servers (id INTEGER PRIMARY KEY, url TEXT NOT NULL, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sharing_groups (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, org_id INTEGER NOT NULL,
-  timestamp INTEGER NOT NULL, published INTEGER NOT NULL, json TEXT NOT NULL);
+  timestamp INTEGER NOT NULL, published INTEGER NOT NULL, sighting_timestamp INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL COLLATE NOCASE, colour TEXT NOT NULL,
+  exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql");
@@ -269,6 +319,207 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         .Run();
   }
 
+  // The newest sighting date in the event (its sighting_timestamp), 0 without sightings.
+  static std::int64_t LatestSighting(const json::object& e) {
+    std::int64_t latest = 0;
+    for (auto& sgt : misp::EventView(const_cast<json::object&>(e)).sightings())
+      latest = std::max(latest, sgt.date_sighting());
+    return latest;
+  }
+
+  // ---------------------------------------------------------------- MISP's stored shapes
+
+  json::object OrgRef(std::int64_t id, bool with_local) {
+    auto q = db->Prepare("SELECT name, uuid, local FROM orgs WHERE id = ?");
+    (*q)->Bind(1, id);
+    json::object o;
+    if (!*(*q)->Step()) return o;
+    o["id"] = std::to_string(id);
+    o["name"] = (*q)->Text(0);
+    o["uuid"] = (*q)->Text(1);
+    if (with_local) o["local"] = (*q)->Int(2) != 0;
+    return o;
+  }
+
+  // The organisation record users/view/me and sharing_groups/view show (users-view-me-*.json).
+  json::object FullOrg(std::int64_t id) {
+    json::object ref = OrgRef(id, true);
+    return json::object{{"id", ref["id"]},
+                        {"name", ref["name"]},
+                        {"date_created", "2026-11-27 18:44:53"},
+                        {"date_modified", "2026-11-27 18:44:53"},
+                        {"description", ""},
+                        {"type", ""},
+                        {"nationality", ""},
+                        {"sector", ""},
+                        {"created_by", "0"},
+                        {"uuid", ref["uuid"]},
+                        {"contacts", nullptr},
+                        {"local", ref["local"]},
+                        {"restricted_to_domain", nullptr},
+                        {"landingpage", nullptr}};
+  }
+
+  // Tag::captureTag (spec 5): by name, case-insensitive; a new tag takes the payload's colour and
+  // exportable flag, an existing tag keeps its own (events-add-metadata-new.json).
+  json::object CaptureTag(const json::object& in) {
+    std::string name(StringOr(in, "name"));
+    auto q = db->Prepare("SELECT id, name, colour, exportable FROM tags WHERE name = ?");
+    (*q)->Bind(1, name);
+    std::int64_t id;
+    std::string stored_name = name, colour;
+    bool exportable;
+    if (*(*q)->Step()) {
+      id = (*q)->Int(0);
+      stored_name = (*q)->Text(1);
+      colour = (*q)->Text(2);
+      exportable = (*q)->Int(3) != 0;
+    } else {
+      colour = std::string(StringOr(in, "colour"));
+      // MISP derives a colour from the name when none is given; the exact function is not in the
+      // shared material, so misp-sim derives one from the name's SHA-1 (values are not compared).
+      if (colour.empty()) colour = "#" + Sha1Hex(name).substr(0, 6);
+      exportable = misp::BoolOr(in, "exportable", true);
+      auto ins = db->Prepare("INSERT INTO tags (name, colour, exportable) VALUES (?, ?, ?)");
+      (void)(*ins)->Bind(1, name).Bind(2, colour).Bind(3, static_cast<std::int64_t>(exportable)).Run();
+      id = db->LastInsertId();
+    }
+    const json::value* rel = in.if_contains("relationship_type");
+    return json::object{{"id", std::to_string(id)},
+                        {"name", stored_name},
+                        {"colour", colour},
+                        {"exportable", exportable},
+                        {"user_id", "0"},
+                        {"hide_tag", false},
+                        {"numerical_value", nullptr},
+                        {"is_galaxy", stored_name.rfind("misp-galaxy:", 0) == 0},
+                        {"is_custom_galaxy", false},
+                        {"local_only", false},
+                        {"local", misp::BoolOr(in, "local", false)},
+                        {"relationship_type", rel != nullptr && rel->is_string() ? *rel : Null()}};
+  }
+
+  void CanonicalTags(json::object& el) {
+    json::value* tags = el.if_contains("Tag");
+    if (tags == nullptr || !tags->is_array()) return;
+    json::array out;
+    for (const auto& t : tags->as_array()) {
+      if (t.is_object() && !misp::BoolOr(t.as_object(), "deleted", false))
+        out.push_back(CaptureTag(t.as_object()));
+    }
+    *tags = std::move(out);
+  }
+
+  void CanonicalAttribute(json::object& a) {
+    CanonicalTags(a);
+    Reorder(a, {{"id", kOmit},
+                {"type", kOmit},
+                {"category", kOmit},
+                {"to_ids", json::value(false)},
+                {"uuid", kOmit},
+                {"event_id", kOmit},
+                {"distribution", json::value("5")},
+                {"timestamp", kOmit},
+                {"comment", json::value("")},
+                {"sharing_group_id", json::value("0")},
+                {"deleted", json::value(false)},
+                {"disable_correlation", json::value(false)},
+                {"object_id", json::value("0")},
+                {"object_relation", Null()},
+                {"first_seen", Null()},
+                {"last_seen", Null()},
+                {"value", kOmit},
+                {"Galaxy", json::array()},
+                {"ShadowAttribute", json::array()}});
+  }
+
+  // Completes an event to the shape MISP stores and serves (events-add-full-response.json,
+  // events-view-sg-event.json): every column, the element arrays, full tag records.
+  void CanonicalEvent(json::object& e, const User& creator) {
+    std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    CanonicalTags(e);
+    for (const char* key : {"Attribute", "EventReport", "Object"}) {
+      json::value* list = e.if_contains(key);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& item : list->as_array()) {
+        if (!item.is_object()) continue;
+        json::object& el = item.as_object();
+        if (std::string_view(key) == "Attribute") {
+          CanonicalAttribute(el);
+        } else if (std::string_view(key) == "EventReport") {
+          Reorder(el, {{"id", kOmit},
+                       {"uuid", kOmit},
+                       {"event_id", kOmit},
+                       {"name", kOmit},
+                       {"content", json::value("")},
+                       {"distribution", json::value("5")},
+                       {"sharing_group_id", json::value("0")},
+                       {"timestamp", kOmit},
+                       {"deleted", json::value(false)}});
+        } else {
+          if (json::value* attrs = el.if_contains("Attribute"); attrs != nullptr && attrs->is_array()) {
+            for (auto& a : attrs->as_array()) {
+              if (a.is_object()) CanonicalAttribute(a.as_object());
+            }
+          }
+          Reorder(el, {{"id", kOmit},
+                       {"name", kOmit},
+                       {"meta-category", kOmit},
+                       {"description", Null()},
+                       {"template_uuid", kOmit},
+                       {"template_version", kOmit},
+                       {"event_id", kOmit},
+                       {"uuid", kOmit},
+                       {"timestamp", kOmit},
+                       {"distribution", json::value("5")},
+                       {"sharing_group_id", json::value("0")},
+                       {"comment", json::value("")},
+                       {"deleted", json::value(false)},
+                       {"first_seen", Null()},
+                       {"last_seen", Null()},
+                       {"ObjectReference", json::array()},
+                       {"Attribute", json::array()}});
+        }
+      }
+    }
+    char date[16];
+    std::time_t t = static_cast<std::time_t>(now);
+    std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&t));
+    bool has_tags = e.contains("Tag");
+    Reorder(e, {{"id", kOmit},
+                {"orgc_id", kOmit},
+                {"org_id", kOmit},
+                {"date", json::value(date)},
+                {"threat_level_id", json::value("4")},
+                {"info", json::value("")},
+                {"published", json::value(false)},
+                {"uuid", kOmit},
+                {"attribute_count", json::value("0")},
+                {"analysis", json::value("0")},
+                {"timestamp", kOmit},
+                {"distribution", json::value("1")},
+                {"proposal_email_lock", json::value(false)},
+                {"locked", json::value(false)},
+                {"publish_timestamp", json::value("0")},
+                {"sharing_group_id", json::value("0")},
+                {"disable_correlation", json::value(false)},
+                {"extends_uuid", json::value("")},
+                {"protected", Null()},
+                {"event_creator_email", json::value(creator.email)},
+                {"Org", kOmit},
+                {"Orgc", kOmit},
+                {"SharingGroup", kOmit},
+                {"Attribute", json::array()},
+                {"ShadowAttribute", json::array()},
+                {"RelatedEvent", json::array()},
+                {"Galaxy", json::array()},
+                {"Object", json::array()},
+                {"EventReport", json::array()},
+                {"CryptographicKey", json::array()},
+                {"Tag", kOmit}});
+    if (!has_tags) e.erase("Tag");
+  }
+
   // ---------------------------------------------------------------- access (spec 3.1, 4.2)
 
   static bool GroupAuthorises(const json::object& element, const User& u) {
@@ -294,6 +545,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   struct ViewOptions {
     bool include_deleted = false;
     bool exclude_local_tags = false;
+    bool include_correlations = true;  // false with includeEventCorrelations:0 (MISP's pull form)
   };
 
   // The event as `u` sees it (spec 3.1, 5; JSONConverterTool::__cleanObjects drops objects left
@@ -325,14 +577,42 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       }
       list->as_array() = std::move(kept);
     };
+    // Sightings, policy 0 (spec 8.1): a viewer of another org sees only its own org's.
+    auto own_sightings = [&](json::object& attribute) {
+      if (owner) return;
+      json::value* list = attribute.if_contains("Sighting");
+      if (list == nullptr || !list->is_array()) return;
+      json::array kept(list->storage());
+      for (auto& sgt : list->as_array()) {
+        if (sgt.is_object() && policy::SameText(misp::SightingView(sgt.as_object()).org_uuid(), u.org_uuid)) {
+          kept.push_back(std::move(sgt));
+        }
+      }
+      if (kept.empty()) {
+        attribute.erase("Sighting");
+      } else {
+        *list = std::move(kept);
+      }
+    };
     clean_tags(e);
     filter(e, "Attribute");
     filter(e, "EventReport");
+    if (json::value* attrs = e.if_contains("Attribute"); attrs != nullptr && attrs->is_array()) {
+      for (auto& a : attrs->as_array()) own_sightings(a.as_object());
+    }
+    // event_creator_email: only for the creator org and site admins (spec 10.1).
+    if (!u.site_admin() && !policy::SameText(misp::EventView(e).orgc_uuid(), u.org_uuid))
+      e.erase("event_creator_email");
+    if (!o.include_correlations) e.erase("RelatedEvent");
     if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
       json::array kept(objects->storage());
       for (auto& item : objects->as_array()) {
         if (!item.is_object() || !element_visible(item.as_object())) continue;
         filter(item.as_object(), "Attribute");
+        if (json::value* oattrs = item.as_object().if_contains("Attribute");
+            oattrs != nullptr && oattrs->is_array()) {
+          for (auto& a : oattrs->as_array()) own_sightings(a.as_object());
+        }
         const json::value* attrs = item.as_object().if_contains("Attribute");
         if (attrs == nullptr || !attrs->is_array() || attrs->as_array().empty()) continue;
         kept.push_back(std::move(item));
@@ -358,22 +638,46 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     return JsonResponse(200, o);
   }
 
+  // users/view/me: the captures' field set (users-view-me-*.json); password and totp masked.
   HttpResponse UserMe(const User& u) {
     json::object user{{"id", std::to_string(u.id)},
                       {"password", "*****"},
                       {"org_id", std::to_string(u.org_id)},
                       {"email", u.email},
+                      {"autoalert", false},
+                      {"invited_by", "1"},
+                      {"gpgkey", ""},
+                      {"certif_public", ""},
+                      {"nids_sid", "0"},
+                      {"termsaccepted", false},
+                      {"newsread", "0"},
                       {"role_id", u.site_admin()              ? "1"
                                   : u.role == Role::kSyncUser ? "5"
                                                               : "3"},
+                      {"change_pw", false},
+                      {"contactalert", false},
                       {"disabled", false},
-                      {"totp", "*****"}};
-    json::object org{
-        {"id", std::to_string(u.org_id)}, {"name", u.org_name}, {"uuid", u.org_uuid}, {"local", true}};
+                      {"expiration", nullptr},
+                      {"current_login", "0"},
+                      {"last_login", "0"},
+                      {"force_logout", false},
+                      {"date_created", "0"},
+                      {"date_modified", "0"},
+                      {"sub", nullptr},
+                      {"external_auth_required", false},
+                      {"external_auth_key", ""},
+                      {"last_api_access", "0"},
+                      {"notification_daily", false},
+                      {"notification_weekly", false},
+                      {"notification_monthly", false},
+                      {"totp", "*****"},
+                      {"hotp_counter", nullptr},
+                      {"last_pw_change", "0"},
+                      {"totp_is_set", "0"}};
     return JsonResponse(200, json::object{{"User", user},
                                           {"Role", RoleJson(u.role)},
                                           {"UserSetting", json::array()},
-                                          {"Organisation", org}});
+                                          {"Organisation", FullOrg(u.org_id)}});
   }
 
   // events/index, minimal form (spec 7.1): visible, non-empty events; published and timestamp
@@ -413,17 +717,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       if (minimal) {
         rows.push_back(json::object{{"id", std::to_string(e.id)},
                                     {"timestamp", std::to_string(ev.timestamp())},
-                                    {"sighting_timestamp", std::to_string(ev.sighting_timestamp())},
+                                    {"sighting_timestamp", std::to_string(SightingTimestamp(e.id))},
                                     {"published", ev.published()},
                                     {"uuid", ev.uuid()},
                                     {"orgc_uuid", ev.orgc_uuid()}});
       } else {
-        json::object row = e.event;
-        for (const char* k : {"Attribute", "Object", "EventReport", "ShadowAttribute", "RelatedEvent",
-                              "Galaxy", "CryptographicKey"}) {
-          row.erase(k);
-        }
-        rows.push_back(std::move(row));
+        rows.push_back(IndexRow(e));
       }
     }
     std::string body = json::serialize(rows);
@@ -433,16 +732,67 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     auto inm = req.headers.find("if-none-match");
     if (inm != req.headers.end()) {
       std::string etag = "\"" + Sha1Hex(body) + "\"";
-      if (inm->second == etag) {
+      if (inm->second ==
+          etag) {  // 304 with no headers and no body (events-index-minimal-published-etag-304.json)
         r.status = 304;
         r.headers.clear();
-        r.headers.emplace_back("ETag", etag);
         return r;
       }
       r.headers.emplace_back("ETag", etag);
     }
     r.body = std::move(body);
     return r;
+  }
+
+  // A row of the plain events/index (events-index-plain.json): the event's columns, Org and Orgc
+  // without `local`, the group's id/name/uuid, and EventTag rows with a short Tag.
+  json::object IndexRow(const StoredEvent& e) {
+    const json::object& ev = e.event;
+    json::object row;
+    for (const char* k : {"id", "org_id", "date", "info", "uuid", "published", "analysis", "attribute_count",
+                          "orgc_id", "timestamp", "distribution", "sharing_group_id", "proposal_email_lock",
+                          "locked", "threat_level_id", "publish_timestamp"}) {
+      if (const json::value* v = ev.if_contains(k)) row[k] = *v;
+    }
+    row["sighting_timestamp"] = std::to_string(SightingTimestamp(e.id));
+    for (const char* k : {"disable_correlation", "extends_uuid", "protected"}) {
+      if (const json::value* v = ev.if_contains(k)) row[k] = *v;
+    }
+    for (const char* k : {"Org", "Orgc"}) {
+      if (const json::value* v = ev.if_contains(k); v != nullptr && v->is_object()) {
+        json::object org = v->as_object();
+        org.erase("local");
+        row[k] = std::move(org);
+      }
+    }
+    if (const json::value* sg = ev.if_contains("SharingGroup"); sg != nullptr && sg->is_object()) {
+      row["SharingGroup"] = json::object{{"id", StringOr(ev, "sharing_group_id")},
+                                         {"name", StringOr(sg->as_object(), "name")},
+                                         {"uuid", StringOr(sg->as_object(), "uuid")}};
+    }
+    json::array tags;
+    std::int64_t n = 0;
+    for (const auto& t : misp::TagsOf(const_cast<json::object&>(ev))) {
+      json::object tag = t.json();
+      tags.push_back(
+          json::object{{"id", std::to_string(e.id * 1000 + ++n)},
+                       {"event_id", std::to_string(e.id)},
+                       {"tag_id", StringOr(tag, "id")},
+                       {"local", t.local()},
+                       {"relationship_type", ""},
+                       {"Tag", json::object{{"id", StringOr(tag, "id")},
+                                            {"name", t.name()},
+                                            {"colour", StringOr(tag, "colour")},
+                                            {"is_galaxy", misp::BoolOr(tag, "is_galaxy", false)}}}});
+    }
+    row["EventTag"] = std::move(tags);
+    return row;
+  }
+
+  std::int64_t SightingTimestamp(std::int64_t id) {
+    auto q = db->Prepare("SELECT sighting_timestamp FROM events WHERE id = ?");
+    (*q)->Bind(1, id);
+    return *(*q)->Step() ? (*q)->Int(0) : 0;
   }
 
   // MISP's index lists events with attributes or a live report (spec 7.1).
@@ -493,7 +843,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       if (limit > 0 && (total <= (page - 1) * limit || total > page * limit)) continue;
       json::object view = RenderFor(std::move(e), u, o);
       if (metadata) {
-        for (const char* k : {"Attribute", "Object", "EventReport"}) view.erase(k);
+        for (const char* k : {"Attribute", "ShadowAttribute", "Object", "EventReport"}) view.erase(k);
       }
       out.push_back(WrapEvent(std::move(view)));
     }
@@ -517,6 +867,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     ViewOptions o;
     o.include_deleted = r.Has("deleted[]", "1");
     o.exclude_local_tags = r.Has("excludeLocalTags", "1");
+    o.include_correlations = !r.Has("includeEventCorrelations", "0");
     return JsonResponse(200, WrapEvent(RenderFor(std::move(*e), u, o)));
   }
 
@@ -644,8 +995,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       orgc_name = u.org_name;
     }
     std::int64_t orgc_id = CaptureOrg(orgc_uuid, orgc_name);
-    e["Orgc"] = json::object{{"id", std::to_string(orgc_id)}, {"name", orgc_name}, {"uuid", orgc_uuid}};
-    e["Org"] = json::object{{"id", std::to_string(u.org_id)}, {"name", u.org_name}, {"uuid", u.org_uuid}};
+    e["Orgc"] = OrgRef(orgc_id, true);
+    e["Org"] = OrgRef(u.org_id, true);
     e["orgc_id"] = std::to_string(orgc_id);
     e["org_id"] = std::to_string(u.org_id);
     if (!e.contains("timestamp"))
@@ -656,12 +1007,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     misp::WriteInt(e, "attribute_count", CountAttributes(e));
     std::int64_t id = NextId("Event");
     AssignIds(e, id);
+    CanonicalEvent(e, u);
     StoredEvent stored{id, u.org_id, std::move(e)};
     if (auto s = SaveEvent(stored); !s.ok())
       return ErrorResponse(500, "An Internal Error Has Occurred.", url);
     json::object out = RenderFor(std::move(stored), u, ViewOptions{true, false});
     if (r.Has("metadata", "1")) {
-      for (const char* k : {"Attribute", "Object", "EventReport"}) out.erase(k);
+      for (const char* k : {"Attribute", "ShadowAttribute", "Object", "EventReport"}) out.erase(k);
     }
     return JsonResponse(200, WrapEvent(std::move(out)));
   }
@@ -764,11 +1116,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     MergeList(e, in, "EventReport", false);
     misp::WriteInt(e, "attribute_count", CountAttributes(e));
     AssignIds(e, stored->id);
+    CanonicalEvent(e, u);
     if (auto s = SaveEvent(*stored); !s.ok())
       return ErrorResponse(500, "An Internal Error Has Occurred.", url);
     json::object out = RenderFor(std::move(*stored), u, ViewOptions{true, false});
     if (r.Has("metadata", "1")) {
-      for (const char* k : {"Attribute", "Object", "EventReport"}) out.erase(k);
+      for (const char* k : {"Attribute", "ShadowAttribute", "Object", "EventReport"}) out.erase(k);
     }
     return JsonResponse(200, WrapEvent(std::move(out)));
   }
@@ -881,11 +1234,110 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       if (action == "delete") return Delete(req, r, u);
     }
     if (controller == "eventReports" && action == "add" && req.method == "GET") {
-      return ApiDescription("/eventReports/add", "/eventReports/add API description",
-                            "POST a report in JSON format to create a report for the provided event");
+      return JsonResponse(
+          200, json::object{
+                   {"name", "/event_reports/add API description"},
+                   {"description", "POST a report in JSON format to create a report for the provided event"},
+                   {"mandatory_fields", json::array{"name"}},
+                   {"optional_fields", json::array{"distribution", "content"}},
+                   {"url", "/event_reports/add"}});
     }
     if (controller == "sharing_groups") return SharingGroups(r, u);
     return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+  }
+
+  std::int64_t OrgIdOf(std::string_view uuid) {
+    auto o = OrgByUuid(std::string(uuid));
+    return o ? o->first : 0;
+  }
+
+  // sharing_groups/index row (sharing-groups-index.json).
+  json::object GroupIndexRow(std::int64_t id, const json::object& sg, const User& u) {
+    std::string sid = std::to_string(id);
+    json::object group{{"id", sid},
+                       {"uuid", StringOr(sg, "uuid")},
+                       {"name", StringOr(sg, "name")},
+                       {"description", StringOr(sg, "description")},
+                       {"releasability", StringOr(sg, "releasability")},
+                       {"local", misp::BoolOr(sg, "local", false)},
+                       {"active", misp::BoolOr(sg, "active", true)},
+                       {"roaming", misp::BoolOr(sg, "roaming", false)}};
+    json::array orgs, servers;
+    std::int64_t n = 0;
+    misp::SharingGroupView view(sg);
+    for (auto uuid : view.org_uuids()) {
+      std::int64_t oid = OrgIdOf(uuid);
+      json::object ref = OrgRef(oid, false);
+      orgs.push_back(json::object{
+          {"id", std::to_string(id * 100 + ++n)},
+          {"sharing_group_id", sid},
+          {"org_id", std::to_string(oid)},
+          {"extend", false},
+          {"Organisation", json::object{{"name", ref["name"]}, {"id", ref["id"]}, {"uuid", ref["uuid"]}}}});
+    }
+    group["org_count"] = std::to_string(orgs.size());
+    for (const auto& row : view.servers()) {
+      json::value server =
+          row.server_id == 0
+              ? json::value(json::array())
+              : json::value(json::object{{"name", row.name}, {"id", std::to_string(row.server_id)}});
+      servers.push_back(json::object{{"all_orgs", row.all_orgs},
+                                     {"server_id", std::to_string(row.server_id)},
+                                     {"sharing_group_id", sid},
+                                     {"Server", std::move(server)}});
+    }
+    json::object owner = OrgRef(OrgIdOf(view.organisation_uuid()), false);
+    return json::object{{"SharingGroup", std::move(group)},   {"Organisation", std::move(owner)},
+                        {"SharingGroupOrg", std::move(orgs)}, {"SharingGroupServer", std::move(servers)},
+                        {"editable", u.site_admin()},         {"deletable", u.site_admin()}};
+  }
+
+  // sharing_groups/view (sharing-groups-view-uuid.json).
+  json::object GroupView(std::int64_t id, const json::object& sg) {
+    std::string sid = std::to_string(id);
+    misp::SharingGroupView view(sg);
+    std::int64_t owner_id = OrgIdOf(view.organisation_uuid());
+    json::object owner = OrgRef(owner_id, false);
+    json::object group{{"id", sid},
+                       {"name", StringOr(sg, "name")},
+                       {"releasability", StringOr(sg, "releasability")},
+                       {"description", StringOr(sg, "description")},
+                       {"uuid", StringOr(sg, "uuid")},
+                       {"organisation_uuid", view.organisation_uuid()},
+                       {"org_id", std::to_string(owner_id)},
+                       {"sync_user_id", "0"},
+                       {"active", misp::BoolOr(sg, "active", true)},
+                       {"created", StringOr(sg, "created", "2026-11-27 00:00:00")},
+                       {"modified", StringOr(sg, "modified", "2026-11-27 00:00:00")},
+                       {"local", misp::BoolOr(sg, "local", false)},
+                       {"roaming", misp::BoolOr(sg, "roaming", false)},
+                       {"sync_org_name", owner["name"]},
+                       {"sync_org", owner}};
+    json::array orgs, servers;
+    std::int64_t n = 0;
+    for (auto uuid : view.org_uuids()) {
+      std::int64_t oid = OrgIdOf(uuid);
+      orgs.push_back(json::object{{"id", std::to_string(id * 100 + ++n)},
+                                  {"sharing_group_id", sid},
+                                  {"org_id", std::to_string(oid)},
+                                  {"extend", false},
+                                  {"Organisation", OrgRef(oid, true)}});
+    }
+    for (const auto& row : view.servers()) {
+      json::object server{
+          {"id", std::to_string(row.server_id)},
+          {"name", row.server_id == 0 ? std::string("Local instance") : std::string(row.name)},
+          {"url", row.server_id == 0 ? config.base_url : std::string(row.url)}};
+      servers.push_back(json::object{{"id", std::to_string(id * 100 + ++n)},
+                                     {"sharing_group_id", sid},
+                                     {"server_id", std::to_string(row.server_id)},
+                                     {"all_orgs", row.all_orgs},
+                                     {"Server", std::move(server)}});
+    }
+    return json::object{{"SharingGroup", std::move(group)},
+                        {"Organisation", FullOrg(owner_id)},
+                        {"SharingGroupOrg", std::move(orgs)},
+                        {"SharingGroupServer", std::move(servers)}};
   }
 
   HttpResponse SharingGroups(const Route& r, const User& u) {
@@ -894,31 +1346,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     auto authorised = [&](const json::object& sg) {
       return u.site_admin() || GroupAuthorises(json::object{{"SharingGroup", sg}}, u);
     };
-    auto row = [](std::int64_t id, json::object sg) {
-      json::object out;
-      sg["id"] = std::to_string(id);
-      json::value orgs = sg.contains("SharingGroupOrg") ? sg["SharingGroupOrg"] : json::array();
-      json::value servers = sg.contains("SharingGroupServer") ? sg["SharingGroupServer"] : json::array();
-      json::value owner = sg.contains("Organisation") ? sg["Organisation"] : json::object();
-      sg.erase("SharingGroupOrg");
-      sg.erase("SharingGroupServer");
-      sg.erase("Organisation");
-      out["SharingGroup"] = std::move(sg);
-      out["Organisation"] = std::move(owner);
-      out["SharingGroupOrg"] = std::move(orgs);
-      out["SharingGroupServer"] = std::move(servers);
-      return out;
-    };
     if (action == "index") {
       json::array out;
       auto q = db->Prepare("SELECT id, json FROM sharing_groups ORDER BY id");
       while (*(*q)->Step()) {
         json::object sg = json::parse((*q)->Text(1)).as_object();
-        if (!authorised(sg)) continue;
-        json::object one = row((*q)->Int(0), std::move(sg));
-        one["editable"] = u.site_admin();
-        one["deletable"] = u.site_admin();
-        out.push_back(std::move(one));
+        if (authorised(sg)) out.push_back(GroupIndexRow((*q)->Int(0), sg, u));
       }
       return JsonResponse(200, json::object{{"response", std::move(out)}});
     }
@@ -933,7 +1366,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       }
       if (*(*q)->Step()) {
         json::object sg = json::parse((*q)->Text(1)).as_object();
-        if (authorised(sg)) return JsonResponse(200, row((*q)->Int(0), std::move(sg)));
+        if (authorised(sg)) return JsonResponse(200, GroupView((*q)->Int(0), sg));
       }
       return ErrorResponse(
           405, "Sharing group doesn&#039;t exist or you do not have permission to access it.", url);
@@ -1012,10 +1445,40 @@ Result<std::int64_t> MispSim::AddSharingGroup(const std::string& text) {
   }
   std::string uuid(StringOr(sg, "uuid"));
   if (!misp::IsUuid(uuid)) return Fail(ErrorCode::kInvalidArgument, "the sharing group needs a uuid", "uuid");
-  SGSYNC_TRY(auto s, impl_->db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?) "
+  std::string id_text(StringOr(sg, "id"));
+  SGSYNC_TRY(auto s, impl_->db->Prepare("INSERT INTO sharing_groups (id, uuid, json) VALUES (?, ?, ?) "
                                         "ON CONFLICT (uuid) DO UPDATE SET json = excluded.json"));
-  SGSYNC_TRY_STATUS(s->Bind(1, uuid).Bind(2, json::serialize(sg)).Run());
+  if (IsDigits(id_text)) {
+    s->Bind(1, static_cast<std::int64_t>(std::stoll(id_text)));
+  } else {
+    s->BindNull(1);
+  }
+  SGSYNC_TRY_STATUS(s->Bind(2, uuid).Bind(3, json::serialize(sg)).Run());
   return impl_->db->LastInsertId();
+}
+
+Result<std::int64_t> MispSim::LoadEvent(const std::string& text) {
+  std::lock_guard lock(impl_->mu);
+  SGSYNC_TRY(json::value v, misp::ParseJson(text));
+  if (v.is_object() && v.as_object().contains("Event")) v = v.as_object()["Event"];
+  if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected an event object");
+  json::object e = std::move(v.as_object());
+  misp::EventView ev(e);
+  std::string owner(ev.org_uuid());
+  if (owner.empty()) owner = impl_->config.org_uuid;
+  const json::value* org = e.if_contains("Org");
+  std::string org_name =
+      org != nullptr && org->is_object() ? std::string(StringOr(org->as_object(), "name")) : owner;
+  std::int64_t org_id = impl_->CaptureOrg(owner, org_name);
+  std::string id_text(StringOr(e, "id"));
+  std::int64_t id = IsDigits(id_text) ? std::stoll(id_text) : impl_->NextId("Event");
+  // Keep the id counters ahead of loaded ids so later adds do not collide.
+  SGSYNC_TRY(auto up, impl_->db->Prepare("INSERT INTO counters (name, value) VALUES ('Event', ?) ON CONFLICT "
+                                         "(name) DO UPDATE SET value = max(value, excluded.value)"));
+  SGSYNC_TRY_STATUS(up->Bind(1, id).Run());
+  impl_->AssignIds(e, id);
+  SGSYNC_TRY_STATUS(impl_->SaveEvent(Impl::StoredEvent{id, org_id, std::move(e)}));
+  return id;
 }
 
 void MispSim::set_base_url(const std::string& url) {

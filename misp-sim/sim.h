@@ -82,6 +82,9 @@ class MispSim {
   // embedded form); returns its local id.
   Result<std::int64_t> AddSharingGroup(const std::string& json);
   void set_base_url(const std::string& url);
+  // Stores an event document as given ({"Event": ...} as events/view serves it to its owner),
+  // keeping its ids; the owner is its `Org`. For replaying real captures and loading fixtures.
+  Result<std::int64_t> LoadEvent(const std::string& json);
 
   // Control (also reachable over HTTP under /_sim/ with the control token).
   void AddFault(const Fault& fault);
