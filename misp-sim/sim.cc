@@ -231,6 +231,10 @@ CREATE TABLE IF NOT EXISTS servers (id INTEGER PRIMARY KEY, url TEXT NOT NULL, n
 CREATE TABLE IF NOT EXISTS sharing_groups (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, org_id INTEGER NOT NULL,
   timestamp INTEGER NOT NULL, published INTEGER NOT NULL, sighting_timestamp INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sightings (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL COLLATE NOCASE, event_id INTEGER NOT NULL,
+  attribute_id TEXT NOT NULL, attribute_uuid TEXT NOT NULL, org_id INTEGER NOT NULL, date_sighting INTEGER NOT NULL,
+  source TEXT NOT NULL, type TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS proposals (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL COLLATE NOCASE, colour TEXT NOT NULL,
   exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
@@ -303,7 +307,35 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     return e;
   }
 
-  Status SaveEvent(const StoredEvent& e) {
+  // Sightings live in their own table (they are added without touching the event, spec 8.1);
+  // SaveEvent moves any embedded `Attribute.Sighting[]` there and RenderFor puts them back.
+  Status SaveEvent(StoredEvent&& e) { return SaveEvent(e); }
+  Status SaveEvent(StoredEvent& e) {
+    auto take_sightings = [&](json::object& attribute) {
+      json::value* list = attribute.if_contains("Sighting");
+      if (list == nullptr) return;
+      if (list->is_array()) {
+        for (const auto& row : list->as_array()) {
+          if (row.is_object()) (void)StoreSighting(row.as_object(), e.id, attribute, std::nullopt);
+        }
+      }
+      attribute.erase("Sighting");
+    };
+    for (const char* key : {"Attribute", "Object"}) {
+      json::value* list = e.event.if_contains(key);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& item : list->as_array()) {
+        if (!item.is_object()) continue;
+        if (std::string_view(key) == "Attribute") {
+          take_sightings(item.as_object());
+        } else if (json::value* attrs = item.as_object().if_contains("Attribute");
+                   attrs != nullptr && attrs->is_array()) {
+          for (auto& a : attrs->as_array()) {
+            if (a.is_object()) take_sightings(a.as_object());
+          }
+        }
+      }
+    }
     auto s = db->Prepare(
         "INSERT INTO events (id, uuid, org_id, timestamp, published, json) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET timestamp = excluded.timestamp, published = excluded.published, json "
@@ -317,6 +349,72 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
         .Bind(6, json::serialize(e.event))
         .Run();
+  }
+
+  // Stores one sighting unless its uuid is known; `org_id` overrides the row's organisation.
+  // Returns whether it was new.
+  bool StoreSighting(const json::object& row, std::int64_t event_id, const json::object& attribute,
+                     std::optional<std::int64_t> org_id) {
+    std::string uuid(StringOr(row, "uuid"));
+    if (uuid.empty()) uuid = NewUuid();
+    std::int64_t org = org_id.value_or(0);
+    if (!org_id) {
+      std::string org_uuid(misp::SightingView(const_cast<json::object&>(row)).org_uuid());
+      const json::value* o = row.if_contains("Organisation");
+      org = org_uuid.empty() ? IntOr(row, "org_id", 0)
+                             : CaptureOrg(org_uuid, o != nullptr && o->is_object()
+                                                        ? std::string(StringOr(o->as_object(), "name"))
+                                                        : "");
+    }
+    std::int64_t date = IntOr(row, "date_sighting", static_cast<std::int64_t>(std::time(nullptr)));
+    auto ins = db->Prepare(
+        "INSERT OR IGNORE INTO sightings (uuid, event_id, attribute_id, attribute_uuid, org_id, "
+        "date_sighting, source, type) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    (void)(*ins)
+        ->Bind(1, uuid)
+        .Bind(2, event_id)
+        .Bind(3, StringOr(attribute, "id"))
+        .Bind(4, StringOr(attribute, "uuid"))
+        .Bind(5, org)
+        .Bind(6, date)
+        .Bind(7, StringOr(row, "source"))
+        .Bind(8, std::to_string(IntOr(row, "type", 0)))
+        .Run();
+    bool added = db->Changes() == 1;
+    if (added) {
+      auto up = db->Prepare("UPDATE events SET sighting_timestamp = max(sighting_timestamp, ?) WHERE id = ?");
+      (void)(*up)->Bind(1, date).Bind(2, event_id).Run();
+    }
+    return added;
+  }
+
+  // The sightings of an event that `u` may see (policy 0, spec 8.1), keyed by attribute uuid, in the
+  // shape events/view embeds them (events-view-uuid-admin.json).
+  std::map<std::string, json::array> SightingsFor(std::int64_t event_id, bool owner, const User& u) {
+    std::map<std::string, json::array> out;
+    auto q = db->Prepare(
+        "SELECT s.id, s.attribute_id, s.org_id, s.date_sighting, s.uuid, s.source, s.type, s.attribute_uuid, "
+        "o.uuid, o.name "
+        "FROM sightings s JOIN orgs o ON o.id = s.org_id WHERE s.event_id = ? ORDER BY s.id");
+    (*q)->Bind(1, event_id);
+    while (*(*q)->Step()) {
+      if (!owner && (*q)->Int(2) != u.org_id) continue;
+      out[(*q)->Text(7)].push_back(
+          json::object{{"id", std::to_string((*q)->Int(0))},
+                       {"attribute_id", (*q)->Text(1)},
+                       {"event_id", std::to_string(event_id)},
+                       {"org_id", std::to_string((*q)->Int(2))},
+                       {"date_sighting", std::to_string((*q)->Int(3))},
+                       {"uuid", (*q)->Text(4)},
+                       {"source", (*q)->Text(5)},
+                       {"type", (*q)->Text(6)},
+                       {"attribute_uuid", (*q)->Text(7)},
+                       {"Organisation", json::object{{"id", std::to_string((*q)->Int(2))},
+                                                     {"uuid", (*q)->Text(8)},
+                                                     {"name", (*q)->Text(9)}}}});
+    }
+    return out;
   }
 
   // The newest sighting date in the event (its sighting_timestamp), 0 without sightings.
@@ -551,7 +649,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   // The event as `u` sees it (spec 3.1, 5; JSONConverterTool::__cleanObjects drops objects left
   // without visible attributes).
   // Takes the event (a fresh parse per request) so rendering moves instead of copying it.
-  static json::object RenderFor(StoredEvent stored, const User& u, const ViewOptions& o) {
+  json::object RenderFor(StoredEvent stored, const User& u, const ViewOptions& o) {
     json::object e = std::move(stored.event);
     bool owner = u.site_admin() || stored.org_id == u.org_id;
     auto element_visible = [&](const json::object& el) {
@@ -578,21 +676,10 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       list->as_array() = std::move(kept);
     };
     // Sightings, policy 0 (spec 8.1): a viewer of another org sees only its own org's.
+    std::map<std::string, json::array> sightings = SightingsFor(stored.id, owner, u);
     auto own_sightings = [&](json::object& attribute) {
-      if (owner) return;
-      json::value* list = attribute.if_contains("Sighting");
-      if (list == nullptr || !list->is_array()) return;
-      json::array kept(list->storage());
-      for (auto& sgt : list->as_array()) {
-        if (sgt.is_object() && policy::SameText(misp::SightingView(sgt.as_object()).org_uuid(), u.org_uuid)) {
-          kept.push_back(std::move(sgt));
-        }
-      }
-      if (kept.empty()) {
-        attribute.erase("Sighting");
-      } else {
-        *list = std::move(kept);
-      }
+      auto it = sightings.find(std::string(StringOr(attribute, "uuid")));
+      if (it != sightings.end()) attribute["Sighting"] = it->second;
     };
     clean_tags(e);
     filter(e, "Attribute");
@@ -1188,6 +1275,192 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                                           {"id", std::to_string(e->id)}});
   }
 
+  // ---------------------------------------------------------------- sightings (spec 8.1)
+
+  // The attribute with `uuid_or_id` in any event the user may see, with its event.
+  std::optional<std::pair<StoredEvent, json::object>> FindAttribute(const std::string& key, const User& u) {
+    auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
+    while (*(*q)->Step()) {
+      StoredEvent e{(*q)->Int(0), (*q)->Int(1), ParseStored((*q)->TextView(2))};
+      if (!EventVisible(e, u)) continue;
+      std::optional<json::object> found;
+      auto match = [&](json::object& a) {
+        if (policy::SameText(StringOr(a, "uuid"), key) || StringOr(a, "id") == key) found = a;
+      };
+      for (auto& a : misp::EventView(e.event).attribute_views()) match(a.json());
+      for (auto& o : misp::EventView(e.event).object_views()) {
+        for (auto& a : o.attribute_views()) match(a.json());
+      }
+      if (found) return std::make_pair(std::move(e), std::move(*found));
+    }
+    return std::nullopt;
+  }
+
+  HttpResponse SightingAdd(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST")
+      return ErrorResponse(405, "This method is only accessible via POST requests.", url);
+    auto parsed = misp::ParseJson(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
+    auto found = r.segments.size() > 2 ? FindAttribute(r.segments[2], u) : std::nullopt;
+    if (!found) return ErrorResponse(404, "Invalid attribute.", url);
+    json::object row = parsed->as_object();
+    row["uuid"] = NewUuid();
+    if (!row.contains("date_sighting"))
+      misp::WriteInt(row, "date_sighting", static_cast<std::int64_t>(std::time(nullptr)));
+    StoreSighting(row, found->first.id, found->second, u.org_id);
+    auto q = db->Prepare("SELECT id FROM sightings WHERE uuid = ?");
+    (*q)->Bind(1, StringOr(row, "uuid"));
+    (void)(*q)->Step();
+    return JsonResponse(
+        200, json::object{{"Sighting", json::object{{"id", std::to_string((*q)->Int(0))},
+                                                    {"attribute_id", StringOr(found->second, "id")},
+                                                    {"event_id", std::to_string(found->first.id)},
+                                                    {"org_id", std::to_string(u.org_id)},
+                                                    {"date_sighting", StringOr(row, "date_sighting")},
+                                                    {"uuid", StringOr(row, "uuid")},
+                                                    {"source", StringOr(row, "source")},
+                                                    {"type", std::to_string(IntOr(row, "type", 0))}}}});
+  }
+
+  // sightings/bulkSaveSightings/<event uuid> (sightings-bulkSaveSightings*.json): new uuids stored,
+  // attributed to their Organisation for a sync user, else to the caller's org (spec 11.14).
+  HttpResponse BulkSaveSightings(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST")
+      return ErrorResponse(405, "This method is only accessible via POST requests.", url);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok()) return InvalidJson(url);
+    auto e = r.segments.size() > 2 ? LoadEvent(r.segments[2]) : std::nullopt;
+    if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    json::value list = *parsed;
+    if (list.is_object() && list.as_object().contains("Sighting")) list = list.as_object()["Sighting"];
+    int added = 0;
+    if (list.is_array()) {
+      for (const auto& row : list.as_array()) {
+        if (!row.is_object()) continue;
+        std::string attr_uuid(StringOr(row.as_object(), "attribute_uuid"));
+        for (auto& a : misp::EventView(e->event).attribute_views()) {
+          if (policy::SameText(a.uuid(), attr_uuid)) {
+            added += StoreSighting(row.as_object(), e->id, a.json(),
+                                   u.perm_sync() ? std::nullopt : std::optional<std::int64_t>(u.org_id));
+          }
+        }
+        for (auto& o : misp::EventView(e->event).object_views()) {
+          for (auto& a : o.attribute_views()) {
+            if (policy::SameText(a.uuid(), attr_uuid)) {
+              added += StoreSighting(row.as_object(), e->id, a.json(),
+                                     u.perm_sync() ? std::nullopt : std::optional<std::int64_t>(u.org_id));
+            }
+          }
+        }
+      }
+    }
+    if (added == 0)
+      return JsonResponse(200, json::object{{"saved", false}, {"success", "No sightings added."}});
+    return JsonResponse(
+        200, json::object{{"saved", true}, {"success", std::to_string(added) + " sightings added."}});
+  }
+
+  // sightings/filterSightingUuidsForPush/<event uuid>: the offered uuids already stored.
+  HttpResponse FilterSightingsForPush(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST")
+      return ErrorResponse(405, "This method is only accessible via POST requests.", url);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_array()) return InvalidJson(url);
+    auto e = r.segments.size() > 2 ? LoadEvent(r.segments[2]) : std::nullopt;
+    if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    json::array out;
+    for (const auto& v : parsed->as_array()) {
+      if (!v.is_string()) continue;
+      auto q = db->Prepare("SELECT 1 FROM sightings WHERE uuid = ? AND event_id = ?");
+      (*q)->Bind(1, std::string_view(v.as_string())).Bind(2, e->id);
+      if (*(*q)->Step()) out.push_back(v);
+    }
+    return JsonResponse(200, out);
+  }
+
+  // sightings/restSearch/event (MISP's pull form, sightings-restSearch-event*.json): the visible
+  // sightings of the listed events; X-Result-Count is "0" whatever is returned, as in the captures.
+  HttpResponse SightingsRestSearch(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    auto parsed = misp::ParseJson(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
+    const json::object& f = parsed->as_object();
+    const json::value* uuids = f.if_contains("uuid");
+    // A bare string uuid makes MISP fail with an SQL error (sightings-restSearch-json.json).
+    if (uuids != nullptr && uuids->is_string())
+      return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    json::array out;
+    if (uuids != nullptr && uuids->is_array()) {
+      for (const auto& id : uuids->as_array()) {
+        if (!id.is_string()) continue;
+        auto e = LoadEvent(std::string(id.as_string()));
+        if (!e || !EventVisible(*e, u)) continue;
+        bool owner = u.site_admin() || e->org_id == u.org_id;
+        std::map<std::string, std::string> values;
+        for (auto& a : misp::EventView(e->event).attribute_views())
+          values[std::string(a.uuid())] = std::string(a.value());
+        for (auto& [attr, rows] : SightingsFor(e->id, owner, u)) {
+          for (auto& row : rows) {
+            json::object& s = row.as_object();
+            json::object out_row{{"id", s["id"]},
+                                 {"attribute_id", s["attribute_id"]},
+                                 {"event_id", s["event_id"]},
+                                 {"org_id", s["org_id"]},
+                                 {"date_sighting", s["date_sighting"]},
+                                 {"uuid", s["uuid"]},
+                                 {"source", s["source"]},
+                                 {"type", s["type"]},
+                                 {"value", values[attr]},
+                                 {"attribute_uuid", attr},
+                                 {"event_uuid", StringOr(e->event, "uuid")},
+                                 {"Organisation", s["Organisation"]}};
+            out.push_back(json::object{{"Sighting", std::move(out_row)}});
+          }
+        }
+      }
+    }
+    return JsonResponse(200, json::object{{"response", std::move(out)}},
+                        {{"X-Result-Count", "0"},
+                         {"X-Export-Module-Used", "json"},
+                         {"X-Response-Format", "json"},
+                         {"X-Skipped-Elements-Count", "0"}});
+  }
+
+  HttpResponse PublishSightings(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (req.method != "POST") return ErrorResponse(405, "You do not have the permission to do that.", url);
+    auto e = r.segments.size() > 2 ? LoadEvent(r.segments[2]) : std::nullopt;
+    if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    // The url is absolute here (events-publishSightings.json).
+    return JsonResponse(200, json::object{{"name", "Publish Sightings"},
+                                          {"message", "Sightings published"},
+                                          {"url", config.base_url + url},
+                                          {"id", std::to_string(e->id)}});
+  }
+
+  // shadow_attributes/index (MISP's pull of proposals, shadow-attributes-index-pull-form.json):
+  // proposals on visible events, newer than `timestamp:`, deleted ones only with deleted[]:1.
+  HttpResponse ProposalIndex(const Route& r, const User& u) {
+    std::int64_t since = 0;
+    if (auto it = r.named.find("timestamp"); it != r.named.end() && IsDigits(it->second))
+      since = std::stoll(it->second);
+    bool deleted = r.Has("deleted[]", "1");
+    json::array out;
+    auto q = db->Prepare("SELECT event_id, json FROM proposals WHERE timestamp >= ? ORDER BY id");
+    (*q)->Bind(1, since);
+    while (*(*q)->Step()) {
+      auto e = LoadEvent(std::to_string((*q)->Int(0)));
+      if (!e || !EventVisible(*e, u)) continue;
+      json::object p = json::parse((*q)->Text(1)).as_object();
+      if (!deleted && misp::BoolOr(p, "deleted", false)) continue;
+      out.push_back(json::object{{"ShadowAttribute", std::move(p)}});
+    }
+    return JsonResponse(200, out);
+  }
+
   HttpResponse ApiDescription(const std::string& url, const std::string& name,
                               const std::string& description) {
     return JsonResponse(200, json::object{{"name", name},
@@ -1243,6 +1516,18 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                    {"url", "/event_reports/add"}});
     }
     if (controller == "sharing_groups") return SharingGroups(r, u);
+    if (controller == "sightings") {
+      if (action == "add") return SightingAdd(req, r, u);
+      if (action == "bulkSaveSightings") return BulkSaveSightings(req, r, u);
+      if (action == "filterSightingUuidsForPush") return FilterSightingsForPush(req, r, u);
+      if (action == "restSearch") return SightingsRestSearch(req, r, u);
+    }
+    if (controller == "events" && action == "publishSightings") return PublishSightings(req, r, u);
+    if (controller == "shadow_attributes" && action == "index") return ProposalIndex(r, u);
+    // No analyst data is stored; the index is the empty list MISP answers then
+    // (analyst-data-indexMinimal.json).
+    if (controller == "analyst_data" && action == "indexMinimal" && req.method == "POST")
+      return JsonResponse(200, json::array());
     return ErrorResponse(403, "You do not have permission to use this functionality.", url);
   }
 
@@ -1479,6 +1764,18 @@ Result<std::int64_t> MispSim::LoadEvent(const std::string& text) {
   impl_->AssignIds(e, id);
   SGSYNC_TRY_STATUS(impl_->SaveEvent(Impl::StoredEvent{id, org_id, std::move(e)}));
   return id;
+}
+
+Status MispSim::LoadProposal(const std::string& text) {
+  std::lock_guard lock(impl_->mu);
+  SGSYNC_TRY(json::value v, misp::ParseJson(text));
+  if (v.is_object() && v.as_object().contains("ShadowAttribute")) v = v.as_object()["ShadowAttribute"];
+  if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected a proposal object");
+  auto e = impl_->LoadEvent(std::string(StringOr(v.as_object(), "event_uuid")));
+  if (!e) return Fail(ErrorCode::kNotFound, "the proposal's event is not stored", "event_uuid");
+  SGSYNC_TRY(auto s,
+             impl_->db->Prepare("INSERT INTO proposals (event_id, timestamp, json) VALUES (?, ?, ?)"));
+  return s->Bind(1, e->id).Bind(2, IntOr(v.as_object(), "timestamp", 0)).Bind(3, json::serialize(v)).Run();
 }
 
 void MispSim::set_base_url(const std::string& url) {

@@ -85,6 +85,8 @@ class MispSim {
   // Stores an event document as given ({"Event": ...} as events/view serves it to its owner),
   // keeping its ids; the owner is its `Org`. For replaying real captures and loading fixtures.
   Result<std::int64_t> LoadEvent(const std::string& json);
+  // Stores a proposal as shadow_attributes/index serves it ({"ShadowAttribute": {..., event_uuid}}).
+  Status LoadProposal(const std::string& json);
 
   // Control (also reachable over HTTP under /_sim/ with the control token).
   void AddFault(const Fault& fault);
