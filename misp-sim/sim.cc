@@ -1515,7 +1515,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                    {"optional_fields", json::array{"distribution", "content"}},
                    {"url", "/event_reports/add"}});
     }
-    if (controller == "sharing_groups") return SharingGroups(r, u);
+    if (controller == "sharing_groups") return SharingGroups(req, r, u);
     if (controller == "sightings") {
       if (action == "add") return SightingAdd(req, r, u);
       if (action == "bulkSaveSightings") return BulkSaveSightings(req, r, u);
@@ -1625,9 +1625,107 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                         {"SharingGroupServer", std::move(servers)}};
   }
 
-  HttpResponse SharingGroups(const Route& r, const User& u) {
+  std::optional<std::pair<std::int64_t, json::object>> LoadGroup(const std::string& key) {
+    auto q = db->Prepare(IsDigits(key) ? "SELECT id, json FROM sharing_groups WHERE id = ?"
+                                       : "SELECT id, json FROM sharing_groups WHERE uuid = ? COLLATE NOCASE");
+    if (IsDigits(key)) {
+      (*q)->Bind(1, static_cast<std::int64_t>(std::stoll(key)));
+    } else {
+      (*q)->Bind(1, key);
+    }
+    if (!*(*q)->Step()) return std::nullopt;
+    return std::make_pair((*q)->Int(0), json::parse((*q)->Text(1)).as_object());
+  }
+
+  Status SaveGroup(std::int64_t id, const json::object& sg) {
+    auto s = db->Prepare("UPDATE sharing_groups SET json = ? WHERE id = ?");
+    if (!s.ok()) return s.error();
+    return (*s)->Bind(1, json::serialize(sg)).Bind(2, id).Run();
+  }
+
+  // sharing_groups/add over REST goes through captureSG: local false, the creator org not made a
+  // member, one row for this instance when the group is not roaming (spec 4.1, 11.27;
+  // sharing-groups-add-rest.json).
+  HttpResponse GroupAdd(const HttpRequest& req, const User& u, const std::string& url) {
+    if (!u.perm_sharing_group()) return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
+    json::object in = parsed->as_object();
+    if (in.contains("SharingGroup") && in["SharingGroup"].is_object()) in = in["SharingGroup"].as_object();
+    std::string name(StringOr(in, "name"));
+    if (name.empty()) return SaveFail("Could not add Sharing Group", url, "The sharing group needs a name.");
+    std::string uuid(StringOr(in, "uuid"));
+    if (uuid.empty()) uuid = NewUuid();
+    bool roaming = misp::BoolOr(in, "roaming", false);
+    char now[32];
+    std::time_t t = std::time(nullptr);
+    std::strftime(now, sizeof now, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
+    json::object sg{{"name", name}, {"releasability", StringOr(in, "releasability")}, {"description", StringOr(in, "description")},
+                    {"uuid", uuid}, {"organisation_uuid", u.org_uuid}, {"active", misp::BoolOr(in, "active", true)},
+                    {"created", now}, {"modified", now}, {"local", false}, {"roaming", roaming},
+                    {"SharingGroupOrg", json::array()}, {"SharingGroupServer", json::array()}};
+    if (!roaming) {
+      sg["SharingGroupServer"].as_array().push_back(json::object{
+          {"server_id", "0"}, {"all_orgs", false}, {"Server", json::object{{"id", "0"}, {"url", config.base_url}, {"name", config.base_url}}}});
+    }
+    auto ins = db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?)");
+    if (!(*ins)->Bind(1, uuid).Bind(2, json::serialize(sg)).Run().ok()) {
+      return SaveFail("Could not add Sharing Group", url, "A sharing group with this uuid exists.");
+    }
+    std::int64_t id = db->LastInsertId();
+    std::string sid = std::to_string(id);
+    json::array servers;
+    if (!roaming) {
+      servers.push_back(json::object{{"id", std::to_string(id * 100 + 1)}, {"sharing_group_id", sid}, {"server_id", "0"}, {"all_orgs", false}});
+    }
+    json::object group{{"id", sid}, {"name", name}, {"releasability", sg["releasability"]}, {"description", sg["description"]},
+                       {"uuid", uuid}, {"organisation_uuid", u.org_uuid}, {"org_id", std::to_string(u.org_id)},
+                       {"sync_user_id", std::to_string(u.id)}, {"active", sg["active"]}, {"created", now}, {"modified", now},
+                       {"local", false}, {"roaming", roaming}};
+    json::object owner = OrgRef(u.org_id, false);
+    return JsonResponse(200, json::object{{"SharingGroup", std::move(group)}, {"SharingGroupOrg", json::array()},
+                                          {"SharingGroupServer", std::move(servers)}, {"Organisation", std::move(owner)}});
+  }
+
+  // sharing_groups/addOrg/<group>/<org> and addServer/<group>/<server> (openapi.yaml,
+  // AddOrganisationToSharingGroupResponse / AddServerToSharingGroupResponse).
+  HttpResponse GroupAddMember(const Route& r, const User& u, bool server) {
+    std::string url = server ? "/sharing_groups/addServer" : "/sharing_groups/addOrg";
+    if (!u.perm_sharing_group()) return ErrorResponse(403, "You do not have permission to use this functionality.", r.path);
+    auto group = r.segments.size() > 3 ? LoadGroup(r.segments[2]) : std::nullopt;
+    if (!group) return ErrorResponse(404, "Invalid sharing group.", r.path);
+    json::object& sg = group->second;
+    const std::string& member = r.segments[3];
+    if (server) {
+      json::object row{{"server_id", member}, {"all_orgs", false}};
+      if (member == "0") {
+        row["Server"] = json::object{{"id", "0"}, {"url", config.base_url}, {"name", config.base_url}};
+      } else {
+        auto q = db->Prepare("SELECT url, name FROM servers WHERE id = ?");
+        (*q)->Bind(1, static_cast<std::int64_t>(IsDigits(member) ? std::stoll(member) : -1));
+        if (!*(*q)->Step()) return ErrorResponse(404, "Invalid server.", r.path);
+        row["Server"] = json::object{{"id", member}, {"url", (*q)->Text(0)}, {"name", (*q)->Text(1)}};
+      }
+      if (!sg.contains("SharingGroupServer") || !sg["SharingGroupServer"].is_array()) sg["SharingGroupServer"] = json::array();
+      sg["SharingGroupServer"].as_array().push_back(std::move(row));
+    } else {
+      std::int64_t org_id = IsDigits(member) ? std::stoll(member) : OrgIdOf(member);
+      json::object ref = OrgRef(org_id, false);
+      if (ref.empty()) return ErrorResponse(404, "Invalid organisation.", r.path);
+      if (!sg.contains("SharingGroupOrg") || !sg["SharingGroupOrg"].is_array()) sg["SharingGroupOrg"] = json::array();
+      sg["SharingGroupOrg"].as_array().push_back(json::object{{"extend", false}, {"Organisation", std::move(ref)}});
+    }
+    if (!SaveGroup(group->first, sg).ok()) return ErrorResponse(500, "An Internal Error Has Occurred.", r.path);
+    std::string text = server ? "Server added to the sharing group." : "Organisation added to the sharing group.";
+    return JsonResponse(200, json::object{{"saved", true}, {"success", true}, {"name", text}, {"message", text}, {"url", url}});
+  }
+
+  HttpResponse SharingGroups(const HttpRequest& req, const Route& r, const User& u) {
     const std::string url = r.path;
     std::string action = r.segments.size() > 1 ? r.segments[1] : "";
+    if (action == "add" && r.segments.size() == 2) return GroupAdd(req, u, url);
+    if (action == "addOrg") return GroupAddMember(r, u, false);
+    if (action == "addServer") return GroupAddMember(r, u, true);
     auto authorised = [&](const json::object& sg) {
       return u.site_admin() || GroupAuthorises(json::object{{"SharingGroup", sg}}, u);
     };

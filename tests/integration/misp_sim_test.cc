@@ -313,6 +313,26 @@ TEST_F(MispSimTest, AGroupNotListingThisInstanceIsStoredAtDistribution0OnAdd) {
   EXPECT_EQ(a.at("distribution"), json::value("0"));
 }
 
+TEST_F(MispSimTest, SharingGroupsAddedOverRestDoNotIncludeTheirCreatorUntilAddOrg) {
+  auto add = Call(kAdminKey, "POST", "/sharing_groups/add", R"({"name":"new group","releasability":"r","active":true})");
+  ASSERT_EQ(add.status, 200) << add.body;
+  auto group = Body(add);
+  EXPECT_TRUE(group.at("SharingGroupOrg").as_array().empty()) << "spec 4.1: the creator org is not added";
+  ASSERT_EQ(group.at("SharingGroupServer").as_array().size(), 1u);
+  std::string id(group.at("SharingGroup").at("id").as_string());
+  EXPECT_EQ(Call(sync_key_, "GET", "/sharing_groups/view/" + id).status, 405) << "ORG1 is not a member yet";
+  auto org = Call(kAdminKey, "POST", "/sharing_groups/addOrg/" + id + "/" + kOrg1);
+  ASSERT_EQ(org.status, 200) << org.body;
+  EXPECT_EQ(Body(org).at("message"), json::value("Organisation added to the sharing group."));
+  EXPECT_EQ(Call(sync_key_, "GET", "/sharing_groups/view/" + id).status, 200);
+  auto srv_id = sim_->AddServer("https://portal.example", "portal");
+  auto srv = Call(kAdminKey, "POST", "/sharing_groups/addServer/" + id + "/" + std::to_string(*srv_id));
+  ASSERT_EQ(srv.status, 200) << srv.body;
+  auto view = Body(Call(kAdminKey, "GET", "/sharing_groups/view/" + id));
+  EXPECT_EQ(view.at("SharingGroupServer").as_array().size(), 2u);
+  EXPECT_EQ(Call(user_key_, "POST", "/sharing_groups/add", R"({"name":"x"})").status, 403) << "needs perm_sharing_group";
+}
+
 // ---- control routes and fault injection
 
 TEST_F(MispSimTest, ControlRoutesNeedTheirOwnToken) {
