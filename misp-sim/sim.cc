@@ -789,8 +789,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       }
     }
     std::int64_t limit = IntOr(filters, "limit", 0), page = IntOr(filters, "page", 1);
-    json::array rows;
-    std::int64_t total = 0;
+    std::vector<StoredEvent> matches;
     auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
     while (*(*q)->Step()) {
       StoredEvent e{(*q)->Int(0), (*q)->Int(1), ParseStored((*q)->TextView(2))};
@@ -799,8 +798,30 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       if (published && ev.published() != *published) continue;
       if (ev.timestamp() < ts_from || ev.timestamp() > ts_to) continue;
       if (minimal && !HasContent(e.event)) continue;
-      ++total;
-      if (limit > 0 && (total <= (page - 1) * limit || total > page * limit)) continue;
+      if (!MatchesTagFilter(filters, ev) || !MatchesOrgFilter(filters, ev)) continue;
+      matches.push_back(std::move(e));
+    }
+    // sort / direction (spec 6.2): by a column, ascending unless "desc".
+    std::string sort(StringOr(filters, "sort"));
+    if (!sort.empty()) {
+      bool desc = StringOr(filters, "direction") == "desc";
+      std::stable_sort(matches.begin(), matches.end(), [&](const StoredEvent& a, const StoredEvent& b) {
+        const json::value* x = a.event.if_contains(sort);
+        const json::value* y = b.event.if_contains(sort);
+        std::string xs = x ? (x->is_string() ? std::string(x->as_string()) : json::serialize(*x)) : "";
+        std::string ys = y ? (y->is_string() ? std::string(y->as_string()) : json::serialize(*y)) : "";
+        bool numeric = IsDigits(xs) && IsDigits(ys);
+        bool less = numeric ? std::stoll(xs) < std::stoll(ys) : xs < ys;
+        bool greater = numeric ? std::stoll(xs) > std::stoll(ys) : xs > ys;
+        return desc ? greater : less;
+      });
+    }
+    std::int64_t total = static_cast<std::int64_t>(matches.size());
+    json::array rows;
+    for (std::int64_t i = 0; i < total; ++i) {
+      if (limit > 0 && (i < (page - 1) * limit || i >= page * limit)) continue;
+      StoredEvent& e = matches[static_cast<std::size_t>(i)];
+      misp::EventView ev(e.event);
       if (minimal) {
         rows.push_back(json::object{{"id", std::to_string(e.id)},
                                     {"timestamp", std::to_string(ev.timestamp())},
@@ -880,6 +901,67 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     auto q = db->Prepare("SELECT sighting_timestamp FROM events WHERE id = ?");
     (*q)->Bind(1, id);
     return *(*q)->Step() ? (*q)->Int(0) : 0;
+  }
+
+  // Index filter values: a string or a list; `!` negates (spec 6.2).
+  static std::pair<std::vector<std::string>, std::vector<std::string>> SplitFilter(const json::value* v) {
+    std::vector<std::string> yes, no;
+    auto add = [&](std::string x) {
+      if (x.empty()) return;
+      if (x[0] == '!') {
+        no.push_back(x.substr(1));
+      } else {
+        yes.push_back(std::move(x));
+      }
+    };
+    if (v == nullptr) return {yes, no};
+    if (v->is_string()) {
+      // The pre-2.4.124 org rule form joins values with '|' (spec 6.2).
+      std::string all(v->as_string());
+      std::size_t i = 0;
+      while (i <= all.size()) {
+        std::size_t j = all.find('|', i);
+        if (j == std::string::npos) j = all.size();
+        add(all.substr(i, j - i));
+        i = j + 1;
+      }
+    } else if (v->is_array()) {
+      for (const auto& x : v->as_array()) {
+        if (x.is_string()) add(std::string(x.as_string()));
+      }
+    }
+    return {yes, no};
+  }
+
+  // `tag`/`tags`: event tags only, OR by default; no OR tag matching leaves nothing (spec 6.2).
+  static bool MatchesTagFilter(const json::object& f, misp::EventView ev) {
+    const json::value* v = f.if_contains("tag");
+    if (v == nullptr) v = f.if_contains("tags");
+    auto [yes, no] = SplitFilter(v);
+    if (yes.empty() && no.empty()) return true;
+    auto has = [&](const std::string& name) {
+      for (const auto& t : ev.tags()) {
+        if (policy::SameText(t.name(), name)) return true;
+      }
+      return false;
+    };
+    for (const auto& n : no) {
+      if (has(n)) return false;
+    }
+    if (yes.empty()) return true;
+    return std::any_of(yes.begin(), yes.end(), has);
+  }
+
+  // `org`: the creator organisation by id, uuid or name, case-insensitive (spec 6.2).
+  bool MatchesOrgFilter(const json::object& f, misp::EventView ev) {
+    auto [yes, no] = SplitFilter(f.if_contains("org"));
+    if (yes.empty() && no.empty()) return true;
+    std::string orgc_id(StringOr(ev.json(), "orgc_id"));
+    auto is = [&](const std::string& x) {
+      return policy::SameText(x, ev.orgc_uuid()) || policy::SameText(x, ev.orgc_name()) || x == orgc_id;
+    };
+    if (std::any_of(no.begin(), no.end(), is)) return false;
+    return yes.empty() || std::any_of(yes.begin(), yes.end(), is);
   }
 
   // MISP's index lists events with attributes or a live report (spec 7.1).

@@ -248,6 +248,28 @@ TEST_F(MispSimTest, TheMinimalIndexCarriesAnETagAndAnswers304WhenNothingChanged)
                                             "orgc_uuid"}));
 }
 
+TEST_F(MispSimTest, TheIndexFiltersOnEventTagsAndCreatorOrgsAndSorts) {
+  std::string green = CreateEvent(3, {5}, R"(,"Tag":[{"name":"tlp:green"}])");
+  std::string red = CreateEvent(3, {5}, R"(,"Tag":[{"name":"tlp:red"}])");
+  std::string attr_only = CreateEvent(3, {5});
+  auto uuids = [&](const std::string& filter) {
+    std::vector<std::string> out;
+    json::value rows = Body(Call(sync_key_, "POST", "/events/index", filter));
+    for (const auto& row : rows.as_array()) {
+      out.emplace_back(row.at("uuid").as_string());
+    }
+    return out;
+  };
+  EXPECT_EQ(uuids(R"({"minimal":1,"tag":["tlp:green","!tlp:red"]})"), std::vector<std::string>{green});
+  EXPECT_EQ(uuids(R"({"minimal":1,"tag":["!tlp:red"]})"), (std::vector<std::string>{green, attr_only}));
+  EXPECT_TRUE(uuids(R"({"minimal":1,"tag":["no-such-tag"]})").empty());
+  EXPECT_EQ(uuids(R"({"minimal":1,"org":["ORG2"]})").size(), 3u) << "by creator org name";
+  EXPECT_TRUE(uuids(std::string(R"({"minimal":1,"org":["!)") + kOrg2 + R"("]})").empty()) << "by uuid, negated";
+  EXPECT_EQ(uuids(R"({"minimal":1,"org":"ORG3|ORG2"})").size(), 3u) << "the old pipe-joined form";
+  auto sorted = uuids(R"({"minimal":1,"sort":"id","direction":"desc"})");
+  EXPECT_EQ(sorted, (std::vector<std::string>{attr_only, red, green}));
+}
+
 TEST_F(MispSimTest, FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
   std::string pushed =
       R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","info":"p","distribution":"1","published":true,"timestamp":"100","locked":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
