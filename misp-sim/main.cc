@@ -7,9 +7,12 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "misp-sim/sim.h"
+#include "sync/misp/json.h"
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -28,6 +31,10 @@ int main(int argc, char** argv) {
   app.add_option("--org-uuid", org_uuid, "uuid of the host organisation (generated when absent)");
   app.add_option("--admin-key", admin_key, "API key of the site admin (generated when absent)");
   app.add_option("--base-url", base_url, "MISP.baseurl (default: the listening URL)");
+  std::vector<std::string> load;
+  app.add_option("--load", load,
+                 "event documents to serve (events/view or restSearch JSON files; repeatable)")
+      ->check(CLI::ExistingFile);
   app.add_option("--control-token", control_token,
                  "token for the /_sim/ control routes (X-Sim-Token; generated when absent)");
   CLI11_PARSE(app, argc, argv);
@@ -44,6 +51,26 @@ int main(int argc, char** argv) {
   if (!sim.ok()) {
     std::fprintf(stderr, "misp-sim: %s\n", sim.error().ToString().c_str());
     return 1;
+  }
+  for (const auto& file : load) {
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = sgsync::misp::ParseJson(text.str(), {}, file);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "misp-sim: %s\n", parsed.error().ToString().c_str());
+      return 2;
+    }
+    boost::json::value docs = *parsed;
+    if (docs.is_object() && docs.as_object().contains("response")) docs = docs.as_object()["response"];
+    if (!docs.is_array()) docs = boost::json::array{docs};
+    for (const auto& d : docs.as_array()) {
+      auto id = (*sim)->LoadEvent(boost::json::serialize(d));
+      if (!id.ok()) {
+        std::fprintf(stderr, "misp-sim: %s: %s\n", file.c_str(), id.error().ToString().c_str());
+        return 2;
+      }
+    }
   }
   std::optional<sgsync::sim::TlsFiles> tls;
   if (!cert.empty() || !key.empty()) tls = sgsync::sim::TlsFiles{cert, key, ""};

@@ -1729,7 +1729,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   // member, one row for this instance when the group is not roaming (spec 4.1, 11.27;
   // sharing-groups-add-rest.json).
   HttpResponse GroupAdd(const HttpRequest& req, const User& u, const std::string& url) {
-    if (!u.perm_sharing_group()) return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+    if (!u.perm_sharing_group())
+      return ErrorResponse(403, "You do not have permission to use this functionality.", url);
     auto parsed = misp::ParseJson(req.body);
     if (!parsed.ok() || !parsed->is_object()) return InvalidJson(url);
     json::object in = parsed->as_object();
@@ -1742,13 +1743,23 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     char now[32];
     std::time_t t = std::time(nullptr);
     std::strftime(now, sizeof now, "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
-    json::object sg{{"name", name}, {"releasability", StringOr(in, "releasability")}, {"description", StringOr(in, "description")},
-                    {"uuid", uuid}, {"organisation_uuid", u.org_uuid}, {"active", misp::BoolOr(in, "active", true)},
-                    {"created", now}, {"modified", now}, {"local", false}, {"roaming", roaming},
-                    {"SharingGroupOrg", json::array()}, {"SharingGroupServer", json::array()}};
+    json::object sg{{"name", name},
+                    {"releasability", StringOr(in, "releasability")},
+                    {"description", StringOr(in, "description")},
+                    {"uuid", uuid},
+                    {"organisation_uuid", u.org_uuid},
+                    {"active", misp::BoolOr(in, "active", true)},
+                    {"created", now},
+                    {"modified", now},
+                    {"local", false},
+                    {"roaming", roaming},
+                    {"SharingGroupOrg", json::array()},
+                    {"SharingGroupServer", json::array()}};
     if (!roaming) {
       sg["SharingGroupServer"].as_array().push_back(json::object{
-          {"server_id", "0"}, {"all_orgs", false}, {"Server", json::object{{"id", "0"}, {"url", config.base_url}, {"name", config.base_url}}}});
+          {"server_id", "0"},
+          {"all_orgs", false},
+          {"Server", json::object{{"id", "0"}, {"url", config.base_url}, {"name", config.base_url}}}});
     }
     auto ins = db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?)");
     if (!(*ins)->Bind(1, uuid).Bind(2, json::serialize(sg)).Run().ok()) {
@@ -1758,22 +1769,37 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     std::string sid = std::to_string(id);
     json::array servers;
     if (!roaming) {
-      servers.push_back(json::object{{"id", std::to_string(id * 100 + 1)}, {"sharing_group_id", sid}, {"server_id", "0"}, {"all_orgs", false}});
+      servers.push_back(json::object{{"id", std::to_string(id * 100 + 1)},
+                                     {"sharing_group_id", sid},
+                                     {"server_id", "0"},
+                                     {"all_orgs", false}});
     }
-    json::object group{{"id", sid}, {"name", name}, {"releasability", sg["releasability"]}, {"description", sg["description"]},
-                       {"uuid", uuid}, {"organisation_uuid", u.org_uuid}, {"org_id", std::to_string(u.org_id)},
-                       {"sync_user_id", std::to_string(u.id)}, {"active", sg["active"]}, {"created", now}, {"modified", now},
-                       {"local", false}, {"roaming", roaming}};
+    json::object group{{"id", sid},
+                       {"name", name},
+                       {"releasability", sg["releasability"]},
+                       {"description", sg["description"]},
+                       {"uuid", uuid},
+                       {"organisation_uuid", u.org_uuid},
+                       {"org_id", std::to_string(u.org_id)},
+                       {"sync_user_id", std::to_string(u.id)},
+                       {"active", sg["active"]},
+                       {"created", now},
+                       {"modified", now},
+                       {"local", false},
+                       {"roaming", roaming}};
     json::object owner = OrgRef(u.org_id, false);
-    return JsonResponse(200, json::object{{"SharingGroup", std::move(group)}, {"SharingGroupOrg", json::array()},
-                                          {"SharingGroupServer", std::move(servers)}, {"Organisation", std::move(owner)}});
+    return JsonResponse(200, json::object{{"SharingGroup", std::move(group)},
+                                          {"SharingGroupOrg", json::array()},
+                                          {"SharingGroupServer", std::move(servers)},
+                                          {"Organisation", std::move(owner)}});
   }
 
   // sharing_groups/addOrg/<group>/<org> and addServer/<group>/<server> (openapi.yaml,
   // AddOrganisationToSharingGroupResponse / AddServerToSharingGroupResponse).
   HttpResponse GroupAddMember(const Route& r, const User& u, bool server) {
     std::string url = server ? "/sharing_groups/addServer" : "/sharing_groups/addOrg";
-    if (!u.perm_sharing_group()) return ErrorResponse(403, "You do not have permission to use this functionality.", r.path);
+    if (!u.perm_sharing_group())
+      return ErrorResponse(403, "You do not have permission to use this functionality.", r.path);
     auto group = r.segments.size() > 3 ? LoadGroup(r.segments[2]) : std::nullopt;
     if (!group) return ErrorResponse(404, "Invalid sharing group.", r.path);
     json::object& sg = group->second;
@@ -1788,18 +1814,25 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         if (!*(*q)->Step()) return ErrorResponse(404, "Invalid server.", r.path);
         row["Server"] = json::object{{"id", member}, {"url", (*q)->Text(0)}, {"name", (*q)->Text(1)}};
       }
-      if (!sg.contains("SharingGroupServer") || !sg["SharingGroupServer"].is_array()) sg["SharingGroupServer"] = json::array();
+      if (!sg.contains("SharingGroupServer") || !sg["SharingGroupServer"].is_array())
+        sg["SharingGroupServer"] = json::array();
       sg["SharingGroupServer"].as_array().push_back(std::move(row));
     } else {
       std::int64_t org_id = IsDigits(member) ? std::stoll(member) : OrgIdOf(member);
       json::object ref = OrgRef(org_id, false);
       if (ref.empty()) return ErrorResponse(404, "Invalid organisation.", r.path);
-      if (!sg.contains("SharingGroupOrg") || !sg["SharingGroupOrg"].is_array()) sg["SharingGroupOrg"] = json::array();
-      sg["SharingGroupOrg"].as_array().push_back(json::object{{"extend", false}, {"Organisation", std::move(ref)}});
+      if (!sg.contains("SharingGroupOrg") || !sg["SharingGroupOrg"].is_array())
+        sg["SharingGroupOrg"] = json::array();
+      sg["SharingGroupOrg"].as_array().push_back(
+          json::object{{"extend", false}, {"Organisation", std::move(ref)}});
     }
-    if (!SaveGroup(group->first, sg).ok()) return ErrorResponse(500, "An Internal Error Has Occurred.", r.path);
-    std::string text = server ? "Server added to the sharing group." : "Organisation added to the sharing group.";
-    return JsonResponse(200, json::object{{"saved", true}, {"success", true}, {"name", text}, {"message", text}, {"url", url}});
+    if (!SaveGroup(group->first, sg).ok())
+      return ErrorResponse(500, "An Internal Error Has Occurred.", r.path);
+    std::string text =
+        server ? "Server added to the sharing group." : "Organisation added to the sharing group.";
+    return JsonResponse(
+        200,
+        json::object{{"saved", true}, {"success", true}, {"name", text}, {"message", text}, {"url", url}});
   }
 
   HttpResponse SharingGroups(const HttpRequest& req, const Route& r, const User& u) {
@@ -2110,6 +2143,19 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
     json::array a;
     for (auto& u : *uuids) a.push_back(json::value(u));
     return JsonResponse(200, json::object{{"uuids", std::move(a)}});
+  }
+  // Fixture documents: an event ({"Event": ...}), a list of them, or {"response": [...]}.
+  if (what == "load" && request.method == "POST") {
+    json::value docs = body;
+    if (docs.is_object() && docs.as_object().contains("response")) docs = docs.as_object()["response"];
+    if (!docs.is_array()) docs = json::array{docs};
+    json::array ids;
+    for (const auto& d : docs.as_array()) {
+      auto id = LoadEvent(json::serialize(d));
+      if (!id.ok()) return ControlError(400, id.error().ToString());
+      ids.push_back(json::value(std::to_string(*id)));
+    }
+    return JsonResponse(200, json::object{{"loaded", std::move(ids)}});
   }
   if (what == "faults" && request.method == "POST") {
     auto f = FaultFromJson(body);

@@ -41,8 +41,7 @@ const std::map<std::string, std::string>& NotYetBuilt() {
 // instance 1's version (instance 2's is replayed).
 const std::set<std::string>& OutOfScope() {
   static const std::set<std::string> kSet = {"servers-index.json", "servers-pull-full.json",
-                                             "servers-push-full.json",
-                                             "servers-getVersion-admin.json"};
+                                             "servers-push-full.json", "servers-getVersion-admin.json"};
   return kSet;
 }
 

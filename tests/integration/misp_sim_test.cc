@@ -5,6 +5,7 @@
 
 #include "misp-sim/sim.h"
 #include "sync/misp/json.h"
+#include "tests/support/files.h"
 #include "tests/support/http_client.h"
 #include "tests/support/policy_fixtures.h"
 
@@ -264,7 +265,8 @@ TEST_F(MispSimTest, TheIndexFiltersOnEventTagsAndCreatorOrgsAndSorts) {
   EXPECT_EQ(uuids(R"({"minimal":1,"tag":["!tlp:red"]})"), (std::vector<std::string>{green, attr_only}));
   EXPECT_TRUE(uuids(R"({"minimal":1,"tag":["no-such-tag"]})").empty());
   EXPECT_EQ(uuids(R"({"minimal":1,"org":["ORG2"]})").size(), 3u) << "by creator org name";
-  EXPECT_TRUE(uuids(std::string(R"({"minimal":1,"org":["!)") + kOrg2 + R"("]})").empty()) << "by uuid, negated";
+  EXPECT_TRUE(uuids(std::string(R"({"minimal":1,"org":["!)") + kOrg2 + R"("]})").empty())
+      << "by uuid, negated";
   EXPECT_EQ(uuids(R"({"minimal":1,"org":"ORG3|ORG2"})").size(), 3u) << "the old pipe-joined form";
   auto sorted = uuids(R"({"minimal":1,"sort":"id","direction":"desc"})");
   EXPECT_EQ(sorted, (std::vector<std::string>{attr_only, red, green}));
@@ -336,7 +338,8 @@ TEST_F(MispSimTest, AGroupNotListingThisInstanceIsStoredAtDistribution0OnAdd) {
 }
 
 TEST_F(MispSimTest, SharingGroupsAddedOverRestDoNotIncludeTheirCreatorUntilAddOrg) {
-  auto add = Call(kAdminKey, "POST", "/sharing_groups/add", R"({"name":"new group","releasability":"r","active":true})");
+  auto add = Call(kAdminKey, "POST", "/sharing_groups/add",
+                  R"({"name":"new group","releasability":"r","active":true})");
   ASSERT_EQ(add.status, 200) << add.body;
   auto group = Body(add);
   EXPECT_TRUE(group.at("SharingGroupOrg").as_array().empty()) << "spec 4.1: the creator org is not added";
@@ -352,7 +355,8 @@ TEST_F(MispSimTest, SharingGroupsAddedOverRestDoNotIncludeTheirCreatorUntilAddOr
   ASSERT_EQ(srv.status, 200) << srv.body;
   auto view = Body(Call(kAdminKey, "GET", "/sharing_groups/view/" + id));
   EXPECT_EQ(view.at("SharingGroupServer").as_array().size(), 2u);
-  EXPECT_EQ(Call(user_key_, "POST", "/sharing_groups/add", R"({"name":"x"})").status, 403) << "needs perm_sharing_group";
+  EXPECT_EQ(Call(user_key_, "POST", "/sharing_groups/add", R"({"name":"x"})").status, 403)
+      << "needs perm_sharing_group";
 }
 
 // ---- control routes and fault injection
@@ -381,6 +385,15 @@ TEST_F(MispSimTest, SeedingIsDeterministicAndResetEmptiesTheInstance) {
             200);
   EXPECT_TRUE(Body(Call(sync_key_, "POST", "/events/index", R"({"minimal":1})")).as_array().empty());
   EXPECT_EQ(seed().at("uuids"), first.at("uuids")) << "the same seed gives the same events";
+}
+
+TEST_F(MispSimTest, FixtureDocumentsLoadThroughTheControlRoute) {
+  std::string doc =
+      sgsync::testing::ReadFile(sgsync::testing::SharedDir() / "fixtures/misp/events/pymisp/sighting_2.json");
+  auto r = sgsync::testing::Request(server_->port(), "POST", "/_sim/load", doc, {{"X-Sim-Token", kControl}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string uuid(json::parse(doc).at("Event").at("uuid").as_string());
+  EXPECT_EQ(Call(kAdminKey, "GET", "/events/view/" + uuid).status, 200);
 }
 
 TEST_F(MispSimTest, TheRequestLogKeepsRequestsButNeverTheKey) {
