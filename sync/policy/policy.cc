@@ -253,6 +253,51 @@ bool PushObject(Run& run, json::object& o, const std::string& path) {
   return true;
 }
 
+// The event-level rules both directions share: tags OR/NOT on event tags (attribute tags do not
+// count), orgs OR/NOT on the creator org by uuid or name (spec 6.1, 6.2), then sgsync's blocked
+// tags. Returns false with a refusal recorded.
+bool EventPassesRules(Run& run, EventView ev) {
+  const bool push = run.dir_ == Direction::kPush;
+  const FilterRules& rules = run.Rules();
+  const std::string side = push ? "push" : "pull";
+  const char* spec = push ? "6.1" : "6.2";
+  auto tags = ev.tags();
+  if (!rules.tags_or.empty() && std::none_of(tags.begin(), tags.end(), [&](const TagView& t) {
+        return Contains(rules.tags_or, t.name());
+      })) {
+    run.Refuse(side + ".rules.tags_or", spec, "Event.Tag",
+               "no event tag is in " + side + "_rules.tags.OR (attribute tags do not count)");
+    return false;
+  }
+  for (const TagView& t : tags) {
+    if (Contains(rules.tags_not, t.name())) {
+      run.Refuse(side + ".rules.tags_not", spec, "Event.Tag",
+                 "event tag " + std::string(t.name()) + " is in " + side + "_rules.tags.NOT");
+      return false;
+    }
+  }
+  std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
+  auto org_matches = [&](const std::vector<std::string>& list) {
+    return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
+  };
+  if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
+    run.Refuse(side + ".rules.orgs_or", spec, "Event.Orgc",
+               "the creator organisation is not in " + side + "_rules.orgs.OR");
+    return false;
+  }
+  if (org_matches(rules.orgs_not)) {
+    run.Refuse(side + ".rules.orgs_not", spec, "Event.Orgc",
+               "the creator organisation is in " + side + "_rules.orgs.NOT");
+    return false;
+  }
+  if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
+    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag",
+               "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
+    return false;
+  }
+  return true;
+}
+
 // The event-level selection of spec 3.2.1-3.2.3. Returns false with a refusal recorded.
 bool PushSelectEvent(Run& run, EventView ev) {
   const Link& link = run.link_;
@@ -310,42 +355,7 @@ bool PushSelectEvent(Run& run, EventView ev) {
                             : link.internal && !listed ? "is sent over an internal link"
                                                        : "lists the remote server"));
   }
-  const FilterRules& rules = link.push_rules;
-  auto tags = ev.tags();
-  if (!rules.tags_or.empty() && std::none_of(tags.begin(), tags.end(), [&](const TagView& t) {
-        return Contains(rules.tags_or, t.name());
-      })) {
-    run.Refuse("push.rules.tags_or", "6.1", "Event.Tag",
-               "no event tag is in push_rules.tags.OR (attribute tags do not count)");
-    return false;
-  }
-  for (const TagView& t : tags) {
-    if (Contains(rules.tags_not, t.name())) {
-      run.Refuse("push.rules.tags_not", "6.1", "Event.Tag",
-                 "event tag " + std::string(t.name()) + " is in push_rules.tags.NOT");
-      return false;
-    }
-  }
-  std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
-  auto org_matches = [&](const std::vector<std::string>& list) {
-    return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
-  };
-  if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
-    run.Refuse("push.rules.orgs_or", "6.1", "Event.Orgc",
-               "the creator organisation is not in push_rules.orgs.OR");
-    return false;
-  }
-  if (org_matches(rules.orgs_not)) {
-    run.Refuse("push.rules.orgs_not", "6.1", "Event.Orgc",
-               "the creator organisation is in push_rules.orgs.NOT");
-    return false;
-  }
-  if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
-    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag",
-               "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
-    return false;
-  }
-  return true;
+  return EventPassesRules(run, ev);
 }
 
 void PushTransform(Run& run, EventView ev) {
@@ -428,47 +438,11 @@ bool PullAttribute(Run& run, json::object& a, std::string_view base, std::size_t
 }
 
 bool PullSelectEvent(Run& run, EventView ev) {
-  const Link& link = run.link_;
   if (!ev.published()) {
     run.Refuse("pull.select.published", "3.3, 7.1", "Event.published", "only published events are pulled");
     return false;
   }
-  const FilterRules& rules = link.pull_rules;
-  auto tags = ev.tags();
-  if (!rules.tags_or.empty() && std::none_of(tags.begin(), tags.end(), [&](const TagView& t) {
-        return Contains(rules.tags_or, t.name());
-      })) {
-    run.Refuse("pull.rules.tags_or", "6.2", "Event.Tag",
-               "no event tag is in pull_rules.tags.OR (attribute tags do not count)");
-    return false;
-  }
-  for (const TagView& t : tags) {
-    if (Contains(rules.tags_not, t.name())) {
-      run.Refuse("pull.rules.tags_not", "6.2", "Event.Tag",
-                 "event tag " + std::string(t.name()) + " is in pull_rules.tags.NOT");
-      return false;
-    }
-  }
-  std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
-  auto org_matches = [&](const std::vector<std::string>& list) {
-    return Contains(list, orgc_uuid) || (!orgc_name.empty() && Contains(list, orgc_name));
-  };
-  if (!rules.orgs_or.empty() && !org_matches(rules.orgs_or)) {
-    run.Refuse("pull.rules.orgs_or", "6.2", "Event.Orgc",
-               "the creator organisation is not in pull_rules.orgs.OR");
-    return false;
-  }
-  if (org_matches(rules.orgs_not)) {
-    run.Refuse("pull.rules.orgs_not", "6.2", "Event.Orgc",
-               "the creator organisation is in pull_rules.orgs.NOT");
-    return false;
-  }
-  if (std::string tag = run.BlockedTagOn(ev.json()); !tag.empty()) {
-    run.Refuse("sgsync.blocked_tag", "sgsync", "Event.Tag",
-               "event tag " + tag + " is blocked on this link (TLP/PAP policy)");
-    return false;
-  }
-  return true;
+  return EventPassesRules(run, ev);
 }
 
 bool HasLiveContent(EventView ev) {
