@@ -83,7 +83,7 @@ json::object RoleJson(Role r) {
                       {"perm_analyst_data", priv},
                       {"perm_skip_otp", false},
                       {"permission", priv ? "3" : "2"},
-                      {"permission_description", priv ? "publish" : "manage_own"}};
+                      {"permission_description", priv ? "publish" : "manage_org"}};
 }
 
 HttpResponse JsonResponse(int status, const json::value& body,
