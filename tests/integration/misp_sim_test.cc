@@ -71,7 +71,37 @@ class MispSimTest : public ::testing::Test {
   std::string base_, sync_key_, user_key_;
 };
 
-TEST_F(MispSimTest, AWrongOrMissingKeyGetsMisps403) {
+TEST_F(MispSimTest, SpecCase56_AnObjectNotNewerHidesItsNewerAttributes) {
+  std::string uuid = CreateEvent(
+      3, {5},
+      R"(,"Object":[{"name":"domain-ip","template_uuid":"43b3b146-77eb-4931-b4cc-b66c60f28734","timestamp":"100","distribution":"5","Attribute":[{"type":"domain","category":"Network activity","value":"a.example","timestamp":"100"}]}])");
+  json::object e = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  e["timestamp"] = "200";
+  json::object& attr = e["Object"].as_array()[0].as_object()["Attribute"].as_array()[0].as_object();
+  attr["value"] = "b.example";
+  attr["timestamp"] = "200";  // newer, but the object's timestamp (100) is not
+  ASSERT_EQ(
+      Call(kAdminKey, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", e}})).status,
+      200);
+  json::value after = Body(Call(kAdminKey, "GET", "/events/view/" + uuid));
+  EXPECT_EQ(after.at("Event").at("Object").as_array()[0].at("Attribute").as_array()[0].at("value"),
+            json::value("a.example"));
+}
+
+TEST_F(MispSimTest, SpecCase58_AnEditWithoutATagLeavesTheTagInPlace) {
+  std::string uuid = CreateEvent(3, {5}, R"(,"Tag":[{"name":"keep-me"}])");
+  json::object e = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  e["timestamp"] = "200";
+  e.erase("Tag");
+  ASSERT_EQ(
+      Call(kAdminKey, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", e}})).status,
+      200);
+  json::value after = Body(Call(kAdminKey, "GET", "/events/view/" + uuid));
+  ASSERT_EQ(after.at("Event").at("Tag").as_array().size(), 1u);
+  EXPECT_EQ(after.at("Event").at("Tag").as_array()[0].at("name"), json::value("keep-me"));
+}
+
+TEST_F(MispSimTest, SpecCase77_AWrongOrMissingKeyGetsMisps403) {
   for (const std::string& key : {std::string("nope"), std::string()}) {
     auto r = key.empty() ? sgsync::testing::Request(server_->port(), "GET", "/events/index")
                          : Call(key, "GET", "/events/index");
@@ -186,7 +216,7 @@ TEST_F(MispSimTest, ANormalUsersOrgcIsSilentlyReplacedByItsOwnOrg) {
   EXPECT_EQ(Body(r).at("Event").at("Orgc").at("uuid"), json::value(kOrg2));
 }
 
-TEST_F(MispSimTest, EditsWinOnlyWhenStrictlyNewerAndMergeElementByElement) {
+TEST_F(MispSimTest, SpecCase34And55_EditsWinOnlyWhenStrictlyNewerAndMergeElementByElement) {
   std::string uuid = CreateEvent(3, {5, 5});
   auto stored = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
   for (const char* ts : {"100", "50"}) {
@@ -225,7 +255,7 @@ TEST_F(MispSimTest, EditsWinOnlyWhenStrictlyNewerAndMergeElementByElement) {
             404);
 }
 
-TEST_F(MispSimTest, TheMinimalIndexCarriesAnETagAndAnswers304WhenNothingChanged) {
+TEST_F(MispSimTest, SpecCase78_TheMinimalIndexCarriesAnETagAndAnswers304WhenNothingChanged) {
   CreateEvent(3, {5});
   CreateEvent(3, {5}, "", false);
   std::string filter = R"({"minimal":1,"published":1})";
@@ -272,7 +302,7 @@ TEST_F(MispSimTest, TheIndexFiltersOnEventTagsAndCreatorOrgsAndSorts) {
   EXPECT_EQ(sorted, (std::vector<std::string>{attr_only, red, green}));
 }
 
-TEST_F(MispSimTest, FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
+TEST_F(MispSimTest, SpecCase32_FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
   std::string pushed =
       R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","info":"p","distribution":"1","published":true,"timestamp":"100","locked":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
   ASSERT_EQ(Call(sync_key_, "POST", "/events/add/metadata:1", pushed).status, 200);
