@@ -238,6 +238,7 @@ CREATE TABLE IF NOT EXISTS proposals (id INTEGER PRIMARY KEY, event_id INTEGER N
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL COLLATE NOCASE, colour TEXT NOT NULL,
   exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS element_uuids (uuid TEXT PRIMARY KEY COLLATE NOCASE, event_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql");
   }
@@ -273,10 +274,15 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   }
 
   // Organisation::captureOrg (spec 7.10): by uuid, created as an external org when unknown.
+  // A name already taken by another organisation gets a "_NNNN" suffix (spec 12 case 53).
   std::int64_t CaptureOrg(const std::string& uuid, const std::string& name) {
     if (auto o = OrgByUuid(uuid)) return o->first;
+    std::string wanted = name.empty() ? uuid : name;
+    auto taken = db->Prepare("SELECT 1 FROM orgs WHERE name = ? COLLATE NOCASE");
+    (*taken)->Bind(1, wanted);
+    if (*(*taken)->Step()) wanted += "_" + std::to_string(1000 + rng() % 9000);
     auto ins = db->Prepare("INSERT INTO orgs (uuid, name, local) VALUES (?, ?, 0)");
-    (void)(*ins)->Bind(1, uuid).Bind(2, name.empty() ? uuid : name).Run();
+    (void)(*ins)->Bind(1, uuid).Bind(2, wanted).Run();
     return db->LastInsertId();
   }
 
@@ -336,6 +342,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         }
       }
     }
+    RegisterElements(e);
     auto s = db->Prepare(
         "INSERT INTO events (id, uuid, org_id, timestamp, published, json) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET timestamp = excluded.timestamp, published = excluded.published, json "
@@ -349,6 +356,25 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
         .Bind(6, json::serialize(e.event))
         .Run();
+  }
+
+  // Attribute and object uuids belong to one event (spec 7.5, "Attribute uuid in another event").
+  void RegisterElements(const StoredEvent& e) {
+    auto reg = [&](const json::object& el) {
+      auto ins = db->Prepare("INSERT OR IGNORE INTO element_uuids (uuid, event_id) VALUES (?, ?)");
+      (void)(*ins)->Bind(1, StringOr(el, "uuid")).Bind(2, e.id).Run();
+    };
+    for (auto& a : misp::EventView(const_cast<json::object&>(e.event)).attribute_views()) reg(a.json());
+    for (auto& o : misp::EventView(const_cast<json::object&>(e.event)).object_views()) {
+      reg(o.json());
+      for (auto& a : o.attribute_views()) reg(a.json());
+    }
+  }
+
+  bool BelongsToAnotherEvent(std::string_view uuid, std::int64_t event_id) {
+    auto q = db->Prepare("SELECT event_id FROM element_uuids WHERE uuid = ?");
+    (*q)->Bind(1, uuid);
+    return *(*q)->Step() && (*q)->Int(0) != event_id;
   }
 
   // Stores one sighting unless its uuid is known; `org_id` overrides the row's organisation.
@@ -1156,6 +1182,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       return SaveFail("Could not add Event", "/events/add", "Received a published event that was empty");
     }
     e = policy::MaterializeArrival(std::move(e), receiver);
+    CaptureGroups(e, u);
+    DedupeAttributes(e);
     // Orgc: a sync user or site admin may create for another org; others become the creator.
     misp::EventView ev(e);
     std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
@@ -1187,9 +1215,134 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     return JsonResponse(200, WrapEvent(std::move(out)));
   }
 
+  // On add, non-deleted standalone attributes repeating a (value, type, category) are saved once
+  // (spec 7.5, case 54).
+  static void DedupeAttributes(json::object& e) {
+    json::value* list = e.if_contains("Attribute");
+    if (list == nullptr || !list->is_array()) return;
+    std::set<std::string> seen;
+    json::array kept(list->storage());
+    for (auto& a : list->as_array()) {
+      if (a.is_object() && !misp::BoolOr(a.as_object(), "deleted", false)) {
+        const json::object& o = a.as_object();
+        std::string key = std::string(StringOr(o, "value")) + '\x1f' + std::string(StringOr(o, "type")) + '\x1f' +
+                          std::string(StringOr(o, "category"));
+        if (!seen.insert(key).second) continue;
+      }
+      kept.push_back(std::move(a));
+    }
+    *list = std::move(kept);
+  }
+
+  // On edit, an element whose sharing group will not be captured is dropped (spec 3.4).
+  static void DropUncapturable(json::object& in, const std::vector<policy::Reason>& reasons) {
+    std::set<std::string> drop;
+    for (const auto& r : reasons) {
+      if (r.rule == "receiver.sharing_group.capture" && r.path != "Event") drop.insert(r.path);
+    }
+    if (drop.empty()) return;
+    auto prune = [&](json::object& holder, const char* key, const std::string& base) {
+      json::value* list = holder.if_contains(key);
+      if (list == nullptr || !list->is_array()) return;
+      json::array kept(list->storage());
+      for (std::size_t i = 0; i < list->as_array().size(); ++i) {
+        if (!drop.count(misp::Index(misp::Child(base, key), i))) kept.push_back(std::move(list->as_array()[i]));
+      }
+      *list = std::move(kept);
+    };
+    if (json::value* objects = in.if_contains("Object"); objects != nullptr && objects->is_array()) {
+      for (std::size_t i = 0; i < objects->as_array().size(); ++i) {
+        if (objects->as_array()[i].is_object()) prune(objects->as_array()[i].as_object(), "Attribute", misp::Index("Event.Object", i));
+      }
+    }
+    prune(in, "Attribute", "Event");
+    prune(in, "Object", "Event");
+    prune(in, "EventReport", "Event");
+  }
+
+  // SharingGroup::captureSG against the groups this instance holds (spec 4.5): a new group is
+  // stored (local false); an existing local group is reused unchanged (case 61); an existing
+  // captured group is updated by a sync user or site admin when the payload's `modified` is empty
+  // or later: fields overwritten, organisations and servers added, never removed, `all_orgs`
+  // reset (case 62, 11.26). The element then carries the stored group and its local id.
+  void CaptureGroups(json::object& e, const User& u) {
+    auto capture = [&](json::object& el) {
+      json::value* sgv = el.if_contains("SharingGroup");
+      if (sgv == nullptr || !sgv->is_object() || misp::IntOr(el, "distribution", 0) != 4) return;
+      json::object& incoming = sgv->as_object();
+      std::string uuid(StringOr(incoming, "uuid"));
+      if (!misp::IsUuid(uuid)) return;
+      std::int64_t id;
+      json::object group;
+      if (auto existing = LoadGroup(uuid)) {
+        id = existing->first;
+        group = std::move(existing->second);
+        std::string have_mod(StringOr(group, "modified")), new_mod(StringOr(incoming, "modified"));
+        bool may = u.site_admin() || (u.perm_sync() && !misp::BoolOr(group, "local", false));
+        if (may && (new_mod.empty() || new_mod > have_mod)) {
+          for (const char* k : {"name", "releasability", "description", "created", "modified", "roaming"}) {
+            if (const json::value* v = incoming.if_contains(k)) group[k] = *v;
+          }
+          MergeMembers(group, incoming);
+          (void)SaveGroup(id, group);
+        }
+      } else {
+        group = incoming;
+        group["local"] = false;
+        group.erase("id");
+        auto ins = db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?)");
+        (void)(*ins)->Bind(1, uuid).Bind(2, json::serialize(group)).Run();
+        id = db->LastInsertId();
+      }
+      group["id"] = std::to_string(id);
+      el["SharingGroup"] = std::move(group);
+      el["sharing_group_id"] = std::to_string(id);
+    };
+    capture(e);
+    for (const char* key : {"Attribute", "EventReport", "Object"}) {
+      json::value* list = e.if_contains(key);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& item : list->as_array()) {
+        if (!item.is_object()) continue;
+        capture(item.as_object());
+        if (std::string_view(key) != "Object") continue;
+        if (json::value* attrs = item.as_object().if_contains("Attribute"); attrs != nullptr && attrs->is_array()) {
+          for (auto& a : attrs->as_array()) {
+            if (a.is_object()) capture(a.as_object());
+          }
+        }
+      }
+    }
+  }
+
+  static void MergeMembers(json::object& group, const json::object& incoming) {
+    auto list = [](json::object& o, const char* key) -> json::array& {
+      if (!o.contains(key) || !o[key].is_array()) o[key] = json::array();
+      return o[key].as_array();
+    };
+    json::array& orgs = list(group, "SharingGroupOrg");
+    for (auto uuid : misp::SharingGroupView(incoming).org_uuids()) {
+      bool present = false;
+      for (auto have : misp::SharingGroupView(group).org_uuids()) present |= policy::SameText(have, uuid);
+      if (!present) orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", uuid}}}});
+    }
+    json::array& servers = list(group, "SharingGroupServer");
+    for (auto& row : servers) {
+      if (row.is_object()) row.as_object()["all_orgs"] = false;
+    }
+    for (const auto& row : misp::SharingGroupView(incoming).servers()) {
+      bool present = false;
+      for (const auto& have : misp::SharingGroupView(group).servers()) present |= policy::SameUrl(have.url, row.url);
+      if (!present) {
+        servers.push_back(json::object{{"server_id", std::to_string(row.server_id)}, {"all_orgs", false},
+                                       {"Server", json::object{{"url", row.url}, {"name", row.name}}}});
+      }
+    }
+  }
+
   // Merges `incoming` elements into `stored` by uuid: strictly newer timestamps win, new ones are
   // added, absent ones stay (spec 7.5).
-  static void MergeList(json::object& stored, json::object& incoming, const char* key, bool objects) {
+  void MergeList(json::object& stored, json::object& incoming, const char* key, bool objects, std::int64_t event_id) {
     json::value* in = incoming.if_contains(key);
     if (in == nullptr || !in->is_array()) return;
     json::value* have = stored.if_contains(key);
@@ -1203,6 +1356,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         if (h.is_object() && policy::SameText(StringOr(h.as_object(), "uuid"), uuid)) match = &h.as_object();
       }
       if (match == nullptr) {
+        // A uuid that belongs to another event is skipped ("Duplicate UUID", spec 7.5, case 57).
+        if (std::string_view(key) != "EventReport" && BelongsToAnotherEvent(uuid, event_id)) continue;
         have->as_array().push_back(std::move(item));
         continue;
       }
@@ -1215,7 +1370,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         (*match)[kv.key()] = kv.value();
       }
       MergeTags(*match, n);
-      if (objects) MergeList(*match, n, "Attribute", false);
+      if (objects) MergeList(*match, n, "Attribute", false, event_id);
     }
   }
 
@@ -1272,6 +1427,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                         "User not authorised to create the associated sharing group", stored->id);
       }
     }
+    DropUncapturable(in, reasons);
+    CaptureGroups(in, u);
     json::object& e = stored->event;
     for (const char* field :
          {"date", "threat_level_id", "analysis", "info", "published", "distribution", "timestamp",
@@ -1280,9 +1437,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     }
     if (!in.contains("published")) e["published"] = false;
     MergeTags(e, in);
-    MergeList(e, in, "Attribute", false);
-    MergeList(e, in, "Object", true);
-    MergeList(e, in, "EventReport", false);
+    MergeList(e, in, "Attribute", false, stored->id);
+    MergeList(e, in, "Object", true, stored->id);
+    MergeList(e, in, "EventReport", false, stored->id);
     misp::WriteInt(e, "attribute_count", CountAttributes(e));
     AssignIds(e, stored->id);
     CanonicalEvent(e, u);

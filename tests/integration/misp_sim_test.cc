@@ -101,6 +101,86 @@ TEST_F(MispSimTest, SpecCase58_AnEditWithoutATagLeavesTheTagInPlace) {
   EXPECT_EQ(after.at("Event").at("Tag").as_array()[0].at("name"), json::value("keep-me"));
 }
 
+TEST_F(MispSimTest, SpecCase53_AnUnknownCreatorOrgWhoseNameIsTakenGetsASuffix) {
+  ASSERT_TRUE(sim_->AddOrg("ORG-X", "55555555-5555-4555-8555-555555555555", false).ok());
+  std::string body =
+      R"({"Event":{"info":"x","distribution":"3","Orgc":{"uuid":"66666666-6666-4666-8666-666666666666","name":"ORG-X"},"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
+  auto r = Call(sync_key_, "POST", "/events/add", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto orgc = Body(r).at("Event").at("Orgc");
+  EXPECT_EQ(orgc.at("uuid"), json::value("66666666-6666-4666-8666-666666666666"));
+  std::string name(orgc.at("name").as_string());
+  EXPECT_EQ(name.rfind("ORG-X_", 0), 0u) << name;
+  EXPECT_EQ(name.size(), 10u) << "ORG-X_NNNN";
+}
+
+TEST_F(MispSimTest, SpecCase54_RepeatedAttributesAreSavedOnceOnAdd) {
+  std::string body = R"({"Event":{"info":"x","distribution":"3","Attribute":[
+    {"type":"ip-dst","category":"Network activity","value":"192.0.2.1"},
+    {"type":"ip-dst","category":"Network activity","value":"192.0.2.1"},
+    {"type":"ip-dst","category":"Network activity","value":"192.0.2.1","deleted":true},
+    {"type":"ip-src","category":"Network activity","value":"192.0.2.1"}]}})";
+  auto r = Call(sync_key_, "POST", "/events/add", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Body(r).at("Event").at("Attribute").as_array().size(), 3u) << "deleted ones are all kept";
+}
+
+TEST_F(MispSimTest, SpecCase57_AnAttributeUuidOfAnotherEventIsSkippedOnEdit) {
+  std::string first = CreateEvent(3, {5});
+  json::value a =
+      Body(Call(kAdminKey, "GET", "/events/view/" + first)).at("Event").at("Attribute").as_array()[0];
+  std::string second = CreateEvent(3, {5});
+  json::object e = Body(Call(kAdminKey, "GET", "/events/view/" + second)).at("Event").as_object();
+  e["timestamp"] = "200";
+  json::object stolen = a.as_object();
+  stolen["timestamp"] = "200";
+  stolen["value"] = "stolen.example";
+  e["Attribute"].as_array().push_back(stolen);
+  ASSERT_EQ(
+      Call(kAdminKey, "POST", "/events/edit/" + second, json::serialize(json::object{{"Event", e}})).status,
+      200);
+  auto after = Body(Call(kAdminKey, "GET", "/events/view/" + second));
+  EXPECT_EQ(after.at("Event").at("Attribute").as_array().size(), 1u)
+      << "the rest applied, the duplicate uuid skipped";
+}
+
+TEST_F(MispSimTest, SpecCase61And62_ExistingGroupsAreReusedOrUpdatedByNewerCaptures) {
+  // A group created here through the web UI (local) is reused unchanged.
+  std::string local =
+      R"({"uuid":"77777777-7777-4777-8777-777777777777","name":"local group","local":true,"modified":"2026-01-01 00:00:00","SharingGroupOrg":[{"Organisation":{"uuid":")" +
+      std::string(kOrg1) + R"(","name":"ORG1"}}],"SharingGroupServer":[]})";
+  ASSERT_TRUE(sim_->AddSharingGroup(local).ok());
+  // A captured group (local false) is updated by a newer copy: new org added, all_orgs reset.
+  std::string captured =
+      R"({"uuid":"88888888-8888-4888-8888-888888888888","name":"captured","local":false,"modified":"2026-01-01 00:00:00","SharingGroupOrg":[{"Organisation":{"uuid":")" +
+      std::string(kOrg1) +
+      R"(","name":"ORG1"}}],"SharingGroupServer":[{"server_id":"0","all_orgs":true,"Server":{"url":")" +
+      base_ + R"("}}]})";
+  ASSERT_TRUE(sim_->AddSharingGroup(captured).ok());
+  auto push = [&](const std::string& uuid, const std::string& name, const std::string& extra_org) {
+    std::string sg =
+        R"({"uuid":")" + uuid + R"(","name":")" + name +
+        R"(","modified":"2026-06-01 00:00:00","SharingGroupOrg":[{"Organisation":{"uuid":")" +
+        std::string(kOrg1) + R"(","name":"ORG1"}},{"Organisation":{"uuid":")" + extra_org +
+        R"(","name":"C"}}],"SharingGroupServer":[{"server_id":"0","all_orgs":false,"Server":{"url":")" +
+        base_ + R"("}}]})";
+    std::string body =
+        R"({"Event":{"info":"sg","distribution":"4","sharing_group_id":"9","SharingGroup":)" + sg +
+        R"(,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
+    return Call(sync_key_, "POST", "/events/add", body);
+  };
+  ASSERT_EQ(push("77777777-7777-4777-8777-777777777777", "renamed", kOrg3).status, 200);
+  auto l = Body(Call(kAdminKey, "GET", "/sharing_groups/view/77777777-7777-4777-8777-777777777777"));
+  EXPECT_EQ(l.at("SharingGroup").at("name"), json::value("local group"))
+      << "case 61: a local group is not changed by sync";
+  ASSERT_EQ(push("88888888-8888-4888-8888-888888888888", "captured v2", kOrg3).status, 200);
+  auto c = Body(Call(kAdminKey, "GET", "/sharing_groups/view/88888888-8888-4888-8888-888888888888"));
+  EXPECT_EQ(c.at("SharingGroup").at("name"), json::value("captured v2"));
+  EXPECT_EQ(c.at("SharingGroupOrg").as_array().size(), 2u) << "case 62: org C added, none removed";
+  for (const auto& row : c.at("SharingGroupServer").as_array())
+    EXPECT_EQ(row.at("all_orgs"), json::value(false));
+}
+
 TEST_F(MispSimTest, SpecCase77_AWrongOrMissingKeyGetsMisps403) {
   for (const std::string& key : {std::string("nope"), std::string()}) {
     auto r = key.empty() ? sgsync::testing::Request(server_->port(), "GET", "/events/index")
