@@ -1,4 +1,5 @@
-// state/sqlite.h: a thin RAII layer over the SQLite C API, private to state/.
+// state/sqlite.h: a thin RAII layer over the SQLite C API. sgsync's own SQL stays in state/; misp-sim
+// (a separate program with its own database) uses this layer too.
 //
 // Database owns a connection and a cache of prepared statements; Statement binds parameters (never
 // concatenated SQL) and steps; Transaction is BEGIN IMMEDIATE .. COMMIT, rolled back when dropped
