@@ -1,0 +1,417 @@
+#include "portal-connector/transport.h"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <zlib.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+#include <cctype>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace sgsync::connector {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::string GzipCompress(const std::string& data) {
+  z_stream zs{};
+  deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+Result<std::string> GzipDecompress(const std::string& data, std::size_t max_bytes) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 32) != Z_OK) return Fail(ErrorCode::kInternal, "zlib init failed");
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char buf[65536];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof buf;
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kParse, "the gzip-encoded response body is corrupt");
+    }
+    out.append(buf, sizeof buf - zs.avail_out);
+    if (out.size() > max_bytes) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kLimitExceeded,
+                  "the decoded response exceeds " + std::to_string(max_bytes) + " bytes");
+    }
+    if (rc != Z_STREAM_END && zs.avail_in == 0 && zs.avail_out != 0) {
+      inflateEnd(&zs);
+      return Fail(ErrorCode::kParse, "the gzip-encoded response body is truncated");
+    }
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+namespace {
+
+std::string Hex(const unsigned char* p, unsigned int n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[p[i] >> 4]);
+    out.push_back(kHex[p[i] & 15]);
+  }
+  return out;
+}
+
+std::string Sha256Hex(const unsigned char* p, int n) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(p, static_cast<std::size_t>(n), md, &len, EVP_sha256(), nullptr);
+  return Hex(md, len);
+}
+
+// One kept-alive connection: its own io_context, driven by the thread that uses it.
+struct Connection {
+  asio::io_context io;
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+// Runs the io_context until the started operation completes.
+void Drive(Connection& c) {
+  c.io.restart();
+  c.io.run();
+}
+
+}  // namespace
+
+struct HttpsTransport::Impl {
+  TransportOptions options;
+  std::string api_key;
+  std::string scheme, host, port, prefix;
+  std::unique_ptr<asio::ssl::context> tls_ctx;
+  std::mutex mu;
+  std::vector<std::unique_ptr<Connection>> idle;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  std::string Where(const std::string& target) const { return options.base_url + target; }
+
+  Result<std::unique_ptr<Connection>> Connect(const std::string& target, Clock::time_point deadline) {
+    auto c = std::make_unique<Connection>();
+    boost::system::error_code ec;
+    tcp::resolver resolver(c->io);
+    tcp::resolver::results_type endpoints;
+    resolver.async_resolve(host, port, [&](boost::system::error_code e, tcp::resolver::results_type r) {
+      ec = e;
+      endpoints = std::move(r);
+    });
+    Drive(*c);
+    if (ec)
+      return Fail(ErrorCode::kUnavailable, "cannot resolve " + host + ": " + ec.message(), Where(target));
+    if (tls_ctx) {
+      c->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c->io, *tls_ctx);
+    } else {
+      c->plain = std::make_unique<beast::tcp_stream>(c->io);
+    }
+    c->lowest().expires_after(std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
+    c->lowest().async_connect(endpoints, [&](boost::system::error_code e, const tcp::endpoint&) { ec = e; });
+    Drive(*c);
+    if (ec == beast::error::timeout) return Fail(ErrorCode::kTimeout, "connecting timed out", Where(target));
+    if (ec)
+      return Fail(ErrorCode::kUnavailable, "cannot connect to " + host + ":" + port + ": " + ec.message(),
+                  Where(target));
+    if (!tls_ctx) return c;
+
+    // SNI, host name verification, and the reason OpenSSL gives when verification fails.
+    if (!SSL_set_tlsext_host_name(c->tls->native_handle(), host.c_str())) {
+      return Fail(ErrorCode::kInternal, "cannot set SNI", Where(target));
+    }
+    std::string verify_reason;
+    asio::ssl::host_name_verification check_name(host);
+    c->tls->set_verify_callback([&](bool preverified, asio::ssl::verify_context& vctx) {
+      X509_STORE_CTX* store = vctx.native_handle();
+      if (!preverified) {
+        verify_reason = X509_verify_cert_error_string(X509_STORE_CTX_get_error(store));
+        return false;
+      }
+      if (X509_STORE_CTX_get_error_depth(store) == 0 && !check_name(preverified, vctx)) {
+        verify_reason = "the certificate does not name " + host;
+        return false;
+      }
+      return true;
+    });
+    c->lowest().expires_after(std::min<Clock::duration>(options.timeouts.handshake, deadline - Clock::now()));
+    c->tls->async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code e) { ec = e; });
+    Drive(*c);
+    if (ec == beast::error::timeout)
+      return Fail(ErrorCode::kTimeout, "the TLS handshake timed out", Where(target));
+    if (ec) {
+      std::string why = verify_reason.empty() ? ec.message() : verify_reason;
+      return Fail(ErrorCode::kRefused, "TLS verification failed: " + why, Where(target));
+    }
+    if (!options.tls.pin_sha256.empty()) {
+      X509* cert = SSL_get1_peer_certificate(c->tls->native_handle());
+      if (cert == nullptr)
+        return Fail(ErrorCode::kRefused, "the server sent no certificate to check the pin against",
+                    Where(target));
+      unsigned char* der = nullptr;
+      int n = i2d_X509(cert, &der);
+      std::string cert_hash = n > 0 ? Sha256Hex(der, n) : "";
+      OPENSSL_free(der);
+      der = nullptr;
+      n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+      std::string key_hash = n > 0 ? Sha256Hex(der, n) : "";
+      OPENSSL_free(der);
+      X509_free(cert);
+      std::string pin = options.tls.pin_sha256;
+      for (auto& ch : pin) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (pin != cert_hash && pin != key_hash) {
+        return Fail(
+            ErrorCode::kRefused,
+            "TLS verification failed: certificate pin mismatch (the server's certificate SHA-256 is " +
+                cert_hash + ")",
+            Where(target));
+      }
+    }
+    return c;
+  }
+
+  std::unique_ptr<Connection> TakeIdle() {
+    std::lock_guard lock(mu);
+    if (idle.empty()) return nullptr;
+    auto c = std::move(idle.back());
+    idle.pop_back();
+    return c;
+  }
+
+  void GiveBack(std::unique_ptr<Connection> c) {
+    std::lock_guard lock(mu);
+    if (idle.size() < options.max_connections) idle.push_back(std::move(c));
+  }
+
+  // One exchange. `reused` tells whether the connection came from the pool.
+  template <typename Stream>
+  Result<HttpResponse> Exchange(Connection& c, Stream& stream, const HttpRequest& req,
+                                Clock::time_point deadline, bool* keep) {
+    boost::system::error_code ec;
+    http::request<http::string_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
+    out.set(http::field::host, host);
+    out.set(http::field::authorization, api_key);
+    out.set(http::field::accept, "application/json");
+    out.set(http::field::content_type, "application/json");
+    out.set(http::field::accept_encoding, "gzip");
+    if (!options.user_agent.empty()) out.set(http::field::user_agent, options.user_agent);
+    for (const auto& [k, v] : req.headers) out.set(k, v);
+    if (options.gzip_requests && req.body.size() > 1024) {
+      out.set(http::field::content_encoding, "gzip");
+      out.body() = GzipCompress(req.body);
+    } else {
+      out.body() = req.body;
+    }
+    out.keep_alive(true);
+    out.prepare_payload();
+    auto remaining = [&] { return deadline - Clock::now(); };
+    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
+    http::async_write(stream, out, [&](boost::system::error_code e, std::size_t) { ec = e; });
+    Drive(c);
+    if (ec) return MapError(ec, req.target, "sending the request");
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(options.max_response_bytes);
+    parser.header_limit(64 * 1024);
+    if (req.method == "HEAD") parser.skip(true);
+    http::async_read_header(stream, c.buffer, parser,
+                            [&](boost::system::error_code e, std::size_t) { ec = e; });
+    Drive(c);
+    if (ec) return MapError(ec, req.target, "waiting for the response header");
+    while (!parser.is_done()) {
+      if (remaining() <= Clock::duration::zero())
+        return Fail(ErrorCode::kTimeout, "the exchange took longer than its total deadline",
+                    Where(req.target));
+      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
+      http::async_read_some(stream, c.buffer, parser,
+                            [&](boost::system::error_code e, std::size_t) { ec = e; });
+      Drive(c);
+      if (ec) {
+        std::string progress = parser.content_length()
+                                   ? " (" + std::to_string(parser.get().body().size()) + " of " +
+                                         std::to_string(*parser.content_length()) + " bytes)"
+                                   : "";
+        return MapError(ec, req.target, "reading the response body" + progress);
+      }
+    }
+    auto& res = parser.get();
+    HttpResponse r;
+    r.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      r.headers[name] = std::string(f.value());
+    }
+    r.body = std::move(res.body());
+    if (r.headers["content-encoding"] == "gzip") {
+      SGSYNC_TRY(std::string plain, GzipDecompress(r.body, options.max_response_bytes));
+      r.body = std::move(plain);
+    }
+    *keep = res.keep_alive();
+    return r;
+  }
+
+  Error MapError(boost::system::error_code ec, const std::string& target, const std::string& while_doing) {
+    if (ec == beast::error::timeout)
+      return Fail(ErrorCode::kTimeout, "timed out " + while_doing, Where(target));
+    if (ec == http::error::body_limit) {
+      return Fail(
+          ErrorCode::kLimitExceeded,
+          "the response is larger than the limit of " + std::to_string(options.max_response_bytes) + " bytes",
+          Where(target));
+    }
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == http::error::partial_message || ec == asio::ssl::error::stream_truncated) {
+      return Fail(ErrorCode::kUnavailable, "the connection was closed while " + while_doing, Where(target));
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_version).category()) {
+      return Fail(ErrorCode::kParse, "malformed HTTP response: " + ec.message(), Where(target));
+    }
+    return Fail(ErrorCode::kUnavailable, ec.message() + " while " + while_doing, Where(target));
+  }
+
+  Result<HttpResponse> Once(const HttpRequest& req, Clock::time_point deadline) {
+    std::unique_ptr<Connection> c = TakeIdle();
+    bool reused = c != nullptr;
+    if (!c) {
+      SGSYNC_TRY(c, Connect(req.target, deadline));
+    }
+    bool keep = false;
+    Result<HttpResponse> r =
+        c->tls ? Exchange(*c, *c->tls, req, deadline, &keep) : Exchange(*c, *c->plain, req, deadline, &keep);
+    // A kept-alive connection the server had closed meanwhile: one fresh try, for any request,
+    // because nothing was read back (the server did not answer it).
+    if (!r.ok() && reused && r.error().code == ErrorCode::kUnavailable &&
+        r.error().message.find("waiting for the response header") != std::string::npos && req.idempotent) {
+      SGSYNC_TRY(c, Connect(req.target, deadline));
+      r = c->tls ? Exchange(*c, *c->tls, req, deadline, &keep)
+                 : Exchange(*c, *c->plain, req, deadline, &keep);
+    }
+    if (r.ok() && keep) GiveBack(std::move(c));
+    return r;
+  }
+
+  std::chrono::milliseconds Backoff(int attempt) {
+    std::int64_t cap = options.retry.cap.count();
+    std::int64_t ceiling = options.retry.base.count();
+    for (int i = 1; i < attempt && ceiling < cap; ++i) ceiling *= 2;
+    ceiling = std::min(ceiling, cap);
+    std::lock_guard lock(mu);
+    return std::chrono::milliseconds(
+        std::uniform_int_distribution<std::int64_t>(0, ceiling)(rng));  // full jitter
+  }
+};
+
+HttpsTransport::HttpsTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpsTransport::~HttpsTransport() = default;
+const TransportOptions& HttpsTransport::options() const { return impl_->options; }
+
+Result<std::unique_ptr<HttpsTransport>> HttpsTransport::Create(TransportOptions options,
+                                                               std::string api_key) {
+  auto impl = std::make_unique<Impl>();
+  auto url = boost::urls::parse_uri(options.base_url);
+  if (!url) return Fail(ErrorCode::kInvalidArgument, "not a URL: " + url.error().message(), "url");
+  impl->scheme = std::string(url->scheme());
+  impl->host = std::string(url->host());
+  impl->port = url->has_port() ? std::string(url->port()) : impl->scheme == "https" ? "443" : "80";
+  impl->prefix = std::string(url->encoded_path());
+  while (!impl->prefix.empty() && impl->prefix.back() == '/') impl->prefix.pop_back();
+  if (impl->scheme == "http") {
+    if (!options.allow_insecure_http) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "plain http:// needs allow_insecure_http = true in the link configuration", "url");
+    }
+  } else if (impl->scheme != "https") {
+    return Fail(ErrorCode::kInvalidArgument, "expected an https:// URL, found \"" + impl->scheme + "://\"",
+                "url");
+  } else {
+    impl->tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    boost::system::error_code ec;
+    SSL_CTX_set_min_proto_version(impl->tls_ctx->native_handle(), TLS1_2_VERSION);
+    impl->tls_ctx->set_verify_mode(asio::ssl::verify_peer);
+    if (options.tls.ca_file.empty()) {
+      impl->tls_ctx->set_default_verify_paths(ec);
+    } else {
+      impl->tls_ctx->load_verify_file(options.tls.ca_file, ec);
+    }
+    if (ec)
+      return Fail(ErrorCode::kInvalidArgument, "cannot load the CA certificates: " + ec.message(),
+                  "tls.ca_file");
+    if (!options.tls.client_cert.empty()) {
+      impl->tls_ctx->use_certificate_chain_file(options.tls.client_cert, ec);
+      if (ec)
+        return Fail(ErrorCode::kInvalidArgument, "cannot load the client certificate: " + ec.message(),
+                    "tls.client_cert");
+      impl->tls_ctx->use_private_key_file(options.tls.client_key, asio::ssl::context::pem, ec);
+      if (ec)
+        return Fail(ErrorCode::kInvalidArgument, "cannot load the client key: " + ec.message(),
+                    "tls.client_key");
+    }
+    const std::string& pin = options.tls.pin_sha256;
+    if (!pin.empty() && (pin.size() != 64 || !std::all_of(pin.begin(), pin.end(), [](char ch) {
+                           return std::isxdigit(static_cast<unsigned char>(ch));
+                         }))) {
+      return Fail(ErrorCode::kInvalidArgument, "expected 64 hex digits (a SHA-256)", "tls.pin_sha256");
+    }
+  }
+  impl->options = std::move(options);
+  impl->api_key = std::move(api_key);
+  return std::unique_ptr<HttpsTransport>(new HttpsTransport(std::move(impl)));
+}
+
+Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
+  const auto deadline = Clock::now() + impl_->options.timeouts.total;
+  const int attempts = request.idempotent ? std::max(1, impl_->options.retry.max_attempts) : 1;
+  for (int attempt = 1;; ++attempt) {
+    Result<HttpResponse> r = impl_->Once(request, deadline);
+    bool last = attempt >= attempts || Clock::now() >= deadline;
+    std::chrono::milliseconds wait = impl_->Backoff(attempt);
+    if (r.ok()) {
+      r->attempts = attempt;
+      bool retryable = r->status >= 500 || r->status == 429;
+      if (!retryable || last) return r;
+      if (r->status == 429) {
+        // Honour Retry-After (seconds) when the server gives it.
+        auto it = r->headers.find("retry-after");
+        if (it != r->headers.end() && !it->second.empty() &&
+            std::all_of(it->second.begin(), it->second.end(),
+                        [](char ch) { return ch >= '0' && ch <= '9'; })) {
+          wait = std::max(wait, std::chrono::milliseconds(std::stoll(it->second) * 1000));
+        }
+      }
+    } else {
+      ErrorCode code = r.error().code;
+      bool retryable = code == ErrorCode::kUnavailable || code == ErrorCode::kTimeout;
+      if (!retryable || last) return r;
+    }
+    if (Clock::now() + wait >= deadline) return r;
+    std::this_thread::sleep_for(wait);
+  }
+}
+
+}  // namespace sgsync::connector

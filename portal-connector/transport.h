@@ -1,0 +1,102 @@
+// portal-connector/transport.h: the one place where sgsync talks HTTP(S) to a MISP.
+//
+// HttpsTransport sends requests to one MISP base URL over HTTP/1.1 keep-alive connections (a
+// bounded pool), with TLS 1.2+ verified by default (system CA store or a configured CA file, host
+// name checked, SNI sent), optional pinning of the server's certificate or public key (SHA-256),
+// an optional client certificate (mTLS), deadlines for connecting, the TLS handshake, the response
+// header, body progress and the whole exchange, a response size limit, gzip both ways, and
+// retries with exponential backoff and full jitter for requests that are safe to repeat.
+//
+// Writes (events/add, events/edit) are never repeated here: the caller makes them safe (MISP
+// refuses a not-newer edit with 403; a HEAD events/view tells whether an add landed).
+//
+// The API key travels in the Authorization header and nowhere else: no error message and no log
+// line built here contains a header value. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace sgsync::connector {
+
+struct TlsOptions {
+  std::string ca_file;      // PEM bundle; empty: the system store
+  std::string pin_sha256;   // hex SHA-256 of the leaf certificate (DER) or of its public key (SPKI DER)
+  std::string client_cert;  // PEM, for servers that require a client certificate
+  std::string client_key;
+};
+
+struct Timeouts {
+  std::chrono::milliseconds connect{10000};
+  std::chrono::milliseconds handshake{10000};
+  std::chrono::milliseconds response_header{30000};
+  std::chrono::milliseconds body_progress{30000};  // longest wait between two pieces of the body
+  std::chrono::milliseconds total{300000};
+};
+
+struct RetryPolicy {
+  int max_attempts = 4;  // first try included
+  std::chrono::milliseconds base{200};
+  std::chrono::milliseconds cap{30000};
+};
+
+struct TransportOptions {
+  std::string base_url;              // "https://misp.example.org" (a path prefix is kept)
+  bool allow_insecure_http = false;  // plain http:// only when the link configuration says so
+  TlsOptions tls;
+  Timeouts timeouts;
+  RetryPolicy retry;
+  std::size_t max_response_bytes = std::size_t{512} << 20;
+  std::size_t max_connections = 4;  // kept alive per transport
+  bool gzip_requests = false;       // compress bodies over 1 KB (when the peer announced gzip)
+  std::string user_agent;           // sgsync chooses it deliberately: docs/connector.md
+};
+
+struct HttpRequest {
+  std::string method;                          // GET, HEAD, POST
+  std::string target;                          // path below the base URL, e.g. "/events/index"
+  std::map<std::string, std::string> headers;  // besides Authorization/Accept/Content-Type/User-Agent
+  std::string body;
+  bool idempotent = false;  // safe to repeat: GET, HEAD and MISP's query POSTs
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string body;                            // gzip already undone
+  int attempts = 1;
+};
+
+class HttpsTransport {
+ public:
+  // Checks the options (URL, files, pin syntax) and loads the TLS material; fails naming the option.
+  static Result<std::unique_ptr<HttpsTransport>> Create(TransportOptions options, std::string api_key);
+  ~HttpsTransport();
+
+  // Sends one request (retrying when `idempotent` and the failure allows it). HTTP statuses are
+  // not errors here: MISP's 4xx carry meaning the client decodes. Errors are transport failures:
+  // kUnavailable (DNS, connect, reset), kRefused (TLS verification, with the reason), kTimeout,
+  // kLimitExceeded (response too large), kParse (malformed HTTP), kRateLimited (429 after the
+  // last attempt is returned as a response, not an error).
+  Result<HttpResponse> Send(const HttpRequest& request);
+
+  const TransportOptions& options() const;
+
+ private:
+  struct Impl;
+  explicit HttpsTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// gzip helpers (shared by the transport and its tests).
+std::string GzipCompress(const std::string& data);
+Result<std::string> GzipDecompress(const std::string& data, std::size_t max_bytes);
+
+}  // namespace sgsync::connector

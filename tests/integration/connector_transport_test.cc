@@ -1,0 +1,211 @@
+// The HTTPS transport against misp-sim over real TLS on 127.0.0.1, with certificates the tests make:
+// verification fails closed with a reason, pins and client certificates work, retries follow the
+// rules for safe requests, and broken answers give their typed errors.
+#include <gtest/gtest.h>
+
+#include "misp-sim/sim.h"
+#include "portal-connector/transport.h"
+#include "tests/support/test_pki.h"
+
+namespace sgsync::connector {
+namespace {
+
+const std::string kKey(40, 'k');
+
+class TransportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pki_ = new sgsync::testing::TestPki(); }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+
+  void Serve(const std::string& cert, const std::string& key, const std::string& client_ca = "") {
+    auto sim = sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG1", "", kKey, "", ""});
+    ASSERT_TRUE(sim.ok());
+    sim_ = std::move(*sim);
+    sim::MispSim* raw = sim_.get();
+    auto server = sim::HttpServer::Start(
+        "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
+        sim::TlsFiles{cert, key, client_ca});
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+  }
+
+  TransportOptions Options() {
+    TransportOptions o;
+    o.base_url = "https://127.0.0.1:" + std::to_string(server_->port());
+    o.tls.ca_file = pki_->ca();
+    o.retry.base = std::chrono::milliseconds(10);
+    o.retry.cap = std::chrono::milliseconds(50);
+    return o;
+  }
+
+  Result<HttpResponse> Get(TransportOptions o, const std::string& target = "/servers/getVersion") {
+    auto t = HttpsTransport::Create(std::move(o), kKey);
+    if (!t.ok()) return t.error();
+    return (*t)->Send(HttpRequest{"GET", target, {}, "", true});
+  }
+
+  static sgsync::testing::TestPki* pki_;
+  std::unique_ptr<sim::MispSim> sim_;
+  std::unique_ptr<sim::HttpServer> server_;
+};
+sgsync::testing::TestPki* TransportTest::pki_ = nullptr;
+
+TEST_F(TransportTest, AVerifiedServerAnswers) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  auto r = Get(Options());
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("\"version\":\"2.5.1\""), std::string::npos);
+}
+
+TEST_F(TransportTest, EveryBadCertificateFailsClosedWithItsReason) {
+  struct Case {
+    std::string name, cert, key, ca, reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"wrong host", pki_->wrong_host_cert(), pki_->Path("wronghost.key"), pki_->ca(),
+            "does not name 127.0.0.1"},
+           {"expired", pki_->expired_cert(), pki_->Path("expired.key"), pki_->ca(), "expired"},
+           {"self-signed", pki_->self_signed_cert(), pki_->self_signed_key(), pki_->ca(), "self-signed"},
+           {"untrusted CA", pki_->server_cert(), pki_->server_key(), pki_->client_ca(),
+            "unable to get local issuer"},
+       }) {
+    Serve(c.cert, c.key);
+    TransportOptions o = Options();
+    o.tls.ca_file = c.ca;
+    auto r = Get(o);
+    ASSERT_FALSE(r.ok()) << c.name << " was accepted";
+    EXPECT_EQ(r.error().code, ErrorCode::kRefused) << c.name << ": " << r.error().ToString();
+    EXPECT_NE(r.error().message.find(c.reason), std::string::npos) << c.name << ": " << r.error().message;
+    EXPECT_EQ(r.error().message.find(kKey), std::string::npos);
+  }
+}
+
+TEST_F(TransportTest, APinMustMatchTheCertificate) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  TransportOptions o = Options();
+  o.tls.pin_sha256 = pki_->Fingerprint(pki_->server_cert());
+  ASSERT_EQ(o.tls.pin_sha256.size(), 64u);
+  auto good = Get(o);
+  EXPECT_TRUE(good.ok()) << good.error().ToString();
+  o.tls.pin_sha256 = pki_->Fingerprint(pki_->self_signed_cert());
+  auto r = Get(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("pin mismatch"), std::string::npos) << r.error().message;
+  o.tls.pin_sha256 = "nothex";
+  EXPECT_EQ(HttpsTransport::Create(o, kKey).error().where, "tls.pin_sha256");
+}
+
+TEST_F(TransportTest, AServerRequiringAClientCertificateAcceptsOnlyWithIt) {
+  Serve(pki_->server_cert(), pki_->server_key(), pki_->client_ca());
+  TransportOptions o = Options();
+  EXPECT_FALSE(Get(o).ok()) << "no client certificate";
+  o.tls.client_cert = pki_->client_cert();
+  o.tls.client_key = pki_->client_key();
+  auto r = Get(o);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(TransportTest, PlainHttpNeedsToBeAllowed) {
+  TransportOptions o;
+  o.base_url = "http://127.0.0.1:1";
+  auto t = HttpsTransport::Create(o, kKey);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().where, "url");
+  o.allow_insecure_http = true;
+  EXPECT_TRUE(HttpsTransport::Create(o, kKey).ok());
+}
+
+TEST_F(TransportTest, SafeRequestsAreRetriedOn5xxAndWritesAreNot) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  sim::Fault f;
+  f.route = "/servers/getVersion";
+  f.error_rate = 1;
+  f.error_status = 500;
+  f.remaining = 2;
+  sim_->AddFault(f);
+  auto r = Get(Options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->attempts, 3);
+  f.route = "/events/add";
+  f.remaining = 1;
+  sim_->AddFault(f);
+  auto t = HttpsTransport::Create(Options(), kKey);
+  auto w = (*t)->Send(HttpRequest{"POST", "/events/add", {}, R"({"Event":{"info":"x"}})", false});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->status, 500) << "a write is never repeated blindly";
+  EXPECT_EQ(w->attempts, 1);
+}
+
+TEST_F(TransportTest, A429RetryAfterIsHonoured) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  sim::Fault f;
+  f.route = "/servers/getVersion";
+  f.error_rate = 1;
+  f.error_status = 429;
+  f.retry_after_s = 1;
+  f.remaining = 1;
+  sim_->AddFault(f);
+  auto start = std::chrono::steady_clock::now();
+  auto r = Get(Options());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000))
+      << "waited as the server asked";
+}
+
+TEST_F(TransportTest, BrokenAnswersGiveTypedErrors) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  TransportOptions o = Options();
+  o.retry.max_attempts = 1;
+  o.timeouts.response_header = std::chrono::milliseconds(300);
+  struct Case {
+    std::string name;
+    sim::Fault fault;
+    ErrorCode code;
+  };
+  sim::Fault reset;
+  reset.reset_after_bytes = 10;
+  sim::Fault truncated;
+  truncated.truncate_body = true;
+  sim::Fault stall;
+  stall.stall_ms = 1500;
+  for (Case c : std::vector<Case>{{"reset mid-body", reset, ErrorCode::kUnavailable},
+                                  {"truncated body", truncated, ErrorCode::kUnavailable},
+                                  {"stalled server", stall, ErrorCode::kTimeout}}) {
+    c.fault.route = "/servers/getVersion";
+    c.fault.remaining = 1;
+    sim_->AddFault(c.fault);
+    auto r = Get(o);
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().code, c.code) << c.name << ": " << r.error().ToString();
+  }
+  TransportOptions small = Options();
+  small.max_response_bytes = 50;
+  auto big = Get(small);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code, ErrorCode::kLimitExceeded) << big.error().ToString();
+}
+
+TEST_F(TransportTest, GzipGoesBothWaysAndTheKeyTravelsOnlyInTheHeader) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  TransportOptions o = Options();
+  o.gzip_requests = true;
+  auto t = HttpsTransport::Create(o, kKey);
+  std::string body = R"({"minimal":1,"padding":")" + std::string(3000, 'p') + R"("})";
+  auto r = (*t)->Send(HttpRequest{"POST", "/events/index", {}, body, true});
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  auto log = sim_->RequestLog();
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.back().headers.at("content-encoding"), "gzip");
+  EXPECT_EQ(log.back().body, body) << "misp-sim decoded what the transport compressed";
+}
+
+}  // namespace
+}  // namespace sgsync::connector
