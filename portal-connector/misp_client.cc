@@ -1,0 +1,230 @@
+#include "portal-connector/misp_client.h"
+
+#ifndef SGSYNC_VERSION
+#define SGSYNC_VERSION "0.1.0"
+#endif
+
+namespace sgsync::connector {
+
+std::string SgsyncUserAgent() {
+  return std::string("MISP-compatible sgsync/") + SGSYNC_VERSION + " (SecureGRID federation sync)";
+}
+
+MispClient::MispClient(std::unique_ptr<HttpsTransport> transport) : transport_(std::move(transport)) {}
+
+Result<HttpResponse> MispClient::Call(const std::string& method, const std::string& target,
+                                      const std::string& body, bool idempotent,
+                                      std::map<std::string, std::string> headers) {
+  return transport_->Send(HttpRequest{method, target, std::move(headers), body, idempotent});
+}
+
+Error MispClient::ErrorFor(const HttpResponse& r, const std::string& target) {
+  std::string where = transport_->options().base_url + target;
+  misp::MispError e;
+  if (auto parsed = misp::ParseJson(r.body); parsed.ok()) e = misp::DecodeMispError(*parsed);
+  std::string text = e.message.empty() ? e.name : e.message;
+  if (!e.errors.empty()) text += (text.empty() ? "" : ": ") + e.errors;
+  if (text.empty()) text = "HTTP " + std::to_string(r.status);
+  ErrorCode code = ErrorCode::kInvalidArgument;
+  if (r.status == 403) {
+    code = text.find("Authentication failed") != std::string::npos ? ErrorCode::kUnauthenticated
+           : e.errors.find("not newer than the local copy") != std::string::npos
+               ? ErrorCode::kNotNewer
+               : ErrorCode::kPermissionDenied;
+  } else if (r.status == 404) {
+    code = r.headers.count("location") ? ErrorCode::kAlreadyExists : ErrorCode::kNotFound;
+  } else if (r.status == 429) {
+    code = ErrorCode::kRateLimited;
+  } else if (r.status >= 500) {
+    code = ErrorCode::kUnavailable;
+  }
+  return Fail(code, "MISP answered " + std::to_string(r.status) + ": " + text, where);
+}
+
+Result<json::value> MispClient::Json(const HttpResponse& r, const std::string& target) {
+  if (r.status != 200) return ErrorFor(r, target);
+  auto v = misp::ParseJson(r.body, {}, transport_->options().base_url + target);
+  if (!v.ok()) return v.error();
+  return std::move(*v);
+}
+
+Result<misp::ServerVersion> MispClient::GetVersion() {
+  SGSYNC_TRY(auto r, Call("GET", "/servers/getVersion", "", true));
+  SGSYNC_TRY(json::value v, Json(r, "/servers/getVersion"));
+  auto out = misp::DecodeServerVersion(v);
+  if (!out.ok()) return out.error().Within(transport_->options().base_url + "/servers/getVersion");
+  return out;
+}
+
+Result<misp::UserInfo> MispClient::WhoAmI() {
+  SGSYNC_TRY(auto r, Call("GET", "/users/view/me.json", "", true));
+  SGSYNC_TRY(json::value v, Json(r, "/users/view/me.json"));
+  auto out = misp::DecodeUserInfo(v);
+  if (!out.ok()) return out.error().Within(transport_->options().base_url + "/users/view/me.json");
+  return out;
+}
+
+Result<IndexPage> MispClient::EventIndex(const json::object& filter, const std::string& etag) {
+  SGSYNC_TRY(auto r, Call("POST", "/events/index", json::serialize(filter), true,
+                          {{"If-None-Match", etag.empty() ? "\"\"" : etag}}));
+  IndexPage page;
+  if (r.status == 304) {
+    page.not_modified = true;
+    page.etag = etag;
+    return page;
+  }
+  SGSYNC_TRY(json::value v, Json(r, "/events/index"));
+  auto rows = misp::DecodeEventIndex(v);
+  if (!rows.ok()) return rows.error().Within(transport_->options().base_url + "/events/index");
+  page.rows = std::move(*rows);
+  page.etag = r.headers.count("etag") ? r.headers["etag"] : "";
+  if (auto it = r.headers.find("x-result-count"); it != r.headers.end()) {
+    json::value count(it->second);
+    page.total = misp::IntOr(&count, static_cast<std::int64_t>(page.rows.size()));
+  }
+  return page;
+}
+
+Result<std::vector<misp::EventDocument>> MispClient::RestSearch(const json::object& filter,
+                                                                std::int64_t* total) {
+  json::object f = filter;
+  f["returnFormat"] = "json";
+  SGSYNC_TRY(auto r, Call("POST", "/events/restSearch", json::serialize(f), true));
+  SGSYNC_TRY(json::value v, Json(r, "/events/restSearch"));
+  if (total != nullptr) {
+    json::value count(r.headers.count("x-result-count") ? r.headers["x-result-count"] : "0");
+    *total = misp::IntOr(&count, 0);
+  }
+  auto docs = misp::DecodeEventList(std::move(v));
+  if (!docs.ok()) return docs.error().Within(transport_->options().base_url + "/events/restSearch");
+  return docs;
+}
+
+Result<std::optional<misp::EventDocument>> MispClient::ViewEvent(const std::string& uuid,
+                                                                 const ViewForm& form) {
+  // The named-parameter form MISP's pull uses (events-view-pull-form.json); a query string would be ignored.
+  std::string target = "/events/view/" + uuid;
+  if (form.include_deleted) target += "/deleted[]:0/deleted[]:1";
+  target += "/excludeGalaxy:1/includeEventCorrelations:0/includeFeedCorrelations:0/includeWarninglistHits:0";
+  if (form.exclude_local_tags) target += "/excludeLocalTags:1";
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  if (r.status == 404) return std::optional<misp::EventDocument>();
+  SGSYNC_TRY(json::value v, Json(r, target));
+  auto doc = misp::EventDocument::FromJson(std::move(v));
+  if (!doc.ok()) return doc.error().Within(transport_->options().base_url + target);
+  return std::optional<misp::EventDocument>(std::move(*doc));
+}
+
+Result<bool> MispClient::EventExists(const std::string& uuid) {
+  SGSYNC_TRY(auto r, Call("HEAD", "/events/view/" + uuid, "", true));
+  if (r.status == 200) return true;
+  if (r.status == 404) return false;
+  return ErrorFor(r, "/events/view/" + uuid);
+}
+
+Result<WriteResult> MispClient::AddEvent(const json::object& event) {
+  const std::string target = "/events/add/metadata:1";
+  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
+  WriteResult w;
+  if (r.status == 404 && r.headers.count("location")) {
+    // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
+    const std::string& loc = r.headers["location"];
+    w.existing_id = loc.substr(loc.find_last_of('/') + 1);
+    return w;
+  }
+  SGSYNC_TRY(w.body, Json(r, target));
+  w.written = true;
+  return w;
+}
+
+Result<WriteResult> MispClient::EditEvent(const std::string& uuid_or_id, const json::object& event) {
+  const std::string target = "/events/edit/" + uuid_or_id + "/metadata:1";
+  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
+  WriteResult w;
+  SGSYNC_TRY(w.body, Json(r, target));
+  w.written = true;
+  return w;
+}
+
+Result<std::vector<std::string>> MispClient::FilterEventIdsForPush(
+    const std::vector<std::pair<std::string, std::int64_t>>& offer) {
+  json::array body;
+  for (const auto& [uuid, ts] : offer) {
+    body.push_back(json::object{{"Event", json::object{{"uuid", uuid}, {"timestamp", std::to_string(ts)}}}});
+  }
+  SGSYNC_TRY(auto r, Call("POST", "/events/filterEventIdsForPush", json::serialize(body), true));
+  SGSYNC_TRY(json::value v, Json(r, "/events/filterEventIdsForPush"));
+  if (!v.is_array()) {
+    return Fail(ErrorCode::kParse, "expected a list of uuids, found " + misp::Describe(v),
+                transport_->options().base_url + "/events/filterEventIdsForPush");
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < v.as_array().size(); ++i) {
+    const json::value& u = v.as_array()[i];
+    if (!u.is_string() || !misp::IsUuid(u.as_string())) {
+      return Fail(ErrorCode::kParse, "expected a uuid, found " + misp::Describe(u), misp::Index("$", i));
+    }
+    out.emplace_back(u.as_string());
+  }
+  return out;
+}
+
+Result<std::vector<misp::SharingGroupInfo>> MispClient::SharingGroups() {
+  SGSYNC_TRY(auto r, Call("GET", "/sharing_groups/index", "", true));
+  SGSYNC_TRY(json::value v, Json(r, "/sharing_groups/index"));
+  return misp::DecodeSharingGroupIndex(v);
+}
+
+Result<bool> MispClient::SupportsEventReports() {
+  SGSYNC_TRY(auto r, Call("GET", "/eventReports/add", "", true));
+  if (r.status != 200) return false;
+  auto v = misp::ParseJson(r.body);
+  return v.ok() && v->is_object() && !misp::StringOr(v->as_object(), "description").empty();
+}
+
+Result<json::array> MispClient::SightingsForEvents(const std::vector<std::string>& event_uuids) {
+  json::array uuids;
+  for (const auto& u : event_uuids) uuids.push_back(json::value(u));
+  json::object body{{"returnFormat", "json"}, {"last", 0}, {"includeUuid", true}, {"uuid", std::move(uuids)}};
+  SGSYNC_TRY(auto r, Call("POST", "/sightings/restSearch/event", json::serialize(body), true));
+  SGSYNC_TRY(json::value v, Json(r, "/sightings/restSearch/event"));
+  if (!v.is_object() || !v.as_object().contains("response") || !v.as_object()["response"].is_array()) {
+    return Fail(ErrorCode::kParse, "expected {\"response\": [...]}, found " + misp::Describe(v), "$");
+  }
+  return v.as_object()["response"].as_array();
+}
+
+Result<std::vector<std::string>> MispClient::KnownSightings(const std::string& event_uuid,
+                                                            const std::vector<std::string>& sighting_uuids) {
+  json::array body;
+  for (const auto& u : sighting_uuids) body.push_back(json::value(u));
+  const std::string target = "/sightings/filterSightingUuidsForPush/" + event_uuid;
+  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(body), true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  std::vector<std::string> out;
+  if (v.is_array()) {
+    for (const auto& u : v.as_array()) {
+      if (u.is_string()) out.emplace_back(u.as_string());
+    }
+  }
+  return out;
+}
+
+Result<json::value> MispClient::SaveSightings(const std::string& event_uuid, const json::array& sightings) {
+  const std::string target = "/sightings/bulkSaveSightings/" + event_uuid;
+  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(sightings), false));
+  return Json(r, target);
+}
+
+Result<json::array> MispClient::Proposals(std::int64_t since) {
+  // MISP's pull of proposals (shadow-attributes-index-pull-form.json).
+  const std::string target = "/shadow_attributes/index/all:1/timestamp:" + std::to_string(since) +
+                             "/limit:1000/page:1/deleted[]:0/deleted[]:1.json";
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  if (!v.is_array())
+    return Fail(ErrorCode::kParse, "expected a list of proposals, found " + misp::Describe(v), "$");
+  return v.as_array();
+}
+
+}  // namespace sgsync::connector

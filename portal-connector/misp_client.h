@@ -1,0 +1,90 @@
+// portal-connector/misp_client.h: the typed MISP REST client both ends of a link are spoken to with.
+//
+// Every call sends what MISP 2.5.1's own sync sends (URLs, methods, headers and body shapes of the
+// captures in shared/fixtures/misp/real-2.5.1/: api/ and sync-trace/) and decodes the answer with
+// sync/misp. MISP's statuses and error bodies become typed errors (ErrorCode):
+//   unauthenticated  403 "Authentication failed ..."      permission_denied  other 403
+//   not_found        404                                   not_newer         403 on a not-newer edit
+//   already_exists   404 + Location on an add              invalid_argument  405, other 4xx
+//   rate_limited     429 (after the transport's retries)   unavailable       5xx and transport failures
+//   parse            a malformed or unexpected body, with the byte offset or JSON path
+// The message carries MISP's own text (name, message, errors); never the API key. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "portal-connector/transport.h"
+#include "sync/misp/api.h"
+#include "sync/misp/event.h"
+
+namespace sgsync::connector {
+
+namespace json = boost::json;
+
+// What the User-Agent says (docs/connector.md): MISP signs protected events only for user agents
+// that start with "MISP" (spec 9.1).
+std::string SgsyncUserAgent();
+
+struct IndexPage {
+  bool not_modified = false;  // 304: nothing changed since `etag`
+  std::vector<misp::EventIndexEntry> rows;
+  std::string etag;        // send it back next time
+  std::int64_t total = 0;  // X-Result-Count
+};
+
+struct ViewForm {
+  bool include_deleted = true;     // deleted[]:0/deleted[]:1 (only the path form works, spec 3.3)
+  bool exclude_local_tags = true;  // excludeLocalTags:1 unless the link is internal
+};
+
+// What an add or edit did.
+struct WriteResult {
+  bool written = false;
+  std::string existing_id;  // an add of a known uuid: the remote's id from Location (spec 7.2)
+  json::value body;         // MISP's answer
+};
+
+class MispClient {
+ public:
+  explicit MispClient(std::unique_ptr<HttpsTransport> transport);
+
+  Result<misp::ServerVersion> GetVersion();
+  Result<misp::UserInfo> WhoAmI();  // users/view/me.json
+  // POST /events/index with If-None-Match (`etag`, or "" to ask for one); `filter` as
+  // policy::PullIndexFilter builds it.
+  Result<IndexPage> EventIndex(const json::object& filter, const std::string& etag);
+  Result<std::vector<misp::EventDocument>> RestSearch(const json::object& filter,
+                                                      std::int64_t* total = nullptr);
+  // nullopt when the remote does not serve it (404: missing or hidden alike).
+  Result<std::optional<misp::EventDocument>> ViewEvent(const std::string& uuid, const ViewForm& form);
+  Result<bool> EventExists(const std::string& uuid);  // HEAD events/view
+  Result<WriteResult> AddEvent(const json::object& event);
+  // `not_newer` when the remote's copy is as new or newer (spec 7.5).
+  Result<WriteResult> EditEvent(const std::string& uuid_or_id, const json::object& event);
+  Result<std::vector<std::string>> FilterEventIdsForPush(
+      const std::vector<std::pair<std::string, std::int64_t>>& offer);
+  Result<std::vector<misp::SharingGroupInfo>> SharingGroups();
+  // GET /eventReports/add answers a description when the remote supports reports (spec 3.2.3).
+  Result<bool> SupportsEventReports();
+  Result<json::array> SightingsForEvents(const std::vector<std::string>& event_uuids);
+  Result<std::vector<std::string>> KnownSightings(const std::string& event_uuid,
+                                                  const std::vector<std::string>& sighting_uuids);
+  Result<json::value> SaveSightings(const std::string& event_uuid, const json::array& sightings);
+  Result<json::array> Proposals(std::int64_t since);
+
+  HttpsTransport& transport() { return *transport_; }
+
+ private:
+  Result<HttpResponse> Call(const std::string& method, const std::string& target, const std::string& body,
+                            bool idempotent, std::map<std::string, std::string> headers = {});
+  Result<json::value> Json(const HttpResponse& r, const std::string& target);
+  Error ErrorFor(const HttpResponse& r, const std::string& target);
+
+  std::unique_ptr<HttpsTransport> transport_;
+};
+
+}  // namespace sgsync::connector

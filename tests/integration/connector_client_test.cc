@@ -1,0 +1,185 @@
+// The MISP client against misp-sim over HTTPS: every call works, sends what MISP's own sync sends
+// (checked in misp-sim's request log against the real captures), and maps MISP's answers to typed
+// errors.
+#include <gtest/gtest.h>
+
+#include "misp-sim/sim.h"
+#include "portal-connector/misp_client.h"
+#include "tests/support/files.h"
+#include "tests/support/policy_fixtures.h"
+#include "tests/support/test_pki.h"
+
+namespace sgsync::connector {
+namespace {
+
+using sgsync::testing::kOrg1;
+using sgsync::testing::kOrg2;
+const std::string kAdmin(40, 'a');
+
+class MispClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pki_ = new sgsync::testing::TestPki(); }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+
+  void SetUp() override {
+    auto sim = sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG2", kOrg2, kAdmin, "", ""});
+    ASSERT_TRUE(sim.ok());
+    sim_ = std::move(*sim);
+    ASSERT_TRUE(sim_->AddOrg("ORG1", kOrg1, false).ok());
+    sync_key_ = *sim_->AddUser("sync@org1.test", kOrg1, sim::Role::kSyncUser);
+    sim::MispSim* raw = sim_.get();
+    auto server = sim::HttpServer::Start(
+        "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
+        sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+    ASSERT_TRUE(server.ok());
+    server_ = std::move(*server);
+    sim_->set_base_url(Url());
+    client_ = Client(sync_key_);
+  }
+
+  std::string Url() const { return "https://127.0.0.1:" + std::to_string(server_->port()); }
+
+  std::unique_ptr<MispClient> Client(const std::string& key) {
+    TransportOptions o;
+    o.base_url = Url();
+    o.tls.ca_file = pki_->ca();
+    o.user_agent = SgsyncUserAgent();
+    o.retry.base = std::chrono::milliseconds(5);
+    return std::make_unique<MispClient>(std::move(*HttpsTransport::Create(o, key)));
+  }
+
+  static json::object Event(const std::string& uuid, const std::string& ts) {
+    return json::
+        parse(R"({"uuid":")" + uuid +
+              R"(","info":"client test","distribution":"3","published":true,"timestamp":")" + ts +
+              R"(","Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1","distribution":"5","timestamp":")" +
+              ts + R"("}]})")
+            .as_object();
+  }
+
+  static sgsync::testing::TestPki* pki_;
+  std::unique_ptr<sim::MispSim> sim_;
+  std::unique_ptr<sim::HttpServer> server_;
+  std::string sync_key_;
+  std::unique_ptr<MispClient> client_;
+};
+sgsync::testing::TestPki* MispClientTest::pki_ = nullptr;
+
+const std::string kUuid = "cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d";
+
+TEST_F(MispClientTest, VersionAndAccountAreRead) {
+  auto v = client_->GetVersion();
+  ASSERT_TRUE(v.ok()) << v.error().ToString();
+  EXPECT_EQ(v->version, "2.5.1");
+  auto me = client_->WhoAmI();
+  ASSERT_TRUE(me.ok()) << me.error().ToString();
+  EXPECT_TRUE(me->Has("perm_sync"));
+  EXPECT_EQ(me->org_uuid, kOrg1);
+  auto log = sim_->RequestLog();
+  EXPECT_EQ(log[1].target, "/users/view/me.json")
+      << "the form MISP's sync uses (users-view-me-sync-user.json)";
+  for (const auto& r : log) {
+    EXPECT_EQ(r.headers.at("accept"), "application/json");
+    EXPECT_EQ(r.headers.at("content-type"), "application/json");
+    EXPECT_EQ(r.headers.at("user-agent").rfind("MISP", 0), 0u)
+        << "spec 9.1: signatures need a MISP user agent";
+  }
+}
+
+TEST_F(MispClientTest, AWrongKeyIsUnauthenticatedAndTheKeyIsInNoMessage) {
+  auto bad = Client("0000000000000000000000000000000000000000");
+  auto v = bad->GetVersion();
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_NE(v.error().message.find("Authentication failed"), std::string::npos);
+  EXPECT_EQ(v.error().ToString().find("0000000000000000000000000000000000000000"), std::string::npos);
+}
+
+TEST_F(MispClientTest, AddTwiceGivesTheExistingIdAndAnOlderEditIsNotNewer) {
+  auto add = client_->AddEvent(Event(kUuid, "100"));
+  ASSERT_TRUE(add.ok()) << add.error().ToString();
+  EXPECT_TRUE(add->written);
+  auto again = client_->AddEvent(Event(kUuid, "100"));
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_FALSE(again->written);
+  EXPECT_FALSE(again->existing_id.empty());
+  EXPECT_EQ(sim_->RequestLog().back().target, "/events/add/metadata:1");
+  auto older = client_->EditEvent(kUuid, Event(kUuid, "100"));
+  ASSERT_FALSE(older.ok());
+  EXPECT_EQ(older.error().code, ErrorCode::kNotNewer) << older.error().ToString();
+  auto newer = client_->EditEvent(again->existing_id, Event(kUuid, "200"));
+  ASSERT_TRUE(newer.ok()) << newer.error().ToString();
+  EXPECT_EQ(sim_->RequestLog().back().target, "/events/edit/" + again->existing_id + "/metadata:1");
+  EXPECT_TRUE(*client_->EventExists(kUuid));
+  EXPECT_FALSE(*client_->EventExists("00000000-0000-4000-8000-000000000001"));
+}
+
+TEST_F(MispClientTest, TheIndexIsConditionalAndTheViewUsesThePullForm) {
+  ASSERT_TRUE(client_->AddEvent(Event(kUuid, "100")).ok());
+  json::object filter{{"minimal", 1}, {"published", 1}};
+  auto first = client_->EventIndex(filter, "");
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_EQ(first->rows.size(), 1u);
+  EXPECT_EQ(first->total, 1);
+  EXPECT_EQ(sim_->RequestLog().back().headers.at("if-none-match"), "\"\"")
+      << "MISP's pull asks for an ETag with \"\"";
+  auto second = client_->EventIndex(filter, first->etag);
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second->not_modified);
+  auto view = client_->ViewEvent(kUuid, ViewForm{});
+  ASSERT_TRUE(view.ok()) << view.error().ToString();
+  ASSERT_TRUE(view->has_value());
+  // The exact path of events-view-pull-form.json.
+  json::value capture = json::parse(sgsync::testing::ReadFile(
+      sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
+  std::string real_path(capture.at("request").at("path").as_string());
+  std::string expected = real_path.substr(0, std::string("/events/view/").size()) + kUuid +
+                         real_path.substr(std::string("/events/view/").size() + 36);
+  EXPECT_EQ(sim_->RequestLog().back().target, expected);
+  EXPECT_FALSE(client_->ViewEvent("00000000-0000-4000-8000-000000000001", ViewForm{})->has_value());
+  std::int64_t total = 0;
+  auto found = client_->RestSearch(json::object{{"uuid", json::array{kUuid}}}, &total);
+  ASSERT_TRUE(found.ok()) << found.error().ToString();
+  EXPECT_EQ(found->size(), 1u);
+  EXPECT_EQ(total, 1);
+}
+
+TEST_F(MispClientTest, FilterEventIdsForPushSendsMispsBody) {
+  auto wanted = client_->FilterEventIdsForPush({{kUuid, 100}});
+  ASSERT_TRUE(wanted.ok()) << wanted.error().ToString();
+  EXPECT_EQ(*wanted, std::vector<std::string>{kUuid});
+  EXPECT_EQ(json::parse(sim_->RequestLog().back().body),
+            json::parse(R"([{"Event":{"uuid":")" + kUuid + R"(","timestamp":"100"}}])"));
+}
+
+TEST_F(MispClientTest, SharingGroupsReportsSightingsAndProposals) {
+  EXPECT_TRUE(client_->SharingGroups().ok());
+  auto reports = client_->SupportsEventReports();
+  ASSERT_TRUE(reports.ok());
+  EXPECT_TRUE(*reports);
+  ASSERT_TRUE(client_->AddEvent(Event(kUuid, "100")).ok());
+  json::object e = (*client_->ViewEvent(kUuid, ViewForm{}))->event_json();
+  std::string attribute(misp::StringOr(e.at("Attribute").as_array()[0].as_object(), "uuid"));
+  json::array sightings{json::object{{"uuid", "99999999-9999-4999-8999-999999999999"},
+                                     {"attribute_uuid", attribute},
+                                     {"event_uuid", kUuid},
+                                     {"date_sighting", "150"},
+                                     {"type", "0"},
+                                     {"source", "t"},
+                                     {"Organisation", json::object{{"uuid", kOrg1}, {"name", "ORG1"}}}}};
+  ASSERT_TRUE(client_->SaveSightings(kUuid, sightings).ok());
+  auto known = client_->KnownSightings(
+      kUuid, {"99999999-9999-4999-8999-999999999999", "88888888-8888-4888-8888-888888888888"});
+  ASSERT_TRUE(known.ok());
+  EXPECT_EQ(*known, std::vector<std::string>{"99999999-9999-4999-8999-999999999999"});
+  auto back = client_->SightingsForEvents({kUuid});
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_EQ(back->size(), 1u);
+  EXPECT_TRUE(client_->Proposals(0).ok());
+}
+
+}  // namespace
+}  // namespace sgsync::connector
