@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
 #include <cctype>
 #include <mutex>
 #include <random>
@@ -388,7 +389,17 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
   const auto deadline = Clock::now() + impl_->options.timeouts.total;
   const int attempts = request.idempotent ? std::max(1, impl_->options.retry.max_attempts) : 1;
   for (int attempt = 1;; ++attempt) {
+    const auto started = Clock::now();
     Result<HttpResponse> r = impl_->Once(request, deadline);
+    // Method, URL, outcome and time only: never a header (the API key is one) or a body.
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    if (r.ok()) {
+      spdlog::debug("{} {}{} -> {} in {} ms (attempt {})", request.method, impl_->options.base_url, request.target, r->status,
+                    ms, attempt);
+    } else {
+      spdlog::debug("{} {}{} failed in {} ms (attempt {}): {}", request.method, impl_->options.base_url, request.target, ms,
+                    attempt, r.error().ToString());
+    }
     bool last = attempt >= attempts || Clock::now() >= deadline;
     std::chrono::milliseconds wait = impl_->Backoff(attempt);
     if (r.ok()) {

@@ -3,6 +3,11 @@
 // errors.
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
 #include "misp-sim/sim.h"
 #include "portal-connector/misp_client.h"
 #include "tests/support/files.h"
@@ -96,6 +101,29 @@ TEST_F(MispClientTest, AWrongKeyIsUnauthenticatedAndTheKeyIsInNoMessage) {
   EXPECT_EQ(v.error().code, ErrorCode::kUnauthenticated);
   EXPECT_NE(v.error().message.find("Authentication failed"), std::string::npos);
   EXPECT_EQ(v.error().ToString().find("0000000000000000000000000000000000000000"), std::string::npos);
+}
+
+TEST_F(MispClientTest, DebugLogsOfFailingAndSucceedingExchangesNeverContainTheKey) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  spdlog::set_level(spdlog::level::debug);
+  const std::string bad_key = "feedfacefeedfacefeedfacefeedfacefeedface";
+  (void)Client(bad_key)->GetVersion();                                   // 403
+  (void)client_->GetVersion();                                           // 200
+  (void)client_->EditEvent("00000000-0000-4000-8000-000000000001", Event(kUuid, "1"));  // 404
+  TransportOptions dead;
+  dead.base_url = "https://127.0.0.1:1";
+  dead.tls.ca_file = pki_->ca();
+  dead.retry.max_attempts = 1;
+  (void)MispClient(std::move(*HttpsTransport::Create(dead, sync_key_))).GetVersion();  // connection refused
+  spdlog::set_default_logger(previous);
+  std::string out = captured.str();
+  EXPECT_NE(out.find("/servers/getVersion -> 200"), std::string::npos) << out;
+  EXPECT_NE(out.find("failed"), std::string::npos) << out;
+  EXPECT_EQ(out.find(sync_key_), std::string::npos);
+  EXPECT_EQ(out.find(bad_key), std::string::npos);
 }
 
 TEST_F(MispClientTest, AddTwiceGivesTheExistingIdAndAnOlderEditIsNotNewer) {
