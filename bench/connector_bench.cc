@@ -23,8 +23,9 @@ struct Rig {
     sim = std::move(*sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG1", "", kKey, "", ""}));
     big_uuid = (*sim->Seed(1, 100000, 0, 3, 5))[0];
     sim::MispSim* raw = sim.get();
-    server = std::move(*sim::HttpServer::Start("127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
-                                               sim::TlsFiles{pki.server_cert(), pki.server_key(), ""}, std::size_t{1} << 30));
+    server = std::move(*sim::HttpServer::Start(
+        "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
+        sim::TlsFiles{pki.server_cert(), pki.server_key(), ""}, std::size_t{1} << 30));
     connector::TransportOptions o;
     o.base_url = "https://127.0.0.1:" + std::to_string(server->port());
     o.tls.ca_file = pki.ca();
@@ -40,7 +41,8 @@ Rig& TheRig() {
 double CpuSeconds() {
   rusage u{};
   getrusage(RUSAGE_THREAD, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 void BM_SmallGetKeepAlive(benchmark::State& state) {
@@ -51,7 +53,8 @@ void BM_SmallGetKeepAlive(benchmark::State& state) {
     if (!v.ok()) std::abort();
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["client_cpu_us_per_request"] = (CpuSeconds() - cpu0) * 1e6 / static_cast<double>(state.iterations());
+  state.counters["client_cpu_us_per_request"] =
+      (CpuSeconds() - cpu0) * 1e6 / static_cast<double>(state.iterations());
 }
 
 void BM_LargeEventView(benchmark::State& state) {
@@ -67,7 +70,8 @@ void BM_LargeEventView(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["document_mb"] = static_cast<double>(size) / 1e6;
-  state.counters["client_cpu_ms_per_request"] = (CpuSeconds() - cpu0) * 1e3 / static_cast<double>(state.iterations());
+  state.counters["client_cpu_ms_per_request"] =
+      (CpuSeconds() - cpu0) * 1e3 / static_cast<double>(state.iterations());
 }
 
 BENCHMARK(BM_SmallGetKeepAlive)->Unit(benchmark::kMicrosecond)->UseRealTime();

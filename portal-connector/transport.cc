@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <spdlog/spdlog.h>
 #include <zlib.h>
 
 #include <boost/asio.hpp>
@@ -11,7 +12,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
-#include <spdlog/spdlog.h>
 #include <cctype>
 #include <mutex>
 #include <random>
@@ -110,6 +110,7 @@ struct HttpsTransport::Impl {
   TransportOptions options;
   std::string api_key;
   std::string scheme, host, port, prefix;
+  std::string proxy_host, proxy_port;
   std::unique_ptr<asio::ssl::context> tls_ctx;
   std::mutex mu;
   std::vector<std::unique_ptr<Connection>> idle;
@@ -122,10 +123,12 @@ struct HttpsTransport::Impl {
     boost::system::error_code ec;
     tcp::resolver resolver(c->io);
     tcp::resolver::results_type endpoints;
-    resolver.async_resolve(host, port, [&](boost::system::error_code e, tcp::resolver::results_type r) {
-      ec = e;
-      endpoints = std::move(r);
-    });
+    const bool via_proxy = !proxy_host.empty();
+    resolver.async_resolve(via_proxy ? proxy_host : host, via_proxy ? proxy_port : port,
+                           [&](boost::system::error_code e, tcp::resolver::results_type r) {
+                             ec = e;
+                             endpoints = std::move(r);
+                           });
     Drive(*c);
     if (ec)
       return Fail(ErrorCode::kUnavailable, "cannot resolve " + host + ": " + ec.message(), Where(target));
@@ -138,9 +141,11 @@ struct HttpsTransport::Impl {
     c->lowest().async_connect(endpoints, [&](boost::system::error_code e, const tcp::endpoint&) { ec = e; });
     Drive(*c);
     if (ec == beast::error::timeout) return Fail(ErrorCode::kTimeout, "connecting timed out", Where(target));
-    if (ec)
-      return Fail(ErrorCode::kUnavailable, "cannot connect to " + host + ":" + port + ": " + ec.message(),
-                  Where(target));
+    if (ec) {
+      std::string to = via_proxy ? "the proxy " + proxy_host + ":" + proxy_port : host + ":" + port;
+      return Fail(ErrorCode::kUnavailable, "cannot connect to " + to + ": " + ec.message(), Where(target));
+    }
+    if (via_proxy) SGSYNC_TRY_STATUS(Tunnel(*c, target, deadline));
     if (!tls_ctx) return c;
 
     // SNI, host name verification, and the reason OpenSSL gives when verification fails.
@@ -195,6 +200,31 @@ struct HttpsTransport::Impl {
       }
     }
     return c;
+  }
+
+  // HTTP CONNECT through the proxy: the TLS session then runs end to end with the MISP.
+  Status Tunnel(Connection& c, const std::string& target, Clock::time_point deadline) {
+    boost::system::error_code ec;
+    http::request<http::empty_body> req{http::verb::connect, host + ":" + port, 11};
+    req.set(http::field::host, host + ":" + port);
+    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
+    http::async_write(c.lowest(), req, [&](boost::system::error_code e, std::size_t) { ec = e; });
+    Drive(c);
+    if (ec)
+      return Fail(ErrorCode::kUnavailable, "the proxy closed the connection: " + ec.message(), Where(target));
+    http::response_parser<http::empty_body> parser;
+    parser.skip(true);  // a CONNECT answer has no body; what follows belongs to the tunnel
+    http::async_read_header(c.lowest(), c.buffer, parser,
+                            [&](boost::system::error_code e, std::size_t) { ec = e; });
+    Drive(c);
+    if (ec) return Fail(ErrorCode::kUnavailable, "no answer from the proxy: " + ec.message(), Where(target));
+    if (parser.get().result_int() != 200) {
+      return Fail(ErrorCode::kUnavailable,
+                  "the proxy refused the tunnel to " + host + ":" + port + " (HTTP " +
+                      std::to_string(parser.get().result_int()) + ")",
+                  Where(target));
+    }
+    return {};
   }
 
   std::unique_ptr<Connection> TakeIdle() {
@@ -380,6 +410,15 @@ Result<std::unique_ptr<HttpsTransport>> HttpsTransport::Create(TransportOptions 
       return Fail(ErrorCode::kInvalidArgument, "expected 64 hex digits (a SHA-256)", "tls.pin_sha256");
     }
   }
+  if (!options.proxy.empty()) {
+    auto p = boost::urls::parse_uri(options.proxy);
+    if (!p || p->scheme() != "http" || p->host().empty()) {
+      return Fail(ErrorCode::kInvalidArgument, "expected http://host:port, found \"" + options.proxy + "\"",
+                  "proxy");
+    }
+    impl->proxy_host = std::string(p->host());
+    impl->proxy_port = p->has_port() ? std::string(p->port()) : "80";
+  }
   impl->options = std::move(options);
   impl->api_key = std::move(api_key);
   return std::unique_ptr<HttpsTransport>(new HttpsTransport(std::move(impl)));
@@ -394,11 +433,11 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
     // Method, URL, outcome and time only: never a header (the API key is one) or a body.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     if (r.ok()) {
-      spdlog::debug("{} {}{} -> {} in {} ms (attempt {})", request.method, impl_->options.base_url, request.target, r->status,
-                    ms, attempt);
+      spdlog::debug("{} {}{} -> {} in {} ms (attempt {})", request.method, impl_->options.base_url,
+                    request.target, r->status, ms, attempt);
     } else {
-      spdlog::debug("{} {}{} failed in {} ms (attempt {}): {}", request.method, impl_->options.base_url, request.target, ms,
-                    attempt, r.error().ToString());
+      spdlog::debug("{} {}{} failed in {} ms (attempt {}): {}", request.method, impl_->options.base_url,
+                    request.target, ms, attempt, r.error().ToString());
     }
     bool last = attempt >= attempts || Clock::now() >= deadline;
     std::chrono::milliseconds wait = impl_->Backoff(attempt);

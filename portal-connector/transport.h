@@ -57,6 +57,7 @@ struct TransportOptions {
   std::size_t max_connections = 4;  // kept alive per transport
   bool gzip_requests = false;       // compress bodies over 1 KB (when the peer announced gzip)
   std::string user_agent;           // sgsync chooses it deliberately: docs/connector.md
+  std::string proxy;                // "http://host:port": HTTPS goes through it with CONNECT
 };
 
 struct HttpRequest {

@@ -2,7 +2,6 @@
 // (checked in misp-sim's request log against the real captures), and maps MISP's answers to typed
 // errors.
 #include <gtest/gtest.h>
-
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -110,8 +109,8 @@ TEST_F(MispClientTest, DebugLogsOfFailingAndSucceedingExchangesNeverContainTheKe
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
   spdlog::set_level(spdlog::level::debug);
   const std::string bad_key = "feedfacefeedfacefeedfacefeedfacefeedface";
-  (void)Client(bad_key)->GetVersion();                                   // 403
-  (void)client_->GetVersion();                                           // 200
+  (void)Client(bad_key)->GetVersion();                                                  // 403
+  (void)client_->GetVersion();                                                          // 200
   (void)client_->EditEvent("00000000-0000-4000-8000-000000000001", Event(kUuid, "1"));  // 404
   TransportOptions dead;
   dead.base_url = "https://127.0.0.1:1";

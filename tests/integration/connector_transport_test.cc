@@ -5,6 +5,7 @@
 
 #include "misp-sim/sim.h"
 #include "portal-connector/transport.h"
+#include "tests/support/connect_proxy.h"
 #include "tests/support/test_pki.h"
 
 namespace sgsync::connector {
@@ -108,6 +109,25 @@ TEST_F(TransportTest, AServerRequiringAClientCertificateAcceptsOnlyWithIt) {
   auto r = Get(o);
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(TransportTest, AnHttpProxyCarriesTheTlsSessionThroughConnect) {
+  Serve(pki_->server_cert(), pki_->server_key());
+  sgsync::testing::ConnectProxy proxy;
+  TransportOptions o = Options();
+  o.proxy = "http://127.0.0.1:" + std::to_string(proxy.port());
+  auto r = Get(o);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(proxy.targets(), std::vector<std::string>{"127.0.0.1:" + std::to_string(server_->port())});
+  sgsync::testing::ConnectProxy refusing(403);
+  o.proxy = "http://127.0.0.1:" + std::to_string(refusing.port());
+  o.retry.max_attempts = 1;
+  auto no = Get(o);
+  ASSERT_FALSE(no.ok());
+  EXPECT_NE(no.error().message.find("refused the tunnel"), std::string::npos) << no.error().message;
+  o.proxy = "socks5://127.0.0.1:1";
+  EXPECT_EQ(HttpsTransport::Create(o, kKey).error().where, "proxy");
 }
 
 TEST_F(TransportTest, PlainHttpNeedsToBeAllowed) {
