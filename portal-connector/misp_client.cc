@@ -48,6 +48,26 @@ Result<json::value> MispClient::Json(const HttpResponse& r, const std::string& t
   return std::move(*v);
 }
 
+Result<json::value> MispClient::StreamJson(const std::string& method, const std::string& target,
+                                           const std::string& body, HttpResponse* meta) {
+  std::unique_ptr<misp::JsonReader> reader;
+  misp::JsonLimits limits;
+  limits.max_document_bytes = transport_->options().max_response_bytes;
+  HttpRequest req{method, target, {}, body, true};
+  req.body_reset = [&] { reader = std::make_unique<misp::JsonReader>(limits); };
+  req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
+  auto r = transport_->Send(req);
+  if (!r.ok())
+    return r.error().code == ErrorCode::kParse || r.error().code == ErrorCode::kLimitExceeded
+               ? r.error().Within(transport_->options().base_url + target)
+               : r.error();
+  if (meta != nullptr) *meta = *r;
+  if (r->status != 200) return ErrorFor(*r, target);
+  auto v = reader->Finish();
+  if (!v.ok()) return v.error().Within(transport_->options().base_url + target);
+  return std::move(*v);
+}
+
 Result<misp::ServerVersion> MispClient::GetVersion() {
   SGSYNC_TRY(auto r, Call("GET", "/servers/getVersion", "", true));
   SGSYNC_TRY(json::value v, Json(r, "/servers/getVersion"));
@@ -89,8 +109,8 @@ Result<std::vector<misp::EventDocument>> MispClient::RestSearch(const json::obje
                                                                 std::int64_t* total) {
   json::object f = filter;
   f["returnFormat"] = "json";
-  SGSYNC_TRY(auto r, Call("POST", "/events/restSearch", json::serialize(f), true));
-  SGSYNC_TRY(json::value v, Json(r, "/events/restSearch"));
+  HttpResponse r;
+  SGSYNC_TRY(json::value v, StreamJson("POST", "/events/restSearch", json::serialize(f), &r));
   if (total != nullptr) {
     json::value count(r.headers.count("x-result-count") ? r.headers["x-result-count"] : "0");
     *total = misp::IntOr(&count, 0);
@@ -107,10 +127,11 @@ Result<std::optional<misp::EventDocument>> MispClient::ViewEvent(const std::stri
   if (form.include_deleted) target += "/deleted[]:0/deleted[]:1";
   target += "/excludeGalaxy:1/includeEventCorrelations:0/includeFeedCorrelations:0/includeWarninglistHits:0";
   if (form.exclude_local_tags) target += "/excludeLocalTags:1";
-  SGSYNC_TRY(auto r, Call("GET", target, "", true));
-  if (r.status == 404) return std::optional<misp::EventDocument>();
-  SGSYNC_TRY(json::value v, Json(r, target));
-  auto doc = misp::EventDocument::FromJson(std::move(v));
+  HttpResponse r;
+  auto v = StreamJson("GET", target, "", &r);
+  if (!v.ok() && r.status == 404) return std::optional<misp::EventDocument>();
+  if (!v.ok()) return v.error();
+  auto doc = misp::EventDocument::FromJson(std::move(*v));
   if (!doc.ok()) return doc.error().Within(transport_->options().base_url + target);
   return std::optional<misp::EventDocument>(std::move(*doc));
 }

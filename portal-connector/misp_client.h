@@ -82,6 +82,9 @@ class MispClient {
   Result<HttpResponse> Call(const std::string& method, const std::string& target, const std::string& body,
                             bool idempotent, std::map<std::string, std::string> headers = {});
   Result<json::value> Json(const HttpResponse& r, const std::string& target);
+  // A JSON answer streamed into the codec's reader as it arrives (large events, restSearch).
+  Result<json::value> StreamJson(const std::string& method, const std::string& target,
+                                 const std::string& body, HttpResponse* meta);
   Error ErrorFor(const HttpResponse& r, const std::string& target);
 
   std::unique_ptr<HttpsTransport> transport_;

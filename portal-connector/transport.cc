@@ -89,6 +89,39 @@ std::string Sha256Hex(const unsigned char* p, int n) {
   return Hex(md, len);
 }
 
+// Incremental gzip decoding: pieces in, pieces out.
+class Inflater {
+ public:
+  Inflater() { inflateInit2(&zs_, 15 + 32); }
+  ~Inflater() { inflateEnd(&zs_); }
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+  bool done() const { return done_; }
+  template <typename Sink>
+  Status Feed(std::string_view in, Sink& sink) {
+    zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs_.avail_in = static_cast<uInt>(in.size());
+    char out[65536];
+    while (zs_.avail_in > 0 && !done_) {
+      zs_.next_out = reinterpret_cast<Bytef*>(out);
+      zs_.avail_out = sizeof out;
+      int rc = inflate(&zs_, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        return Fail(ErrorCode::kParse, "the gzip-encoded response body is corrupt");
+      }
+      done_ = rc == Z_STREAM_END;
+      std::size_t n = sizeof out - zs_.avail_out;
+      if (n > 0) SGSYNC_TRY_STATUS(sink(std::string_view(out, n)));
+      if (rc == Z_BUF_ERROR && n == 0) break;
+    }
+    return {};
+  }
+
+ private:
+  z_stream zs_{};
+  bool done_ = false;
+};
+
 // One kept-alive connection: its own io_context, driven by the thread that uses it.
 struct Connection {
   asio::io_context io;
@@ -266,7 +299,7 @@ struct HttpsTransport::Impl {
     http::async_write(stream, out, [&](boost::system::error_code e, std::size_t) { ec = e; });
     Drive(c);
     if (ec) return MapError(ec, req.target, "sending the request");
-    http::response_parser<http::string_body> parser;
+    http::response_parser<http::buffer_body> parser;
     parser.body_limit(options.max_response_bytes);
     parser.header_limit(64 * 1024);
     if (req.method == "HEAD") parser.skip(true);
@@ -274,36 +307,64 @@ struct HttpsTransport::Impl {
                             [&](boost::system::error_code e, std::size_t) { ec = e; });
     Drive(c);
     if (ec) return MapError(ec, req.target, "waiting for the response header");
-    while (!parser.is_done()) {
-      if (remaining() <= Clock::duration::zero())
-        return Fail(ErrorCode::kTimeout, "the exchange took longer than its total deadline",
-                    Where(req.target));
-      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
-      http::async_read_some(stream, c.buffer, parser,
-                            [&](boost::system::error_code e, std::size_t) { ec = e; });
-      Drive(c);
-      if (ec) {
-        std::string progress = parser.content_length()
-                                   ? " (" + std::to_string(parser.get().body().size()) + " of " +
-                                         std::to_string(*parser.content_length()) + " bytes)"
-                                   : "";
-        return MapError(ec, req.target, "reading the response body" + progress);
-      }
-    }
-    auto& res = parser.get();
     HttpResponse r;
-    r.status = static_cast<int>(res.result_int());
-    for (const auto& f : res) {
+    r.status = static_cast<int>(parser.get().result_int());
+    for (const auto& f : parser.get()) {
       std::string name(f.name_string());
       for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       r.headers[name] = std::string(f.value());
     }
-    r.body = std::move(res.body());
-    if (r.headers["content-encoding"] == "gzip") {
-      SGSYNC_TRY(std::string plain, GzipDecompress(r.body, options.max_response_bytes));
-      r.body = std::move(plain);
+    // The body goes piece by piece to the sink (a 200 with a sink) or into r.body, gzip undone on
+    // the way, so a 50 MB event is never held twice.
+    const bool to_sink = req.body_sink && r.status == 200;
+    std::size_t delivered = 0;
+    auto deliver = [&](std::string_view piece) -> Status {
+      delivered += piece.size();
+      if (delivered > options.max_response_bytes) {
+        return Fail(ErrorCode::kLimitExceeded,
+                    "the decoded response exceeds " + std::to_string(options.max_response_bytes) + " bytes",
+                    Where(req.target));
+      }
+      if (to_sink) return req.body_sink(piece);
+      r.body.append(piece);
+      return {};
+    };
+    std::optional<Inflater> inflater;
+    if (r.headers["content-encoding"] == "gzip") inflater.emplace();
+    std::size_t received = 0;
+    std::vector<char> buf(64 * 1024);
+    while (!parser.is_done()) {
+      if (remaining() <= Clock::duration::zero()) {
+        return Fail(ErrorCode::kTimeout, "the exchange took longer than its total deadline",
+                    Where(req.target));
+      }
+      parser.get().body().data = buf.data();
+      parser.get().body().size = buf.size();
+      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
+      http::async_read_some(stream, c.buffer, parser,
+                            [&](boost::system::error_code e, std::size_t) { ec = e; });
+      Drive(c);
+      if (ec == http::error::need_buffer) ec = {};
+      std::size_t n = buf.size() - parser.get().body().size;
+      received += n;
+      if (ec) {
+        std::string progress = parser.content_length()
+                                   ? " (" + std::to_string(received) + " of " +
+                                         std::to_string(*parser.content_length()) + " bytes)"
+                                   : "";
+        return MapError(ec, req.target, "reading the response body" + progress);
+      }
+      std::string_view piece(buf.data(), n);
+      if (inflater) {
+        SGSYNC_TRY_STATUS(inflater->Feed(piece, deliver));
+      } else if (n > 0) {
+        SGSYNC_TRY_STATUS(deliver(piece));
+      }
     }
-    *keep = res.keep_alive();
+    if (inflater && !inflater->done()) {
+      return Fail(ErrorCode::kParse, "the gzip-encoded response body is truncated", Where(req.target));
+    }
+    *keep = parser.get().keep_alive();
     return r;
   }
 
@@ -429,6 +490,7 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
   const int attempts = request.idempotent ? std::max(1, impl_->options.retry.max_attempts) : 1;
   for (int attempt = 1;; ++attempt) {
     const auto started = Clock::now();
+    if (request.body_reset) request.body_reset();
     Result<HttpResponse> r = impl_->Once(request, deadline);
     // Method, URL, outcome and time only: never a header (the API key is one) or a body.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();

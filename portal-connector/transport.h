@@ -16,10 +16,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -66,6 +68,11 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // besides Authorization/Accept/Content-Type/User-Agent
   std::string body;
   bool idempotent = false;  // safe to repeat: GET, HEAD and MISP's query POSTs
+  // When set, the (decoded) body of a 200 answer streams to `body_sink` piece by piece as it
+  // arrives, instead of into HttpResponse::body; `body_reset` is called before every attempt so a
+  // retried exchange starts the sink afresh. Other statuses always collect their body.
+  std::function<Status(std::string_view)> body_sink = nullptr;
+  std::function<void()> body_reset = nullptr;
 };
 
 struct HttpResponse {

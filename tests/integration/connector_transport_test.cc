@@ -130,6 +130,52 @@ TEST_F(TransportTest, AnHttpProxyCarriesTheTlsSessionThroughConnect) {
   EXPECT_EQ(HttpsTransport::Create(o, kKey).error().where, "proxy");
 }
 
+TEST_F(TransportTest, GzipAnswersAreDecodedAndCanStreamToASink) {
+  // A server that compresses its answers (a MISP behind a compressing web server).
+  std::string big(300000, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest&) {
+        sim::HttpResponse r;
+        r.headers.emplace_back("Content-Encoding", "gzip");
+        r.body = GzipCompress(big);
+        return r;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(server.ok());
+  TransportOptions o;
+  o.base_url = "https://127.0.0.1:" + std::to_string((*server)->port());
+  o.tls.ca_file = pki_->ca();
+  auto t = HttpsTransport::Create(o, kKey);
+  auto whole = (*t)->Send(HttpRequest{"GET", "/x", {}, "", true});
+  ASSERT_TRUE(whole.ok()) << whole.error().ToString();
+  EXPECT_EQ(whole->body, big);
+  std::string streamed;
+  int pieces = 0, resets = 0;
+  HttpRequest req{"GET", "/x", {}, "", true};
+  req.body_reset = [&] {
+    ++resets;
+    streamed.clear();
+  };
+  req.body_sink = [&](std::string_view piece) {
+    ++pieces;
+    streamed.append(piece);
+    return Status();
+  };
+  auto r = (*t)->Send(req);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_TRUE(r->body.empty()) << "a streamed body is not kept twice";
+  EXPECT_EQ(streamed, big);
+  EXPECT_GT(pieces, 1);
+  EXPECT_EQ(resets, 1);
+  o.max_response_bytes = 100000;  // the compressed answer fits, the decoded one does not
+  auto small = HttpsTransport::Create(o, kKey);
+  auto limited = (*small)->Send(HttpRequest{"GET", "/x", {}, "", true});
+  ASSERT_FALSE(limited.ok());
+  EXPECT_EQ(limited.error().code, ErrorCode::kLimitExceeded) << limited.error().ToString();
+}
+
 TEST_F(TransportTest, PlainHttpNeedsToBeAllowed) {
   TransportOptions o;
   o.base_url = "http://127.0.0.1:1";
