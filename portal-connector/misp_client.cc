@@ -196,6 +196,15 @@ Result<std::vector<misp::SharingGroupInfo>> MispClient::SharingGroups() {
   return misp::DecodeSharingGroupIndex(v);
 }
 
+Result<misp::SharingGroupInfo> MispClient::SharingGroup(const std::string& uuid_or_id) {
+  const std::string target = "/sharing_groups/view/" + uuid_or_id;
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  auto out = misp::DecodeSharingGroup(v);
+  if (!out.ok()) return out.error().Within(transport_->options().base_url + target);
+  return out;
+}
+
 Result<bool> MispClient::SupportsEventReports() {
   SGSYNC_TRY(auto r, Call("GET", "/eventReports/add", "", true));
   if (r.status != 200) return false;

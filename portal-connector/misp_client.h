@@ -68,6 +68,7 @@ class MispClient {
   Result<std::vector<std::string>> FilterEventIdsForPush(
       const std::vector<std::pair<std::string, std::int64_t>>& offer);
   Result<std::vector<misp::SharingGroupInfo>> SharingGroups();
+  Result<misp::SharingGroupInfo> SharingGroup(const std::string& uuid_or_id);  // sharing_groups/view
   // GET /eventReports/add answers a description when the remote supports reports (spec 3.2.3).
   Result<bool> SupportsEventReports();
   Result<json::array> SightingsForEvents(const std::vector<std::string>& event_uuids);

@@ -182,8 +182,41 @@ TEST_F(MispClientTest, FilterEventIdsForPushSendsMispsBody) {
             json::parse(R"([{"Event":{"uuid":")" + kUuid + R"(","timestamp":"100"}}])"));
 }
 
+// The request bodies and paths of the calls MISP's sync makes, against the real captures.
+json::value CaptureRequestBody(const std::string& name) {
+  return json::parse(
+             sgsync::testing::ReadFile(sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api" / name))
+      .at("request")
+      .at("body");
+}
+
+TEST_F(MispClientTest, RequestsHaveTheShapesOfMispsOwnSync) {
+  ASSERT_TRUE(client_->EventIndex(json::object{{"minimal", 1}, {"published", 1}}, "").ok());
+  EXPECT_EQ(json::parse(sim_->RequestLog().back().body),
+            CaptureRequestBody("events-index-minimal-published.json"));
+  ASSERT_TRUE(client_->SightingsForEvents({"3db1fc7c-5b9f-4f46-823f-296321d7f5db"}).ok());
+  EXPECT_EQ(json::parse(sim_->RequestLog().back().body),
+            CaptureRequestBody("sightings-restSearch-event-after-bulk.json"));
+  EXPECT_EQ(sim_->RequestLog().back().target, "/sightings/restSearch/event");
+  ASSERT_TRUE(client_->Proposals(1788031700).ok());
+  json::value proposals = json::parse(sgsync::testing::ReadFile(
+      sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api/shadow-attributes-index-pull-form.json"));
+  EXPECT_EQ(sim_->RequestLog().back().target, proposals.at("request").at("path").as_string());
+  ASSERT_TRUE(client_->SupportsEventReports().ok());
+  EXPECT_EQ(sim_->RequestLog().back().target, "/eventReports/add");
+  EXPECT_EQ(sim_->RequestLog().back().method, "GET");
+}
+
 TEST_F(MispClientTest, SharingGroupsReportsSightingsAndProposals) {
   EXPECT_TRUE(client_->SharingGroups().ok());
+  ASSERT_TRUE(
+      sim_->AddSharingGroup(
+              R"({"uuid":"11111111-1111-4111-8111-111111111111","name":"g","SharingGroupOrg":[{"Organisation":{"uuid":")" +
+              std::string(kOrg1) + R"(","name":"ORG1"}}],"SharingGroupServer":[]})")
+          .ok());
+  auto sg = client_->SharingGroup("11111111-1111-4111-8111-111111111111");
+  ASSERT_TRUE(sg.ok()) << sg.error().ToString();
+  EXPECT_EQ(sg->org_uuids, std::vector<std::string>{kOrg1});
   auto reports = client_->SupportsEventReports();
   ASSERT_TRUE(reports.ok());
   EXPECT_TRUE(*reports);
