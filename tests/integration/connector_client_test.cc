@@ -125,7 +125,7 @@ TEST_F(MispClientTest, DebugLogsOfFailingAndSucceedingExchangesNeverContainTheKe
   EXPECT_EQ(out.find(bad_key), std::string::npos);
 }
 
-TEST_F(MispClientTest, AddTwiceGivesTheExistingIdAndAnOlderEditIsNotNewer) {
+TEST_F(MispClientTest, SpecCase33_AddTwiceGivesTheExistingIdAndAnOlderEditIsNotNewer) {
   auto add = client_->AddEvent(Event(kUuid, "100"));
   ASSERT_TRUE(add.ok()) << add.error().ToString();
   EXPECT_TRUE(add->written);
@@ -144,7 +144,7 @@ TEST_F(MispClientTest, AddTwiceGivesTheExistingIdAndAnOlderEditIsNotNewer) {
   EXPECT_FALSE(*client_->EventExists("00000000-0000-4000-8000-000000000001"));
 }
 
-TEST_F(MispClientTest, TheIndexIsConditionalAndTheViewUsesThePullForm) {
+TEST_F(MispClientTest, SpecCase51_TheIndexIsConditionalAndTheViewUsesThePullForm) {
   ASSERT_TRUE(client_->AddEvent(Event(kUuid, "100")).ok());
   json::object filter{{"minimal", 1}, {"published", 1}};
   auto first = client_->EventIndex(filter, "");

@@ -258,6 +258,21 @@ TEST_F(TransportTest, BrokenAnswersGiveTypedErrors) {
   EXPECT_EQ(big.error().code, ErrorCode::kLimitExceeded) << big.error().ToString();
 }
 
+TEST_F(TransportTest, SpecCase35_BodiesOver1KbAreGzippedAndSmallerOnesAreNot) {
+  // sgsync has no brotli: with gzip announced, a 5 000-byte body goes gzip and an 800-byte one plain.
+  Serve(pki_->server_cert(), pki_->server_key());
+  TransportOptions o = Options();
+  o.gzip_requests = true;
+  auto t = HttpsTransport::Create(o, kKey);
+  for (auto [size, compressed] : {std::pair{5000, true}, std::pair{800, false}}) {
+    std::string body = R"({"minimal":1,"p":")" + std::string(static_cast<std::size_t>(size), 'p') + R"("})";
+    ASSERT_TRUE((*t)->Send(HttpRequest{"POST", "/events/index", {}, body, true}).ok());
+    auto log = sim_->RequestLog();
+    EXPECT_EQ(log.back().headers.count("content-encoding") > 0, compressed) << size;
+    EXPECT_EQ(log.back().body, body) << size;
+  }
+}
+
 TEST_F(TransportTest, GzipGoesBothWaysAndTheKeyTravelsOnlyInTheHeader) {
   Serve(pki_->server_cert(), pki_->server_key());
   TransportOptions o = Options();
