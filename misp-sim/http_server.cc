@@ -1,6 +1,5 @@
 #include "misp-sim/http_server.h"
 
-#include <zlib.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -8,6 +7,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cctype>
+
+#include "common/encoding.h"
 
 namespace sgsync::sim {
 
@@ -19,38 +20,6 @@ using tcp = asio::ip::tcp;
 std::string HttpRequest::Header(const std::string& lower_name) const {
   auto it = headers.find(lower_name);
   return it == headers.end() ? std::string() : it->second;
-}
-
-Result<std::string> Gunzip(const std::string& compressed, std::size_t max_bytes) {
-  z_stream zs{};
-  // 15 + 32: accept a gzip or a zlib header.
-  if (inflateInit2(&zs, 15 + 32) != Z_OK) return Fail(ErrorCode::kInternal, "zlib init failed");
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
-  zs.avail_in = static_cast<uInt>(compressed.size());
-  std::string out;
-  char buf[65536];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kParse, "the gzip body is corrupt", "Content-Encoding: gzip");
-    }
-    out.append(buf, sizeof buf - zs.avail_out);
-    if (out.size() > max_bytes) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kLimitExceeded,
-                  "the decoded body exceeds " + std::to_string(max_bytes) + " bytes");
-    }
-    if (rc != Z_STREAM_END && zs.avail_in == 0 && zs.avail_out != 0) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kParse, "the gzip body is truncated", "Content-Encoding: gzip");
-    }
-  }
-  inflateEnd(&zs);
-  return out;
 }
 
 struct HttpServer::Impl {
@@ -110,7 +79,7 @@ struct HttpServer::Impl {
       HttpResponse out;
       std::string encoding = in.Header("content-encoding");
       if (encoding == "gzip" || encoding == "deflate") {
-        auto decoded = Gunzip(in.body, max_body);
+        auto decoded = GzipDecompress(in.body, max_body);
         if (!decoded.ok()) {
           out.status = 400;
           out.body = R"({"name":"Bad request","message":")" + decoded.error().message + R"(","url":""})";

@@ -66,7 +66,4 @@ class HttpServer {
   std::uint16_t port_;
 };
 
-// gzip/deflate decoding for request bodies; an error names what was wrong.
-Result<std::string> Gunzip(const std::string& compressed, std::size_t max_bytes);
-
 }  // namespace sgsync::sim

@@ -1,6 +1,5 @@
 #include "misp-sim/sim.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "common/encoding.h"
 #include "misp-sim/generator.h"
 #include "state/sqlite.h"
 #include "sync/misp/event.h"
@@ -101,29 +101,10 @@ HttpResponse ErrorResponse(int status, const std::string& text, const std::strin
   return JsonResponse(status, json::object{{"name", text}, {"message", text}, {"url", url}});
 }
 
-std::string Sha1Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
-
 std::string RandomHex(int bytes) {
-  std::vector<unsigned char> buf(static_cast<std::size_t>(bytes));
-  RAND_bytes(buf.data(), bytes);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : buf) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
+  std::string buf(static_cast<std::size_t>(bytes), '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(buf.data()), bytes);
+  return HexEncode(buf);
 }
 
 std::string NewUuid() {
@@ -1225,8 +1206,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     for (auto& a : list->as_array()) {
       if (a.is_object() && !misp::BoolOr(a.as_object(), "deleted", false)) {
         const json::object& o = a.as_object();
-        std::string key = std::string(StringOr(o, "value")) + '\x1f' + std::string(StringOr(o, "type")) + '\x1f' +
-                          std::string(StringOr(o, "category"));
+        std::string key = std::string(StringOr(o, "value")) + '\x1f' + std::string(StringOr(o, "type")) +
+                          '\x1f' + std::string(StringOr(o, "category"));
         if (!seen.insert(key).second) continue;
       }
       kept.push_back(std::move(a));
@@ -1246,13 +1227,15 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       if (list == nullptr || !list->is_array()) return;
       json::array kept(list->storage());
       for (std::size_t i = 0; i < list->as_array().size(); ++i) {
-        if (!drop.count(misp::Index(misp::Child(base, key), i))) kept.push_back(std::move(list->as_array()[i]));
+        if (!drop.count(misp::Index(misp::Child(base, key), i)))
+          kept.push_back(std::move(list->as_array()[i]));
       }
       *list = std::move(kept);
     };
     if (json::value* objects = in.if_contains("Object"); objects != nullptr && objects->is_array()) {
       for (std::size_t i = 0; i < objects->as_array().size(); ++i) {
-        if (objects->as_array()[i].is_object()) prune(objects->as_array()[i].as_object(), "Attribute", misp::Index("Event.Object", i));
+        if (objects->as_array()[i].is_object())
+          prune(objects->as_array()[i].as_object(), "Attribute", misp::Index("Event.Object", i));
       }
     }
     prune(in, "Attribute", "Event");
@@ -1306,7 +1289,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         if (!item.is_object()) continue;
         capture(item.as_object());
         if (std::string_view(key) != "Object") continue;
-        if (json::value* attrs = item.as_object().if_contains("Attribute"); attrs != nullptr && attrs->is_array()) {
+        if (json::value* attrs = item.as_object().if_contains("Attribute");
+            attrs != nullptr && attrs->is_array()) {
           for (auto& a : attrs->as_array()) {
             if (a.is_object()) capture(a.as_object());
           }
@@ -1324,7 +1308,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     for (auto uuid : misp::SharingGroupView(incoming).org_uuids()) {
       bool present = false;
       for (auto have : misp::SharingGroupView(group).org_uuids()) present |= policy::SameText(have, uuid);
-      if (!present) orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", uuid}}}});
+      if (!present)
+        orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", uuid}}}});
     }
     json::array& servers = list(group, "SharingGroupServer");
     for (auto& row : servers) {
@@ -1332,9 +1317,11 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     }
     for (const auto& row : misp::SharingGroupView(incoming).servers()) {
       bool present = false;
-      for (const auto& have : misp::SharingGroupView(group).servers()) present |= policy::SameUrl(have.url, row.url);
+      for (const auto& have : misp::SharingGroupView(group).servers())
+        present |= policy::SameUrl(have.url, row.url);
       if (!present) {
-        servers.push_back(json::object{{"server_id", std::to_string(row.server_id)}, {"all_orgs", false},
+        servers.push_back(json::object{{"server_id", std::to_string(row.server_id)},
+                                       {"all_orgs", false},
                                        {"Server", json::object{{"url", row.url}, {"name", row.name}}}});
       }
     }
@@ -1342,7 +1329,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
   // Merges `incoming` elements into `stored` by uuid: strictly newer timestamps win, new ones are
   // added, absent ones stay (spec 7.5).
-  void MergeList(json::object& stored, json::object& incoming, const char* key, bool objects, std::int64_t event_id) {
+  void MergeList(json::object& stored, json::object& incoming, const char* key, bool objects,
+                 std::int64_t event_id) {
     json::value* in = incoming.if_contains(key);
     if (in == nullptr || !in->is_array()) return;
     json::value* have = stored.if_contains(key);

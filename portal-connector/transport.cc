@@ -1,6 +1,5 @@
 #include "portal-connector/transport.h"
 
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +16,8 @@
 #include <random>
 #include <thread>
 
+#include "common/encoding.h"
+
 namespace sgsync::connector {
 
 namespace asio = boost::asio;
@@ -25,69 +26,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-std::string GzipCompress(const std::string& data) {
-  z_stream zs{};
-  deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
-
-Result<std::string> GzipDecompress(const std::string& data, std::size_t max_bytes) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 15 + 32) != Z_OK) return Fail(ErrorCode::kInternal, "zlib init failed");
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  std::string out;
-  char buf[65536];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kParse, "the gzip-encoded response body is corrupt");
-    }
-    out.append(buf, sizeof buf - zs.avail_out);
-    if (out.size() > max_bytes) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kLimitExceeded,
-                  "the decoded response exceeds " + std::to_string(max_bytes) + " bytes");
-    }
-    if (rc != Z_STREAM_END && zs.avail_in == 0 && zs.avail_out != 0) {
-      inflateEnd(&zs);
-      return Fail(ErrorCode::kParse, "the gzip-encoded response body is truncated");
-    }
-  }
-  inflateEnd(&zs);
-  return out;
-}
-
 namespace {
-
-std::string Hex(const unsigned char* p, unsigned int n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 15]);
-  }
-  return out;
-}
-
-std::string Sha256Hex(const unsigned char* p, int n) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(p, static_cast<std::size_t>(n), md, &len, EVP_sha256(), nullptr);
-  return Hex(md, len);
-}
 
 // Incremental gzip decoding: pieces in, pieces out.
 class Inflater {
@@ -215,11 +154,15 @@ struct HttpsTransport::Impl {
                     Where(target));
       unsigned char* der = nullptr;
       int n = i2d_X509(cert, &der);
-      std::string cert_hash = n > 0 ? Sha256Hex(der, n) : "";
+      std::string cert_hash =
+          n > 0 ? Sha256Hex(std::string_view(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n)))
+                : "";
       OPENSSL_free(der);
       der = nullptr;
       n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-      std::string key_hash = n > 0 ? Sha256Hex(der, n) : "";
+      std::string key_hash =
+          n > 0 ? Sha256Hex(std::string_view(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n)))
+                : "";
       OPENSSL_free(der);
       X509_free(cert);
       std::string pin = options.tls.pin_sha256;

@@ -103,8 +103,4 @@ class HttpsTransport {
   std::unique_ptr<Impl> impl_;
 };
 
-// gzip helpers (shared by the transport and its tests).
-std::string GzipCompress(const std::string& data);
-Result<std::string> GzipDecompress(const std::string& data, std::size_t max_bytes);
-
 }  // namespace sgsync::connector

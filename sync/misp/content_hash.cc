@@ -9,6 +9,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/encoding.h"
+
 namespace sgsync::misp {
 namespace {
 
@@ -59,13 +61,7 @@ class Digest {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx_.get(), md, &n);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < n; ++i) {
-      out.push_back(kHex[md[i] >> 4]);
-      out.push_back(kHex[md[i] & 15]);
-    }
-    return out;
+    return HexEncode(std::string_view(reinterpret_cast<const char*>(md), n));
   }
 
  private:

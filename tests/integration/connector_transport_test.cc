@@ -3,6 +3,7 @@
 // rules for safe requests, and broken answers give their typed errors.
 #include <gtest/gtest.h>
 
+#include "common/encoding.h"
 #include "misp-sim/sim.h"
 #include "portal-connector/transport.h"
 #include "tests/support/connect_proxy.h"

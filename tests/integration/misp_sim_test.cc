@@ -3,6 +3,7 @@
 // error statuses, each as the real MISP 2.5.1 captures show them.
 #include <gtest/gtest.h>
 
+#include "common/encoding.h"
 #include "misp-sim/sim.h"
 #include "sync/misp/json.h"
 #include "tests/support/files.h"
@@ -404,8 +405,7 @@ TEST_F(MispSimTest, SpecCase32_FilterEventIdsForPushReturnsUnknownAndNewerLocked
 TEST_F(MispSimTest, GzipBodiesAreAcceptedAndMalformedJsonIs405) {
   std::string body =
       R"({"Event":{"info":"gz","distribution":"3","Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.7"}]}})";
-  auto r =
-      Call(sync_key_, "POST", "/events/add", sgsync::testing::Gzip(body), {{"Content-Encoding", "gzip"}});
+  auto r = Call(sync_key_, "POST", "/events/add", sgsync::GzipCompress(body), {{"Content-Encoding", "gzip"}});
   EXPECT_EQ(r.status, 200) << r.body;
   auto bad = Call(sync_key_, "POST", "/events/add/metadata:1", R"({"Event": {"info": "broken", )");
   EXPECT_EQ(bad.status, 405);

@@ -1,6 +1,5 @@
 #include "tests/support/http_client.h"
 
-#include <zlib.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -41,22 +40,6 @@ HttpResult Request(std::uint16_t port, const std::string& method, const std::str
   out.body = parser.get().body();
   boost::system::error_code ec;
   socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  return out;
-}
-
-std::string Gzip(const std::string& data) {
-  z_stream zs{};
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    throw std::runtime_error("deflateInit2");
-  }
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  zs.avail_in = static_cast<uInt>(data.size());
-  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
   return out;
 }
 

@@ -18,7 +18,4 @@ struct HttpResult {
 HttpResult Request(std::uint16_t port, const std::string& method, const std::string& target,
                    const std::string& body = "", const std::map<std::string, std::string>& headers = {});
 
-// gzip-compresses `data` (for requests with Content-Encoding: gzip).
-std::string Gzip(const std::string& data);
-
 }  // namespace sgsync::testing
