@@ -18,9 +18,14 @@
 #include <vector>
 
 #include "common/result.h"
-#include "misp-sim/http_server.h"
+#include "httpd/http_server.h"
 
 namespace sgsync::sim {
+
+using httpd::HttpRequest;
+using httpd::HttpResponse;
+using httpd::HttpServer;
+using httpd::TlsFiles;
 
 // The built-in roles of MISP (INSTALL/MYSQL.sql role ids 1, 3 and 5) as far as misp-sim acts on
 // them; docs/misp-sim.md lists their flags and where each comes from.
@@ -94,8 +99,9 @@ class MispSim {
   std::vector<LoggedRequest> RequestLog();
   void ClearRequestLog();
   // Generated events (misp-sim/generator.h) owned by the host org, published; returns their uuids.
+  // `attribute_distribution` -1 mixes the levels (some events then have nothing shareable).
   Result<std::vector<std::string>> Seed(int events, int attributes, int objects, int distribution,
-                                        std::uint64_t seed);
+                                        std::uint64_t seed, int attribute_distribution = -1);
   // Removes every event, sharing group and blocklist entry; organisations and users stay.
   Status Reset();
 

@@ -1,4 +1,5 @@
-// misp-sim/http_server.h: a small HTTP/1.1 server (plain or TLS) on Boost.Beast for misp-sim.
+// httpd/http_server.h: a small HTTP/1.1 server (plain or TLS) on Boost.Beast. misp-sim serves
+// MISP's API with it; sgsyncd serves its Prometheus /metrics with it.
 //
 // One thread per connection, keep-alive, bodies up to a size limit, gzip request bodies decoded
 // (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request and returns a
@@ -19,7 +20,7 @@
 
 #include "common/result.h"
 
-namespace sgsync::sim {
+namespace sgsync::httpd {
 
 struct HttpRequest {
   std::string method;                          // "GET", "POST", "HEAD", ...
@@ -66,4 +67,4 @@ class HttpServer {
   std::uint16_t port_;
 };
 
-}  // namespace sgsync::sim
+}  // namespace sgsync::httpd

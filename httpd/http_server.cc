@@ -1,5 +1,4 @@
-#include "misp-sim/http_server.h"
-
+#include "httpd/http_server.h"
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -10,7 +9,7 @@
 
 #include "common/encoding.h"
 
-namespace sgsync::sim {
+namespace sgsync::httpd {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -213,4 +212,4 @@ void HttpServer::Stop() {
 
 HttpServer::~HttpServer() { Stop(); }
 
-}  // namespace sgsync::sim
+}  // namespace sgsync::httpd
