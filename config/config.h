@@ -1,0 +1,110 @@
+// config/config.h: sgsyncd's configuration, read from one TOML file (docs/configuration.md has every
+// key; deploy/sgsync.example.toml is a commented example).
+//
+// LoadConfig reads and checks everything that can be checked without the network: unknown keys
+// (a typo is an error, not a silently ignored setting), types, ranges, URLs, the push and pull
+// rules (MISP's JSON, parsed by the policy's own reader), and the API keys: a key file must exist
+// and be readable by its owner only (0600 or 0400); a key may instead come from an environment
+// variable. Every error names the file, the line and the key.
+//
+// The API keys are held in `Secret`, which never prints its value; RedactedToml() renders the
+// configuration as the admin API's GetConfig shows it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "sync/misp/json.h"
+#include "sync/policy/link.h"
+
+namespace sgsync::config {
+
+namespace json = boost::json;
+
+// An API key. Its value is read only where a request is built; ToString-like access is explicit.
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string value) : value_(std::move(value)) {}
+  const std::string& reveal() const { return value_; }
+  bool empty() const { return value_.empty(); }
+  std::string source;  // "file /etc/sgsync/portal.key" or "environment SGSYNC_PORTAL_KEY": for messages
+
+ private:
+  std::string value_;
+};
+
+// One MISP a link talks to.
+struct MispEndpointConfig {
+  std::string url;      // where sgsync connects: https://misp.example.org
+  std::string baseurl;  // MISP.baseurl when it differs from `url` (a proxy in front); default `url`
+  Secret api_key;
+  std::string ca_file;
+  std::string pin_sha256;
+  std::string client_cert, client_key;
+  std::string proxy;
+  bool insecure_http = false;  // allow plain http:// (tests and demos only)
+  std::string org_uuid;        // the instance's host organisation; local: asked from MISP when empty
+  std::string org_name;
+  int max_in_flight = 4;  // concurrent requests to this MISP
+  int timeout_seconds = 300;
+};
+
+enum class ConflictPolicy { kPreferNewer, kPreferPortal, kPreferLocal, kManual };
+std::string_view ConflictPolicyName(ConflictPolicy p);
+
+struct LinkConfig {
+  std::string name;
+  MispEndpointConfig local;   // the member's MISP
+  MispEndpointConfig remote;  // the Portal
+  bool push = true;
+  bool pull = true;
+  std::int64_t interval_seconds = 300;
+  std::int64_t overlap_seconds = 600;
+  std::int64_t full_reconciliation_seconds = 86400;
+  ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
+  bool tombstones = false;
+  // The sharing-relevant part, in the policy's JSON link form (policy::ParseLink) without the
+  // facts learnt from the MISPs at start (remote_user_org, the local org when not configured).
+  json::object policy;
+  int line = 0;  // where the [[link]] table starts, for messages
+};
+
+struct DaemonConfig {
+  std::string path;  // the file it was read from
+  std::string state_db = "/var/lib/sgsync/state.db";
+  int max_attempts = 8;  // tries of one event before it goes to the dead letters
+  std::string admin_socket = "/run/sgsync/admin.sock";
+  int admin_socket_mode = 0600;
+  std::string admin_socket_group;
+  std::string admin_tcp_listen;  // "" (off) or HOST:PORT, which needs the three TLS files below
+  std::string admin_tls_cert, admin_tls_key, admin_tls_client_ca;
+  std::string log_format = "text";                // text | json
+  std::string log_level = "info";                 // trace debug info warn error
+  std::string metrics_listen = "127.0.0.1:9464";  // "" disables /metrics
+  std::int64_t shutdown_grace_seconds = 30;
+  std::vector<LinkConfig> links;
+};
+
+// Reads and checks `path`. Errors: "<file>:<line>: <key>: <what>" (kInvalidArgument), or kIo when
+// the file cannot be read.
+Result<DaemonConfig> LoadConfig(const std::string& path);
+// The same from text (tests); `name` stands for the file in messages; key files are still read.
+Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& name);
+
+// The policy's link for `link`, completed with what was learnt from the two MISPs: the organisation
+// of sgsync's account on the remote, and the local host organisation when not configured.
+Result<policy::Link> MakePolicyLink(const LinkConfig& link, const policy::OrgRef& remote_user_org,
+                                    const policy::OrgRef& local_org);
+
+// A digest of everything in `link` that changes what is shared (policy JSON, directions): the state
+// store starts new cursor generations when it changes.
+std::string SharingIdentity(const LinkConfig& link);
+
+// The configuration as text with every secret replaced by "<redacted: source>".
+json::object Redacted(const DaemonConfig& c);
+
+}  // namespace sgsync::config

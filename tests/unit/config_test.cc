@@ -1,0 +1,206 @@
+// config: sgsyncd's TOML configuration. What is accepted, and that every refusal names the file,
+// the line and the key.
+#include "config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
+#include "tests/support/files.h"
+
+namespace sgsync::config {
+namespace {
+
+using sgsync::testing::ReadFile;
+using sgsync::testing::TempDir;
+using sgsync::testing::WriteFile;
+using ::testing::HasSubstr;
+
+const char* kKey = "0123456789abcdefghij0123456789ABCDEFGHIJ";
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::string KeyFile(const std::string& name, mode_t mode = 0600, const std::string& key = kKey) {
+    auto path = (dir_.path() / name).string();
+    WriteFile(path, key + "\n");
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+  // A minimal valid file; `link_extra` goes into the [[link]] table, `remote_extra` into remote.
+  std::string Minimal(const std::string& link_extra = "", const std::string& remote_extra = "",
+                      const std::string& top = "") {
+    return top + "\n[[link]]\nname = \"portal\"\n" + link_extra +
+           "\n[link.local]\nurl = \"https://misp.member.test\"\n" + "api_key_file = \"" +
+           KeyFile("local.key") + "\"\n[link.remote]\nurl = \"https://portal.test\"\n" + "api_key_file = \"" +
+           KeyFile("portal.key") + "\"\norg_uuid = \"1315aee3-d0b4-4569-a8f2-b99ad776f149\"\n" + remote_extra;
+  }
+  TempDir dir_;
+};
+
+TEST_F(ConfigTest, MinimalFileTakesDocumentedDefaults) {
+  auto c = ParseConfig(Minimal(), "sgsync.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_EQ(c->links.size(), 1u);
+  const LinkConfig& l = c->links[0];
+  EXPECT_TRUE(l.push);
+  EXPECT_TRUE(l.pull);
+  EXPECT_EQ(l.interval_seconds, 300);
+  EXPECT_EQ(l.overlap_seconds, 600);
+  EXPECT_EQ(l.conflict_policy, ConflictPolicy::kPreferNewer);
+  EXPECT_FALSE(l.tombstones);
+  EXPECT_EQ(l.local.api_key.reveal(), kKey);
+  EXPECT_EQ(c->state_db, "/var/lib/sgsync/state.db");
+  EXPECT_EQ(c->metrics_listen, "127.0.0.1:9464");
+  // sgsync's own TLP policy: tlp:red is blocked on push unless the file says otherwise.
+  auto link = MakePolicyLink(l, {"ce867008-0536-4358-9f2e-20df12768cd3", "ORG1"},
+                             {"ce867008-0536-4358-9f2e-20df12768cd3", "ORG1"});
+  ASSERT_TRUE(link.ok()) << link.error().ToString();
+  EXPECT_EQ(link->blocked_tags_push, std::vector<std::string>{"tlp:red"});
+  EXPECT_TRUE(link->blocked_tags_pull.empty());
+  EXPECT_EQ(link->remote.url, "https://portal.test");
+}
+
+TEST_F(ConfigTest, ExampleFileIsValidOnceItsKeyFilesExist) {
+  std::string text = ReadFile(std::string(SGSYNC_SOURCE_DIR) + "/deploy/sgsync.example.toml");
+  for (const char* name : {"local.key", "portal.key"}) {
+    std::string from = std::string("/etc/sgsync/") + name;
+    text.replace(text.find(from), from.size(), KeyFile(name));
+  }
+  auto c = ParseConfig(text, "sgsync.example.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->links[0].name, "securegrid-portal");
+}
+
+TEST_F(ConfigTest, UnknownKeyIsRefusedWithFileLineAndKey) {
+  auto c = ParseConfig(Minimal("intervall_seconds = 60"), "/etc/sgsync/sgsync.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "/etc/sgsync/sgsync.toml:4: link[0].intervall_seconds: unknown key");
+}
+
+TEST_F(ConfigTest, WrongTypeNamesTheKeyAndWhatWasFound) {
+  auto c = ParseConfig(Minimal("interval_seconds = \"5m\""), "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "f.toml:4: link[0].interval_seconds: expected an integer, found a string");
+}
+
+TEST_F(ConfigTest, TomlSyntaxErrorNamesLineAndColumn) {
+  auto c = ParseConfig("[state]\ndatabase = \n", "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("f.toml:2:"));
+}
+
+TEST_F(ConfigTest, KeyFileReadableByOthersIsRefusedSayingWhy) {
+  std::string text = Minimal();
+  std::string loose = KeyFile("loose.key", 0644);
+  std::string strict = (dir_.path() / "local.key").string();
+  text.replace(text.find(strict), strict.size(), loose);
+  auto c = ParseConfig(text, "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_THAT(c.error().message,
+              HasSubstr("link \"portal\".local.api_key_file: " + loose + " has mode 0644"));
+  EXPECT_THAT(c.error().message, HasSubstr("readable by the service only (chmod 600"));
+  EXPECT_THAT(c.error().message, ::testing::Not(HasSubstr(kKey)));
+}
+
+TEST_F(ConfigTest, KeyMayComeFromTheEnvironmentInstead) {
+  ::setenv("SGSYNC_TEST_PORTAL_KEY", kKey, 1);
+  std::string text = Minimal();
+  std::string file_line = "api_key_file = \"" + (dir_.path() / "portal.key").string() + "\"";
+  text.replace(text.find(file_line), file_line.size(), "api_key_env = \"SGSYNC_TEST_PORTAL_KEY\"");
+  auto c = ParseConfig(text, "f.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->links[0].remote.api_key.source, "environment SGSYNC_TEST_PORTAL_KEY");
+  ::unsetenv("SGSYNC_TEST_PORTAL_KEY");
+  c = ParseConfig(text, "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("the environment variable SGSYNC_TEST_PORTAL_KEY is not set"));
+}
+
+TEST_F(ConfigTest, SomethingThatIsNotAnApiKeyIsRefusedWithoutPrintingIt) {
+  std::string text = Minimal();
+  std::string good = (dir_.path() / "local.key").string();
+  std::string bad = KeyFile("cert.key", 0600, "-----BEGIN PRIVATE KEY-----");
+  text.replace(text.find(good), good.size(), bad);
+  auto c = ParseConfig(text, "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("is not a MISP API key"));
+  EXPECT_THAT(c.error().message, ::testing::Not(HasSubstr("BEGIN")));
+}
+
+TEST_F(ConfigTest, PlainHttpIsRefusedUnlessAskedFor) {
+  std::string text = Minimal();
+  text.replace(text.find("https://portal.test"), 19, "http://portal.test");
+  auto c = ParseConfig(text, "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message,
+              HasSubstr("link \"portal\".remote.url: plain http:// sends the API key unencrypted"));
+  auto ok = ParseConfig(text + "insecure_http = true\n", "f.toml");
+  EXPECT_TRUE(ok.ok()) << ok.error().ToString();
+}
+
+TEST_F(ConfigTest, BadPushRulesAreCaughtByThePolicyReaderAtCheckTime) {
+  auto c = ParseConfig(Minimal("push_rules = '''{\"tags\": {\"OR\": \"tlp:green\"}}'''"), "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("link \"portal\".push_rules.tags.OR"));
+  auto j = ParseConfig(Minimal("pull_rules = '''{\"tags\": '''"), "f.toml");
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(j.error().message, HasSubstr("f.toml:4: link[0].pull_rules: not valid JSON"));
+}
+
+TEST_F(ConfigTest, RemoteOrganisationIsRequired) {
+  std::string text = Minimal();
+  std::string line = "org_uuid = \"1315aee3-d0b4-4569-a8f2-b99ad776f149\"\n";
+  text.erase(text.find(line), line.size());
+  auto c = ParseConfig(text, "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("link \"portal\".remote.org_uuid: missing (required)"));
+}
+
+TEST_F(ConfigTest, TcpAdminListenerWithoutClientCertificatesIsRefused) {
+  auto c = ParseConfig(Minimal("", "", "[admin]\ntcp_listen = \"0.0.0.0:7443\"\n"), "f.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message,
+              HasSubstr("admin.tcp_listen: a TCP admin listener needs tls_cert, tls_key and tls_client_ca"));
+}
+
+TEST_F(ConfigTest, LinkNamesAreUniqueAndDirectionsAreChecked) {
+  std::string one = Minimal();
+  std::string link = one.substr(one.find("[[link]]"));
+  auto twice = ParseConfig(one + link, "f.toml");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_THAT(twice.error().message, HasSubstr("link \"portal\": name used twice"));
+  auto dir = ParseConfig(Minimal("directions = [\"push\", \"sideways\"]"), "f.toml");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_THAT(dir.error().message,
+              HasSubstr("directions: expected \"push\" and/or \"pull\", found \"sideways\""));
+}
+
+TEST_F(ConfigTest, SharingIdentityChangesWithRulesNotWithInterval) {
+  auto a = ParseConfig(Minimal(), "f.toml");
+  auto b = ParseConfig(Minimal("interval_seconds = 60"), "f.toml");
+  auto c = ParseConfig(Minimal("blocked_tags_push = [\"tlp:red\", \"tlp:amber\"]"), "f.toml");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(SharingIdentity(a->links[0]), SharingIdentity(b->links[0]));
+  EXPECT_NE(SharingIdentity(a->links[0]), SharingIdentity(c->links[0]));
+}
+
+TEST_F(ConfigTest, RedactedFormCarriesNoSecret) {
+  auto c = ParseConfig(Minimal(), "f.toml");
+  ASSERT_TRUE(c.ok());
+  std::string text = boost::json::serialize(Redacted(*c));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr(kKey)));
+  EXPECT_THAT(text, HasSubstr("<redacted: file " + (dir_.path() / "portal.key").string() + ">"));
+}
+
+TEST_F(ConfigTest, MissingFileIsAnIoErrorNamingIt) {
+  auto c = LoadConfig((dir_.path() / "absent.toml").string());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ErrorCode::kIo);
+  EXPECT_THAT(c.error().message, HasSubstr("absent.toml"));
+}
+
+}  // namespace
+}  // namespace sgsync::config
