@@ -274,6 +274,39 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     return out;
   }
 
+  // A loaded document may come without instance-local ids (the conformance cases are normalised
+  // that way): a sharing group's server row then gets the id MISP stores for it, 0 for this
+  // instance's own row (SharingGroupServer.server_id, spec 4.1), else its server record's id.
+  void CompleteServerIds(json::object& holder) {
+    json::value* sg = holder.if_contains("SharingGroup");
+    json::value* rows =
+        sg != nullptr && sg->is_object() ? sg->as_object().if_contains("SharingGroupServer") : nullptr;
+    if (rows != nullptr && rows->is_array()) {
+      for (auto& row : rows->as_array()) {
+        if (!row.is_object() || row.as_object().contains("server_id")) continue;
+        const json::value* server = row.as_object().if_contains("Server");
+        std::string url(server != nullptr && server->is_object() ? StringOr(server->as_object(), "url") : "");
+        std::int64_t id = -1;
+        if (policy::SameUrl(url, config.base_url)) {
+          id = 0;
+        } else {
+          auto q = db->Prepare("SELECT id, url FROM servers");
+          while (*(*q)->Step()) {
+            if (policy::SameUrl((*q)->Text(1), url)) id = (*q)->Int(0);
+          }
+        }
+        if (id >= 0) row.as_object()["server_id"] = std::to_string(id);
+      }
+    }
+    for (const char* key : {"Attribute", "Object", "EventReport"}) {
+      json::value* list = holder.if_contains(key);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& el : list->as_array()) {
+        if (el.is_object()) CompleteServerIds(el.as_object());
+      }
+    }
+  }
+
   struct StoredEvent {
     std::int64_t id = 0;
     std::int64_t org_id = 0;
@@ -2120,6 +2153,7 @@ Result<std::int64_t> MispSim::LoadEvent(const std::string& text) {
                                          "(name) DO UPDATE SET value = max(value, excluded.value)"));
   SGSYNC_TRY_STATUS(up->Bind(1, id).Run());
   impl_->AssignIds(e, id);
+  impl_->CompleteServerIds(e);
   SGSYNC_TRY_STATUS(impl_->SaveEvent(Impl::StoredEvent{id, org_id, std::move(e)}));
   return id;
 }
@@ -2167,7 +2201,7 @@ Status MispSim::Reset() {
 }
 
 Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int objects, int distribution,
-                                               std::uint64_t seed) {
+                                               std::uint64_t seed, int attribute_distribution) {
   std::lock_guard lock(impl_->mu);
   auto org = impl_->OrgByUuid(impl_->config.org_uuid);
   std::vector<std::string> uuids;
@@ -2176,6 +2210,7 @@ Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int o
     shape.attributes = attributes;
     shape.objects = objects;
     shape.event_distribution = distribution;
+    shape.attribute_distribution = attribute_distribution;
     shape.seed = seed * 1000003 + static_cast<std::uint64_t>(i);
     json::object e = json::parse(GenerateEventJson(shape)).as_object()["Event"].as_object();
     std::int64_t id = impl_->NextId("Event");
@@ -2283,11 +2318,55 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
     const json::object& o = body.as_object();
     auto uuids = Seed(static_cast<int>(IntOr(o, "events", 1)), static_cast<int>(IntOr(o, "attributes", 10)),
                       static_cast<int>(IntOr(o, "objects", 0)), static_cast<int>(IntOr(o, "distribution", 3)),
-                      static_cast<std::uint64_t>(IntOr(o, "seed", 1)));
+                      static_cast<std::uint64_t>(IntOr(o, "seed", 1)),
+                      static_cast<int>(IntOr(o, "attribute_distribution", -1)));
     if (!uuids.ok()) return ControlError(500, uuids.error().ToString());
     json::array a;
     for (auto& u : *uuids) a.push_back(json::value(u));
     return JsonResponse(200, json::object{{"uuids", std::move(a)}});
+  }
+  // Organisations, users and server records, as an installation's admin would create them:
+  // {"orgs": [{"name", "uuid", "local"}], "users": [{"email", "org_uuid", "role", "key"}],
+  //  "servers": [{"url", "name"}]}; role is "site_admin", "user" or "sync_user".
+  if (what == "setup" && request.method == "POST" && body.is_object()) {
+    const json::object& o = body.as_object();
+    json::object out;
+    if (const json::value* orgs = o.if_contains("orgs"); orgs && orgs->is_array()) {
+      for (const auto& v : orgs->as_array()) {
+        if (!v.is_object()) return ControlError(400, "orgs: expected objects");
+        auto id =
+            AddOrg(std::string(StringOr(v.as_object(), "name")), std::string(StringOr(v.as_object(), "uuid")),
+                   misp::BoolOr(v.as_object(), "local", false));
+        if (!id.ok()) return ControlError(400, id.error().ToString());
+      }
+    }
+    json::object keys;
+    if (const json::value* users = o.if_contains("users"); users && users->is_array()) {
+      for (const auto& v : users->as_array()) {
+        if (!v.is_object()) return ControlError(400, "users: expected objects");
+        const json::object& u = v.as_object();
+        std::string role(StringOr(u, "role", "user"));
+        Role r = role == "site_admin"  ? Role::kSiteAdmin
+                 : role == "sync_user" ? Role::kSyncUser
+                                       : Role::kUser;
+        if (role != "site_admin" && role != "sync_user" && role != "user")
+          return ControlError(400, "users: role must be site_admin, user or sync_user, found " + role);
+        auto key = AddUser(std::string(StringOr(u, "email")), std::string(StringOr(u, "org_uuid")), r,
+                           std::string(StringOr(u, "key")));
+        if (!key.ok()) return ControlError(400, key.error().ToString());
+        keys[StringOr(u, "email")] = *key;
+      }
+    }
+    if (const json::value* servers = o.if_contains("servers"); servers && servers->is_array()) {
+      for (const auto& v : servers->as_array()) {
+        if (!v.is_object()) return ControlError(400, "servers: expected objects");
+        auto id = AddServer(std::string(StringOr(v.as_object(), "url")),
+                            std::string(StringOr(v.as_object(), "name")));
+        if (!id.ok()) return ControlError(400, id.error().ToString());
+      }
+    }
+    out["keys"] = std::move(keys);
+    return JsonResponse(200, out);
   }
   // Fixture documents: an event ({"Event": ...}), a list of them, or {"response": [...]}.
   if (what == "load" && request.method == "POST") {

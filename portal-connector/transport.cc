@@ -428,6 +428,31 @@ Result<std::unique_ptr<HttpsTransport>> HttpsTransport::Create(TransportOptions 
   return std::unique_ptr<HttpsTransport>(new HttpsTransport(std::move(impl)));
 }
 
+std::string RouteOf(std::string_view target) {
+  // MISP's routes are /controller/action; what follows is ids, uuids and named parameters.
+  target = target.substr(0, target.find_first_of("?#"));
+  std::string out;
+  int segments = 0;
+  std::size_t i = 0;
+  while (i < target.size() && segments < 2) {
+    if (target[i] == '/') {
+      ++i;
+      continue;
+    }
+    std::size_t end = target.find('/', i);
+    std::string_view seg = target.substr(i, end == std::string_view::npos ? target.size() - i : end - i);
+    bool word = !seg.empty() && std::all_of(seg.begin(), seg.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.';
+    });
+    if (!word) break;
+    out += '/';
+    out += seg.substr(0, seg.find('.'));  // events/index.json -> events/index
+    ++segments;
+    i += seg.size();
+  }
+  return out.empty() ? "/" : out;
+}
+
 Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
   const auto deadline = Clock::now() + impl_->options.timeouts.total;
   const int attempts = request.idempotent ? std::max(1, impl_->options.retry.max_attempts) : 1;
@@ -437,6 +462,10 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
     Result<HttpResponse> r = impl_->Once(request, deadline);
     // Method, URL, outcome and time only: never a header (the API key is one) or a body.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    if (impl_->options.observer) {
+      impl_->options.observer(request.method, RouteOf(request.target), r.ok() ? r->status : 0,
+                              std::chrono::duration<double>(Clock::now() - started).count());
+    }
     if (r.ok()) {
       spdlog::debug("{} {}{} -> {} in {} ms (attempt {})", request.method, impl_->options.base_url,
                     request.target, r->status, ms, attempt);

@@ -60,7 +60,13 @@ struct TransportOptions {
   bool gzip_requests = false;       // compress bodies over 1 KB (when the peer announced gzip)
   std::string user_agent;           // sgsync chooses it deliberately: docs/connector.md
   std::string proxy;                // "http://host:port": HTTPS goes through it with CONNECT
+  // Called after every attempt (metrics): the method, the target's route ("/events/view", no ids
+  // or parameters), the status (0 for a transport failure) and the time it took.
+  std::function<void(std::string_view method, std::string_view route, int status, double seconds)> observer;
 };
+
+// "/events/view/5b7d.../deleted[]:1" -> "/events/view": the route of a MISP target, for metrics.
+std::string RouteOf(std::string_view target);
 
 struct HttpRequest {
   std::string method;                          // GET, HEAD, POST

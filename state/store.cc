@@ -418,6 +418,23 @@ Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction 
   return items;
 }
 
+Status StateStore::Release(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE "
+                                  "'pending' END, lease_expires_at = NULL, updated_at = ? WHERE id = ? AND "
+                                  "state = 'leased'"));
+  return u->Bind(1, Now()).Bind(2, item_id).Run();
+}
+
+Result<int> StateStore::ReleaseAllLeases() {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u,
+             db_->Prepare("UPDATE work_queue SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE "
+                          "'pending' END, lease_expires_at = NULL, updated_at = ? WHERE state = 'leased'"));
+  SGSYNC_TRY_STATUS(u->Bind(1, Now()).Run());
+  return db_->Changes();
+}
+
 Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const LedgerEntry& entry) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
@@ -511,6 +528,16 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
     }
   }
   return c;
+}
+
+Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t link_id, Direction d) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT MIN(version) FROM work_queue WHERE link_id = ? AND direction = ? "
+                                  "AND state != 'done'"));
+  q->Bind(1, link_id).Bind(2, DirName(d));
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row || q->IsNull(0)) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(q->Int(0));
 }
 
 Result<std::vector<WorkItem>> StateStore::ListWork(std::int64_t link_id, WorkState s, int limit) {

@@ -169,8 +169,17 @@ class StateStore {
   // max_attempts. Returns the item's new state.
   Result<WorkState> FailAttempt(std::int64_t item_id, const std::string& error,
                                 std::optional<std::int64_t> retry_at = std::nullopt);
+  // The lease is given back without an attempt being counted (the run stopped before trying it:
+  // shutdown, or its peer went down): ready again at once.
+  Status Release(std::int64_t item_id);
+  // Every lease given back: for a process that owns the database (sgsyncd holds a lock file) and
+  // starts after one that was killed. Returns how many there were.
+  Result<int> ReleaseAllLeases();
   Status RetryDead(std::int64_t item_id);  // dead -> pending, attempts kept
   Status DropDead(std::int64_t item_id);   // dead -> removed
+  // The smallest version (event timestamp) of the link's work in direction `d` not done yet
+  // (pending, leased, failed or dead): the cursor must not pass it.
+  Result<std::optional<std::int64_t>> OldestUnfinished(std::int64_t link_id, Direction d);
   Result<QueueCounts> CountQueue(std::int64_t link_id, Direction d);
   Result<std::vector<WorkItem>> ListWork(std::int64_t link_id, WorkState s, int limit = 100);
 

@@ -272,6 +272,8 @@ class EventDocument {
   Envelope envelope() const { return envelope_; }
   const json::value& root() const { return root_; }
   std::string Serialize() const { return ToJson(root_); }
+  // Moves the event object out (a 150k-attribute event is not copied); the document is spent.
+  json::object TakeEvent() && { return std::move(EventObject()); }
 
  private:
   EventDocument(json::value root, Envelope envelope) : root_(std::move(root)), envelope_(envelope) {}

@@ -1,0 +1,165 @@
+// sgsyncd: the SecureGRID federation sync daemon.
+//
+//   sgsyncd --config /etc/sgsync/sgsync.toml            run every link until SIGTERM
+//   sgsyncd --config F --check                          validate the configuration and exit
+//   sgsyncd --config F --once [--direction D] [--full]  one run per link and direction, then exit
+//
+// Signals: SIGTERM and SIGINT stop (runs finish the events in hand within the grace period);
+// SIGHUP reloads the configuration (a bad new file is reported and the old one kept).
+// Exit codes: 0 ok, 1 a run or the start failed, 2 a bad command line or configuration.
+#include <pthread.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+
+#include "daemon/service.h"
+
+namespace {
+
+// One JSON object per line: {"time": ..., "level": ..., "logger": ..., "message": ...}.
+class JsonLinesSink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    auto t = std::chrono::system_clock::to_time_t(msg.time);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    boost::json::object line{{"time", when},
+                             {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
+                                                   spdlog::level::to_string_view(msg.level).size())},
+                             {"message", std::string(msg.payload.data(), msg.payload.size())}};
+    std::string text = boost::json::serialize(line) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
+
+void SetUpLogging(const sgsync::config::DaemonConfig& c) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (c.log_format == "json") {
+    logger = std::make_shared<spdlog::logger>("sgsyncd", std::make_shared<JsonLinesSink>());
+  } else {
+    logger = std::make_shared<spdlog::logger>("sgsyncd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+  logger->set_level(spdlog::level::from_str(c.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s) {
+  boost::json::object reasons;
+  for (const auto& [k, v] : s.skipped_by_reason) reasons[k] = v;
+  boost::json::object o{{"run", what},
+                        {"not_modified", s.not_modified},
+                        {"listed", s.listed},
+                        {"queued", s.queued},
+                        {"fetched", s.fetched},
+                        {"sent", s.sent},
+                        {"already", s.already},
+                        {"skipped", s.skipped},
+                        {"echo", s.echo},
+                        {"failed", s.failed},
+                        {"conflicts", s.conflicts},
+                        {"aborted", s.aborted},
+                        {"cursor", s.cursor},
+                        {"skipped_by_reason", std::move(reasons)}};
+  return boost::json::serialize(o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sgsyncd: exchanges MISP events between a member's MISP and the SecureGRID Portal"};
+  std::string config_path, direction;
+  bool check = false, once = false, full = false;
+  app.add_option("--config,-c", config_path, "the TOML configuration (deploy/sgsync.example.toml)")
+      ->required();
+  app.add_flag("--check", check, "validate the configuration (files, keys, rules) and exit");
+  app.add_flag("--once", once,
+               "run every link once (push, then pull), print the results as JSON lines, exit");
+  app.add_option("--direction", direction, "with --once: only push or only pull")
+      ->check(CLI::IsMember({"push", "pull"}));
+  app.add_flag("--full", full, "with --once: list from the beginning instead of the cursor");
+  app.set_version_flag("--version", std::string("sgsyncd ") + SGSYNC_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto config = sgsync::config::LoadConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "sgsyncd: %s\n", config.error().message.c_str());
+    return 2;
+  }
+  if (check) {
+    std::printf("%s: configuration OK (%zu link%s)\n", config_path.c_str(), config->links.size(),
+                config->links.size() == 1 ? "" : "s");
+    return 0;
+  }
+  SetUpLogging(*config);
+
+  // Signals are taken by one thread with sigwait, so the scheduler threads never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto service = sgsync::daemon::Service::Create(*config);
+  if (!service.ok()) {
+    spdlog::error("cannot start: {}", service.error().ToString());
+    return 1;
+  }
+  if (once) {
+    std::optional<sgsync::engine::Direction> only;
+    if (direction == "push") only = sgsync::engine::Direction::kPush;
+    if (direction == "pull") only = sgsync::engine::Direction::kPull;
+    auto results = (*service)->RunOnce(only, full);
+    if (!results.ok()) {
+      spdlog::error("{}", results.error().ToString());
+      return 1;
+    }
+    int rc = 0;
+    for (const auto& [what, stats] : *results) {
+      std::printf("%s\n", StatsLine(what, stats).c_str());
+      if (stats.failed > 0 || stats.aborted) rc = 1;
+    }
+    return rc;
+  }
+  if (auto s = (*service)->Start(); !s.ok()) {
+    spdlog::error("cannot start: {}", s.error().ToString());
+    return 1;
+  }
+  spdlog::info("sgsyncd {} running {} link(s) from {}", SGSYNC_VERSION, config->links.size(), config_path);
+  while (true) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      auto fresh = sgsync::config::LoadConfig(config_path);
+      if (!fresh.ok()) {
+        spdlog::error("reload refused, the running configuration stays: {}", fresh.error().message);
+        continue;
+      }
+      if (auto s = (*service)->Reload(std::move(*fresh)); !s.ok()) {
+        spdlog::error("reload failed: {}", s.error().ToString());
+      } else {
+        spdlog::info("configuration reloaded from {}", config_path);
+      }
+      continue;
+    }
+    spdlog::info("{} received: finishing the events in hand (up to {} s)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", config->shutdown_grace_seconds);
+    bool clean = (*service)->Stop();
+    spdlog::info("stopped{}", clean ? "" : " (some runs abandoned; their work is retried at the next start)");
+    if (!clean) std::_Exit(0);  // detached runs must not outlive the objects they use
+    return 0;
+  }
+}

@@ -1,0 +1,349 @@
+#include "daemon/service.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+namespace sgsync::daemon {
+
+namespace {
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t NowS() { return NowMs() / 1000; }
+
+constexpr std::int64_t kFirstBackoffMs = 5000;
+
+}  // namespace
+
+struct Service::LinkRuntime {
+  config::LinkConfig config;
+  std::unique_ptr<connector::MispClient> local, remote;
+  std::unique_ptr<engine::LinkEngine> engine;  // set once the MISPs told what the config does not
+  std::int64_t link_id = 0;
+  std::mutex mu;  // guards engine creation and status
+  DirectionStatus status[2];
+};
+
+Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e,
+                                                          Metrics* metrics, const std::string& peer) {
+  connector::TransportOptions o;
+  o.base_url = e.url;
+  o.allow_insecure_http = e.insecure_http;
+  o.tls = connector::TlsOptions{e.ca_file, e.pin_sha256, e.client_cert, e.client_key};
+  o.timeouts.total = std::chrono::seconds(e.timeout_seconds);
+  o.max_connections = static_cast<std::size_t>(e.max_in_flight);
+  o.user_agent = connector::SgsyncUserAgent();
+  o.proxy = e.proxy;
+  if (metrics != nullptr) {
+    o.observer = [metrics, peer](std::string_view method, std::string_view route, int status,
+                                 double seconds) {
+      metrics->Add("sgsync_requests_total", {{"peer", peer},
+                                             {"method", std::string(method)},
+                                             {"route", std::string(route)},
+                                             {"status", std::to_string(status)}});
+      metrics->Observe("sgsync_request_duration_seconds", {{"peer", peer}, {"route", std::string(route)}},
+                       seconds);
+    };
+  }
+  auto t = connector::HttpsTransport::Create(std::move(o), e.api_key.reveal());
+  if (!t.ok()) return t.error().Within(peer);
+  return std::make_unique<connector::MispClient>(std::move(*t));
+}
+
+Service::Service(config::DaemonConfig config) : config_(std::move(config)) {
+  engine::DeclareMetrics(metrics_);
+}
+
+Service::~Service() {
+  Stop();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+// One sgsyncd per state database: two would lease each other's work. The lock is the kernel's
+// (flock), so it goes away with the process however it ends.
+Status Service::LockStateDatabase() {
+  std::string path = config_.state_db + ".lock";
+  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Fail(ErrorCode::kIo, "cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {0};
+    ssize_t n = ::pread(lock_fd_, pid, sizeof pid - 1, 0);
+    std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    return Fail(ErrorCode::kUnavailable, "another sgsyncd (pid " + holder + ") is using " + config_.state_db);
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, me.data(), me.size(), 0) < 0) {
+    return Fail(ErrorCode::kIo, "cannot write " + path + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Service>> Service::Create(config::DaemonConfig config) {
+  std::unique_ptr<Service> s(new Service(std::move(config)));
+  SGSYNC_TRY_STATUS(s->LockStateDatabase());
+  state::StoreOptions so;
+  so.max_attempts = s->config_.max_attempts;
+  SGSYNC_TRY(s->store_, state::StateStore::Open(s->config_.state_db, so));
+  // Leases left by a previous process (killed, or the machine lost power) are stale: this process
+  // holds the lock now, so nobody else is working on them.
+  SGSYNC_TRY(int stale, s->store_->ReleaseAllLeases());
+  if (stale > 0)
+    spdlog::warn("{} event(s) were in hand when sgsyncd last stopped; they are retried now", stale);
+  SGSYNC_TRY_STATUS(s->BuildLinks());
+  return s;
+}
+
+Status Service::BuildLinks() {
+  links_.clear();
+  for (const auto& lc : config_.links) {
+    auto rt = std::make_unique<LinkRuntime>();
+    rt->config = lc;
+    SGSYNC_TRY(rt->local, MakeClient(lc.local, &metrics_, lc.name + "/local"));
+    SGSYNC_TRY(rt->remote, MakeClient(lc.remote, &metrics_, lc.name + "/remote"));
+    rt->status[0].enabled = lc.push;
+    rt->status[1].enabled = lc.pull;
+    links_.push_back(std::move(rt));
+  }
+  return {};
+}
+
+// What the configuration leaves to the MISPs: who sgsync is on the Portal, and the member's host
+// organisation when not configured (users/view/me on each side).
+Status Service::Discover(LinkRuntime& link) {
+  std::lock_guard lock(link.mu);
+  if (link.engine) return {};
+  const auto& lc = link.config;
+  SGSYNC_TRY(misp::UserInfo remote_me, link.remote->WhoAmI());
+  policy::OrgRef local_org{lc.local.org_uuid, lc.local.org_name};
+  if (local_org.uuid.empty()) {
+    SGSYNC_TRY(misp::UserInfo local_me, link.local->WhoAmI());
+    local_org = {local_me.org_uuid, local_me.org_name};
+  }
+  SGSYNC_TRY(policy::Link plink,
+             config::MakePolicyLink(lc, policy::OrgRef{remote_me.org_uuid, remote_me.org_name}, local_org));
+  SGSYNC_TRY(state::LinkRegistration reg, store_->RegisterLink(lc.name, config::SharingIdentity(lc)));
+  if (reg.identity_changed) {
+    spdlog::warn(
+        "link {}: its sharing configuration changed since the last run: its cursors start again from "
+        "the beginning (docs/operations.md)",
+        lc.name);
+  }
+  link.link_id = reg.id;
+  engine::EngineOptions eo;
+  eo.overlap_seconds = lc.overlap_seconds;
+  eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
+  link.engine = std::make_unique<engine::LinkEngine>(lc.name, reg.id, std::move(plink), eo, *link.local,
+                                                     *link.remote, *store_, &metrics_);
+  spdlog::info("link {}: ready (sgsync is {} of {} on the Portal; local organisation {})", lc.name,
+               remote_me.email.empty() ? "a user" : remote_me.email, remote_me.org_name,
+               local_org.name.empty() ? local_org.uuid : local_org.name);
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, engine::RunStats>>> Service::RunOnce(
+    std::optional<engine::Direction> only, bool full) {
+  std::vector<std::pair<std::string, engine::RunStats>> out;
+  for (auto& link : links_) {
+    if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
+    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
+      bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
+      if (!enabled || (only && *only != d)) continue;
+      engine::RunOptions ro;
+      ro.full = full;
+      ro.stop = &stopping_;
+      auto stats = link->engine->Run(d, ro);
+      if (!stats.ok()) {
+        return stats.error().Within("link " + link->config.name + " " +
+                                    std::string(policy::DirectionName(d)));
+      }
+      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)), *stats);
+    }
+  }
+  return out;
+}
+
+void Service::SleepUntil(std::int64_t deadline_ms) {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    std::int64_t left = deadline_ms - NowMs();
+    if (left <= 0) return;
+    wake_.wait_for(lock, std::chrono::milliseconds(left));
+  }
+}
+
+void Service::Loop(LinkRuntime& link, engine::Direction d) {
+  const auto& lc = link.config;
+  const std::string dir(policy::DirectionName(d));
+  const int slot = d == engine::Direction::kPush ? 0 : 1;
+  std::mt19937_64 rng(std::random_device{}());
+  std::int64_t backoff_ms = 0;
+  auto fail_wait = [&](const std::string& what) {
+    backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
+    // Full jitter keeps several links from retrying a recovering Portal in step.
+    std::int64_t wait =
+        backoff_ms / 2 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(backoff_ms / 2 + 1));
+    spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].next_run_at = NowS() + wait / 1000;
+    }
+    SleepUntil(NowMs() + wait);
+  };
+  while (!stopping_) {
+    if (auto s = Discover(link); !s.ok()) {
+      fail_wait("cannot start: " + s.error().ToString());
+      continue;
+    }
+    auto cursor = store_->GetCursor(
+        link.link_id, d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull,
+        state::CursorKind::kEvents);
+    bool full = cursor.ok() && lc.full_reconciliation_seconds > 0 &&
+                NowS() - cursor->last_full_reconciliation >= lc.full_reconciliation_seconds;
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].running = true;
+      link.status[slot].last_run_started = NowS();
+    }
+    engine::RunOptions ro;
+    ro.full = full;
+    ro.stop = &stopping_;
+    auto stats = link.engine->Run(d, ro);
+    std::string outcome;
+    if (!stats.ok()) {
+      outcome = "error: " + stats.error().ToString();
+    } else if (stats->aborted) {
+      outcome = "aborted: " + stats->abort_reason;
+    } else {
+      outcome = stats->not_modified ? "not_modified" : "ok";
+      if (full && cursor.ok()) {
+        auto m = store_->MarkFullReconciliation(
+            link.link_id, d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull,
+            state::CursorKind::kEvents, NowS());
+        if (!m.ok()) spdlog::error("link {} {}: {}", lc.name, dir, m.error().ToString());
+      }
+    }
+    {
+      std::lock_guard lock(link.mu);
+      auto& st = link.status[slot];
+      st.running = false;
+      st.last_run_ended = NowS();
+      st.last_outcome = outcome;
+      if (stats.ok()) st.last_stats = *stats;
+    }
+    if (stats.ok() && !stats->not_modified) {
+      spdlog::info("link {} {}{}: listed {}, sent {}, already there {}, skipped {}, echo {}, failed {}",
+                   lc.name, dir, full ? " (full)" : "", stats->listed, stats->sent, stats->already,
+                   stats->skipped, stats->echo, stats->failed);
+    }
+    if (stopping_) break;
+    if (!stats.ok() || stats->aborted) {
+      fail_wait(outcome);
+      continue;
+    }
+    backoff_ms = 0;
+    std::int64_t next = NowMs() + lc.interval_seconds * 1000;
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].next_run_at = next / 1000;
+    }
+    SleepUntil(next);
+  }
+}
+
+Status Service::Start() {
+  stopping_ = false;
+  if (!config_.metrics_listen.empty() && !metrics_server_) {
+    auto colon = config_.metrics_listen.rfind(':');
+    auto port = static_cast<std::uint16_t>(std::stoi(config_.metrics_listen.substr(colon + 1)));
+    SGSYNC_TRY(metrics_server_,
+               httpd::HttpServer::Start(
+                   config_.metrics_listen.substr(0, colon), port, [this](const httpd::HttpRequest& r) {
+                     httpd::HttpResponse resp;
+                     if (r.target != "/metrics" || (r.method != "GET" && r.method != "HEAD")) {
+                       resp.status = 404;
+                       resp.body = "sgsyncd serves /metrics only\n";
+                       return resp;
+                     }
+                     resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                     resp.body = metrics_.Render();
+                     return resp;
+                   }));
+    spdlog::info("metrics on http://{}:{}/metrics", config_.metrics_listen.substr(0, colon),
+                 metrics_server_->port());
+  }
+  for (auto& link : links_) {
+    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
+      if (!(d == engine::Direction::kPush ? link->config.push : link->config.pull)) continue;
+      ++running_loops_;
+      threads_.emplace_back([this, l = link.get(), d] {
+        Loop(*l, d);
+        --running_loops_;
+      });
+    }
+  }
+  return {};
+}
+
+bool Service::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  // Join within the grace period; a run still in a request past it is left to the process exit.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config_.shutdown_grace_seconds);
+  while (running_loops_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  bool all = running_loops_.load() == 0;
+  for (auto& t : threads_) {
+    if (!t.joinable()) continue;
+    if (all) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  threads_.clear();
+  if (!all) {
+    spdlog::error(
+        "some runs did not finish within {} s; exiting anyway (their work is retried at the next start)",
+        config_.shutdown_grace_seconds);
+  }
+  return all;
+}
+
+Status Service::Reload(config::DaemonConfig config) {
+  if (config.state_db != config_.state_db) {
+    return Fail(ErrorCode::kInvalidArgument, "state.database cannot change while sgsyncd runs (" +
+                                                 config_.state_db + " -> " + config.state_db +
+                                                 "); restart sgsyncd");
+  }
+  if (!Stop())
+    return Fail(ErrorCode::kTimeout, "runs did not stop within the grace period; reload abandoned");
+  config::DaemonConfig old = std::move(config_);
+  config_ = std::move(config);
+  if (auto s = BuildLinks(); !s.ok()) {
+    config_ = std::move(old);
+    SGSYNC_TRY_STATUS(BuildLinks());
+    SGSYNC_TRY_STATUS(Start());
+    return s;
+  }
+  return Start();
+}
+
+std::uint16_t Service::metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
+
+}  // namespace sgsync::daemon

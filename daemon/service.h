@@ -1,0 +1,96 @@
+// daemon/service.h: what sgsyncd runs: every configured link, on its schedule, in both directions.
+//
+// For each link the service builds the two MISP clients, learns from the MISPs what the
+// configuration does not say (the organisation of sgsync's account on the Portal, the member's
+// host organisation when not configured), registers the link in the state store and runs the
+// engine: one thread per link and direction, every `interval_seconds`, with a full
+// reconciliation run every `full_reconciliation_seconds`. A run that fails or is cut short because
+// a MISP is failing backs off exponentially (5 s doubling to the interval, with jitter) instead of
+// hammering it. The Prometheus /metrics endpoint is served on `metrics.listen`.
+//
+// Stop() asks every run to finish the events in hand and take no more, and waits up to the
+// shutdown grace period; everything sgsync remembers is transactional, so an abandoned run leaves
+// consistent state (its leased items become ready again after their lease). Reload() swaps in a
+// new configuration between runs. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/result.h"
+#include "config/config.h"
+#include "httpd/http_server.h"
+#include "portal-connector/misp_client.h"
+#include "state/store.h"
+#include "sync/engine/engine.h"
+
+namespace sgsync::daemon {
+
+// How a link and direction is doing (the admin API's GetStatus reads it).
+struct DirectionStatus {
+  bool enabled = false;
+  bool running = false;
+  bool paused = false;
+  std::int64_t last_run_started = 0;
+  std::int64_t last_run_ended = 0;
+  std::string last_outcome;  // "ok", "not_modified", "aborted: ...", "error: ..."
+  engine::RunStats last_stats;
+  std::int64_t next_run_at = 0;
+};
+
+class Service {
+ public:
+  static Result<std::unique_ptr<Service>> Create(config::DaemonConfig config);
+  ~Service();
+
+  // Starts the metrics endpoint and one scheduler thread per link and enabled direction.
+  Status Start();
+  // Runs every link's enabled directions once (push, then pull) and returns; `only` restricts
+  // the direction. For `sgsyncd --once`, tests and the demo.
+  Result<std::vector<std::pair<std::string, engine::RunStats>>> RunOnce(
+      std::optional<engine::Direction> only = std::nullopt, bool full = false);
+  // Stops the schedulers: runs finish the events in hand; waits up to the grace period. Returns
+  // false when some run did not stop in time (its state is still consistent).
+  bool Stop();
+  // Replaces the configuration: the schedulers stop (as Stop), then start with `config`. The state
+  // database path cannot change while running.
+  Status Reload(config::DaemonConfig config);
+
+  Metrics& metrics() { return metrics_; }
+  std::uint16_t metrics_port() const;
+  const config::DaemonConfig& config() const { return config_; }
+
+ private:
+  struct LinkRuntime;
+  explicit Service(config::DaemonConfig config);
+  Status LockStateDatabase();
+  Status BuildLinks();
+  Status Discover(LinkRuntime& link);
+  void Loop(LinkRuntime& link, engine::Direction d);
+  void SleepUntil(std::int64_t deadline_ms);
+
+  config::DaemonConfig config_;
+  Metrics metrics_;
+  std::unique_ptr<state::StateStore> store_;
+  std::unique_ptr<httpd::HttpServer> metrics_server_;
+  std::vector<std::unique_ptr<LinkRuntime>> links_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> running_loops_{0};
+  int lock_fd_ = -1;
+  std::mutex mu_;
+  std::condition_variable wake_;
+};
+
+// A transport for one MISP endpoint of the configuration, reporting to `metrics` as `peer`.
+Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e,
+                                                          Metrics* metrics, const std::string& peer);
+
+}  // namespace sgsync::daemon

@@ -1,0 +1,458 @@
+#include "sync/engine/engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <set>
+#include <thread>
+
+#include "sync/misp/content_hash.h"
+
+namespace sgsync::engine {
+
+namespace {
+
+state::Direction StoreDirection(Direction d) {
+  return d == Direction::kPush ? state::Direction::kPush : state::Direction::kPull;
+}
+
+bool PeerTrouble(const Error& e) {
+  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kRateLimited ||
+         e.code == ErrorCode::kTimeout;
+}
+
+// Runs fn(i) for i in [0, n) on up to `width` threads; stops handing out work once `stop()` holds
+// and returns how many were handed out (a prefix of [0, n)).
+template <typename Fn, typename Stop>
+std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    while (true) {
+      if (stop()) return;
+      std::size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      fn(i);
+    }
+  };
+  std::size_t threads = std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, width)));
+  if (threads <= 1) {
+    worker();
+  } else {
+    std::vector<std::jthread> pool;
+    for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+  }
+  return std::min(next.load(), n);
+}
+
+}  // namespace
+
+void DeclareMetrics(Metrics& m) {
+  using T = Metrics::Type;
+  m.Declare("sgsync_events_total", T::kCounter,
+            "Events handled, by link, direction and outcome (sent, already, skipped, echo, failed).");
+  m.Declare("sgsync_events_skipped_total", T::kCounter,
+            "Events the policy refused, by link, direction and rule.");
+  m.Declare("sgsync_runs_total", T::kCounter,
+            "Sync runs, by link, direction and outcome (ok, not_modified, aborted, error).");
+  m.Declare("sgsync_conflicts_total", T::kCounter, "Events found changed on both sides since the last sync.");
+  m.Declare("sgsync_queue_depth", T::kGauge,
+            "Work items by link, direction and state (pending, failed, dead).");
+  m.Declare("sgsync_last_success_timestamp_seconds", T::kGauge,
+            "When a run last ended without error, by link and direction (Unix seconds).");
+  m.Declare("sgsync_cursor_timestamp_seconds", T::kGauge, "The event cursor, by link and direction.");
+  m.Declare("sgsync_requests_total", T::kCounter,
+            "Requests to a MISP, by peer, method, route and status (0: no answer).");
+  m.Declare("sgsync_request_duration_seconds", T::kHistogram,
+            "Time of one request attempt, by peer and route.");
+}
+
+// One event on its way through a run.
+struct LinkEngine::Prepared {
+  state::WorkItem item;
+  std::optional<state::LedgerEntry> ledger;  // as it was before this run
+  std::int64_t source_timestamp = 0;
+  std::string source_hash;
+  std::optional<policy::Decision> decision;
+  bool done = false;  // finished (completed or failed); nothing more to do
+};
+
+class LinkEngine::RunContext {
+ public:
+  RunContext(Direction d, const RunOptions& o) : direction(d), options(o) {}
+  Direction direction;
+  const RunOptions& options;
+  std::mutex mu;  // guards stats
+  RunStats stats;
+  std::atomic<int> peer_failures{0};
+  std::atomic<bool> peer_down{false};
+
+  bool ShouldStop() const { return peer_down.load() || (options.stop != nullptr && options.stop->load()); }
+  void Report() {
+    if (!options.progress) return;
+    RunStats copy;
+    {
+      std::lock_guard lock(mu);
+      copy = stats;
+    }
+    options.progress(copy);
+  }
+};
+
+LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
+                       connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
+                       Metrics* metrics)
+    : name_(std::move(name)),
+      link_id_(link_id),
+      link_(std::move(link)),
+      options_(options),
+      local_(local),
+      remote_(remote),
+      store_(store),
+      metrics_(metrics) {}
+
+void LinkEngine::FailItem(RunContext& run, const state::WorkItem& item, const Error& e) {
+  auto st = store_.FailAttempt(item.id, e.ToString());
+  {
+    std::lock_guard lock(run.mu);
+    ++run.stats.failed;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->Add(
+        "sgsync_events_total",
+        {{"link", name_}, {"direction", std::string(DirectionName(run.direction))}, {"outcome", "failed"}});
+  }
+  if (!st.ok()) {
+    spdlog::error("link {}: {} {}: recording a failed attempt failed: {}", name_,
+                  DirectionName(run.direction), item.uuid, st.error().ToString());
+  } else {
+    spdlog::warn("link {}: {} {} failed ({}): {}", name_, DirectionName(run.direction), item.uuid,
+                 *st == state::WorkState::kDead ? "dead-lettered" : "will retry", e.ToString());
+  }
+  if (PeerTrouble(e)) {
+    if (run.peer_failures.fetch_add(1) + 1 >= options_.peer_failures_to_abort) run.peer_down = true;
+  }
+}
+
+void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome) {
+  auto st = store_.Complete(p.item.id, link_id_, entry);
+  if (!st.ok()) {
+    FailItem(run, p.item, st.error());
+    p.done = true;
+    return;
+  }
+  run.peer_failures = 0;
+  p.done = true;
+  {
+    std::lock_guard lock(run.mu);
+    if (outcome == "sent") ++run.stats.sent;
+    if (outcome == "already") ++run.stats.already;
+    if (outcome == "skipped") {
+      ++run.stats.skipped;
+      const policy::Reason* why = p.decision ? p.decision->refusal() : nullptr;
+      ++run.stats.skipped_by_reason[why != nullptr ? why->rule : "source.not_served"];
+    }
+  }
+  if (metrics_ != nullptr) {
+    std::string dir(DirectionName(run.direction));
+    metrics_->Add("sgsync_events_total", {{"link", name_}, {"direction", dir}, {"outcome", outcome}});
+    if (outcome == "skipped") {
+      const policy::Reason* why = p.decision ? p.decision->refusal() : nullptr;
+      metrics_->Add("sgsync_events_skipped_total",
+                    {{"link", name_},
+                     {"direction", dir},
+                     {"reason", why != nullptr ? why->rule : "source.not_served"}});
+    }
+  }
+  run.Report();
+}
+
+void LinkEngine::Fetch(RunContext& run, Prepared& p) {
+  const bool push = run.direction == Direction::kPush;
+  connector::MispClient& source = push ? local_ : remote_;
+  auto ledger = store_.GetLedger(link_id_, p.item.uuid);
+  if (!ledger.ok()) return FailItem(run, p.item, ledger.error()), void(p.done = true);
+  p.ledger = *ledger;
+  connector::ViewForm form;
+  form.include_deleted = true;
+  // Push reads the member's event whole (local tags included: the policy strips them unless the
+  // link is internal); pull asks the Portal for what MISP's own pull asks (spec 3.3).
+  form.exclude_local_tags = !push && !link_.internal;
+  auto doc = source.ViewEvent(p.item.uuid, form);
+  if (!doc.ok()) return FailItem(run, p.item, doc.error()), void(p.done = true);
+  {
+    std::lock_guard lock(run.mu);
+    ++run.stats.fetched;
+  }
+  if (!doc->has_value()) {
+    p.decision = policy::Evaluate(run.direction, nullptr, link_);
+    p.source_timestamp = p.item.version;
+    return;
+  }
+  json::object event = std::move(**doc).TakeEvent();
+  p.source_timestamp = misp::IntOr(event, "timestamp", p.item.version);
+  p.source_hash = misp::ContentHash(event);
+  p.decision = policy::Evaluate(run.direction, std::optional<json::object>(std::move(event)), link_);
+}
+
+void LinkEngine::Write(RunContext& run, Prepared& p) {
+  const bool push = run.direction == Direction::kPush;
+  connector::MispClient& dest = push ? remote_ : local_;
+  const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
+  const json::object& event = *p.decision->event;
+  // MISP's own push: an edit when the destination has the event, else an add (spec 7.2). The ledger
+  // knows whether sgsync wrote it there before; an add of a uuid that exists anyway answers 404
+  // with its Location, and becomes an edit.
+  bool written_before = p.ledger && p.ledger->written_side == dest_side;
+  Result<connector::WriteResult> w =
+      written_before ? dest.EditEvent(p.item.uuid, event) : dest.AddEvent(event);
+  if (w.ok() && !w->written) w = dest.EditEvent(w->existing_id.empty() ? p.item.uuid : w->existing_id, event);
+  state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
+  entry.uuid = p.item.uuid;
+  if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
+  (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
+  (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
+  entry.decision = "send";
+  entry.decision_json = json::serialize(p.decision->ToJson());
+  if (!w.ok() && w.error().code == ErrorCode::kNotNewer) {
+    // The destination has this version or a newer one: nothing to write (idempotent replay).
+    return Finish(run, p, std::move(entry), "already");
+  }
+  if (!w.ok()) return FailItem(run, p.item, w.error()), void(p.done = true);
+  entry.written_side = dest_side;
+  entry.written_timestamp = p.source_timestamp;
+  entry.written_hash = misp::ContentHash(event);
+  (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
+  spdlog::info("link {}: {} {} (timestamp {}) {}", name_, DirectionName(run.direction), p.item.uuid,
+               p.source_timestamp, written_before ? "edited" : "written");
+  Finish(run, p, std::move(entry), "sent");
+}
+
+Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> items) {
+  const bool push = run.direction == Direction::kPush;
+  connector::MispClient& dest = push ? remote_ : local_;
+  std::vector<Prepared> batch(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) batch[i].item = std::move(items[i]);
+
+  // Fetch and decide.
+  std::size_t handed = ForEachBounded(
+      batch.size(), options_.max_in_flight, [&](std::size_t i) { Fetch(run, batch[i]); },
+      [&] { return run.ShouldStop(); });
+  for (std::size_t i = handed; i < batch.size(); ++i) {
+    SGSYNC_TRY_STATUS(store_.Release(batch[i].item.id));
+    batch[i].done = true;
+  }
+
+  // Refusals are complete now; the rest are offered to the destination.
+  std::vector<std::pair<std::string, std::int64_t>> offer;
+  for (auto& p : batch) {
+    if (p.done || !p.decision) continue;
+    if (!p.decision->send) {
+      state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
+      entry.uuid = p.item.uuid;
+      if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
+      (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
+      if (!p.source_hash.empty()) (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
+      entry.decision = "skip";
+      entry.decision_json = json::serialize(p.decision->ToJson());
+      const policy::Reason* why = p.decision->refusal();
+      spdlog::info("link {}: {} {} skipped: {}", name_, DirectionName(run.direction), p.item.uuid,
+                   why != nullptr ? why->rule + " (" + why->detail + ")" : "not served by the source");
+      Finish(run, p, std::move(entry), "skipped");
+      continue;
+    }
+    // Changed on both sides since sgsync last wrote: the destination's copy moved on too.
+    if (p.ledger && p.ledger->written_side == (push ? state::Side::kRemote : state::Side::kLocal)) {
+      auto dest_seen = push ? p.ledger->remote_timestamp : p.ledger->local_timestamp;
+      if (dest_seen && p.ledger->written_timestamp && *dest_seen > *p.ledger->written_timestamp) {
+        state::Conflict c;
+        c.uuid = p.item.uuid;
+        c.local_timestamp = push ? p.source_timestamp : *dest_seen;
+        c.remote_timestamp = push ? *dest_seen : p.source_timestamp;
+        c.local_hash = push ? p.source_hash : p.ledger->local_hash.value_or("");
+        c.remote_hash = push ? p.ledger->remote_hash.value_or("") : p.source_hash;
+        c.differences = "{}";
+        auto id = store_.RecordConflict(link_id_, c);
+        spdlog::warn(
+            "link {}: {} changed on both sides since the last sync (local {}, portal {}); recorded "
+            "as conflict {}; MISP's rule applies: the strictly newer copy wins",
+            name_, p.item.uuid, c.local_timestamp, c.remote_timestamp, id.ok() ? *id : 0);
+        std::lock_guard lock(run.mu);
+        ++run.stats.conflicts;
+        if (metrics_ != nullptr) metrics_->Add("sgsync_conflicts_total", {{"link", name_}});
+      }
+    }
+    offer.emplace_back(p.item.uuid, p.source_timestamp);
+  }
+  if (offer.empty()) return {};
+
+  // Which does the destination need? (MISP's own push asks filterEventIdsForPush, spec 7.2.)
+  auto needed = dest.FilterEventIdsForPush(offer);
+  if (!needed.ok()) {
+    for (auto& p : batch) {
+      if (!p.done && p.decision && p.decision->send) FailItem(run, p.item, needed.error()), p.done = true;
+    }
+    return {};
+  }
+  std::set<std::string> need;
+  for (auto& u : *needed) {
+    std::transform(u.begin(), u.end(), u.begin(), [](unsigned char c) { return std::tolower(c); });
+    need.insert(u);
+  }
+  std::vector<Prepared*> to_write;
+  for (auto& p : batch) {
+    if (p.done || !p.decision || !p.decision->send) continue;
+    std::string lower = p.item.uuid;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (need.count(lower)) {
+      to_write.push_back(&p);
+      continue;
+    }
+    state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
+    entry.uuid = p.item.uuid;
+    if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
+    (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
+    (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
+    entry.decision = "send";
+    entry.decision_json = json::serialize(p.decision->ToJson());
+    Finish(run, p, std::move(entry), "already");
+  }
+
+  handed = ForEachBounded(
+      to_write.size(), options_.max_in_flight, [&](std::size_t i) { Write(run, *to_write[i]); },
+      [&] { return run.ShouldStop(); });
+  for (std::size_t i = handed; i < to_write.size(); ++i)
+    SGSYNC_TRY_STATUS(store_.Release(to_write[i]->item.id));
+  return {};
+}
+
+Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
+  const bool push = d == Direction::kPush;
+  std::unique_lock running(push ? push_run_ : pull_run_, std::try_to_lock);
+  if (!running.owns_lock()) {
+    return Fail(ErrorCode::kUnavailable, std::string("a ") + std::string(DirectionName(d)) + " run of link " +
+                                             name_ + " is already in progress");
+  }
+  RunContext run(d, options);
+  const state::Direction sd = StoreDirection(d);
+  const state::Side source_side = push ? state::Side::kLocal : state::Side::kRemote;
+  connector::MispClient& source = push ? local_ : remote_;
+  const std::string dir(DirectionName(d));
+
+  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kEvents));
+  std::int64_t since =
+      options.full ? 0 : std::max<std::int64_t>(0, cursor.last_timestamp - options_.overlap_seconds);
+  // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
+  json::object filter =
+      push ? json::object{{"minimal", 1}, {"published", 1}} : policy::PullIndexFilter(link_.pull_rules);
+  filter["minimal"] = 1;
+  filter["published"] = 1;
+  if (since > 0) filter["timestamp"] = std::to_string(since);
+  const std::string etag_key = dir + " " + json::serialize(filter);
+  std::string etag;
+  {
+    std::lock_guard lock(etag_mu_);
+    if (!options.full) etag = etags_[etag_key];
+  }
+  SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
+  std::int64_t newest = cursor.last_timestamp;
+  if (page.not_modified) {
+    run.stats.not_modified = true;
+  } else {
+    {
+      std::lock_guard lock(etag_mu_);
+      etags_[etag_key] = page.etag;
+    }
+    run.stats.listed = static_cast<std::int64_t>(page.rows.size());
+    std::vector<state::IndexPair> pairs;
+    std::map<std::string, std::int64_t> stamp;
+    pairs.reserve(page.rows.size());
+    for (const auto& row : page.rows) {
+      pairs.push_back({row.uuid, row.timestamp});
+      stamp[row.uuid] = row.timestamp;
+      newest = std::max(newest, row.timestamp);
+    }
+    SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
+    for (const auto& uuid : changed) {
+      std::int64_t ts = stamp[uuid];
+      SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+      if (!push) {
+        SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
+        if (tomb) continue;
+      }
+      // No echo: sgsync wrote this version here itself.
+      if (ledger && ledger->written_side == source_side && ledger->written_timestamp &&
+          *ledger->written_timestamp >= ts) {
+        (push ? ledger->local_timestamp : ledger->remote_timestamp) = ts;
+        SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, *ledger));
+        ++run.stats.echo;
+        if (metrics_ != nullptr)
+          metrics_->Add("sgsync_events_total", {{"link", name_}, {"direction", dir}, {"outcome", "echo"}});
+        continue;
+      }
+      state::LedgerEntry entry = ledger.value_or(state::LedgerEntry{});
+      if (!ledger) {
+        entry.uuid = uuid;
+        entry.origin = source_side;
+        entry.decision = "queued";
+      }
+      SGSYNC_TRY(std::int64_t id, store_.RecordAndEnqueue(link_id_, entry, sd, ts));
+      (void)id;
+      ++run.stats.queued;
+    }
+  }
+  SGSYNC_TRY(state::QueueCounts counts, store_.CountQueue(link_id_, sd));
+  run.stats.total = counts.pending + counts.failed + counts.leased;
+  run.Report();
+
+  // Work through the queue: this run's items and any earlier ones now due.
+  while (!run.ShouldStop()) {
+    SGSYNC_TRY(auto items, store_.Lease(link_id_, sd, options_.batch, options_.lease_seconds));
+    if (items.empty()) break;
+    SGSYNC_TRY_STATUS(ProcessBatch(run, std::move(items)));
+  }
+  if (run.peer_down) {
+    run.stats.aborted = true;
+    run.stats.abort_reason = std::string(push ? "the Portal" : "the local MISP") + " kept failing";
+  } else if (options.stop != nullptr && options.stop->load()) {
+    run.stats.aborted = true;
+    run.stats.abort_reason = "stopping";
+  }
+
+  // The cursor: past everything listed, but never past work not done.
+  SGSYNC_TRY(auto oldest, store_.OldestUnfinished(link_id_, sd));
+  std::int64_t target = newest;
+  if (oldest) target = std::min(target, *oldest - 1);
+  if (target > cursor.last_timestamp) {
+    SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, sd, state::CursorKind::kEvents, target));
+    cursor.last_timestamp = target;
+  }
+  run.stats.cursor = cursor.last_timestamp;
+
+  if (metrics_ != nullptr) {
+    SGSYNC_TRY(counts, store_.CountQueue(link_id_, sd));
+    Labels base{{"link", name_}, {"direction", dir}};
+    auto with = [&](const char* k, const char* v) {
+      Labels l = base;
+      l.emplace_back(k, v);
+      return l;
+    };
+    metrics_->Set("sgsync_queue_depth", with("state", "pending"),
+                  static_cast<double>(counts.pending + counts.leased));
+    metrics_->Set("sgsync_queue_depth", with("state", "failed"), static_cast<double>(counts.failed));
+    metrics_->Set("sgsync_queue_depth", with("state", "dead"), static_cast<double>(counts.dead));
+    metrics_->Set("sgsync_cursor_timestamp_seconds", base, static_cast<double>(cursor.last_timestamp));
+    metrics_->Add("sgsync_runs_total", with("outcome", run.stats.aborted        ? "aborted"
+                                                       : run.stats.not_modified ? "not_modified"
+                                                                                : "ok"));
+    if (!run.stats.aborted) {
+      metrics_->Set("sgsync_last_success_timestamp_seconds", base, static_cast<double>(std::time(nullptr)));
+    }
+  }
+  run.Report();
+  std::lock_guard lock(run.mu);
+  return run.stats;
+}
+
+}  // namespace sgsync::engine

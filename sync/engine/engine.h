@@ -1,0 +1,119 @@
+// sync/engine/engine.h: one link's sync, push (member -> Portal) and pull (Portal -> member).
+//
+// A run in one direction (docs/architecture.md, "The sync engine"):
+//  1. list: the source's minimal event index since the cursor minus the overlap window, sent with
+//     If-None-Match (a cycle with nothing new costs this one request: MISP answers 304);
+//  2. select: drop what the ledger already saw at that timestamp, what sgsync itself wrote there
+//     (no echo) and tombstoned events; enqueue the rest in the state store's work queue;
+//  3. work: lease items in batches; fetch each full event (with soft-deleted elements), decide with
+//     the policy (sync/policy, the only place that decides), ask the destination which of the
+//     sendable events it needs (filterEventIdsForPush, as MISP's own push does), add or edit them,
+//     and complete each item together with its ledger entry in one transaction;
+//  4. advance the cursor to the newest listed timestamp, but never past the oldest work item not
+//     done (failed, dead or not yet tried): nothing is skipped silently.
+// Every write is idempotent by (uuid, timestamp): MISP refuses a not-newer edit and answers an add
+// of a known uuid with its Location, so replaying after a crash never duplicates.
+//
+// Requests to each MISP run `max_in_flight` at a time. A failing event is retried with the store's
+// backoff and dead-lettered after its attempts, without holding up the others; when the peer
+// itself fails (unavailable, rate limited, timing out) the run stops early and hands the untried
+// items back, and the caller backs off (sgsyncd: docs/operations.md).
+//
+// Thread-safe: one run per direction at a time (a second is refused, MISP #8365); push and pull
+// may run concurrently.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "common/metrics.h"
+#include "common/result.h"
+#include "portal-connector/misp_client.h"
+#include "state/store.h"
+#include "sync/policy/policy.h"
+
+namespace sgsync::engine {
+
+using policy::Direction;
+namespace json = boost::json;
+
+struct EngineOptions {
+  std::int64_t overlap_seconds = 600;
+  int max_in_flight = 4;             // concurrent event fetches and writes per run
+  int batch = 64;                    // work items leased at a time
+  std::int64_t lease_seconds = 600;  // a crashed run's items become ready again after this
+  // Consecutive peer failures (unavailable, rate limited, timeout) that end a run early.
+  int peer_failures_to_abort = 3;
+};
+
+struct RunOptions {
+  bool full = false;  // list from timestamp 0 (the ledger still skips what is in sync)
+  // Called after every handled event and at the end (TriggerSync streams it).
+  std::function<void(const struct RunStats&)> progress;
+  const std::atomic<bool>* stop = nullptr;  // set: finish the events in hand, take no more
+};
+
+struct RunStats {
+  bool not_modified = false;  // the index answered 304
+  std::int64_t listed = 0;    // index rows
+  std::int64_t queued = 0;    // enqueued by this run
+  std::int64_t fetched = 0;
+  std::int64_t sent = 0;       // written to the destination
+  std::int64_t already = 0;    // the destination had it (filterEventIdsForPush, not-newer edit)
+  std::int64_t skipped = 0;    // refused by the policy, or not served by the source
+  std::int64_t echo = 0;       // written by sgsync itself: not sent back
+  std::int64_t failed = 0;     // attempts that failed (retried later or dead-lettered)
+  std::int64_t conflicts = 0;  // changed on both sides since the last sync (recorded)
+  std::int64_t total = 0;      // work items this run set out to handle
+  std::map<std::string, std::int64_t> skipped_by_reason;  // policy rule id -> count
+  bool aborted = false;                                   // stopped early: peer failing, or asked to stop
+  std::string abort_reason;
+  std::int64_t cursor = 0;  // after the run
+};
+
+class LinkEngine {
+ public:
+  // `local` is the member's MISP, `remote` the Portal. The clients, the store and the metrics
+  // must outlive the engine.
+  LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
+             connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
+             Metrics* metrics);
+
+  // One run. Fails (without changing the cursor) when listing fails or the store fails; failures
+  // of single events are counted in the stats and retried by later runs.
+  Result<RunStats> Run(Direction d, const RunOptions& options = {});
+
+  const policy::Link& link() const { return link_; }
+  const std::string& name() const { return name_; }
+  std::int64_t link_id() const { return link_id_; }
+
+ private:
+  struct Prepared;
+  class RunContext;
+  void Fetch(RunContext& run, Prepared& p);
+  void Write(RunContext& run, Prepared& p);
+  Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
+  void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
+  void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
+
+  std::string name_;
+  std::int64_t link_id_;
+  policy::Link link_;
+  EngineOptions options_;
+  connector::MispClient& local_;
+  connector::MispClient& remote_;
+  state::StateStore& store_;
+  Metrics* metrics_;
+  std::mutex push_run_, pull_run_;
+  std::mutex etag_mu_;
+  std::map<std::string, std::string> etags_;  // direction + filter -> the index's last ETag
+};
+
+// The metric families the engine and sgsyncd write, declared with their help text.
+void DeclareMetrics(Metrics& m);
+
+}  // namespace sgsync::engine

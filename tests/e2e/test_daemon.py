@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""sgsyncd end to end: a member's misp-sim and a Portal misp-sim over HTTPS on 127.0.0.1, and
+sgsyncd run as operators run it (once, or as a daemon that is signalled and killed).
+
+usage: test_daemon.py MISP_SIM SGSYNCD [unittest arguments]"""
+import json
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+MISP_SIM = SGSYNCD = None
+
+
+def uuids_on(sim, key=None):
+    status, _, rows = sim.request("POST", "/events/index", {"minimal": 1}, key=key)
+    assert status == 200, (status, rows)
+    return {r["uuid"] for r in rows}
+
+
+def adds_by_uuid(sim):
+    """Successful events/add requests on `sim`, counted per event uuid."""
+    out = {}
+    for r in sim.requests():
+        if r["method"] == "POST" and r["target"].startswith("/events/add") and r["status"] == 200:
+            u = json.loads(r["body"])["Event"]["uuid"]
+            out[u] = out.get(u, 0) + 1
+    return out
+
+
+def event_request_targets(sim):
+    return [(r["method"], r["target"].split("/")[1:3]) for r in sim.requests() if not r["target"].startswith("/_sim")]
+
+
+class DaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
+        cls.counter = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sims.stop()
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.sims.reset()
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.stop()
+            if d.log is not None and os.environ.get("SGSYNC_E2E_VERBOSE"):
+                print(harness.read(d.log.name)[-4000:])
+
+    def sgsyncd(self, extra_link=None, metrics_listen="", max_attempts=8, **settings):
+        type(self).counter += 1
+        local, remote = self.sims.endpoints()
+        base = {"blocked_tags_push": [], "interval_seconds": 1, "overlap_seconds": 0}
+        base.update(settings)
+        links = [harness.link_toml("portal", local, remote, **base)]
+        d = self.sims.sgsyncd(f"{self._testMethodName}-{self.counter}", links, metrics_listen,
+                              max_attempts=max_attempts)
+        self.daemons.append(d)
+        return d
+
+    def edit_and_publish(self, sim, uuid, mutate):
+        ev = sim.view(uuid)["Event"]
+        mutate(ev)
+        ev["timestamp"] = str(int(ev["timestamp"]) + 100)
+        status, _, body = sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        status, _, body = sim.request("POST", f"/events/publish/{ev['id']}")
+        self.assertEqual(status, 200, body)
+        return int(ev["timestamp"])
+
+    # ------------------------------------------------------------------ the sync itself
+
+    def test_initial_sync_moves_events_both_ways_and_nothing_echoes_back(self):
+        pushed = set(self.sims.member.control("POST", "seed", {"events": 5, "attributes": 4, "distribution": 3, "attribute_distribution": 5, "seed": 11})["uuids"])
+        pulled = set(self.sims.portal.control("POST", "seed", {"events": 4, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 12})["uuids"])
+        d = self.sgsyncd()
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([s["run"] for s in stats], ["portal push", "portal pull"])
+        self.assertEqual(stats[0]["sent"], 5)
+        self.assertEqual(stats[1]["sent"], 4)
+        self.assertEqual(stats[1]["queued"], 4, "the 5 pushed events are not pulled back")
+        self.assertTrue(pushed <= uuids_on(self.sims.portal))
+        self.assertTrue(pulled <= uuids_on(self.sims.member))
+        # A pulled event is stored as MISP's own pull stores it: Orgc kept, locked.
+        one = self.sims.member.view(sorted(pulled)[0])["Event"]
+        self.assertEqual(one["Orgc"]["uuid"], harness.ORG2[1])
+        self.assertTrue(one["locked"])
+        # A second run: nothing goes anywhere, the echo is not sent back to the member.
+        self.sims.member.control("DELETE", "requests")
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sum(s["sent"] for s in stats), 0, stats)
+        self.assertEqual(adds_by_uuid(self.sims.member), {})
+
+    def test_incremental_sync_sends_an_edit_and_a_soft_delete(self):
+        uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 21})["uuids"][0]
+        d = self.sgsyncd(directions=["push"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        deleted_uuid = {}
+
+        def edit(ev):
+            ev["info"] = "edited on the member"
+            live = [a for a in ev["Attribute"] if not a.get("deleted")]
+            live[0]["deleted"] = True
+            live[0]["timestamp"] = str(int(live[0]["timestamp"]) + 100)
+            deleted_uuid["u"] = live[0]["uuid"]
+            ev["Attribute"].append({"type": "ip-dst", "category": "Network activity", "value": "198.51.100.77",
+                                    "to_ids": True, "distribution": "5", "uuid": "5f0e3c1e-6b8a-4b8e-9a55-0d0d0d0d0d01",
+                                    "timestamp": str(int(ev["timestamp"]) + 100)})
+        self.edit_and_publish(self.sims.member, uuid, edit)
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(stats[0]["sent"], 1, stats)
+        got = self.sims.portal.view(uuid)["Event"]
+        self.assertEqual(got["info"], "edited on the member")
+        by_uuid = {a["uuid"]: a for a in got["Attribute"]}
+        self.assertIn("5f0e3c1e-6b8a-4b8e-9a55-0d0d0d0d0d01", by_uuid)
+        self.assertTrue(by_uuid[deleted_uuid["u"]]["deleted"], "the soft delete travelled")
+
+    def test_policy_refusals_are_recorded_with_their_rule(self):
+        # Distribution 0 ("your organisation only") never leaves; tlp:red is blocked by sgsync's default.
+        self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 0, "seed": 31})
+        d = self.sgsyncd(directions=["push"])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(stats[0]["sent"], 0)
+        self.assertEqual(stats[0]["skipped"], 2)
+        self.assertEqual(list(stats[0]["skipped_by_reason"].values()), [2])
+        self.assertEqual(uuids_on(self.sims.portal), set())
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        decisions = db.execute("SELECT decision, decision_json FROM ledger").fetchall()
+        self.assertEqual(len(decisions), 2)
+        for decision, why in decisions:
+            self.assertEqual(decision, "skip")
+            self.assertEqual(json.loads(why)["decision"], "skip")
+
+    # ------------------------------------------------------------------ cost and resilience
+
+    def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
+        self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
+        d = self.sgsyncd()
+        d.start(os.path.join(self.tmp.name, "cheap.log"))
+        harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
+        time.sleep(2.5)  # the second cycle learns the ETags
+        self.sims.member.control("DELETE", "requests")
+        self.sims.portal.control("DELETE", "requests")
+        time.sleep(3.2)  # about three cycles at interval_seconds = 1
+        member = [r for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
+        portal = [r for r in self.sims.portal.requests() if not r["target"].startswith("/_sim")]
+        self.assertGreaterEqual(len(member), 2)
+        for r in member + portal:
+            self.assertEqual((r["method"], r["target"], r["status"]), ("POST", "/events/index", 304))
+            self.assertIn("if-none-match", r["headers"])
+
+    def test_portal_down_then_up_converges(self):
+        events = set(self.sims.member.control("POST", "seed", {"events": 6, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 51})["uuids"])
+        self.sims.portal.control("POST", "faults", {"error_rate": 1.0, "error_status": 503})
+        d = self.sgsyncd(directions=["push"])
+        rc, stats, err = d.once()
+        self.assertNotEqual(rc, 0)
+        self.assertIn("503", err + json.dumps(stats))
+        self.sims.portal.control("DELETE", "faults")
+        # The failed items wait out their backoff; a full run from a fresh process takes what is due.
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        db.execute("UPDATE work_queue SET next_attempt_at = 0")
+        db.commit()
+        db.close()
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(events, uuids_on(self.sims.portal))
+
+    def test_a_failing_event_is_dead_lettered_without_blocking_the_others_and_holds_the_cursor(self):
+        events = self.sims.member.control("POST", "seed", {"events": 4, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 111})["uuids"]
+        bad = events[0]
+        self.sims.member.control("POST", "faults", {"route": f"/events/view/{bad}", "error_rate": 1.0, "error_status": 500})
+        d = self.sgsyncd(directions=["push"], max_attempts=1)
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 1, "a failed event makes the run's exit code 1")
+        self.assertEqual(stats[0]["sent"], 3)
+        self.assertEqual(stats[0]["failed"], 1)
+        self.assertEqual(uuids_on(self.sims.portal), set(events[1:]))
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        state, error = db.execute("SELECT state, last_error FROM work_queue WHERE uuid = ?", (bad,)).fetchone()
+        self.assertEqual(state, "dead")
+        self.assertIn("500", error)
+        ts = int(self.sims.member.view(events[1])["Event"]["timestamp"])
+        cursor = db.execute("SELECT last_timestamp FROM cursors WHERE direction = 'push' AND kind = 'events'").fetchone()[0]
+        self.assertLess(cursor, ts, "the cursor does not pass the dead event")
+        self.assertNotIn(self.sims.member.admin_key, err)
+
+    def test_daemon_rides_out_a_429_storm_and_converges(self):
+        events = set(self.sims.member.control("POST", "seed", {"events": 8, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 61})["uuids"])
+        self.sims.portal.control("POST", "faults", {"route": "/events/add", "error_rate": 0.6, "error_status": 429, "retry_after_s": 1})
+        d = self.sgsyncd(directions=["push"])
+        d.start(os.path.join(self.tmp.name, "storm.log"))
+        time.sleep(3)
+        self.sims.portal.control("DELETE", "faults")
+        # Failed events back off (30 s base in the store); the test lowers nothing: it waits.
+        harness.wait_for(lambda: events <= uuids_on(self.sims.portal), timeout=120, what="convergence after the storm")
+        self.assertTrue(all(n == 1 for n in adds_by_uuid(self.sims.portal).values()))
+        statuses = {r["status"] for r in self.sims.portal.requests() if r["target"].startswith("/events/add")}
+        self.assertIn(429, statuses)
+
+    def test_sigkill_in_the_middle_of_a_sync_then_restart_delivers_every_event_exactly_once(self):
+        events = set(self.sims.member.control("POST", "seed", {"events": 60, "attributes": 5, "distribution": 3, "attribute_distribution": 5, "seed": 71})["uuids"])
+        self.sims.portal.control("POST", "faults", {"route": "/events/add", "latency_ms": 60})
+        d = self.sgsyncd(directions=["push"])
+        log = os.path.join(self.tmp.name, "kill.log")
+        d.start(log)
+        harness.wait_for(lambda: len(adds_by_uuid(self.sims.portal)) >= 10, what="some events pushed")
+        d.signal(signal.SIGKILL)
+        d.wait()
+        before = len(uuids_on(self.sims.portal))
+        self.assertLess(before, 60, "killed before the end")
+        self.sims.portal.control("DELETE", "faults")
+        d.start(log + ".2")
+        harness.wait_for(lambda: events <= uuids_on(self.sims.portal), timeout=120, what="all events after restart")
+        adds = adds_by_uuid(self.sims.portal)
+        self.assertEqual(set(adds), events)
+        self.assertEqual(max(adds.values()), 1, "no event was added twice")
+
+    def test_sigterm_stops_cleanly_and_leaves_a_consistent_state(self):
+        self.sims.member.control("POST", "seed", {"events": 30, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 81})
+        self.sims.portal.control("POST", "faults", {"route": "/events/add", "latency_ms": 50})
+        d = self.sgsyncd(directions=["push"])
+        d.start(os.path.join(self.tmp.name, "term.log"))
+        harness.wait_for(lambda: len(adds_by_uuid(self.sims.portal)) >= 5, what="some events pushed")
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait(timeout=15), 0)
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        # What the Portal acknowledged is recorded as done, and nothing else; the rest was handed back.
+        done = {r[0] for r in db.execute("SELECT uuid FROM work_queue WHERE state = 'done'")}
+        self.assertEqual(done, set(adds_by_uuid(self.sims.portal)))
+        self.assertEqual(db.execute("SELECT count(*) FROM work_queue WHERE state = 'leased'").fetchone()[0], 0)
+        self.assertIn("SIGTERM received", harness.read(d.log.name))
+
+    def test_sighup_reloads_the_configuration_and_a_bad_file_keeps_the_old_one(self):
+        d = self.sgsyncd(directions=["push"])
+        log = os.path.join(self.tmp.name, "hup.log")
+        d.start(log)
+        harness.wait_for(lambda: "running 1 link" in harness.read(log), what="start")
+        text = harness.read(d.config)
+        with open(d.config, "w") as f:
+            f.write(text + "\nthis is not toml = = =\n")
+        d.signal(signal.SIGHUP)
+        harness.wait_for(lambda: "reload refused" in harness.read(log), what="the refusal")
+        with open(d.config, "w") as f:
+            f.write(text.replace('directions = ["push"]', 'directions = ["push", "pull"]'))
+        d.signal(signal.SIGHUP)
+        harness.wait_for(lambda: "configuration reloaded" in harness.read(log), what="the reload")
+        pulled = set(self.sims.portal.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 91})["uuids"])
+        harness.wait_for(lambda: pulled <= uuids_on(self.sims.member), what="the pull enabled by the reload")
+        self.assertTrue(d.proc.poll() is None)
+
+    def test_metrics_endpoint_counts_events_requests_and_queue(self):
+        self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 101})
+        port = harness.free_port()
+        d = self.sgsyncd(metrics_listen=f"127.0.0.1:{port}", directions=["push"])
+        d.start(os.path.join(self.tmp.name, "metrics.log"))
+        harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 2, what="the push")
+
+        def scrape():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        text = harness.wait_for(lambda: (lambda t: t if "sgsync_last_success_timestamp_seconds{" in t else None)(scrape()),
+                                what="a successful run in the metrics")
+        self.assertIn('sgsync_events_total{link="portal",direction="push",outcome="sent"} 2', text)
+        self.assertIn('sgsync_requests_total{peer="portal/remote",method="POST",route="/events/add",status="200"} 2', text)
+        self.assertIn('sgsync_request_duration_seconds_bucket{peer="portal/local",route="/events/index",le="+Inf"}', text)
+        self.assertIn('sgsync_queue_depth{link="portal",direction="push",state="dead"} 0', text)
+        self.assertNotIn(self.sims.member.admin_key, text)
+        self.assertNotIn(self.sims.sync_key, text)
+        log = harness.read(d.log.name)
+        self.assertNotIn(self.sims.member.admin_key, log)
+        self.assertNotIn(self.sims.sync_key, log)
+
+
+if __name__ == "__main__":
+    MISP_SIM, SGSYNCD = sys.argv[1], sys.argv[2]
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
