@@ -129,8 +129,16 @@ int main(int argc, char** argv) {
     }
     int rc = 0;
     for (const auto& [what, stats] : *results) {
-      std::printf("%s\n", StatsLine(what, stats).c_str());
-      if (stats.failed > 0 || stats.aborted) rc = 1;
+      if (!stats.ok()) {
+        spdlog::error("{}: {}", what, stats.error().ToString());
+        std::printf("%s\n", boost::json::serialize(
+                                boost::json::object{{"run", what}, {"error", stats.error().ToString()}})
+                                .c_str());
+        rc = 1;
+        continue;
+      }
+      std::printf("%s\n", StatsLine(what, *stats).c_str());
+      if (stats->failed > 0 || stats->aborted) rc = 1;
     }
     return rc;
   }

@@ -31,7 +31,8 @@ struct Service::LinkRuntime {
   std::unique_ptr<connector::MispClient> local, remote;
   std::unique_ptr<engine::LinkEngine> engine;  // set once the MISPs told what the config does not
   std::int64_t link_id = 0;
-  std::mutex mu;  // guards engine creation and status
+  std::string local_version, remote_version;  // MISP versions at both ends (servers/getVersion)
+  std::mutex mu;                              // guards engine creation and status
   DirectionStatus status[2];
 };
 
@@ -126,6 +127,17 @@ Status Service::Discover(LinkRuntime& link) {
   if (link.engine) return {};
   const auto& lc = link.config;
   SGSYNC_TRY(misp::UserInfo remote_me, link.remote->WhoAmI());
+  SGSYNC_TRY(misp::ServerVersion remote_version, link.remote->GetVersion());
+  SGSYNC_TRY(misp::ServerVersion local_version, link.local->GetVersion());
+  // MISP's own push logs a version gap and goes on (spec 12 case 37); so does sgsync.
+  if (remote_version.major != local_version.major || remote_version.minor != local_version.minor) {
+    spdlog::warn(
+        "link {}: the member's MISP is {} and the Portal {}: sync goes on, but features differ between "
+        "versions (docs/operations.md)",
+        lc.name, local_version.version, remote_version.version);
+  }
+  link.local_version = local_version.version;
+  link.remote_version = remote_version.version;
   policy::OrgRef local_org{lc.local.org_uuid, lc.local.org_name};
   if (local_org.uuid.empty()) {
     SGSYNC_TRY(misp::UserInfo local_me, link.local->WhoAmI());
@@ -144,6 +156,11 @@ Status Service::Discover(LinkRuntime& link) {
   engine::EngineOptions eo;
   eo.overlap_seconds = lc.overlap_seconds;
   eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
+  eo.remote_perm_sync = remote_version.perm_sync;
+  if (!remote_version.perm_sync && lc.push) {
+    spdlog::error("link {}: the Portal account has no perm_sync: push runs are refused until it has one",
+                  lc.name);
+  }
   link.engine = std::make_unique<engine::LinkEngine>(lc.name, reg.id, std::move(plink), eo, *link.local,
                                                      *link.remote, *store_, &metrics_);
   spdlog::info("link {}: ready (sgsync is {} of {} on the Portal; local organisation {})", lc.name,
@@ -152,9 +169,9 @@ Status Service::Discover(LinkRuntime& link) {
   return {};
 }
 
-Result<std::vector<std::pair<std::string, engine::RunStats>>> Service::RunOnce(
+Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::RunOnce(
     std::optional<engine::Direction> only, bool full) {
-  std::vector<std::pair<std::string, engine::RunStats>> out;
+  std::vector<std::pair<std::string, Result<engine::RunStats>>> out;
   for (auto& link : links_) {
     if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
     for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
@@ -163,12 +180,9 @@ Result<std::vector<std::pair<std::string, engine::RunStats>>> Service::RunOnce(
       engine::RunOptions ro;
       ro.full = full;
       ro.stop = &stopping_;
-      auto stats = link->engine->Run(d, ro);
-      if (!stats.ok()) {
-        return stats.error().Within("link " + link->config.name + " " +
-                                    std::string(policy::DirectionName(d)));
-      }
-      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)), *stats);
+      // One direction failing does not keep the other from running.
+      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)),
+                       link->engine->Run(d, ro));
     }
   }
   return out;

@@ -54,7 +54,7 @@ class Service {
   Status Start();
   // Runs every link's enabled directions once (push, then pull) and returns; `only` restricts
   // the direction. For `sgsyncd --once`, tests and the demo.
-  Result<std::vector<std::pair<std::string, engine::RunStats>>> RunOnce(
+  Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> RunOnce(
       std::optional<engine::Direction> only = std::nullopt, bool full = false);
   // Stops the schedulers: runs finish the events in hand; waits up to the grace period. Returns
   // false when some run did not stop in time (its state is still consistent).

@@ -74,7 +74,8 @@ struct LinkEngine::Prepared {
   std::int64_t source_timestamp = 0;
   std::string source_hash;
   std::optional<policy::Decision> decision;
-  bool done = false;  // finished (completed or failed); nothing more to do
+  std::optional<json::object> prefetched;  // from a bulk restSearch
+  bool done = false;                       // finished (completed or failed); nothing more to do
 };
 
 class LinkEngine::RunContext {
@@ -167,12 +168,65 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
   run.Report();
 }
 
+void LinkEngine::Decide(RunContext& run, Prepared& p, json::object event) {
+  p.source_timestamp = misp::IntOr(event, "timestamp", p.item.version);
+  p.source_hash = misp::ContentHash(event);
+  p.decision = policy::Evaluate(run.direction, std::optional<json::object>(std::move(event)), link_);
+}
+
+// One restSearch per `bulk_fetch` events instead of one events/view each (real MISP 2.5.1: 200
+// events in ~1 s instead of ~19 s). What it does not return is fetched singly afterwards, so an
+// event the bulk answer lacks is never taken for "not served".
+void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
+  // restSearch leaves local tags out. They matter on internal links (they travel) and to push
+  // rules on tags (MISP matches local tags too, spec 6.1): then each event is viewed instead.
+  const bool push = run.direction == Direction::kPush;
+  bool tag_rules = !link_.push_rules.tags_or.empty() || !link_.push_rules.tags_not.empty();
+  if (options_.bulk_fetch <= 0 || link_.internal || (push && tag_rules)) return;
+  connector::MispClient& source = push ? local_ : remote_;
+  for (std::size_t from = 0; from < batch.size() && !run.ShouldStop(); from += options_.bulk_fetch) {
+    std::size_t to = std::min(batch.size(), from + static_cast<std::size_t>(options_.bulk_fetch));
+    json::array uuids;
+    std::map<std::string, Prepared*> by_uuid;
+    for (std::size_t i = from; i < to; ++i) {
+      uuids.emplace_back(batch[i].item.uuid);
+      std::string lower = batch[i].item.uuid;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      by_uuid[lower] = &batch[i];
+    }
+    // deleted [0, 1]: soft-deleted elements included, as the view's deleted filters do (spec 3.3).
+    auto docs = source.RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
+    if (!docs.ok()) {
+      spdlog::debug("link {}: bulk fetch failed ({}); fetching one by one", name_, docs.error().ToString());
+      return;
+    }
+    for (auto& doc : *docs) {
+      json::object event = std::move(doc).TakeEvent();
+      std::string lower(misp::StringOr(event, "uuid"));
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      auto it = by_uuid.find(lower);
+      if (it != by_uuid.end()) it->second->prefetched = std::move(event);
+    }
+  }
+}
+
 void LinkEngine::Fetch(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
   connector::MispClient& source = push ? local_ : remote_;
   auto ledger = store_.GetLedger(link_id_, p.item.uuid);
   if (!ledger.ok()) return FailItem(run, p.item, ledger.error()), void(p.done = true);
   p.ledger = *ledger;
+  if (p.prefetched) {
+    {
+      std::lock_guard lock(run.mu);
+      ++run.stats.fetched;
+    }
+    json::object event = std::move(*p.prefetched);
+    p.prefetched.reset();
+    return Decide(run, p, std::move(event));
+  }
   connector::ViewForm form;
   form.include_deleted = true;
   // Push reads the member's event whole (local tags included: the policy strips them unless the
@@ -189,10 +243,7 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
     p.source_timestamp = p.item.version;
     return;
   }
-  json::object event = std::move(**doc).TakeEvent();
-  p.source_timestamp = misp::IntOr(event, "timestamp", p.item.version);
-  p.source_hash = misp::ContentHash(event);
-  p.decision = policy::Evaluate(run.direction, std::optional<json::object>(std::move(event)), link_);
+  Decide(run, p, std::move(**doc).TakeEvent());
 }
 
 void LinkEngine::Write(RunContext& run, Prepared& p) {
@@ -235,6 +286,7 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   for (std::size_t i = 0; i < items.size(); ++i) batch[i].item = std::move(items[i]);
 
   // Fetch and decide.
+  BulkFetch(run, batch);
   std::size_t handed = ForEachBounded(
       batch.size(), options_.max_in_flight, [&](std::size_t i) { Fetch(run, batch[i]); },
       [&] { return run.ShouldStop(); });
@@ -333,6 +385,12 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   if (!running.owns_lock()) {
     return Fail(ErrorCode::kUnavailable, std::string("a ") + std::string(DirectionName(d)) + " run of link " +
                                              name_ + " is already in progress");
+  }
+  if (push && !options_.remote_perm_sync) {
+    return Fail(ErrorCode::kPermissionDenied,
+                "the Portal account of link " + name_ +
+                    " has no perm_sync (its role is not a sync role): MISP accepts no pushed events from it "
+                    "(spec 12 case 36); ask the Portal's administrators for a sync user");
   }
   RunContext run(d, options);
   const state::Direction sd = StoreDirection(d);

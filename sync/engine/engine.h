@@ -43,11 +43,18 @@ namespace json = boost::json;
 
 struct EngineOptions {
   std::int64_t overlap_seconds = 600;
-  int max_in_flight = 4;             // concurrent event fetches and writes per run
-  int batch = 64;                    // work items leased at a time
+  int max_in_flight = 4;  // concurrent event fetches and writes per run
+  int batch = 64;         // work items leased at a time
+  // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view). Bounded
+  // because one event may hold 100k attributes. Internal links, and pushes under tag rules, use
+  // events/view: only it serves local tags (events-restSearch-json-deleted-uuid.json).
+  int bulk_fetch = 16;
   std::int64_t lease_seconds = 600;  // a crashed run's items become ready again after this
   // Consecutive peer failures (unavailable, rate limited, timeout) that end a run early.
   int peer_failures_to_abort = 3;
+  // The Portal account has perm_sync (servers/getVersion). Without it MISP pushes no events
+  // (spec 12 case 36): a push run is refused with a message saying so.
+  bool remote_perm_sync = true;
 };
 
 struct RunOptions {
@@ -95,6 +102,8 @@ class LinkEngine {
   struct Prepared;
   class RunContext;
   void Fetch(RunContext& run, Prepared& p);
+  void Decide(RunContext& run, Prepared& p, json::object event);
+  void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Write(RunContext& run, Prepared& p);
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);

@@ -149,7 +149,34 @@ class DaemonTest(unittest.TestCase):
             self.assertEqual(decision, "skip")
             self.assertEqual(json.loads(why)["decision"], "skip")
 
+    def test_spec_case_36_a_portal_account_without_perm_sync_pushes_nothing_but_still_pulls(self):
+        self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 121})
+        pulled = set(self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 122})["uuids"])
+        key = self.sims.portal.control("POST", "setup", {"users": [{"email": "user@org1.test", "org_uuid": harness.ORG1[1], "role": "user"}]})["keys"]["user@org1.test"]
+        saved = self.sims.portal_key_file
+        self.sims.portal_key_file = harness.write_key(self.tmp.name, "portal-user.key", key)
+        try:
+            d = self.sgsyncd()
+        finally:
+            self.sims.portal_key_file = saved
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 1)
+        self.assertIn("has no perm_sync", stats[0]["error"])
+        self.assertEqual(uuids_on(self.sims.portal) - pulled, set())
+        self.assertEqual(stats[1]["sent"], 1, "the pull still ran")
+        self.assertTrue(pulled <= uuids_on(self.sims.member))
+
     # ------------------------------------------------------------------ cost and resilience
+
+    def test_events_are_fetched_in_bulk_with_restsearch(self):
+        events = set(self.sims.member.control("POST", "seed", {"events": 20, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
+        d = self.sgsyncd(directions=["push"])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(events, uuids_on(self.sims.portal))
+        targets = [r["target"] for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
+        self.assertEqual(targets.count("/events/restSearch"), 2, "20 events in pages of 16")
+        self.assertFalse([t for t in targets if t.startswith("/events/view")])
 
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
@@ -188,6 +215,8 @@ class DaemonTest(unittest.TestCase):
         events = self.sims.member.control("POST", "seed", {"events": 4, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 111})["uuids"]
         bad = events[0]
         self.sims.member.control("POST", "faults", {"route": f"/events/view/{bad}", "error_rate": 1.0, "error_status": 500})
+        # The bulk fetch fails too: sgsync falls back to one view per event.
+        self.sims.member.control("POST", "faults", {"route": "/events/restSearch", "error_rate": 1.0, "error_status": 500})
         d = self.sgsyncd(directions=["push"], max_attempts=1)
         rc, stats, err = d.once()
         self.assertEqual(rc, 1, "a failed event makes the run's exit code 1")
