@@ -1,6 +1,8 @@
 // sgsyncctl: the operator's command line for sgsync.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 
+#include "cli/admin.h"
 #include "cli/evaluate.h"
 
 #ifndef SGSYNC_VERSION
@@ -25,6 +27,76 @@ int main(int argc, char** argv) {
                    "the event as JSON ({\"Event\": ...}, or null for a pull the peer does not serve)")
       ->required();
 
+  // The admin subcommands share the connection options; each is one call of the admin API.
+  sgsync::cli::AdminArgs admin;
+  const char* env_socket = std::getenv("SGSYNC_ADMIN_SOCKET");
+  admin.socket = env_socket != nullptr ? env_socket : "/run/sgsync/admin.sock";
+  app.add_option("--socket", admin.socket,
+                 "the admin socket (default $SGSYNC_ADMIN_SOCKET or /run/sgsync/admin.sock); with "
+                 "--tls-cert, HOST:PORT");
+  app.add_option("--tls-ca", admin.tls_ca, "PEM CA of the daemon's TCP listener")->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", admin.tls_cert, "PEM client certificate for the TCP listener")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", admin.tls_key, "PEM client key")->check(CLI::ExistingFile);
+  app.add_flag("--json", admin.json, "print the answer as JSON (for scripts) instead of a table");
+  std::vector<CLI::App*> commands;
+  auto command = [&](const char* name, const char* help) {
+    CLI::App* c = app.add_subcommand(name, help);
+    commands.push_back(c);
+    return c;
+  };
+  auto link_option = [&](CLI::App* c) {
+    c->add_option("--link", admin.link, "the link (default: the daemon's only link)");
+  };
+  auto direction_option = [&](CLI::App* c) {
+    c->add_option("--direction", admin.direction, "push or pull (default: both)")
+        ->check(CLI::IsMember({"push", "pull"}));
+  };
+  CLI::App* status =
+      command("status", "Per link and direction: state, last run, cursor, counts, queue, dead letters");
+  status->add_option("--link", admin.link, "only this link");
+  CLI::App* sync = command("sync", "Run a link now");
+  link_option(sync);
+  direction_option(sync);
+  sync->add_flag("--full", admin.full, "list from the beginning (full reconciliation)");
+  sync->add_flag("--wait", admin.wait, "follow the run to its end (a progress bar on a terminal)");
+  CLI::App* pause = command("pause", "Stop scheduling runs of a link (a run in progress finishes)");
+  link_option(pause);
+  direction_option(pause);
+  CLI::App* resume = command("resume", "Schedule a paused link again");
+  link_option(resume);
+  direction_option(resume);
+  CLI::App* events = command("events", "The events sgsync knows, with their decision and state");
+  events->add_option("--link", admin.link, "only this link");
+  events->add_option("--state", admin.state, "in_sync, skipped, pending, failed or dead");
+  events->add_option("--decision", admin.decision, "send or skip");
+  events->add_option("--since", admin.since, "updated at or after (Unix seconds)");
+  events->add_option("--limit", admin.limit, "events per page (default 100)");
+  events->add_option("--page-token", admin.page_token, "the next page, as the previous answer gave it");
+  CLI::App* explain = command("explain", "Why an event was or was not shared, and what would change now");
+  explain->add_option("uuid", admin.uuid, "the event uuid")->required();
+  link_option(explain);
+  direction_option(explain);
+  CLI::App* conflicts = command("conflicts", "Events changed on both sides");
+  conflicts->add_option("--link", admin.link, "only this link");
+  conflicts->add_flag("--all", admin.all, "resolved ones too");
+  CLI::App* resolve = command("resolve", "Record how a conflict is resolved");
+  resolve->add_option("id", admin.id, "the conflict id")->required();
+  resolve->add_option("--resolution", admin.resolution, "prefer-local, prefer-portal or prefer-newer")
+      ->required()
+      ->check(CLI::IsMember({"prefer-local", "prefer-portal", "prefer-newer"}));
+  CLI::App* failures = command("failures", "Events whose sync failed (retrying) or was given up (dead)");
+  failures->add_option("--link", admin.link, "only this link");
+  failures->add_flag("--dead-only", admin.dead_only, "only dead letters");
+  CLI::App* retry = command("retry", "Retry a dead letter");
+  retry->add_option("id", admin.id, "the failure id")->required();
+  CLI::App* drop = command("drop", "Drop a dead letter (the event is not retried)");
+  drop->add_option("id", admin.id, "the failure id")->required();
+  command("config", "The running configuration, secrets redacted");
+  command("reload", "Read the configuration file again");
+  CLI::App* backup = command("backup", "Write an online backup of the state database");
+  backup->add_option("path", admin.path, "where, on the daemon's host (absolute)")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,5 +105,11 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (evaluate->parsed()) return sgsync::cli::RunEvaluate(eval);
+  for (CLI::App* c : commands) {
+    if (c->parsed()) {
+      admin.command = c->get_name();
+      return sgsync::cli::RunAdmin(admin);
+    }
+  }
   return 2;
 }

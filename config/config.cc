@@ -502,3 +502,65 @@ json::object Redacted(const DaemonConfig& c) {
 }
 
 }  // namespace sgsync::config
+
+namespace sgsync::config {
+
+namespace {
+
+toml::table TomlTable(const json::object& o);
+
+void TomlInsert(toml::table& t, std::string_view key, const json::value& v);
+
+toml::array TomlArray(const json::array& a) {
+  toml::array out;
+  for (const auto& v : a) {
+    if (v.is_object()) {
+      out.push_back(TomlTable(v.as_object()));
+    } else if (v.is_array()) {
+      out.push_back(TomlArray(v.as_array()));
+    } else if (v.is_bool()) {
+      out.push_back(v.as_bool());
+    } else if (v.is_int64()) {
+      out.push_back(v.as_int64());
+    } else if (v.is_string()) {
+      out.push_back(std::string(v.as_string()));
+    } else {
+      out.push_back(json::serialize(v));
+    }
+  }
+  return out;
+}
+
+void TomlInsert(toml::table& t, std::string_view key, const json::value& v) {
+  if (v.is_object()) {
+    t.insert(key, TomlTable(v.as_object()));
+  } else if (v.is_array()) {
+    t.insert(key, TomlArray(v.as_array()));
+  } else if (v.is_bool()) {
+    t.insert(key, v.as_bool());
+  } else if (v.is_int64()) {
+    t.insert(key, v.as_int64());
+  } else if (v.is_uint64()) {
+    t.insert(key, static_cast<std::int64_t>(v.as_uint64()));
+  } else if (v.is_string()) {
+    t.insert(key, std::string(v.as_string()));
+  } else if (!v.is_null()) {
+    t.insert(key, json::serialize(v));
+  }
+}
+
+toml::table TomlTable(const json::object& o) {
+  toml::table t;
+  for (const auto& kv : o) TomlInsert(t, kv.key(), kv.value());
+  return t;
+}
+
+}  // namespace
+
+std::string RedactedToml(const DaemonConfig& c) {
+  std::stringstream out;
+  out << TomlTable(Redacted(c)) << "\n";
+  return out.str();
+}
+
+}  // namespace sgsync::config

@@ -104,7 +104,9 @@ Result<policy::Link> MakePolicyLink(const LinkConfig& link, const policy::OrgRef
 // store starts new cursor generations when it changes.
 std::string SharingIdentity(const LinkConfig& link);
 
-// The configuration as text with every secret replaced by "<redacted: source>".
+// The configuration with every secret replaced by "<redacted: source>"; as JSON, and as TOML text
+// (what the admin API's GetConfig returns).
 json::object Redacted(const DaemonConfig& c);
+std::string RedactedToml(const DaemonConfig& c);
 
 }  // namespace sgsync::config

@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "daemon/admin_server.h"
 #include "daemon/service.h"
 
 namespace {
@@ -146,6 +147,12 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", s.error().ToString());
     return 1;
   }
+  auto admin = sgsync::daemon::AdminServer::Start(**service, *config);
+  if (!admin.ok()) {
+    spdlog::error("cannot start the admin API: {}", admin.error().ToString());
+    (*service)->Stop();
+    return 1;
+  }
   spdlog::info("sgsyncd {} running {} link(s) from {}", SGSYNC_VERSION, config->links.size(), config_path);
   while (true) {
     int sig = 0;
@@ -165,6 +172,7 @@ int main(int argc, char** argv) {
     }
     spdlog::info("{} received: finishing the events in hand (up to {} s)",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", config->shutdown_grace_seconds);
+    (*admin)->Stop();
     bool clean = (*service)->Stop();
     spdlog::info("stopped{}", clean ? "" : " (some runs abandoned; their work is retried at the next start)");
     if (!clean) std::_Exit(0);  // detached runs must not outlive the objects they use

@@ -14,6 +14,15 @@ namespace sgsync::daemon {
 
 namespace {
 
+namespace json = boost::json;
+
+// One link's settings as text (secrets redacted), to compare two configuration files.
+std::string LinkText(const config::LinkConfig& link) {
+  config::DaemonConfig one;
+  one.links.push_back(link);
+  return json::serialize(config::Redacted(one));
+}
+
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -216,6 +225,15 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
     SleepUntil(NowMs() + wait);
   };
   while (!stopping_) {
+    bool paused = false;
+    {
+      std::lock_guard lock(link.mu);
+      paused = link.status[slot].paused;
+    }
+    if (paused) {
+      SleepUntil(NowMs() + 1000);
+      continue;
+    }
     if (auto s = Discover(link); !s.ok()) {
       fail_wait("cannot start: " + s.error().ToString());
       continue;
@@ -347,6 +365,7 @@ Status Service::Reload(config::DaemonConfig config) {
   }
   if (!Stop())
     return Fail(ErrorCode::kTimeout, "runs did not stop within the grace period; reload abandoned");
+  std::unique_lock lock(links_mu_);
   config::DaemonConfig old = std::move(config_);
   config_ = std::move(config);
   if (auto s = BuildLinks(); !s.ok()) {
@@ -356,6 +375,135 @@ Status Service::Reload(config::DaemonConfig config) {
     return s;
   }
   return Start();
+}
+
+config::DaemonConfig Service::config() const {
+  std::shared_lock lock(links_mu_);
+  return config_;
+}
+
+Service::LinkRuntime* Service::Find(const std::string& name) {
+  for (auto& l : links_) {
+    if (l->config.name == name) return l.get();
+  }
+  return nullptr;
+}
+
+std::vector<Service::LinkSnapshot> Service::Snapshot() {
+  std::shared_lock lock(links_mu_);
+  std::vector<LinkSnapshot> out;
+  for (auto& l : links_) {
+    std::lock_guard g(l->mu);
+    LinkSnapshot s;
+    s.name = l->config.name;
+    s.link_id = l->engine ? l->link_id : 0;
+    s.local_version = l->local_version;
+    s.remote_version = l->remote_version;
+    s.push = l->status[0];
+    s.pull = l->status[1];
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Status Service::SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  {
+    std::lock_guard g(l->mu);
+    if (!d || *d == engine::Direction::kPush) l->status[0].paused = paused;
+    if (!d || *d == engine::Direction::kPull) l->status[1].paused = paused;
+  }
+  wake_.notify_all();
+  spdlog::info("link {} {}: {}", link, d ? std::string(policy::DirectionName(*d)) : "push and pull",
+               paused ? "paused" : "resumed");
+  return {};
+}
+
+Result<engine::RunStats> Service::Trigger(const std::string& link, engine::Direction d, bool full,
+                                          const std::function<void(const engine::RunStats&)>& progress) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  bool enabled = d == engine::Direction::kPush ? l->config.push : l->config.pull;
+  if (!enabled) {
+    return Fail(ErrorCode::kInvalidArgument, "link " + link + " does not run " +
+                                                 std::string(policy::DirectionName(d)) +
+                                                 " (its directions setting)");
+  }
+  SGSYNC_TRY_STATUS(Discover(*l));
+  const int slot = d == engine::Direction::kPush ? 0 : 1;
+  engine::RunOptions ro;
+  ro.full = full;
+  ro.stop = &stopping_;
+  ro.wait_if_running = true;
+  ro.progress = progress;
+  {
+    std::lock_guard g(l->mu);
+    l->status[slot].running = true;
+    l->status[slot].last_run_started = NowS();
+  }
+  auto stats = l->engine->Run(d, ro);
+  {
+    std::lock_guard g(l->mu);
+    auto& st = l->status[slot];
+    st.running = false;
+    st.last_run_ended = NowS();
+    st.last_outcome = !stats.ok()      ? "error: " + stats.error().ToString()
+                      : stats->aborted ? "aborted: " + stats->abort_reason
+                                       : (stats->not_modified ? "not_modified" : "ok");
+    if (stats.ok()) st.last_stats = *stats;
+  }
+  return stats;
+}
+
+Result<policy::Decision> Service::DryRun(const std::string& link, engine::Direction d,
+                                         const std::string& uuid) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  SGSYNC_TRY_STATUS(Discover(*l));
+  return l->engine->DryRun(d, uuid);
+}
+
+Result<std::int64_t> Service::LinkId(const std::string& link) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  std::lock_guard g(l->mu);
+  if (l->engine) return l->link_id;
+  // Not started yet (its MISPs did not answer): the store may still know it from earlier runs.
+  SGSYNC_TRY(auto reg, store_->RegisterLink(l->config.name, config::SharingIdentity(l->config)));
+  return reg.id;
+}
+
+Result<std::vector<std::string>> Service::ReloadFromFile() {
+  std::string path = config().path;
+  SGSYNC_TRY(config::DaemonConfig fresh, config::LoadConfig(path));
+  std::vector<std::string> changes;
+  config::DaemonConfig old = config();
+  std::string a = json::serialize(config::Redacted(old)), b = json::serialize(config::Redacted(fresh));
+  for (const auto& l : fresh.links) {
+    bool found = false;
+    for (const auto& o : old.links) {
+      if (o.name != l.name) continue;
+      found = true;
+      if (config::SharingIdentity(o) != config::SharingIdentity(l))
+        changes.push_back("link " + l.name + ": sharing configuration changed (cursors restart)");
+      else if (LinkText(o) != LinkText(l))
+        changes.push_back("link " + l.name + ": settings changed");
+    }
+    if (!found) changes.push_back("link " + l.name + ": added");
+  }
+  for (const auto& o : old.links) {
+    bool kept = false;
+    for (const auto& l : fresh.links) kept = kept || l.name == o.name;
+    if (!kept) changes.push_back("link " + o.name + ": removed");
+  }
+  if (a == b) changes.push_back("nothing changed");
+  SGSYNC_TRY_STATUS(Reload(std::move(fresh)));
+  return changes;
 }
 
 std::uint16_t Service::metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }

@@ -16,9 +16,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,7 +67,29 @@ class Service {
 
   Metrics& metrics() { return metrics_; }
   std::uint16_t metrics_port() const;
-  const config::DaemonConfig& config() const { return config_; }
+  config::DaemonConfig config() const;
+  state::StateStore& store() { return *store_; }
+
+  // ---- what the admin API reads and does (daemon/admin_server.h)
+  struct LinkSnapshot {
+    std::string name;
+    std::int64_t link_id = 0;  // 0 until the link could start (its MISPs answered)
+    std::string local_version, remote_version;
+    DirectionStatus push, pull;
+  };
+  std::vector<LinkSnapshot> Snapshot();
+  // NotFound for an unknown link name; `d` absent means both directions.
+  Status SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused);
+  // Runs now (waiting for a scheduled run of the same link and direction to end first), reporting
+  // progress; fails when the link cannot start.
+  Result<engine::RunStats> Trigger(const std::string& link, engine::Direction d, bool full,
+                                   const std::function<void(const engine::RunStats&)>& progress);
+  // What the policy decides for `uuid` now: the event fetched from its source, no write.
+  Result<policy::Decision> DryRun(const std::string& link, engine::Direction d, const std::string& uuid);
+  // The link's id in the state store (NotFound when unknown or not started yet).
+  Result<std::int64_t> LinkId(const std::string& link);
+  // Reads the configuration file again and reloads; returns what changed, in words.
+  Result<std::vector<std::string>> ReloadFromFile();
 
  private:
   struct LinkRuntime;
@@ -80,7 +104,10 @@ class Service {
   Metrics metrics_;
   std::unique_ptr<state::StateStore> store_;
   std::unique_ptr<httpd::HttpServer> metrics_server_;
+  LinkRuntime* Find(const std::string& name);
   std::vector<std::unique_ptr<LinkRuntime>> links_;
+  // Guards links_ and config_ against a reload while the admin API reads them.
+  mutable std::shared_mutex links_mu_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> running_loops_{0};

@@ -314,6 +314,52 @@ Result<std::optional<LedgerEntry>> StateStore::GetLedger(std::int64_t link_id, c
   return std::optional<LedgerEntry>(std::move(e));
 }
 
+Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t link_id,
+                                                                  const std::string& decision,
+                                                                  const std::string& work_state,
+                                                                  std::int64_t updated_since,
+                                                                  const std::string& after_uuid, int limit) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(
+          "SELECT l.uuid, l.origin, l.local_timestamp, l.local_hash, l.remote_timestamp, l.remote_hash, "
+          "l.written_side, l.written_timestamp, l.written_hash, l.decision, l.decision_json, l.updated_at, "
+          "COALESCE((SELECT w.state FROM work_queue w WHERE w.link_id = l.link_id AND w.uuid = l.uuid "
+          "ORDER BY w.id DESC LIMIT 1), '') AS ws FROM ledger l WHERE l.link_id = ? AND l.uuid > ? AND "
+          "l.updated_at >= ? AND (? = '' OR l.decision = ?) AND (? = '' OR ws = ?) ORDER BY l.uuid LIMIT ?"));
+  q->Bind(1, link_id)
+      .Bind(2, after_uuid)
+      .Bind(3, updated_since)
+      .Bind(4, decision)
+      .Bind(5, decision)
+      .Bind(6, work_state)
+      .Bind(7, work_state)
+      .Bind(8, static_cast<std::int64_t>(limit));
+  std::vector<LedgerRow> out;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    LedgerRow r;
+    LedgerEntry& e = r.entry;
+    e.uuid = q->Text(0);
+    e.origin = SideFrom(q->Text(1));
+    e.local_timestamp = OptInt(*q, 2);
+    e.local_hash = OptText(*q, 3);
+    e.remote_timestamp = OptInt(*q, 4);
+    e.remote_hash = OptText(*q, 5);
+    if (!q->IsNull(6)) e.written_side = SideFrom(q->Text(6));
+    e.written_timestamp = OptInt(*q, 7);
+    e.written_hash = OptText(*q, 8);
+    e.decision = q->Text(9);
+    e.decision_json = q->Text(10);
+    e.updated_at = q->Int(11);
+    r.work_state = q->Text(12);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 Status StateStore::UpsertLedger(std::int64_t link_id, const LedgerEntry& entry) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
@@ -538,6 +584,15 @@ Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t li
   SGSYNC_TRY(bool row, q->Step());
   if (!row || q->IsNull(0)) return std::optional<std::int64_t>();
   return std::optional<std::int64_t>(q->Int(0));
+}
+
+Result<std::optional<WorkItem>> StateStore::GetWork(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare(std::string("SELECT ") + kWorkColumns + " FROM work_queue WHERE id = ?"));
+  q->Bind(1, item_id);
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row) return std::optional<WorkItem>();
+  return std::optional<WorkItem>(ReadWork(*q));
 }
 
 Result<std::vector<WorkItem>> StateStore::ListWork(std::int64_t link_id, WorkState s, int limit) {

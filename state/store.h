@@ -149,6 +149,15 @@ class StateStore {
   // ---- ledger
   Result<std::optional<LedgerEntry>> GetLedger(std::int64_t link_id, const std::string& uuid);
   Status UpsertLedger(std::int64_t link_id, const LedgerEntry& entry);
+  // A page of the ledger, by uuid after `after_uuid`, with the state of the event's newest work
+  // item ("" when none): what the admin API's ListEvents shows. Empty filters match everything.
+  struct LedgerRow {
+    LedgerEntry entry;
+    std::string work_state;  // pending | leased | done | failed | dead | ""
+  };
+  Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, const std::string& decision,
+                                            const std::string& work_state, std::int64_t updated_since,
+                                            const std::string& after_uuid, int limit);
   // Many entries in one transaction.
   Status UpsertLedgerBatch(std::int64_t link_id, const std::vector<LedgerEntry>& entries);
   // The uuids of `index` that the ledger has not seen on `side`, or saw with an older timestamp.
@@ -181,6 +190,7 @@ class StateStore {
   // (pending, leased, failed or dead): the cursor must not pass it.
   Result<std::optional<std::int64_t>> OldestUnfinished(std::int64_t link_id, Direction d);
   Result<QueueCounts> CountQueue(std::int64_t link_id, Direction d);
+  Result<std::optional<WorkItem>> GetWork(std::int64_t item_id);
   Result<std::vector<WorkItem>> ListWork(std::int64_t link_id, WorkState s, int limit = 100);
 
   // ---- conflicts, sightings, tombstones

@@ -379,10 +379,22 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   return {};
 }
 
+Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid) {
+  const bool push = d == Direction::kPush;
+  connector::ViewForm form;
+  form.include_deleted = true;
+  form.exclude_local_tags = !push && !link_.internal;
+  SGSYNC_TRY(auto doc, (push ? local_ : remote_).ViewEvent(uuid, form));
+  if (!doc) return policy::Evaluate(d, nullptr, link_);
+  return policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_);
+}
+
 Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   const bool push = d == Direction::kPush;
-  std::unique_lock running(push ? push_run_ : pull_run_, std::try_to_lock);
-  if (!running.owns_lock()) {
+  std::unique_lock running(push ? push_run_ : pull_run_, std::defer_lock);
+  if (options.wait_if_running) {
+    running.lock();
+  } else if (!running.try_lock()) {
     return Fail(ErrorCode::kUnavailable, std::string("a ") + std::string(DirectionName(d)) + " run of link " +
                                              name_ + " is already in progress");
   }

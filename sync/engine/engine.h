@@ -62,6 +62,7 @@ struct RunOptions {
   // Called after every handled event and at the end (TriggerSync streams it).
   std::function<void(const struct RunStats&)> progress;
   const std::atomic<bool>* stop = nullptr;  // set: finish the events in hand, take no more
+  bool wait_if_running = false;             // wait for a run in progress in this direction instead of failing
 };
 
 struct RunStats {
@@ -93,6 +94,9 @@ class LinkEngine {
   // One run. Fails (without changing the cursor) when listing fails or the store fails; failures
   // of single events are counted in the stats and retried by later runs.
   Result<RunStats> Run(Direction d, const RunOptions& options = {});
+
+  // The policy's decision for `uuid` as the source serves it now; nothing is written.
+  Result<policy::Decision> DryRun(Direction d, const std::string& uuid);
 
   const policy::Link& link() const { return link_; }
   const std::string& name() const { return name_; }

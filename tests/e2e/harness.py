@@ -4,6 +4,7 @@ A test PKI made with the openssl command line, misp-sim processes (a member's MI
 Portal), an sgsyncd configuration written as an operator would write it, and sgsyncd itself,
 run once or as a daemon that tests signal and kill. Nothing here imitates sgsync: the binaries
 under test are the ones the build produced."""
+import hashlib
 import json
 import os
 import signal
@@ -153,16 +154,20 @@ def link_toml(name, local, remote, **settings):
     return "\n".join(lines) + "\n"
 
 
-def daemon_toml(state_db, links, metrics_listen="", extra="", max_attempts=8):
+def daemon_toml(state_db, links, metrics_listen="", extra="", max_attempts=8, admin_socket=None):
+    # A Unix socket path holds at most 107 bytes: a short name beside the database.
+    admin_socket = admin_socket or os.path.join(
+        os.path.dirname(state_db), "a" + hashlib.sha1(state_db.encode()).hexdigest()[:8] + ".sock")
     return (f"shutdown_grace_seconds = 10\n{extra}\n[state]\ndatabase = {toml_value(state_db)}\n"
-            f"max_attempts = {max_attempts}\n"
+            f"max_attempts = {max_attempts}\n[admin]\nsocket = {toml_value(admin_socket)}\n"
             f"[log]\nlevel = \"info\"\n[metrics]\nlisten = {toml_value(metrics_listen)}\n\n" + "".join(links))
 
 
 class Sgsyncd:
-    def __init__(self, binary, config_path):
+    def __init__(self, binary, config_path, admin_socket=None):
         self.binary = binary
         self.config = config_path
+        self.admin_socket = admin_socket
         self.proc = None
         self.log = None
 
@@ -242,9 +247,11 @@ class TwoSims:
 
     def sgsyncd(self, name, links, metrics_listen="", extra="", max_attempts=8):
         path = os.path.join(self.work, name + ".toml")
+        db = os.path.join(self.work, name + ".db")
         with open(path, "w") as f:
-            f.write(daemon_toml(os.path.join(self.work, name + ".db"), links, metrics_listen, extra, max_attempts))
-        return Sgsyncd(self.sgsyncd_bin, path)
+            f.write(daemon_toml(db, links, metrics_listen, extra, max_attempts))
+        return Sgsyncd(self.sgsyncd_bin, path,
+                       os.path.join(self.work, "a" + hashlib.sha1(db.encode()).hexdigest()[:8] + ".sock"))
 
     def reset(self):
         self.member.control("POST", "reset")

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""The admin API through sgsyncctl: every call over a real gRPC channel on the Unix socket, against
+a running sgsyncd with two misp-sim behind it; exit codes; the progress bar on a pseudo-terminal.
+
+usage: test_admin.py MISP_SIM SGSYNCD SGSYNCCTL [unittest arguments]"""
+import json
+import os
+import pty
+import select
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+MISP_SIM = SGSYNCD = SGSYNCCTL = None
+
+
+class AdminTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
+        cls.shareable = cls.sims.member.control("POST", "seed", {"events": 6, "attributes": 3, "distribution": 3,
+                                                                  "attribute_distribution": 5, "seed": 201})["uuids"]
+        cls.private = cls.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 0,
+                                                                "attribute_distribution": 5, "seed": 202})["uuids"]
+        # One event the member's MISP cannot serve: it becomes a dead letter (max_attempts 1).
+        cls.broken = cls.shareable[0]
+        cls.sims.member.control("POST", "faults", {"route": f"/events/view/{cls.broken}", "error_rate": 1.0, "error_status": 500})
+        cls.sims.member.control("POST", "faults", {"route": "/events/restSearch", "error_rate": 1.0, "error_status": 500})
+        local, remote = cls.sims.endpoints()
+        # A long interval: the runs the tests see are the ones they trigger (plus the first).
+        cls.daemon = cls.sims.sgsyncd("admin", [harness.link_toml("portal", local, remote, interval_seconds=3600,
+                                                                  blocked_tags_push=[], overlap_seconds=0)],
+                                      max_attempts=1)
+        cls.socket = cls.daemon.admin_socket
+        cls.daemon.start(os.path.join(cls.tmp.name, "admin.log"))
+        harness.wait_for(lambda: os.path.exists(cls.socket), what="the admin socket")
+        log = os.path.join(cls.tmp.name, "admin.log")
+        harness.wait_for(lambda: "portal push (full): listed" in harness.read(log) and
+                         "portal pull (full): listed" in harness.read(log), what="the first runs")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.sims.stop()
+        cls.tmp.cleanup()
+
+    def ctl(self, *args, expect=0, json_out=False):
+        cmd = [SGSYNCCTL, "--socket", self.socket] + (["--json"] if json_out else []) + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, expect, f"{' '.join(args)}: {r.stdout}{r.stderr}")
+        return json.loads(r.stdout) if json_out and r.stdout.strip() else r.stdout
+
+    def test_a_socket_is_created_with_mode_0600(self):
+        self.assertEqual(stat.S_IMODE(os.stat(self.socket).st_mode), 0o600)
+
+    def test_status_shows_both_directions_versions_and_skips(self):
+        r = subprocess.run([SGSYNCCTL, "--socket", self.socket, "--json", "status"], capture_output=True, text=True)
+        s = json.loads(r.stdout)
+        link = s["links"][0]
+        self.assertEqual(link["link"], "portal")
+        self.assertEqual(link["local_misp_version"], "2.5.1")
+        dirs = {d["direction"]: d for d in link["directions"]}
+        self.assertEqual(set(dirs), {"DIRECTION_PUSH", "DIRECTION_PULL"})
+        # Exit code 1 exactly when something is failing (here: the dead letter, until a test retries it).
+        self.assertEqual(r.returncode, 1 if int(dirs["DIRECTION_PUSH"]["dead_letters"]) > 0 else 0)
+        table = self.ctl("status", expect=r.returncode)
+        self.assertIn("DIRECTION  STATE", table)
+        self.assertIn("\npush ", table)
+        self.assertIn("\npull ", table)
+
+    def test_events_lists_decisions_filters_and_pages(self):
+        all_events = self.ctl("events", json_out=True)["events"]
+        self.assertEqual({e["uuid"] for e in all_events} >= set(self.shareable[1:] + self.private), True)
+        skipped = self.ctl("events", "--decision", "skip", json_out=True)["events"]
+        self.assertEqual([e["uuid"] for e in skipped], self.private)
+        self.assertEqual(skipped[0]["state"], "skipped")
+        page = self.ctl("events", "--limit", "2", json_out=True)
+        self.assertEqual(len(page["events"]), 2)
+        rest = self.ctl("events", "--limit", "100", "--page-token", page["next_page_token"], json_out=True)["events"]
+        self.assertEqual(len(rest), len(all_events) - 2)
+
+    def test_explain_prints_the_rule_that_kept_an_event_home(self):
+        out = self.ctl("explain", self.private[0])
+        self.assertIn("stored decision: not sent", out)
+        self.assertIn("push.event.distribution", out)
+        self.assertIn("└─ ", out)
+        self.assertIn("no difference", out)
+        j = self.ctl("explain", self.private[0], json_out=True)
+        self.assertFalse(j["stored"]["send"])
+        self.assertEqual(j["differences"], [])
+
+    def test_failures_retry_and_drop_act_on_dead_letters(self):
+        self.assertEqual(self.ctl("status", json_out=True, expect=1)["links"][0]["directions"][0]["dead_letters"], "1")
+        failures = self.ctl("failures", json_out=True, expect=1)["failures"]
+        self.assertEqual([f["uuid"] for f in failures], [self.broken])
+        self.assertEqual(failures[0]["state"], "dead")
+        self.assertIn("500", failures[0]["last_error"])
+        fid = failures[0]["id"]
+        self.sims.member.control("DELETE", "faults")
+        retried = self.ctl("retry", fid, json_out=True)["failure"]
+        self.assertEqual(retried["state"], "pending")
+        progress = self.ctl("sync", "--direction", "push", "--wait", json_out=True)
+        self.assertTrue(progress["finished"])
+        harness.wait_for(lambda: self.sims.portal.view(self.broken) is not None, what="the retried event")
+        self.assertEqual(self.ctl("failures", json_out=True).get("failures", []), [])
+        self.ctl("drop", fid, expect=2)  # not dead any more: nothing to drop
+        db = sqlite3.connect(self.daemon.config.replace(".toml", ".db"))
+        actions = [r[0] for r in db.execute("SELECT action FROM audit ORDER BY id")]
+        actors = {r[0] for r in db.execute("SELECT actor FROM audit")}
+        self.assertIn("RetryFailure", actions)
+        self.assertIn("TriggerSync", actions)
+        self.assertTrue(all("operator" in a for a in actors), actors)
+
+    def test_pause_and_resume_change_the_state(self):
+        self.assertEqual(self.ctl("pause", "--direction", "pull", json_out=True)["state"], "paused")
+        s = subprocess.run([SGSYNCCTL, "--socket", self.socket, "--json", "status"], capture_output=True, text=True)
+        dirs = {d["direction"]: d for d in json.loads(s.stdout)["links"][0]["directions"]}
+        self.assertEqual(dirs["DIRECTION_PULL"]["state"], "paused")
+        self.assertEqual(self.ctl("resume", "--direction", "pull", json_out=True)["state"], "idle")
+
+    def test_conflicts_empty_and_resolving_an_unknown_one_is_refused(self):
+        self.assertEqual(self.ctl("conflicts", json_out=True).get("conflicts", []), [])
+        r = subprocess.run([SGSYNCCTL, "--socket", self.socket, "resolve", "999", "--resolution", "prefer-local"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no conflict 999", r.stderr)
+
+    def test_config_is_redacted(self):
+        out = self.ctl("config")
+        self.assertIn("<redacted: file", out)
+        self.assertNotIn(self.sims.member.admin_key, out)
+        self.assertNotIn(self.sims.sync_key, out)
+        self.assertNotIn(self.sims.sync_key, json.dumps(self.ctl("config", json_out=True)))
+
+    def test_reload_reports_what_changed(self):
+        r = self.ctl("reload", json_out=True)
+        self.assertTrue(r["reloaded"])
+        self.assertEqual(r["changes"], ["nothing changed"])
+
+    def test_backup_writes_a_copy_and_refuses_a_relative_path(self):
+        path = os.path.join(self.tmp.name, "backup.db")
+        out = self.ctl("backup", path)
+        self.assertIn("backup written", out)
+        self.assertEqual(sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        r = subprocess.run([SGSYNCCTL, "--socket", self.socket, "backup", "relative.db"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must be absolute", r.stderr)
+
+    def test_unreachable_daemon_exits_3_naming_the_socket(self):
+        r = subprocess.run([SGSYNCCTL, "--socket", "/nonexistent/admin.sock", "status"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("/nonexistent/admin.sock", r.stderr)
+
+    def test_usage_error_exits_2(self):
+        r = subprocess.run([SGSYNCCTL, "sync", "--direction", "sideways"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+
+    def test_sync_wait_draws_a_progress_bar_on_a_terminal(self):
+        self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3,
+                                                  "attribute_distribution": 5, "seed": 203})
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(SGSYNCCTL, [SGSYNCCTL, "--socket", self.socket, "sync", "--direction", "push", "--wait"])
+        out = b""
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        text = out.decode(errors="replace")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, text)
+        self.assertIn("\r", text)
+        self.assertIn("portal push [", text)
+        self.assertIn("#", text)
+        self.assertIn("ETA done", text)
+        # Without a terminal: plain lines, no carriage returns.
+        plain = self.ctl("sync", "--direction", "push", "--wait")
+        self.assertNotIn("\r", plain)
+        self.assertIn("portal push: listed", plain)
+
+
+if __name__ == "__main__":
+    MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
