@@ -248,10 +248,11 @@ class AdminImpl final : public v1::SyncAdmin::Service {
   grpc::Status ListEvents(grpc::ServerContext*, const v1::ListEventsRequest* req,
                           v1::ListEventsResponse* resp) override {
     int size = req->page_size() > 0 ? std::min(req->page_size(), 1000) : 100;
-    // The page token is "<link>\t<last uuid>": links in name order, uuids in order within a link.
+    // The page token is "<link>@<last uuid>" (split at the last @: uuids have none): links in name
+    // order, uuids in order within a link.
     std::string token_link, token_uuid;
     if (!req->page_token().empty()) {
-      auto tab = req->page_token().find('\t');
+      auto tab = req->page_token().rfind('@');
       if (tab == std::string::npos) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad page_token");
       token_link = req->page_token().substr(0, tab);
       token_uuid = req->page_token().substr(tab + 1);
@@ -277,7 +278,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       for (std::size_t i = 0; i < rows->size(); ++i) {
         const auto& r = (*rows)[i];
         if (resp->events_size() == size) {
-          resp->set_next_page_token(name + "\t" + resp->events(resp->events_size() - 1).uuid());
+          resp->set_next_page_token(name + "@" + resp->events(resp->events_size() - 1).uuid());
           return grpc::Status::OK;
         }
         v1::EventSummary* e = resp->add_events();
@@ -294,7 +295,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       }
       if (resp->events_size() == size) {
         // Full exactly at a link's end: the next page starts after it.
-        resp->set_next_page_token(name + "\t" + resp->events(resp->events_size() - 1).uuid());
+        resp->set_next_page_token(name + "@" + resp->events(resp->events_size() - 1).uuid());
         return grpc::Status::OK;
       }
     }

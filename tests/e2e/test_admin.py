@@ -112,6 +112,18 @@ class AdminTest(unittest.TestCase):
         harness.wait_for(lambda: self.sims.portal.view(self.broken) is not None, what="the retried event")
         self.assertEqual(self.ctl("failures", json_out=True).get("failures", []), [])
         self.ctl("drop", fid, expect=2)  # not dead any more: nothing to drop
+        # A second dead letter, dropped: it leaves the queue and is not retried.
+        doomed = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3,
+                                                           "attribute_distribution": 5, "seed": 204})["uuids"][0]
+        self.sims.member.control("POST", "faults", {"route": f"/events/view/{doomed}", "error_rate": 1.0, "error_status": 500})
+        self.sims.member.control("POST", "faults", {"route": "/events/restSearch", "error_rate": 1.0, "error_status": 500})
+        # Seeded events carry an old timestamp, behind the cursor: a full run finds them (late arrivals).
+        self.ctl("sync", "--direction", "push", "--full", "--wait", expect=1)
+        self.sims.member.control("DELETE", "faults")
+        dead = self.ctl("failures", "--dead-only", json_out=True, expect=1)["failures"]
+        self.assertEqual([f["uuid"] for f in dead], [doomed])
+        self.assertEqual(self.ctl("drop", dead[0]["id"], json_out=True)["failure"]["state"], "dropped")
+        self.assertEqual(self.ctl("failures", json_out=True).get("failures", []), [])
         db = sqlite3.connect(self.daemon.config.replace(".toml", ".db"))
         actions = [r[0] for r in db.execute("SELECT action FROM audit ORDER BY id")]
         actors = {r[0] for r in db.execute("SELECT actor FROM audit")}
@@ -126,8 +138,36 @@ class AdminTest(unittest.TestCase):
         self.assertEqual(dirs["DIRECTION_PULL"]["state"], "paused")
         self.assertEqual(self.ctl("resume", "--direction", "pull", json_out=True)["state"], "idle")
 
-    def test_conflicts_empty_and_resolving_an_unknown_one_is_refused(self):
-        self.assertEqual(self.ctl("conflicts", json_out=True).get("conflicts", []), [])
+    def edit_and_publish(self, sim, uuid, info, bump):
+        ev = sim.view(uuid)["Event"]
+        ev["info"] = info
+        ev["timestamp"] = str(int(ev["timestamp"]) + bump)
+        status, _, body = sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        status, _, body = sim.request("POST", f"/events/publish/{ev['id']}")
+        self.assertEqual(status, 200, body)
+
+    def test_a_conflict_is_listed_and_resolved(self):
+        uuid = self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3,
+                                                         "attribute_distribution": 5, "seed": 205})["uuids"][0]
+        self.ctl("sync", "--direction", "pull", "--wait")
+        self.edit_and_publish(self.sims.member, uuid, "changed on the member", 100)
+        self.ctl("sync", "--direction", "push", "--wait")
+        self.edit_and_publish(self.sims.portal, uuid, "changed at the Portal", 200)
+        self.ctl("sync", "--direction", "pull", "--wait")
+        conflicts = self.ctl("conflicts", json_out=True, expect=1)["conflicts"]
+        mine = [c for c in conflicts if c["uuid"] == uuid]
+        self.assertEqual(len(mine), 1, conflicts)
+        self.assertLess(int(mine[0]["local_timestamp"]), int(mine[0]["remote_timestamp"]))
+        self.assertIn("open", self.ctl("conflicts", expect=1))
+        resolved = self.ctl("resolve", mine[0]["id"], "--resolution", "prefer-portal", json_out=True)["conflict"]
+        self.assertEqual(resolved["resolution"], "prefer-portal")
+        self.assertNotIn(uuid, [c["uuid"] for c in self.ctl("conflicts", json_out=True).get("conflicts", [])])
+        self.assertIn(uuid, [c["uuid"] for c in self.ctl("conflicts", "--all", json_out=True)["conflicts"]])
+        # MISP's rule applied meanwhile: the Portal's newer copy reached the member.
+        self.assertEqual(self.sims.member.view(uuid)["Event"]["info"], "changed at the Portal")
+
+    def test_resolving_an_unknown_conflict_is_refused(self):
         r = subprocess.run([SGSYNCCTL, "--socket", self.socket, "resolve", "999", "--resolution", "prefer-local"],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)

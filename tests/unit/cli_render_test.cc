@@ -64,7 +64,7 @@ TEST(CliRenderTest, EventsTableWithNextPage) {
     if (i == 0) e->set_remote_timestamp(1795807699);
     e->set_updated_at(1795807700);
   }
-  r.set_next_page_token("securegrid-portal\t5b7d1c2e-0000-4000-8000-000000000002");
+  r.set_next_page_token("securegrid-portal@5b7d1c2e-0000-4000-8000-000000000002");
   ExpectGolden("events.txt", RenderEvents(r));
 }
 
