@@ -48,7 +48,10 @@ v1::GetStatusResponse Status() {
 TEST(CliRenderTest, StatusTable) { ExpectGolden("status.txt", RenderStatus(Status())); }
 
 TEST(CliRenderTest, StatusJsonUsesTheProtoFieldNames) {
-  ExpectGolden("status.json", RenderJson(Status()) + "\n");
+  // protobuf prints map entries in hash order: one entry keeps the golden file stable.
+  v1::GetStatusResponse r = Status();
+  r.mutable_links(0)->mutable_directions(0)->mutable_skipped_by_reason()->erase("sgsync.blocked_tag");
+  ExpectGolden("status.json", RenderJson(r) + "\n");
 }
 
 TEST(CliRenderTest, EventsTableWithNextPage) {
