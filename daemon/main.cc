@@ -69,6 +69,8 @@ std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s
                         {"conflicts", s.conflicts},
                         {"aborted", s.aborted},
                         {"cursor", s.cursor},
+                        {"late_arrivals", s.late_arrivals},
+                        {"no_longer_eligible", s.no_longer_eligible},
                         {"skipped_by_reason", std::move(reasons)}};
   return boost::json::serialize(o);
 }

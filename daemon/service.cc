@@ -155,10 +155,13 @@ Status Service::Discover(LinkRuntime& link) {
   SGSYNC_TRY(policy::Link plink,
              config::MakePolicyLink(lc, policy::OrgRef{remote_me.org_uuid, remote_me.org_name}, local_org));
   SGSYNC_TRY(state::LinkRegistration reg, store_->RegisterLink(lc.name, config::SharingIdentity(lc)));
-  if (reg.identity_changed) {
+  if (reg.identity_changed && !reg.is_new) {
+    // Decisions taken under the old configuration are taken again: withheld events that are now
+    // eligible are sent; sent ones that no longer are are reported (MISP cannot retract them).
+    SGSYNC_TRY_STATUS(store_->ForgetSeen(reg.id));
     spdlog::warn(
-        "link {}: its sharing configuration changed since the last run: its cursors start again from "
-        "the beginning (docs/operations.md)",
+        "link {}: its sharing configuration changed since the last run: every event is decided again "
+        "(docs/operations.md)",
         lc.name);
   }
   link.link_id = reg.id;

@@ -360,6 +360,14 @@ Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t l
   return out;
 }
 
+Status StateStore::ForgetSeen(std::int64_t link_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(
+      auto u,
+      db_->Prepare("UPDATE ledger SET local_timestamp = NULL, remote_timestamp = NULL WHERE link_id = ?"));
+  return u->Bind(1, link_id).Run();
+}
+
 Status StateStore::UpsertLedger(std::int64_t link_id, const LedgerEntry& entry) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
@@ -409,10 +417,13 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   std::int64_t now = Now();
   SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
-  SGSYNC_TRY(auto ins, db_->Prepare("INSERT INTO work_queue (link_id, direction, uuid, version, state, "
-                                    "next_attempt_at, created_at, updated_at) "
-                                    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (link_id, "
-                                    "direction, uuid, version) DO NOTHING"));
+  SGSYNC_TRY(auto ins,
+             db_->Prepare("INSERT INTO work_queue (link_id, direction, uuid, version, state, "
+                          "next_attempt_at, created_at, updated_at) "
+                          "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (link_id, "
+                          "direction, uuid, version) DO UPDATE SET state = 'pending', attempts = 0, "
+                          "next_attempt_at = excluded.next_attempt_at, last_error = NULL, "
+                          "updated_at = excluded.updated_at WHERE state = 'done'"));
   SGSYNC_TRY_STATUS(ins->Bind(1, link_id)
                         .Bind(2, DirName(d))
                         .Bind(3, entry.uuid)

@@ -158,6 +158,9 @@ class StateStore {
   Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, const std::string& decision,
                                             const std::string& work_state, std::int64_t updated_since,
                                             const std::string& after_uuid, int limit);
+  // Forgets the timestamps the ledger saw on both sides (not what sgsync wrote where): every event
+  // of the link is listed as changed again and re-decided. For a changed sharing configuration.
+  Status ForgetSeen(std::int64_t link_id);
   // Many entries in one transaction.
   Status UpsertLedgerBatch(std::int64_t link_id, const std::vector<LedgerEntry>& entries);
   // The uuids of `index` that the ledger has not seen on `side`, or saw with an older timestamp.
@@ -166,7 +169,9 @@ class StateStore {
 
   // ---- work queue (transactional outbox)
   // Records the ledger entry and enqueues (direction, uuid, version) in one transaction. Enqueuing
-  // the same (link, direction, uuid, version) again is a no-op that returns the existing item's id.
+  // the same (link, direction, uuid, version) again returns the existing item's id; it changes
+  // nothing while the item is waiting, in hand, failing or dead, and makes a done item pending
+  // again (the caller wants the event looked at again: a changed sharing configuration).
   Result<std::int64_t> RecordAndEnqueue(std::int64_t link_id, const LedgerEntry& entry, Direction d,
                                         std::int64_t version);
   // Up to `max` items ready to run (pending, failed and due, or leased with an expired lease),

@@ -56,6 +56,8 @@ void DeclareMetrics(Metrics& m) {
   m.Declare("sgsync_runs_total", T::kCounter,
             "Sync runs, by link, direction and outcome (ok, not_modified, aborted, error).");
   m.Declare("sgsync_conflicts_total", T::kCounter, "Events found changed on both sides since the last sync.");
+  m.Declare("sgsync_reconciliation_found_total", T::kCounter,
+            "Events a full reconciliation found behind the cursor (late arrivals), by link and direction.");
   m.Declare("sgsync_queue_depth", T::kGauge,
             "Work items by link, direction and state (pending, failed, dead).");
   m.Declare("sgsync_last_success_timestamp_seconds", T::kGauge,
@@ -306,6 +308,18 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
       (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
       if (!p.source_hash.empty()) (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
       entry.decision = "skip";
+      if (p.ledger && p.ledger->decision == "send" &&
+          p.ledger->written_side == (push ? state::Side::kRemote : state::Side::kLocal)) {
+        // Eligible before, not now (a changed rule or TLP policy): MISP has no way to take an event
+        // back, so the copy stays where it is. Say so where explain and the logs show it.
+        p.decision->warnings.push_back(
+            std::string("sent earlier under a previous configuration; MISP cannot retract an event: ") +
+            (push ? "the Portal" : "the member's MISP") + " keeps the copy it has");
+        spdlog::warn("link {}: {} {} is no longer eligible but was sent before: {} keeps its copy", name_,
+                     DirectionName(run.direction), p.item.uuid, push ? "the Portal" : "the member's MISP");
+        std::lock_guard lock(run.mu);
+        ++run.stats.no_longer_eligible;
+      }
       entry.decision_json = json::serialize(p.decision->ToJson());
       const policy::Reason* why = p.decision->refusal();
       spdlog::info("link {}: {} {} skipped: {}", name_, DirectionName(run.direction), p.item.uuid,
@@ -470,6 +484,13 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
       SGSYNC_TRY(std::int64_t id, store_.RecordAndEnqueue(link_id_, entry, sd, ts));
       (void)id;
       ++run.stats.queued;
+      if (options.full && ts < cursor.last_timestamp - options_.overlap_seconds) {
+        ++run.stats.late_arrivals;
+        spdlog::info("link {}: {} {} found by reconciliation (timestamp {} is behind the cursor {})", name_,
+                     dir, uuid, ts, cursor.last_timestamp);
+        if (metrics_ != nullptr)
+          metrics_->Add("sgsync_reconciliation_found_total", {{"link", name_}, {"direction", dir}});
+      }
     }
   }
   SGSYNC_TRY(state::QueueCounts counts, store_.CountQueue(link_id_, sd));

@@ -76,7 +76,13 @@ struct RunStats {
   std::int64_t echo = 0;       // written by sgsync itself: not sent back
   std::int64_t failed = 0;     // attempts that failed (retried later or dead-lettered)
   std::int64_t conflicts = 0;  // changed on both sides since the last sync (recorded)
-  std::int64_t total = 0;      // work items this run set out to handle
+  // Found by a full run with a timestamp older than the incremental window: an incremental run
+  // would have missed them (MISP #3666).
+  std::int64_t late_arrivals = 0;
+  // Sent under an earlier configuration and refused under the current one: MISP cannot retract,
+  // the destination keeps its copy (reported, logged).
+  std::int64_t no_longer_eligible = 0;
+  std::int64_t total = 0;                                 // work items this run set out to handle
   std::map<std::string, std::int64_t> skipped_by_reason;  // policy rule id -> count
   bool aborted = false;                                   // stopped early: peer failing, or asked to stop
   std::string abort_reason;

@@ -166,6 +166,43 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(stats[1]["sent"], 1, "the pull still ran")
         self.assertTrue(pulled <= uuids_on(self.sims.member))
 
+    def test_a_rule_change_makes_a_withheld_event_eligible_and_sent_and_reports_the_reverse(self):
+        events = set(self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 141})["uuids"])
+        d = self.sgsyncd(directions=["push"], blocked_tags_push=["tlp:green"])  # the generator tags events tlp:green
+        rc, stats, err = d.once()
+        self.assertEqual((rc, stats[0]["sent"], stats[0]["skipped"]), (0, 0, 2), err)
+        self.assertEqual(uuids_on(self.sims.portal), set())
+        text = harness.read(d.config)
+        with open(d.config, "w") as f:
+            f.write(text.replace('blocked_tags_push = ["tlp:green"]', "blocked_tags_push = []"))
+        rc, stats, err = d.once()
+        self.assertEqual((rc, stats[0]["sent"]), (0, 2), (stats, err))
+        self.assertIn("every event is decided again", err)
+        self.assertEqual(uuids_on(self.sims.portal), events)
+        with open(d.config, "w") as f:
+            f.write(text)
+        rc, stats, err = d.once()
+        self.assertEqual((rc, stats[0]["sent"], stats[0]["no_longer_eligible"]), (0, 0, 2), err)
+        self.assertEqual(uuids_on(self.sims.portal), events, "MISP cannot retract: the Portal keeps its copies")
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        for decision, why in db.execute("SELECT decision, decision_json FROM ledger"):
+            self.assertEqual(decision, "skip")
+            self.assertIn("MISP cannot retract an event", " ".join(json.loads(why)["warnings"]))
+
+    def test_an_event_with_an_old_timestamp_is_found_by_reconciliation(self):
+        first = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 151})["uuids"][0]
+        d = self.sgsyncd(directions=["push"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        self.edit_and_publish(self.sims.member, first, lambda ev: ev.update(info="moves the cursor on"))
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        # Created now, but with a timestamp behind the cursor (an import, a slow transaction: MISP #3666).
+        late = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 152})["uuids"][0]
+        rc, stats, err = d.once()
+        self.assertEqual(stats[0]["sent"], 0, "the incremental run cannot see it")
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((rc, stats[0]["sent"], stats[0]["late_arrivals"]), (0, 1, 1), err)
+        self.assertIn(late, uuids_on(self.sims.portal))
+
     # ------------------------------------------------------------------ cost and resilience
 
     def test_events_are_fetched_in_bulk_with_restsearch(self):

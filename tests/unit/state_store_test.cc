@@ -127,6 +127,33 @@ TEST_F(StateStoreTest, EnqueueIsIdempotentAndRecordsTheLedgerInTheSameTransactio
   EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->pending, 2);
 }
 
+TEST_F(StateStoreTest, EnqueuingADoneItemAgainMakesItPendingButLeavesDeadOnesDead) {
+  auto done = *store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
+  auto dead = *store_->RecordAndEnqueue(link_, Entry("e2", 50), Direction::kPush, 50);
+  auto leased = *store_->Lease(link_, Direction::kPush, 10, 60);
+  ASSERT_EQ(leased.size(), 2u);
+  ASSERT_TRUE(store_->Complete(done, link_, Entry("e1", 50)).ok());
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(store_->FailAttempt(dead, "boom", 0).ok());
+  ASSERT_EQ(store_->CountQueue(link_, Direction::kPush)->dead, 1);
+  EXPECT_EQ(*store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50), done);
+  EXPECT_EQ(*store_->RecordAndEnqueue(link_, Entry("e2", 50), Direction::kPush, 50), dead);
+  auto counts = *store_->CountQueue(link_, Direction::kPush);
+  EXPECT_EQ(counts.pending, 1);
+  EXPECT_EQ(counts.dead, 1);
+  EXPECT_EQ(counts.done, 0);
+}
+
+TEST_F(StateStoreTest, ForgetSeenListsEveryEventAsChangedButKeepsWhatWasWritten) {
+  LedgerEntry e = Entry("e1", 50);
+  e.written_side = Side::kRemote;
+  e.written_timestamp = 50;
+  ASSERT_TRUE(store_->UpsertLedger(link_, e).ok());
+  EXPECT_TRUE(store_->Changed(link_, Side::kLocal, {{"e1", 50}})->empty());
+  ASSERT_TRUE(store_->ForgetSeen(link_).ok());
+  EXPECT_EQ(*store_->Changed(link_, Side::kLocal, {{"e1", 50}}), std::vector<std::string>{"e1"});
+  EXPECT_EQ((*store_->GetLedger(link_, "e1"))->written_timestamp, 50);
+}
+
 TEST_F(StateStoreTest, LeasedItemsAreHiddenUntilTheLeaseExpires) {
   ASSERT_TRUE(store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50).ok());
   ASSERT_TRUE(store_->RecordAndEnqueue(link_, Entry("e2", 51), Direction::kPush, 51).ok());
