@@ -70,6 +70,8 @@ std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s
                         {"aborted", s.aborted},
                         {"cursor", s.cursor},
                         {"late_arrivals", s.late_arrivals},
+                        {"deleted_at_source", s.deleted_at_source},
+                        {"tombstoned", s.tombstoned},
                         {"no_longer_eligible", s.no_longer_eligible},
                         {"skipped_by_reason", std::move(reasons)}};
   return boost::json::serialize(o);

@@ -169,6 +169,7 @@ Status Service::Discover(LinkRuntime& link) {
   eo.overlap_seconds = lc.overlap_seconds;
   eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
   eo.remote_perm_sync = remote_version.perm_sync;
+  eo.tombstones = lc.tombstones;
   if (!remote_version.perm_sync && lc.push) {
     spdlog::error("link {}: the Portal account has no perm_sync: push runs are refused until it has one",
                   lc.name);

@@ -167,6 +167,22 @@ Result<WriteResult> MispClient::EditEvent(const std::string& uuid_or_id, const j
   return w;
 }
 
+Status MispClient::DeleteEvent(const std::string& uuid) {
+  ViewForm form;
+  form.include_deleted = false;
+  form.exclude_local_tags = true;
+  SGSYNC_TRY(auto doc, ViewEvent(uuid, form));
+  if (!doc)
+    return Fail(ErrorCode::kNotFound, "no event " + uuid,
+                transport_->options().base_url + "/events/view/" + uuid);
+  std::string id(misp::StringOr(doc->event_json(), "id"));
+  const std::string target = "/events/delete/" + id;
+  SGSYNC_TRY(auto r, Call("POST", target, "", false));
+  SGSYNC_TRY(json::value body, Json(r, target));
+  (void)body;
+  return {};
+}
+
 Result<std::vector<std::string>> MispClient::FilterEventIdsForPush(
     const std::vector<std::pair<std::string, std::int64_t>>& offer) {
   json::array body;

@@ -65,6 +65,10 @@ class MispClient {
   Result<WriteResult> AddEvent(const json::object& event);
   // `not_newer` when the remote's copy is as new or newer (spec 7.5).
   Result<WriteResult> EditEvent(const std::string& uuid_or_id, const json::object& event);
+  // POST events/delete/<id> (events-delete.json): the event is deleted and its uuid blocklisted by
+  // the MISP (spec 7.6). Takes the uuid: the local id is looked up with events/view first.
+  // NotFound when the MISP does not serve the event.
+  Status DeleteEvent(const std::string& uuid);
   Result<std::vector<std::string>> FilterEventIdsForPush(
       const std::vector<std::pair<std::string, std::int64_t>>& offer);
   Result<std::vector<misp::SharingGroupInfo>> SharingGroups();

@@ -360,6 +360,21 @@ Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t l
   return out;
 }
 
+Result<std::vector<IndexPair>> StateStore::ListWritten(std::int64_t link_id, Side side) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q,
+             db_->Prepare("SELECT uuid, written_timestamp FROM ledger WHERE link_id = ? AND written_side = ? "
+                          "AND decision = 'send' ORDER BY uuid"));
+  q->Bind(1, link_id).Bind(2, side == Side::kLocal ? "local" : "remote");
+  std::vector<IndexPair> out;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    out.push_back({q->Text(0), q->Int(1)});
+  }
+  return out;
+}
+
 Status StateStore::ForgetSeen(std::int64_t link_id) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(

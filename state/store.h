@@ -158,6 +158,8 @@ class StateStore {
   Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, const std::string& decision,
                                             const std::string& work_state, std::int64_t updated_since,
                                             const std::string& after_uuid, int limit);
+  // The events sgsync last wrote on `side`, with the timestamp it wrote (decision "send").
+  Result<std::vector<IndexPair>> ListWritten(std::int64_t link_id, Side side);
   // Forgets the timestamps the ledger saw on both sides (not what sgsync wrote where): every event
   // of the link is listed as changed again and re-decided. For a changed sharing configuration.
   Status ForgetSeen(std::int64_t link_id);

@@ -393,6 +393,55 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   return {};
 }
 
+// An event sgsync pulled that the Portal's full index no longer lists has either been deleted
+// there or merely left the sync account's view (distribution lowered, pull rules). MISP's own
+// filterEventIdsForPush tells them apart (spec 7.4): it asks for an unknown uuid back, and drops
+// one it still holds (as new, or unlocked as the origin's).
+Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed) {
+  std::set<std::string> present;
+  for (const auto& row : listed) present.insert(row.uuid);
+  SGSYNC_TRY(auto written, store_.ListWritten(link_id_, state::Side::kLocal));
+  std::vector<std::pair<std::string, std::int64_t>> missing;
+  for (const auto& w : written) {
+    if (!present.count(w.uuid)) missing.emplace_back(w.uuid, w.timestamp);
+  }
+  if (missing.empty()) return {};
+  SGSYNC_TRY(auto gone, remote_.FilterEventIdsForPush(missing));
+  for (const auto& uuid : gone) {
+    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+    if (!ledger) continue;
+    ++run.stats.deleted_at_source;
+    state::LedgerEntry entry = *ledger;
+    if (!options_.tombstones) {
+      entry.decision = "deleted_at_portal";
+      SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, entry));
+      spdlog::info("link {}: {} was deleted at the Portal; the member's copy stays (tombstones are off)",
+                   name_, uuid);
+      continue;
+    }
+    auto deleted = local_.DeleteEvent(uuid);
+    state::AuditRecord audit;
+    audit.actor = "sgsyncd";
+    audit.action = "tombstone";
+    audit.target = name_ + " " + uuid;
+    audit.result = deleted.ok() ? "ok" : deleted.error().ToString();
+    audit.details = "deleted at the Portal; the member's copy deleted (its MISP blocklists the uuid)";
+    SGSYNC_TRY_STATUS(store_.Audit(audit));
+    if (!deleted.ok() && deleted.error().code != ErrorCode::kNotFound) {
+      spdlog::warn("link {}: {} was deleted at the Portal; deleting the member's copy failed: {}", name_,
+                   uuid, deleted.error().ToString());
+      continue;  // tried again at the next full run
+    }
+    SGSYNC_TRY_STATUS(store_.AddTombstone(link_id_, uuid, "portal", "deleted"));
+    entry.decision = "tombstoned";
+    SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, entry));
+    ++run.stats.tombstoned;
+    spdlog::warn("link {}: {} was deleted at the Portal: the member's copy is deleted (tombstone recorded)",
+                 name_, uuid);
+  }
+  return {};
+}
+
 Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid) {
   const bool push = d == Direction::kPush;
   connector::ViewForm form;
@@ -458,6 +507,7 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
       newest = std::max(newest, row.timestamp);
     }
     SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
+    if (!push && options.full) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
     for (const auto& uuid : changed) {
       std::int64_t ts = stamp[uuid];
       SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));

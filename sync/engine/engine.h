@@ -55,6 +55,10 @@ struct EngineOptions {
   // The Portal account has perm_sync (servers/getVersion). Without it MISP pushes no events
   // (spec 12 case 36): a push run is refused with a message saying so.
   bool remote_perm_sync = true;
+  // Event deletions at the Portal reach the member: a full pull run that finds an event sgsync
+  // pulled gone from the Portal deletes the member's copy (the member's MISP blocklists its uuid),
+  // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
+  bool tombstones = false;
 };
 
 struct RunOptions {
@@ -82,6 +86,10 @@ struct RunStats {
   // Sent under an earlier configuration and refused under the current one: MISP cannot retract,
   // the destination keeps its copy (reported, logged).
   std::int64_t no_longer_eligible = 0;
+  // Pulled events that a full pull run found deleted at the Portal, and of those the member's
+  // copies deleted (tombstones on).
+  std::int64_t deleted_at_source = 0;
+  std::int64_t tombstoned = 0;
   std::int64_t total = 0;                                 // work items this run set out to handle
   std::map<std::string, std::int64_t> skipped_by_reason;  // policy rule id -> count
   bool aborted = false;                                   // stopped early: peer failing, or asked to stop
@@ -118,6 +126,7 @@ class LinkEngine {
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
+  Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);
 
   std::string name_;
   std::int64_t link_id_;

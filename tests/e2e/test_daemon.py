@@ -203,6 +203,46 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual((rc, stats[0]["sent"], stats[0]["late_arrivals"]), (0, 1, 1), err)
         self.assertIn(late, uuids_on(self.sims.portal))
 
+    def delete_at_portal(self, uuid):
+        ev = self.sims.portal.view(uuid)["Event"]
+        status, _, body = self.sims.portal.request("POST", f"/events/delete/{ev['id']}")
+        self.assertEqual(status, 200, body)
+        return ev
+
+    def test_an_event_deleted_at_the_portal_stays_on_the_member_when_tombstones_are_off(self):
+        uuid = self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 161})["uuids"][0]
+        d = self.sgsyncd(directions=["pull"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        self.delete_at_portal(uuid)
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((rc, stats[0]["deleted_at_source"], stats[0]["tombstoned"]), (0, 1, 0), err)
+        self.assertIsNotNone(self.sims.member.view(uuid))
+        self.assertIn("tombstones are off", err)
+
+    def test_a_tombstone_removes_the_members_copy_only_when_enabled_and_it_is_never_pulled_again(self):
+        uuids = self.sims.portal.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 171})["uuids"]
+        d = self.sgsyncd(directions=["pull"], tombstones=True)
+        self.assertEqual(d.once()[1][0]["sent"], 2)
+        gone = self.delete_at_portal(uuids[0])
+        # The other one only leaves the sync account's view: distribution lowered to 0 at the Portal.
+        kept = self.sims.portal.view(uuids[1])["Event"]
+        kept["distribution"] = "0"
+        kept["timestamp"] = str(int(kept["timestamp"]) + 100)
+        self.assertEqual(self.sims.portal.request("POST", f"/events/edit/{uuids[1]}", {"Event": kept})[0], 200)
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((rc, stats[0]["deleted_at_source"], stats[0]["tombstoned"]), (0, 1, 1), err)
+        self.assertIsNone(self.sims.member.view(uuids[0]), "the member's copy is deleted")
+        self.assertIsNotNone(self.sims.member.view(uuids[1]), "not deleted at the Portal: the copy stays")
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        self.assertEqual(db.execute("SELECT count(*) FROM tombstones").fetchone()[0], 1)
+        audit = db.execute("SELECT actor, action, target, result FROM audit").fetchall()
+        self.assertEqual(audit, [("sgsyncd", "tombstone", f"portal {uuids[0]}", "ok")])
+        # The event comes back at the Portal (restored from a backup): it is not pulled again.
+        self.sims.portal.control("POST", "load", {"Event": gone})
+        rc, stats, err = d.once(full=True)
+        self.assertEqual(stats[0]["sent"], 0, err)
+        self.assertIsNone(self.sims.member.view(uuids[0]))
+
     # ------------------------------------------------------------------ cost and resilience
 
     def test_events_are_fetched_in_bulk_with_restsearch(self):
