@@ -203,6 +203,24 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual((rc, stats[0]["sent"], stats[0]["late_arrivals"]), (0, 1, 1), err)
         self.assertIn(late, uuids_on(self.sims.portal))
 
+    def test_a_copy_lowered_on_the_way_never_lowers_the_origin_on_its_way_back(self):
+        # MISP #3155: connected communities (2) arrive as community (1) at the Portal, and would come
+        # back as organisation only (0) if the Portal's edited copy were written over the origin.
+        uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 2, "attribute_distribution": 5, "seed": 181})["uuids"][0]
+        d = self.sgsyncd()
+        self.assertEqual(d.once(direction="push")[1][0]["sent"], 1)
+        self.assertEqual(self.sims.portal.view(uuid)["Event"]["distribution"], "1")
+        ev = self.sims.portal.view(uuid)["Event"]
+        ev["info"] = "edited at the Portal"
+        ev["timestamp"] = str(int(ev["timestamp"]) + 100)
+        self.assertEqual(self.sims.portal.request("POST", f"/events/edit/{uuid}", {"Event": ev})[0], 200)
+        self.assertEqual(self.sims.portal.request("POST", f"/events/publish/{ev['id']}")[0], 200)
+        rc, stats, err = d.once(direction="pull")
+        self.assertEqual((rc, stats[0]["sent"]), (0, 0), err)
+        origin = self.sims.member.view(uuid)["Event"]
+        self.assertEqual(origin["distribution"], "2")
+        self.assertNotEqual(origin["info"], "edited at the Portal")
+
     def delete_at_portal(self, uuid):
         ev = self.sims.portal.view(uuid)["Event"]
         status, _, body = self.sims.portal.request("POST", f"/events/delete/{ev['id']}")
