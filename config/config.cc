@@ -275,6 +275,14 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
         "expected prefer-newer, prefer-portal, prefer-local or manual, found \"" + conflict + "\"");
   }
   SGSYNC_TRY_STATUS(r.Bool("tombstones", &link.tombstones));
+  SGSYNC_TRY_STATUS(r.Bool("sightings", &link.sightings));
+  SGSYNC_TRY_STATUS(r.Integer("sightings_policy", &link.sightings_policy, 0, 3));
+  SGSYNC_TRY_STATUS(r.Bool("sightings_anonymise", &link.sightings_anonymise));
+  SGSYNC_TRY_STATUS(r.String("sightings_anonymise_as", &link.sightings_anonymise_as));
+  if (!link.sightings_anonymise_as.empty() && !misp::IsUuid(link.sightings_anonymise_as)) {
+    return named.ErrorAt(r.Node("sightings_anonymise_as"), "sightings_anonymise_as",
+                         "expected an organisation uuid, found \"" + link.sightings_anonymise_as + "\"");
+  }
 
   SGSYNC_TRY(const toml::table* local, r.Table("local", true));
   SGSYNC_TRY_STATUS(ReadEndpoint(*local, file, "link \"" + link.name + "\".local", false, &link.local));
@@ -485,6 +493,10 @@ json::object Redacted(const DaemonConfig& c) {
                                  {"full_reconciliation_seconds", l.full_reconciliation_seconds},
                                  {"conflict_policy", ConflictPolicyName(l.conflict_policy)},
                                  {"tombstones", l.tombstones},
+                                 {"sightings", l.sightings},
+                                 {"sightings_policy", l.sightings_policy},
+                                 {"sightings_anonymise", l.sightings_anonymise},
+                                 {"sightings_anonymise_as", l.sightings_anonymise_as},
                                  {"local", endpoint(l.local)},
                                  {"remote", endpoint(l.remote)},
                                  {"policy", l.policy}});

@@ -67,6 +67,10 @@ struct LinkConfig {
   std::int64_t full_reconciliation_seconds = 86400;
   ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
   bool tombstones = false;
+  bool sightings = true;               // sightings travel (both directions the link runs)
+  int sightings_policy = 0;            // Plugin.Sightings_policy of the member's MISP (0-3)
+  bool sightings_anonymise = false;    // Plugin.Sightings_anonymise
+  std::string sightings_anonymise_as;  // Plugin.Sightings_anonymise_as: an organisation uuid
   // The sharing-relevant part, in the policy's JSON link form (policy::ParseLink) without the
   // facts learnt from the MISPs at start (remote_user_org, the local org when not configured).
   json::object policy;

@@ -145,6 +145,31 @@ int main(int argc, char** argv) {
       std::printf("%s\n", StatsLine(what, *stats).c_str());
       if (stats->failed > 0 || stats->aborted) rc = 1;
     }
+    auto sightings = (*service)->RunSightingsOnce(only, full);
+    if (!sightings.ok()) {
+      spdlog::error("{}", sightings.error().ToString());
+      return 1;
+    }
+    for (const auto& [what, stats] : *sightings) {
+      if (!stats.ok()) {
+        spdlog::error("{}: {}", what, stats.error().ToString());
+        std::printf("%s\n", boost::json::serialize(
+                                boost::json::object{{"run", what}, {"error", stats.error().ToString()}})
+                                .c_str());
+        rc = 1;
+        continue;
+      }
+      boost::json::object o{{"run", what},
+                            {"not_modified", stats->not_modified},
+                            {"events", stats->events},
+                            {"sent", stats->sent},
+                            {"already", stats->already},
+                            {"withheld", stats->withheld},
+                            {"failed_events", stats->failed_events},
+                            {"cursor", stats->cursor}};
+      std::printf("%s\n", boost::json::serialize(o).c_str());
+      if (stats->failed_events > 0) rc = 1;
+    }
     return rc;
   }
   if (auto s = (*service)->Start(); !s.ok()) {

@@ -170,6 +170,11 @@ Status Service::Discover(LinkRuntime& link) {
   eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
   eo.remote_perm_sync = remote_version.perm_sync;
   eo.tombstones = lc.tombstones;
+  eo.sightings = lc.sightings;
+  eo.sightings_policy.policy = lc.sightings_policy;
+  eo.sightings_policy.anonymise = lc.sightings_anonymise;
+  eo.sightings_policy.anonymise_as = policy::OrgRef{lc.sightings_anonymise_as, ""};
+  eo.sightings_policy.host_org_uuid = local_org.uuid;
   if (!remote_version.perm_sync && lc.push) {
     spdlog::error("link {}: the Portal account has no perm_sync: push runs are refused until it has one",
                   lc.name);
@@ -199,6 +204,66 @@ Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::R
     }
   }
   return out;
+}
+
+Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> Service::RunSightingsOnce(
+    std::optional<engine::Direction> only, bool full) {
+  std::vector<std::pair<std::string, Result<engine::SightingsStats>>> out;
+  for (auto& link : links_) {
+    if (!link->config.sightings) continue;
+    if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
+    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
+      bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
+      if (!enabled || (only && *only != d)) continue;
+      engine::RunOptions ro;
+      ro.full = full;
+      ro.stop = &stopping_;
+      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + " sightings",
+                       link->engine->RunSightings(d, ro));
+    }
+  }
+  return out;
+}
+
+// Sightings run on their own thread per link, so a backlog of them never holds up events
+// (MISP #5943, #10881): push, then pull, every interval, backing off while they fail.
+void Service::SightingsLoop(LinkRuntime& link) {
+  const auto& lc = link.config;
+  std::int64_t backoff_ms = 0;
+  while (!stopping_) {
+    bool failed = false;
+    if (auto s = Discover(link); !s.ok()) {
+      failed = true;
+    } else {
+      for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
+        bool enabled = d == engine::Direction::kPush ? lc.push : lc.pull;
+        bool paused = false;
+        {
+          std::lock_guard lock(link.mu);
+          paused = link.status[d == engine::Direction::kPush ? 0 : 1].paused;
+        }
+        if (!enabled || paused || stopping_) continue;
+        engine::RunOptions ro;
+        ro.stop = &stopping_;
+        auto stats = link.engine->RunSightings(d, ro);
+        if (!stats.ok() || stats->failed_events > 0) {
+          failed = true;
+          if (!stats.ok()) {
+            spdlog::warn("link {} {} sightings: {}", lc.name, policy::DirectionName(d),
+                         stats.error().ToString());
+          }
+        }
+      }
+    }
+    if (stopping_) break;
+    if (failed) {
+      backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
+      SleepUntil(NowMs() + backoff_ms);
+    } else {
+      backoff_ms = 0;
+      SleepUntil(NowMs() + lc.interval_seconds * 1000);
+    }
+  }
 }
 
 void Service::SleepUntil(std::int64_t deadline_ms) {
@@ -325,6 +390,13 @@ Status Service::Start() {
       ++running_loops_;
       threads_.emplace_back([this, l = link.get(), d] {
         Loop(*l, d);
+        --running_loops_;
+      });
+    }
+    if (link->config.sightings && (link->config.push || link->config.pull)) {
+      ++running_loops_;
+      threads_.emplace_back([this, l = link.get()] {
+        SightingsLoop(*l);
         --running_loops_;
       });
     }

@@ -58,6 +58,9 @@ class Service {
   // the direction. For `sgsyncd --once`, tests and the demo.
   Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> RunOnce(
       std::optional<engine::Direction> only = std::nullopt, bool full = false);
+  // One sightings run per link and enabled direction (after RunOnce).
+  Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> RunSightingsOnce(
+      std::optional<engine::Direction> only = std::nullopt, bool full = false);
   // Stops the schedulers: runs finish the events in hand; waits up to the grace period. Returns
   // false when some run did not stop in time (its state is still consistent).
   bool Stop();
@@ -98,6 +101,7 @@ class Service {
   Status BuildLinks();
   Status Discover(LinkRuntime& link);
   void Loop(LinkRuntime& link, engine::Direction d);
+  void SightingsLoop(LinkRuntime& link);
   void SleepUntil(std::int64_t deadline_ms);
 
   config::DaemonConfig config_;

@@ -58,6 +58,8 @@ void DeclareMetrics(Metrics& m) {
   m.Declare("sgsync_conflicts_total", T::kCounter, "Events found changed on both sides since the last sync.");
   m.Declare("sgsync_reconciliation_found_total", T::kCounter,
             "Events a full reconciliation found behind the cursor (late arrivals), by link and direction.");
+  m.Declare("sgsync_sightings_total", T::kCounter,
+            "Sightings by link, direction and outcome (sent, withheld by the sighting policy).");
   m.Declare("sgsync_queue_depth", T::kGauge,
             "Work items by link, direction and state (pending, failed, dead).");
   m.Declare("sgsync_last_success_timestamp_seconds", T::kGauge,

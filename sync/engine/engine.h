@@ -35,6 +35,7 @@
 #include "portal-connector/misp_client.h"
 #include "state/store.h"
 #include "sync/policy/policy.h"
+#include "sync/policy/sightings.h"
 
 namespace sgsync::engine {
 
@@ -59,6 +60,19 @@ struct EngineOptions {
   // pulled gone from the Portal deletes the member's copy (the member's MISP blocklists its uuid),
   // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
   bool tombstones = false;
+  // Sightings travel on their own runs (RunSightings): a big backlog never holds up events.
+  bool sightings = true;
+  policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
+};
+
+struct SightingsStats {
+  bool not_modified = false;
+  std::int64_t events = 0;    // events whose sightings were looked at
+  std::int64_t sent = 0;      // sightings written to the destination
+  std::int64_t already = 0;   // the destination had them (filterSightingUuidsForPush)
+  std::int64_t withheld = 0;  // the sighting policy keeps them home (push)
+  std::int64_t failed_events = 0;
+  std::int64_t cursor = 0;
 };
 
 struct RunOptions {
@@ -109,6 +123,12 @@ class LinkEngine {
   // of single events are counted in the stats and retried by later runs.
   Result<RunStats> Run(Direction d, const RunOptions& options = {});
 
+  // One sightings run (spec 8.1): the sightings of events both sides hold whose sighting timestamp
+  // moved past the sightings cursor, selected by the sighting policy, offered to the destination's
+  // filterSightingUuidsForPush and sent with bulkSaveSightings, per event; the sightings ledger
+  // remembers what went. Independent of the event runs (its own cursor and lock).
+  Result<SightingsStats> RunSightings(Direction d, const RunOptions& options = {});
+
   // The policy's decision for `uuid` as the source serves it now; nothing is written.
   Result<policy::Decision> DryRun(Direction d, const std::string& uuid);
 
@@ -136,7 +156,7 @@ class LinkEngine {
   connector::MispClient& remote_;
   state::StateStore& store_;
   Metrics* metrics_;
-  std::mutex push_run_, pull_run_;
+  std::mutex push_run_, pull_run_, sightings_run_;
   std::mutex etag_mu_;
   std::map<std::string, std::string> etags_;  // direction + filter -> the index's last ETag
 };

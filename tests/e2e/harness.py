@@ -180,7 +180,10 @@ class Sgsyncd:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if check and r.returncode not in (0, 1):
             raise RuntimeError(f"sgsyncd --once exited {r.returncode}: {r.stderr}")
-        stats = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        # Event runs are returned; sightings runs (printed after them) are kept aside.
+        self.sightings = [s for s in lines if s["run"].endswith(" sightings")]
+        stats = [s for s in lines if not s["run"].endswith(" sightings")]
         return r.returncode, stats, r.stderr
 
     def start(self, log_path):
@@ -269,3 +272,9 @@ class TwoSims:
 def read(path):
     with open(path) as f:
         return f.read()
+
+
+def uuid_from(seed, n):
+    """A stable version-4 uuid made from a seed string and a counter."""
+    h = hashlib.sha256(f"{seed}/{n}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"

@@ -221,6 +221,68 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(origin["distribution"], "2")
         self.assertNotEqual(origin["info"], "edited at the Portal")
 
+    def add_sightings(self, sim, event_uuid, n, org, date):
+        ev = sim.view(event_uuid)["Event"]
+        attribute = ev["Attribute"][0]["uuid"]
+        rows = [{"uuid": harness.uuid_from(event_uuid, i), "attribute_uuid": attribute, "event_uuid": event_uuid,
+                 "date_sighting": str(date), "source": "sensor", "type": "0",
+                 "Organisation": {"name": org[0], "uuid": org[1]}} for i in range(n)]
+        status, _, body = sim.request("POST", f"/sightings/bulkSaveSightings/{event_uuid}", rows)
+        self.assertEqual(status, 200, body)
+
+    def sightings_on(self, sim, event_uuid):
+        status, _, body = sim.request("POST", "/sightings/restSearch/event",
+                                      {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]})
+        self.assertEqual(status, 200, body)
+        return body["response"]
+
+    def test_sightings_follow_the_members_sighting_policy(self):
+        uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 191})["uuids"][0]
+        d = self.sgsyncd(directions=["push"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        self.add_sightings(self.sims.member, uuid, 3, harness.ORG1, int(time.time()))
+        # Policy 0 (MISP's default): the Portal's organisation does not see the member's own sightings.
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual((d.sightings[0]["sent"], d.sightings[0]["withheld"]), (0, 3))
+        self.assertEqual(self.sightings_on(self.sims.portal, uuid), [])
+        text = harness.read(d.config)
+        with open(d.config, "w") as f:
+            f.write(text.replace("[link.local]", "sightings_policy = 2\n[link.local]"))
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((rc, d.sightings[0]["sent"]), (0, 3), err)
+        got = self.sightings_on(self.sims.portal, uuid)
+        self.assertEqual(len(got), 3)
+        self.assertEqual({s["Sighting"]["Organisation"]["uuid"] for s in got}, {harness.ORG1[1]}, "org kept")
+        rc, stats, err = d.once(full=True)
+        self.assertEqual(d.sightings[0]["sent"], 0, "nothing twice")
+        self.assertEqual(len(self.sightings_on(self.sims.portal, uuid)), 3)
+
+    def test_sightings_made_at_the_portal_are_pulled(self):
+        uuid = self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 192})["uuids"][0]
+        d = self.sgsyncd(directions=["pull"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        # Sightings by the member's organisation on the Portal's event: policy 0 serves them to it.
+        self.add_sightings(self.sims.portal, uuid, 2, harness.ORG1, int(time.time()))
+        rc, stats, err = d.once()
+        self.assertEqual((rc, d.sightings[0]["sent"]), (0, 2), err)
+        self.assertEqual(len(self.sightings_on(self.sims.member, uuid)), 2)
+
+    def test_10k_sightings_sync_without_delaying_a_new_event_behind_them(self):
+        first = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 193})["uuids"][0]
+        d = self.sgsyncd(directions=["push"], sightings_policy=2)
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        self.add_sightings(self.sims.member, first, 10000, harness.ORG1, int(time.time()))
+        # The Portal takes 1.5 s per bulkSaveSightings (2 000 sightings each): 7.5 s for the backlog.
+        self.sims.portal.control("POST", "faults", {"route": "/sightings/bulkSaveSightings", "latency_ms": 1500})
+        new = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 194})["uuids"][0]
+        d.start(os.path.join(self.tmp.name, "sightings.log"))
+        harness.wait_for(lambda: self.sims.portal.view(new) is not None, timeout=60, what="the new event")
+        self.assertLess(len(self.sightings_on(self.sims.portal, first)), 10000,
+                        "the event arrived while the sightings were still on their way")
+        harness.wait_for(lambda: len(self.sightings_on(self.sims.portal, first)) == 10000, timeout=120,
+                         interval=1, what="all 10 000 sightings")
+
     def delete_at_portal(self, uuid):
         ev = self.sims.portal.view(uuid)["Event"]
         status, _, body = self.sims.portal.request("POST", f"/events/delete/{ev['id']}")

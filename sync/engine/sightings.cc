@@ -1,0 +1,182 @@
+// LinkEngine::RunSightings: sightings on their own channel (spec 8.1; engine.h).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "sync/engine/engine.h"
+
+namespace sgsync::engine {
+
+namespace {
+
+constexpr std::size_t kEventsPerSearch = 20;        // MISP's pull asks 20 events at a time (spec 8.1)
+constexpr std::size_t kSightingsPerRequest = 2000;  // bulkSaveSightings bodies stay small
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& options) {
+  std::unique_lock running(sightings_run_, std::defer_lock);
+  if (options.wait_if_running) {
+    running.lock();
+  } else if (!running.try_lock()) {
+    return Fail(ErrorCode::kUnavailable, "a sightings run of link " + name_ + " is already in progress");
+  }
+  SightingsStats stats;
+  if (!options_.sightings) return stats;
+  const bool push = d == Direction::kPush;
+  const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;
+  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispClient& dest = push ? remote_ : local_;
+  const std::string dir(DirectionName(d));
+
+  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kSightings));
+  json::object filter = push ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
+  filter["minimal"] = 1;
+  filter["published"] = 1;
+  const std::string etag_key = "sightings " + dir + " " + json::serialize(filter);
+  std::string etag;
+  {
+    std::lock_guard lock(etag_mu_);
+    if (!options.full) etag = etags_[etag_key];
+  }
+  SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
+  if (page.not_modified) {
+    stats.not_modified = true;
+    stats.cursor = cursor.last_timestamp;
+    return stats;
+  }
+  // Events with new sightings that both sides hold: on push, those the Portal has (sgsync sent
+  // them, or pulled them from it); on pull, those the member has.
+  std::vector<const misp::EventIndexEntry*> due;
+  std::int64_t newest = cursor.last_timestamp;
+  for (const auto& row : page.rows) {
+    if (row.sighting_timestamp <= cursor.last_timestamp && !options.full) continue;
+    if (row.sighting_timestamp == 0) continue;
+    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, row.uuid));
+    if (!ledger) continue;
+    const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
+    bool dest_holds =
+        (ledger->written_side == dest_side && ledger->decision == "send") || ledger->origin == dest_side;
+    if (!dest_holds) continue;
+    due.push_back(&row);
+  }
+  bool all_ok = true;
+  for (std::size_t from = 0; from < due.size(); from += kEventsPerSearch) {
+    if (options.stop != nullptr && options.stop->load()) {
+      all_ok = false;
+      break;
+    }
+    std::size_t to = std::min(due.size(), from + kEventsPerSearch);
+    std::vector<std::string> uuids;
+    for (std::size_t i = from; i < to; ++i) uuids.push_back(due[i]->uuid);
+    auto rows = source.SightingsForEvents(uuids);
+    if (!rows.ok()) {
+      spdlog::warn("link {}: {} sightings of {} events: {}", name_, dir, uuids.size(),
+                   rows.error().ToString());
+      stats.failed_events += static_cast<std::int64_t>(uuids.size());
+      all_ok = false;
+      continue;
+    }
+    std::map<std::string, json::array> by_event;
+    for (auto& r : *rows) {
+      const json::object* s = nullptr;
+      if (r.is_object()) {
+        const json::value* inner = r.as_object().if_contains("Sighting");
+        s = inner != nullptr && inner->is_object() ? &inner->as_object() : &r.as_object();
+      }
+      if (s == nullptr) continue;
+      by_event[Lower(std::string(misp::StringOr(*s, "event_uuid")))].push_back(r);
+    }
+    for (std::size_t i = from; i < to; ++i) {
+      const std::string& event = due[i]->uuid;
+      ++stats.events;
+      const json::array& event_rows = by_event[Lower(event)];
+      // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
+      // served what its policy lets sgsync's account see; it is taken as served.
+      policy::SightingsPolicy pol = options_.sightings_policy;
+      if (!push) pol = policy::SightingsPolicy{2, false, {}, ""};
+      auto sel = policy::SelectSightings(event_rows, link_.local.org.uuid,
+                                         push ? link_.remote.org.uuid : link_.local.org.uuid, pol);
+      stats.withheld += static_cast<std::int64_t>(sel.withheld);
+      std::vector<std::string> offered;
+      std::map<std::string, const json::value*> row_by_uuid;
+      for (const auto& r : sel.send) {
+        std::string u(misp::StringOr(r.as_object(), "uuid"));
+        offered.push_back(u);
+        row_by_uuid[Lower(u)] = &r;
+      }
+      if (offered.empty()) continue;
+      SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, sd, offered));
+      if (unsynced.empty()) continue;
+      auto known = dest.KnownSightings(event, unsynced);
+      if (!known.ok()) {
+        spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, known.error().ToString());
+        ++stats.failed_events;
+        all_ok = false;
+        continue;
+      }
+      std::set<std::string> have;
+      for (const auto& k : *known) have.insert(Lower(k));
+      json::array batch;
+      bool ok = true;
+      auto flush = [&] {
+        if (batch.empty() || !ok) return;
+        auto saved = dest.SaveSightings(event, batch);
+        if (!saved.ok()) {
+          spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, saved.error().ToString());
+          ok = false;
+          return;
+        }
+        stats.sent += static_cast<std::int64_t>(batch.size());
+        batch = json::array();
+      };
+      for (const auto& u : unsynced) {
+        if (have.count(Lower(u))) {
+          ++stats.already;
+          continue;
+        }
+        batch.push_back(*row_by_uuid[Lower(u)]);
+        if (batch.size() >= kSightingsPerRequest) flush();
+      }
+      flush();
+      if (!ok) {
+        ++stats.failed_events;
+        all_ok = false;
+        continue;
+      }
+      SGSYNC_TRY_STATUS(store_.MarkSightingsSynced(link_id_, sd, event, unsynced));
+    }
+    for (std::size_t i = from; i < to; ++i) newest = std::max(newest, due[i]->sighting_timestamp);
+  }
+  {
+    std::lock_guard lock(etag_mu_);
+    // An incomplete run asks for the whole index again next time.
+    etags_[etag_key] = all_ok ? page.etag : "";
+  }
+  if (all_ok && newest > cursor.last_timestamp) {
+    SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, sd, state::CursorKind::kSightings, newest));
+    cursor.last_timestamp = newest;
+  }
+  stats.cursor = cursor.last_timestamp;
+  if (metrics_ != nullptr) {
+    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", dir}, {"outcome", "sent"}},
+                  static_cast<double>(stats.sent));
+    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", dir}, {"outcome", "withheld"}},
+                  static_cast<double>(stats.withheld));
+  }
+  if (stats.sent > 0 || stats.failed_events > 0) {
+    spdlog::info(
+        "link {} {} sightings: {} events, sent {}, already there {}, withheld by policy {}, failed events {}",
+        name_, dir, stats.events, stats.sent, stats.already, stats.withheld, stats.failed_events);
+  }
+  return stats;
+}
+
+}  // namespace sgsync::engine
