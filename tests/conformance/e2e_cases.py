@@ -4,6 +4,8 @@ MISP; instance 2, the Portal), the origin event created on the origin, `sgsyncd 
 case's direction, and what arrived on the other side compared with what real MISP 2.5.1 delivered
 (shared/conformance/compare.py, as its README says).
 
+Sighting cases also compare the sightings that arrived (by uuid) with real MISP's.
+
 Edit cases (two syncs) start from what real MISP stored after the first sync
 (`first_arrived_event`, loaded on the destination), so the run checks the second sync: sgsync
 sending the edited origin and the destination merging it.
@@ -18,9 +20,20 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import harness  # noqa: E402
 
-# What these cases exercise belongs to the next engine issue (sightings and proposals travel on
-# their own channel); the event itself is still compared.
-EVENT_ONLY_CATEGORIES = {"sightings", "proposals"}
+# Where misp-sim itself differs from real MISP (docs/misp-sim.md), a case's sightings cannot match:
+# reported, not failed.
+KNOWN_SIM_DIFFERENCES = {
+    "push-sightings-added-not-published": "misp-sim moves an event's sighting_timestamp when a sighting is "
+                                          "added; real MISP 2.5.1 only on publishSightings, so its push sent none",
+}
+
+
+def sighting_uuids(sim, event_uuid):
+    status, _, body = sim.request("POST", "/sightings/restSearch/event",
+                                  {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]})
+    if status != 200:
+        raise RuntimeError(f"sightings/restSearch/event: {status} {body}")
+    return sorted(r["Sighting"]["uuid"] for r in body["response"])
 
 
 def link_settings(case, case2link):
@@ -36,6 +49,7 @@ def link_settings(case, case2link):
         "blocked_tags_push": [],  # the cases assume MISP's own behaviour: no TLP policy
         "directions": [case["direction"]],
         "overlap_seconds": 0,
+        "sightings_policy": int(settings.get("Plugin.Sightings_policy", 0)),
     }
 
 
@@ -47,7 +61,7 @@ def main():
     import case2link  # noqa: E402
 
     names = sorted(n for n in os.listdir(os.path.join(conf, "cases")) if n.endswith(".json"))
-    passed, failed = 0, []
+    passed, failed, known, sightings_compared = 0, [], [], 0
     with tempfile.TemporaryDirectory() as work:
         sims = harness.TwoSims(misp_sim, sgsyncd, work)
         try:
@@ -73,8 +87,17 @@ def main():
                 cmp = subprocess.run([sys.executable, os.path.join(conf, "compare.py"),
                                       os.path.join(work, "expected.json"), os.path.join(work, "got.json")],
                                      capture_output=True, text=True)
-                if cmp.returncode != 0 or rc != 0:
-                    why = cmp.stdout.strip()
+                sightings_why = ""
+                if "arrived_sightings" in case and case["id"] not in KNOWN_SIM_DIFFERENCES:
+                    sightings_compared += 1
+                    want = sorted(s["uuid"] for s in case["arrived_sightings"] or [])
+                    have = sighting_uuids(dest, case["origin_event"]["uuid"]) if got is not None else []
+                    if want != have:
+                        sightings_why = f"sightings: real MISP delivered {want}, sgsync {have}"
+                elif case["id"] in KNOWN_SIM_DIFFERENCES:
+                    known.append((case["id"], KNOWN_SIM_DIFFERENCES[case["id"]]))
+                if cmp.returncode != 0 or rc != 0 or sightings_why:
+                    why = (cmp.stdout.strip() + "\n" + sightings_why).strip()
                     if rc != 0:
                         why += f"\nsgsyncd --once exited {rc}: {stats} {stderr.strip()[-2000:]}"
                     failed.append((case["id"], why))
@@ -84,7 +107,10 @@ def main():
             sims.stop()
     for case_id, why in failed:
         print(f"FAIL {case_id}:\n  " + why.replace("\n", "\n  "))
-    print(f"end-to-end conformance: {passed} cases arrived as with real MISP 2.5.1, {len(failed)} differ")
+    for case_id, why in known:
+        print(f"KNOWN {case_id}: sightings not compared: {why}")
+    print(f"end-to-end conformance: {passed} cases arrived as with real MISP 2.5.1, {len(failed)} differ; "
+          f"sightings compared in {sightings_compared} cases")
     return 1 if failed else 0
 
 
