@@ -374,6 +374,20 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     auto found = FindConflict(req->id());
     if (!found) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no conflict " + std::to_string(req->id()));
     auto st = service_.store().ResolveConflict(req->id(), req->resolution(), Actor(ctx));
+    if (st.ok()) {
+      // The next runs take the event up again, in both directions, under the resolution.
+      auto link_id = service_.LinkId(found->first);
+      auto ledger = link_id.ok() ? service_.store().GetLedger(*link_id, found->second.uuid)
+                                 : Result<std::optional<state::LedgerEntry>>(link_id.error());
+      if (ledger.ok() && *ledger) {
+        auto a = service_.store().RecordAndEnqueue(*link_id, **ledger, state::Direction::kPush,
+                                                   found->second.local_timestamp);
+        auto b = service_.store().RecordAndEnqueue(*link_id, **ledger, state::Direction::kPull,
+                                                   found->second.remote_timestamp);
+        if (!a.ok()) st = a.error();
+        if (!b.ok()) st = b.error();
+      }
+    }
     Audit(ctx, "ResolveConflict",
           std::to_string(req->id()) + " " + found->second.uuid + " " + req->resolution(),
           st.ok() ? "ok" : st.error().ToString());

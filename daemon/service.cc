@@ -170,6 +170,20 @@ Status Service::Discover(LinkRuntime& link) {
   eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
   eo.remote_perm_sync = remote_version.perm_sync;
   eo.tombstones = lc.tombstones;
+  switch (lc.conflict_policy) {
+    case config::ConflictPolicy::kPreferNewer:
+      eo.conflict_policy = engine::ConflictPolicy::kPreferNewer;
+      break;
+    case config::ConflictPolicy::kPreferPortal:
+      eo.conflict_policy = engine::ConflictPolicy::kPreferPortal;
+      break;
+    case config::ConflictPolicy::kPreferLocal:
+      eo.conflict_policy = engine::ConflictPolicy::kPreferLocal;
+      break;
+    case config::ConflictPolicy::kManual:
+      eo.conflict_policy = engine::ConflictPolicy::kManual;
+      break;
+  }
   eo.sightings = lc.sightings;
   eo.sightings_policy.policy = lc.sightings_policy;
   eo.sightings_policy.anonymise = lc.sightings_anonymise;

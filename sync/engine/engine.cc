@@ -152,6 +152,7 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
     std::lock_guard lock(run.mu);
     if (outcome == "sent") ++run.stats.sent;
     if (outcome == "already") ++run.stats.already;
+    if (outcome == "held") ++run.stats.held;
     if (outcome == "skipped") {
       ++run.stats.skipped;
       const policy::Reason* why = p.decision ? p.decision->refusal() : nullptr;
@@ -283,6 +284,123 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   Finish(run, p, std::move(entry), "sent");
 }
 
+namespace {
+
+// Which elements of two copies of an event differ: by uuid, present on one side only or with other
+// timestamps; and the event fields that differ. For the conflicts table (sgsyncctl conflicts).
+json::object DescribeDifferences(const json::object& local, const json::object& portal) {
+  auto elements = [](const json::object& e) {
+    std::map<std::string, std::int64_t> out;
+    auto add = [&](const json::object& holder, const char* key) {
+      const json::value* list = holder.if_contains(key);
+      if (list == nullptr || !list->is_array()) return;
+      for (const auto& el : list->as_array()) {
+        if (!el.is_object()) continue;
+        out[std::string(misp::StringOr(el.as_object(), "uuid"))] =
+            misp::IntOr(el.as_object(), "timestamp", 0);
+        if (std::string_view(key) == "Object") {
+          const json::value* attrs = el.as_object().if_contains("Attribute");
+          if (attrs == nullptr || !attrs->is_array()) continue;
+          for (const auto& a : attrs->as_array()) {
+            if (a.is_object())
+              out[std::string(misp::StringOr(a.as_object(), "uuid"))] =
+                  misp::IntOr(a.as_object(), "timestamp", 0);
+          }
+        }
+      }
+    };
+    for (const char* k : {"Attribute", "Object", "EventReport"}) add(e, k);
+    return out;
+  };
+  auto l = elements(local), p = elements(portal);
+  json::array only_local, only_portal, changed, fields;
+  for (const auto& [uuid, ts] : l) {
+    auto it = p.find(uuid);
+    if (it == p.end()) {
+      only_local.emplace_back(uuid);
+    } else if (it->second != ts) {
+      changed.push_back(
+          json::object{{"uuid", uuid}, {"local_timestamp", ts}, {"portal_timestamp", it->second}});
+    }
+  }
+  for (const auto& [uuid, ts] : p) {
+    if (!l.count(uuid)) only_portal.emplace_back(uuid);
+  }
+  for (const char* f : {"info", "threat_level_id", "analysis", "distribution", "published", "date"}) {
+    const json::value* a = local.if_contains(f);
+    const json::value* b = portal.if_contains(f);
+    std::string av = a != nullptr ? (a->is_string() ? std::string(a->as_string()) : json::serialize(*a)) : "";
+    std::string bv = b != nullptr ? (b->is_string() ? std::string(b->as_string()) : json::serialize(*b)) : "";
+    if (av != bv) fields.emplace_back(f);
+  }
+  return json::object{{"only_local", std::move(only_local)},
+                      {"only_portal", std::move(only_portal)},
+                      {"changed", std::move(changed)},
+                      {"event_fields", std::move(fields)}};
+}
+
+}  // namespace
+
+bool LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
+  const bool push = run.direction == Direction::kPush;
+  if (!p.ledger || p.ledger->written_side != (push ? state::Side::kRemote : state::Side::kLocal))
+    return false;
+  auto dest_seen = push ? p.ledger->remote_timestamp : p.ledger->local_timestamp;
+  if (!dest_seen || !p.ledger->written_timestamp || *dest_seen <= *p.ledger->written_timestamp) return false;
+  // Changed on both sides since sgsync last wrote: the destination's copy moved on too.
+  state::Conflict c;
+  c.uuid = p.item.uuid;
+  c.local_timestamp = push ? p.source_timestamp : *dest_seen;
+  c.remote_timestamp = push ? *dest_seen : p.source_timestamp;
+  c.local_hash = push ? p.source_hash : p.ledger->local_hash.value_or("");
+  c.remote_hash = push ? p.ledger->remote_hash.value_or("") : p.source_hash;
+  // The same conflict seen again (both timestamps equal): its record, and its resolution if any.
+  std::optional<std::string> resolution;
+  bool known = false;
+  if (auto list = store_.ListConflicts(link_id_, false); list.ok()) {
+    for (const auto& old : *list) {
+      if (old.uuid != c.uuid || old.local_timestamp != c.local_timestamp ||
+          old.remote_timestamp != c.remote_timestamp)
+        continue;
+      known = true;
+      resolution = old.resolution;
+    }
+  }
+  if (!known) {
+    connector::MispClient& dest = push ? remote_ : local_;
+    connector::ViewForm form;
+    auto theirs = dest.ViewEvent(p.item.uuid, form);
+    json::object mine = p.decision && p.decision->event ? *p.decision->event : json::object();
+    json::object other = theirs.ok() && theirs->has_value() ? (**theirs).event_json() : json::object();
+    c.differences =
+        json::serialize(push ? DescribeDifferences(mine, other) : DescribeDifferences(other, mine));
+    auto id = store_.RecordConflict(link_id_, c);
+    spdlog::warn(
+        "link {}: {} changed on both sides since the last sync (local {}, portal {}); recorded as conflict "
+        "{} (policy {})",
+        name_, p.item.uuid, c.local_timestamp, c.remote_timestamp, id.ok() ? *id : 0,
+        static_cast<int>(options_.conflict_policy));
+    std::lock_guard lock(run.mu);
+    ++run.stats.conflicts;
+    if (metrics_ != nullptr) metrics_->Add("sgsync_conflicts_total", {{"link", name_}});
+  }
+  ConflictPolicy policy = options_.conflict_policy;
+  if (resolution == "prefer-newer") policy = ConflictPolicy::kPreferNewer;
+  if (resolution == "prefer-local") policy = ConflictPolicy::kPreferLocal;
+  if (resolution == "prefer-portal") policy = ConflictPolicy::kPreferPortal;
+  switch (policy) {
+    case ConflictPolicy::kPreferNewer:
+      return false;
+    case ConflictPolicy::kPreferLocal:
+      return !push;
+    case ConflictPolicy::kPreferPortal:
+      return push;
+    case ConflictPolicy::kManual:
+      return true;
+  }
+  return false;
+}
+
 Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> items) {
   const bool push = run.direction == Direction::kPush;
   connector::MispClient& dest = push ? remote_ : local_;
@@ -329,26 +447,14 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
       Finish(run, p, std::move(entry), "skipped");
       continue;
     }
-    // Changed on both sides since sgsync last wrote: the destination's copy moved on too.
-    if (p.ledger && p.ledger->written_side == (push ? state::Side::kRemote : state::Side::kLocal)) {
-      auto dest_seen = push ? p.ledger->remote_timestamp : p.ledger->local_timestamp;
-      if (dest_seen && p.ledger->written_timestamp && *dest_seen > *p.ledger->written_timestamp) {
-        state::Conflict c;
-        c.uuid = p.item.uuid;
-        c.local_timestamp = push ? p.source_timestamp : *dest_seen;
-        c.remote_timestamp = push ? *dest_seen : p.source_timestamp;
-        c.local_hash = push ? p.source_hash : p.ledger->local_hash.value_or("");
-        c.remote_hash = push ? p.ledger->remote_hash.value_or("") : p.source_hash;
-        c.differences = "{}";
-        auto id = store_.RecordConflict(link_id_, c);
-        spdlog::warn(
-            "link {}: {} changed on both sides since the last sync (local {}, portal {}); recorded "
-            "as conflict {}; MISP's rule applies: the strictly newer copy wins",
-            name_, p.item.uuid, c.local_timestamp, c.remote_timestamp, id.ok() ? *id : 0);
-        std::lock_guard lock(run.mu);
-        ++run.stats.conflicts;
-        if (metrics_ != nullptr) metrics_->Add("sgsync_conflicts_total", {{"link", name_}});
-      }
+    if (HandleConflict(run, p)) {
+      state::LedgerEntry entry = *p.ledger;
+      (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
+      (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
+      entry.decision = "held_conflict";
+      entry.decision_json = json::serialize(p.decision->ToJson());
+      Finish(run, p, std::move(entry), "held");
+      continue;
     }
     offer.emplace_back(p.item.uuid, p.source_timestamp);
   }

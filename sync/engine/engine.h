@@ -42,6 +42,14 @@ namespace sgsync::engine {
 using policy::Direction;
 namespace json = boost::json;
 
+// What happens to an event changed on both sides since sgsync last wrote it (docs/operations.md).
+enum class ConflictPolicy {
+  kPreferNewer,   // MISP's rule: the write goes ahead; the destination keeps the strictly newer copy
+  kPreferPortal,  // the member's conflicting change is not pushed
+  kPreferLocal,   // the Portal's conflicting change is not pulled into the member's MISP
+  kManual,        // neither is written until an operator resolves the conflict
+};
+
 struct EngineOptions {
   std::int64_t overlap_seconds = 600;
   int max_in_flight = 4;  // concurrent event fetches and writes per run
@@ -60,6 +68,7 @@ struct EngineOptions {
   // pulled gone from the Portal deletes the member's copy (the member's MISP blocklists its uuid),
   // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
   bool tombstones = false;
+  ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
   // Sightings travel on their own runs (RunSightings): a big backlog never holds up events.
   bool sightings = true;
   policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
@@ -100,6 +109,7 @@ struct RunStats {
   // Sent under an earlier configuration and refused under the current one: MISP cannot retract,
   // the destination keeps its copy (reported, logged).
   std::int64_t no_longer_eligible = 0;
+  std::int64_t held = 0;  // held back by the conflict policy or an operator's resolution
   // Pulled events that a full pull run found deleted at the Portal, and of those the member's
   // copies deleted (tombstones on).
   std::int64_t deleted_at_source = 0;
@@ -147,6 +157,9 @@ class LinkEngine {
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);
+  // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
+  // write is held back by the conflict policy or the conflict's resolution.
+  bool HandleConflict(RunContext& run, Prepared& p);
 
   std::string name_;
   std::int64_t link_id_;

@@ -167,6 +167,36 @@ class AdminTest(unittest.TestCase):
         # MISP's rule applied meanwhile: the Portal's newer copy reached the member.
         self.assertEqual(self.sims.member.view(uuid)["Event"]["info"], "changed at the Portal")
 
+    def test_a_conflict_under_the_manual_policy_is_held_until_resolved(self):
+        local, remote = self.sims.endpoints()
+        d = self.sims.sgsyncd("manual", [harness.link_toml("manual", local, remote, interval_seconds=3600,
+                                                            blocked_tags_push=[], overlap_seconds=0,
+                                                            conflict_policy="manual")])
+        d.start(os.path.join(self.tmp.name, "manual.log"))
+        try:
+            harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the second daemon's socket")
+            ctl = lambda *a, **k: subprocess.run([SGSYNCCTL, "--socket", d.admin_socket] + list(a),
+                                                 capture_output=True, text=True, **k)
+            uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3,
+                                                             "attribute_distribution": 5, "seed": 206})["uuids"][0]
+            self.assertEqual(ctl("sync", "--direction", "push", "--full", "--wait").returncode, 0)
+            self.edit_and_publish(self.sims.portal, uuid, "changed at the Portal", 200)
+            ctl("sync", "--direction", "pull", "--wait")
+            self.edit_and_publish(self.sims.member, uuid, "changed on the member", 300)
+            ctl("sync", "--direction", "push", "--wait")
+            self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed at the Portal", "held")
+            r = ctl("--json", "conflicts")
+            self.assertEqual(r.returncode, 1)
+            conflict = [c for c in json.loads(r.stdout)["conflicts"] if c["uuid"] == uuid][0]
+            self.assertIn("info", json.loads(conflict["differences_json"])["event_fields"])
+            ctl("sync", "--direction", "push", "--wait")
+            self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed at the Portal", "still held")
+            self.assertEqual(ctl("resolve", conflict["id"], "--resolution", "prefer-local").returncode, 0)
+            self.assertEqual(ctl("sync", "--direction", "push", "--wait").returncode, 0)
+            self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed on the member")
+        finally:
+            d.stop()
+
     def test_resolving_an_unknown_conflict_is_refused(self):
         r = subprocess.run([SGSYNCCTL, "--socket", self.socket, "resolve", "999", "--resolution", "prefer-local"],
                            capture_output=True, text=True)

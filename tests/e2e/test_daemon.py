@@ -283,6 +283,55 @@ class DaemonTest(unittest.TestCase):
         harness.wait_for(lambda: len(self.sightings_on(self.sims.portal, first)) == 10000, timeout=120,
                          interval=1, what="all 10 000 sightings")
 
+    def edit_info(self, sim, uuid, info, bump):
+        ev = sim.view(uuid)["Event"]
+        ev["info"] = info
+        ev["timestamp"] = str(int(ev["timestamp"]) + bump)
+        self.assertEqual(sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})[0], 200)
+        self.assertEqual(sim.request("POST", f"/events/publish/{ev['id']}")[0], 200)
+
+    def pull_conflict(self, policy):
+        """A Portal event pulled, then changed on the member and at the Portal (newer there)."""
+        uuid = self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 201})["uuids"][0]
+        d = self.sgsyncd(conflict_policy=policy)
+        self.assertEqual(d.once(direction="pull")[1][0]["sent"], 1)
+        self.edit_info(self.sims.member, uuid, "changed on the member", 100)
+        d.once(direction="push")
+        self.edit_info(self.sims.portal, uuid, "changed at the Portal", 200)
+        rc, stats, err = d.once(direction="pull")
+        self.assertEqual((rc, stats[0]["conflicts"]), (0, 1), err)
+        return uuid, d, stats[0]
+
+    def push_conflict(self, policy):
+        """A member event pushed, then changed at the Portal, then on the member (newer there)."""
+        uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 202})["uuids"][0]
+        d = self.sgsyncd(conflict_policy=policy)
+        self.assertEqual(d.once(direction="push")[1][0]["sent"], 1)
+        self.edit_info(self.sims.portal, uuid, "changed at the Portal", 200)
+        d.once(direction="pull")
+        self.edit_info(self.sims.member, uuid, "changed on the member", 300)
+        rc, stats, err = d.once(direction="push")
+        self.assertEqual((rc, stats[0]["conflicts"]), (0, 1), err)
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        differences = json.loads(db.execute("SELECT differences FROM conflicts").fetchone()[0])
+        self.assertEqual(differences["event_fields"], ["info"])
+        return uuid, d, stats[0]
+
+    def test_a_conflict_under_prefer_newer_lets_the_strictly_newer_copy_win(self):
+        uuid, d, stats = self.push_conflict("prefer-newer")
+        self.assertEqual(stats["sent"], 1)
+        self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed on the member")
+
+    def test_a_conflict_under_prefer_portal_keeps_the_portals_copy(self):
+        uuid, d, stats = self.push_conflict("prefer-portal")
+        self.assertEqual((stats["sent"], stats["held"]), (0, 1))
+        self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed at the Portal")
+
+    def test_a_conflict_under_prefer_local_keeps_the_members_copy(self):
+        uuid, d, stats = self.pull_conflict("prefer-local")
+        self.assertEqual((stats["sent"], stats["held"]), (0, 1))
+        self.assertEqual(self.sims.member.view(uuid)["Event"]["info"], "changed on the member")
+
     def delete_at_portal(self, uuid):
         ev = self.sims.portal.view(uuid)["Event"]
         status, _, body = self.sims.portal.request("POST", f"/events/delete/{ev['id']}")
