@@ -53,6 +53,14 @@ void SetUpLogging(const sgsync::config::DaemonConfig& c) {
   spdlog::set_default_logger(logger);
 }
 
+// A run that could not be made: logged, and one JSON line {"run", "error"} on standard output.
+int PrintFailedRun(const std::string& what, const sgsync::Error& e) {
+  spdlog::error("{}: {}", what, e.ToString());
+  std::printf("%s\n",
+              boost::json::serialize(boost::json::object{{"run", what}, {"error", e.ToString()}}).c_str());
+  return 1;
+}
+
 std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s) {
   boost::json::object reasons;
   for (const auto& [k, v] : s.skipped_by_reason) reasons[k] = v;
@@ -136,11 +144,7 @@ int main(int argc, char** argv) {
     int rc = 0;
     for (const auto& [what, stats] : *results) {
       if (!stats.ok()) {
-        spdlog::error("{}: {}", what, stats.error().ToString());
-        std::printf("%s\n", boost::json::serialize(
-                                boost::json::object{{"run", what}, {"error", stats.error().ToString()}})
-                                .c_str());
-        rc = 1;
+        rc = PrintFailedRun(what, stats.error());
         continue;
       }
       std::printf("%s\n", StatsLine(what, *stats).c_str());
@@ -153,11 +157,7 @@ int main(int argc, char** argv) {
     }
     for (const auto& [what, stats] : *sightings) {
       if (!stats.ok()) {
-        spdlog::error("{}: {}", what, stats.error().ToString());
-        std::printf("%s\n", boost::json::serialize(
-                                boost::json::object{{"run", what}, {"error", stats.error().ToString()}})
-                                .c_str());
-        rc = 1;
+        rc = PrintFailedRun(what, stats.error());
         continue;
       }
       boost::json::object o{{"run", what},

@@ -287,6 +287,28 @@ Result<std::string> StateStore::ResetCursor(std::int64_t link_id, Direction d, C
   return gen;
 }
 
+namespace {
+
+// A ledger row from a statement selecting uuid, origin, local_timestamp ... updated_at first (GetLedger).
+LedgerEntry ReadLedger(Statement& q) {
+  LedgerEntry e;
+  e.uuid = q.Text(0);
+  e.origin = SideFrom(q.Text(1));
+  e.local_timestamp = OptInt(q, 2);
+  e.local_hash = OptText(q, 3);
+  e.remote_timestamp = OptInt(q, 4);
+  e.remote_hash = OptText(q, 5);
+  if (!q.IsNull(6)) e.written_side = SideFrom(q.Text(6));
+  e.written_timestamp = OptInt(q, 7);
+  e.written_hash = OptText(q, 8);
+  e.decision = q.Text(9);
+  e.decision_json = q.Text(10);
+  e.updated_at = q.Int(11);
+  return e;
+}
+
+}  // namespace
+
 Result<std::optional<LedgerEntry>> StateStore::GetLedger(std::int64_t link_id, const std::string& uuid) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(
@@ -298,20 +320,7 @@ Result<std::optional<LedgerEntry>> StateStore::GetLedger(std::int64_t link_id, c
   q->Bind(1, link_id).Bind(2, uuid);
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return std::optional<LedgerEntry>();
-  LedgerEntry e;
-  e.uuid = q->Text(0);
-  e.origin = SideFrom(q->Text(1));
-  e.local_timestamp = OptInt(*q, 2);
-  e.local_hash = OptText(*q, 3);
-  e.remote_timestamp = OptInt(*q, 4);
-  e.remote_hash = OptText(*q, 5);
-  if (!q->IsNull(6)) e.written_side = SideFrom(q->Text(6));
-  e.written_timestamp = OptInt(*q, 7);
-  e.written_hash = OptText(*q, 8);
-  e.decision = q->Text(9);
-  e.decision_json = q->Text(10);
-  e.updated_at = q->Int(11);
-  return std::optional<LedgerEntry>(std::move(e));
+  return std::optional<LedgerEntry>(ReadLedger(*q));
 }
 
 Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t link_id,
@@ -341,19 +350,7 @@ Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t l
     SGSYNC_TRY(bool row, q->Step());
     if (!row) break;
     LedgerRow r;
-    LedgerEntry& e = r.entry;
-    e.uuid = q->Text(0);
-    e.origin = SideFrom(q->Text(1));
-    e.local_timestamp = OptInt(*q, 2);
-    e.local_hash = OptText(*q, 3);
-    e.remote_timestamp = OptInt(*q, 4);
-    e.remote_hash = OptText(*q, 5);
-    if (!q->IsNull(6)) e.written_side = SideFrom(q->Text(6));
-    e.written_timestamp = OptInt(*q, 7);
-    e.written_hash = OptText(*q, 8);
-    e.decision = q->Text(9);
-    e.decision_json = q->Text(10);
-    e.updated_at = q->Int(11);
+    r.entry = ReadLedger(*q);
     r.work_state = q->Text(12);
     out.push_back(std::move(r));
   }

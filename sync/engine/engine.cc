@@ -104,6 +104,19 @@ class LinkEngine::RunContext {
   }
 };
 
+// The event's ledger entry once the source's version was seen and decided: what the ledger knew,
+// plus the source's timestamp and hash, and the decision with its reasons.
+state::LedgerEntry LinkEngine::SeenEntry(const Prepared& p, bool push, const std::string& decision) {
+  state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
+  entry.uuid = p.item.uuid;
+  if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
+  (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
+  if (!p.source_hash.empty()) (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
+  entry.decision = decision;
+  if (p.decision) entry.decision_json = json::serialize(p.decision->ToJson());
+  return entry;
+}
+
 LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
                        connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
                        Metrics* metrics)
@@ -263,13 +276,7 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   Result<connector::WriteResult> w =
       written_before ? dest.EditEvent(p.item.uuid, event) : dest.AddEvent(event);
   if (w.ok() && !w->written) w = dest.EditEvent(w->existing_id.empty() ? p.item.uuid : w->existing_id, event);
-  state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
-  entry.uuid = p.item.uuid;
-  if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
-  (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
-  (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
-  entry.decision = "send";
-  entry.decision_json = json::serialize(p.decision->ToJson());
+  state::LedgerEntry entry = SeenEntry(p, push, "send");
   if (!w.ok() && w.error().code == ErrorCode::kNotNewer) {
     // The destination has this version or a newer one: nothing to write (idempotent replay).
     return Finish(run, p, std::move(entry), "already");
@@ -422,12 +429,6 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   for (auto& p : batch) {
     if (p.done || !p.decision) continue;
     if (!p.decision->send) {
-      state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
-      entry.uuid = p.item.uuid;
-      if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
-      (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
-      if (!p.source_hash.empty()) (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
-      entry.decision = "skip";
       if (p.ledger && p.ledger->decision == "send" &&
           p.ledger->written_side == (push ? state::Side::kRemote : state::Side::kLocal)) {
         // Eligible before, not now (a changed rule or TLP policy): MISP has no way to take an event
@@ -440,7 +441,7 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
         std::lock_guard lock(run.mu);
         ++run.stats.no_longer_eligible;
       }
-      entry.decision_json = json::serialize(p.decision->ToJson());
+      state::LedgerEntry entry = SeenEntry(p, push, "skip");
       const policy::Reason* why = p.decision->refusal();
       spdlog::info("link {}: {} {} skipped: {}", name_, DirectionName(run.direction), p.item.uuid,
                    why != nullptr ? why->rule + " (" + why->detail + ")" : "not served by the source");
@@ -448,12 +449,7 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
       continue;
     }
     if (HandleConflict(run, p)) {
-      state::LedgerEntry entry = *p.ledger;
-      (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
-      (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
-      entry.decision = "held_conflict";
-      entry.decision_json = json::serialize(p.decision->ToJson());
-      Finish(run, p, std::move(entry), "held");
+      Finish(run, p, SeenEntry(p, push, "held_conflict"), "held");
       continue;
     }
     offer.emplace_back(p.item.uuid, p.source_timestamp);
@@ -483,14 +479,7 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
       to_write.push_back(&p);
       continue;
     }
-    state::LedgerEntry entry = p.ledger.value_or(state::LedgerEntry{});
-    entry.uuid = p.item.uuid;
-    if (!p.ledger) entry.origin = push ? state::Side::kLocal : state::Side::kRemote;
-    (push ? entry.local_timestamp : entry.remote_timestamp) = p.source_timestamp;
-    (push ? entry.local_hash : entry.remote_hash) = p.source_hash;
-    entry.decision = "send";
-    entry.decision_json = json::serialize(p.decision->ToJson());
-    Finish(run, p, std::move(entry), "already");
+    Finish(run, p, SeenEntry(p, push, "send"), "already");
   }
 
   handed = ForEachBounded(

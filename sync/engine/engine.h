@@ -149,6 +149,7 @@ class LinkEngine {
  private:
   struct Prepared;
   class RunContext;
+  static state::LedgerEntry SeenEntry(const Prepared& p, bool push, const std::string& decision);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);

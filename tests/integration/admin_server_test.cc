@@ -51,6 +51,15 @@ config::DaemonConfig MakeConfig(const TempDir& dir, int mode = 0600) {
   return c;
 }
 
+// A TCP listener on a free port that requires client certificates signed by the test client CA.
+config::DaemonConfig WithTcpListener(config::DaemonConfig c, const TestPki& pki) {
+  c.admin_tcp_listen = "127.0.0.1:0";
+  c.admin_tls_cert = pki.server_cert();
+  c.admin_tls_key = pki.server_key();
+  c.admin_tls_client_ca = pki.client_ca();
+  return c;
+}
+
 // A unary call without generated stubs: `method` is "/package.Service/Method", `request` the
 // serialized message; returns the serialized answer.
 grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
@@ -166,12 +175,7 @@ TEST_F(AdminServerTest, ReflectionListsTheAdminAndHealthServices) {
 
 TEST_F(AdminServerTest, TcpListenerRefusesAClientWithoutCertificateAndAcceptsOneSignedByTheCa) {
   TestPki pki;
-  config::DaemonConfig c = MakeConfig(dir_);
-  c.admin_tcp_listen = "127.0.0.1:0";
-  c.admin_tls_cert = pki.server_cert();
-  c.admin_tls_key = pki.server_key();
-  c.admin_tls_client_ca = pki.client_ca();
-  StartServer(c);
+  StartServer(WithTcpListener(MakeConfig(dir_), pki));
   ASSERT_GT(server_->tcp_port(), 0);
   std::string target = "127.0.0.1:" + std::to_string(server_->tcp_port());
 
@@ -199,12 +203,7 @@ TEST_F(AdminServerTest, TcpListenerRefusesAClientWithoutCertificateAndAcceptsOne
 
 TEST_F(AdminServerTest, MutatingCallsAreAuditedWithTheCertificateSubject) {
   TestPki pki;
-  config::DaemonConfig c = MakeConfig(dir_);
-  c.admin_tcp_listen = "127.0.0.1:0";
-  c.admin_tls_cert = pki.server_cert();
-  c.admin_tls_key = pki.server_key();
-  c.admin_tls_client_ca = pki.client_ca();
-  StartServer(c);
+  StartServer(WithTcpListener(MakeConfig(dir_), pki));
   grpc::SslCredentialsOptions o;
   o.pem_root_certs = ReadFile(pki.ca());
   o.pem_cert_chain = ReadFile(pki.client_cert());
