@@ -6,6 +6,7 @@
 
 #include "sync/misp/event.h"
 #include "sync/policy/policy.h"
+#include "sync/policy/sightings.h"
 #include "tests/support/policy_fixtures.h"
 
 namespace sgsync::policy {
@@ -492,6 +493,92 @@ TEST(SpecCase, Case76_NumberAndStringDistributionsAreTreatedAlikeAndWrittenAsStr
   EXPECT_EQ(json::serialize(a.event->at("distribution")), "\"1\"");
   EXPECT_EQ(json::serialize(b.event->at("distribution")), "\"1\"");
   EXPECT_EQ(json::serialize(Attrs(b)[0].at("distribution")), "\"1\"");
+}
+
+}  // namespace
+}  // namespace sgsync::policy
+
+// ---- sightings (spec 8.1): which may leave, and as whom
+namespace sgsync::policy {
+namespace {
+
+const char* kOrgB = "1315aee3-d0b4-4569-a8f2-b99ad776f149";   // the remote org (receives)
+const char* kOrgC = "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33";   // a third org that reported a sighting
+const char* kOwner = "ce867008-0536-4358-9f2e-20df12768cd3";  // the event's owner (org_id)
+
+json::array SightingRows(std::initializer_list<std::pair<const char*, const char*>> uuid_and_org) {
+  json::array rows;
+  for (const auto& [uuid, org] : uuid_and_org) {
+    rows.push_back(json::object{
+        {"Sighting",
+         json::object{{"id", "7"},
+                      {"uuid", uuid},
+                      {"attribute_uuid", "2ce3d98f-f4c5-4ef2-ac92-5f634f63da5c"},
+                      {"event_uuid", "3db1fc7c-5b9f-4f46-823f-296321d7f5db"},
+                      {"date_sighting", "1795807670"},
+                      {"source", "sensor"},
+                      {"type", "0"},
+                      {"org_id", "3"},
+                      {"Organisation", json::object{{"id", "3"}, {"uuid", org}, {"name", "ORG"}}}}}});
+  }
+  return rows;
+}
+
+TEST(SpecCase, Case68_AnonymisedSightingOfAnotherOrgLeavesWithOrgId0AndNoOrganisation) {
+  SightingsPolicy p;
+  p.policy = 2;
+  p.anonymise = true;
+  auto sel =
+      SelectSightings(SightingRows({{"003b2fb5-2036-4502-b412-613f2562f45e", kOrgC}}), kOwner, kOrgB, p);
+  ASSERT_EQ(sel.send.size(), 1u);
+  const json::object& row = sel.send[0].as_object();
+  EXPECT_EQ(row.at("org_id"), "0");
+  EXPECT_FALSE(row.contains("Organisation"));
+  EXPECT_FALSE(row.contains("id")) << "the sending instance's row id stays home";
+  EXPECT_EQ(sel.anonymised, 1u);
+}
+
+TEST(SpecCase, Case69_AnonymisedAsAnOrganisationLeavesAsThatOrganisation) {
+  SightingsPolicy p;
+  p.policy = 2;
+  p.anonymise = true;
+  p.anonymise_as = OrgRef{"5b7d1c2e-0000-4000-8000-00000000000a", "ORG-H"};
+  auto sel =
+      SelectSightings(SightingRows({{"003b2fb5-2036-4502-b412-613f2562f45e", kOrgC}}), kOwner, kOrgB, p);
+  ASSERT_EQ(sel.send.size(), 1u);
+  const json::object& org = sel.send[0].as_object().at("Organisation").as_object();
+  EXPECT_EQ(org.at("uuid"), "5b7d1c2e-0000-4000-8000-00000000000a");
+  EXPECT_EQ(org.at("name"), "ORG-H");
+}
+
+TEST(SpecCase, Case70_Policy0PushesOnlyTheRemoteOrgsOwnSightings) {
+  SightingsPolicy p;  // policy 0, MISP's default
+  auto sel = SelectSightings(SightingRows({{"003b2fb5-2036-4502-b412-613f2562f45e", kOrgB},
+                                           {"d9eef9dd-d9ef-40ef-a02f-797869c541ed", kOrgC}}),
+                             kOwner, kOrgB, p);
+  ASSERT_EQ(sel.send.size(), 1u);
+  EXPECT_EQ(sel.send[0].as_object().at("uuid"), "003b2fb5-2036-4502-b412-613f2562f45e");
+  EXPECT_EQ(sel.withheld, 1u);
+  ASSERT_EQ(sel.reasons.size(), 1u);
+  EXPECT_EQ(sel.reasons[0].rule, "push.sighting.policy");
+}
+
+TEST(SightingsPolicyTest, Policy1ShowsEverythingOnceTheViewerReportedAndPolicy3AddsTheHostOrg) {
+  json::array rows = SightingRows(
+      {{"003b2fb5-2036-4502-b412-613f2562f45e", kOrgC}, {"d9eef9dd-d9ef-40ef-a02f-797869c541ed", kOwner}});
+  SightingsPolicy reporters;
+  reporters.policy = 1;
+  EXPECT_EQ(SelectSightings(rows, kOwner, kOrgB, reporters).send.size(), 0u) << "B reported none";
+  json::array with_b = rows;
+  with_b.push_back(SightingRows({{"0d0d0d0d-0000-4000-8000-000000000001", kOrgB}})[0]);
+  EXPECT_EQ(SelectSightings(with_b, kOwner, kOrgB, reporters).send.size(), 3u);
+  SightingsPolicy host;
+  host.policy = 3;
+  host.host_org_uuid = kOwner;
+  auto sel = SelectSightings(rows, kOwner, kOrgB, host);
+  ASSERT_EQ(sel.send.size(), 1u);
+  EXPECT_EQ(sel.send[0].as_object().at("uuid"), "d9eef9dd-d9ef-40ef-a02f-797869c541ed");
+  EXPECT_EQ(SelectSightings(rows, kOwner, kOwner, SightingsPolicy{}).send.size(), 2u) << "the owner sees all";
 }
 
 }  // namespace
