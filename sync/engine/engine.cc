@@ -539,6 +539,18 @@ Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventI
   return {};
 }
 
+std::string LinkEngine::CachedEtag(const std::string& channel, const std::string& filter) {
+  std::lock_guard lock(etag_mu_);
+  auto it = etags_.find(channel);
+  return it != etags_.end() && it->second.first == filter ? it->second.second : "";
+}
+
+void LinkEngine::RememberEtag(const std::string& channel, const std::string& filter,
+                              const std::string& etag) {
+  std::lock_guard lock(etag_mu_);
+  etags_[channel] = {filter, etag};
+}
+
 Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid) {
   const bool push = d == Direction::kPush;
   connector::ViewForm form;
@@ -579,21 +591,14 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   filter["minimal"] = 1;
   filter["published"] = 1;
   if (since > 0) filter["timestamp"] = std::to_string(since);
-  const std::string etag_key = dir + " " + json::serialize(filter);
-  std::string etag;
-  {
-    std::lock_guard lock(etag_mu_);
-    if (!options.full) etag = etags_[etag_key];
-  }
+  const std::string channel = "events " + dir, filter_text = json::serialize(filter);
+  std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
   SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
   std::int64_t newest = cursor.last_timestamp;
   if (page.not_modified) {
     run.stats.not_modified = true;
   } else {
-    {
-      std::lock_guard lock(etag_mu_);
-      etags_[etag_key] = page.etag;
-    }
+    RememberEtag(channel, filter_text, page.etag);
     run.stats.listed = static_cast<std::int64_t>(page.rows.size());
     std::vector<state::IndexPair> pairs;
     std::map<std::string, std::int64_t> stamp;

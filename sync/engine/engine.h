@@ -172,7 +172,11 @@ class LinkEngine {
   Metrics* metrics_;
   std::mutex push_run_, pull_run_, sightings_run_;
   std::mutex etag_mu_;
-  std::map<std::string, std::string> etags_;  // direction + filter -> the index's last ETag
+  // The index's last ETag per channel ("events push", "sightings pull" ...), with the filter it
+  // answered: one entry per channel, so a moving cursor does not pile up entries.
+  std::string CachedEtag(const std::string& channel, const std::string& filter);
+  void RememberEtag(const std::string& channel, const std::string& filter, const std::string& etag);
+  std::map<std::string, std::pair<std::string, std::string>> etags_;
 };
 
 // The metric families the engine and sgsyncd write, declared with their help text.

@@ -40,12 +40,8 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   json::object filter = push ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
   filter["minimal"] = 1;
   filter["published"] = 1;
-  const std::string etag_key = "sightings " + dir + " " + json::serialize(filter);
-  std::string etag;
-  {
-    std::lock_guard lock(etag_mu_);
-    if (!options.full) etag = etags_[etag_key];
-  }
+  const std::string channel = "sightings " + dir, filter_text = json::serialize(filter);
+  std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
   SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
   if (page.not_modified) {
     stats.not_modified = true;
@@ -155,11 +151,8 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
     }
     for (std::size_t i = from; i < to; ++i) newest = std::max(newest, due[i]->sighting_timestamp);
   }
-  {
-    std::lock_guard lock(etag_mu_);
-    // An incomplete run asks for the whole index again next time.
-    etags_[etag_key] = all_ok ? page.etag : "";
-  }
+  // An incomplete run asks for the whole index again next time.
+  RememberEtag(channel, filter_text, all_ok ? page.etag : "");
   if (all_ok && newest > cursor.last_timestamp) {
     SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, sd, state::CursorKind::kSightings, newest));
     cursor.last_timestamp = newest;
