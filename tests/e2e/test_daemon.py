@@ -107,6 +107,21 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(sum(s["sent"] for s in stats), 0, stats)
         self.assertEqual(adds_by_uuid(self.sims.member), {})
 
+    def test_several_links_run_in_one_process(self):
+        pushed = set(self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 211})["uuids"])
+        pulled = set(self.sims.portal.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 212})["uuids"])
+        local, remote = self.sims.endpoints()
+        common = {"blocked_tags_push": [], "overlap_seconds": 0}
+        d = self.sims.sgsyncd("two-links", [harness.link_toml("outbound", local, remote, directions=["push"], **common),
+                                            harness.link_toml("inbound", local, remote, directions=["pull"], **common)])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(s["run"], s["sent"]) for s in stats], [("outbound push", 2), ("inbound pull", 3)])
+        self.assertTrue(pushed <= uuids_on(self.sims.portal))
+        self.assertTrue(pulled <= uuids_on(self.sims.member))
+        db = sqlite3.connect(d.config.replace(".toml", ".db"))
+        self.assertEqual(sorted(r[0] for r in db.execute("SELECT name FROM links")), ["inbound", "outbound"])
+
     def test_incremental_sync_sends_an_edit_and_a_soft_delete(self):
         uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 21})["uuids"][0]
         d = self.sgsyncd(directions=["push"])
