@@ -114,6 +114,8 @@ class Sim:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 def free_port():
@@ -187,6 +189,8 @@ class Sgsyncd:
         return r.returncode, stats, r.stderr
 
     def start(self, log_path):
+        if self.log:
+            self.log.close()
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=self.log, stderr=self.log)
 

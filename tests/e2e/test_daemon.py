@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,6 +107,21 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(sum(s["sent"] for s in stats), 0, stats)
         self.assertEqual(adds_by_uuid(self.sims.member), {})
+
+    def test_check_validates_the_file_and_refuses_a_key_file_others_can_read(self):
+        d = self.sgsyncd()
+        r = subprocess.run([SGSYNCD, "--config", d.config, "--check"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK (1 link)", r.stdout)
+        os.chmod(self.sims.portal_key_file, 0o644)
+        try:
+            r = subprocess.run([SGSYNCD, "--config", d.config, "--check"], capture_output=True, text=True)
+        finally:
+            os.chmod(self.sims.portal_key_file, 0o600)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"has mode 0644: an API key file must be readable by the service only (chmod 600 {self.sims.portal_key_file})", r.stderr)
+        self.assertIn(d.config + ":", r.stderr)
+        self.assertNotIn(self.sims.sync_key, r.stderr)
 
     def test_several_links_run_in_one_process(self):
         pushed = set(self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 211})["uuids"])
