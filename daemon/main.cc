@@ -202,8 +202,10 @@ int main(int argc, char** argv) {
     }
     spdlog::info("{} received: finishing the events in hand (up to {} s)",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", config->shutdown_grace_seconds);
-    (*admin)->Stop();
+    // The runs stop first: a TriggerSync in progress then ends quickly, so the admin server's
+    // shutdown (which waits for its calls) does not wait for a whole run.
     bool clean = (*service)->Stop();
+    (*admin)->Stop();
     spdlog::info("stopped{}", clean ? "" : " (some runs abandoned; their work is retried at the next start)");
     if (!clean) std::_Exit(0);  // detached runs must not outlive the objects they use
     return 0;
