@@ -201,10 +201,16 @@ Status Service::Discover(LinkRuntime& link) {
   return {};
 }
 
-Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::RunOnce(
-    std::optional<engine::Direction> only, bool full) {
-  std::vector<std::pair<std::string, Result<engine::RunStats>>> out;
+// Runs `run(engine, direction, options)` once for every link (`sightings_only`: those with sightings
+// on) and enabled direction, naming each result "<link> <direction><suffix>". One direction failing
+// does not keep the others from running; a link whose MISPs cannot be reached fails the whole call.
+template <typename Stats, typename RunFn>
+Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
+    std::optional<engine::Direction> only, bool full, bool sightings_only, const std::string& suffix,
+    RunFn run) {
+  std::vector<std::pair<std::string, Result<Stats>>> out;
   for (auto& link : links_) {
+    if (sightings_only && !link->config.sightings) continue;
     if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
     for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
       bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
@@ -212,31 +218,27 @@ Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::R
       engine::RunOptions ro;
       ro.full = full;
       ro.stop = &stopping_;
-      // One direction failing does not keep the other from running.
-      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)),
-                       link->engine->Run(d, ro));
+      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + suffix,
+                       run(*link->engine, d, ro));
     }
   }
   return out;
 }
 
+Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::RunOnce(
+    std::optional<engine::Direction> only, bool full) {
+  return RunEachOnce<engine::RunStats>(
+      only, full, false, "",
+      [](engine::LinkEngine& e, engine::Direction d, const engine::RunOptions& ro) { return e.Run(d, ro); });
+}
+
 Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> Service::RunSightingsOnce(
     std::optional<engine::Direction> only, bool full) {
-  std::vector<std::pair<std::string, Result<engine::SightingsStats>>> out;
-  for (auto& link : links_) {
-    if (!link->config.sightings) continue;
-    if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
-    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
-      bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
-      if (!enabled || (only && *only != d)) continue;
-      engine::RunOptions ro;
-      ro.full = full;
-      ro.stop = &stopping_;
-      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + " sightings",
-                       link->engine->RunSightings(d, ro));
-    }
-  }
-  return out;
+  return RunEachOnce<engine::SightingsStats>(
+      only, full, true, " sightings",
+      [](engine::LinkEngine& e, engine::Direction d, const engine::RunOptions& ro) {
+        return e.RunSightings(d, ro);
+      });
 }
 
 // Sightings run on their own thread per link, so a backlog of them never holds up events

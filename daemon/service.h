@@ -100,6 +100,10 @@ class Service {
   Status LockStateDatabase();
   Status BuildLinks();
   Status Discover(LinkRuntime& link);
+  template <typename Stats, typename RunFn>
+  Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(
+      std::optional<engine::Direction> only, bool full, bool sightings_only, const std::string& suffix,
+      RunFn run);
   void Loop(LinkRuntime& link, engine::Direction d);
   void SightingsLoop(LinkRuntime& link);
   void SleepUntil(std::int64_t deadline_ms);
