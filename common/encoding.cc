@@ -73,4 +73,12 @@ Result<std::string> GzipDecompress(std::string_view data, std::size_t max_bytes)
   return out;
 }
 
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 }  // namespace sgsync

@@ -15,6 +15,8 @@ std::string HexEncode(std::string_view bytes);
 // Lower-case hex digests.
 std::string Sha1Hex(std::string_view data);
 std::string Sha256Hex(std::string_view data);
+// ASCII letters lowered (uuids, host names); other bytes unchanged.
+std::string AsciiLower(std::string_view s);
 
 // gzip (RFC 1952) of `data`.
 std::string GzipCompress(std::string_view data);

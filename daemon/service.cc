@@ -565,9 +565,14 @@ Result<std::int64_t> Service::LinkId(const std::string& link) {
   if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
   std::lock_guard g(l->mu);
   if (l->engine) return l->link_id;
-  // Not started yet (its MISPs did not answer): the store may still know it from earlier runs.
-  SGSYNC_TRY(auto reg, store_->RegisterLink(l->config.name, config::SharingIdentity(l->config)));
-  return reg.id;
+  // Not started yet (its MISPs did not answer): the store may know it from earlier runs. It is only
+  // looked up: registering here would take the news of a changed configuration from Discover, which
+  // must see it to decide every event again.
+  SGSYNC_TRY(auto id, store_->FindLink(l->config.name));
+  if (!id) {
+    return Fail(ErrorCode::kNotFound, "link " + link + " has not started yet (its MISPs have not answered)");
+  }
+  return *id;
 }
 
 Result<std::vector<std::string>> Service::ReloadFromFile() {

@@ -89,7 +89,7 @@ class Service {
                                    const std::function<void(const engine::RunStats&)>& progress);
   // What the policy decides for `uuid` now: the event fetched from its source, no write.
   Result<policy::Decision> DryRun(const std::string& link, engine::Direction d, const std::string& uuid);
-  // The link's id in the state store (NotFound when unknown or not started yet).
+  // The link's id in the state store (NotFound when it never started). Changes nothing.
   Result<std::int64_t> LinkId(const std::string& link);
   // Reads the configuration file again and reloads; returns what changed, in words.
   Result<std::vector<std::string>> ReloadFromFile();

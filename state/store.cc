@@ -173,6 +173,15 @@ Status StateStore::StartNewGenerationsIfRestored() {
   return tx.Commit();
 }
 
+Result<std::optional<std::int64_t>> StateStore::FindLink(const std::string& name) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT id FROM links WHERE name = ?"));
+  q->Bind(1, name);
+  SGSYNC_TRY(bool found, q->Step());
+  if (!found) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(q->Int(0));
+}
+
 Result<LinkRegistration> StateStore::RegisterLink(const std::string& name, const std::string& identity_hash) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));

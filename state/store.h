@@ -137,6 +137,8 @@ class StateStore {
 
   // ---- links and cursors
   Result<LinkRegistration> RegisterLink(const std::string& name, const std::string& identity_hash);
+  // The link's id when the store knows it, changing nothing (RegisterLink registers).
+  Result<std::optional<std::int64_t>> FindLink(const std::string& name);
   // Creates the cursor (generation fresh, timestamp 0) when missing.
   Result<Cursor> GetCursor(std::int64_t link_id, Direction d, CursorKind k);
   // Moves the cursor; refuses to move it backwards (use ResetCursor for a rescan).

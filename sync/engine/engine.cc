@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "common/encoding.h"
 #include "sync/misp/content_hash.h"
 
 namespace sgsync::engine {
@@ -208,10 +209,7 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
     std::map<std::string, Prepared*> by_uuid;
     for (std::size_t i = from; i < to; ++i) {
       uuids.emplace_back(batch[i].item.uuid);
-      std::string lower = batch[i].item.uuid;
-      std::transform(lower.begin(), lower.end(), lower.begin(),
-                     [](unsigned char c) { return std::tolower(c); });
-      by_uuid[lower] = &batch[i];
+      by_uuid[AsciiLower(batch[i].item.uuid)] = &batch[i];
     }
     // deleted [0, 1]: soft-deleted elements included, as the view's deleted filters do (spec 3.3).
     auto docs = source.RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
@@ -221,10 +219,7 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
     }
     for (auto& doc : *docs) {
       json::object event = std::move(doc).TakeEvent();
-      std::string lower(misp::StringOr(event, "uuid"));
-      std::transform(lower.begin(), lower.end(), lower.begin(),
-                     [](unsigned char c) { return std::tolower(c); });
-      auto it = by_uuid.find(lower);
+      auto it = by_uuid.find(AsciiLower(misp::StringOr(event, "uuid")));
       if (it != by_uuid.end()) it->second->prefetched = std::move(event);
     }
   }
@@ -465,17 +460,11 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
     return {};
   }
   std::set<std::string> need;
-  for (auto& u : *needed) {
-    std::transform(u.begin(), u.end(), u.begin(), [](unsigned char c) { return std::tolower(c); });
-    need.insert(u);
-  }
+  for (const auto& u : *needed) need.insert(AsciiLower(u));
   std::vector<Prepared*> to_write;
   for (auto& p : batch) {
     if (p.done || !p.decision || !p.decision->send) continue;
-    std::string lower = p.item.uuid;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    if (need.count(lower)) {
+    if (need.count(AsciiLower(p.item.uuid))) {
       to_write.push_back(&p);
       continue;
     }

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "common/encoding.h"
 #include "sync/engine/engine.h"
 
 namespace sgsync::engine {
@@ -13,11 +14,6 @@ namespace {
 
 constexpr std::size_t kEventsPerSearch = 20;        // MISP's pull asks 20 events at a time (spec 8.1)
 constexpr std::size_t kSightingsPerRequest = 2000;  // bulkSaveSightings bodies stay small
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
 
 }  // namespace
 
@@ -88,12 +84,12 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
         s = inner != nullptr && inner->is_object() ? &inner->as_object() : &r.as_object();
       }
       if (s == nullptr) continue;
-      by_event[Lower(std::string(misp::StringOr(*s, "event_uuid")))].push_back(r);
+      by_event[AsciiLower(std::string(misp::StringOr(*s, "event_uuid")))].push_back(r);
     }
     for (std::size_t i = from; i < to; ++i) {
       const std::string& event = due[i]->uuid;
       ++stats.events;
-      const json::array& event_rows = by_event[Lower(event)];
+      const json::array& event_rows = by_event[AsciiLower(event)];
       // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
       // served what its policy lets sgsync's account see; it is taken as served.
       policy::SightingsPolicy pol = options_.sightings_policy;
@@ -106,7 +102,7 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
       for (const auto& r : sel.send) {
         std::string u(misp::StringOr(r.as_object(), "uuid"));
         offered.push_back(u);
-        row_by_uuid[Lower(u)] = &r;
+        row_by_uuid[AsciiLower(u)] = &r;
       }
       if (offered.empty()) continue;
       SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, sd, offered));
@@ -119,7 +115,7 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
         continue;
       }
       std::set<std::string> have;
-      for (const auto& k : *known) have.insert(Lower(k));
+      for (const auto& k : *known) have.insert(AsciiLower(k));
       json::array batch;
       bool ok = true;
       auto flush = [&] {
@@ -134,11 +130,11 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
         batch = json::array();
       };
       for (const auto& u : unsynced) {
-        if (have.count(Lower(u))) {
+        if (have.count(AsciiLower(u))) {
           ++stats.already;
           continue;
         }
-        batch.push_back(*row_by_uuid[Lower(u)]);
+        batch.push_back(*row_by_uuid[AsciiLower(u)]);
         if (batch.size() >= kSightingsPerRequest) flush();
       }
       flush();

@@ -61,6 +61,14 @@ TEST_F(StateStoreTest, RegisteringALinkAgainKeepsItsIdAndSeesIdentityChanges) {
   EXPECT_TRUE(store_->RegisterLink("member-2", "x")->is_new);
 }
 
+TEST_F(StateStoreTest, FindingALinkChangesNothingSoARegistrationStillSeesTheIdentityChange) {
+  EXPECT_EQ(*store_->FindLink("portal"), std::optional<std::int64_t>(link_));
+  EXPECT_EQ(*store_->FindLink("nowhere"), std::nullopt);
+  auto changed = store_->RegisterLink("portal", "hash-2");
+  ASSERT_TRUE(changed.ok());
+  EXPECT_TRUE(changed->identity_changed);
+}
+
 TEST_F(StateStoreTest, CursorsMoveOnlyForwardUnlessReset) {
   auto c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
   EXPECT_EQ(c->last_timestamp, 0);
