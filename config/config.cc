@@ -276,6 +276,8 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
   }
   SGSYNC_TRY_STATUS(r.Bool("tombstones", &link.tombstones));
   SGSYNC_TRY_STATUS(r.Bool("sightings", &link.sightings));
+  SGSYNC_TRY_STATUS(r.Bool("proposals", &link.proposals));
+  SGSYNC_TRY_STATUS(r.Bool("analyst_data", &link.analyst_data));
   SGSYNC_TRY_STATUS(r.Integer("sightings_policy", &link.sightings_policy, 0, 3));
   SGSYNC_TRY_STATUS(r.Bool("sightings_anonymise", &link.sightings_anonymise));
   SGSYNC_TRY_STATUS(r.String("sightings_anonymise_as", &link.sightings_anonymise_as));
@@ -299,6 +301,17 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
   SGSYNC_TRY_STATUS(r.StringList("blocked_tags_push", &blocked_push));
   SGSYNC_TRY_STATUS(r.StringList("blocked_tags_pull", &blocked_pull));
   SGSYNC_TRY_STATUS(r.StringList("remote_known_server_urls", &known_urls));
+  std::vector<std::string> blocked_events, blocked_orgs;
+  SGSYNC_TRY_STATUS(r.StringList("pull_blocked_events", &blocked_events));
+  SGSYNC_TRY_STATUS(r.StringList("pull_blocked_orgs", &blocked_orgs));
+  for (const auto* l : {&blocked_events, &blocked_orgs}) {
+    for (const auto& u : *l) {
+      if (!misp::IsUuid(u)) {
+        const char* key = l == &blocked_events ? "pull_blocked_events" : "pull_blocked_orgs";
+        return named.ErrorAt(r.Node(key), key, "expected uuids, found \"" + u + "\"");
+      }
+    }
+  }
   std::string announced;
   SGSYNC_TRY_STATUS(r.String("announced_url", &announced));
   SGSYNC_TRY(json::value push_rules, ReadRules(r, "push_rules"));
@@ -326,6 +339,8 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
   if (!pull_rules.is_null()) p["pull_rules"] = pull_rules;
   p["blocked_tags"] = json::object{{"push", list(blocked_push)}, {"pull", list(blocked_pull)}};
   if (!known_urls.empty()) p["remote_known_server_urls"] = list(known_urls);
+  if (!blocked_events.empty()) p["pull_blocked_event_uuids"] = list(blocked_events);
+  if (!blocked_orgs.empty()) p["pull_blocked_org_uuids"] = list(blocked_orgs);
   if (!announced.empty()) p["announced_url"] = announced;
   p["settings"] = json::object{{"MISP.enable_synchronisation_filtering_on_type", filter_on_type}};
 
@@ -494,6 +509,8 @@ json::object Redacted(const DaemonConfig& c) {
                                  {"conflict_policy", ConflictPolicyName(l.conflict_policy)},
                                  {"tombstones", l.tombstones},
                                  {"sightings", l.sightings},
+                                 {"proposals", l.proposals},
+                                 {"analyst_data", l.analyst_data},
                                  {"sightings_policy", l.sightings_policy},
                                  {"sightings_anonymise", l.sightings_anonymise},
                                  {"sightings_anonymise_as", l.sightings_anonymise_as},

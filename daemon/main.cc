@@ -167,9 +167,14 @@ int main(int argc, char** argv) {
                             {"already", stats->already},
                             {"withheld", stats->withheld},
                             {"failed_events", stats->failed_events},
-                            {"cursor", stats->cursor}};
+                            {"cursor", stats->cursor},
+                            {"proposals_sent", stats->proposals_sent},
+                            {"proposals_failed", stats->proposals_failed},
+                            {"analyst_data_sent", stats->analyst_data_sent},
+                            {"analyst_data_withheld", stats->analyst_data_withheld},
+                            {"analyst_data_failed", stats->analyst_data_failed}};
       std::printf("%s\n", boost::json::serialize(o).c_str());
-      if (stats->failed_events > 0) rc = 1;
+      if (stats->failed_events > 0 || stats->proposals_failed > 0 || stats->analyst_data_failed > 0) rc = 1;
     }
     return rc;
   }

@@ -154,6 +154,7 @@ Status Service::Discover(LinkRuntime& link) {
   }
   SGSYNC_TRY(policy::Link plink,
              config::MakePolicyLink(lc, policy::OrgRef{remote_me.org_uuid, remote_me.org_name}, local_org));
+  plink.remote_version = remote_version.version;
   SGSYNC_TRY(state::LinkRegistration reg, store_->RegisterLink(lc.name, config::SharingIdentity(lc)));
   if (reg.identity_changed && !reg.is_new) {
     // Decisions taken under the old configuration are taken again: withheld events that are now
@@ -185,6 +186,9 @@ Status Service::Discover(LinkRuntime& link) {
       break;
   }
   eo.sightings = lc.sightings;
+  eo.proposals = lc.proposals;
+  eo.analyst_data = lc.analyst_data;
+  eo.remote_perm_analyst_data = remote_version.perm_analyst_data;
   eo.sightings_policy.policy = lc.sightings_policy;
   eo.sightings_policy.anonymise = lc.sightings_anonymise;
   eo.sightings_policy.anonymise_as = policy::OrgRef{lc.sightings_anonymise_as, ""};
@@ -262,7 +266,8 @@ void Service::SightingsLoop(LinkRuntime& link) {
         engine::RunOptions ro;
         ro.stop = &stopping_;
         auto stats = link.engine->RunSightings(d, ro);
-        if (!stats.ok() || stats->failed_events > 0) {
+        if (!stats.ok() || stats->failed_events > 0 || stats->proposals_failed > 0 ||
+            stats->analyst_data_failed > 0) {
           failed = true;
           if (!stats.ok()) {
             spdlog::warn("link {} {} sightings: {}", lc.name, policy::DirectionName(d),

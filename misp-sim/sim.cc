@@ -26,6 +26,88 @@ using state::Database;
 
 constexpr const char* kJsonType = "application/json; charset=UTF-8";
 
+// A built-in role's flags, in the order and with the values MISP reports them in users/view/me.
+// Site admin and Sync user: the real 2.5.1 captures (users-view-me-admin.json,
+// users-view-me-sync-user.json). Org Admin and User: MISP's INSTALL/MYSQL.sql (role ids 2 and 3),
+// docs/misp-sim.md "Users, organisations, roles".
+struct RoleRecord {
+  const char* id;
+  const char* name;
+  const char* db_name;  // how misp-sim stores it and /_sim/setup names it
+  std::vector<std::pair<const char*, bool>> flags;
+  bool default_role;
+  bool flag(std::string_view f) const {
+    for (const auto& [k, v] : flags)
+      if (f == k) return v;
+    return false;
+  }
+};
+
+const RoleRecord& RecordOf(Role r) {
+  // Flag columns: add modify modify_org publish delegate sync admin audit auth site_admin
+  // regexp_access tagger template sharing_group tag_editor sighting object_template publish_zmq
+  // publish_kafka decaying galaxy_editor warninglist view_feed_correlations analyst_data.
+  static const auto make = [](std::initializer_list<bool> v) {
+    static const char* names[] = {"perm_add",
+                                  "perm_modify",
+                                  "perm_modify_org",
+                                  "perm_publish",
+                                  "perm_delegate",
+                                  "perm_sync",
+                                  "perm_admin",
+                                  "perm_audit",
+                                  "perm_auth",
+                                  "perm_site_admin",
+                                  "perm_regexp_access",
+                                  "perm_tagger",
+                                  "perm_template",
+                                  "perm_sharing_group",
+                                  "perm_tag_editor",
+                                  "perm_sighting",
+                                  "perm_object_template",
+                                  "perm_publish_zmq",
+                                  "perm_publish_kafka",
+                                  "perm_decaying",
+                                  "perm_galaxy_editor",
+                                  "perm_warninglist",
+                                  "perm_view_feed_correlations",
+                                  "perm_analyst_data"};
+    std::vector<std::pair<const char*, bool>> out;
+    std::size_t i = 0;
+    for (bool b : v) out.emplace_back(names[i++], b);
+    return out;
+  };
+  static const RoleRecord admin{
+      "1", "admin", "site_admin",
+      make({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}), false};
+  static const RoleRecord org_admin{
+      "2", "Org Admin", "org_admin",
+      make({1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1}), false};
+  static const RoleRecord user{"3", "User", "user",
+                               make({1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}),
+                               true};
+  static const RoleRecord sync{"5", "Sync user", "sync_user",
+                               make({1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1}),
+                               false};
+  switch (r) {
+    case Role::kSiteAdmin:
+      return admin;
+    case Role::kOrgAdmin:
+      return org_admin;
+    case Role::kSyncUser:
+      return sync;
+    case Role::kUser:
+      break;
+  }
+  return user;
+}
+
+std::optional<Role> RoleNamed(std::string_view db_name) {
+  for (Role r : {Role::kSiteAdmin, Role::kOrgAdmin, Role::kUser, Role::kSyncUser})
+    if (db_name == RecordOf(r).db_name) return r;
+  return std::nullopt;
+}
+
 struct User {
   std::int64_t id = 0;
   std::string email;
@@ -34,56 +116,41 @@ struct User {
   std::string org_name;
   Role role = Role::kUser;
   bool site_admin() const { return role == Role::kSiteAdmin; }
-  bool perm_sync() const { return role != Role::kUser; }
-  bool perm_publish() const { return role != Role::kUser; }
-  bool perm_sharing_group() const { return role != Role::kUser; }
+  bool perm_sync() const { return RecordOf(role).flag("perm_sync"); }
+  bool perm_publish() const { return RecordOf(role).flag("perm_publish"); }
+  bool perm_sharing_group() const { return RecordOf(role).flag("perm_sharing_group"); }
+  bool perm(std::string_view flag) const { return RecordOf(role).flag(flag); }
 };
 
-// Role records as users/view/me shows them (users-view-me-admin.json, users-view-me-sync-user.json;
-// the User role's flags beyond perm_sync are an assumption, docs/misp-sim.md "Roles").
+// The Role record of users/view/me. MISP derives `permission` from the add/modify flags:
+// "3" publish when perm_publish, else "2" manage_org (app/Model/Role.php).
 json::object RoleJson(Role r) {
-  bool admin = r == Role::kSiteAdmin, sync = r == Role::kSyncUser, priv = admin || sync;
-  return json::object{{"id", admin  ? "1"
-                             : sync ? "5"
-                                    : "3"},
-                      {"name", admin  ? "admin"
-                               : sync ? "Sync user"
-                                      : "User"},
-                      {"created", "2026-11-27 18:43:58"},
-                      {"modified", "2026-11-27 18:43:58"},
-                      {"perm_add", true},
-                      {"perm_modify", true},
-                      {"perm_modify_org", priv},
-                      {"perm_publish", priv},
-                      {"perm_delegate", priv},
-                      {"perm_sync", priv},
-                      {"perm_admin", admin},
-                      {"perm_audit", priv},
-                      {"perm_auth", true},
-                      {"perm_site_admin", admin},
-                      {"perm_regexp_access", admin},
-                      {"perm_tagger", true},
-                      {"perm_template", admin},
-                      {"perm_sharing_group", priv},
-                      {"perm_tag_editor", priv},
-                      {"perm_sighting", true},
-                      {"perm_object_template", admin},
-                      {"default_role", r == Role::kUser},
-                      {"memory_limit", nullptr},
-                      {"max_execution_time", nullptr},
-                      {"restricted_to_site_admin", false},
-                      {"perm_publish_zmq", priv},
-                      {"perm_publish_kafka", priv},
-                      {"perm_decaying", priv},
-                      {"enforce_rate_limit", false},
-                      {"rate_limit_count", "0"},
-                      {"perm_galaxy_editor", priv},
-                      {"perm_warninglist", admin},
-                      {"perm_view_feed_correlations", admin},
-                      {"perm_analyst_data", priv},
-                      {"perm_skip_otp", false},
-                      {"permission", priv ? "3" : "2"},
-                      {"permission_description", priv ? "publish" : "manage_org"}};
+  const RoleRecord& rec = RecordOf(r);
+  json::object o{{"id", rec.id},
+                 {"name", rec.name},
+                 {"created", "2026-11-27 18:43:58"},
+                 {"modified", "2026-11-27 18:43:58"}};
+  auto put = [&](const char* k) { o[k] = rec.flag(k); };
+  for (const char* k :
+       {"perm_add", "perm_modify", "perm_modify_org", "perm_publish", "perm_delegate", "perm_sync",
+        "perm_admin", "perm_audit", "perm_auth", "perm_site_admin", "perm_regexp_access", "perm_tagger",
+        "perm_template", "perm_sharing_group", "perm_tag_editor", "perm_sighting", "perm_object_template"})
+    put(k);
+  o["default_role"] = rec.default_role;
+  o["memory_limit"] = nullptr;
+  o["max_execution_time"] = nullptr;
+  o["restricted_to_site_admin"] = false;
+  for (const char* k : {"perm_publish_zmq", "perm_publish_kafka", "perm_decaying"}) put(k);
+  o["enforce_rate_limit"] = false;
+  o["rate_limit_count"] = "0";
+  for (const char* k :
+       {"perm_galaxy_editor", "perm_warninglist", "perm_view_feed_correlations", "perm_analyst_data"})
+    put(k);
+  o["perm_skip_otp"] = false;
+  bool publish = rec.flag("perm_publish");
+  o["permission"] = publish ? "3" : "2";
+  o["permission_description"] = publish ? "publish" : "manage_org";
+  return o;
 }
 
 HttpResponse JsonResponse(int status, const json::value& body,
@@ -216,6 +283,8 @@ CREATE TABLE IF NOT EXISTS sightings (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE N
   attribute_id TEXT NOT NULL, attribute_uuid TEXT NOT NULL, org_id INTEGER NOT NULL, date_sighting INTEGER NOT NULL,
   source TEXT NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposals (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS analyst_data (id INTEGER PRIMARY KEY, type TEXT NOT NULL, uuid TEXT UNIQUE NOT NULL COLLATE NOCASE,
+  json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL COLLATE NOCASE, colour TEXT NOT NULL,
   exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
@@ -243,7 +312,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     if (!*(*q)->Step()) return std::nullopt;
     User u{(*q)->Int(0), (*q)->Text(1), (*q)->Int(2), (*q)->Text(3), (*q)->Text(4), Role::kUser};
     std::string role = (*q)->Text(5);
-    u.role = role == "site_admin" ? Role::kSiteAdmin : role == "sync_user" ? Role::kSyncUser : Role::kUser;
+    u.role = RoleNamed(role).value_or(Role::kUser);
     return u;
   }
 
@@ -331,12 +400,14 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
   // SaveEvent moves any embedded `Attribute.Sighting[]` there and RenderFor puts them back.
   Status SaveEvent(StoredEvent&& e) { return SaveEvent(e); }
   Status SaveEvent(StoredEvent& e) {
+    std::int64_t embedded_latest = 0;
     auto take_sightings = [&](json::object& attribute) {
       json::value* list = attribute.if_contains("Sighting");
       if (list == nullptr) return;
       if (list->is_array()) {
         for (const auto& row : list->as_array()) {
-          if (row.is_object()) (void)StoreSighting(row.as_object(), e.id, attribute, std::nullopt);
+          if (row.is_object() && StoreSighting(row.as_object(), e.id, attribute, std::nullopt, true))
+            embedded_latest = std::max(embedded_latest, IntOr(row.as_object(), "date_sighting", 0));
         }
       }
       attribute.erase("Sighting");
@@ -362,14 +433,17 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         "ON CONFLICT (id) DO UPDATE SET timestamp = excluded.timestamp, published = excluded.published, json "
         "= excluded.json");
     if (!s.ok()) return s.error();
-    return (*s)
-        ->Bind(1, e.id)
-        .Bind(2, StringOr(e.event, "uuid"))
-        .Bind(3, e.org_id)
-        .Bind(4, IntOr(e.event, "timestamp", 0))
-        .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
-        .Bind(6, json::serialize(e.event))
-        .Run();
+    SGSYNC_TRY_STATUS((*s)->Bind(1, e.id)
+                          .Bind(2, StringOr(e.event, "uuid"))
+                          .Bind(3, e.org_id)
+                          .Bind(4, IntOr(e.event, "timestamp", 0))
+                          .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
+                          .Bind(6, json::serialize(e.event))
+                          .Run());
+    // Sightings captured with an event (a pulled events/view, a loaded document) date the event's
+    // sighting_timestamp by the newest of them: misp-sim's rule, docs/misp-sim.md "Sightings".
+    if (embedded_latest > 0) TouchSightingTimestamp(e.id, embedded_latest);
+    return Status();
   }
 
   // Attribute and object uuids belong to one event (spec 7.5, "Attribute uuid in another event").
@@ -393,18 +467,23 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
   // Stores one sighting unless its uuid is known; `org_id` overrides the row's organisation.
   // Returns whether it was new.
+  // `embedded`: captured with an event (Sighting::captureSightings: the Organisation by uuid decides
+  // alone) rather than received through bulkSaveSightings.
   bool StoreSighting(const json::object& row, std::int64_t event_id, const json::object& attribute,
-                     std::optional<std::int64_t> org_id) {
+                     std::optional<std::int64_t> org_id, bool embedded = false) {
     std::string uuid(StringOr(row, "uuid"));
     if (uuid.empty()) uuid = NewUuid();
     std::int64_t org = org_id.value_or(0);
     if (!org_id) {
+      // A perm_sync writer's row keeps its organisation when it names one (org_id non-zero and an
+      // Organisation); else the sighting is anonymous, org 0 (spec 8.1, bulkSaveSightings).
       std::string org_uuid(misp::SightingView(const_cast<json::object&>(row)).org_uuid());
       const json::value* o = row.if_contains("Organisation");
-      org = org_uuid.empty() ? IntOr(row, "org_id", 0)
-                             : CaptureOrg(org_uuid, o != nullptr && o->is_object()
-                                                        ? std::string(StringOr(o->as_object(), "name"))
-                                                        : "");
+      org = org_uuid.empty() || (!embedded && IntOr(row, "org_id", 0) == 0)
+                ? 0
+                : CaptureOrg(org_uuid, o != nullptr && o->is_object()
+                                           ? std::string(StringOr(o->as_object(), "name"))
+                                           : "");
     }
     std::int64_t date = IntOr(row, "date_sighting", static_cast<std::int64_t>(std::time(nullptr)));
     auto ins = db->Prepare(
@@ -421,12 +500,14 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         .Bind(7, StringOr(row, "source"))
         .Bind(8, std::to_string(IntOr(row, "type", 0)))
         .Run();
-    bool added = db->Changes() == 1;
-    if (added) {
-      auto up = db->Prepare("UPDATE events SET sighting_timestamp = max(sighting_timestamp, ?) WHERE id = ?");
-      (void)(*up)->Bind(1, date).Bind(2, event_id).Run();
-    }
-    return added;
+    return db->Changes() == 1;
+  }
+
+  // What moves an event's sighting_timestamp (spec 8.1, trace-push-pull.jsonl seq 12-18): publishing
+  // its sightings and saving received ones set it to the time of the save; sightings/add does not.
+  void TouchSightingTimestamp(std::int64_t event_id, std::int64_t when) {
+    auto up = db->Prepare("UPDATE events SET sighting_timestamp = max(sighting_timestamp, ?) WHERE id = ?");
+    (void)(*up)->Bind(1, when).Bind(2, event_id).Run();
   }
 
   // The sightings of an event that `u` may see (policy 0, spec 8.1), keyed by attribute uuid, in the
@@ -436,33 +517,30 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     auto q = db->Prepare(
         "SELECT s.id, s.attribute_id, s.org_id, s.date_sighting, s.uuid, s.source, s.type, s.attribute_uuid, "
         "o.uuid, o.name "
-        "FROM sightings s JOIN orgs o ON o.id = s.org_id WHERE s.event_id = ? ORDER BY s.id");
+        "FROM sightings s LEFT JOIN orgs o ON o.id = s.org_id WHERE s.event_id = ? ORDER BY s.id");
     (*q)->Bind(1, event_id);
     while (*(*q)->Step()) {
       if (!owner && (*q)->Int(2) != u.org_id) continue;
-      out[(*q)->Text(7)].push_back(
-          json::object{{"id", std::to_string((*q)->Int(0))},
-                       {"attribute_id", (*q)->Text(1)},
-                       {"event_id", std::to_string(event_id)},
-                       {"org_id", std::to_string((*q)->Int(2))},
-                       {"date_sighting", std::to_string((*q)->Int(3))},
-                       {"uuid", (*q)->Text(4)},
-                       {"source", (*q)->Text(5)},
-                       {"type", (*q)->Text(6)},
-                       {"attribute_uuid", (*q)->Text(7)},
-                       {"Organisation", json::object{{"id", std::to_string((*q)->Int(2))},
-                                                     {"uuid", (*q)->Text(8)},
-                                                     {"name", (*q)->Text(9)}}}});
+      // An anonymous sighting (org 0) has no organisation to show.
+      json::value organisation =
+          (*q)->Int(2) == 0
+              ? json::value(nullptr)
+              : json::value(json::object{
+                    {"id", std::to_string((*q)->Int(2))}, {"uuid", (*q)->Text(8)}, {"name", (*q)->Text(9)}});
+      out[(*q)->Text(7)].push_back(json::object{{"id", std::to_string((*q)->Int(0))},
+                                                {"attribute_id", (*q)->Text(1)},
+                                                {"event_id", std::to_string(event_id)},
+                                                {"org_id", std::to_string((*q)->Int(2))},
+                                                {"date_sighting", std::to_string((*q)->Int(3))},
+                                                {"uuid", (*q)->Text(4)},
+                                                {"source", (*q)->Text(5)},
+                                                {"type", (*q)->Text(6)},
+                                                {"attribute_uuid", (*q)->Text(7)},
+                                                {"Organisation", std::move(organisation)}});
+      if (out[(*q)->Text(7)].back().as_object()["Organisation"].is_null())
+        out[(*q)->Text(7)].back().as_object().erase("Organisation");
     }
     return out;
-  }
-
-  // The newest sighting date in the event (its sighting_timestamp), 0 without sightings.
-  static std::int64_t LatestSighting(const json::object& e) {
-    std::int64_t latest = 0;
-    for (auto& sgt : misp::EventView(const_cast<json::object&>(e)).sightings())
-      latest = std::max(latest, sgt.date_sighting());
-    return latest;
   }
 
   // ---------------------------------------------------------------- MISP's stored shapes
@@ -757,8 +835,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     o["pymisp_recommended_version"] = "2.5.1";
     o["perm_sync"] = u.perm_sync();
     o["perm_sighting"] = true;
-    o["perm_galaxy_editor"] = u.role != Role::kUser;
-    o["perm_analyst_data"] = u.role != Role::kUser;
+    o["perm_galaxy_editor"] = u.perm("perm_galaxy_editor");
+    o["perm_analyst_data"] = u.perm("perm_analyst_data");
     o["uuid"] = config.instance_uuid;
     o["request_encoding"] = json::array{"gzip"};
     o["filter_sightings"] = true;
@@ -778,9 +856,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                       {"nids_sid", "0"},
                       {"termsaccepted", false},
                       {"newsread", "0"},
-                      {"role_id", u.site_admin()              ? "1"
-                                  : u.role == Role::kSyncUser ? "5"
-                                                              : "3"},
+                      {"role_id", RecordOf(u.role).id},
                       {"change_pw", false},
                       {"contactalert", false},
                       {"disabled", false},
@@ -1425,15 +1501,18 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     if (auto* err = std::get_if<HttpResponse>(&body)) return *err;
     json::object in = std::move(std::get<json::object>(body));
     std::string edit_url = "/events/edit/" + std::to_string(stored->id);
-    bool may = u.site_admin() || policy::SameText(misp::EventView(stored->event).orgc_uuid(), u.org_uuid) ||
-               (u.perm_sync() && misp::BoolOr(stored->event, "locked", false));
-    if (!may)
-      return SaveFail("Could not edit Event", edit_url, "You are not authorised to do that.", stored->id);
+    // The timestamp is tested before the right to edit (Event::_edit): the sender of an event
+    // answers its own cascade coming back "not newer" (spec case 66), even though the copy is not
+    // locked.
     if (in.contains("timestamp") && IntOr(in, "timestamp", 0) <= IntOr(stored->event, "timestamp", 0)) {
       return SaveFail("Could not edit Event", edit_url,
                       "Event could not be saved: Event in the request not newer than the local copy.",
                       stored->id);
     }
+    bool may = u.site_admin() || policy::SameText(misp::EventView(stored->event).orgc_uuid(), u.org_uuid) ||
+               (u.perm_sync() && misp::BoolOr(stored->event, "locked", false));
+    if (!may)
+      return SaveFail("Could not edit Event", edit_url, "You are not authorised to do that.", stored->id);
     // Sharing groups of new elements are captured as on add; on edit an uncapturable event group
     // is an error (spec 3.4).
     policy::Receiver receiver{"misp-sim",     config.base_url, {u.org_uuid, u.org_name},
@@ -1600,17 +1679,16 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       for (const auto& row : list.as_array()) {
         if (!row.is_object()) continue;
         std::string attr_uuid(StringOr(row.as_object(), "attribute_uuid"));
+        ReplaceExpiration(row.as_object(), attr_uuid, u);
         for (auto& a : misp::EventView(e->event).attribute_views()) {
           if (policy::SameText(a.uuid(), attr_uuid)) {
-            added += StoreSighting(row.as_object(), e->id, a.json(),
-                                   u.perm_sync() ? std::nullopt : std::optional<std::int64_t>(u.org_id));
+            added += StoreSighting(row.as_object(), e->id, a.json(), WriterOrg(row.as_object(), u));
           }
         }
         for (auto& o : misp::EventView(e->event).object_views()) {
           for (auto& a : o.attribute_views()) {
             if (policy::SameText(a.uuid(), attr_uuid)) {
-              added += StoreSighting(row.as_object(), e->id, a.json(),
-                                     u.perm_sync() ? std::nullopt : std::optional<std::int64_t>(u.org_id));
+              added += StoreSighting(row.as_object(), e->id, a.json(), WriterOrg(row.as_object(), u));
             }
           }
         }
@@ -1618,8 +1696,29 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     }
     if (added == 0)
       return JsonResponse(200, json::object{{"saved", false}, {"success", "No sightings added."}});
+    TouchSightingTimestamp(e->id, static_cast<std::int64_t>(std::time(nullptr)));
     return JsonResponse(
         200, json::object{{"saved", true}, {"success", std::to_string(added) + " sightings added."}});
+  }
+
+  // The organisation a received sighting is saved under when the row does not name one to keep:
+  // the writer's, unless a perm_sync writer sent an `org_id` (spec 8.1, `bulkSaveSightings`).
+  static std::optional<std::int64_t> WriterOrg(const json::object& row, const User& u) {
+    if (u.perm_sync() && row.contains("org_id")) return std::nullopt;
+    return u.org_id;
+  }
+
+  // A new expiration sighting (`type` the string "2", compared as MISP does) replaces the writer's
+  // organisation's earlier expirations on that attribute (spec 8.1, `Sighting::bulkSaveSightings`;
+  // spec case 71). A known uuid is skipped before this, as in MISP.
+  void ReplaceExpiration(const json::object& row, const std::string& attribute_uuid, const User& u) {
+    const json::value* type = row.if_contains("type");
+    if (type == nullptr || !type->is_string() || type->as_string() != "2") return;
+    auto known = db->Prepare("SELECT 1 FROM sightings WHERE uuid = ?");
+    (*known)->Bind(1, StringOr(row, "uuid"));
+    if (*(*known)->Step()) return;
+    auto del = db->Prepare("DELETE FROM sightings WHERE attribute_uuid = ? AND org_id = ? AND type = '2'");
+    (void)(*del)->Bind(1, attribute_uuid).Bind(2, u.org_id).Run();
   }
 
   // sightings/filterSightingUuidsForPush/<event uuid>: the offered uuids already stored.
@@ -1665,18 +1764,20 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
         for (auto& [attr, rows] : SightingsFor(e->id, owner, u)) {
           for (auto& row : rows) {
             json::object& s = row.as_object();
-            json::object out_row{{"id", s["id"]},
-                                 {"attribute_id", s["attribute_id"]},
-                                 {"event_id", s["event_id"]},
-                                 {"org_id", s["org_id"]},
-                                 {"date_sighting", s["date_sighting"]},
-                                 {"uuid", s["uuid"]},
-                                 {"source", s["source"]},
-                                 {"type", s["type"]},
-                                 {"value", values[attr]},
-                                 {"attribute_uuid", attr},
-                                 {"event_uuid", StringOr(e->event, "uuid")},
-                                 {"Organisation", s["Organisation"]}};
+            json::object out_row{
+                {"id", s["id"]},
+                {"attribute_id", s["attribute_id"]},
+                {"event_id", s["event_id"]},
+                {"org_id", s["org_id"]},
+                {"date_sighting", s["date_sighting"]},
+                {"uuid", s["uuid"]},
+                {"source", s["source"]},
+                {"type", s["type"]},
+                {"value", values[attr]},
+                {"attribute_uuid", attr},
+                {"event_uuid", StringOr(e->event, "uuid")},
+            };
+            if (s.contains("Organisation")) out_row["Organisation"] = s["Organisation"];
             out.push_back(json::object{{"Sighting", std::move(out_row)}});
           }
         }
@@ -1694,6 +1795,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     if (req.method != "POST") return ErrorResponse(405, "You do not have the permission to do that.", url);
     auto e = r.segments.size() > 2 ? LoadEvent(r.segments[2]) : std::nullopt;
     if (!e || !EventVisible(*e, u)) return ErrorResponse(404, "Invalid event", url);
+    TouchSightingTimestamp(e->id, static_cast<std::int64_t>(std::time(nullptr)));
     // The url is absolute here (events-publishSightings.json).
     return JsonResponse(200, json::object{{"name", "Publish Sightings"},
                                           {"message", "Sightings published"},
@@ -1719,6 +1821,264 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
       out.push_back(json::object{{"ShadowAttribute", std::move(p)}});
     }
     return JsonResponse(200, out);
+  }
+
+  // events/pushProposals/<event uuid> (spec 8.2; EventsController::pushProposals, MISP/MISP
+  // app/Controller/EventsController.php): a proposal equal to a stored one on (event_uuid, value,
+  // type, category, to_ids) replaces it only when newer, else it is skipped; `id` is dropped and
+  // `old_id` re-mapped by attribute uuid. Answers {"success", "message", "counter"}.
+  HttpResponse PushProposals(const HttpRequest& req, const Route& r, const User& u) {
+    const std::string url = r.path;
+    if (!u.perm_sync())
+      return ErrorResponse(403, "You do not have permission to use this functionality.", url);
+    if (req.method != "POST") return ErrorResponse(405, "You do not have the permission to do that.", url);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_array()) return InvalidJson(url);
+    auto e = r.segments.size() > 2 ? LoadEvent(r.segments[2]) : std::nullopt;
+    if (!e || !EventVisible(*e, u))
+      return JsonResponse(200,
+                          json::object{{"success", false}, {"message", "Event not found."}, {"counter", 0}});
+    auto same = [](const json::object& a, const json::object& b) {
+      for (const char* k : {"event_uuid", "value", "type", "category"})
+        if (StringOr(a, k) != StringOr(b, k)) return false;
+      return misp::BoolOr(a, "to_ids", false) == misp::BoolOr(b, "to_ids", false);
+    };
+    int counter = 0;
+    for (const auto& item : parsed->as_array()) {
+      if (!item.is_object()) continue;
+      json::object row = item.as_object();
+      if (auto* inner = row.if_contains("ShadowAttribute"); inner != nullptr && inner->is_object())
+        row = inner->as_object();
+      bool skip = false;
+      auto q = db->Prepare("SELECT id, json FROM proposals WHERE event_id = ?");
+      (*q)->Bind(1, e->id);
+      std::vector<std::int64_t> older;
+      while (*(*q)->Step()) {
+        json::object have = json::parse((*q)->Text(1)).as_object();
+        if (!same(have, row)) continue;
+        if (IntOr(have, "timestamp", 0) < IntOr(row, "timestamp", 0)) {
+          older.push_back((*q)->Int(0));
+        } else {
+          skip = true;
+        }
+      }
+      if (skip) continue;
+      for (std::int64_t id : older) {
+        auto del = db->Prepare("DELETE FROM proposals WHERE id = ?");
+        (void)(*del)->Bind(1, id).Run();
+      }
+      row.erase("id");
+      row["event_id"] = std::to_string(e->id);
+      if (IntOr(row, "old_id", 0) != 0) {
+        for (auto& a : misp::EventView(e->event).attribute_views())
+          if (policy::SameText(a.uuid(), StringOr(row, "uuid"))) row["old_id"] = StringOr(a.json(), "id");
+      }
+      auto ins = db->Prepare("INSERT INTO proposals (event_id, timestamp, json) VALUES (?, ?, ?)");
+      (void)(*ins)->Bind(1, e->id).Bind(2, IntOr(row, "timestamp", 0)).Bind(3, json::serialize(row)).Run();
+      ++counter;
+    }
+    return JsonResponse(200,
+                        json::object{{"success", true},
+                                     {"message", counter > 0 ? std::to_string(counter) + " Proposal(s) added."
+                                                             : std::string("Nothing to update.")},
+                                     {"counter", counter}});
+  }
+
+  // ---------------------------------------------------------------- analyst data (spec 8.5)
+  // Notes, opinions and relationships, as MISP's AnalystData model and AnalystDataController
+  // (MISP/MISP app/Model/AnalystData.php, app/Controller/AnalystDataController.php) handle them.
+
+  static constexpr const char* kAnalystTypes[] = {"Note", "Opinion", "Relationship"};
+
+  static bool IsAnalystType(std::string_view t) {
+    return std::any_of(std::begin(kAnalystTypes), std::end(kAnalystTypes),
+                       [&](const char* x) { return t == x; });
+  }
+
+  // Who sees an entry (AnalystData::buildConditions): site admins and the owner organisation see
+  // all; others as for event elements (1-3 and 5 visible, 4 by group membership).
+  static bool AnalystVisible(const json::object& e, const User& u) {
+    if (u.site_admin() || policy::SameText(StringOr(e, "org_uuid"), u.org_uuid) ||
+        policy::SameText(StringOr(e, "orgc_uuid"), u.org_uuid))
+      return true;
+    int d = static_cast<int>(IntOr(e, "distribution", 0));
+    if (d == 4) return GroupAuthorises(e, u);
+    return d > 0;
+  }
+
+  std::vector<std::pair<std::string, json::object>> AnalystRows() {
+    std::vector<std::pair<std::string, json::object>> out;
+    auto q = db->Prepare("SELECT type, json FROM analyst_data ORDER BY id");
+    while (*(*q)->Step()) out.emplace_back((*q)->Text(0), json::parse((*q)->Text(1)).as_object());
+    return out;
+  }
+
+  // analyst_data/indexMinimal: {type: {uuid: modified}} of the visible entries, filtered by
+  // `orgc_name` (names, "!name" to exclude); an empty PHP array, `[]`, when there are none
+  // (analyst-data-indexMinimal.json).
+  HttpResponse AnalystIndexMinimal(const HttpRequest& req, const User& u) {
+    auto parsed = misp::ParseJson(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok()) return InvalidJson("/analyst_data/indexMinimal");
+    std::vector<std::string> only, never;
+    if (parsed->is_object()) {
+      if (const json::value* names = parsed->as_object().if_contains("orgc_name");
+          names && names->is_array()) {
+        for (const auto& n : names->as_array()) {
+          if (!n.is_string() || n.as_string().empty()) continue;
+          std::string name(n.as_string());
+          std::string uuid = name[0] == '!' ? OrgUuidNamed(name.substr(1)) : OrgUuidNamed(name);
+          if (uuid.empty()) continue;  // an unknown organisation is skipped, as fetchOrg fails
+          (name[0] == '!' ? never : only).push_back(uuid);
+        }
+      }
+    }
+    json::object out;
+    for (auto& [type, e] : AnalystRows()) {
+      if (!AnalystVisible(e, u)) continue;
+      std::string orgc(StringOr(e, "orgc_uuid"));
+      auto in = [&](const std::vector<std::string>& l) {
+        return std::any_of(l.begin(), l.end(),
+                           [&](const std::string& x) { return policy::SameText(x, orgc); });
+      };
+      if ((!only.empty() && !in(only)) || in(never)) continue;
+      if (!out.contains(type)) out[type] = json::object();
+      out[type].as_object()[StringOr(e, "uuid")] = StringOr(e, "modified");
+    }
+    if (out.empty()) return JsonResponse(200, json::array());
+    return JsonResponse(200, out);
+  }
+
+  // analyst_data/index/<Type>/uuid[]:<u>...: [{"<Type>": {...}}] of the visible entries asked for.
+  HttpResponse AnalystIndex(const Route& r, const User& u) {
+    std::string type = r.segments.size() > 2 ? r.segments[2] : "Note";
+    if (type.size() > 5 && type.substr(type.size() - 5) == ".json") type.resize(type.size() - 5);
+    if (!IsAnalystType(type)) return ErrorResponse(405, "Invalid type.", r.path);
+    std::vector<std::string> uuids;
+    for (const auto& [k, v] : r.named)
+      if (k == "uuid[]" || k == "uuid") uuids.push_back(v);
+    json::array out;
+    for (auto& [t, e] : AnalystRows()) {
+      if (t != type || !AnalystVisible(e, u)) continue;
+      std::string uuid(StringOr(e, "uuid"));
+      if (!uuids.empty() && std::none_of(uuids.begin(), uuids.end(),
+                                         [&](const std::string& x) { return policy::SameText(x, uuid); }))
+        continue;
+      out.push_back(json::object{{type, std::move(e)}});
+    }
+    return JsonResponse(200, out);
+  }
+
+  // analyst_data/filterAnalystDataForPush: of the offered {type: {uuid: modified}}, those this
+  // instance lacks or holds locked with an older `modified` (isCandidateValidForPush).
+  HttpResponse AnalystFilterForPush(const HttpRequest& req, const Route& r) {
+    if (req.method != "POST")
+      return ErrorResponse(405, "This function is only accessible via POST requests.", r.path);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(r.path);
+    json::object out{{"Note", json::array()}, {"Opinion", json::array()}, {"Relationship", json::array()}};
+    for (const auto& [type, entries] : parsed->as_object()) {
+      if (!IsAnalystType(type) || !entries.is_object()) continue;
+      json::object kept;
+      for (const auto& [uuid, modified] : entries.as_object()) {
+        auto held = AnalystEntry(uuid);
+        bool wanted = !held || (misp::BoolOr(held->second, "locked", false) &&
+                                std::string(StringOr(held->second, "modified")) <
+                                    std::string(modified.is_string() ? modified.as_string() : ""));
+        if (wanted) kept[uuid] = modified;
+      }
+      out[type] = kept.empty() ? json::value(json::array()) : json::value(std::move(kept));
+    }
+    return JsonResponse(200, out);
+  }
+
+  std::optional<std::pair<std::string, json::object>> AnalystEntry(std::string_view uuid) {
+    auto q = db->Prepare("SELECT type, json FROM analyst_data WHERE uuid = ?");
+    (*q)->Bind(1, std::string(uuid));
+    if (!*(*q)->Step()) return std::nullopt;
+    return std::make_pair((*q)->Text(0), json::parse((*q)->Text(1)).as_object());
+  }
+
+  struct CaptureCount {
+    int imported = 0, ignored = 0, failed = 0;
+    std::vector<std::string> errors;
+  };
+
+  // AnalystData::captureAnalystData for a REST writer: children first; the owner org is the
+  // writer's; the creator org from `Orgc` (captured by uuid) or, for a writer without perm_sync,
+  // the writer's own; an existing entry is replaced only when locked and strictly newer.
+  void CaptureAnalyst(const std::string& type, json::object e, const User& u, CaptureCount& c) {
+    if (!e.contains("uuid")) e["uuid"] = NewUuid();
+    e["org_uuid"] = u.org_uuid;
+    if (const json::value* orgc = e.if_contains("Orgc"); orgc != nullptr && orgc->is_object()) {
+      std::string uuid(StringOr(orgc->as_object(), "uuid"));
+      if (!uuid.empty()) {
+        CaptureOrg(uuid, std::string(StringOr(orgc->as_object(), "name")));
+        e["orgc_uuid"] = uuid;
+      }
+      e.erase("Orgc");
+    }
+    if (!e.contains("orgc_uuid") || (!u.perm_sync() && !u.site_admin())) e["orgc_uuid"] = u.org_uuid;
+    for (const char* child : kAnalystTypes) {
+      json::value* list = e.if_contains(child);
+      if (list == nullptr || !list->is_array()) continue;
+      for (auto& item : list->as_array())
+        if (item.is_object()) CaptureAnalyst(child, item.as_object(), u, c);
+      e.erase(child);
+    }
+    auto held = AnalystEntry(StringOr(e, "uuid"));
+    if (held) {
+      if (!misp::BoolOr(held->second, "locked", false)) {
+        c.errors.push_back(
+            "Blocked an edit to an analyst data that was created locally. This can happen if a synchronised "
+            "analyst data that was created on this instance was modified by an administrator on the remote "
+            "side.");
+        ++c.failed;
+        return;
+      }
+      if (!(std::string(StringOr(e, "modified")) > std::string(StringOr(held->second, "modified")))) {
+        c.errors.push_back("Remote version is not newer than local one for analyst data (" +
+                           std::string(StringOr(e, "uuid")) + ")");
+        ++c.ignored;
+        return;
+      }
+    }
+    e.erase("id");
+    auto up = db->Prepare(
+        "INSERT INTO analyst_data (type, uuid, json) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET "
+        "type = excluded.type, json = excluded.json");
+    (void)(*up)->Bind(1, type).Bind(2, StringOr(e, "uuid")).Bind(3, json::serialize(e)).Run();
+    ++c.imported;
+  }
+
+  // analyst_data/pushAnalystData {"<Type>": {...}}: needs perm_sync and perm_analyst_data.
+  HttpResponse AnalystPush(const HttpRequest& req, const Route& r, const User& u) {
+    if (!u.perm_sync() || !u.perm("perm_analyst_data"))
+      return ErrorResponse(405, "You do not have the permission to do that.", r.path);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(r.path);
+    CaptureCount c;
+    for (const auto& [type, entry] : parsed->as_object()) {
+      if (IsAnalystType(type) && entry.is_object()) CaptureAnalyst(type, entry.as_object(), u, c);
+    }
+    std::string errors;
+    for (const auto& e : c.errors) errors += (errors.empty() ? "" : ", ") + e;
+    std::string info = std::to_string(c.imported) + " imported, " + std::to_string(c.ignored) + " ignored, " +
+                       std::to_string(c.failed) + " failed. " + errors;
+    if (c.imported > 0) {
+      std::string text = "Analyst Data imported. " + info;
+      return JsonResponse(
+          200, json::object{
+                   {"saved", true}, {"success", true}, {"name", text}, {"message", text}, {"url", r.path}});
+    }
+    return SaveFail("Could not pushAnalystData AnalystData", r.path,
+                    json::value(json::string("Could not import analyst data. " + info)));
+  }
+
+  // An organisation by name or uuid (Organisation::fetchOrg), "" when unknown.
+  std::string OrgUuidNamed(const std::string& name) {
+    auto q = db->Prepare("SELECT uuid FROM orgs WHERE name = ?1 COLLATE NOCASE OR uuid = ?1 COLLATE NOCASE");
+    (*q)->Bind(1, name);
+    return *(*q)->Step() ? (*q)->Text(0) : std::string();
   }
 
   HttpResponse ApiDescription(const std::string& url, const std::string& name,
@@ -1784,10 +2144,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     }
     if (controller == "events" && action == "publishSightings") return PublishSightings(req, r, u);
     if (controller == "shadow_attributes" && action == "index") return ProposalIndex(r, u);
-    // No analyst data is stored; the index is the empty list MISP answers then
-    // (analyst-data-indexMinimal.json).
-    if (controller == "analyst_data" && action == "indexMinimal" && req.method == "POST")
-      return JsonResponse(200, json::array());
+    if (controller == "events" && action == "pushProposals") return PushProposals(req, r, u);
+    if (controller == "analyst_data") {
+      if (action == "indexMinimal" && req.method == "POST") return AnalystIndexMinimal(req, u);
+      if (action == "index") return AnalystIndex(r, u);
+      if (action == "filterAnalystDataForPush") return AnalystFilterForPush(req, r);
+      if (action == "pushAnalystData") return AnalystPush(req, r, u);
+    }
     return ErrorResponse(403, "You do not have permission to use this functionality.", url);
   }
 
@@ -2092,9 +2455,7 @@ Result<std::string> MispSim::AddUser(const std::string& email, const std::string
   std::string api_key = key.empty() ? RandomHex(20) : key;
   SGSYNC_TRY(auto s,
              impl_->db->Prepare("INSERT INTO users (email, org_id, role, api_key) VALUES (?, ?, ?, ?)"));
-  const char* role_name = role == Role::kSiteAdmin  ? "site_admin"
-                          : role == Role::kSyncUser ? "sync_user"
-                                                    : "user";
+  const char* role_name = RecordOf(role).db_name;
   SGSYNC_TRY_STATUS(s->Bind(1, email).Bind(2, org->first).Bind(3, role_name).Bind(4, api_key).Run());
   return api_key;
 }
@@ -2197,7 +2558,9 @@ void MispSim::ClearRequestLog() {
 
 Status MispSim::Reset() {
   std::lock_guard lock(impl_->mu);
-  return impl_->db->Exec("DELETE FROM events; DELETE FROM sharing_groups; DELETE FROM event_blocklist;");
+  return impl_->db->Exec(
+      "DELETE FROM events; DELETE FROM sharing_groups; DELETE FROM event_blocklist; DELETE FROM sightings; "
+      "DELETE FROM proposals; DELETE FROM analyst_data;");
 }
 
 Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int objects, int distribution,
@@ -2327,7 +2690,7 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
   }
   // Organisations, users and server records, as an installation's admin would create them:
   // {"orgs": [{"name", "uuid", "local"}], "users": [{"email", "org_uuid", "role", "key"}],
-  //  "servers": [{"url", "name"}]}; role is "site_admin", "user" or "sync_user".
+  //  "servers": [{"url", "name"}]}; role is "site_admin", "org_admin", "user" or "sync_user".
   if (what == "setup" && request.method == "POST" && body.is_object()) {
     const json::object& o = body.as_object();
     json::object out;
@@ -2346,12 +2709,11 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
         if (!v.is_object()) return ControlError(400, "users: expected objects");
         const json::object& u = v.as_object();
         std::string role(StringOr(u, "role", "user"));
-        Role r = role == "site_admin"  ? Role::kSiteAdmin
-                 : role == "sync_user" ? Role::kSyncUser
-                                       : Role::kUser;
-        if (role != "site_admin" && role != "sync_user" && role != "user")
-          return ControlError(400, "users: role must be site_admin, user or sync_user, found " + role);
-        auto key = AddUser(std::string(StringOr(u, "email")), std::string(StringOr(u, "org_uuid")), r,
+        std::optional<Role> r = RoleNamed(role);
+        if (!r)
+          return ControlError(400,
+                              "users: role must be site_admin, org_admin, user or sync_user, found " + role);
+        auto key = AddUser(std::string(StringOr(u, "email")), std::string(StringOr(u, "org_uuid")), *r,
                            std::string(StringOr(u, "key")));
         if (!key.ok()) return ControlError(400, key.error().ToString());
         keys[StringOr(u, "email")] = *key;
@@ -2380,6 +2742,44 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
       ids.push_back(json::value(std::to_string(*id)));
     }
     return JsonResponse(200, json::object{{"loaded", std::move(ids)}});
+  }
+  // Proposals made on this instance ({"ShadowAttribute": ...} rows, or the bare rows), each on a
+  // stored event named by its `event_uuid`.
+  // Analyst data made on this instance: {"<Type>": {...}} documents (or a list of them), stored as
+  // given (unlocked unless they say otherwise: made here).
+  if (what == "analyst_data" && request.method == "POST") {
+    json::value docs = body;
+    if (!docs.is_array()) docs = json::array{docs};
+    std::lock_guard lock(impl_->mu);
+    int n = 0;
+    for (const auto& d : docs.as_array()) {
+      if (!d.is_object())
+        return ControlError(400, "analyst_data: expected {\"Note\"|\"Opinion\"|\"Relationship\": {...}}");
+      for (const auto& [type, entry] : d.as_object()) {
+        if (!Impl::IsAnalystType(type) || !entry.is_object() || !entry.as_object().contains("uuid"))
+          return ControlError(
+              400, "analyst_data: " + std::string(type) + " is not an analyst data entry with a uuid");
+        auto up = impl_->db->Prepare(
+            "INSERT INTO analyst_data (type, uuid, json) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET "
+            "type = excluded.type, json = excluded.json");
+        (void)(*up)
+            ->Bind(1, std::string(type))
+            .Bind(2, StringOr(entry.as_object(), "uuid"))
+            .Bind(3, json::serialize(entry))
+            .Run();
+        ++n;
+      }
+    }
+    return JsonResponse(200, json::object{{"loaded", n}});
+  }
+  if (what == "proposals" && request.method == "POST") {
+    json::value docs = body;
+    if (!docs.is_array()) docs = json::array{docs};
+    for (const auto& d : docs.as_array()) {
+      if (auto st = LoadProposal(json::serialize(d)); !st.ok())
+        return ControlError(400, st.error().ToString());
+    }
+    return JsonResponse(200, json::object{{"loaded", docs.as_array().size()}});
   }
   if (what == "faults" && request.method == "POST") {
     auto f = FaultFromJson(body);

@@ -27,9 +27,9 @@ using httpd::HttpResponse;
 using httpd::HttpServer;
 using httpd::TlsFiles;
 
-// The built-in roles of MISP (INSTALL/MYSQL.sql role ids 1, 3 and 5) as far as misp-sim acts on
+// The built-in roles of MISP (INSTALL/MYSQL.sql role ids 1, 2, 3 and 5) as far as misp-sim acts on
 // them; docs/misp-sim.md lists their flags and where each comes from.
-enum class Role { kSiteAdmin, kUser, kSyncUser };
+enum class Role { kSiteAdmin, kUser, kSyncUser, kOrgAdmin };
 
 struct SimConfig {
   std::string db_path = ":memory:";

@@ -11,6 +11,7 @@
 // The message carries MISP's own text (name, message, errors); never the API key. Thread-safe.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,7 +80,27 @@ class MispClient {
   Result<std::vector<std::string>> KnownSightings(const std::string& event_uuid,
                                                   const std::vector<std::string>& sighting_uuids);
   Result<json::value> SaveSightings(const std::string& event_uuid, const json::array& sightings);
+  // Proposals (ShadowAttribute rows, unwrapped) on events the account sees, newer than `since`,
+  // deleted ones included: MISP's pull form, paged by 1000 until a short page (spec 8.2).
   Result<json::array> Proposals(std::int64_t since);
+  // POST events/pushProposals/<event uuid> (spec 8.2): the receiver keeps a proposal unless it
+  // holds an equal one at least as new. Returns how many it added; NotFound when it does not hold
+  // the event.
+  Result<std::int64_t> PushProposals(const std::string& event_uuid, const json::array& proposals);
+
+  // Analyst data (spec 8.5). `type` is "Note", "Opinion" or "Relationship".
+  // POST analyst_data/indexMinimal: {type: {uuid: modified}} of what the account sees, optionally
+  // limited by creator organisation names ("!name" excludes).
+  Result<std::map<std::string, std::map<std::string, std::string>>> AnalystDataIndex(
+      const std::vector<std::string>& orgc_names = {});
+  // GET analyst_data/index/<type>/uuid[]:...: the entries, 100 uuids a request, as MISP's pull asks.
+  Result<json::array> AnalystData(const std::string& type, const std::vector<std::string>& uuids);
+  // POST analyst_data/filterAnalystDataForPush: which of the offered entries the receiver wants.
+  Result<std::map<std::string, std::map<std::string, std::string>>> FilterAnalystDataForPush(
+      const std::map<std::string, std::map<std::string, std::string>>& offer);
+  // POST analyst_data/pushAnalystData {"<type>": entry}: Refused (with MISP's message) when the
+  // receiver imported nothing.
+  Status PushAnalystData(const std::string& type, const json::object& entry);
 
   HttpsTransport& transport() { return *transport_; }
 

@@ -593,9 +593,14 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
     std::map<std::string, std::int64_t> stamp;
     pairs.reserve(page.rows.size());
     for (const auto& row : page.rows) {
+      newest = std::max(newest, row.timestamp);
+      // MISP's pull leaves the local MISP's blocklisted events out of the index (spec 7.8).
+      if (!push && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) {
+        spdlog::debug("link {}: {} is on the member's blocklists: not fetched", name_, row.uuid);
+        continue;
+      }
       pairs.push_back({row.uuid, row.timestamp});
       stamp[row.uuid] = row.timestamp;
-      newest = std::max(newest, row.timestamp);
     }
     SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
     if (!push && options.full) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));

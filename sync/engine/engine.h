@@ -72,6 +72,12 @@ struct EngineOptions {
   // Sightings travel on their own runs (RunSightings): a big backlog never holds up events.
   bool sightings = true;
   policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
+  // Proposals (ShadowAttribute) travel on the same runs as sightings, before them (spec 8.2).
+  bool proposals = true;
+  // Analyst data (notes, opinions, relationships) too (spec 8.5), when the Portal account has
+  // perm_analyst_data (servers/getVersion).
+  bool analyst_data = true;
+  bool remote_perm_analyst_data = false;
 };
 
 struct SightingsStats {
@@ -82,6 +88,11 @@ struct SightingsStats {
   std::int64_t withheld = 0;  // the sighting policy keeps them home (push)
   std::int64_t failed_events = 0;
   std::int64_t cursor = 0;
+  std::int64_t proposals_sent = 0;         // proposals the destination added (spec 8.2)
+  std::int64_t proposals_failed = 0;       // events whose proposals the destination refused
+  std::int64_t analyst_data_sent = 0;      // notes, opinions, relationships written (spec 8.5)
+  std::int64_t analyst_data_withheld = 0;  // their distribution or the rules keep them home
+  std::int64_t analyst_data_failed = 0;
 };
 
 struct RunOptions {
@@ -137,6 +148,7 @@ class LinkEngine {
   // moved past the sightings cursor, selected by the sighting policy, offered to the destination's
   // filterSightingUuidsForPush and sent with bulkSaveSightings, per event; the sightings ledger
   // remembers what went. Independent of the event runs (its own cursor and lock).
+  // The same run first carries proposals (SyncProposals).
   Result<SightingsStats> RunSightings(Direction d, const RunOptions& options = {});
 
   // The policy's decision for `uuid` as the source serves it now; nothing is written.
@@ -158,6 +170,15 @@ class LinkEngine {
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);
+  // Proposals of the last 90 days on events both sides hold, as MISP's pull asks for them, that
+  // the destination does not hold as new: sent with events/pushProposals per event (spec 8.2).
+  // Pushing needs the Portal account's perm_sync (spec 12 case 36).
+  Status SyncProposals(Direction d, SightingsStats& stats);
+  // Analyst data (spec 8.5). Push: the member's entries the policy lets out
+  // (policy::PrepareAnalystDataForPush), offered to the Portal's filterAnalystDataForPush, the
+  // wanted ones sent with pushAnalystData. Pull: the Portal's index (its org pull rules as
+  // filters) against the member's, new or newer entries fetched, downgraded and written locked.
+  Status SyncAnalystData(Direction d, SightingsStats& stats);
   // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
   // write is held back by the conflict policy or the conflict's resolution.
   bool HandleConflict(RunContext& run, Prepared& p);
@@ -171,6 +192,9 @@ class LinkEngine {
   state::StateStore& store_;
   Metrics* metrics_;
   std::mutex push_run_, pull_run_, sightings_run_;
+  // Analyst data pushed or withheld, by uuid, at the `modified` decided: a cycle fetches only what
+  // changed since (guarded by sightings_run_; lost on restart, which costs one full pass).
+  std::map<std::string, std::string> analyst_decided_;
   std::mutex etag_mu_;
   // The index's last ETag per channel ("events push", "sightings pull" ...), with the filter it
   // answered: one entry per channel, so a moving cursor does not pile up entries.

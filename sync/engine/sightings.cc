@@ -25,6 +25,19 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
     return Fail(ErrorCode::kUnavailable, "a sightings run of link " + name_ + " is already in progress");
   }
   SightingsStats stats;
+  if (options_.proposals) {
+    if (auto st = SyncProposals(d, stats); !st.ok()) {
+      // A proposal index that cannot be read does not hold up the sightings.
+      ++stats.proposals_failed;
+      spdlog::warn("link {}: {} proposals: {}", name_, DirectionName(d), st.error().ToString());
+    }
+  }
+  if (options_.analyst_data) {
+    if (auto st = SyncAnalystData(d, stats); !st.ok()) {
+      ++stats.analyst_data_failed;
+      spdlog::warn("link {}: {} analyst data: {}", name_, DirectionName(d), st.error().ToString());
+    }
+  }
   if (!options_.sightings) return stats;
   const bool push = d == Direction::kPush;
   const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;

@@ -28,6 +28,34 @@ bool SameUrl(std::string_view a, std::string_view b) {
   return SameText(trim(a), trim(b));
 }
 
+bool PullBlocklisted(const Link& link, std::string_view event_uuid, std::string_view orgc_uuid) {
+  auto listed = [](const std::vector<std::string>& list, std::string_view uuid) {
+    return !uuid.empty() &&
+           std::any_of(list.begin(), list.end(), [&](const std::string& x) { return SameText(x, uuid); });
+  };
+  return listed(link.pull_blocked_event_uuids, event_uuid) || listed(link.pull_blocked_org_uuids, orgc_uuid);
+}
+
+bool VersionOlderThan(std::string_view version, int major, int minor, int patch) {
+  int parts[3] = {0, 0, 0};
+  std::size_t i = 0;
+  for (std::size_t k = 0; k < 3; ++k) {
+    std::size_t start = i;
+    while (i < version.size() && std::isdigit(static_cast<unsigned char>(version[i]))) {
+      parts[k] = parts[k] * 10 + (version[i] - '0');
+      if (parts[k] > 100000) return false;
+      ++i;
+    }
+    if (i == start) return false;
+    if (k < 2) {
+      if (i >= version.size() || version[i] != '.') return false;
+      ++i;
+    }
+  }
+  int want[3] = {major, minor, patch};
+  return std::lexicographical_compare(parts, parts + 3, want, want + 3);
+}
+
 bool Link::IntPushDist() const {
   return host_org_id_set && internal && SameText(local.org.uuid, remote.org.uuid);
 }
@@ -196,6 +224,9 @@ Result<Link> ParseLink(const json::value& v) {
     SGSYNC_TRY(link.local_writer_is_site_admin, BoolField(o, "local_writer_is_site_admin", ""));
   }
   SGSYNC_TRY(link.announced_url, StringField(o, "announced_url", "", false));
+  SGSYNC_TRY(link.remote_version, StringField(o, "remote_version", "", false));
+  SGSYNC_TRY(link.pull_blocked_event_uuids, StringList(o, "pull_blocked_event_uuids", ""));
+  SGSYNC_TRY(link.pull_blocked_org_uuids, StringList(o, "pull_blocked_org_uuids", ""));
   SGSYNC_TRY(link.pull_internal_needs_perm_sync_internal,
              BoolField(o, "pull_internal_needs_perm_sync_internal", ""));
   SGSYNC_TRY(link.remote_user_perm_sync_internal, BoolField(o, "remote_user_perm_sync_internal", ""));

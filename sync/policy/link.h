@@ -79,11 +79,26 @@ struct Link {
   bool pull_internal_needs_perm_sync_internal = false;
   bool remote_user_perm_sync_internal = false;
 
+  // The remote MISP's version as servers/getVersion reports it ("2.5.1"); empty when unknown.
+  // Protected events need 2.4.156 (spec 7.7).
+  std::string remote_version;
+  // The local MISP's event and organisation blocklists (spec 7.8): MISP's pull does not fetch a
+  // listed event uuid nor an event whose creator organisation (Orgc uuid) is listed.
+  std::vector<std::string> pull_blocked_event_uuids;
+  std::vector<std::string> pull_blocked_org_uuids;
+
   // The three internal tests of spec 2.3.
   bool IntPushDist() const;
   bool IntPushXform() const { return internal; }
   bool IntPull() const;
 };
+
+// Whether the pull blocklists (spec 7.8) exclude an event, by its uuid and its creator org uuid;
+// the engine asks before fetching, as MISP does on its index.
+bool PullBlocklisted(const Link& link, std::string_view event_uuid, std::string_view orgc_uuid);
+
+// Whether version text a.b.c is older than major.minor.patch; false when it does not parse.
+bool VersionOlderThan(std::string_view version, int major, int minor, int patch);
 
 // Reads the case2link.py JSON format. Errors name the JSON path of the offending field.
 Result<Link> ParseLink(const json::value& v);

@@ -5,6 +5,31 @@
 #include "sync/misp/event.h"
 
 namespace sgsync::policy {
+bool ServerInSharingGroup(const misp::SharingGroupView& sg, const Link& link, std::string* why) {
+  auto label = [](const OrgRef& o) { return o.name.empty() ? o.uuid : o.name; };
+  auto rows = sg.servers();
+  if (!rows.empty() && !sg.roaming()) {
+    auto row = std::find_if(rows.begin(), rows.end(),
+                            [&](const auto& r) { return SameUrl(r.url, link.remote.url); });
+    if (row != rows.end() && row->all_orgs) {
+      *why = "the group lists " + link.remote.url + " with all_orgs";
+      return true;
+    }
+    if (row == rows.end() && !link.internal) {
+      *why = "the group's server list does not include " + link.remote.url;
+      return false;
+    }
+  }
+  auto orgs = sg.org_uuids();
+  if (std::any_of(orgs.begin(), orgs.end(),
+                  [&](std::string_view u) { return SameText(u, link.remote.org.uuid); })) {
+    *why = "the remote organisation " + label(link.remote.org) + " is a member";
+    return true;
+  }
+  *why = "the remote organisation " + label(link.remote.org) + " is not a member";
+  return false;
+}
+
 namespace {
 
 using misp::AttributeView;
@@ -38,25 +63,7 @@ class Run {
 
   // checkIfServerInSG (spec 4.3): may the remote server receive an element of this group?
   bool ServerInGroup(const SharingGroupView& sg, std::string* why) const {
-    auto rows = sg.servers();
-    if (!rows.empty() && !sg.roaming()) {
-      auto row = std::find_if(rows.begin(), rows.end(),
-                              [&](const auto& r) { return SameUrl(r.url, link_.remote.url); });
-      if (row != rows.end() && row->all_orgs) {
-        *why = "the group lists " + link_.remote.url + " with all_orgs";
-        return true;
-      }
-      if (row == rows.end() && !link_.internal) {
-        *why = "the group's server list does not include " + link_.remote.url;
-        return false;
-      }
-    }
-    if (Contains(ToStrings(sg.org_uuids()), link_.remote.org.uuid)) {
-      *why = "the remote organisation " + OrgLabel(link_.remote.org) + " is a member";
-      return true;
-    }
-    *why = "the remote organisation " + OrgLabel(link_.remote.org) + " is not a member";
-    return false;
+    return ServerInSharingGroup(sg, link_, why);
   }
 
   static std::vector<std::string> ToStrings(const std::vector<std::string_view>& in) {
@@ -305,6 +312,19 @@ bool PushSelectEvent(Run& run, EventView ev) {
     run.Refuse("push.select.published", "3.2.1", "Event.published", "only published events are pushed");
     return false;
   }
+  if (ev.is_protected()) {
+    // MISP signs a protected event with its instance key and refuses remotes older than 2.4.156
+    // before sending (spec 7.7, case 38). sgsync holds no instance key, and the Portal refuses an
+    // unsigned protected event from a sync account (HTTP 405): it is never sent.
+    std::string why =
+        VersionOlderThan(link.remote_version, 2, 4, 156)
+            ? "a protected event needs a remote MISP of 2.4.156 or later; the remote runs " +
+                  link.remote_version
+            : "a protected event must be signed with the sending instance's key, which sgsync does not hold; "
+              "the remote MISP would refuse it unsigned";
+    run.Refuse("push.event.protected", "7.7", "Event.protected", why);
+    return false;
+  }
   std::optional<int> dist = ev.distribution();
   int level = dist.value_or(1);
   if (level < 2) {
@@ -440,6 +460,25 @@ bool PullAttribute(Run& run, json::object& a, std::string_view base, std::size_t
 bool PullSelectEvent(Run& run, EventView ev) {
   if (!ev.published()) {
     run.Refuse("pull.select.published", "3.3, 7.1", "Event.published", "only published events are pulled");
+    return false;
+  }
+  if (PullBlocklisted(run.link_, ev.uuid(), "")) {
+    run.Refuse("pull.blocklist.event", "7.8", "Event.uuid",
+               "the event is on the local MISP's event blocklist");
+    return false;
+  }
+  if (PullBlocklisted(run.link_, "", ev.orgc_uuid())) {
+    run.Refuse("pull.blocklist.org", "7.8", "Event.Orgc",
+               "its creator organisation is on the local MISP's organisation blocklist");
+    return false;
+  }
+  if (ev.is_protected()) {
+    // MISP stores a pulled protected event only when its signature verifies (spec 7.7, case 52);
+    // sgsync cannot verify it (it holds no instance keys, and the remote signs only for MISP's own
+    // user agent), so it does not pull it rather than store it unchecked.
+    run.Refuse(
+        "pull.event.protected", "7.7", "Event.protected",
+        "a protected event's signature cannot be verified by sgsync; MISP stores it only when it verifies");
     return false;
   }
   return EventPassesRules(run, ev);

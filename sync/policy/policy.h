@@ -7,6 +7,7 @@
 // the same answer for the same input. Thread-safe.
 #pragma once
 
+#include "sync/misp/event.h"
 #include "sync/misp/json.h"
 #include "sync/policy/decision.h"
 #include "sync/policy/link.h"
@@ -32,6 +33,10 @@ bool AssessArrival(const json::object& sent, const Receiver& receiver, std::vect
 json::object MaterializeArrival(json::object sent, const Receiver& receiver);
 std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& receiver,
                                            std::vector<Reason>* reasons, std::vector<std::string>* warnings);
+
+// MISP's SharingGroup::checkIfServerInSG (spec 4.3): may the link's remote receive an element of
+// this group? `why` says which test decided.
+bool ServerInSharingGroup(const misp::SharingGroupView& sg, const Link& link, std::string* why);
 
 // The events/index filter that MISP's pull derives from pull_rules (spec 6.2), with `minimal` and
 // `published` forced. `org_as_string` is for remotes that predate the array org rule (<= 2.4.123).

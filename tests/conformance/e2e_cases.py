@@ -4,7 +4,8 @@ MISP; instance 2, the Portal), the origin event created on the origin, `sgsyncd 
 case's direction, and what arrived on the other side compared with what real MISP 2.5.1 delivered
 (shared/conformance/compare.py, as its README says).
 
-Sighting cases also compare the sightings that arrived (by uuid) with real MISP's.
+Sighting cases also compare the sightings that arrived (by uuid) with real MISP's, and proposal
+cases the proposals (by uuid and value).
 
 Edit cases (two syncs) start from what real MISP stored after the first sync
 (`first_arrived_event`, loaded on the destination), so the run checks the second sync: sgsync
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import harness  # noqa: E402
@@ -23,8 +25,9 @@ import harness  # noqa: E402
 # Where misp-sim itself differs from real MISP (docs/misp-sim.md), a case's sightings cannot match:
 # reported, not failed.
 KNOWN_SIM_DIFFERENCES = {
-    "push-sightings-added-not-published": "misp-sim moves an event's sighting_timestamp when a sighting is "
-                                          "added; real MISP 2.5.1 only on publishSightings, so its push sent none",
+    "push-sightings-added-not-published": "the harness loads the origin with its sightings embedded, which "
+                                          "misp-sim dates as captured; on real MISP 2.5.1 they were added with "
+                                          "sightings/add and never published, so its push sent none",
 }
 
 
@@ -34,6 +37,25 @@ def sighting_uuids(sim, event_uuid):
     if status != 200:
         raise RuntimeError(f"sightings/restSearch/event: {status} {body}")
     return sorted(r["Sighting"]["uuid"] for r in body["response"])
+
+
+def embedded_proposals(event):
+    """The proposals an events/view shows: event-level ones and those on each attribute."""
+    rows = list(event.get("ShadowAttribute") or [])
+    for a in event.get("Attribute") or []:
+        rows += a.get("ShadowAttribute") or []
+    return rows
+
+
+def proposal_keys(rows):
+    return sorted((p["uuid"], p["value"]) for p in rows)
+
+
+def proposals_on(sim):
+    status, _, body = sim.request("GET", "/shadow_attributes/index/all:1/timestamp:0/deleted[]:0/deleted[]:1.json")
+    if status != 200:
+        raise RuntimeError(f"shadow_attributes/index: {status} {body}")
+    return [p["ShadowAttribute"] for p in body]
 
 
 def link_settings(case, case2link):
@@ -61,7 +83,7 @@ def main():
     import case2link  # noqa: E402
 
     names = sorted(n for n in os.listdir(os.path.join(conf, "cases")) if n.endswith(".json"))
-    passed, failed, known, sightings_compared = 0, [], [], 0
+    passed, failed, known, sightings_compared, proposals_compared = 0, [], [], 0, 0
     with tempfile.TemporaryDirectory() as work:
         sims = harness.TwoSims(misp_sim, sgsyncd, work)
         try:
@@ -75,6 +97,12 @@ def main():
                 if case.get("first_arrived_event") is not None:
                     dest.control("POST", "load", {"Event": case["first_arrived_event"]})
                 origin.control("POST", "load", {"Event": case["origin_event"]})
+                proposals = embedded_proposals(case["origin_event"])
+                if proposals:
+                    # MISP pulls the proposals of the last 90 days; the case was recorded on
+                    # 2026-11-27, so they are dated an hour ago to stay inside that window.
+                    recent = str(int(time.time()) - 3600)
+                    origin.control("POST", "proposals", [dict(p, timestamp=recent) for p in proposals])
                 local, remote = sims.endpoints()
                 d = sims.sgsyncd(f"case{n}", [harness.link_toml("conformance", local, remote,
                                                                  **link_settings(case, case2link))])
@@ -96,6 +124,12 @@ def main():
                         sightings_why = f"sightings: real MISP delivered {want}, sgsync {have}"
                 elif case["id"] in KNOWN_SIM_DIFFERENCES:
                     known.append((case["id"], KNOWN_SIM_DIFFERENCES[case["id"]]))
+                if proposals:
+                    proposals_compared += 1
+                    want = proposal_keys(embedded_proposals(case["arrived_event"] or {}))
+                    have = proposal_keys(proposals_on(dest))
+                    if want != have:
+                        sightings_why += f"\nproposals: real MISP delivered {want}, sgsync {have}"
                 if cmp.returncode != 0 or rc != 0 or sightings_why:
                     why = (cmp.stdout.strip() + "\n" + sightings_why).strip()
                     if rc != 0:
@@ -110,7 +144,7 @@ def main():
     for case_id, why in known:
         print(f"KNOWN {case_id}: sightings not compared: {why}")
     print(f"end-to-end conformance: {passed} cases arrived as with real MISP 2.5.1, {len(failed)} differ; "
-          f"sightings compared in {sightings_compared} cases")
+          f"sightings compared in {sightings_compared} cases, proposals in {proposals_compared}")
     return 1 if failed else 0
 
 

@@ -257,7 +257,8 @@ class DaemonTest(unittest.TestCase):
         attribute = ev["Attribute"][0]["uuid"]
         rows = [{"uuid": harness.uuid_from(event_uuid, i), "attribute_uuid": attribute, "event_uuid": event_uuid,
                  "date_sighting": str(date), "source": "sensor", "type": "0",
-                 "Organisation": {"name": org[0], "uuid": org[1]}} for i in range(n)]
+                 # As MISP's upload sends them: a non-zero org_id with the Organisation (spec 8.1).
+                 "org_id": "1", "Organisation": {"name": org[0], "uuid": org[1]}} for i in range(n)]
         status, _, body = sim.request("POST", f"/sightings/bulkSaveSightings/{event_uuid}", rows)
         self.assertEqual(status, 200, body)
 
@@ -298,6 +299,96 @@ class DaemonTest(unittest.TestCase):
         rc, stats, err = d.once()
         self.assertEqual((rc, d.sightings[0]["sent"]), (0, 2), err)
         self.assertEqual(len(self.sightings_on(self.sims.member, uuid)), 2)
+
+    def proposal(self, event_uuid, n, org, timestamp, value=None, old_id="0"):
+        return {"uuid": harness.uuid_from(event_uuid, 500 + n), "event_uuid": event_uuid, "old_id": old_id,
+                "type": "domain", "category": "Network activity", "to_ids": True, "comment": f"proposal {n}",
+                "value": value or f"proposed-{n}.example", "timestamp": str(timestamp), "deleted": False,
+                "proposal_to_delete": False, "org_uuid": org[1], "Org": {"name": org[0], "uuid": org[1]}}
+
+    def proposals_on(self, sim):
+        status, _, body = sim.request("GET", "/shadow_attributes/index/all:1/timestamp:0/deleted[]:0/deleted[]:1.json")
+        self.assertEqual(status, 200, body)
+        return sorted((p["ShadowAttribute"]["uuid"], p["ShadowAttribute"]["value"], p["ShadowAttribute"]["timestamp"])
+                      for p in body)
+
+    def test_spec_case_72_proposals_travel_both_ways_newer_ones_replace_and_old_ones_stay(self):
+        uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 193})["uuids"][0]
+        d = self.sgsyncd()
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        now = int(time.time())
+        # Made at the Portal by its organisation: one ten days old, one a hundred days old.
+        recent = self.proposal(uuid, 1, harness.ORG2, now - 10 * 86400)
+        ancient = self.proposal(uuid, 2, harness.ORG2, now - 100 * 86400)
+        self.sims.portal.control("POST", "proposals", [recent, ancient])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.proposals_on(self.sims.member), [(recent["uuid"], recent["value"], recent["timestamp"])],
+                         "the 90-day window of MISP's pull leaves the 100-day-old proposal out")
+        self.assertEqual(sum(s["proposals_sent"] for s in d.sightings), 1)
+        rc, stats, err = d.once()
+        self.assertEqual(sum(s["proposals_sent"] for s in d.sightings), 0, "nothing twice, in either direction")
+        # The same proposal made newer at the Portal replaces the member's copy.
+        newer = dict(recent, timestamp=str(now - 5 * 86400))
+        self.sims.portal.control("POST", "proposals", [newer])
+        rc, stats, err = d.once()
+        self.assertEqual(self.proposals_on(self.sims.member), [(newer["uuid"], newer["value"], newer["timestamp"])])
+        # A proposal made on the member's MISP reaches the Portal.
+        mine = self.proposal(uuid, 3, harness.ORG1, now - 60)
+        self.sims.member.control("POST", "proposals", [mine])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertIn((mine["uuid"], mine["value"], mine["timestamp"]), self.proposals_on(self.sims.portal))
+
+    def note(self, n, org, distribution, modified, locked=False, kind="Note"):
+        entry = {"uuid": harness.uuid_from("analyst-data", n), "distribution": str(distribution),
+                 "modified": modified, "created": modified, "locked": locked, "orgc_uuid": org[1],
+                 "org_uuid": org[1], "object_type": "Event", "object_uuid": harness.uuid_from("target", 1),
+                 "Orgc": {"name": org[0], "uuid": org[1]}}
+        entry.update({"Note": {"note": f"note {n}"}, "Opinion": {"opinion": "75", "comment": f"opinion {n}"}}[kind])
+        return {kind: entry}
+
+    def analyst_data_on(self, sim, kind="Note"):
+        status, _, body = sim.request("GET", f"/analyst_data/index/{kind}.json")
+        self.assertEqual(status, 200, body)
+        return {e[kind]["uuid"]: e[kind] for e in body}
+
+    def test_analyst_data_travel_by_distribution_and_never_overwrite_the_receivers_own(self):
+        shared = self.note(1, harness.ORG1, 3, "2026-11-01 10:00:00")
+        private = self.note(2, harness.ORG1, 0, "2026-11-01 10:00:00")
+        community = self.note(3, harness.ORG1, 2, "2026-11-01 10:00:00", kind="Opinion")
+        theirs = self.note(4, harness.ORG1, 3, "2026-11-01 10:00:00")  # the same uuid exists at the Portal, unlocked
+        self.sims.member.control("POST", "analyst_data", [shared, private, community, theirs])
+        portal_own = self.note(4, harness.ORG2, 3, "2026-10-01 10:00:00")
+        portal_note = self.note(5, harness.ORG2, 2, "2026-11-02 10:00:00")
+        self.sims.portal.control("POST", "analyst_data", [portal_own, portal_note])
+        d = self.sgsyncd()
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        push, pull = d.sightings[0], d.sightings[1]
+        self.assertEqual((push["analyst_data_sent"], push["analyst_data_withheld"]), (2, 1), push)
+        at_portal = self.analyst_data_on(self.sims.portal)
+        self.assertIn(shared["Note"]["uuid"], at_portal)
+        self.assertTrue(at_portal[shared["Note"]["uuid"]]["locked"], "sent locked")
+        self.assertNotIn(private["Note"]["uuid"], at_portal, "distribution 0 stays home")
+        self.assertEqual(self.analyst_data_on(self.sims.portal, "Opinion")[community["Opinion"]["uuid"]]["distribution"],
+                         "1", "2 -> 1 on the way")
+        # Spec case 75: the Portal's own (unlocked) copy is never overwritten, even by a newer one.
+        self.assertEqual(at_portal[theirs["Note"]["uuid"]]["modified"], "2026-10-01 10:00:00")
+        # Pulled: the Portal's note, downgraded 2 -> 1 and locked.
+        at_member = self.analyst_data_on(self.sims.member)
+        self.assertEqual(pull["analyst_data_sent"], 1, pull)
+        self.assertEqual(at_member[portal_note["Note"]["uuid"]]["distribution"], "1")
+        self.assertTrue(at_member[portal_note["Note"]["uuid"]]["locked"])
+        # Nothing twice; a newer version of a note the Portal holds locked replaces it (case 75).
+        rc, stats, err = d.once()
+        self.assertEqual([s["analyst_data_sent"] for s in d.sightings], [0, 0])
+        newer = self.note(1, harness.ORG1, 3, "2026-11-20 10:00:00")
+        self.sims.member.control("POST", "analyst_data", [newer])
+        rc, stats, err = d.once()
+        self.assertEqual(d.sightings[0]["analyst_data_sent"], 1)
+        self.assertEqual(self.analyst_data_on(self.sims.portal)[shared["Note"]["uuid"]]["modified"], "2026-11-20 10:00:00")
 
     def test_10k_sightings_sync_without_delaying_a_new_event_behind_them(self):
         first = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 193})["uuids"][0]
@@ -417,8 +508,9 @@ class DaemonTest(unittest.TestCase):
 
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
-        # Sightings off: they have their own channel, which costs one more conditional request.
-        d = self.sgsyncd(sightings=False)
+        # Sightings and proposals off: their channel costs one more conditional request and one
+        # proposal index per direction.
+        d = self.sgsyncd(sightings=False, proposals=False)
         d.start(os.path.join(self.tmp.name, "cheap.log"))
         harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
         time.sleep(2.5)  # the second cycle learns the ETags

@@ -3,6 +3,8 @@
 // error statuses, each as the real MISP 2.5.1 captures show them.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/encoding.h"
 #include "misp-sim/sim.h"
 #include "sync/misp/json.h"
@@ -203,6 +205,136 @@ TEST_F(MispSimTest, GetVersionAndUsersViewMeDescribeTheSyncAccount) {
   EXPECT_EQ(Body(me).at("Role").at("name"), json::value("Sync user"));
   EXPECT_EQ(Body(me).at("Organisation").at("uuid"), json::value(kOrg1));
   EXPECT_EQ(Body(Call(user_key_, "GET", "/servers/getVersion")).at("perm_sync"), json::value(false));
+}
+
+// Org Admin (role 2): MISP's INSTALL/MYSQL.sql flags. It administers and publishes for its org but
+// has no perm_sync, so the sync endpoints refuse it as they refuse a normal user.
+TEST_F(MispSimTest, AnOrgAdminPublishesForItsOrgButIsRefusedTheSyncEndpoints) {
+  std::string org_admin = *sim_->AddUser("orgadmin@org2.test", kOrg2, Role::kOrgAdmin);
+  json::value me = Body(Call(org_admin, "GET", "/users/view/me"));
+  EXPECT_EQ(me.at("Role").at("id"), json::value("2"));
+  EXPECT_EQ(me.at("Role").at("name"), json::value("Org Admin"));
+  EXPECT_EQ(me.at("Role").at("perm_admin"), json::value(true));
+  EXPECT_EQ(me.at("Role").at("perm_site_admin"), json::value(false));
+  EXPECT_EQ(me.at("Role").at("perm_sync"), json::value(false));
+  EXPECT_EQ(me.at("Role").at("perm_publish"), json::value(true));
+  EXPECT_EQ(me.at("User").at("role_id"), json::value("2"));
+  json::value version = Body(Call(org_admin, "GET", "/servers/getVersion"));
+  EXPECT_EQ(version.at("perm_sync"), json::value(false));
+  EXPECT_EQ(version.at("perm_galaxy_editor"), json::value(false));
+  auto filter = Call(org_admin, "POST", "/events/filterEventIdsForPush", "[]");
+  EXPECT_EQ(filter.status, 403);
+  EXPECT_EQ(Body(filter).at("message"), json::value("You do not have permission to use this functionality."));
+  // perm_publish: its published add stays published; a normal user's does not (spec case 65).
+  const std::string body =
+      R"({"Event":{"info":"by role","distribution":"1","published":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.9"}]}})";
+  auto by_admin = Call(org_admin, "POST", "/events/add", body);
+  ASSERT_EQ(by_admin.status, 200) << by_admin.body;
+  EXPECT_EQ(Body(by_admin).at("Event").at("published"), json::value(true));
+  auto by_user = Call(user_key_, "POST", "/events/add", body);
+  ASSERT_EQ(by_user.status, 200) << by_user.body;
+  EXPECT_EQ(Body(by_user).at("Event").at("published"), json::value(false));
+  // Not a site admin: ORG1's distribution-0 event stays hidden from ORG2's org admin.
+  auto hidden = Call(
+      sync_key_, "POST", "/events/add",
+      R"({"Event":{"info":"org1 only","distribution":"0","published":true,"Orgc":{"uuid":")" +
+          std::string(kOrg1) +
+          R"(","name":"ORG1"},"Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.10"}]}})");
+  ASSERT_EQ(hidden.status, 200) << hidden.body;
+  std::string hidden_uuid(Body(hidden).at("Event").at("uuid").as_string());
+  EXPECT_EQ(Call(org_admin, "GET", "/events/view/" + hidden_uuid).status, 404);
+  EXPECT_EQ(Call(kAdminKey, "GET", "/events/view/" + hidden_uuid).status, 200);
+}
+
+// spec 8.1 (trace-push-pull.jsonl seq 12-18): sightings/add alone leaves the event's
+// sighting_timestamp; publishSightings and a received bulkSaveSightings set it to the time of the save.
+TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTimestamp) {
+  std::string uuid = CreateEvent(3, {5});
+  auto sighting_timestamp = [&] {
+    json::value index = Body(Call(kAdminKey, "POST", "/events/index", R"({"minimal":1})"));
+    for (const auto& row : index.as_array())
+      if (row.at("uuid") == json::value(uuid))
+        return static_cast<std::int64_t>(std::stoll(std::string(row.at("sighting_timestamp").as_string())));
+    return std::int64_t{-1};
+  };
+  std::string attribute(Body(Call(kAdminKey, "GET", "/events/view/" + uuid))
+                            .at("Event")
+                            .at("Attribute")
+                            .at(0)
+                            .at("uuid")
+                            .as_string());
+  auto add =
+      Call(kAdminKey, "POST", "/sightings/add/" + attribute, R"({"source":"sensor","date_sighting":"1000"})");
+  ASSERT_EQ(add.status, 200) << add.body;
+  EXPECT_EQ(sighting_timestamp(), 0) << "an added sighting is not published yet";
+  const auto before = static_cast<std::int64_t>(std::time(nullptr));
+  auto id = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").at("id");
+  ASSERT_EQ(Call(kAdminKey, "POST", "/events/publishSightings/" + std::string(id.as_string())).status, 200);
+  EXPECT_GE(sighting_timestamp(), before) << "publishing dates it to now, not to the sighting's date";
+  // Received through bulkSaveSightings (the sync account's push): moves to the time of the save.
+  std::string other = CreateEvent(3, {5});
+  std::string other_attribute(Body(Call(kAdminKey, "GET", "/events/view/" + other))
+                                  .at("Event")
+                                  .at("Attribute")
+                                  .at(0)
+                                  .at("uuid")
+                                  .as_string());
+  uuid = other;
+  auto bulk = Call(sync_key_, "POST", "/sightings/bulkSaveSightings/" + other,
+                   R"([{"uuid":"5f0a7b2e-0c1d-4e2f-8a9b-0c1d2e3f4a5b","attribute_uuid":")" + other_attribute +
+                       R"(","date_sighting":"1000","type":"0","source":"s","org_id":"0"}])");
+  ASSERT_EQ(bulk.status, 200) << bulk.body;
+  EXPECT_GE(sighting_timestamp(), before);
+}
+
+TEST_F(MispSimTest, SpecCase71_AKnownSightingIsSkippedAndANewExpirationReplacesTheOrgsEarlierOne) {
+  std::string uuid = CreateEvent(3, {5});
+  std::string attribute(Body(Call(kAdminKey, "GET", "/events/view/" + uuid))
+                            .at("Event")
+                            .at("Attribute")
+                            .at(0)
+                            .at("uuid")
+                            .as_string());
+  auto row = [&](const std::string& sighting, const std::string& type) {
+    return R"({"uuid":")" + sighting + R"(","attribute_uuid":")" + attribute +
+           R"(","date_sighting":"1000","type":)" + type + R"(,"source":"s"})";
+  };
+  const std::string first = "00000000-0000-4000-8000-000000000071",
+                    second = "00000000-0000-4000-8000-000000000072",
+                    seen = "00000000-0000-4000-8000-000000000073";
+  auto save = [&](const std::string& rows) {
+    auto r = Call(sync_key_, "POST", "/sightings/bulkSaveSightings/" + uuid, "[" + rows + "]");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return std::string(Body(r).at("success").as_string());
+  };
+  EXPECT_EQ(save(row(first, R"("2")") + "," + row(seen, R"("0")")), "2 sightings added.");
+  EXPECT_EQ(save(row(seen, R"("0")")), "No sightings added.") << "a uuid already stored is skipped";
+  EXPECT_EQ(save(row(second, R"("2")")), "1 sightings added.");
+  auto uuids = [&] {
+    json::value r =
+        Body(Call(kAdminKey, "POST", "/sightings/restSearch/event",
+                  R"({"returnFormat":"json","last":0,"includeUuid":true,"uuid":[")" + uuid + R"("]})"));
+    std::set<std::string> out;
+    for (const auto& s : r.at("response").as_array()) out.emplace(s.at("Sighting").at("uuid").as_string());
+    return out;
+  };
+  EXPECT_EQ(uuids(), (std::set<std::string>{second, seen})) << "the earlier expiration of ORG1 is gone";
+  // MISP compares the type with the string "2": a number 2 adds without replacing.
+  const std::string third = "00000000-0000-4000-8000-000000000074";
+  EXPECT_EQ(save(row(third, "2")), "1 sightings added.");
+  EXPECT_EQ(uuids(), (std::set<std::string>{second, seen, third}));
+}
+
+// What sgsync sees of a receiver's publish cascade (spec case 66): the Portal pushing the event back
+// to the sender, whose copy has the same timestamp, is answered "not newer" and changes nothing.
+TEST_F(MispSimTest, SpecCase66_TheCascadeBackToTheSenderIsAnsweredNotNewer) {
+  std::string uuid = CreateEvent(3, {5});
+  json::object e = Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  auto echo = Call(sync_key_, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", e}}));
+  EXPECT_EQ(echo.status, 403) << echo.body;
+  EXPECT_NE(echo.body.find("not newer than the local copy"), std::string::npos) << echo.body;
+  EXPECT_EQ(Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").at("timestamp"),
+            e.at("timestamp"));
 }
 
 TEST_F(MispSimTest, TheSyncUserSeesWhatItsOrgMaySee) {

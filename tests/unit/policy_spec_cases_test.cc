@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "sync/misp/event.h"
+#include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
 #include "sync/policy/sightings.h"
 #include "tests/support/policy_fixtures.h"
@@ -347,6 +348,22 @@ TEST(SpecCase, Case31_TypeObjectsNotRemovesObjectsOfThatTemplate) {
 
 // ---- Pull
 
+TEST(SpecCase, Case38_ProtectedEventIsNotPushedToARemoteOlderThan2_4_156) {
+  auto e = Ev(3, A(2, 5), R"("protected": true, "CryptographicKey": [])");
+  auto old = Push(e, MakeLink(R"("remote_version": "2.4.150")"));
+  EXPECT_FALSE(old.send);
+  EXPECT_EQ(Refusal(old), "push.event.protected");
+  EXPECT_NE(old.refusal()->detail.find("2.4.150"), std::string::npos) << old.refusal()->detail;
+  EXPECT_FALSE(old.event) << "nothing is sent";
+  // sgsync difference (docs/sharing-rules.md): with no instance key to sign with, a protected
+  // event is never pushed, whatever the remote's version; an unprotected one is.
+  auto current = Push(e, MakeLink(R"("remote_version": "2.5.1")"));
+  EXPECT_EQ(Refusal(current), "push.event.protected");
+  EXPECT_NE(current.refusal()->detail.find("signed"), std::string::npos);
+  e["protected"] = nullptr;
+  EXPECT_TRUE(Push(e, MakeLink(R"("remote_version": "2.4.150")")).send);
+}
+
 TEST(SpecCase, Case40_PullRulesBecomeIndexFilters) {
   auto link = MakeLink(
       R"("pull_rules": {"tags": {"OR": ["tlp:green"], "NOT": ["tlp:red"]}, "orgs": {"OR": ["CIRCL"], "NOT": []}, "url_params": "{\"timestamp\":\"30d\",\"published\":0}"})");
@@ -427,6 +444,38 @@ TEST(SpecCase, Case48_EventEmptiedByATypeRuleIsSkippedNotFailed) {
 
 // ---- Receiver (push receipt)
 
+TEST(SpecCase, Case49_BlocklistedEventsAndCreatorOrgsAreNotPulled) {
+  auto e = Ev(3, A(2, 5));
+  auto by_event = MakeLink(R"("pull_blocked_event_uuids": [")" + U(1) + R"("])");
+  EXPECT_TRUE(PullBlocklisted(by_event, U(1), kOrg3)) << "checked on the index row, before fetching";
+  EXPECT_EQ(Refusal(Pull(e, by_event)), "pull.blocklist.event");
+  auto by_org = MakeLink(R"("pull_blocked_org_uuids": [")" + std::string(kOrg1) + R"("])");
+  EXPECT_TRUE(PullBlocklisted(by_org, U(9), kOrg1));
+  EXPECT_EQ(Refusal(Pull(e, by_org)), "pull.blocklist.org");
+  EXPECT_FALSE(PullBlocklisted(MakeLink(), U(1), kOrg1));
+  EXPECT_TRUE(Pull(e, MakeLink()).send);
+  // Pushes are not filtered by the member's own pull blocklists.
+  EXPECT_TRUE(Push(e, by_event).send);
+}
+
+// MISP's `update` technique re-fetches an event it holds while ignoring pull rules. sgsync has no
+// such technique: its pull rules apply to every event, held or new (docs/sharing-rules.md,
+// "Differences from MISP 2.5.1").
+TEST(SpecCase, Case50_PullRulesApplyAlsoToEventsAlreadyHeld) {
+  auto e = Ev(3, A(2, 5), R"("Tag": [)" + Tag("tlp:amber") + "]");
+  auto rules = MakeLink(R"("pull_rules": {"tags": {"OR": ["tlp:green"], "NOT": []}})");
+  auto d = Pull(e, rules);
+  EXPECT_FALSE(d.send);
+  EXPECT_EQ(Refusal(d), "pull.rules.tags_or");
+}
+
+TEST(SpecCase, Case52_ProtectedEventIsNotPulledWithoutAVerifiedSignature) {
+  auto d = Pull(Ev(3, A(2, 5), R"("protected": true)"), MakeLink());
+  EXPECT_FALSE(d.send);
+  EXPECT_EQ(Refusal(d), "pull.event.protected");
+  EXPECT_FALSE(d.Arrival()) << "nothing is stored";
+}
+
 TEST(SpecCase, Case59_CapturableGroupKeepsDistribution4AndLosesAllOrgs) {
   std::string sg = SharingGroupJson(U(900), {kOrg1, kOrg2}, {{kRemoteUrl, true}}, false);
   auto d = Push(Ev(4, A(2, 5), R"("sharing_group_id": "5", "SharingGroup": )" + sg), MakeLink());
@@ -482,6 +531,88 @@ TEST(SpecCase, Case65_WriterWithoutPermPublishStoresTheEventUnpublished) {
 }
 
 // ---- Encoding
+
+json::object Cluster(int version, int dist, const std::string& extra = "") {
+  return json::
+      parse(R"({"id": "7", "uuid": ")" + U(73) +
+            R"(", "type": "threat-actor", "value": "Custom actor", "tag_name": "misp-galaxy:threat-actor=\")" +
+            U(73) + R"(\"", "default": false, "published": true, "version": ")" + std::to_string(version) +
+            R"(", "distribution": ")" + std::to_string(dist) +
+            R"(", "org_id": "1", "orgc_id": "1", "galaxy_id": "3", "GalaxyElement": [{"id": "1", "galaxy_cluster_id": "7", "key": "synonyms", "value": "CA"}])" +
+            (extra.empty() ? "" : ", " + extra) + "}")
+          .as_object();
+}
+
+TEST(SpecCase, Case73_ACustomClusterIsPushedOnlyWhenTheRemoteVersionIsOlderOrAbsent) {
+  EXPECT_FALSE(ClusterNewerThanRemote(5, 5)) << "remote reports version 5: not pushed";
+  EXPECT_TRUE(ClusterNewerThanRemote(5, 4));
+  EXPECT_TRUE(ClusterNewerThanRemote(5, std::nullopt)) << "the remote has none";
+  auto d = PrepareClusterForPush(Cluster(5, 3), MakeLink());
+  ASSERT_TRUE(d.send) << (d.refusal() ? d.refusal()->detail : "");
+  for (const char* k : {"id", "org_id", "orgc_id", "galaxy_id"}) EXPECT_FALSE(d.element.contains(k)) << k;
+  EXPECT_FALSE(d.element.at("GalaxyElement").as_array()[0].as_object().contains("id"));
+  auto community = PrepareClusterForPush(Cluster(5, 2), MakeLink());
+  EXPECT_EQ(Dist(community.element), "1") << "2 -> 1 on a non-internal push";
+  EXPECT_EQ(PrepareClusterForPush(Cluster(5, 1), MakeLink()).refusal()->rule, "push.cluster.distribution");
+  EXPECT_EQ(PrepareClusterForPush(Cluster(5, 3, R"("default": true)"), MakeLink()).refusal()->rule,
+            "push.cluster.default");
+  EXPECT_EQ(PrepareClusterForPush(Cluster(5, 3, R"("published": false)"), MakeLink()).refusal()->rule,
+            "push.cluster.published");
+  auto relations = PrepareClusterForPush(
+      Cluster(
+          5, 3,
+          R"("GalaxyClusterRelation": [{"id": "1", "distribution": "0", "referenced_galaxy_cluster_uuid": "a"}, {"id": "2", "distribution": "2", "referenced_galaxy_cluster_uuid": "b", "Tag": [{"name": "secret", "exportable": false}, {"name": "tlp:green"}]}])"),
+      MakeLink());
+  ASSERT_TRUE(relations.send);
+  const auto& rels = relations.element.at("GalaxyClusterRelation").as_array();
+  ASSERT_EQ(rels.size(), 1u) << "the distribution-0 relation is removed";
+  EXPECT_EQ(Dist(rels[0].as_object()), "1");
+  EXPECT_EQ(TagNames(rels[0].as_object()), std::vector<std::string>{"tlp:green"});
+}
+
+TEST(SpecCase, Case74_APulledClusterIsDowngradedAndLockedAndNeverOverwritesAnUnlockedOne) {
+  auto d = PreparePulledCluster(Cluster(3, 2), MakeLink());
+  ASSERT_TRUE(d.send);
+  EXPECT_EQ(Dist(d.element), "1");
+  EXPECT_EQ(d.element.at("locked"), json::value(true));
+  EXPECT_EQ(Dist(PreparePulledCluster(Cluster(3, 1), MakeLink()).element), "0");
+  EXPECT_EQ(Dist(PreparePulledCluster(Cluster(3, 2), MakeLink(kInternal)).element), "2")
+      << "INT-PULL keeps it";
+  EXPECT_EQ(AcceptCluster(d.element, HeldCopy{false, "2"}, false).refusal()->rule,
+            "receiver.cluster.not_locked");
+  EXPECT_TRUE(AcceptCluster(d.element, HeldCopy{true, "2"}, false).send);
+  EXPECT_EQ(AcceptCluster(d.element, HeldCopy{true, "3"}, false).refusal()->rule,
+            "receiver.cluster.not_newer");
+  EXPECT_TRUE(AcceptCluster(d.element, std::nullopt, false).send);
+}
+
+TEST(SpecCase, Case75_ANewerNoteIsAcceptedOnlyOverALockedCopyAndGoesOutLocked) {
+  EXPECT_TRUE(AnalystDataWanted("2024-10-01 10:00:00", HeldCopy{true, "2024-09-01 10:00:00"}, false));
+  EXPECT_FALSE(AnalystDataWanted("2024-10-01 10:00:00", HeldCopy{false, "2024-09-01 10:00:00"}, false))
+      << "the remote's own note is never overwritten";
+  EXPECT_FALSE(AnalystDataWanted("2024-10-01 10:00:00", HeldCopy{true, "2024-10-01 10:00:00"}, false));
+  EXPECT_TRUE(AnalystDataWanted("2024-10-01 10:00:00", std::nullopt, false));
+  auto note =
+      json::parse(
+          R"({"id": "4", "uuid": ")" + U(75) +
+          R"(", "note": "seen in the wild", "modified": "2024-10-01 10:00:00", "distribution": "2", "orgc_uuid": ")" +
+          kOrg1 + R"(", "Opinion": [{"id": "5", "uuid": ")" + U(76) +
+          R"(", "opinion": "80", "distribution": "0"}]})")
+          .as_object();
+  auto d = PrepareAnalystDataForPush("Note", note, MakeLink());
+  ASSERT_TRUE(d.send) << (d.refusal() ? d.refusal()->detail : "");
+  EXPECT_EQ(d.element.at("locked"), json::value(true));
+  EXPECT_EQ(Dist(d.element), "1");
+  EXPECT_FALSE(d.element.contains("id"));
+  EXPECT_TRUE(d.element.at("Opinion").as_array().empty()) << "a distribution-0 opinion stays home";
+  auto blocked = PrepareAnalystDataForPush(
+      "Note", note,
+      MakeLink(R"("push_rules": {"orgs": {"OR": [], "NOT": [")" + std::string(kOrg1) + R"("]}})"));
+  EXPECT_EQ(blocked.refusal()->rule, "push.rules.orgs");
+  auto pulled = PreparePulledAnalystData("Note", note, MakeLink());
+  EXPECT_EQ(Dist(pulled.element), "1");
+  EXPECT_EQ(pulled.element.at("locked"), json::value(true));
+}
 
 TEST(SpecCase, Case76_NumberAndStringDistributionsAreTreatedAlikeAndWrittenAsStrings) {
   auto as_string = Ev(2, A(2, 2));

@@ -1,0 +1,105 @@
+// LinkEngine::SyncAnalystData: notes, opinions and relationships between both sides (spec 8.5).
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "sync/engine/engine.h"
+#include "sync/policy/other_data.h"
+
+namespace sgsync::engine {
+
+using AnalystIndex = std::map<std::string, std::map<std::string, std::string>>;
+
+Status LinkEngine::SyncAnalystData(Direction d, SightingsStats& stats) {
+  // MISP syncs analyst data only with a remote account that has perm_analyst_data, and pushes
+  // only with perm_sync too (AnalystData::push, ::pull; spec 8.5).
+  if (!options_.remote_perm_analyst_data) return Status();
+  const bool push = d == Direction::kPush;
+  const std::string dir(DirectionName(d));
+  if (push) {
+    if (!options_.remote_perm_sync) return Status();
+    SGSYNC_TRY(AnalystIndex index, local_.AnalystDataIndex());
+    AnalystIndex candidates;
+    std::map<std::string, json::object> prepared;
+    for (const auto& [type, entries] : index) {
+      std::vector<std::string> changed;
+      for (const auto& [uuid, modified] : entries) {
+        auto seen = analyst_decided_.find(uuid);
+        if (seen == analyst_decided_.end() || seen->second != modified) changed.push_back(uuid);
+      }
+      if (changed.empty()) continue;
+      SGSYNC_TRY(json::array rows, local_.AnalystData(type, changed));
+      for (auto& row : rows) {
+        std::string uuid(misp::StringOr(row.as_object(), "uuid"));
+        std::string modified(misp::StringOr(row.as_object(), "modified"));
+        policy::ElementDecision decision =
+            policy::PrepareAnalystDataForPush(type, std::move(row.as_object()), link_);
+        if (!decision.send) {
+          ++stats.analyst_data_withheld;
+          spdlog::debug("link {}: {} {} stays home: {}", name_, type, uuid, decision.refusal()->detail);
+          analyst_decided_[uuid] = modified;
+          continue;
+        }
+        candidates[type][uuid] = modified;
+        prepared[uuid] = std::move(decision.element);
+      }
+    }
+    if (candidates.empty()) return Status();
+    // Only what passed the policy is offered: the receiver never learns of the rest.
+    SGSYNC_TRY(AnalystIndex wanted, remote_.FilterAnalystDataForPush(candidates));
+    for (const auto& [type, entries] : candidates) {
+      for (const auto& [uuid, modified] : entries) {
+        auto t = wanted.find(type);
+        if (t == wanted.end() || !t->second.contains(uuid)) {
+          analyst_decided_[uuid] = modified;  // the Portal has it, or its own copy wins
+          continue;
+        }
+        if (auto st = remote_.PushAnalystData(type, prepared[uuid]); !st.ok()) {
+          ++stats.analyst_data_failed;
+          spdlog::warn("link {}: push {} {}: {}", name_, type, uuid, st.error().ToString());
+          continue;
+        }
+        ++stats.analyst_data_sent;
+        analyst_decided_[uuid] = modified;
+      }
+    }
+  } else {
+    // MISP's pull sends its org pull rules as creator-organisation filters (spec 8.5).
+    std::vector<std::string> names = link_.pull_rules.orgs_or;
+    for (const auto& n : link_.pull_rules.orgs_not) names.push_back("!" + n);
+    SGSYNC_TRY(AnalystIndex remote_index, remote_.AnalystDataIndex(names));
+    if (remote_index.empty()) return Status();
+    SGSYNC_TRY(AnalystIndex local_index, local_.AnalystDataIndex());
+    for (const auto& [type, entries] : remote_index) {
+      std::vector<std::string> fetch;
+      for (const auto& [uuid, modified] : entries) {
+        auto t = local_index.find(type);
+        if (t == local_index.end() || !t->second.contains(uuid) || t->second.at(uuid) < modified)
+          fetch.push_back(uuid);
+      }
+      if (fetch.empty()) continue;
+      SGSYNC_TRY(json::array rows, remote_.AnalystData(type, fetch));
+      for (auto& row : rows) {
+        json::object& entry = row.as_object();
+        std::string uuid(misp::StringOr(entry, "uuid"));
+        if (policy::PullBlocklisted(link_, "", misp::StringOr(entry, "orgc_uuid"))) {
+          ++stats.analyst_data_withheld;
+          continue;
+        }
+        policy::ElementDecision decision = policy::PreparePulledAnalystData(type, std::move(entry), link_);
+        if (auto st = local_.PushAnalystData(type, decision.element); !st.ok()) {
+          ++stats.analyst_data_failed;
+          spdlog::warn("link {}: pull {} {}: {}", name_, type, uuid, st.error().ToString());
+          continue;
+        }
+        ++stats.analyst_data_sent;
+      }
+    }
+  }
+  if (metrics_ != nullptr && stats.analyst_data_sent > 0)
+    metrics_->Add("sgsync_analyst_data_total", {{"link", name_}, {"direction", dir}},
+                  static_cast<double>(stats.analyst_data_sent));
+  return Status();
+}
+
+}  // namespace sgsync::engine

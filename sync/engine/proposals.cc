@@ -1,0 +1,90 @@
+// LinkEngine::SyncProposals: proposals (MISP's ShadowAttribute) between both sides (spec 8.2).
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <map>
+#include <tuple>
+
+#include "common/encoding.h"
+#include "sync/engine/engine.h"
+
+namespace sgsync::engine {
+
+namespace {
+
+// MISP's pull asks for the proposals of the last 90 days (spec 8.2: timestamp:<now - 7 776 000>).
+constexpr std::int64_t kProposalWindowSeconds = 90 * 24 * 3600;
+
+// What makes two proposals the same one for the receiving MISP (ShadowAttribute::capture and
+// pushProposals compare these; the newer timestamp wins).
+using ProposalKey = std::tuple<std::string, std::string, std::string, std::string, std::string, bool>;
+
+ProposalKey KeyOf(const json::object& p) {
+  return {AsciiLower(std::string(misp::StringOr(p, "event_uuid"))),
+          AsciiLower(std::string(misp::StringOr(p, "uuid"))),
+          std::string(misp::StringOr(p, "value")),
+          std::string(misp::StringOr(p, "type")),
+          std::string(misp::StringOr(p, "category")),
+          misp::BoolOr(p, "to_ids", false)};
+}
+
+}  // namespace
+
+Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
+  const bool push = d == Direction::kPush;
+  if (push && !options_.remote_perm_sync) return Status();  // spec 12 case 36: no proposals pushed
+  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispClient& dest = push ? remote_ : local_;
+  const std::string dir(DirectionName(d));
+  const std::int64_t since = static_cast<std::int64_t>(std::time(nullptr)) - kProposalWindowSeconds;
+
+  SGSYNC_TRY(json::array offered, source.Proposals(since));
+  // Proposals of events the destination holds (sgsync sent them there, or they came from it).
+  std::map<std::string, json::array> by_event;
+  for (auto& row : offered) {
+    json::object& p = row.as_object();
+    std::string event(AsciiLower(std::string(misp::StringOr(p, "event_uuid"))));
+    const json::value* org = p.if_contains("Org");
+    if (event.empty() || org == nullptr || !org->is_object()) continue;  // MISP needs both (spec 8.2)
+    if (!by_event.contains(event)) {
+      SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, event));
+      const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
+      bool dest_holds = ledger && ((ledger->written_side == dest_side && ledger->decision == "send") ||
+                                   ledger->origin == dest_side);
+      if (!dest_holds) continue;
+    }
+    p.erase("id");
+    by_event[event].push_back(std::move(row));
+  }
+  if (by_event.empty()) return Status();
+
+  // What the destination already has, so a cycle with nothing new writes nothing.
+  SGSYNC_TRY(json::array held, dest.Proposals(since));
+  std::map<ProposalKey, std::int64_t> newest_held;
+  for (const auto& row : held) {
+    std::int64_t& t = newest_held[KeyOf(row.as_object())];
+    t = std::max(t, misp::IntOr(row.as_object(), "timestamp", 0));
+  }
+  for (auto& [event, rows] : by_event) {
+    json::array fresh;
+    for (auto& row : rows) {
+      auto it = newest_held.find(KeyOf(row.as_object()));
+      if (it == newest_held.end() || it->second < misp::IntOr(row.as_object(), "timestamp", 0))
+        fresh.push_back(std::move(row));
+    }
+    if (fresh.empty()) continue;
+    auto added = dest.PushProposals(event, fresh);
+    if (!added.ok()) {
+      ++stats.proposals_failed;
+      spdlog::warn("link {}: {} proposals of {}: {}", name_, dir, event, added.error().ToString());
+      continue;
+    }
+    stats.proposals_sent += *added;
+    if (metrics_ != nullptr && *added > 0)
+      metrics_->Add("sgsync_proposals_total", {{"link", name_}, {"direction", dir}},
+                    static_cast<double>(*added));
+  }
+  return Status();
+}
+
+}  // namespace sgsync::engine
