@@ -278,6 +278,7 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
   SGSYNC_TRY_STATUS(r.Bool("sightings", &link.sightings));
   SGSYNC_TRY_STATUS(r.Bool("proposals", &link.proposals));
   SGSYNC_TRY_STATUS(r.Bool("analyst_data", &link.analyst_data));
+  SGSYNC_TRY_STATUS(r.Bool("galaxy_clusters", &link.galaxy_clusters));
   SGSYNC_TRY_STATUS(r.Integer("sightings_policy", &link.sightings_policy, 0, 3));
   SGSYNC_TRY_STATUS(r.Bool("sightings_anonymise", &link.sightings_anonymise));
   SGSYNC_TRY_STATUS(r.String("sightings_anonymise_as", &link.sightings_anonymise_as));
@@ -511,6 +512,7 @@ json::object Redacted(const DaemonConfig& c) {
                                  {"sightings", l.sightings},
                                  {"proposals", l.proposals},
                                  {"analyst_data", l.analyst_data},
+                                 {"galaxy_clusters", l.galaxy_clusters},
                                  {"sightings_policy", l.sightings_policy},
                                  {"sightings_anonymise", l.sightings_anonymise},
                                  {"sightings_anonymise_as", l.sightings_anonymise_as},

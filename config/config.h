@@ -70,6 +70,7 @@ struct LinkConfig {
   bool sightings = true;               // sightings travel (both directions the link runs)
   bool proposals = true;               // proposals (ShadowAttribute) travel, on the sightings runs
   bool analyst_data = true;            // notes, opinions, relationships travel, on the sightings runs
+  bool galaxy_clusters = true;         // custom galaxy clusters travel, on the sightings runs
   int sightings_policy = 0;            // Plugin.Sightings_policy of the member's MISP (0-3)
   bool sightings_anonymise = false;    // Plugin.Sightings_anonymise
   std::string sightings_anonymise_as;  // Plugin.Sightings_anonymise_as: an organisation uuid

@@ -172,9 +172,14 @@ int main(int argc, char** argv) {
                             {"proposals_failed", stats->proposals_failed},
                             {"analyst_data_sent", stats->analyst_data_sent},
                             {"analyst_data_withheld", stats->analyst_data_withheld},
-                            {"analyst_data_failed", stats->analyst_data_failed}};
+                            {"analyst_data_failed", stats->analyst_data_failed},
+                            {"clusters_sent", stats->clusters_sent},
+                            {"clusters_withheld", stats->clusters_withheld},
+                            {"clusters_failed", stats->clusters_failed}};
       std::printf("%s\n", boost::json::serialize(o).c_str());
-      if (stats->failed_events > 0 || stats->proposals_failed > 0 || stats->analyst_data_failed > 0) rc = 1;
+      if (stats->failed_events > 0 || stats->proposals_failed > 0 || stats->analyst_data_failed > 0 ||
+          stats->clusters_failed > 0)
+        rc = 1;
     }
     return rc;
   }

@@ -189,6 +189,8 @@ Status Service::Discover(LinkRuntime& link) {
   eo.proposals = lc.proposals;
   eo.analyst_data = lc.analyst_data;
   eo.remote_perm_analyst_data = remote_version.perm_analyst_data;
+  eo.galaxy_clusters = lc.galaxy_clusters;
+  eo.remote_perm_galaxy_editor = remote_version.perm_galaxy_editor;
   eo.sightings_policy.policy = lc.sightings_policy;
   eo.sightings_policy.anonymise = lc.sightings_anonymise;
   eo.sightings_policy.anonymise_as = policy::OrgRef{lc.sightings_anonymise_as, ""};
@@ -267,7 +269,7 @@ void Service::SightingsLoop(LinkRuntime& link) {
         ro.stop = &stopping_;
         auto stats = link.engine->RunSightings(d, ro);
         if (!stats.ok() || stats->failed_events > 0 || stats->proposals_failed > 0 ||
-            stats->analyst_data_failed > 0) {
+            stats->analyst_data_failed > 0 || stats->clusters_failed > 0) {
           failed = true;
           if (!stats.ok()) {
             spdlog::warn("link {} {} sightings: {}", lc.name, policy::DirectionName(d),

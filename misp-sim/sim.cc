@@ -14,6 +14,7 @@
 #include "state/sqlite.h"
 #include "sync/misp/event.h"
 #include "sync/misp/json.h"
+#include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
 
 namespace sgsync::sim {
@@ -283,6 +284,7 @@ CREATE TABLE IF NOT EXISTS sightings (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE N
   attribute_id TEXT NOT NULL, attribute_uuid TEXT NOT NULL, org_id INTEGER NOT NULL, date_sighting INTEGER NOT NULL,
   source TEXT NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposals (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clusters (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL COLLATE NOCASE, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS analyst_data (id INTEGER PRIMARY KEY, type TEXT NOT NULL, uuid TEXT UNIQUE NOT NULL COLLATE NOCASE,
   json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL COLLATE NOCASE, colour TEXT NOT NULL,
@@ -1884,6 +1886,164 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
                                      {"counter", counter}});
   }
 
+  // ---------------------------------------------------------------- galaxy clusters (spec 8.3)
+  // Custom clusters as MISP's GalaxyCluster model and GalaxiesController::pushCluster handle them
+  // (MISP/MISP app/Model/GalaxyCluster.php, app/Model/Galaxy.php). Stored whole, with `org_uuid`
+  // for the owner organisation.
+
+  std::vector<json::object> Clusters() {
+    std::vector<json::object> out;
+    auto q = db->Prepare("SELECT json FROM clusters ORDER BY id");
+    while (*(*q)->Step()) out.push_back(json::parse((*q)->Text(0)).as_object());
+    return out;
+  }
+
+  std::optional<json::object> ClusterByUuid(std::string_view uuid) {
+    auto q = db->Prepare("SELECT json FROM clusters WHERE uuid = ?");
+    (*q)->Bind(1, std::string(uuid));
+    if (!*(*q)->Step()) return std::nullopt;
+    return json::parse((*q)->Text(0)).as_object();
+  }
+
+  void SaveCluster(const json::object& c) {
+    auto up = db->Prepare(
+        "INSERT INTO clusters (uuid, json) VALUES (?, ?) ON CONFLICT (uuid) DO UPDATE SET json = "
+        "excluded.json");
+    (void)(*up)->Bind(1, StringOr(c, "uuid")).Bind(2, json::serialize(c)).Run();
+  }
+
+  // GalaxyCluster::buildConditions: site admins see all; others their organisation's, 1-3, and 4
+  // by group membership.
+  static bool ClusterVisible(const json::object& c, const User& u) {
+    if (u.site_admin() || policy::SameText(StringOr(c, "org_uuid"), u.org_uuid)) return true;
+    int d = static_cast<int>(IntOr(c, "distribution", 0));
+    if (d == 4) return GroupAuthorises(c, u);
+    return d > 0 && d < 4;
+  }
+
+  // galaxy_clusters/restSearch, the form MISP's sync sends ({"published", "minimal", "custom",
+  // "uuid"}): {"response": [{"GalaxyCluster": {"uuid", "version"}}]}, the json export's envelope
+  // (GalaxyCluster::fetchCustomClusterIdsFromServer reads that and the bare list alike).
+  HttpResponse ClusterSearch(const HttpRequest& req, const Route& r, const User& u) {
+    if (req.method != "POST")
+      return ErrorResponse(405, "This method is only accessible via POST requests.", r.path);
+    auto parsed = misp::ParseJson(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok() || !parsed->is_object()) return InvalidJson(r.path);
+    const json::object& f = parsed->as_object();
+    std::optional<bool> published;
+    if (const json::value* p = f.if_contains("published"); p != nullptr && !p->is_null())
+      published = misp::IntOr(p, 0) != 0;
+    bool custom_only = misp::IntOr(f.if_contains("custom"), 0) != 0;
+    std::vector<std::string> uuids;
+    if (const json::value* list = f.if_contains("uuid"); list != nullptr && list->is_array()) {
+      for (const auto& x : list->as_array())
+        if (x.is_string()) uuids.emplace_back(x.as_string());
+    }
+    bool minimal = misp::IntOr(f.if_contains("minimal"), 0) != 0;
+    json::array out;
+    for (auto& c : Clusters()) {
+      if (!ClusterVisible(c, u)) continue;
+      if (published && misp::BoolOr(c, "published", false) != *published) continue;
+      if (custom_only && misp::BoolOr(c, "default", false)) continue;
+      std::string uuid(StringOr(c, "uuid"));
+      if (f.contains("uuid") && std::none_of(uuids.begin(), uuids.end(),
+                                             [&](const std::string& x) { return policy::SameText(x, uuid); }))
+        continue;
+      json::object row = minimal ? json::object{{"uuid", uuid}, {"version", StringOr(c, "version")}} : c;
+      out.push_back(json::object{{"GalaxyCluster", std::move(row)}});
+    }
+    return JsonResponse(200, json::object{{"response", std::move(out)}});
+  }
+
+  // galaxy_clusters/view/<uuid>: {"GalaxyCluster": {...}} with its creator organisation.
+  HttpResponse ClusterView(const Route& r, const User& u) {
+    auto c = r.segments.size() > 2 ? ClusterByUuid(r.segments[2]) : std::nullopt;
+    if (!c || !ClusterVisible(*c, u)) return ErrorResponse(404, "Invalid galaxy cluster", r.path);
+    json::object out = std::move(*c);
+    if (std::int64_t orgc = OrgIdOf(StringOr(out, "orgc_uuid")); orgc != 0) out["Orgc"] = OrgRef(orgc, true);
+    return JsonResponse(200, json::object{{"GalaxyCluster", std::move(out)}});
+  }
+
+  // galaxies/pushCluster [{"GalaxyCluster": {...}}]: GalaxyCluster::captureCluster for each, the
+  // receiving rules being the policy's (policy::AcceptCluster, sync/policy/other_data.h).
+  HttpResponse PushCluster(const HttpRequest& req, const Route& r, const User& u) {
+    if (!u.perm_sync() || !u.perm("perm_galaxy_editor"))
+      return ErrorResponse(405, "You do not have the permission to do that.", r.path);
+    auto parsed = misp::ParseJson(req.body);
+    if (!parsed.ok() || !parsed->is_array()) return InvalidJson(r.path);
+    int imported = 0, ignored = 0, failed = 0;
+    std::vector<std::string> errors;
+    for (const auto& item : parsed->as_array()) {
+      const json::value* inner = item.is_object() ? item.as_object().if_contains("GalaxyCluster") : nullptr;
+      if (inner == nullptr || !inner->is_object()) {
+        ++failed;
+        errors.emplace_back("Galaxy not found");
+        continue;
+      }
+      json::object c = inner->as_object();
+      // The galaxy: shipped with the cluster, or known by type (Galaxy::importGalaxyAndClusters).
+      std::string type(StringOr(c, "type"));
+      bool galaxy_known = c.contains("Galaxy") && c["Galaxy"].is_object();
+      if (!galaxy_known && !type.empty()) {
+        for (const auto& held : Clusters())
+          if (StringOr(held, "type") == type) galaxy_known = true;
+      }
+      if (!galaxy_known) {
+        ++failed;
+        errors.emplace_back("Galaxy not found");
+        continue;
+      }
+      auto held = ClusterByUuid(StringOr(c, "uuid"));
+      std::optional<policy::HeldCopy> copy;
+      if (held)
+        copy =
+            policy::HeldCopy{misp::BoolOr(*held, "locked", false), std::string(StringOr(*held, "version"))};
+      policy::ElementDecision verdict = policy::AcceptCluster(c, copy, false);
+      if (!verdict.send) {
+        const std::string& rule = verdict.refusal()->rule;
+        if (rule == "receiver.cluster.not_newer") {
+          ++ignored;
+          errors.push_back("Remote version is not newer than local one for cluster (" +
+                           std::string(StringOr(c, "uuid")) + ")");
+        } else if (rule == "receiver.cluster.default") {
+          ++failed;
+          errors.emplace_back("Only non-default clusters can be saved");
+        } else {
+          ++failed;
+          errors.emplace_back(
+              "Blocked an edit to an cluster that was created locally. This can happen if a synchronised "
+              "cluster that "
+              "was created on this instance was modified by an administrator on the remote side.");
+        }
+        continue;
+      }
+      c["org_uuid"] = u.org_uuid;
+      if (const json::value* orgc = c.if_contains("Orgc"); orgc != nullptr && orgc->is_object()) {
+        std::string uuid(StringOr(orgc->as_object(), "uuid"));
+        CaptureOrg(uuid, std::string(StringOr(orgc->as_object(), "name")));
+        c["orgc_uuid"] = uuid;
+        c.erase("Orgc");
+      } else {
+        c["orgc_uuid"] = u.org_uuid;
+      }
+      c["tag_name"] = "misp-galaxy:" + type + "=\"" + std::string(StringOr(c, "uuid")) + "\"";
+      if (!c.contains("published")) c["published"] = false;
+      SaveCluster(c);
+      ++imported;
+    }
+    std::string info = std::to_string(imported) + " imported, " + std::to_string(ignored) + " ignored, " +
+                       std::to_string(failed) + " failed. ";
+    for (std::size_t i = 0; i < errors.size(); ++i) info += (i ? ", " : "") + errors[i];
+    if (failed > 0 && imported == 0) {
+      return SaveFail("Could not pushCluster Galaxy", r.path,
+                      json::value(json::string("Could not import galaxy clusters. " + info)));
+    }
+    std::string text = "Galaxy clusters imported. " + info;
+    return JsonResponse(
+        200,
+        json::object{{"saved", true}, {"success", true}, {"name", text}, {"message", text}, {"url", r.path}});
+  }
+
   // ---------------------------------------------------------------- analyst data (spec 8.5)
   // Notes, opinions and relationships, as MISP's AnalystData model and AnalystDataController
   // (MISP/MISP app/Model/AnalystData.php, app/Controller/AnalystDataController.php) handle them.
@@ -2145,6 +2305,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     if (controller == "events" && action == "publishSightings") return PublishSightings(req, r, u);
     if (controller == "shadow_attributes" && action == "index") return ProposalIndex(r, u);
     if (controller == "events" && action == "pushProposals") return PushProposals(req, r, u);
+    if (controller == "galaxy_clusters" && action == "restSearch") return ClusterSearch(req, r, u);
+    if (controller == "galaxy_clusters" && action == "view") return ClusterView(r, u);
+    if (controller == "galaxies" && action == "pushCluster") return PushCluster(req, r, u);
     if (controller == "analyst_data") {
       if (action == "indexMinimal" && req.method == "POST") return AnalystIndexMinimal(req, u);
       if (action == "index") return AnalystIndex(r, u);
@@ -2560,7 +2723,7 @@ Status MispSim::Reset() {
   std::lock_guard lock(impl_->mu);
   return impl_->db->Exec(
       "DELETE FROM events; DELETE FROM sharing_groups; DELETE FROM event_blocklist; DELETE FROM sightings; "
-      "DELETE FROM proposals; DELETE FROM analyst_data;");
+      "DELETE FROM proposals; DELETE FROM analyst_data; DELETE FROM clusters;");
 }
 
 Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int objects, int distribution,
@@ -2745,6 +2908,25 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
   }
   // Proposals made on this instance ({"ShadowAttribute": ...} rows, or the bare rows), each on a
   // stored event named by its `event_uuid`.
+  // Custom clusters made on this instance: {"GalaxyCluster": {...}} documents (or a list), owned by
+  // the instance's organisation unless they name `org_uuid`.
+  if (what == "clusters" && request.method == "POST") {
+    json::value docs = body;
+    if (!docs.is_array()) docs = json::array{docs};
+    std::lock_guard lock(impl_->mu);
+    int n = 0;
+    for (const auto& d : docs.as_array()) {
+      const json::value* c = d.is_object() ? d.as_object().if_contains("GalaxyCluster") : nullptr;
+      if (c == nullptr || !c->is_object() || !c->as_object().contains("uuid"))
+        return ControlError(400, "clusters: expected {\"GalaxyCluster\": {...}} with a uuid");
+      json::object cluster = c->as_object();
+      if (!cluster.contains("org_uuid")) cluster["org_uuid"] = impl_->config.org_uuid;
+      if (!cluster.contains("orgc_uuid")) cluster["orgc_uuid"] = cluster["org_uuid"];
+      impl_->SaveCluster(cluster);
+      ++n;
+    }
+    return JsonResponse(200, json::object{{"loaded", n}});
+  }
   // Analyst data made on this instance: {"<Type>": {...}} documents (or a list of them), stored as
   // given (unlocked unless they say otherwise: made here).
   if (what == "analyst_data" && request.method == "POST") {

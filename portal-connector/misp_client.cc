@@ -1,5 +1,9 @@
 #include "portal-connector/misp_client.h"
 
+#include <cctype>
+
+#include "common/encoding.h"
+
 #ifndef SGSYNC_VERSION
 #define SGSYNC_VERSION "0.1.0"
 #endif
@@ -390,6 +394,66 @@ Status MispClient::PushAnalystData(const std::string& type, const json::object& 
     return Fail(ErrorCode::kRefused, "the MISP did not import the analyst data: " + message, target);
   }
   return Status();
+}
+
+Result<std::map<std::string, std::int64_t>> MispClient::ClusterVersions(
+    bool published_only, const std::optional<std::vector<std::string>>& uuids) {
+  const std::string target = "/galaxy_clusters/restSearch";
+  json::object filter{{"minimal", 1}, {"custom", 1}};
+  if (published_only) filter["published"] = 1;
+  if (uuids) {
+    json::array list;
+    for (const auto& u : *uuids) list.emplace_back(u);
+    filter["uuid"] = std::move(list);
+  }
+  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(filter), true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  // A list, or the list under "response" (GalaxyCluster::fetchCustomClusterIdsFromServer).
+  if (v.is_object() && v.as_object().contains("response")) v = v.as_object()["response"];
+  if (!v.is_array())
+    return Fail(ErrorCode::kParse, "expected a list of clusters, found " + misp::Describe(v), target);
+  std::map<std::string, std::int64_t> out;
+  for (std::size_t i = 0; i < v.as_array().size(); ++i) {
+    const json::value& row = v.as_array()[i];
+    const json::value* c = row.is_object() ? row.as_object().if_contains("GalaxyCluster") : nullptr;
+    if (c == nullptr || !c->is_object() || misp::StringOr(c->as_object(), "uuid").empty())
+      return Fail(ErrorCode::kParse,
+                  "expected {\"GalaxyCluster\": {\"uuid\", \"version\"}}, found " + misp::Describe(row),
+                  target + " $[" + std::to_string(i) + "]");
+    out[AsciiLower(std::string(misp::StringOr(c->as_object(), "uuid")))] =
+        misp::IntOr(c->as_object(), "version", 0);
+  }
+  return out;
+}
+
+Result<json::object> MispClient::ViewCluster(const std::string& uuid) {
+  const std::string target = "/galaxy_clusters/view/" + uuid;
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  const json::value* c = v.is_object() ? v.as_object().if_contains("GalaxyCluster") : nullptr;
+  if (c == nullptr || !c->is_object())
+    return Fail(ErrorCode::kParse, "expected {\"GalaxyCluster\": {...}}, found " + misp::Describe(v), target);
+  return c->as_object();
+}
+
+Result<std::int64_t> MispClient::PushCluster(const json::object& cluster) {
+  const std::string target = "/galaxies/pushCluster";
+  SGSYNC_TRY(auto r, Call("POST", target,
+                          json::serialize(json::array{json::object{{"GalaxyCluster", cluster}}}), false));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  if (!v.is_object() || !misp::BoolOr(v.as_object(), "saved", false)) {
+    std::string message =
+        v.is_object() ? std::string(misp::StringOr(v.as_object(), "message")) : misp::Describe(v);
+    return Fail(ErrorCode::kRefused, "the MISP did not import the cluster: " + message, target);
+  }
+  // "Galaxy clusters imported. N imported, ..." (GalaxiesController::pushCluster).
+  std::string message(misp::StringOr(v.as_object(), "message"));
+  auto at = message.find(". ");
+  std::int64_t imported = 0;
+  for (std::size_t i = at == std::string::npos ? 0 : at + 2;
+       i < message.size() && std::isdigit(static_cast<unsigned char>(message[i])); ++i)
+    imported = imported * 10 + (message[i] - '0');
+  return imported;
 }
 
 }  // namespace sgsync::connector

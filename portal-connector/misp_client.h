@@ -102,6 +102,17 @@ class MispClient {
   // receiver imported nothing.
   Status PushAnalystData(const std::string& type, const json::object& entry);
 
+  // Custom galaxy clusters (spec 8.3).
+  // POST galaxy_clusters/restSearch {"minimal": 1, "custom": 1, ...}: uuid -> version of the
+  // clusters the account sees; `published_only` adds "published": 1; `uuids` limits the search.
+  Result<std::map<std::string, std::int64_t>> ClusterVersions(
+      bool published_only, const std::optional<std::vector<std::string>>& uuids);
+  // GET galaxy_clusters/view/<uuid>: the cluster object (inside {"GalaxyCluster": ...}).
+  Result<json::object> ViewCluster(const std::string& uuid);
+  // POST galaxies/pushCluster [{"GalaxyCluster": cluster}]: Refused with MISP's message when the
+  // receiver imported nothing and failed; how many it imported otherwise.
+  Result<std::int64_t> PushCluster(const json::object& cluster);
+
   HttpsTransport& transport() { return *transport_; }
 
  private:

@@ -78,6 +78,9 @@ struct EngineOptions {
   // perm_analyst_data (servers/getVersion).
   bool analyst_data = true;
   bool remote_perm_analyst_data = false;
+  // Custom galaxy clusters too (spec 8.3), when the Portal account has perm_galaxy_editor.
+  bool galaxy_clusters = true;
+  bool remote_perm_galaxy_editor = false;
 };
 
 struct SightingsStats {
@@ -93,6 +96,9 @@ struct SightingsStats {
   std::int64_t analyst_data_sent = 0;      // notes, opinions, relationships written (spec 8.5)
   std::int64_t analyst_data_withheld = 0;  // their distribution or the rules keep them home
   std::int64_t analyst_data_failed = 0;
+  std::int64_t clusters_sent = 0;      // custom galaxy clusters written (spec 8.3)
+  std::int64_t clusters_withheld = 0;  // the policy keeps them home, or the receiver keeps its own
+  std::int64_t clusters_failed = 0;
 };
 
 struct RunOptions {
@@ -179,6 +185,10 @@ class LinkEngine {
   // wanted ones sent with pushAnalystData. Pull: the Portal's index (its org pull rules as
   // filters) against the member's, new or newer entries fetched, downgraded and written locked.
   Status SyncAnalystData(Direction d, SightingsStats& stats);
+  // Custom galaxy clusters (spec 8.3): the source's published custom clusters whose version is
+  // greater than the destination's (or that it lacks), decided by the policy
+  // (PrepareClusterForPush / PreparePulledCluster) and written with galaxies/pushCluster.
+  Status SyncClusters(Direction d, SightingsStats& stats);
   // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
   // write is held back by the conflict policy or the conflict's resolution.
   bool HandleConflict(RunContext& run, Prepared& p);
@@ -195,6 +205,8 @@ class LinkEngine {
   // Analyst data pushed or withheld, by uuid, at the `modified` decided: a cycle fetches only what
   // changed since (guarded by sightings_run_; lost on restart, which costs one full pass).
   std::map<std::string, std::string> analyst_decided_;
+  // Clusters decided, by "<direction> <uuid>", at the version decided (same guard and lifetime).
+  std::map<std::string, std::int64_t> cluster_decided_;
   std::mutex etag_mu_;
   // The index's last ETag per channel ("events push", "sightings pull" ...), with the filter it
   // answered: one entry per channel, so a moving cursor does not pile up entries.

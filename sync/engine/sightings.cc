@@ -32,6 +32,12 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
       spdlog::warn("link {}: {} proposals: {}", name_, DirectionName(d), st.error().ToString());
     }
   }
+  if (options_.galaxy_clusters) {
+    if (auto st = SyncClusters(d, stats); !st.ok()) {
+      ++stats.clusters_failed;
+      spdlog::warn("link {}: {} clusters: {}", name_, DirectionName(d), st.error().ToString());
+    }
+  }
   if (options_.analyst_data) {
     if (auto st = SyncAnalystData(d, stats); !st.ok()) {
       ++stats.analyst_data_failed;

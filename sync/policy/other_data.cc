@@ -211,6 +211,10 @@ ElementDecision PrepareClusterForPush(json::object cluster, const Link& link) {
           "connected communities travel one hop as community", "8.3");
   }
   for (const char* k : {"id", "org_id", "orgc_id", "galaxy_id"}) c.erase(k);
+  // sgsync marks a pushed cluster as received by sync, as MISP does for events and analyst data.
+  // MISP's own cluster push leaves the sender's `locked` (false), so the receiver later refuses
+  // every newer version as "created locally" (docs/sharing-rules.md, "Differences").
+  c["locked"] = true;
   if (json::value* elements = c.if_contains("GalaxyElement"); elements != nullptr && elements->is_array()) {
     for (auto& el : elements->as_array())
       if (el.is_object()) {

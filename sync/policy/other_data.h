@@ -30,7 +30,8 @@ struct ElementDecision {
 // Push (__prepareForPushToServer, __updateClusterForSync): only custom (not default), published
 // clusters; distribution 0/1 never leave by a non-internal push, 2 -> 1; a distribution-4 cluster
 // needs this remote in its group; relations below 2 are removed, 2 -> 1, level-4 relations need
-// the remote in their group; non-exportable relation tags removed; local ids removed.
+// the remote in their group; non-exportable relation tags removed; local ids removed; sent locked
+// (an sgsync addition, docs/sharing-rules.md).
 ElementDecision PrepareClusterForPush(json::object cluster, const Link& link);
 
 // MISP sends a cluster only when its local version is greater than the remote's, or the remote has

@@ -390,6 +390,59 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(d.sightings[0]["analyst_data_sent"], 1)
         self.assertEqual(self.analyst_data_on(self.sims.portal)[shared["Note"]["uuid"]]["modified"], "2026-11-20 10:00:00")
 
+    def cluster(self, n, org, distribution, version, published=True, default=False, relations=None):
+        uuid = harness.uuid_from("cluster", n)
+        return {"GalaxyCluster": {
+            "uuid": uuid, "type": "threat-actor", "value": f"Actor {n}", "description": "custom",
+            "version": str(version), "distribution": str(distribution), "published": published, "default": default,
+            "locked": False, "org_uuid": org[1], "orgc_uuid": org[1], "Orgc": {"name": org[0], "uuid": org[1]},
+            "tag_name": f'misp-galaxy:threat-actor="{uuid}"',
+            "Galaxy": {"uuid": "698774c7-8022-42c4-917f-8d6e4f06ada3", "name": "Threat Actor", "type": "threat-actor",
+                       "namespace": "misp"},
+            "GalaxyElement": [{"id": "9", "key": "synonyms", "value": f"A{n}"}],
+            "GalaxyClusterRelation": relations or []}}
+
+    def clusters_on(self, sim):
+        status, _, body = sim.request("POST", "/galaxy_clusters/restSearch", {"minimal": 0, "custom": 1})
+        self.assertEqual(status, 200, body)
+        return {c["GalaxyCluster"]["uuid"]: c["GalaxyCluster"] for c in body["response"]}
+
+    def test_spec_cases_73_74_custom_clusters_travel_by_version_and_distribution(self):
+        relations = [{"id": "1", "distribution": "0", "referenced_galaxy_cluster_uuid": harness.uuid_from("cluster", 9),
+                      "referenced_galaxy_cluster_type": "related-to"},
+                     {"id": "2", "distribution": "3", "referenced_galaxy_cluster_uuid": harness.uuid_from("cluster", 8),
+                      "referenced_galaxy_cluster_type": "similar"}]
+        shared = self.cluster(1, harness.ORG1, 3, 5, relations=relations)
+        private = self.cluster(2, harness.ORG1, 0, 1)
+        draft = self.cluster(3, harness.ORG1, 3, 1, published=False)
+        community = self.cluster(4, harness.ORG1, 2, 2)
+        self.sims.member.control("POST", "clusters", [shared, private, draft, community])
+        portal_cluster = self.cluster(5, harness.ORG2, 2, 3)
+        self.sims.portal.control("POST", "clusters", [portal_cluster])
+        d = self.sgsyncd()
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        push, pull = d.sightings[0], d.sightings[1]
+        self.assertEqual((push["clusters_sent"], push["clusters_withheld"]), (2, 1), push)
+        at_portal = self.clusters_on(self.sims.portal)
+        sent = at_portal[shared["GalaxyCluster"]["uuid"]]
+        self.assertEqual([r["referenced_galaxy_cluster_type"] for r in sent["GalaxyClusterRelation"]], ["similar"],
+                         "the distribution-0 relation stays home")
+        self.assertNotIn(private["GalaxyCluster"]["uuid"], at_portal)
+        self.assertNotIn(draft["GalaxyCluster"]["uuid"], at_portal, "unpublished clusters are not pushed")
+        self.assertEqual(at_portal[community["GalaxyCluster"]["uuid"]]["distribution"], "1")
+        # Case 74: pulled from a non-internal server, 2 -> 1 and locked.
+        self.assertEqual(pull["clusters_sent"], 1, pull)
+        pulled = self.clusters_on(self.sims.member)[portal_cluster["GalaxyCluster"]["uuid"]]
+        self.assertEqual((pulled["distribution"], pulled["locked"]), ("1", True))
+        # Case 73: the same version is not sent again; a newer one is.
+        rc, stats, err = d.once()
+        self.assertEqual([s["clusters_sent"] for s in d.sightings], [0, 0])
+        self.sims.member.control("POST", "clusters", [self.cluster(1, harness.ORG1, 3, 6, relations=relations)])
+        rc, stats, err = d.once()
+        self.assertEqual(d.sightings[0]["clusters_sent"], 1)
+        self.assertEqual(self.clusters_on(self.sims.portal)[shared["GalaxyCluster"]["uuid"]]["version"], "6")
+
     def test_10k_sightings_sync_without_delaying_a_new_event_behind_them(self):
         first = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 193})["uuids"][0]
         d = self.sgsyncd(directions=["push"], sightings_policy=2)
