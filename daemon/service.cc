@@ -139,11 +139,12 @@ Status Service::Discover(LinkRuntime& link) {
   SGSYNC_TRY(misp::ServerVersion remote_version, link.remote->GetVersion());
   SGSYNC_TRY(misp::ServerVersion local_version, link.local->GetVersion());
   // MISP's own push logs a version gap and goes on (spec 12 case 37); so does sgsync.
-  if (remote_version.major != local_version.major || remote_version.minor != local_version.minor) {
-    spdlog::warn(
-        "link {}: the member's MISP is {} and the Portal {}: sync goes on, but features differ between "
-        "versions (docs/operations.md)",
-        lc.name, local_version.version, remote_version.version);
+  if (auto gap = misp::CompareVersions(local_version, remote_version)) {
+    if (gap->error) {
+      spdlog::error("link {}: {} (docs/operations.md)", lc.name, gap->message);
+    } else {
+      spdlog::warn("link {}: {}", lc.name, gap->message);
+    }
   }
   link.local_version = local_version.version;
   link.remote_version = remote_version.version;

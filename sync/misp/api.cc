@@ -142,6 +142,19 @@ Result<SharingGroupInfo> DecodeSharingGroup(const json::value& body) {
   return DecodeGroupRow(*o, "");
 }
 
+std::optional<VersionGap> CompareVersions(const ServerVersion& local, const ServerVersion& remote) {
+  auto describe = [&](const char* what) {
+    bool behind = !remote.AtLeast(local.major, local.minor, local.hotfix);
+    return "the remote MISP (" + remote.version + ") is " + (behind ? "behind" : "ahead") + " by a " + what +
+           " version (this side runs " + local.version +
+           "): sync goes on, but features differ between versions";
+  };
+  if (local.major != remote.major) return VersionGap{true, describe("major")};
+  if (local.minor != remote.minor) return VersionGap{true, describe("minor")};
+  if (local.hotfix != remote.hotfix) return VersionGap{false, describe("hotfix")};
+  return std::nullopt;
+}
+
 bool ServerVersion::AtLeast(int mj, int mn, int hf) const {
   if (major != mj) return major > mj;
   if (minor != mn) return minor > mn;

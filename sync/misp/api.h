@@ -65,6 +65,15 @@ struct ServerVersion {
 };
 Result<ServerVersion> DecodeServerVersion(const json::value& body);
 
+// MISP's checkVersionCompatibility (spec 9.4, 12 case 37): another major or minor version is an
+// error to report and another hotfix a warning, but neither stops the sync. Returns what to log
+// (`error` says which), or nothing when both sides run the same version.
+struct VersionGap {
+  bool error = false;  // major or minor differ
+  std::string message;
+};
+std::optional<VersionGap> CompareVersions(const ServerVersion& local, const ServerVersion& remote);
+
 // `GET /users/view/me.json`: who the API key belongs to and what it may do.
 struct UserInfo {
   std::int64_t id = 0;

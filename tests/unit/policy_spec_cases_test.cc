@@ -4,6 +4,7 @@
 // (docs/sharing-rules.md, "Where each spec case is tested").
 #include <gtest/gtest.h>
 
+#include "sync/misp/api.h"
 #include "sync/misp/event.h"
 #include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
@@ -347,6 +348,23 @@ TEST(SpecCase, Case31_TypeObjectsNotRemovesObjectsOfThatTemplate) {
 }
 
 // ---- Pull
+
+TEST(SpecCase, Case37_AMinorVersionGapIsReportedAsAnErrorAndTheSyncGoesOn) {
+  auto version = [](const char* text) {
+    return *misp::DecodeServerVersion(
+        json::parse(std::string(R"({"version": ")") + text + R"(", "perm_sync": true})"));
+  };
+  auto gap = misp::CompareVersions(version("2.5.1"), version("2.4.199"));
+  ASSERT_TRUE(gap);
+  EXPECT_TRUE(gap->error);
+  EXPECT_NE(gap->message.find("behind by a minor version"), std::string::npos) << gap->message;
+  EXPECT_NE(gap->message.find("sync goes on"), std::string::npos);
+  auto hotfix = misp::CompareVersions(version("2.5.1"), version("2.5.8"));
+  ASSERT_TRUE(hotfix);
+  EXPECT_FALSE(hotfix->error) << "another hotfix is only a warning";
+  EXPECT_NE(hotfix->message.find("ahead by a hotfix version"), std::string::npos) << hotfix->message;
+  EXPECT_FALSE(misp::CompareVersions(version("2.5.1"), version("2.5.1")));
+}
 
 TEST(SpecCase, Case38_ProtectedEventIsNotPushedToARemoteOlderThan2_4_156) {
   auto e = Ev(3, A(2, 5), R"("protected": true, "CryptographicKey": [])");
