@@ -268,7 +268,7 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         return body["response"]
 
-    def test_sightings_follow_the_members_sighting_policy(self):
+    def test_spec_case_67_sightings_follow_the_members_sighting_policy_and_go_once(self):
         uuid = self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 191})["uuids"][0]
         d = self.sgsyncd(directions=["push"])
         self.assertEqual(d.once()[1][0]["sent"], 1)

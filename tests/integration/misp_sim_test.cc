@@ -515,7 +515,9 @@ TEST_F(MispSimTest, TheIndexFiltersOnEventTagsAndCreatorOrgsAndSorts) {
   EXPECT_EQ(sorted, (std::vector<std::string>{attr_only, red, green}));
 }
 
-TEST_F(MispSimTest, SpecCase32_FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
+// Case 43 is the same test seen from a pulling MISP (an index row against the local copy's timestamp
+// and lock); sgsync's pull asks the member MISP's filterEventIdsForPush, so this pins both.
+TEST_F(MispSimTest, SpecCase32And43_FilterEventIdsForPushReturnsUnknownAndNewerLockedEventsOnce) {
   std::string pushed =
       R"({"Event":{"uuid":"cd07b242-d9e7-4ff6-a8d9-dbc3d4ec8c9d","info":"p","distribution":"1","published":true,"timestamp":"100","locked":true,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.1"}]}})";
   ASSERT_EQ(Call(sync_key_, "POST", "/events/add/metadata:1", pushed).status, 200);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "state/store.h"
 #include "tests/support/files.h"
 
@@ -212,6 +214,31 @@ TEST_F(StateStoreTest, FailuresBackOffExponentiallyThenGoDead) {
   ASSERT_TRUE(store_->DropDead(id).ok());
   EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->dead, 0);
   EXPECT_EQ(store_->DropDead(id).error().code, ErrorCode::kNotFound);
+}
+
+// Spec case 39: events 5, 8 and 9 pushed, 8 fails: MISP's `lastpushedid` stops at 8. sgsync's
+// analogue: the oldest unfinished event holds the cursor (the engine moves it to just before it),
+// while 9 is done and never sent again.
+TEST_F(StateStoreTest, SpecCase39_AFailedEventHoldsTheCursorWhileTheOthersAreDone) {
+  std::map<std::int64_t, std::int64_t> ids;
+  for (std::int64_t ts : {5, 8, 9}) {
+    ids[ts] = *store_->RecordAndEnqueue(link_, Entry("e" + std::to_string(ts), ts), Direction::kPush, ts);
+  }
+  ASSERT_EQ(store_->Lease(link_, Direction::kPush, 10, 60)->size(), 3u);
+  for (std::int64_t ts : {5, 9}) {
+    LedgerEntry ack = Entry("e" + std::to_string(ts), ts);
+    ack.written_side = Side::kRemote;
+    ack.written_timestamp = ts;
+    ASSERT_TRUE(store_->Complete(ids[ts], link_, ack).ok());
+  }
+  ASSERT_EQ(*store_->FailAttempt(ids[8], "refused"), WorkState::kFailed);
+  EXPECT_EQ(*store_->OldestUnfinished(link_, Direction::kPush), std::optional<std::int64_t>(8));
+  ASSERT_EQ(*store_->FailAttempt(ids[8], "refused"), WorkState::kFailed);
+  ASSERT_EQ(*store_->FailAttempt(ids[8], "refused"), WorkState::kDead);
+  EXPECT_EQ(*store_->OldestUnfinished(link_, Direction::kPush), std::optional<std::int64_t>(8))
+      << "a dead letter still holds the cursor until an operator retries or drops it";
+  ASSERT_TRUE(store_->DropDead(ids[8]).ok());
+  EXPECT_EQ(*store_->OldestUnfinished(link_, Direction::kPush), std::nullopt);
 }
 
 TEST_F(StateStoreTest, FailAttemptHonoursAnExplicitRetryTime) {
