@@ -187,6 +187,28 @@ TEST_F(ConfigTest, SharingIdentityChangesWithRulesNotWithInterval) {
   EXPECT_NE(SharingIdentity(a->links[0]), SharingIdentity(c->links[0]));
 }
 
+TEST_F(ConfigTest, OtherDataSwitchesDefaultOnAndPullBlocklistsReachThePolicyLink) {
+  auto d = ParseConfig(Minimal(), "f.toml");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_TRUE(d->links[0].proposals && d->links[0].galaxy_clusters && d->links[0].analyst_data);
+  auto c = ParseConfig(Minimal("proposals = false\ngalaxy_clusters = false\nanalyst_data = false\n"
+                               "pull_blocked_events = [\"00000000-0000-4000-8000-000000000049\"]\n"
+                               "pull_blocked_orgs = [\"1315AEE3-D0B4-4569-A8F2-B99AD776F149\"]"),
+                       "f.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_FALSE(c->links[0].proposals || c->links[0].galaxy_clusters || c->links[0].analyst_data);
+  auto link = MakePolicyLink(c->links[0], {"1315aee3-d0b4-4569-a8f2-b99ad776f149", "ORG2"},
+                             {"ce867008-0536-4358-9f2e-20df12768cd3", "ORG1"});
+  ASSERT_TRUE(link.ok()) << link.error().ToString();
+  EXPECT_TRUE(policy::PullBlocklisted(*link, "00000000-0000-4000-8000-000000000049", ""));
+  EXPECT_TRUE(policy::PullBlocklisted(*link, "", "1315aee3-d0b4-4569-a8f2-b99ad776f149"));
+  auto bad = ParseConfig(Minimal("pull_blocked_orgs = [\"ORG3\"]"), "f.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("pull_blocked_orgs"));
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("expected uuids, found \"ORG3\""));
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("f.toml:4: link \"portal\".pull_blocked_orgs"));
+}
+
 TEST_F(ConfigTest, RedactedFormCarriesNoSecret) {
   auto c = ParseConfig(Minimal(), "f.toml");
   ASSERT_TRUE(c.ok());
