@@ -169,8 +169,9 @@ auto MispSim::Impl::PushCluster(const HttpRequest& req, const Route& r, const Us
     std::string type(StringOr(c, "type"));
     bool galaxy_known = c.contains("Galaxy") && c["Galaxy"].is_object();
     if (!galaxy_known && !type.empty()) {
-      for (const auto& held : Clusters())
-        if (StringOr(held, "type") == type) galaxy_known = true;
+      auto q = db->Prepare("SELECT 1 FROM clusters WHERE json_extract(json, '$.type') = ?");
+      (*q)->Bind(1, type);
+      galaxy_known = *(*q)->Step();
     }
     if (!galaxy_known) {
       ++failed;

@@ -1,7 +1,5 @@
 #include "portal-connector/misp_client.h"
 
-#include <cctype>
-
 #include "common/encoding.h"
 
 #ifndef SGSYNC_VERSION
@@ -436,7 +434,7 @@ Result<json::object> MispClient::ViewCluster(const std::string& uuid) {
   return c->as_object();
 }
 
-Result<std::int64_t> MispClient::PushCluster(const json::object& cluster) {
+Status MispClient::PushCluster(const json::object& cluster) {
   const std::string target = "/galaxies/pushCluster";
   SGSYNC_TRY(auto r, Call("POST", target,
                           json::serialize(json::array{json::object{{"GalaxyCluster", cluster}}}), false));
@@ -446,14 +444,7 @@ Result<std::int64_t> MispClient::PushCluster(const json::object& cluster) {
         v.is_object() ? std::string(misp::StringOr(v.as_object(), "message")) : misp::Describe(v);
     return Fail(ErrorCode::kRefused, "the MISP did not import the cluster: " + message, target);
   }
-  // "Galaxy clusters imported. N imported, ..." (GalaxiesController::pushCluster).
-  std::string message(misp::StringOr(v.as_object(), "message"));
-  auto at = message.find(". ");
-  std::int64_t imported = 0;
-  for (std::size_t i = at == std::string::npos ? 0 : at + 2;
-       i < message.size() && std::isdigit(static_cast<unsigned char>(message[i])); ++i)
-    imported = imported * 10 + (message[i] - '0');
-  return imported;
+  return Status();
 }
 
 }  // namespace sgsync::connector

@@ -110,8 +110,8 @@ class MispClient {
   // GET galaxy_clusters/view/<uuid>: the cluster object (inside {"GalaxyCluster": ...}).
   Result<json::object> ViewCluster(const std::string& uuid);
   // POST galaxies/pushCluster [{"GalaxyCluster": cluster}]: Refused with MISP's message when the
-  // receiver imported nothing and failed; how many it imported otherwise.
-  Result<std::int64_t> PushCluster(const json::object& cluster);
+  // receiver imported nothing and failed.
+  Status PushCluster(const json::object& cluster);
 
   HttpsTransport& transport() { return *transport_; }
 

@@ -59,8 +59,7 @@ Status LinkEngine::SyncClusters(Direction d, SightingsStats& stats) {
       cluster_decided_[key] = version;
       continue;
     }
-    auto written = dest.PushCluster(decision.element);
-    if (!written.ok()) {
+    if (Status written = dest.PushCluster(decision.element); !written.ok()) {
       if (PermanentRefusal(written.error())) {
         ++stats.clusters_withheld;
         spdlog::info("link {}: {} cluster {} version {} refused by the receiver: {}", name_, dir, uuid,

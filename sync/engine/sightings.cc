@@ -27,54 +27,34 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   }
   SightingsStats stats;
   // Proposals, clusters and analyst data are independent of one another: each is asked for at
-  // the same time, so a cycle with nothing new waits for one round trip, not three. Each fills its
-  // own counters; a channel that fails does not hold up the others or the sightings.
-  using Channel = Status (LinkEngine::*)(Direction, SightingsStats&);
-  struct Part {
+  // the same time, so a cycle with nothing new waits for one round trip, not three. Each writes
+  // only its own counters of `stats` (distinct members, so no race); a channel that fails does
+  // not hold up the others or the sightings.
+  struct Channel {
     bool enabled;
-    Channel run;
+    Status (LinkEngine::*run)(Direction, SightingsStats&);
     const char* what;
     std::int64_t SightingsStats::*failed;
-    SightingsStats stats;
     std::future<Status> done;
   };
-  Part parts[] = {{options_.proposals,
-                   &LinkEngine::SyncProposals,
-                   "proposals",
-                   &SightingsStats::proposals_failed,
-                   {},
-                   {}},
-                  {options_.galaxy_clusters,
-                   &LinkEngine::SyncClusters,
-                   "clusters",
-                   &SightingsStats::clusters_failed,
-                   {},
-                   {}},
-                  {options_.analyst_data,
-                   &LinkEngine::SyncAnalystData,
-                   "analyst data",
-                   &SightingsStats::analyst_data_failed,
-                   {},
-                   {}}};
-  for (Part& part : parts) {
-    if (part.enabled)
-      part.done =
-          std::async(std::launch::async, [this, &part, d] { return (this->*part.run)(d, part.stats); });
+  Channel channels[] = {
+      {options_.proposals, &LinkEngine::SyncProposals, "proposals", &SightingsStats::proposals_failed, {}},
+      {options_.galaxy_clusters, &LinkEngine::SyncClusters, "clusters", &SightingsStats::clusters_failed, {}},
+      {options_.analyst_data,
+       &LinkEngine::SyncAnalystData,
+       "analyst data",
+       &SightingsStats::analyst_data_failed,
+       {}}};
+  for (Channel& c : channels) {
+    if (c.enabled)
+      c.done = std::async(std::launch::async, [this, &c, &stats, d] { return (this->*c.run)(d, stats); });
   }
-  for (Part& part : parts) {
-    if (!part.enabled) continue;
-    if (Status st = part.done.get(); !st.ok()) {
-      ++(part.stats.*part.failed);
-      spdlog::warn("link {}: {} {}: {}", name_, DirectionName(d), part.what, st.error().ToString());
+  for (Channel& c : channels) {
+    if (!c.enabled) continue;
+    if (Status st = c.done.get(); !st.ok()) {
+      ++(stats.*c.failed);
+      spdlog::warn("link {}: {} {}: {}", name_, DirectionName(d), c.what, st.error().ToString());
     }
-    stats.proposals_sent += part.stats.proposals_sent;
-    stats.proposals_failed += part.stats.proposals_failed;
-    stats.clusters_sent += part.stats.clusters_sent;
-    stats.clusters_withheld += part.stats.clusters_withheld;
-    stats.clusters_failed += part.stats.clusters_failed;
-    stats.analyst_data_sent += part.stats.analyst_data_sent;
-    stats.analyst_data_withheld += part.stats.analyst_data_withheld;
-    stats.analyst_data_failed += part.stats.analyst_data_failed;
   }
   if (!options_.sightings) return stats;
   const bool push = d == Direction::kPush;

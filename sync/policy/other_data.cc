@@ -91,10 +91,8 @@ bool OrgRulesAdmit(const json::object& entry, const FilterRules& rules, std::str
 
 constexpr const char* kAnalystTypes[] = {"Note", "Opinion", "Relationship"};
 
-ElementDecision AnalystPush(std::string_view type, json::object entry, const Link& link,
-                            const std::string& path);
-ElementDecision AnalystPull(std::string_view type, json::object entry, const Link& link,
-                            const std::string& path);
+ElementDecision AnalystPush(json::object entry, const Link& link, const std::string& path);
+ElementDecision AnalystPull(json::object entry, const Link& link, const std::string& path);
 
 // Children of an analyst-data entry (nested lists by type) get the same decision each; refused
 // ones are removed with their reasons kept.
@@ -108,7 +106,7 @@ void EachChild(json::object& entry, const std::string& path, ElementDecision& ou
     for (auto& item : list->as_array()) {
       std::string p = path + "." + child + "[" + std::to_string(i++) + "]";
       if (!item.is_object()) continue;
-      ElementDecision d = decide(child, std::move(item.as_object()), p);
+      ElementDecision d = decide(std::move(item.as_object()), p);
       out.reasons.insert(out.reasons.end(), d.reasons.begin(), d.reasons.end());
       if (d.send) kept.push_back(std::move(d.element));
     }
@@ -116,8 +114,7 @@ void EachChild(json::object& entry, const std::string& path, ElementDecision& ou
   }
 }
 
-ElementDecision AnalystPush(std::string_view type, json::object entry, const Link& link,
-                            const std::string& path) {
+ElementDecision AnalystPush(json::object entry, const Link& link, const std::string& path) {
   ElementDecision out;
   out.element = std::move(entry);
   Recorder r(out);
@@ -150,15 +147,12 @@ ElementDecision AnalystPush(std::string_view type, json::object entry, const Lin
   e.erase("id");
   e["locked"] = true;
   out.send = true;
-  EachChild(e, path, out, [&](std::string_view t, json::object child, const std::string& p) {
-    return AnalystPush(t, std::move(child), link, p);
-  });
-  (void)type;
+  EachChild(e, path, out,
+            [&](json::object child, const std::string& p) { return AnalystPush(std::move(child), link, p); });
   return out;
 }
 
-ElementDecision AnalystPull(std::string_view type, json::object entry, const Link& link,
-                            const std::string& path) {
+ElementDecision AnalystPull(json::object entry, const Link& link, const std::string& path) {
   ElementDecision out;
   out.element = std::move(entry);
   Recorder r(out);
@@ -166,10 +160,8 @@ ElementDecision AnalystPull(std::string_view type, json::object entry, const Lin
   if (!link.IntPull()) PullDowngrade(r, e, path, "pull.analyst_data.downgrade");
   e["locked"] = true;
   out.send = true;
-  EachChild(e, path, out, [&](std::string_view t, json::object child, const std::string& p) {
-    return AnalystPull(t, std::move(child), link, p);
-  });
-  (void)type;
+  EachChild(e, path, out,
+            [&](json::object child, const std::string& p) { return AnalystPull(std::move(child), link, p); });
   return out;
 }
 
@@ -326,11 +318,11 @@ ElementDecision AcceptCluster(const json::object& incoming, const std::optional<
 }
 
 ElementDecision PrepareAnalystDataForPush(std::string_view type, json::object entry, const Link& link) {
-  return AnalystPush(type, std::move(entry), link, std::string(type));
+  return AnalystPush(std::move(entry), link, std::string(type));
 }
 
 ElementDecision PreparePulledAnalystData(std::string_view type, json::object entry, const Link& link) {
-  return AnalystPull(type, std::move(entry), link, std::string(type));
+  return AnalystPull(std::move(entry), link, std::string(type));
 }
 
 bool AnalystDataWanted(std::string_view offered_modified, const std::optional<HeldCopy>& held,

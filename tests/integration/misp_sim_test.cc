@@ -69,6 +69,12 @@ class MispSimTest : public ::testing::Test {
     return std::string(Body(r).at("Event").at("uuid").as_string());
   }
 
+  // The uuid of the first attribute of a stored event, as its owner's view shows it.
+  std::string FirstAttributeUuid(const std::string& event_uuid) {
+    json::value view = Body(Call(kAdminKey, "GET", "/events/view/" + event_uuid));
+    return std::string(view.at("Event").at("Attribute").at(0).at("uuid").as_string());
+  }
+
   std::unique_ptr<MispSim> sim_;
   std::unique_ptr<HttpServer> server_;
   std::string base_, sync_key_, user_key_;
@@ -257,12 +263,7 @@ TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTime
         return static_cast<std::int64_t>(std::stoll(std::string(row.at("sighting_timestamp").as_string())));
     return std::int64_t{-1};
   };
-  std::string attribute(Body(Call(kAdminKey, "GET", "/events/view/" + uuid))
-                            .at("Event")
-                            .at("Attribute")
-                            .at(0)
-                            .at("uuid")
-                            .as_string());
+  std::string attribute(FirstAttributeUuid(uuid));
   auto add =
       Call(kAdminKey, "POST", "/sightings/add/" + attribute, R"({"source":"sensor","date_sighting":"1000"})");
   ASSERT_EQ(add.status, 200) << add.body;
@@ -273,12 +274,7 @@ TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTime
   EXPECT_GE(sighting_timestamp(), before) << "publishing dates it to now, not to the sighting's date";
   // Received through bulkSaveSightings (the sync account's push): moves to the time of the save.
   std::string other = CreateEvent(3, {5});
-  std::string other_attribute(Body(Call(kAdminKey, "GET", "/events/view/" + other))
-                                  .at("Event")
-                                  .at("Attribute")
-                                  .at(0)
-                                  .at("uuid")
-                                  .as_string());
+  std::string other_attribute(FirstAttributeUuid(other));
   uuid = other;
   auto bulk = Call(sync_key_, "POST", "/sightings/bulkSaveSightings/" + other,
                    R"([{"uuid":"5f0a7b2e-0c1d-4e2f-8a9b-0c1d2e3f4a5b","attribute_uuid":")" + other_attribute +
@@ -289,12 +285,7 @@ TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTime
 
 TEST_F(MispSimTest, SpecCase71_AKnownSightingIsSkippedAndANewExpirationReplacesTheOrgsEarlierOne) {
   std::string uuid = CreateEvent(3, {5});
-  std::string attribute(Body(Call(kAdminKey, "GET", "/events/view/" + uuid))
-                            .at("Event")
-                            .at("Attribute")
-                            .at(0)
-                            .at("uuid")
-                            .as_string());
+  std::string attribute(FirstAttributeUuid(uuid));
   auto row = [&](const std::string& sighting, const std::string& type) {
     return R"({"uuid":")" + sighting + R"(","attribute_uuid":")" + attribute +
            R"(","date_sighting":"1000","type":)" + type + R"(,"source":"s"})";
