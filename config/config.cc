@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -220,6 +221,8 @@ Status ReadEndpoint(const toml::table& t, const std::string& file, const std::st
   SGSYNC_TRY_STATUS(r.String("org_name", &e->org_name));
   SGSYNC_TRY_STATUS(r.Integer("max_in_flight", &e->max_in_flight, 1, 64));
   SGSYNC_TRY_STATUS(r.Integer("timeout_seconds", &e->timeout_seconds, 1, 86400));
+  SGSYNC_TRY_STATUS(r.Integer("max_retry_after_seconds", &e->max_retry_after_seconds, 0, 3600));
+  SGSYNC_TRY_STATUS(r.Integer("max_document_memory_mb", &e->max_document_memory_mb, 1, 65536));
   return r.NoUnknownKeys();
 }
 
@@ -435,12 +438,14 @@ Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& nam
   if (metrics != nullptr) {
     TableReader m(*metrics, name, "metrics");
     SGSYNC_TRY_STATUS(m.String("listen", &c.metrics_listen));
-    if (!c.metrics_listen.empty() && c.metrics_listen.rfind(':') == std::string::npos)
-      return m.ErrorAt(m.Node("listen"), "listen",
-                       "expected HOST:PORT or \"\" (off), found \"" + c.metrics_listen + "\"");
+    if (!c.metrics_listen.empty()) {
+      if (auto hp = ParseHostPort(c.metrics_listen); !hp.ok())
+        return m.ErrorAt(m.Node("listen"), "listen", hp.error().message + " (or \"\" for off)");
+    }
     SGSYNC_TRY_STATUS(m.NoUnknownKeys());
   }
   SGSYNC_TRY_STATUS(r.Integer("shutdown_grace_seconds", &c.shutdown_grace_seconds, 0, 3600));
+  SGSYNC_TRY_STATUS(r.Integer("max_documents_memory_mb", &c.max_documents_memory_mb, 1, 1 << 20));
   const toml::node* links = r.Node("link");
   if (links == nullptr || !links->is_array_of_tables()) {
     return r.ErrorAt(links, "link", "expected at least one [[link]] table");
@@ -477,6 +482,19 @@ Result<policy::Link> MakePolicyLink(const LinkConfig& link, const policy::OrgRef
   return policy::ParseLink(p);
 }
 
+Result<HostPort> ParseHostPort(std::string_view text) {
+  auto colon = text.rfind(':');
+  std::string_view port = colon == std::string_view::npos ? std::string_view() : text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (colon == std::string_view::npos || colon == 0 || port.empty() || ec != std::errc() ||
+      ptr != port.data() + port.size() || value > 65535) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "expected HOST:PORT with a port from 0 to 65535, found \"" + std::string(text) + "\"");
+  }
+  return HostPort{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(value)};
+}
+
 std::string SharingIdentity(const LinkConfig& link) {
   json::object o = link.policy;
   o["directions"] = json::array{json::value(link.push), json::value(link.pull)};
@@ -497,7 +515,9 @@ json::object Redacted(const DaemonConfig& c) {
                         {"org_uuid", e.org_uuid},
                         {"org_name", e.org_name},
                         {"max_in_flight", e.max_in_flight},
-                        {"timeout_seconds", e.timeout_seconds}};
+                        {"timeout_seconds", e.timeout_seconds},
+                        {"max_retry_after_seconds", e.max_retry_after_seconds},
+                        {"max_document_memory_mb", e.max_document_memory_mb}};
   };
   json::array links;
   for (const auto& l : c.links) {
@@ -529,6 +549,7 @@ json::object Redacted(const DaemonConfig& c) {
                       {"log_level", c.log_level},
                       {"metrics_listen", c.metrics_listen},
                       {"shutdown_grace_seconds", c.shutdown_grace_seconds},
+                      {"max_documents_memory_mb", c.max_documents_memory_mb},
                       {"links", std::move(links)}};
 }
 

@@ -51,6 +51,8 @@ struct MispEndpointConfig {
   std::string org_name;
   int max_in_flight = 4;  // concurrent requests to this MISP
   int timeout_seconds = 300;
+  int max_retry_after_seconds = 120;  // a peer's Retry-After is honoured up to this
+  int max_document_memory_mb = 1024;  // what one parsed answer may cost in memory
 };
 
 enum class ConflictPolicy { kPreferNewer, kPreferPortal, kPreferLocal, kManual };
@@ -93,8 +95,18 @@ struct DaemonConfig {
   std::string log_level = "info";                 // trace debug info warn error
   std::string metrics_listen = "127.0.0.1:9464";  // "" disables /metrics
   std::int64_t shutdown_grace_seconds = 30;
+  // What all answers being parsed at once (every link, every request in flight) may cost together.
+  std::int64_t max_documents_memory_mb = 2048;
   std::vector<LinkConfig> links;
 };
+
+// "HOST:PORT" split, the port a number in 0-65535 (0: any free port); an error naming the text
+// otherwise. Never throws.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+Result<HostPort> ParseHostPort(std::string_view text);
 
 // Reads and checks `path`. Errors: "<file>:<line>: <key>: <what>" (kInvalidArgument), or kIo when
 // the file cannot be read.

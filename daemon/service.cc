@@ -46,12 +46,14 @@ struct Service::LinkRuntime {
 };
 
 Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e,
-                                                          Metrics* metrics, const std::string& peer) {
+                                                          Metrics* metrics, const std::string& peer,
+                                                          std::shared_ptr<misp::MemoryBudget> budget) {
   connector::TransportOptions o;
   o.base_url = e.url;
   o.allow_insecure_http = e.insecure_http;
   o.tls = connector::TlsOptions{e.ca_file, e.pin_sha256, e.client_cert, e.client_key};
   o.timeouts.total = std::chrono::seconds(e.timeout_seconds);
+  o.retry.max_retry_after = std::chrono::seconds(e.max_retry_after_seconds);
   o.max_connections = static_cast<std::size_t>(e.max_in_flight);
   o.user_agent = connector::SgsyncUserAgent();
   o.proxy = e.proxy;
@@ -68,10 +70,16 @@ Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndp
   }
   auto t = connector::HttpsTransport::Create(std::move(o), e.api_key.reveal());
   if (!t.ok()) return t.error().Within(peer);
-  return std::make_unique<connector::MispClient>(std::move(*t));
+  misp::JsonLimits limits;
+  limits.max_memory_bytes = static_cast<std::size_t>(e.max_document_memory_mb) << 20;
+  limits.budget = std::move(budget);
+  return std::make_unique<connector::MispClient>(std::move(*t), std::move(limits));
 }
 
-Service::Service(config::DaemonConfig config) : config_(std::move(config)) {
+Service::Service(config::DaemonConfig config)
+    : config_(std::move(config)),
+      documents_budget_(std::make_shared<misp::MemoryBudget>(
+          static_cast<std::size_t>(config_.max_documents_memory_mb) << 20)) {
   engine::DeclareMetrics(metrics_);
 }
 
@@ -120,8 +128,8 @@ Status Service::BuildLinks() {
   for (const auto& lc : config_.links) {
     auto rt = std::make_unique<LinkRuntime>();
     rt->config = lc;
-    SGSYNC_TRY(rt->local, MakeClient(lc.local, &metrics_, lc.name + "/local"));
-    SGSYNC_TRY(rt->remote, MakeClient(lc.remote, &metrics_, lc.name + "/remote"));
+    SGSYNC_TRY(rt->local, MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_));
+    SGSYNC_TRY(rt->remote, MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_));
     rt->status[0].enabled = lc.push;
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));
@@ -390,11 +398,10 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
 Status Service::Start() {
   stopping_ = false;
   if (!config_.metrics_listen.empty() && !metrics_server_) {
-    auto colon = config_.metrics_listen.rfind(':');
-    auto port = static_cast<std::uint16_t>(std::stoi(config_.metrics_listen.substr(colon + 1)));
+    SGSYNC_TRY(config::HostPort listen, config::ParseHostPort(config_.metrics_listen));
     SGSYNC_TRY(metrics_server_,
                httpd::HttpServer::Start(
-                   config_.metrics_listen.substr(0, colon), port, [this](const httpd::HttpRequest& r) {
+                   listen.host, listen.port, [this](const httpd::HttpRequest& r) {
                      httpd::HttpResponse resp;
                      if (r.target != "/metrics" || (r.method != "GET" && r.method != "HEAD")) {
                        resp.status = 404;
@@ -405,7 +412,7 @@ Status Service::Start() {
                      resp.body = metrics_.Render();
                      return resp;
                    }));
-    spdlog::info("metrics on http://{}:{}/metrics", config_.metrics_listen.substr(0, colon),
+    spdlog::info("metrics on http://{}:{}/metrics", listen.host,
                  metrics_server_->port());
   }
   for (auto& link : links_) {

@@ -110,6 +110,8 @@ class Service {
 
   config::DaemonConfig config_;
   Metrics metrics_;
+  // Shared by every client: what all answers being parsed at once may cost (docs/security.md).
+  std::shared_ptr<misp::MemoryBudget> documents_budget_;
   std::unique_ptr<state::StateStore> store_;
   std::unique_ptr<httpd::HttpServer> metrics_server_;
   LinkRuntime* Find(const std::string& name);

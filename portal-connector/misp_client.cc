@@ -1,5 +1,7 @@
 #include "portal-connector/misp_client.h"
 
+#include <set>
+
 #include "common/encoding.h"
 
 #ifndef SGSYNC_VERSION
@@ -12,7 +14,10 @@ std::string SgsyncUserAgent() {
   return std::string("MISP-compatible sgsync/") + SGSYNC_VERSION + " (SecureGRID federation sync)";
 }
 
-MispClient::MispClient(std::unique_ptr<HttpsTransport> transport) : transport_(std::move(transport)) {}
+MispClient::MispClient(std::unique_ptr<HttpsTransport> transport, misp::JsonLimits limits)
+    : transport_(std::move(transport)), limits_(std::move(limits)) {
+  limits_.max_document_bytes = transport_->options().max_response_bytes;
+}
 
 Result<HttpResponse> MispClient::Call(const std::string& method, const std::string& target,
                                       const std::string& body, bool idempotent,
@@ -23,7 +28,7 @@ Result<HttpResponse> MispClient::Call(const std::string& method, const std::stri
 Error MispClient::ErrorFor(const HttpResponse& r, const std::string& target) {
   std::string where = transport_->options().base_url + target;
   misp::MispError e;
-  if (auto parsed = misp::ParseJson(r.body); parsed.ok()) e = misp::DecodeMispError(*parsed);
+  if (auto parsed = misp::ParseJson(r.body, limits_); parsed.ok()) e = misp::DecodeMispError(*parsed);
   std::string text = e.message.empty() ? e.name : e.message;
   if (!e.errors.empty()) text += (text.empty() ? "" : ": ") + e.errors;
   if (text.empty()) text = "HTTP " + std::to_string(r.status);
@@ -45,7 +50,7 @@ Error MispClient::ErrorFor(const HttpResponse& r, const std::string& target) {
 
 Result<json::value> MispClient::Json(const HttpResponse& r, const std::string& target) {
   if (r.status != 200) return ErrorFor(r, target);
-  auto v = misp::ParseJson(r.body, {}, transport_->options().base_url + target);
+  auto v = misp::ParseJson(r.body, limits_, transport_->options().base_url + target);
   if (!v.ok()) return v.error();
   return std::move(*v);
 }
@@ -53,8 +58,7 @@ Result<json::value> MispClient::Json(const HttpResponse& r, const std::string& t
 Result<json::value> MispClient::StreamJson(const std::string& method, const std::string& target,
                                            const std::string& body, HttpResponse* meta) {
   std::unique_ptr<misp::JsonReader> reader;
-  misp::JsonLimits limits;
-  limits.max_document_bytes = transport_->options().max_response_bytes;
+  const misp::JsonLimits& limits = limits_;
   HttpRequest req{method, target, {}, body, true};
   req.body_reset = [&] { reader = std::make_unique<misp::JsonReader>(limits); };
   req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
@@ -96,9 +100,10 @@ Result<IndexPage> MispClient::EventIndex(const json::object& filter, const std::
     return page;
   }
   SGSYNC_TRY(json::value v, Json(r, "/events/index"));
-  auto rows = misp::DecodeEventIndex(v);
+  auto rows = misp::DecodeEventIndex(v, &page.rejected);
   if (!rows.ok()) return rows.error().Within(transport_->options().base_url + "/events/index");
   page.rows = std::move(*rows);
+  for (auto& e : page.rejected) e = e.Within(transport_->options().base_url + "/events/index");
   page.etag = r.headers.count("etag") ? r.headers["etag"] : "";
   if (auto it = r.headers.find("x-result-count"); it != r.headers.end()) {
     json::value count(it->second);
@@ -145,28 +150,78 @@ Result<bool> MispClient::EventExists(const std::string& uuid) {
   return ErrorFor(r, "/events/view/" + uuid);
 }
 
+Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::object& sent,
+                                                 const std::string& target) {
+  const std::string where = transport_->options().base_url + target;
+  const json::value* ev = body.is_object() ? body.get_object().if_contains("Event") : nullptr;
+  if (ev == nullptr || !ev->is_object()) {
+    // A 200 without the saved event: MISP's error form ({"name", "message", "errors"}) or junk.
+    misp::MispError e = misp::DecodeMispError(body);
+    std::string text = e.message.empty() ? e.name : e.message;
+    if (!e.errors.empty()) text += (text.empty() ? "" : ": ") + e.errors;
+    return Fail(ErrorCode::kRefused,
+                "MISP answered 200 without the saved event" + (text.empty() ? std::string() : ": " + text) +
+                    "; the write is not counted",
+                where);
+  }
+  std::string_view want = misp::StringOr(sent, "uuid");
+  std::string_view got = misp::StringOr(ev->get_object(), "uuid");
+  if (!want.empty() && AsciiLower(want) != AsciiLower(got)) {
+    return Fail(ErrorCode::kCorruption,
+                "MISP answered with event " + std::string(got.empty() ? "(no uuid)" : got.substr(0, 40)) +
+                    ", not the event " + std::string(want) + " that was sent; the write is not counted",
+                where);
+  }
+  WriteResult w;
+  w.body = std::move(body);
+  w.written = true;
+  return w;
+}
+
 Result<WriteResult> MispClient::AddEvent(const json::object& event) {
   const std::string target = "/events/add/metadata:1";
   SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
-  WriteResult w;
   if (r.status == 404 && r.headers.count("location")) {
     // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
+    WriteResult w;
     const std::string& loc = r.headers["location"];
     w.existing_id = loc.substr(loc.find_last_of('/') + 1);
     return w;
   }
-  SGSYNC_TRY(w.body, Json(r, target));
-  w.written = true;
-  return w;
+  SGSYNC_TRY(json::value body, Json(r, target));
+  return CheckWriteAnswer(std::move(body), event, target);
 }
 
 Result<WriteResult> MispClient::EditEvent(const std::string& uuid_or_id, const json::object& event) {
   const std::string target = "/events/edit/" + uuid_or_id + "/metadata:1";
   SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
-  WriteResult w;
-  SGSYNC_TRY(w.body, Json(r, target));
-  w.written = true;
-  return w;
+  SGSYNC_TRY(json::value body, Json(r, target));
+  return CheckWriteAnswer(std::move(body), event, target);
+}
+
+Result<std::map<std::string, EventMetadata>> MispClient::EventsMetadata(const std::vector<std::string>& uuids) {
+  std::map<std::string, EventMetadata> out;
+  if (uuids.empty()) return out;
+  json::array list;
+  std::set<std::string> asked;
+  for (const auto& u : uuids) {
+    list.emplace_back(u);
+    asked.insert(AsciiLower(u));
+  }
+  SGSYNC_TRY(auto docs, RestSearch(json::object{{"uuid", std::move(list)}, {"metadata", 1}}));
+  for (auto& doc : docs) {
+    const json::object& e = doc.event_json();
+    EventMetadata m;
+    m.uuid = AsciiLower(misp::StringOr(e, "uuid"));
+    if (!asked.count(m.uuid)) continue;
+    m.timestamp = misp::IntOr(e, "timestamp", 0);
+    m.locked = misp::BoolOr(e, "locked", false);
+    const json::value* orgc = e.if_contains("Orgc");
+    m.orgc_uuid = orgc != nullptr && orgc->is_object() ? AsciiLower(misp::StringOr(orgc->get_object(), "uuid"))
+                                                       : std::string();
+    out[m.uuid] = std::move(m);
+  }
+  return out;
 }
 
 Status MispClient::DeleteEvent(const std::string& uuid) {

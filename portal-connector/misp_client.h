@@ -35,6 +35,9 @@ struct IndexPage {
   std::vector<misp::EventIndexEntry> rows;
   std::string etag;        // send it back next time
   std::int64_t total = 0;  // X-Result-Count
+  // Rows left out because they could not be read (each error names the row's path): the rest of
+  // the index is used (docs/security.md).
+  std::vector<Error> rejected;
 };
 
 struct ViewForm {
@@ -49,9 +52,19 @@ struct WriteResult {
   json::value body;         // MISP's answer
 };
 
+// What a MISP holds about an event without its content (restSearch metadata:1).
+struct EventMetadata {
+  std::string uuid;
+  std::int64_t timestamp = 0;
+  bool locked = false;     // received through sync (spec 7.7); false: created on that MISP
+  std::string orgc_uuid;   // the creator organisation
+};
+
 class MispClient {
  public:
-  explicit MispClient(std::unique_ptr<HttpsTransport> transport);
+  // `limits` bound every answer's parsed tree (sync/misp/json.h); max_document_bytes follows the
+  // transport's max_response_bytes.
+  explicit MispClient(std::unique_ptr<HttpsTransport> transport, misp::JsonLimits limits = {});
 
   Result<misp::ServerVersion> GetVersion();
   Result<misp::UserInfo> WhoAmI();  // users/view/me.json
@@ -63,9 +76,15 @@ class MispClient {
   // nullopt when the remote does not serve it (404: missing or hidden alike).
   Result<std::optional<misp::EventDocument>> ViewEvent(const std::string& uuid, const ViewForm& form);
   Result<bool> EventExists(const std::string& uuid);  // HEAD events/view
+  // An add or edit is counted as written only when the answer is the saved event itself: a 200
+  // whose body is an error, or another event than the one sent, is kRefused / kCorruption
+  // (docs/security.md).
   Result<WriteResult> AddEvent(const json::object& event);
   // `not_newer` when the remote's copy is as new or newer (spec 7.5).
   Result<WriteResult> EditEvent(const std::string& uuid_or_id, const json::object& event);
+  // The events among `uuids` that the MISP holds, by lower-case uuid, with what decides whether
+  // sync may overwrite them; one restSearch with metadata:1. Rows for other uuids are ignored.
+  Result<std::map<std::string, EventMetadata>> EventsMetadata(const std::vector<std::string>& uuids);
   // POST events/delete/<id> (events-delete.json): the event is deleted and its uuid blocklisted by
   // the MISP (spec 7.6). Takes the uuid: the local id is looked up with events/view first.
   // NotFound when the MISP does not serve the event.
@@ -123,8 +142,11 @@ class MispClient {
   Result<json::value> StreamJson(const std::string& method, const std::string& target,
                                  const std::string& body, HttpResponse* meta);
   Error ErrorFor(const HttpResponse& r, const std::string& target);
+  // The answer of an add or edit of `sent`: the saved event with the same uuid, or an error.
+  Result<WriteResult> CheckWriteAnswer(json::value body, const json::object& sent, const std::string& target);
 
   std::unique_ptr<HttpsTransport> transport_;
+  misp::JsonLimits limits_;
 };
 
 }  // namespace sgsync::connector

@@ -12,6 +12,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cctype>
+#include <charconv>
+#include <ctime>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -453,6 +455,29 @@ std::string RouteOf(std::string_view target) {
   return out.empty() ? "/" : out;
 }
 
+std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
+                                                    std::chrono::system_clock::time_point now) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::int64_t n = 0;
+    auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec == std::errc::result_out_of_range || (ec == std::errc() && n > max.count())) return max;
+    if (ec != std::errc() || ptr != value.data() + value.size()) return std::nullopt;
+    return std::chrono::seconds(n);
+  }
+  // IMF-fixdate, the form RFC 9110 requires senders to use.
+  std::tm tm{};
+  std::string text(value);
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  std::int64_t at = timegm(&tm);
+  std::int64_t from = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (at <= from) return std::chrono::seconds(0);
+  return std::chrono::seconds(std::min<std::int64_t>(at - from, max.count()));
+}
+
 Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
   const auto deadline = Clock::now() + impl_->options.timeouts.total;
   const int attempts = request.idempotent ? std::max(1, impl_->options.retry.max_attempts) : 1;
@@ -480,12 +505,15 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
       bool retryable = r->status >= 500 || r->status == 429;
       if (!retryable || last) return r;
       if (r->status == 429) {
-        // Honour Retry-After (seconds) when the server gives it.
         auto it = r->headers.find("retry-after");
-        if (it != r->headers.end() && !it->second.empty() &&
-            std::all_of(it->second.begin(), it->second.end(),
-                        [](char ch) { return ch >= '0' && ch <= '9'; })) {
-          wait = std::max(wait, std::chrono::milliseconds(std::stoll(it->second) * 1000));
+        if (it != r->headers.end()) {
+          auto asked = ParseRetryAfter(it->second, impl_->options.retry.max_retry_after);
+          if (!asked) {
+            spdlog::warn("{}{}: ignoring an unreadable Retry-After header", impl_->options.base_url,
+                         request.target);
+          } else {
+            wait = std::max(wait, std::chrono::duration_cast<std::chrono::milliseconds>(*asked));
+          }
         }
       }
     } else {
@@ -493,7 +521,8 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
       bool retryable = code == ErrorCode::kUnavailable || code == ErrorCode::kTimeout;
       if (!retryable || last) return r;
     }
-    if (Clock::now() + wait >= deadline) return r;
+    // `wait` is bounded (backoff cap, clamped Retry-After), so this cannot overflow.
+    if (wait >= deadline - Clock::now()) return r;
     std::this_thread::sleep_for(wait);
   }
 }

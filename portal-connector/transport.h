@@ -47,6 +47,9 @@ struct RetryPolicy {
   int max_attempts = 4;  // first try included
   std::chrono::milliseconds base{200};
   std::chrono::milliseconds cap{30000};
+  // A peer's Retry-After is honoured up to this long; a longer (or absurd) value is clamped to it,
+  // so a hostile peer can neither stall a direction for ever nor overflow the deadline arithmetic.
+  std::chrono::seconds max_retry_after{120};
 };
 
 struct TransportOptions {
@@ -67,6 +70,13 @@ struct TransportOptions {
 
 // "/events/view/5b7d.../deleted[]:1" -> "/events/view": the route of a MISP target, for metrics.
 std::string RouteOf(std::string_view target);
+
+// A Retry-After header (RFC 9110 10.2.3): delay-seconds ("120") or an HTTP-date ("Sun, 06 Nov 1994
+// 08:49:37 GMT", read against `now`), at most `max`. Any number of digits is accepted and clamped
+// (never an overflow, never an exception); a date in the past is zero; anything else is nullopt.
+std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
+                                                    std::chrono::system_clock::time_point now =
+                                                        std::chrono::system_clock::now());
 
 struct HttpRequest {
   std::string method;                          // GET, HEAD, POST

@@ -610,8 +610,10 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
 
 Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t link_id, Direction d) {
   std::lock_guard lock(mu_);
+  // Dead letters do not hold the cursor: an event a peer never serves would hold it for ever. They
+  // stay visible (failures, retry) and a retry re-queues them.
   SGSYNC_TRY(auto q, db_->Prepare("SELECT MIN(version) FROM work_queue WHERE link_id = ? AND direction = ? "
-                                  "AND state != 'done'"));
+                                  "AND state NOT IN ('done', 'dead')"));
   q->Bind(1, link_id).Bind(2, DirName(d));
   SGSYNC_TRY(bool row, q->Step());
   if (!row || q->IsNull(0)) return std::optional<std::int64_t>();

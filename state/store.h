@@ -196,7 +196,8 @@ class StateStore {
   Status RetryDead(std::int64_t item_id);  // dead -> pending, attempts kept
   Status DropDead(std::int64_t item_id);   // dead -> removed
   // The smallest version (event timestamp) of the link's work in direction `d` not done yet
-  // (pending, leased, failed or dead): the cursor must not pass it.
+  // (pending, leased or failed): the cursor must not pass it. Dead letters do not count: one event
+  // a peer never serves must not hold the cursor for ever (they stay listed for retry).
   Result<std::optional<std::int64_t>> OldestUnfinished(std::int64_t link_id, Direction d);
   Result<QueueCounts> CountQueue(std::int64_t link_id, Direction d);
   Result<std::optional<WorkItem>> GetWork(std::int64_t item_id);

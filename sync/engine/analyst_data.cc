@@ -2,7 +2,9 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 
+#include "common/encoding.h"
 #include "sync/engine/engine.h"
 #include "sync/policy/other_data.h"
 
@@ -79,7 +81,16 @@ Status LinkEngine::SyncAnalystData(Direction d, SightingsStats& stats) {
       }
       if (fetch.empty()) continue;
       SGSYNC_TRY(json::array rows, remote_.AnalystData(type, fetch));
+      std::set<std::string> asked;
+      for (const auto& u : fetch) asked.insert(AsciiLower(u));
       for (auto& row : rows) {
+        // Only what was asked for, once (docs/security.md): a row for another uuid is not written.
+        if (!row.is_object() || asked.erase(AsciiLower(misp::StringOr(row.as_object(), "uuid"))) == 0) {
+          ++stats.analyst_data_failed;
+          spdlog::warn("link {}: pull {}: the Portal answered with an entry that was not asked for: ignored", name_,
+                       type);
+          continue;
+        }
         json::object& entry = row.as_object();
         std::string uuid(misp::StringOr(entry, "uuid"));
         if (policy::PullBlocklisted(link_, "", misp::StringOr(entry, "orgc_uuid"))) {

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "common/encoding.h"
 #include "sync/engine/engine.h"
 #include "sync/policy/other_data.h"
 
@@ -46,6 +47,9 @@ Status LinkEngine::SyncClusters(Direction d, SightingsStats& stats) {
     if (auto seen = cluster_decided_.find(key); seen != cluster_decided_.end() && seen->second == version)
       continue;
     auto cluster = source.ViewCluster(uuid);
+    if (cluster.ok() && AsciiLower(misp::StringOr(*cluster, "uuid")) != AsciiLower(uuid)) {
+      cluster = Fail(ErrorCode::kCorruption, "asked for cluster " + uuid + ", the answer is another cluster: refused");
+    }
     if (!cluster.ok()) {
       ++stats.clusters_failed;
       spdlog::warn("link {}: {} cluster {}: {}", name_, dir, uuid, cluster.error().ToString());

@@ -46,7 +46,22 @@ std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
   return std::min(next.load(), n);
 }
 
+// A peer's answer for `asked` must be that event: a document for another uuid (a lying or
+// compromised peer, docs/security.md) is never decided on, let alone written over the other event.
+Status CheckAnswerIsEvent(const json::object& event, const std::string& asked, connector::MispClient& from) {
+  std::string_view got = misp::StringOr(event, "uuid");
+  if (AsciiLower(got) == AsciiLower(asked)) return {};
+  return Fail(ErrorCode::kCorruption,
+              "asked for event " + asked + ", the answer is event " +
+                  std::string(got.empty() ? "(no uuid)" : got.substr(0, 40)) + ": refused",
+              from.transport().options().base_url + "/events/view/" + asked);
+}
+
 }  // namespace
+
+bool PlausibleTimestamp(std::int64_t ts) {
+  return ts > 0 && ts <= static_cast<std::int64_t>(std::time(nullptr)) + kFutureSkewSeconds;
+}
 
 void DeclareMetrics(Metrics& m) {
   using T = Metrics::Type;
@@ -70,6 +85,11 @@ void DeclareMetrics(Metrics& m) {
             "Requests to a MISP, by peer, method, route and status (0: no answer).");
   m.Declare("sgsync_request_duration_seconds", T::kHistogram,
             "Time of one request attempt, by peer and route.");
+  m.Declare("sgsync_index_rows_rejected_total", T::kCounter,
+            "Index rows left out, by link, direction and reason (unreadable, implausible_timestamp).");
+  m.Declare("sgsync_protected_total", T::kCounter,
+            "Writes and deletions refused to protect the member's own events, by link and what "
+            "(overwrite, delete).");
 }
 
 // One event on its way through a run.
@@ -256,7 +276,10 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
     p.source_timestamp = p.item.version;
     return;
   }
-  Decide(run, p, std::move(**doc).TakeEvent());
+  json::object event = std::move(**doc).TakeEvent();
+  if (auto same = CheckAnswerIsEvent(event, p.item.uuid, source); !same.ok())
+    return FailItem(run, p.item, same.error()), void(p.done = true);
+  Decide(run, p, std::move(event));
 }
 
 void LinkEngine::Write(RunContext& run, Prepared& p) {
@@ -268,9 +291,33 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   // knows whether sgsync wrote it there before; an add of a uuid that exists anyway answers 404
   // with its Location, and becomes an edit.
   bool written_before = p.ledger && p.ledger->written_side == dest_side;
-  Result<connector::WriteResult> w =
-      written_before ? dest.EditEvent(p.item.uuid, event) : dest.AddEvent(event);
-  if (w.ok() && !w->written) w = dest.EditEvent(w->existing_id.empty() ? p.item.uuid : w->existing_id, event);
+  // Pull: before any edit of an event on the member's MISP that sgsync did not write there itself
+  // (an add answered "already there"), or of one that now claims the member's organisation as its
+  // creator, the member's copy is looked at: sgsync writes with a site-admin key, so MISP's own
+  // "Blocked an edit to an event that was created locally" does not protect it; this does
+  // (docs/security.md).
+  auto guard = [&]() -> Result<bool> {
+    if (push) return false;
+    return RefuseMemberEvent(p);
+  };
+  const json::value* orgc = event.if_contains("Orgc");
+  const bool claims_member = !link_.local.org.uuid.empty() && orgc != nullptr && orgc->is_object() &&
+                             policy::SameText(misp::StringOr(orgc->get_object(), "uuid"), link_.local.org.uuid);
+  Result<connector::WriteResult> w = connector::WriteResult{};
+  if (written_before) {
+    auto refused = claims_member ? guard() : Result<bool>(false);
+    if (!refused.ok()) return FailItem(run, p.item, refused.error()), void(p.done = true);
+    if (*refused) return Protected(run, p, "overwrite");
+    w = dest.EditEvent(p.item.uuid, event);
+  } else {
+    w = dest.AddEvent(event);
+  }
+  if (w.ok() && !w->written) {
+    auto refused = guard();
+    if (!refused.ok()) return FailItem(run, p.item, refused.error()), void(p.done = true);
+    if (*refused) return Protected(run, p, "overwrite");
+    w = dest.EditEvent(w->existing_id.empty() ? p.item.uuid : w->existing_id, event);
+  }
   state::LedgerEntry entry = SeenEntry(p, push, "send");
   if (!w.ok() && w.error().code == ErrorCode::kNotNewer) {
     // The destination has this version or a newer one: nothing to write (idempotent replay).
@@ -342,6 +389,37 @@ json::object DescribeDifferences(const json::object& local, const json::object& 
 }
 
 }  // namespace
+
+void LinkEngine::Protected(RunContext& run, Prepared& p, const char* what) {
+  if (metrics_ != nullptr) metrics_->Add("sgsync_protected_total", {{"link", name_}, {"what", what}});
+  Finish(run, p, SeenEntry(p, run.direction == Direction::kPush, "skip"), "skipped");
+}
+
+Result<bool> LinkEngine::RefuseMemberEvent(Prepared& p) {
+  SGSYNC_TRY(auto held, local_.EventsMetadata({p.item.uuid}));
+  auto it = held.find(AsciiLower(p.item.uuid));
+  if (it == held.end()) return false;
+  std::string why = MemberOwns(it->second);
+  if (why.empty()) return false;
+  spdlog::warn("link {}: pull {} refused: {}", name_, p.item.uuid, why);
+  if (p.decision) {
+    p.decision->send = false;
+    p.decision->reasons.push_back(policy::Reason{"sgsync.protect.member_event", "sgsync", "Event.uuid", "refuse",
+                                                 "", "", why});
+  }
+  return true;
+}
+
+std::string LinkEngine::MemberOwns(const connector::EventMetadata& m) const {
+  if (link_.internal) return "";  // an internal link may update unlocked events, as MISP (spec 7.7)
+  if (!m.locked)
+    return "the member's MISP holds this uuid as an event created there (not locked): sync never overwrites "
+           "or deletes it";
+  if (!link_.local.org.uuid.empty() && policy::SameText(m.orgc_uuid, link_.local.org.uuid))
+    return "the member's MISP holds this uuid as an event of the member's own organisation: the Portal "
+           "cannot speak for it";
+  return "";
+}
 
 bool LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
@@ -492,10 +570,24 @@ Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventI
     if (!present.count(w.uuid)) missing.emplace_back(w.uuid, w.timestamp);
   }
   if (missing.empty()) return {};
-  SGSYNC_TRY(auto gone, remote_.FilterEventIdsForPush(missing));
+  SGSYNC_TRY(auto answered, remote_.FilterEventIdsForPush(missing));
+  // Only what was asked about counts: an answer naming any other uuid (a lying Portal) is ignored.
+  std::set<std::string> asked;
+  for (const auto& m : missing) asked.insert(AsciiLower(m.first));
+  std::vector<std::string> gone;
+  for (const auto& uuid : answered) {
+    if (asked.erase(AsciiLower(uuid)) == 0) {
+      spdlog::warn("link {}: the Portal's filterEventIdsForPush named {}, which was not asked about: ignored",
+                   name_, uuid);
+      continue;
+    }
+    gone.push_back(uuid);
+  }
   for (const auto& uuid : gone) {
     SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
-    if (!ledger) continue;
+    // A tombstone applies only to an event that came from the Portal and that sgsync wrote here.
+    if (!ledger || ledger->origin != state::Side::kRemote || ledger->written_side != state::Side::kLocal)
+      continue;
     ++run.stats.deleted_at_source;
     state::LedgerEntry entry = *ledger;
     if (!options_.tombstones) {
@@ -504,6 +596,21 @@ Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventI
       spdlog::info("link {}: {} was deleted at the Portal; the member's copy stays (tombstones are off)",
                    name_, uuid);
       continue;
+    }
+    SGSYNC_TRY(auto held, local_.EventsMetadata({uuid}));
+    if (auto it = held.find(AsciiLower(uuid)); it != held.end()) {
+      if (std::string why = MemberOwns(it->second); !why.empty()) {
+        spdlog::warn("link {}: {} is gone from the Portal, but its deletion is refused: {}", name_, uuid, why);
+        if (metrics_ != nullptr) metrics_->Add("sgsync_protected_total", {{"link", name_}, {"what", "delete"}});
+        state::AuditRecord refused{};
+        refused.actor = "sgsyncd";
+        refused.action = "tombstone";
+        refused.target = name_ + " " + uuid;
+        refused.result = "refused";
+        refused.details = why;
+        SGSYNC_TRY_STATUS(store_.Audit(refused));
+        continue;
+      }
     }
     auto deleted = local_.DeleteEvent(uuid);
     state::AuditRecord audit;
@@ -545,9 +652,12 @@ Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid
   connector::ViewForm form;
   form.include_deleted = true;
   form.exclude_local_tags = !push && !link_.internal;
-  SGSYNC_TRY(auto doc, (push ? local_ : remote_).ViewEvent(uuid, form));
+  connector::MispClient& source = push ? local_ : remote_;
+  SGSYNC_TRY(auto doc, source.ViewEvent(uuid, form));
   if (!doc) return policy::Evaluate(d, nullptr, link_);
-  return policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_);
+  json::object event = std::move(*doc).TakeEvent();
+  SGSYNC_TRY_STATUS(CheckAnswerIsEvent(event, uuid, source));
+  return policy::Evaluate(d, std::optional<json::object>(std::move(event)), link_);
 }
 
 Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
@@ -592,7 +702,22 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
     std::vector<state::IndexPair> pairs;
     std::map<std::string, std::int64_t> stamp;
     pairs.reserve(page.rows.size());
+    for (const auto& bad : page.rejected) {
+      spdlog::warn("link {}: {} index row left out: {}", name_, dir, bad.ToString());
+      if (metrics_ != nullptr)
+        metrics_->Add("sgsync_index_rows_rejected_total",
+                      {{"link", name_}, {"direction", dir}, {"reason", "unreadable"}});
+    }
     for (const auto& row : page.rows) {
+      if (!PlausibleTimestamp(row.timestamp)) {
+        spdlog::warn("link {}: {} index row {} left out: its timestamp {} is not plausible (not positive, or "
+                     "more than {} s ahead of this clock)",
+                     name_, dir, row.uuid, row.timestamp, kFutureSkewSeconds);
+        if (metrics_ != nullptr)
+          metrics_->Add("sgsync_index_rows_rejected_total",
+                        {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
+        continue;
+      }
       newest = std::max(newest, row.timestamp);
       // MISP's pull leaves the local MISP's blocklisted events out of the index (spec 7.8).
       if (!push && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) {
@@ -603,7 +728,10 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
       stamp[row.uuid] = row.timestamp;
     }
     SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
-    if (!push && options.full) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
+    if (!push && options.full && page.rejected.empty()) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
+    if (!push && options.full && !page.rejected.empty())
+      spdlog::warn("link {}: deletions at the Portal not looked for: its index had rows that could not be read",
+                   name_);
     for (const auto& uuid : changed) {
       std::int64_t ts = stamp[uuid];
       SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));

@@ -192,6 +192,14 @@ class LinkEngine {
   // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
   // write is held back by the conflict policy or the conflict's resolution.
   bool HandleConflict(RunContext& run, Prepared& p);
+  // Pull: whether the member's MISP holds p's uuid as an event sync must not overwrite; when so,
+  // p's decision becomes a refusal saying why (docs/security.md).
+  Result<bool> RefuseMemberEvent(Prepared& p);
+  // Completes p as refused by that check (counted under sgsync_protected_total{what}).
+  void Protected(RunContext& run, Prepared& p, const char* what);
+  // Why the member's event `m` is the member's own (not locked, or of the host organisation), or
+  // "" when sync may update or delete it.
+  std::string MemberOwns(const connector::EventMetadata& m) const;
 
   std::string name_;
   std::int64_t link_id_;
@@ -214,6 +222,12 @@ class LinkEngine {
   void RememberEtag(const std::string& channel, const std::string& filter, const std::string& etag);
   std::map<std::string, std::pair<std::string, std::string>> etags_;
 };
+
+// Index timestamps (event and sighting) further ahead of this clock than this are not believed: one
+// row dated 9999 would otherwise become the cursor, and every later incremental run would see
+// nothing. Such rows are left out with a warning and sgsync_index_rows_rejected_total.
+inline constexpr std::int64_t kFutureSkewSeconds = 86400;
+bool PlausibleTimestamp(std::int64_t ts);
 
 // The metric families the engine and sgsyncd write, declared with their help text.
 void DeclareMetrics(Metrics& m);

@@ -82,6 +82,14 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   for (const auto& row : page.rows) {
     if (row.sighting_timestamp <= cursor.last_timestamp && !options.full) continue;
     if (row.sighting_timestamp == 0) continue;
+    if (!PlausibleTimestamp(row.sighting_timestamp)) {
+      spdlog::warn("link {}: {} sightings of {} left out: sighting timestamp {} is not plausible", name_, dir,
+                   row.uuid, row.sighting_timestamp);
+      if (metrics_ != nullptr)
+        metrics_->Add("sgsync_index_rows_rejected_total",
+                      {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
+      continue;
+    }
     SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, row.uuid));
     if (!ledger) continue;
     const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;

@@ -100,7 +100,7 @@ Result<SharingGroupInfo> DecodeGroupRow(const json::object& row, std::string_vie
 
 }  // namespace
 
-Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body) {
+Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body, std::vector<Error>* rejected) {
   std::vector<EventIndexEntry> out;
   if (body.is_object()) {
     SGSYNC_TRY(auto e, DecodeIndexRow(body, ""));
@@ -111,8 +111,14 @@ Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body) {
     return Fail(ErrorCode::kParse, "expected a list of index rows, found " + Describe(body), "$");
   out.reserve(body.get_array().size());
   for (std::size_t i = 0; i < body.get_array().size(); ++i) {
-    SGSYNC_TRY(auto e, DecodeIndexRow(body.get_array()[i], Index("", i)));
-    out.push_back(std::move(e));
+    auto e = DecodeIndexRow(body.get_array()[i], Index("", i));
+    if (e.ok()) {
+      out.push_back(std::move(*e));
+    } else if (rejected != nullptr) {
+      rejected->push_back(e.error());
+    } else {
+      return e.error();
+    }
   }
   return out;
 }

@@ -27,7 +27,11 @@ struct EventIndexEntry {
   std::string orgc_uuid;
 };
 // A list of rows; very old servers answer a single object (spec 7.1), which becomes a list of one.
-Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body);
+// Without `rejected` the first bad row fails the whole index; with it, a bad row (no uuid, a
+// timestamp that is not a number ...) is left out and its error, with the row's path, appended
+// there, so one bad row cannot hold up the others. A body that is not a list still fails.
+Result<std::vector<EventIndexEntry>> DecodeEventIndex(const json::value& body,
+                                                      std::vector<Error>* rejected = nullptr);
 
 // One sharing group as `sharing_groups/index` lists it ({"response": [{"SharingGroup": ...,
 // "SharingGroupOrg": [...], "SharingGroupServer": [...]}]}) or `sharing_groups/view` shows it.

@@ -1,6 +1,8 @@
 #include "sync/misp/json.h"
 
+#include <algorithm>
 #include <charconv>
+#include <new>
 #include <cstdio>
 
 namespace sgsync::misp {
@@ -67,11 +69,90 @@ bool ParseDecimal(std::string_view s, std::int64_t* out) {
 
 }  // namespace
 
+bool MemoryBudget::TryCharge(std::size_t n) {
+  std::size_t now = used_.load();
+  do {
+    if (n > limit_ || now > limit_ - n) return false;
+  } while (!used_.compare_exchange_weak(now, now + n));
+  return true;
+}
+
+struct JsonReader::MemoryCount {
+  std::atomic<std::size_t> used{0};
+  std::atomic<bool> over_budget{false};
+};
+
+namespace {
+
+// The heap, counted: every block the document's arena takes is charged to the document's limit
+// and to the shared budget, and given back when the arena (the last value of the tree) goes. Over
+// a limit it throws std::bad_alloc, the only way Boost.JSON lets an allocator refuse; JsonReader
+// turns that into a kLimitExceeded value right where the parser is called.
+class BoundedResource final : public json::memory_resource {
+ public:
+  BoundedResource(std::size_t limit, std::shared_ptr<MemoryBudget> budget,
+                  std::shared_ptr<JsonReader::MemoryCount> count)
+      : limit_(limit), budget_(std::move(budget)), count_(std::move(count)) {}
+
+ private:
+  // Each block carries its size in a header: the arena gives back blocks with another size than it
+  // asked for (Boost 1.81's monotonic_resource leaves its block header out), and both the counts
+  // and a sized delete need the true one.
+  static std::size_t Header(std::size_t align) { return std::max<std::size_t>(align, 16); }
+
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    if (n > limit_ || count_->used.load() > limit_ - n) throw std::bad_alloc();
+    if (budget_ && !budget_->TryCharge(n)) {
+      count_->over_budget = true;
+      throw std::bad_alloc();
+    }
+    count_->used += n;
+    const std::size_t h = Header(align);
+    auto* base = static_cast<unsigned char*>(::operator new(n + h, std::align_val_t(h)));
+    *reinterpret_cast<std::size_t*>(base) = n;
+    return base + h;
+  }
+  void do_deallocate(void* p, std::size_t, std::size_t align) override {
+    const std::size_t h = Header(align);
+    auto* base = static_cast<unsigned char*>(p) - h;
+    const std::size_t n = *reinterpret_cast<std::size_t*>(base);
+    ::operator delete(base, n + h, std::align_val_t(h));
+    count_->used -= n;
+    if (budget_) budget_->Release(n);
+  }
+  bool do_is_equal(const json::memory_resource& other) const noexcept override { return this == &other; }
+
+  const std::size_t limit_;
+  std::shared_ptr<MemoryBudget> budget_;
+  std::shared_ptr<JsonReader::MemoryCount> count_;
+};
+
+}  // namespace
+
 JsonReader::JsonReader(JsonLimits limits)
-    : limits_(limits), parser_(json::storage_ptr(), ParseOptions(limits)) {
+    : limits_(std::move(limits)),
+      count_(std::make_shared<MemoryCount>()),
+      parser_(json::storage_ptr(), ParseOptions(limits_)) {
+  json::storage_ptr upstream =
+      json::make_shared_resource<BoundedResource>(limits_.max_memory_bytes, limits_.budget, count_);
   // A document is built once and freed whole, so an arena (monotonic resource) serves it: it
   // halves the memory of a big event compared with one heap allocation per value.
-  parser_.reset(json::make_shared_resource<json::monotonic_resource>());
+  parser_.reset(json::make_shared_resource<json::monotonic_resource>(std::size_t{1024}, std::move(upstream)));
+}
+
+std::size_t JsonReader::memory_used() const { return count_->used.load(); }
+
+Error JsonReader::MemoryError() const {
+  if (count_->over_budget.load()) {
+    return Fail(ErrorCode::kLimitExceeded,
+                "the documents being read at once would take more than their shared budget of " +
+                    std::to_string(limits_.budget->limit()) + " bytes of memory",
+                "byte " + std::to_string(bytes_seen_));
+  }
+  return Fail(ErrorCode::kLimitExceeded,
+              "the parsed document would take more than the limit of " +
+                  std::to_string(limits_.max_memory_bytes) + " bytes of memory (too many elements)",
+              "byte " + std::to_string(bytes_seen_));
 }
 
 Status JsonReader::Write(std::string_view chunk) {
@@ -83,7 +164,14 @@ Status JsonReader::Write(std::string_view chunk) {
     return *failed_;
   }
   boost::system::error_code ec;
-  std::size_t used = parser_.write_some(chunk.data(), chunk.size(), ec);
+  std::size_t used = 0;
+  try {
+    used = parser_.write_some(chunk.data(), chunk.size(), ec);
+  } catch (const std::bad_alloc&) {
+    failed_ = MemoryError();
+    parser_.reset();  // gives the arena back now, not when the reader goes
+    return *failed_;
+  }
   // write_some stops at the end of a complete value; anything after it is trailing garbage.
   if (!ec && used < chunk.size()) ec = json::error::extra_data;
   if (ec) {
@@ -101,7 +189,13 @@ Status JsonReader::Write(std::string_view chunk) {
 Result<json::value> JsonReader::Finish() {
   if (failed_) return *failed_;
   boost::system::error_code ec;
-  parser_.finish(ec);
+  try {
+    parser_.finish(ec);
+  } catch (const std::bad_alloc&) {
+    failed_ = MemoryError();
+    parser_.reset();
+    return *failed_;
+  }
   if (ec) {
     failed_ = Fail(ErrorCode::kParse, bytes_seen_ == 0 ? "empty document" : "malformed JSON: " + ec.message(),
                    "byte " + std::to_string(bytes_seen_));

@@ -10,9 +10,11 @@
 // ReadInt/ReadBool accept every form real MISP sends; docs/misp-json.md has the table.
 #pragma once
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,10 +25,33 @@ namespace sgsync::misp {
 
 namespace json = boost::json;
 
+// Memory shared by every document being parsed at the same time (all requests in flight of a
+// process): a reader charges what its document's tree allocates and gives it back when the tree is
+// freed. Thread-safe.
+class MemoryBudget {
+ public:
+  explicit MemoryBudget(std::size_t limit) : limit_(limit) {}
+  // Takes `n` bytes if they fit; false (nothing taken) when they would pass the limit.
+  bool TryCharge(std::size_t n);
+  void Release(std::size_t n) { used_.fetch_sub(n); }
+  std::size_t in_use() const { return used_.load(); }
+  std::size_t limit() const { return limit_; }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> used_{0};
+};
+
 struct JsonLimits {
   std::size_t max_document_bytes = std::size_t{512} << 20;  // 512 MiB
   std::size_t max_depth = 64;                               // MISP events nest about 8 deep
   std::size_t max_string_bytes = std::size_t{128} << 20;    // base64 attachments can be large
+  // What the parsed tree of one document may cost in memory. Bytes alone do not bound it: a
+  // document of millions of tiny elements costs many times its size (a 430 MB answer of 3.8 million
+  // attributes once took 8.9 GB). A 150k-attribute event (67 MB) parses in about 200 MB.
+  std::size_t max_memory_bytes = std::size_t{1} << 30;  // 1 GiB
+  // When set, the tree is also charged to this budget (shared by the requests in flight).
+  std::shared_ptr<MemoryBudget> budget;
 };
 
 // Incremental parser for one document. Not thread-safe; one instance per document.
@@ -40,9 +65,17 @@ class JsonReader {
   Result<json::value> Finish();
 
   std::size_t bytes_seen() const { return bytes_seen_; }
+  // What the tree built so far has allocated (charged to the limits).
+  std::size_t memory_used() const;
+
+  // What the document's allocator has counted; shared with it, since the tree may outlive the reader.
+  struct MemoryCount;
 
  private:
+  Error MemoryError() const;
+
   JsonLimits limits_;
+  std::shared_ptr<MemoryCount> count_;
   json::stream_parser parser_;
   std::size_t bytes_seen_ = 0;
   std::optional<Error> failed_;

@@ -226,6 +226,24 @@ TEST_F(TransportTest, A429RetryAfterIsHonoured) {
       << "waited as the server asked";
 }
 
+// Issue 23 item 3: a peer's Retry-After, whatever it says, is a bounded wait: no exception, no
+// overflow. Both forms of RFC 9110 are read.
+TEST(RetryAfterTest, EveryFormIsReadAndClampedWithoutOverflow) {
+  using std::chrono::seconds;
+  const seconds max(120);
+  const auto now = std::chrono::system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
+  EXPECT_EQ(ParseRetryAfter("5", max, now), seconds(5));
+  EXPECT_EQ(ParseRetryAfter(" 0 ", max, now), seconds(0));
+  EXPECT_EQ(ParseRetryAfter("99999999999999999999", max, now), max) << "20 digits: clamped, no exception";
+  EXPECT_EQ(ParseRetryAfter("9223372036854775", max, now), max) << "would overflow * 1000: clamped";
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:50:07 GMT", max, now), seconds(30));
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:00:00 GMT", max, now), seconds(0)) << "a date past";
+  EXPECT_EQ(ParseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", max, now), max);
+  for (const char* bad : {"", "-5", "soon", "1e9", "5 s", "Sun, 06 Nov 1994"}) {
+    EXPECT_EQ(ParseRetryAfter(bad, max, now), std::nullopt) << bad;
+  }
+}
+
 TEST_F(TransportTest, BrokenAnswersGiveTypedErrors) {
   Serve(pki_->server_cert(), pki_->server_key());
   TransportOptions o = Options();

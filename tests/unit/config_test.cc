@@ -85,6 +85,38 @@ TEST_F(ConfigTest, WrongTypeNamesTheKeyAndWhatWasFound) {
   EXPECT_EQ(c.error().message, "f.toml:4: link[0].interval_seconds: expected an integer, found a string");
 }
 
+// Issue 16 item 4 (found again by issue 23's hostile tests): numbers from the file never throw.
+TEST_F(ConfigTest, AMetricsPortThatIsNotANumberOrTooLargeIsRefusedAtCheckTime) {
+  for (const char* bad : {"127.0.0.1:abc", "127.0.0.1:70000", "127.0.0.1:", ":9464", "127.0.0.1:99999999999999999999"}) {
+    auto c = ParseConfig(Minimal("", "", std::string("[metrics]\nlisten = \"") + bad + "\"\n"), "f.toml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(c.error().message, HasSubstr("metrics.listen: expected HOST:PORT with a port from 0 to 65535"))
+        << bad;
+  }
+  auto ok = ParseHostPort("127.0.0.1:9464");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->host, "127.0.0.1");
+  EXPECT_EQ(ok->port, 9464);
+}
+
+TEST_F(ConfigTest, PeerLimitsHaveDefaultsAndRanges) {
+  auto c = ParseConfig(Minimal(), "f.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->links[0].remote.max_retry_after_seconds, 120);
+  EXPECT_EQ(c->links[0].remote.max_document_memory_mb, 1024);
+  EXPECT_EQ(c->max_documents_memory_mb, 2048);
+  auto set = ParseConfig(Minimal("", "max_retry_after_seconds = 5\nmax_document_memory_mb = 64\n",
+                                 "max_documents_memory_mb = 512\n"),
+                         "f.toml");
+  ASSERT_TRUE(set.ok()) << set.error().ToString();
+  EXPECT_EQ(set->links[0].remote.max_retry_after_seconds, 5);
+  EXPECT_EQ(set->links[0].remote.max_document_memory_mb, 64);
+  EXPECT_EQ(set->max_documents_memory_mb, 512);
+  auto bad = ParseConfig(Minimal("", "max_retry_after_seconds = 99999\n"), "f.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.error().message, HasSubstr("link \"portal\".remote.max_retry_after_seconds: must be between 0 and 3600, found 99999"));
+}
+
 TEST_F(ConfigTest, TomlSyntaxErrorNamesLineAndColumn) {
   auto c = ParseConfig("[state]\ndatabase = \n", "f.toml");
   ASSERT_FALSE(c.ok());

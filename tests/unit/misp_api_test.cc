@@ -42,6 +42,23 @@ TEST(MispApiTest, IndexRowsWithoutTimestampOrWithBadUuidAreRefused) {
   EXPECT_EQ(s.error().where, "[1].uuid");
 }
 
+// Issue 23 item 5: one unreadable row of a peer's index is left out and reported; the others are
+// used.
+TEST(MispApiTest, WithARejectListOneBadIndexRowIsLeftOutAndTheOthersKept) {
+  std::vector<Error> rejected;
+  auto r = DecodeEventIndex(json::parse(R"([{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","timestamp":1},
+      {"uuid":"3db1fc7c-5b9f-4f46-823f-296321d7f5db","timestamp":"soon"}, {"uuid":"x","timestamp":2},
+      {"uuid":"1315aee3-d0b4-4569-a8f2-b99ad776f149","timestamp":"3"}])"),
+                            &rejected);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[1].timestamp, 3);
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_EQ(rejected[0].where, "[1].timestamp");
+  EXPECT_EQ(rejected[1].where, "[2].uuid");
+  EXPECT_FALSE(DecodeEventIndex(json::parse(R"({"a":1})"), &rejected).ok()) << "a body that is no index fails";
+}
+
 TEST(MispApiTest, DecodesTheRealSharingGroupIndexAndView) {
   auto list = DecodeSharingGroupIndex(Body("sharing-groups-index.json"));
   ASSERT_TRUE(list.ok()) << list.error().ToString();

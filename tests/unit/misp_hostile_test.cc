@@ -158,5 +158,52 @@ TEST(MispHostileInputTest, AMillionTinyElementsStayWithinTheSizeLimit) {
   EXPECT_EQ(r.error().code, ErrorCode::kLimitExceeded);
 }
 
+// Issue 23 item 4: a document's cost in memory is bounded, not only its bytes. Tiny elements cost
+// far more in memory than on the wire.
+std::string TinyElements(int n) {
+  std::string doc = "[";
+  for (int i = 0; i < n; ++i) doc += R"({"a":[1,2]},)";
+  doc += "{}]";
+  return doc;
+}
+
+TEST(MispHostileInputTest, ManyTinyElementsAreRefusedAtTheMemoryLimitNotAfter) {
+  std::string doc = TinyElements(200000);  // 2.4 MB on the wire
+  JsonLimits limits;
+  limits.max_memory_bytes = 4 << 20;
+  JsonReader reader(limits);
+  Status s = reader.Write(doc);
+  if (s.ok()) s = reader.Finish().ok() ? Status() : reader.Finish().error();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_NE(s.error().message.find("more than the limit of 4194304 bytes of memory"), std::string::npos)
+      << s.error().ToString();
+  EXPECT_LE(reader.memory_used(), std::size_t{4} << 20) << "the arena is given back on refusal";
+  limits.max_memory_bytes = 256 << 20;
+  auto fits = ParseJson(doc, limits);
+  EXPECT_TRUE(fits.ok()) << "the same document within a larger limit";
+}
+
+TEST(MispHostileInputTest, DocumentsInFlightShareOneBudgetAndGiveItBackWhenFreed) {
+  std::string doc = TinyElements(150000);
+  JsonReader probe;
+  ASSERT_TRUE(probe.Write(doc).ok());
+  const std::size_t one = probe.memory_used();  // what one such tree costs
+  auto budget = std::make_shared<MemoryBudget>(one + one / 2);
+  JsonLimits limits;
+  limits.budget = budget;
+  {
+    auto first = ParseJson(doc, limits);
+    ASSERT_TRUE(first.ok()) << first.error().ToString();
+    EXPECT_GT(budget->in_use(), std::size_t{1} << 20) << "the held tree is charged";
+    auto second = ParseJson(doc, limits);
+    ASSERT_FALSE(second.ok()) << "two such trees do not fit the shared budget";
+    EXPECT_NE(second.error().message.find("shared budget"), std::string::npos) << second.error().ToString();
+  }  // the first tree freed: its memory returns to the budget
+  EXPECT_EQ(budget->in_use(), 0u);
+  EXPECT_TRUE(ParseJson(doc, limits).ok());
+  EXPECT_EQ(budget->in_use(), 0u);
+}
+
 }  // namespace
 }  // namespace sgsync::misp
