@@ -214,6 +214,56 @@ class HostilePortalTest(unittest.TestCase):
         self.assertIn("event of the member's own organisation", err)
         self.assert_member_kept(before)
 
+    def test_issue23_1_foreign_events_in_a_bulk_answer_are_ignored(self):
+        mine = self.member_event(5)
+        asked = set(self.seed_portal(2, seed=241))
+        before = snapshot(self.sims.member)
+
+        def bulk(req):
+            if route(req.path) != "/events/restSearch":
+                return None
+            real = self.portal.forward(req).json()
+            forged = copy.deepcopy(before[mine["uuid"]]["Event"])
+            forged.update(info="planted by the Portal", timestamp=str(int(time.time())), published=True,
+                          distribution="3", Orgc={"name": harness.ORG2[0], "uuid": harness.ORG2[1]})
+            real["response"].append({"Event": forged})
+            return Answer.of_json(200, real)
+        self.portal.bend(bulk)
+        d = self.sgsyncd(directions=["pull"])
+        rc, stats, err = d.once()
+        self.assertEqual((rc, stats[0]["sent"]), (0, 2), (stats, err))
+        self.assert_member_kept(before, allowed_new=asked)
+
+    def test_issue23_4_a_body_that_trickles_times_out_without_blocking_the_admin_api(self):
+        slow = self.seed_portal(1, seed=242)[0]
+        fine = self.seed_portal(1, seed=243)[0]
+
+        def trickle():
+            yield b'{"Event": {"uuid": "' + slow.encode() + b'", '
+            while True:
+                time.sleep(1)
+                yield b" "
+
+        def bend(req):
+            r = route(req.path)
+            if r == "/events/restSearch":
+                return Answer(500, b"{}", {"Content-Type": "application/json"})
+            if r == "/events/view" and slow in req.path:
+                return Answer(200, trickle(), {"Content-Type": "application/json"})
+            return None
+        self.portal.bend(bend)
+        d = self.sgsyncd(directions=["pull"], remote_extra={"timeout_seconds": 4})
+        d.start(os.path.join(self.tmp.name, "trickle.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
+        started = time.time()
+        self.assertEqual(self.status_answers(d)["links"][0]["link"], "portal")
+        self.assertLess(time.time() - started, 5, "the admin API answers while a body trickles")
+        harness.wait_for(lambda: fine in index_uuids(self.sims.member), timeout=60, what="the other event")
+        harness.wait_for(lambda: "took longer than its total deadline" in harness.read(d.log.name)
+                         or "timed out" in harness.read(d.log.name), timeout=30, what="the timeout")
+        self.assertIsNone(d.proc.poll())
+        self.assertNotIn(slow, index_uuids(self.sims.member))
+
     # ------------------------------------------------------------------ 2. a lying filter
 
     def test_issue23_2_a_lying_filter_cannot_make_sgsync_delete_the_members_event(self):
