@@ -135,6 +135,11 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
                          v1::GetStatusResponse* resp) override {
+    // A store that cannot be read is reported, never shown as zeros (docs/architecture.md, errors).
+    std::optional<Error> store_failed;
+    auto note = [&](const Error& e) {
+      if (!store_failed) store_failed = e;
+    };
     for (const auto& l : service_.Snapshot()) {
       if (!req->link().empty() && req->link() != l.name) continue;
       v1::LinkStatus* ls = resp->add_links();
@@ -144,11 +149,19 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       std::int64_t link_id = l.link_id;
       if (link_id == 0) {
         auto id = service_.LinkId(l.name);
-        if (id.ok()) link_id = *id;
+        if (id.ok()) {
+          link_id = *id;
+        } else if (id.error().code != ErrorCode::kNotFound) {
+          note(id.error());
+        }
       }
       if (link_id != 0) {
         auto conflicts = service_.store().ListConflicts(link_id, true);
-        if (conflicts.ok()) ls->set_open_conflicts(static_cast<std::int64_t>(conflicts->size()));
+        if (conflicts.ok()) {
+          ls->set_open_conflicts(static_cast<std::int64_t>(conflicts->size()));
+        } else {
+          note(conflicts.error());
+        }
       }
       for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
         const DirectionStatus& st = d == engine::Direction::kPush ? l.push : l.pull;
@@ -180,17 +193,26 @@ class AdminImpl final : public v1::SyncAdmin::Service {
           if (cursor.ok()) {
             ds->set_cursor_timestamp(cursor->last_timestamp);
             ds->set_cursor_generation(cursor->generation);
+          } else {
+            note(cursor.error());
           }
           auto q = service_.store().CountQueue(link_id, StoreDir(d));
           if (q.ok()) {
             ds->set_queue_depth(q->pending + q->leased + q->failed);
             ds->set_dead_letters(q->dead);
+          } else {
+            note(q.error());
           }
         }
       }
     }
     if (!req->link().empty() && resp->links().empty()) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no link named \"" + req->link() + "\"");
+    }
+    if (store_failed) {
+      resp->Clear();
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the state database could not be read: " + store_failed->ToString());
     }
     return grpc::Status::OK;
   }

@@ -342,7 +342,13 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
     auto cursor = store_->GetCursor(
         link.link_id, d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull,
         state::CursorKind::kEvents);
-    bool full = cursor.ok() && lc.full_reconciliation_seconds > 0 &&
+    if (!cursor.ok()) {
+      // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
+      // guess (a skipped reconciliation would be silent); it reports and tries again.
+      fail_wait("cannot read the cursor: " + cursor.error().ToString());
+      continue;
+    }
+    bool full = lc.full_reconciliation_seconds > 0 &&
                 NowS() - cursor->last_full_reconciliation >= lc.full_reconciliation_seconds;
     {
       std::lock_guard lock(link.mu);

@@ -421,7 +421,7 @@ std::string LinkEngine::MemberOwns(const connector::EventMetadata& m) const {
   return "";
 }
 
-bool LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
+Result<bool> LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
   if (!p.ledger || p.ledger->written_side != (push ? state::Side::kRemote : state::Side::kLocal))
     return false;
@@ -437,14 +437,15 @@ bool LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
   // The same conflict seen again (both timestamps equal): its record, and its resolution if any.
   std::optional<std::string> resolution;
   bool known = false;
-  if (auto list = store_.ListConflicts(link_id_, false); list.ok()) {
-    for (const auto& old : *list) {
-      if (old.uuid != c.uuid || old.local_timestamp != c.local_timestamp ||
-          old.remote_timestamp != c.remote_timestamp)
-        continue;
-      known = true;
-      resolution = old.resolution;
-    }
+  // A failed read is not "no conflict known" (that would record it again): the event fails and is
+  // retried.
+  SGSYNC_TRY(auto list, store_.ListConflicts(link_id_, false));
+  for (const auto& old : list) {
+    if (old.uuid != c.uuid || old.local_timestamp != c.local_timestamp ||
+        old.remote_timestamp != c.remote_timestamp)
+      continue;
+    known = true;
+    resolution = old.resolution;
   }
   if (!known) {
     connector::MispClient& dest = push ? remote_ : local_;
@@ -454,12 +455,12 @@ bool LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
     json::object other = theirs.ok() && theirs->has_value() ? (**theirs).event_json() : json::object();
     c.differences =
         json::serialize(push ? DescribeDifferences(mine, other) : DescribeDifferences(other, mine));
-    auto id = store_.RecordConflict(link_id_, c);
+    // Unrecorded, the conflict would be lost: the event fails (and is retried) instead of going on.
+    SGSYNC_TRY(std::int64_t id, store_.RecordConflict(link_id_, c));
     spdlog::warn(
         "link {}: {} changed on both sides since the last sync (local {}, portal {}); recorded as conflict "
         "{} (policy {})",
-        name_, p.item.uuid, c.local_timestamp, c.remote_timestamp, id.ok() ? *id : 0,
-        static_cast<int>(options_.conflict_policy));
+        name_, p.item.uuid, c.local_timestamp, c.remote_timestamp, id, static_cast<int>(options_.conflict_policy));
     std::lock_guard lock(run.mu);
     ++run.stats.conflicts;
     if (metrics_ != nullptr) metrics_->Add("sgsync_conflicts_total", {{"link", name_}});
@@ -521,7 +522,13 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
       Finish(run, p, std::move(entry), "skipped");
       continue;
     }
-    if (HandleConflict(run, p)) {
+    auto held = HandleConflict(run, p);
+    if (!held.ok()) {
+      FailItem(run, p.item, held.error());
+      p.done = true;
+      continue;
+    }
+    if (*held) {
       Finish(run, p, SeenEntry(p, push, "held_conflict"), "held");
       continue;
     }

@@ -191,7 +191,8 @@ class LinkEngine {
   Status SyncClusters(Direction d, SightingsStats& stats);
   // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
   // write is held back by the conflict policy or the conflict's resolution.
-  bool HandleConflict(RunContext& run, Prepared& p);
+  // Fails when the store cannot be read or written (the event is then retried, never sent unrecorded).
+  Result<bool> HandleConflict(RunContext& run, Prepared& p);
   // Pull: whether the member's MISP holds p's uuid as an event sync must not overwrite; when so,
   // p's decision becomes a refusal saying why (docs/security.md).
   Result<bool> RefuseMemberEvent(Prepared& p);

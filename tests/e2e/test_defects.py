@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Defects found in review and on real MISP (issue 16), each pinned end to end: misp-sim processes
+over HTTPS, sgsyncd and sgsyncctl as operators run them, the state database on disk.
+
+usage: test_defects.py MISP_SIM SGSYNCD SGSYNCCTL [unittest arguments]"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+MISP_SIM = SGSYNCD = SGSYNCCTL = None
+
+
+def uuids_on(sim, key=None):
+    status, _, rows = sim.request("POST", "/events/index", {"minimal": 1}, key=key)
+    assert status == 200, (status, rows)
+    return {r["uuid"] for r in rows}
+
+
+class DefectsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
+        cls.counter = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sims.stop()
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.sims.reset()
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.stop()
+            if d.log is not None and os.environ.get("SGSYNC_E2E_VERBOSE"):
+                print(harness.read(d.log.name)[-6000:])
+
+    def sgsyncd(self, remote_extra=None, max_attempts=8, extra="", **settings):
+        type(self).counter += 1
+        local, remote = self.sims.endpoints()
+        remote.update(remote_extra or {})
+        base = {"interval_seconds": 1, "overlap_seconds": 0, "blocked_tags_push": []}
+        base.update(settings)
+        links = [harness.link_toml("portal", local, remote, **base)]
+        d = self.sims.sgsyncd(f"{self._testMethodName}-{self.counter}", links, max_attempts=max_attempts,
+                              extra=extra)
+        self.daemons.append(d)
+        return d
+
+    def db(self, d):
+        return sqlite3.connect(d.config.replace(".toml", ".db"))
+
+    def ctl(self, d, *args):
+        return subprocess.run([SGSYNCCTL, "--socket", d.admin_socket] + list(args), capture_output=True,
+                              text=True, timeout=60)
+
+    def seed(self, sim, n, seed, **shape):
+        body = {"events": n, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": seed}
+        body.update(shape)
+        return sim.control("POST", "seed", body)["uuids"]
+
+    def edit_info(self, sim, uuid, info, bump):
+        ev = sim.view(uuid)["Event"]
+        ev["info"] = info
+        ev["timestamp"] = str(int(ev["timestamp"]) + bump)
+        status, _, body = sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        status, _, body = sim.request("POST", f"/events/publish/{ev['id']}")
+        self.assertEqual(status, 200, body)
+
+    # ------------------------------------------------------------------ 5. errors are not dropped
+
+    def test_issue16_5_a_conflict_that_cannot_be_recorded_holds_the_event_instead_of_sending_it(self):
+        uuid = self.seed(self.sims.member, 1, seed=1601)[0]
+        d = self.sgsyncd()
+        self.assertEqual(d.once(direction="push")[1][0]["sent"], 1)
+        self.edit_info(self.sims.portal, uuid, "changed at the Portal", 200)
+        d.once(direction="pull")
+        self.edit_info(self.sims.member, uuid, "changed on the member", 300)
+        db = self.db(d)
+        db.execute("ALTER TABLE conflicts RENAME TO conflicts_gone")
+        db.commit()
+        rc, stats, err = d.once(direction="push")
+        self.assertEqual(rc, 1, err)
+        self.assertEqual((stats[0]["sent"], stats[0]["failed"]), (0, 1), stats)
+        self.assertIn("no such table: conflicts", err)
+        self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], "changed at the Portal",
+                         "an unrecorded conflict is not resolved silently by sending")
+        db.execute("ALTER TABLE conflicts_gone RENAME TO conflicts")
+        db.commit()
+        db.execute("UPDATE work_queue SET next_attempt_at = 0")
+        db.commit()
+        rc, stats, err = d.once(direction="push")
+        self.assertEqual((stats[0]["conflicts"], stats[0]["sent"]), (1, 1), (stats, err))
+
+    def test_issue16_5_a_state_database_that_cannot_be_read_is_reported_by_status_and_the_loop(self):
+        self.seed(self.sims.member, 1, seed=1602)
+        d = self.sgsyncd(directions=["push"])
+        d.start(os.path.join(self.tmp.name, "store-fails.log"))
+        harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 1, what="the push")
+        self.assertEqual(self.ctl(d, "status").returncode, 0)
+        db = self.db(d)
+        db.execute("ALTER TABLE cursors RENAME TO cursors_gone")
+        db.commit()
+        r = self.ctl(d, "status")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("the state database could not be read", r.stderr)
+        self.assertIn("no such table: cursors", r.stderr)
+        harness.wait_for(lambda: "cannot read the cursor" in harness.read(d.log.name), timeout=30,
+                         what="the loop reporting the cursor it cannot read")
+        db.execute("ALTER TABLE cursors_gone RENAME TO cursors")
+        db.commit()
+        harness.wait_for(lambda: self.ctl(d, "status").returncode == 0, timeout=30, what="status again")
+
+
+if __name__ == "__main__":
+    MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
