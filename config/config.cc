@@ -223,6 +223,7 @@ Status ReadEndpoint(const toml::table& t, const std::string& file, const std::st
   SGSYNC_TRY_STATUS(r.Integer("timeout_seconds", &e->timeout_seconds, 1, 86400));
   SGSYNC_TRY_STATUS(r.Integer("max_retry_after_seconds", &e->max_retry_after_seconds, 0, 3600));
   SGSYNC_TRY_STATUS(r.Integer("max_document_memory_mb", &e->max_document_memory_mb, 1, 65536));
+  if (remote) SGSYNC_TRY_STATUS(r.Bool("allow_site_admin", &e->allow_site_admin));
   return r.NoUnknownKeys();
 }
 
@@ -517,7 +518,8 @@ json::object Redacted(const DaemonConfig& c) {
                         {"max_in_flight", e.max_in_flight},
                         {"timeout_seconds", e.timeout_seconds},
                         {"max_retry_after_seconds", e.max_retry_after_seconds},
-                        {"max_document_memory_mb", e.max_document_memory_mb}};
+                        {"max_document_memory_mb", e.max_document_memory_mb},
+                        {"allow_site_admin", e.allow_site_admin}};
   };
   json::array links;
   for (const auto& l : c.links) {

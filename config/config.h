@@ -53,6 +53,8 @@ struct MispEndpointConfig {
   int timeout_seconds = 300;
   int max_retry_after_seconds = 120;  // a peer's Retry-After is honoured up to this
   int max_document_memory_mb = 1024;  // what one parsed answer may cost in memory
+  // remote only: accept a Portal key of a site admin (refused by default: docs/security.md).
+  bool allow_site_admin = false;
 };
 
 enum class ConflictPolicy { kPreferNewer, kPreferPortal, kPreferLocal, kManual };

@@ -137,6 +137,64 @@ Status Service::BuildLinks() {
   return {};
 }
 
+// Whose key sgsync holds for the Portal, checked before anything moves (docs/security.md): a key of
+// another organisation's user would pull that organisation's own events (distribution 0 included)
+// into the member's MISP and push the member's events as that organisation's. MISP's own sync has
+// the same hole; sgsync closes it.
+Status CheckPortalAccount(const config::LinkConfig& lc, const misp::UserInfo& me,
+                          const misp::ServerVersion& version, const policy::OrgRef& member,
+                          connector::MispClient& portal) {
+  auto who = [&] {
+    return (me.email.empty() ? std::string("a user") : me.email) + " of " +
+           (me.org_name.empty() ? me.org_uuid : me.org_name + " (" + me.org_uuid + ")");
+  };
+  const std::string member_name = member.name.empty() ? member.uuid : member.name + " (" + member.uuid + ")";
+  if (!policy::SameText(me.org_uuid, member.uuid)) {
+    return Fail(ErrorCode::kPermissionDenied,
+                "the Portal key belongs to " + who() + ", not to a user of the member's organisation " +
+                    member_name +
+                    ": refused (it would bring that organisation's own events in and send the member's as "
+                    "its own). Use the key of the sync user the secretariat made for the member's organisation",
+                "link " + lc.name + " remote.api_key");
+  }
+  if (!version.perm_sync) {
+    return Fail(ErrorCode::kPermissionDenied,
+                "the Portal account " + who() + " has no perm_sync (role " +
+                    (me.role_name.empty() ? std::string("unknown") : me.role_name) +
+                    "): sgsync runs only with a sync user's key; ask the Portal's administrators for one",
+                "link " + lc.name + " remote.api_key");
+  }
+  if (me.Has("perm_site_admin") && !lc.remote.allow_site_admin) {
+    return Fail(ErrorCode::kPermissionDenied,
+                "the Portal account " + who() +
+                    " is a site admin of the Portal: refused, a sync user's key is what sgsync needs (set "
+                    "remote.allow_site_admin = true to accept it anyway, docs/configuration.md)",
+                "link " + lc.name + " remote.api_key");
+  }
+  auto org = portal.ViewOrganisation(lc.remote.org_uuid);
+  if (!org.ok()) {
+    if (org.error().code == ErrorCode::kUnavailable || org.error().code == ErrorCode::kTimeout)
+      return org.error();
+    spdlog::warn("link {}: remote.org_uuid {} could not be checked with the Portal: {}", lc.name,
+                 lc.remote.org_uuid, org.error().ToString());
+    return {};
+  }
+  const std::string where = "link " + lc.name + " remote.org_uuid";
+  if (!*org)
+    return Fail(ErrorCode::kInvalidArgument,
+                lc.remote.org_uuid + " is not an organisation the Portal knows: it must be the Portal's own",
+                where);
+  if (policy::SameText((*org)->uuid, member.uuid))
+    return Fail(ErrorCode::kInvalidArgument,
+                lc.remote.org_uuid + " is the member's own organisation, not the Portal's", where);
+  if (!(*org)->local)
+    return Fail(ErrorCode::kInvalidArgument,
+                lc.remote.org_uuid + " (" + (*org)->name +
+                    ") is known to the Portal but is not one of its own organisations (local: false)",
+                where);
+  return {};
+}
+
 // What the configuration leaves to the MISPs: who sgsync is on the Portal, and the member's host
 // organisation when not configured (users/view/me on each side).
 Status Service::Discover(LinkRuntime& link) {
@@ -161,6 +219,7 @@ Status Service::Discover(LinkRuntime& link) {
     SGSYNC_TRY(misp::UserInfo local_me, link.local->WhoAmI());
     local_org = {local_me.org_uuid, local_me.org_name};
   }
+  SGSYNC_TRY_STATUS(CheckPortalAccount(lc, remote_me, remote_version, local_org, *link.remote));
   SGSYNC_TRY(policy::Link plink,
              config::MakePolicyLink(lc, policy::OrgRef{remote_me.org_uuid, remote_me.org_name}, local_org));
   plink.remote_version = remote_version.version;
@@ -226,10 +285,16 @@ Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
   std::vector<std::pair<std::string, Result<Stats>>> out;
   for (auto& link : links_) {
     if (sightings_only && !link->config.sightings) continue;
-    if (auto s = Discover(*link); !s.ok()) return s.error().Within("link " + link->config.name);
+    // A link that cannot start fails its own runs; the other links still run.
+    Status discovered = Discover(*link);
     for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
       bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
       if (!enabled || (only && *only != d)) continue;
+      if (!discovered.ok()) {
+        out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + suffix,
+                         discovered.error().Within("link " + link->config.name));
+        continue;
+      }
       engine::RunOptions ro;
       ro.full = full;
       ro.stop = &stopping_;
@@ -321,6 +386,7 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
     spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
     {
       std::lock_guard lock(link.mu);
+      link.status[slot].last_outcome = "error: " + what;
       link.status[slot].next_run_at = NowS() + wait / 1000;
     }
     SleepUntil(NowMs() + wait);

@@ -62,6 +62,61 @@ auto MispSim::Impl::UserMe(const User& u) -> HttpResponse {
                                         {"Organisation", FullOrg(u.org_id)}});
 }
 
+auto MispSim::Impl::OrganisationView(const HttpRequest& req, const Route& r) -> HttpResponse {
+  const std::string url = r.path;
+  std::string key = r.segments.size() > 2 ? r.segments[2] : "";
+  auto q = db->Prepare(
+      "SELECT id FROM orgs WHERE CAST(id AS TEXT) = ?1 OR uuid = ?1 COLLATE NOCASE OR name = ?1 COLLATE NOCASE");
+  (*q)->Bind(1, key);
+  bool found = *(*q)->Step();
+  if (req.method == "HEAD") {
+    HttpResponse h;
+    h.status = found ? 200 : 404;
+    return h;
+  }
+  if (!found) return ErrorResponse(404, "Invalid organisation", url);
+  json::object org = FullOrg((*q)->Int(0));
+  org.erase("landingpage");
+  org["user_count"] = 0;
+  return JsonResponse(200, json::object{{"Organisation", std::move(org)}});
+}
+
+auto MispSim::Impl::OrganisationIndex(const Route& r) -> HttpResponse {
+  std::string scope = r.Has("scope", "all") ? "all" : r.Has("scope", "external") ? "external" : "local";
+  auto q = db->Prepare("SELECT id, local FROM orgs ORDER BY id");
+  json::array out;
+  while (*(*q)->Step()) {
+    bool local = (*q)->Int(1) != 0;
+    if ((scope == "local" && !local) || (scope == "external" && local)) continue;
+    json::object org = FullOrg((*q)->Int(0));
+    org.erase("landingpage");
+    out.push_back(json::object{{"Organisation", std::move(org)}});
+  }
+  return JsonResponse(200, out);
+}
+
+auto MispSim::Impl::TagIndex() -> HttpResponse {
+  auto q = db->Prepare("SELECT id, name, colour, exportable FROM tags ORDER BY id");
+  json::array tags;
+  while (*(*q)->Step()) {
+    tags.push_back(json::object{{"id", std::to_string((*q)->Int(0))},
+                                {"name", (*q)->Text(1)},
+                                {"colour", (*q)->Text(2)},
+                                {"exportable", (*q)->Int(3) != 0},
+                                {"org_id", "0"},
+                                {"user_id", "0"},
+                                {"hide_tag", false},
+                                {"numerical_value", nullptr},
+                                {"is_galaxy", false},
+                                {"is_custom_galaxy", false},
+                                {"local_only", false},
+                                {"favourite", false},
+                                {"count", 0},
+                                {"attribute_count", 0}});
+  }
+  return JsonResponse(200, json::object{{"Tag", std::move(tags)}});
+}
+
 auto MispSim::Impl::ApiDescription(const std::string& url, const std::string& name,
                                    const std::string& description) -> HttpResponse {
   return JsonResponse(200, json::object{{"name", name},
@@ -89,6 +144,9 @@ auto MispSim::Impl::Dispatch(const HttpRequest& req) -> HttpResponse {
   if (controller == "servers" && action == "getVersion") return GetVersion(u);
   if (controller == "users" && action == "view" && r.segments.size() > 2 && r.segments[2] == "me")
     return UserMe(u);
+  if (controller == "organisations" && action == "view") return OrganisationView(req, r);
+  if (controller == "organisations" && action == "index") return OrganisationIndex(r);
+  if (controller == "tags" && action == "index") return TagIndex();
   if (controller == "events") {
     if (action == "index") return EventIndex(req, u, url);
     if (action == "restSearch") return RestSearch(req, u, url);

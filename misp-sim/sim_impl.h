@@ -113,6 +113,16 @@ struct MispSim::Impl {
   // users/view/me: the captures' field set (users-view-me-*.json); password and totp masked.
   HttpResponse UserMe(const User& u);
 
+  // organisations/view/<id|uuid|name> (OrganisationsController::view in MISP 2.5.1): {"Organisation":
+  // {... "local" ...}}, 404 "Invalid organisation" when unknown; HEAD answers 200 or 404 only.
+  // Every organisation is visible (Organisation::canSee with MISP.showorg on).
+  HttpResponse OrganisationView(const HttpRequest& req, const Route& r);
+  // organisations/index[/scope:local|external|all] (OrganisationsController::index): a list of
+  // {"Organisation": {...}}; the scope defaults to local.
+  HttpResponse OrganisationIndex(const Route& r);
+  // tags/index (TagsController::index, REST): {"Tag": [{id, name, colour, exportable, ...}]}.
+  HttpResponse TagIndex();
+
   // events/index, minimal form (spec 7.1): visible, non-empty events; published and timestamp
   // filters; page/limit; X-Result-Count = total; ETag only when If-None-Match was sent.
   HttpResponse EventIndex(const HttpRequest& req, const User& u, const std::string& url);

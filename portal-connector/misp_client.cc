@@ -90,6 +90,71 @@ Result<misp::UserInfo> MispClient::WhoAmI() {
   return out;
 }
 
+namespace {
+
+OrganisationInfo ReadOrganisation(const json::object& o) {
+  OrganisationInfo info;
+  info.id = misp::StringOr(o, "id");
+  if (info.id.empty()) info.id = std::to_string(misp::IntOr(o, "id", 0));
+  info.uuid = misp::StringOr(o, "uuid");
+  info.name = misp::StringOr(o, "name");
+  info.local = misp::BoolOr(o, "local", false);
+  return info;
+}
+
+}  // namespace
+
+Result<std::optional<OrganisationInfo>> MispClient::ViewOrganisation(const std::string& uuid) {
+  const std::string target = "/organisations/view/" + uuid;
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  if (r.status == 404) return std::optional<OrganisationInfo>();
+  SGSYNC_TRY(json::value v, Json(r, target));
+  const json::value* org = v.is_object() ? v.get_object().if_contains("Organisation") : nullptr;
+  if (org == nullptr || !org->is_object())
+    return Fail(ErrorCode::kParse, "expected {\"Organisation\": {...}}, found " + misp::Describe(v),
+                transport_->options().base_url + target);
+  OrganisationInfo info = ReadOrganisation(org->get_object());
+  if (AsciiLower(info.uuid) != AsciiLower(uuid))
+    return Fail(ErrorCode::kCorruption, "asked for organisation " + uuid + ", the answer is another",
+                transport_->options().base_url + target);
+  return std::optional<OrganisationInfo>(std::move(info));
+}
+
+Result<std::vector<OrganisationInfo>> MispClient::Organisations() {
+  const std::string target = "/organisations/index/scope:all";
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  if (!v.is_array())
+    return Fail(ErrorCode::kParse, "expected a list of organisations, found " + misp::Describe(v),
+                transport_->options().base_url + target);
+  std::vector<OrganisationInfo> out;
+  for (const auto& row : v.get_array()) {
+    const json::value* org = row.is_object() ? row.get_object().if_contains("Organisation") : nullptr;
+    if (org != nullptr && org->is_object()) out.push_back(ReadOrganisation(org->get_object()));
+  }
+  return out;
+}
+
+Result<std::vector<TagInfo>> MispClient::Tags() {
+  const std::string target = "/tags/index";
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  const json::value* list = v.is_object() ? v.get_object().if_contains("Tag") : nullptr;
+  if (list == nullptr || !list->is_array())
+    return Fail(ErrorCode::kParse, "expected {\"Tag\": [...]}, found " + misp::Describe(v),
+                transport_->options().base_url + target);
+  std::vector<TagInfo> out;
+  for (const auto& row : list->get_array()) {
+    if (!row.is_object()) continue;
+    TagInfo t;
+    t.id = misp::StringOr(row.get_object(), "id");
+    if (t.id.empty()) t.id = std::to_string(misp::IntOr(row.get_object(), "id", 0));
+    t.name = misp::StringOr(row.get_object(), "name");
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 Result<IndexPage> MispClient::EventIndex(const json::object& filter, const std::string& etag) {
   SGSYNC_TRY(auto r, Call("POST", "/events/index", json::serialize(filter), true,
                           {{"If-None-Match", etag.empty() ? "\"\"" : etag}}));

@@ -60,6 +60,20 @@ struct EventMetadata {
   std::string orgc_uuid;   // the creator organisation
 };
 
+// An organisation as organisations/view and organisations/index show it.
+struct OrganisationInfo {
+  std::string id;  // that MISP's own id (push rules name organisations by it, spec 6.1)
+  std::string uuid;
+  std::string name;
+  bool local = false;  // one of that MISP's own organisations (it has users there)
+};
+
+// A tag as tags/index shows it.
+struct TagInfo {
+  std::string id;  // that MISP's own id (push rules name tags by it, spec 6.1)
+  std::string name;
+};
+
 class MispClient {
  public:
   // `limits` bound every answer's parsed tree (sync/misp/json.h); max_document_bytes follows the
@@ -68,6 +82,11 @@ class MispClient {
 
   Result<misp::ServerVersion> GetVersion();
   Result<misp::UserInfo> WhoAmI();  // users/view/me.json
+  // organisations/view/<uuid>: nullopt when the MISP does not know it (404).
+  Result<std::optional<OrganisationInfo>> ViewOrganisation(const std::string& uuid);
+  // organisations/index/scope:all and tags/index: what numeric ids in rules stand for.
+  Result<std::vector<OrganisationInfo>> Organisations();
+  Result<std::vector<TagInfo>> Tags();
   // POST /events/index with If-None-Match (`etag`, or "" to ask for one); `filter` as
   // policy::PullIndexFilter builds it.
   Result<IndexPage> EventIndex(const json::object& filter, const std::string& etag);

@@ -450,9 +450,11 @@ Result<bool> LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
   if (!known) {
     connector::MispClient& dest = push ? remote_ : local_;
     connector::ViewForm form;
-    auto theirs = dest.ViewEvent(p.item.uuid, form);
+    // The destination's copy, to say what differs; unreadable, the event is retried (a conflict
+    // recorded against an empty copy would claim every element differs).
+    SGSYNC_TRY(auto theirs, dest.ViewEvent(p.item.uuid, form));
     json::object mine = p.decision && p.decision->event ? *p.decision->event : json::object();
-    json::object other = theirs.ok() && theirs->has_value() ? (**theirs).event_json() : json::object();
+    json::object other = theirs.has_value() ? theirs->event_json() : json::object();
     c.differences =
         json::serialize(push ? DescribeDifferences(mine, other) : DescribeDifferences(other, mine));
     // Unrecorded, the conflict would be lost: the event fails (and is retried) instead of going on.

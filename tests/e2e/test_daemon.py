@@ -180,7 +180,9 @@ class DaemonTest(unittest.TestCase):
             self.assertEqual(decision, "skip")
             self.assertEqual(json.loads(why)["decision"], "skip")
 
-    def test_spec_case_36_a_portal_account_without_perm_sync_pushes_nothing_but_still_pulls(self):
+    def test_spec_case_36_a_portal_account_without_perm_sync_moves_nothing_either_way(self):
+        # MISP's own pull still runs with such an account (spec 12 case 36); sgsync refuses the link
+        # whole (issue 16 item 8: only a sync user of the member's organisation is accepted).
         self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 121})
         pulled = set(self.sims.portal.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 122})["uuids"])
         key = self.sims.portal.control("POST", "setup", {"users": [{"email": "user@org1.test", "org_uuid": harness.ORG1[1], "role": "user"}]})["keys"]["user@org1.test"]
@@ -193,9 +195,9 @@ class DaemonTest(unittest.TestCase):
         rc, stats, err = d.once()
         self.assertEqual(rc, 1)
         self.assertIn("has no perm_sync", stats[0]["error"])
+        self.assertIn("has no perm_sync", stats[1]["error"])
         self.assertEqual(uuids_on(self.sims.portal) - pulled, set())
-        self.assertEqual(stats[1]["sent"], 1, "the pull still ran")
-        self.assertTrue(pulled <= uuids_on(self.sims.member))
+        self.assertFalse(pulled & uuids_on(self.sims.member), "nothing pulled with a non-sync account")
 
     def test_a_rule_change_makes_a_withheld_event_eligible_and_sent_and_reports_the_reverse(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 141})["uuids"])

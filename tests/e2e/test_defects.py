@@ -124,6 +124,71 @@ class DefectsTest(unittest.TestCase):
         harness.wait_for(lambda: self.ctl(d, "status").returncode == 0, timeout=30, what="status again")
 
 
+    # ------------------------------------------------------------------ 8. whose key
+
+    def with_portal_key(self, key, **kw):
+        saved = self.sims.portal_key_file
+        self.sims.portal_key_file = harness.write_key(self.tmp.name, f"portal-{self.counter}.key", key)
+        try:
+            return self.sgsyncd(**kw)
+        finally:
+            self.sims.portal_key_file = saved
+
+    def test_issue16_8_a_portal_key_of_the_portals_own_admin_is_refused_and_nothing_moves(self):
+        private = self.seed(self.sims.portal, 1, seed=1681, distribution=0)[0]
+        mine = self.seed(self.sims.member, 1, seed=1682)[0]
+        d = self.with_portal_key(self.sims.portal.admin_key)
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 1, err)
+        for s in stats:
+            self.assertIn("not to a user of the member's organisation ORG1", s["error"])
+            self.assertIn("admin@ORG2 of ORG2", s["error"])
+        self.assertNotIn(private, uuids_on(self.sims.member), "the Portal's distribution-0 event stays there")
+        self.assertNotIn(mine, uuids_on(self.sims.portal))
+        self.assertNotIn(self.sims.portal.admin_key, err)
+
+    def test_issue16_8_a_site_admin_of_the_members_org_on_the_portal_needs_the_override(self):
+        key = self.sims.portal.control("POST", "setup", {"users": [
+            {"email": "root@org1.test", "org_uuid": harness.ORG1[1], "role": "site_admin"}]})["keys"]["root@org1.test"]
+        self.seed(self.sims.member, 1, seed=1683)
+        d = self.with_portal_key(key)
+        rc, stats, err = d.once(direction="push")
+        self.assertEqual(rc, 1)
+        self.assertIn("is a site admin of the Portal", stats[0]["error"])
+        d = self.with_portal_key(key, remote_extra={"allow_site_admin": True})
+        rc, stats, err = d.once(direction="push")
+        self.assertEqual((rc, stats[0]["sent"]), (0, 1), (stats, err))
+
+    def test_issue16_8_a_remote_org_uuid_that_is_not_the_portals_own_is_refused(self):
+        for org, why in ((harness.ORG3[1], "not one of its own organisations"),
+                         (harness.ORG1[1], "the member's own organisation"),
+                         ("00000000-0000-4000-8000-000000000001", "not an organisation the Portal knows")):
+            d = self.sgsyncd(remote_extra={"org_uuid": org}, directions=["pull"])
+            rc, stats, err = d.once()
+            self.assertEqual(rc, 1, org)
+            self.assertIn(why, stats[0]["error"], org)
+            self.assertIn("remote.org_uuid", stats[0]["error"])
+
+    def test_issue16_8_one_link_refused_leaves_the_other_links_running(self):
+        pulled = self.seed(self.sims.portal, 1, seed=1684)[0]
+        local, remote = self.sims.endpoints()
+        bad_remote = dict(remote, api_key_file=harness.write_key(self.tmp.name, "admin.key", self.sims.portal.admin_key))
+        links = [harness.link_toml("wrong-key", local, bad_remote, interval_seconds=1, directions=["pull"]),
+                 harness.link_toml("portal", local, remote, interval_seconds=1, directions=["pull"])]
+        d = self.sims.sgsyncd("two-links", links)
+        self.daemons.append(d)
+        rc, stats, err = d.once()
+        by_run = {s["run"]: s for s in stats}
+        self.assertIn("error", by_run["wrong-key pull"])
+        self.assertEqual(by_run["portal pull"]["sent"], 1, err)
+        self.assertIn(pulled, uuids_on(self.sims.member))
+        d.start(os.path.join(self.tmp.name, "two-links.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
+        status = harness.wait_for(lambda: (lambda r: r if "not to a user of the member" in r.stdout else None)(
+            self.ctl(d, "--json", "status")), timeout=30, what="the refused link in status")
+        links = {l["link"]: l for l in json.loads(status.stdout)["links"]}
+        self.assertIn("error:", links["wrong-key"]["directions"][0]["last_run_outcome"])
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
