@@ -86,6 +86,11 @@ std::string RenderStatus(const v1::GetStatusResponse& r) {
     }
     out += t.Render();
     for (const auto& d : l.directions()) {
+      if (d.state() == "paused" && !d.paused_by().empty())
+        out += "  " + DirectionName(d.direction()) + " paused by " + d.paused_by() + " at " +
+               FormatTime(d.paused_at()) + "\n";
+    }
+    for (const auto& d : l.directions()) {
       std::map<std::string, std::int64_t> skipped(d.skipped_by_reason().begin(), d.skipped_by_reason().end());
       for (const auto& [rule, n] : skipped) {
         out +=

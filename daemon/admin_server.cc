@@ -169,6 +169,8 @@ class AdminImpl final : public v1::SyncAdmin::Service {
         v1::DirectionStatus* ds = ls->add_directions();
         ds->set_direction(ToProto(d));
         ds->set_state(st.paused ? "paused" : st.running ? "running" : "idle");
+        ds->set_paused_by(st.paused_by);
+        ds->set_paused_at(st.paused_at);
         ds->set_last_run_started_at(st.last_run_started);
         ds->set_last_run_finished_at(st.last_run_ended);
         ds->set_last_run_outcome(st.last_outcome);
@@ -512,7 +514,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status SetPaused(grpc::ServerContext* ctx, const v1::LinkDirection* req, v1::PauseResponse* resp,
                          bool paused) {
-    auto st = service_.SetPaused(req->link(), FromProto(req->direction()), paused);
+    auto st = service_.SetPaused(req->link(), FromProto(req->direction()), paused, Actor(ctx));
     Audit(ctx, paused ? "Pause" : "Resume",
           req->link() + " " + (FromProto(req->direction()) ? v1::Direction_Name(req->direction()) : "both"),
           st.ok() ? "ok" : st.error().ToString());

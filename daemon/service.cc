@@ -134,6 +134,15 @@ Status Service::BuildLinks() {
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));
   }
+  SGSYNC_TRY(auto pauses, store_->ListPauses());
+  for (const auto& p : pauses) {
+    LinkRuntime* l = Find(p.link);
+    if (l == nullptr) continue;  // a link no longer configured: its pause waits, should it come back
+    DirectionStatus& st = l->status[p.direction == state::Direction::kPush ? 0 : 1];
+    st.paused = true;
+    st.paused_by = p.paused_by;
+    st.paused_at = p.paused_at;
+  }
   return {};
 }
 
@@ -328,6 +337,15 @@ void Service::SightingsLoop(LinkRuntime& link) {
   std::int64_t backoff_ms = 0;
   while (!stopping_) {
     bool failed = false;
+    bool active = false;  // a paused link asks its MISPs nothing, not even who it is
+    {
+      std::lock_guard lock(link.mu);
+      active = (lc.push && !link.status[0].paused) || (lc.pull && !link.status[1].paused);
+    }
+    if (!active) {
+      SleepUntil(NowMs() + 1000);
+      continue;
+    }
     if (auto s = Discover(link); !s.ok()) {
       failed = true;
     } else {
@@ -585,18 +603,29 @@ std::vector<Service::LinkSnapshot> Service::Snapshot() {
   return out;
 }
 
-Status Service::SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused) {
+Status Service::SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused,
+                          const std::string& actor) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);
   if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  {
+  for (engine::Direction dir : {engine::Direction::kPush, engine::Direction::kPull}) {
+    if (d && *d != dir) continue;
+    const state::Direction sd = dir == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull;
+    // The store first: a pause that was not recorded is not reported as done.
+    if (paused) {
+      SGSYNC_TRY_STATUS(store_->SetPause(state::Pause{link, sd, actor, NowS()}));
+    } else {
+      SGSYNC_TRY_STATUS(store_->ClearPause(link, sd));
+    }
     std::lock_guard g(l->mu);
-    if (!d || *d == engine::Direction::kPush) l->status[0].paused = paused;
-    if (!d || *d == engine::Direction::kPull) l->status[1].paused = paused;
+    DirectionStatus& st = l->status[dir == engine::Direction::kPush ? 0 : 1];
+    st.paused = paused;
+    st.paused_by = paused ? actor : "";
+    st.paused_at = paused ? NowS() : 0;
   }
   wake_.notify_all();
-  spdlog::info("link {} {}: {}", link, d ? std::string(policy::DirectionName(*d)) : "push and pull",
-               paused ? "paused" : "resumed");
+  spdlog::info("link {} {}: {} by {}", link, d ? std::string(policy::DirectionName(*d)) : "push and pull",
+               paused ? "paused" : "resumed", actor);
   return {};
 }
 

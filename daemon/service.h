@@ -39,7 +39,9 @@ namespace sgsync::daemon {
 struct DirectionStatus {
   bool enabled = false;
   bool running = false;
-  bool paused = false;
+  bool paused = false;  // from the state database: survives reloads and restarts
+  std::string paused_by;
+  std::int64_t paused_at = 0;
   std::int64_t last_run_started = 0;
   std::int64_t last_run_ended = 0;
   std::string last_outcome;  // "ok", "not_modified", "aborted: ...", "error: ..."
@@ -81,8 +83,10 @@ class Service {
     DirectionStatus push, pull;
   };
   std::vector<LinkSnapshot> Snapshot();
-  // NotFound for an unknown link name; `d` absent means both directions.
-  Status SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused);
+  // NotFound for an unknown link name; `d` absent means both directions. Written to the state
+  // database first (a pause survives a reload and a restart), with who asked.
+  Status SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused,
+                   const std::string& actor);
   // Runs now (waiting for a scheduled run of the same link and direction to end first), reporting
   // progress; fails when the link cannot start.
   Result<engine::RunStats> Trigger(const std::string& link, engine::Direction d, bool full,

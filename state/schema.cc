@@ -114,6 +114,16 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit (at);
 )sql"},
+      // By link name, not id: an operator may pause a link before it has ever started.
+      {3, "pauses that survive a reload and a restart", R"sql(
+CREATE TABLE pauses (
+  link       TEXT NOT NULL,
+  direction  TEXT NOT NULL CHECK (direction IN ('push', 'pull')),
+  paused_by  TEXT NOT NULL,
+  paused_at  INTEGER NOT NULL,
+  PRIMARY KEY (link, direction)
+) WITHOUT ROWID;
+)sql"},
   };
   return kMigrations;
 }

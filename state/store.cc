@@ -744,6 +744,36 @@ Result<bool> StateStore::HasTombstone(std::int64_t link_id, const std::string& u
   return q->Step();
 }
 
+Status StateStore::SetPause(const Pause& pause) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto s, db_->Prepare("INSERT OR REPLACE INTO pauses (link, direction, paused_by, paused_at) "
+                                  "VALUES (?, ?, ?, ?)"));
+  return s->Bind(1, pause.link)
+      .Bind(2, DirName(pause.direction))
+      .Bind(3, pause.paused_by)
+      .Bind(4, pause.paused_at != 0 ? pause.paused_at : Now())
+      .Run();
+}
+
+Status StateStore::ClearPause(const std::string& link, Direction d) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto s, db_->Prepare("DELETE FROM pauses WHERE link = ? AND direction = ?"));
+  return s->Bind(1, link).Bind(2, DirName(d)).Run();
+}
+
+Result<std::vector<Pause>> StateStore::ListPauses() {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT link, direction, paused_by, paused_at FROM pauses ORDER BY link, direction"));
+  std::vector<Pause> out;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    out.push_back(Pause{q->Text(0), q->Text(1) == "push" ? Direction::kPush : Direction::kPull, q->Text(2),
+                        q->Int(3)});
+  }
+  return out;
+}
+
 Status StateStore::Audit(const AuditRecord& r) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(auto s,

@@ -127,6 +127,14 @@ struct AuditRecord {
   std::string details;
 };
 
+// A direction of a link an operator paused (sgsyncctl pause): kept until resumed.
+struct Pause {
+  std::string link;
+  Direction direction = Direction::kPush;
+  std::string paused_by;  // the admin API's actor
+  std::int64_t paused_at = 0;
+};
+
 class StateStore {
  public:
   // Opens (creating when missing) and migrates the database at `path`. Fails, naming the file, when
@@ -215,6 +223,11 @@ class StateStore {
   Status AddTombstone(std::int64_t link_id, const std::string& uuid, const std::string& source,
                       const std::string& action);
   Result<bool> HasTombstone(std::int64_t link_id, const std::string& uuid);
+
+  // ---- pauses (by link name)
+  Status SetPause(const Pause& pause);  // paused_at is set by the store when 0
+  Status ClearPause(const std::string& link, Direction d);
+  Result<std::vector<Pause>> ListPauses();
 
   // ---- audit log
   Status Audit(const AuditRecord& record);  // `at` and `id` are set by the store

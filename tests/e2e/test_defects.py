@@ -189,6 +189,49 @@ class DefectsTest(unittest.TestCase):
         links = {l["link"]: l for l in json.loads(status.stdout)["links"]}
         self.assertIn("error:", links["wrong-key"]["directions"][0]["last_run_outcome"])
 
+    # ------------------------------------------------------------------ 6. pause is remembered
+
+    def sgsync_requests(self):
+        """sgsync's requests to both MISPs since the logs were last cleared."""
+        return [r for sim in (self.sims.member, self.sims.portal) for r in sim.requests()
+                if not r["target"].startswith("/_sim")]
+
+    def test_issue16_6_a_pause_stops_every_run_and_survives_a_reload_and_a_restart(self):
+        d = self.sgsyncd()
+        d.start(os.path.join(self.tmp.name, "pause-1.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
+        r = self.ctl(d, "pause", "--link", "portal")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        time.sleep(1.5)  # a run in progress finishes
+        self.sims.member.control("DELETE", "requests")
+        self.sims.portal.control("DELETE", "requests")
+        events = set(self.seed(self.sims.member, 2, seed=1661))
+        time.sleep(3.5)  # interval 1 s: three cycles would have run
+        self.assertEqual(self.sgsync_requests(), [], "paused: not one request to either MISP")
+        status = json.loads(self.ctl(d, "--json", "status").stdout)["links"][0]
+        for direction in status["directions"]:
+            self.assertEqual(direction["state"], "paused")
+            self.assertIn("unix socket, operator", direction["paused_by"])
+            self.assertGreater(int(direction["paused_at"]), 0)
+        self.assertIn("push paused by unix socket, operator", self.ctl(d, "status").stdout)
+        # A reload, then a restart: still paused, still silent.
+        d.signal(__import__("signal").SIGHUP)
+        time.sleep(2.5)
+        d.stop()
+        d.start(os.path.join(self.tmp.name, "pause-2.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket after the restart")
+        time.sleep(3)
+        self.assertEqual(self.sgsync_requests(), [], "still paused after a reload and a restart")
+        self.assertEqual(events & uuids_on(self.sims.portal), set())
+        status = json.loads(self.ctl(d, "--json", "status").stdout)["links"][0]
+        self.assertEqual({x["state"] for x in status["directions"]}, {"paused"})
+        audit = self.db(d).execute("SELECT action, result FROM audit WHERE action = 'Pause'").fetchall()
+        self.assertEqual(audit, [("Pause", "ok")])
+        # Resumed: the events flow.
+        self.assertEqual(self.ctl(d, "resume", "--link", "portal").returncode, 0)
+        harness.wait_for(lambda: events <= uuids_on(self.sims.portal), timeout=30, what="the push after resume")
+        self.assertEqual(self.db(d).execute("SELECT count(*) FROM pauses").fetchone()[0], 0)
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

@@ -41,6 +41,8 @@ v1::GetStatusResponse Status() {
   v1::DirectionStatus* pull = l->add_directions();
   pull->set_direction(v1::DIRECTION_PULL);
   pull->set_state("paused");
+  pull->set_paused_by("unix socket, operator yamada");
+  pull->set_paused_at(1795807000);
   pull->set_received(40);
   return r;
 }

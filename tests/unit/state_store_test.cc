@@ -44,8 +44,24 @@ class StateStoreTest : public ::testing::Test {
 };
 
 TEST_F(StateStoreTest, ANewDatabaseHasTheCurrentSchemaAndPassesIntegrityCheck) {
-  EXPECT_EQ(*store_->SchemaVersion(), 2);
+  EXPECT_EQ(*store_->SchemaVersion(), 3);
   EXPECT_EQ(*store_->IntegrityCheck(), "ok");
+}
+
+// Issue 16 item 6: a pause lives in the database, by link name and direction, with who and when.
+TEST_F(StateStoreTest, APauseIsKeptWithWhoAndWhenUntilCleared) {
+  ASSERT_TRUE(store_->SetPause(Pause{"portal", Direction::kPull, "unix socket, operator yamada", 0}).ok());
+  ASSERT_TRUE(store_->SetPause(Pause{"not-started-yet", Direction::kPush, "certificate CN=ops", 77}).ok());
+  auto pauses = store_->ListPauses();
+  ASSERT_TRUE(pauses.ok()) << pauses.error().ToString();
+  ASSERT_EQ(pauses->size(), 2u);
+  EXPECT_EQ((*pauses)[1].link, "portal");
+  EXPECT_EQ((*pauses)[1].direction, Direction::kPull);
+  EXPECT_EQ((*pauses)[1].paused_by, "unix socket, operator yamada");
+  EXPECT_EQ((*pauses)[1].paused_at, now_) << "the store's clock when not given";
+  EXPECT_EQ((*pauses)[0].paused_at, 77);
+  ASSERT_TRUE(store_->ClearPause("portal", Direction::kPull).ok());
+  EXPECT_EQ(store_->ListPauses()->size(), 1u);
 }
 
 TEST_F(StateStoreTest, RegisteringALinkAgainKeepsItsIdAndSeesIdentityChanges) {
