@@ -370,7 +370,7 @@ Result<std::vector<IndexPair>> StateStore::ListWritten(std::int64_t link_id, Sid
   std::lock_guard lock(mu_);
   SGSYNC_TRY(auto q,
              db_->Prepare("SELECT uuid, written_timestamp FROM ledger WHERE link_id = ? AND written_side = ? "
-                          "AND decision = 'send' ORDER BY uuid"));
+                          "AND decision IN ('send', 'deleted_at_portal') ORDER BY uuid"));
   q->Bind(1, link_id).Bind(2, side == Side::kLocal ? "local" : "remote");
   std::vector<IndexPair> out;
   while (true) {

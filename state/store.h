@@ -168,7 +168,8 @@ class StateStore {
   Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, const std::string& decision,
                                             const std::string& work_state, std::int64_t updated_since,
                                             const std::string& after_uuid, int limit);
-  // The events sgsync last wrote on `side`, with the timestamp it wrote (decision "send").
+  // The events sgsync last wrote on `side`, with the timestamp it wrote (decision "send", or
+  // "deleted_at_portal": seen deleted while tombstones were off, so a later full run can apply it).
   Result<std::vector<IndexPair>> ListWritten(std::int64_t link_id, Side side);
   // Forgets the timestamps the ledger saw on both sides (not what sgsync wrote where): every event
   // of the link is listed as changed again and re-decided. For a changed sharing configuration.

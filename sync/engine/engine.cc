@@ -597,6 +597,9 @@ Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventI
     // A tombstone applies only to an event that came from the Portal and that sgsync wrote here.
     if (!ledger || ledger->origin != state::Side::kRemote || ledger->written_side != state::Side::kLocal)
       continue;
+    // Seen before while tombstones were off: reported then, applied once they are on (issue 16
+    // item 10), never counted twice.
+    if (!options_.tombstones && ledger->decision == "deleted_at_portal") continue;
     ++run.stats.deleted_at_source;
     state::LedgerEntry entry = *ledger;
     if (!options_.tombstones) {

@@ -232,6 +232,30 @@ class DefectsTest(unittest.TestCase):
         harness.wait_for(lambda: events <= uuids_on(self.sims.portal), timeout=30, what="the push after resume")
         self.assertEqual(self.db(d).execute("SELECT count(*) FROM pauses").fetchone()[0], 0)
 
+    # ------------------------------------------------------------------ 10. tombstones switched on later
+
+    def test_issue16_10_a_deletion_seen_while_tombstones_were_off_is_applied_once_they_are_on(self):
+        uuid = self.seed(self.sims.portal, 1, seed=1610)[0]
+        d = self.sgsyncd(directions=["pull"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        ev = self.sims.portal.view(uuid)["Event"]
+        self.assertEqual(self.sims.portal.request("POST", f"/events/delete/{ev['id']}")[0], 200)
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((stats[0]["deleted_at_source"], stats[0]["tombstoned"]), (1, 0), err)
+        rc, stats, err = d.once(full=True)
+        self.assertEqual(stats[0]["deleted_at_source"], 0, "reported once, not at every full run")
+        self.assertIsNotNone(self.sims.member.view(uuid))
+        # The operator switches tombstones on: the next full run applies what was seen before.
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace('name = "portal"\n', 'name = "portal"\ntombstones = true\n', 1))
+        rc, stats, err = d.once(full=True)
+        self.assertEqual((rc, stats[0]["deleted_at_source"], stats[0]["tombstoned"]), (0, 1, 1), err)
+        self.assertIsNone(self.sims.member.view(uuid))
+        audit = self.db(d).execute("SELECT action, target, result FROM audit").fetchall()
+        self.assertEqual(audit, [("tombstone", f"portal {uuid}", "ok")])
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
