@@ -8,6 +8,7 @@
 // Result is a plain value type: copyable when T is, movable, not thread-safe beyond that.
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -45,6 +46,8 @@ struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
   std::string where;
+  // kRateLimited: how long the peer asked to wait (its Retry-After, clamped), 0 when it did not say.
+  std::int64_t retry_after_seconds = 0;
 
   // "<where>: <message> [<code>]", or "<message> [<code>]" when where is empty.
   std::string ToString() const;

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <random>
 
+#include "common/encoding.h"
+
 namespace sgsync::daemon {
 
 namespace {
@@ -47,7 +49,8 @@ struct Service::LinkRuntime {
 
 Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e,
                                                           Metrics* metrics, const std::string& peer,
-                                                          std::shared_ptr<misp::MemoryBudget> budget) {
+                                                          std::shared_ptr<misp::MemoryBudget> budget,
+                                                          std::shared_ptr<connector::EndpointLimit> limit) {
   connector::TransportOptions o;
   o.base_url = e.url;
   o.allow_insecure_http = e.insecure_http;
@@ -57,6 +60,7 @@ Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndp
   o.max_connections = static_cast<std::size_t>(e.max_in_flight);
   o.user_agent = connector::SgsyncUserAgent();
   o.proxy = e.proxy;
+  o.endpoint_limit = std::move(limit);
   if (metrics != nullptr) {
     o.observer = [metrics, peer](std::string_view method, std::string_view route, int status,
                                  double seconds) {
@@ -123,13 +127,34 @@ Result<std::unique_ptr<Service>> Service::Create(config::DaemonConfig config) {
   return s;
 }
 
+// One limit per MISP (by URL, case and a trailing slash ignored), shared by every link and run that
+// talks to it; its size is the smallest max_in_flight configured for that URL. Kept across reloads
+// (a run in flight still holds its slot), resized only by a restart.
+std::shared_ptr<connector::EndpointLimit> Service::LimitFor(const config::MispEndpointConfig& e) {
+  std::string key = AsciiLower(e.url);
+  while (!key.empty() && key.back() == '/') key.pop_back();
+  int want = e.max_in_flight;
+  for (const auto& l : config_.links) {
+    for (const auto* other : {&l.local, &l.remote}) {
+      std::string k = AsciiLower(other->url);
+      while (!k.empty() && k.back() == '/') k.pop_back();
+      if (k == key) want = std::min(want, other->max_in_flight);
+    }
+  }
+  auto& slot = endpoint_limits_[key];
+  if (!slot) slot = std::make_shared<connector::EndpointLimit>(want);
+  return slot;
+}
+
 Status Service::BuildLinks() {
   links_.clear();
   for (const auto& lc : config_.links) {
     auto rt = std::make_unique<LinkRuntime>();
     rt->config = lc;
-    SGSYNC_TRY(rt->local, MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_));
-    SGSYNC_TRY(rt->remote, MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_));
+    SGSYNC_TRY(rt->local,
+               MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_, LimitFor(lc.local)));
+    SGSYNC_TRY(rt->remote,
+               MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_, LimitFor(lc.remote)));
     rt->status[0].enabled = lc.push;
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -116,6 +117,9 @@ class Service {
   Metrics metrics_;
   // Shared by every client: what all answers being parsed at once may cost (docs/security.md).
   std::shared_ptr<misp::MemoryBudget> documents_budget_;
+  // Requests in flight per MISP across all links and runs, by URL (docs/operations.md).
+  std::map<std::string, std::shared_ptr<connector::EndpointLimit>> endpoint_limits_;
+  std::shared_ptr<connector::EndpointLimit> LimitFor(const config::MispEndpointConfig& e);
   std::unique_ptr<state::StateStore> store_;
   std::unique_ptr<httpd::HttpServer> metrics_server_;
   LinkRuntime* Find(const std::string& name);

@@ -42,6 +42,13 @@ Error MispClient::ErrorFor(const HttpResponse& r, const std::string& target) {
     code = r.headers.count("location") ? ErrorCode::kAlreadyExists : ErrorCode::kNotFound;
   } else if (r.status == 429) {
     code = ErrorCode::kRateLimited;
+    if (auto it = r.headers.find("retry-after"); it != r.headers.end()) {
+      if (auto asked = ParseRetryAfter(it->second, transport_->options().retry.max_retry_after)) {
+        Error e429 = Fail(code, "MISP answered 429: " + text, where);
+        e429.retry_after_seconds = asked->count();
+        return e429;
+      }
+    }
   } else if (r.status >= 500) {
     code = ErrorCode::kUnavailable;
   }

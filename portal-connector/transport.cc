@@ -455,6 +455,43 @@ std::string RouteOf(std::string_view target) {
   return out.empty() ? "/" : out;
 }
 
+EndpointLimit::EndpointLimit(int max_in_flight) : max_(std::max(1, max_in_flight)) {}
+
+int EndpointLimit::in_flight() const {
+  std::lock_guard lock(mu_);
+  return in_flight_;
+}
+
+bool EndpointLimit::Acquire(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  while (true) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    if (now < hold_until_) {
+      cv_.wait_until(lock, std::min(hold_until_, deadline));
+      continue;
+    }
+    if (in_flight_ < max_) {
+      ++in_flight_;
+      return true;
+    }
+    cv_.wait_until(lock, deadline);
+  }
+}
+
+void EndpointLimit::Release() {
+  {
+    std::lock_guard lock(mu_);
+    --in_flight_;
+  }
+  cv_.notify_one();
+}
+
+void EndpointLimit::HoldUntil(std::chrono::steady_clock::time_point until) {
+  std::lock_guard lock(mu_);
+  hold_until_ = std::max(hold_until_, until);
+}
+
 std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
                                                     std::chrono::system_clock::time_point now) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
@@ -484,7 +521,14 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
   for (int attempt = 1;; ++attempt) {
     const auto started = Clock::now();
     if (request.body_reset) request.body_reset();
+    EndpointLimit* limit = impl_->options.endpoint_limit.get();
+    if (limit != nullptr && !limit->Acquire(deadline)) {
+      return Fail(ErrorCode::kRateLimited,
+                  "no request slot for this MISP before the deadline (requests in flight, or its Retry-After)",
+                  impl_->Where(request.target));
+    }
     Result<HttpResponse> r = impl_->Once(request, deadline);
+    if (limit != nullptr) limit->Release();
     // Method, URL, outcome and time only: never a header (the API key is one) or a body.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     if (impl_->options.observer) {
@@ -497,6 +541,13 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
     } else {
       spdlog::debug("{} {}{} failed in {} ms (attempt {}): {}", request.method, impl_->options.base_url,
                     request.target, ms, attempt, r.error().ToString());
+    }
+    if (r.ok() && r->status == 429 && limit != nullptr) {
+      // Every request of the process to this MISP waits it out (writes too), not only this one.
+      if (auto it = r->headers.find("retry-after"); it != r->headers.end()) {
+        if (auto asked = ParseRetryAfter(it->second, impl_->options.retry.max_retry_after))
+          limit->HoldUntil(Clock::now() + *asked);
+      }
     }
     bool last = attempt >= attempts || Clock::now() >= deadline;
     std::chrono::milliseconds wait = impl_->Backoff(attempt);

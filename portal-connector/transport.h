@@ -15,10 +15,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +54,29 @@ struct RetryPolicy {
   std::chrono::seconds max_retry_after{120};
 };
 
+// Requests in flight to one MISP, shared by every transport of the process that talks to it (all
+// runs of all links: events, sightings, proposals, clusters, analyst data), and that MISP's
+// Retry-After: once it answers 429 with one, no request of the process is sent to it (writes
+// included) before that time. Thread-safe.
+class EndpointLimit {
+ public:
+  explicit EndpointLimit(int max_in_flight);
+  int max_in_flight() const { return max_; }
+  int in_flight() const;
+  // Takes a slot, first waiting out a hold; false (nothing taken) when `deadline` comes first.
+  bool Acquire(std::chrono::steady_clock::time_point deadline);
+  void Release();
+  // The peer asked for a pause (Retry-After): held until `until`, unless already held longer.
+  void HoldUntil(std::chrono::steady_clock::time_point until);
+
+ private:
+  const int max_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int in_flight_ = 0;
+  std::chrono::steady_clock::time_point hold_until_{};
+};
+
 struct TransportOptions {
   std::string base_url;              // "https://misp.example.org" (a path prefix is kept)
   bool allow_insecure_http = false;  // plain http:// only when the link configuration says so
@@ -66,6 +91,9 @@ struct TransportOptions {
   // Called after every attempt (metrics): the method, the target's route ("/events/view", no ids
   // or parameters), the status (0 for a transport failure) and the time it took.
   std::function<void(std::string_view method, std::string_view route, int status, double seconds)> observer;
+  // Shared with the other transports to the same MISP (sgsyncd makes one per URL); none: unbounded
+  // beyond max_connections.
+  std::shared_ptr<EndpointLimit> endpoint_limit;
 };
 
 // "/events/view/5b7d.../deleted[]:1" -> "/events/view": the route of a MISP target, for metrics.

@@ -151,7 +151,10 @@ LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link
       metrics_(metrics) {}
 
 void LinkEngine::FailItem(RunContext& run, const state::WorkItem& item, const Error& e) {
-  auto st = store_.FailAttempt(item.id, e.ToString());
+  std::optional<std::int64_t> retry_at;
+  if (e.code == ErrorCode::kRateLimited && e.retry_after_seconds > 0)
+    retry_at = static_cast<std::int64_t>(std::time(nullptr)) + e.retry_after_seconds;
+  auto st = store_.FailAttempt(item.id, e.ToString(), retry_at);
   {
     std::lock_guard lock(run.mu);
     ++run.stats.failed;

@@ -3,6 +3,10 @@
 // rules for safe requests, and broken answers give their typed errors.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include "common/encoding.h"
 #include "misp-sim/sim.h"
 #include "portal-connector/transport.h"
@@ -242,6 +246,86 @@ TEST(RetryAfterTest, EveryFormIsReadAndClampedWithoutOverflow) {
   for (const char* bad : {"", "-5", "soon", "1e9", "5 s", "Sun, 06 Nov 1994"}) {
     EXPECT_EQ(ParseRetryAfter(bad, max, now), std::nullopt) << bad;
   }
+}
+
+// Issue 16 item 7: requests in flight are bounded per MISP across every transport of the process
+// (all runs of all links), and a 429's Retry-After holds back every request to that MISP, writes
+// included. The server counts what it sees at once.
+TEST_F(TransportTest, TransportsSharingAnEndpointLimitNeverExceedItTogether) {
+  std::atomic<int> now{0}, peak{0}, served{0};
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest&) {
+        int n = ++now;
+        int p = peak.load();
+        while (n > p && !peak.compare_exchange_weak(p, n)) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(40));
+        --now;
+        ++served;
+        sim::HttpResponse r;
+        r.body = "{}";
+        return r;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  auto limit = std::make_shared<EndpointLimit>(2);
+  auto make = [&] {
+    TransportOptions o;
+    o.base_url = "https://127.0.0.1:" + std::to_string((*server)->port());
+    o.tls.ca_file = pki_->ca();
+    o.max_connections = 8;
+    o.endpoint_limit = limit;
+    return std::move(*HttpsTransport::Create(std::move(o), kKey));
+  };
+  auto push = make(), pull = make();  // two runs, one MISP
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 12; ++i) {
+    HttpsTransport* t = i % 2 == 0 ? push.get() : pull.get();
+    threads.emplace_back([t, i] {
+      auto r = t->Send(HttpRequest{i % 3 == 0 ? "POST" : "GET", "/events/index", {}, "{}", i % 3 != 0});
+      EXPECT_TRUE(r.ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(served.load(), 12);
+  EXPECT_EQ(peak.load(), 2) << "never more than the limit at once, and the limit is used";
+  EXPECT_EQ(limit->in_flight(), 0);
+}
+
+TEST_F(TransportTest, ARetryAfterOnAWriteHoldsBackEveryRequestToThatMisp) {
+  std::atomic<int> calls{0};
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> at;
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest&) {
+        {
+          std::lock_guard lock(mu);
+          at.push_back(std::chrono::steady_clock::now());
+        }
+        sim::HttpResponse r;
+        if (calls++ == 0) {
+          r.status = 429;
+          r.headers.emplace_back("Retry-After", "1");
+        }
+        r.body = "{}";
+        return r;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(server.ok());
+  TransportOptions o;
+  o.base_url = "https://127.0.0.1:" + std::to_string((*server)->port());
+  o.tls.ca_file = pki_->ca();
+  o.endpoint_limit = std::make_shared<EndpointLimit>(4);
+  auto t = std::move(*HttpsTransport::Create(std::move(o), kKey));
+  auto write = t->Send(HttpRequest{"POST", "/events/add", {}, "{}", false});
+  ASSERT_TRUE(write.ok());
+  EXPECT_EQ(write->status, 429) << "a write is not repeated";
+  auto next = t->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true});
+  ASSERT_TRUE(next.ok());
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_GE(at[1] - at[0], std::chrono::milliseconds(950)) << "the next request waited the write's Retry-After";
 }
 
 TEST_F(TransportTest, BrokenAnswersGiveTypedErrors) {
