@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
                             {"cursor", stats->cursor},
                             {"proposals_sent", stats->proposals_sent},
                             {"proposals_failed", stats->proposals_failed},
+                            {"proposals_withheld", stats->proposals_withheld},
                             {"analyst_data_sent", stats->analyst_data_sent},
                             {"analyst_data_withheld", stats->analyst_data_withheld},
                             {"analyst_data_failed", stats->analyst_data_failed},

@@ -85,6 +85,8 @@ void DeclareMetrics(Metrics& m) {
             "Requests to a MISP, by peer, method, route and status (0: no answer).");
   m.Declare("sgsync_request_duration_seconds", T::kHistogram,
             "Time of one request attempt, by peer and route.");
+  m.Declare("sgsync_proposals_withheld_total", T::kCounter,
+            "Proposals kept home because what they change does not leave, by link, direction and rule.");
   m.Declare("sgsync_index_rows_rejected_total", T::kCounter,
             "Index rows left out, by link, direction and reason (unreadable, implausible_timestamp).");
   m.Declare("sgsync_protected_total", T::kCounter,

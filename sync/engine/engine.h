@@ -93,6 +93,7 @@ struct SightingsStats {
   std::int64_t cursor = 0;
   std::int64_t proposals_sent = 0;         // proposals the destination added (spec 8.2)
   std::int64_t proposals_failed = 0;       // events whose proposals the destination refused
+  std::int64_t proposals_withheld = 0;     // what they change does not leave (policy::DecideProposal)
   std::int64_t analyst_data_sent = 0;      // notes, opinions, relationships written (spec 8.5)
   std::int64_t analyst_data_withheld = 0;  // their distribution or the rules keep them home
   std::int64_t analyst_data_failed = 0;

@@ -7,6 +7,7 @@
 
 #include "common/encoding.h"
 #include "sync/engine/engine.h"
+#include "sync/policy/other_data.h"
 
 namespace sgsync::engine {
 
@@ -42,6 +43,7 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
   // Proposals of events the destination holds (sgsync sent them there, or they came from it).
   std::map<std::string, json::array> by_event;
   for (auto& row : offered) {
+    if (!row.is_object()) continue;  // a peer's junk row: nothing to send
     json::object& p = row.as_object();
     std::string event(AsciiLower(std::string(misp::StringOr(p, "event_uuid"))));
     const json::value* org = p.if_contains("Org");
@@ -62,6 +64,7 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
   SGSYNC_TRY(json::array held, dest.Proposals(since));
   std::map<ProposalKey, std::int64_t> newest_held;
   for (const auto& row : held) {
+    if (!row.is_object()) continue;
     std::int64_t& t = newest_held[KeyOf(row.as_object())];
     t = std::max(t, misp::IntOr(row.as_object(), "timestamp", 0));
   }
@@ -73,7 +76,43 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
         fresh.push_back(std::move(row));
     }
     if (fresh.empty()) continue;
-    auto added = dest.PushProposals(event, fresh);
+    // Each proposal goes only where what it changes goes (policy::DecideProposal): the event as its
+    // source serves it now, decided by the policy.
+    connector::ViewForm form;
+    form.include_deleted = true;
+    form.exclude_local_tags = !push && !link_.internal;
+    auto doc = source.ViewEvent(event, form);
+    if (!doc.ok()) {
+      ++stats.proposals_failed;
+      spdlog::warn("link {}: {} proposals of {}: {}", name_, dir, event, doc.error().ToString());
+      continue;
+    }
+    json::object source_event = *doc ? (**doc).event_json() : json::object();
+    if (*doc && AsciiLower(misp::StringOr(source_event, "uuid")) != event) {
+      ++stats.proposals_failed;
+      spdlog::warn("link {}: {} proposals of {}: the source answered with another event", name_, dir, event);
+      continue;
+    }
+    policy::Decision decision =
+        *doc ? policy::Evaluate(d, &source_event, link_) : policy::Evaluate(d, nullptr, link_);
+    json::array allowed;
+    for (auto& row : fresh) {
+      policy::ElementDecision pd = policy::DecideProposal(std::move(row.as_object()), source_event, decision);
+      if (!pd.send) {
+        ++stats.proposals_withheld;
+        const policy::Reason* why = pd.refusal();
+        spdlog::info("link {}: {} proposal {} of {} withheld: {} ({})", name_, dir,
+                     misp::StringOr(pd.element, "uuid"), event, why != nullptr ? why->rule : "",
+                     why != nullptr ? why->detail : "");
+        if (metrics_ != nullptr)
+          metrics_->Add("sgsync_proposals_withheld_total",
+                        {{"link", name_}, {"direction", dir}, {"reason", why != nullptr ? why->rule : ""}});
+        continue;
+      }
+      allowed.push_back(std::move(pd.element));
+    }
+    if (allowed.empty()) continue;
+    auto added = dest.PushProposals(event, allowed);
     if (!added.ok()) {
       ++stats.proposals_failed;
       spdlog::warn("link {}: {} proposals of {}: {}", name_, dir, event, added.error().ToString());

@@ -325,6 +325,66 @@ ElementDecision PreparePulledAnalystData(std::string_view type, json::object ent
   return AnalystPull(std::move(entry), link, std::string(type));
 }
 
+namespace {
+
+// Calls fn(attribute) for every attribute of an event, standalone and in objects.
+template <typename Fn>
+void EachAttribute(const json::object& event, Fn fn) {
+  auto list = [&](const json::object& holder) {
+    const json::value* attrs = holder.if_contains("Attribute");
+    if (attrs == nullptr || !attrs->is_array()) return;
+    for (const auto& a : attrs->get_array())
+      if (a.is_object()) fn(a.get_object());
+  };
+  list(event);
+  if (const json::value* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (const auto& o : objects->get_array())
+      if (o.is_object()) list(o.get_object());
+  }
+}
+
+}  // namespace
+
+ElementDecision DecideProposal(json::object proposal, const json::object& source, const Decision& event) {
+  ElementDecision out;
+  Recorder r(out);
+  const std::string uuid(misp::StringOr(proposal, "uuid"));
+  const std::int64_t old_id = misp::IntOr(proposal, "old_id", 0);
+  proposal.erase("id");
+  // What it changes: the attribute of the source event it names, if any.
+  std::string target;
+  EachAttribute(source, [&](const json::object& a) {
+    if (!target.empty()) return;
+    if ((old_id != 0 && misp::IntOr(a, "id", -1) == old_id) || (!uuid.empty() && SameText(misp::StringOr(a, "uuid"), uuid)))
+      target = std::string(misp::StringOr(a, "uuid"));
+  });
+  if (!event.send || !event.event) {
+    const Reason* why = event.refusal();
+    return r.Refuse("proposal.event_withheld", "ShadowAttribute",
+                    "its event does not leave" + (why != nullptr ? " (" + why->rule + ")" : std::string()),
+                    "sgsync");
+  }
+  if (target.empty() && old_id != 0) {
+    return r.Refuse("proposal.attribute_unknown", "ShadowAttribute",
+                    "it changes attribute id " + std::to_string(old_id) +
+                        ", which the source event does not hold: it cannot be shown to travel",
+                    "sgsync");
+  }
+  if (!target.empty()) {
+    bool leaves = false;
+    EachAttribute(*event.event, [&](const json::object& a) {
+      if (SameText(misp::StringOr(a, "uuid"), target)) leaves = true;
+    });
+    if (!leaves) {
+      return r.Refuse("proposal.attribute_withheld", "ShadowAttribute",
+                      "the attribute it changes (" + target + ") does not leave with its event", "sgsync");
+    }
+  }
+  out.send = true;
+  out.element = std::move(proposal);
+  return out;
+}
+
 bool AnalystDataWanted(std::string_view offered_modified, const std::optional<HeldCopy>& held,
                        bool from_internal_server) {
   if (!held) return true;

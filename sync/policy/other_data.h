@@ -69,4 +69,15 @@ ElementDecision PreparePulledAnalystData(std::string_view type, json::object ent
 bool AnalystDataWanted(std::string_view offered_modified, const std::optional<HeldCopy>& held,
                        bool from_internal_server);
 
+// ---- Proposals (spec 8.2)
+
+// A proposal (ShadowAttribute) travels only where what it proposes to change travels (an sgsync
+// rule: MISP's own proposal sync sends every proposal of an event the remote holds, spec 8.2,
+// docs/sharing-rules.md). `source` is the event as its MISP serves it (with its attribute ids),
+// `event` the policy's decision for it. The proposal is attribute-level when its `old_id` names an
+// attribute of the source event, or its `uuid` is an attribute's (a change proposal carries the
+// attribute's uuid): it goes only if that attribute leaves with the event. Otherwise it proposes a
+// new attribute: it goes only if the event leaves. The proposal's `id` is removed.
+ElementDecision DecideProposal(json::object proposal, const json::object& source, const Decision& event);
+
 }  // namespace sgsync::policy

@@ -256,6 +256,49 @@ class DefectsTest(unittest.TestCase):
         audit = self.db(d).execute("SELECT action, target, result FROM audit").fetchall()
         self.assertEqual(audit, [("tombstone", f"portal {uuid}", "ok")])
 
+    # ------------------------------------------------------------------ 2. proposals follow the policy
+
+    def proposals_on(self, sim):
+        status, _, body = sim.request("GET", "/shadow_attributes/index/all:1/timestamp:0/deleted[]:0/deleted[]:1.json")
+        self.assertEqual(status, 200, body)
+        return {p["ShadowAttribute"]["uuid"] for p in body}
+
+    def test_issue16_2_a_proposal_on_an_attribute_the_policy_withheld_stays_home(self):
+        now = int(time.time())
+        keep, private = harness.uuid_from("p162", 1), harness.uuid_from("p162", 2)
+        ev = {"uuid": harness.uuid_from("p162", 0), "info": "proposals under the policy", "distribution": "3",
+              "analysis": "0", "threat_level_id": "2", "published": True, "date": "2026-11-30",
+              "timestamp": str(now - 600),
+              "Attribute": [{"uuid": keep, "type": "domain", "category": "Network activity", "value": "keep.example",
+                             "distribution": "5", "timestamp": str(now - 600)},
+                            {"uuid": private, "type": "domain", "category": "Network activity",
+                             "value": "private.example", "distribution": "0", "timestamp": str(now - 600)}]}
+        status, _, body = self.sims.member.request("POST", "/events/add", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        ids = {a["uuid"]: a["id"] for a in self.sims.member.view(ev["uuid"])["Event"]["Attribute"]}
+        d = self.sgsyncd(directions=["push"])
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        portal_attrs = {a["uuid"] for a in self.sims.portal.view(ev["uuid"])["Event"]["Attribute"]}
+        self.assertEqual(portal_attrs, {keep}, "the distribution-0 attribute stayed home")
+
+        def proposal(n, uuid, old_id, value):
+            return {"uuid": uuid, "event_uuid": ev["uuid"], "old_id": old_id, "type": "domain",
+                    "category": "Network activity", "to_ids": True, "comment": f"proposal {n}", "value": value,
+                    "timestamp": str(now - 60), "deleted": False, "proposal_to_delete": False,
+                    "org_uuid": harness.ORG1[1], "Org": {"name": harness.ORG1[0], "uuid": harness.ORG1[1]}}
+        on_private = proposal(1, private, ids[private], "still-private.example")
+        on_keep = proposal(2, keep, ids[keep], "keep-changed.example")
+        new_attr = proposal(3, harness.uuid_from("p162", 3), "0", "new.example")
+        self.sims.member.control("POST", "proposals", [on_private, on_keep, new_attr])
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.proposals_on(self.sims.portal), {keep, new_attr["uuid"]})
+        self.assertEqual(sum(s["proposals_withheld"] for s in d.sightings), 1)
+        self.assertIn("proposal.attribute_withheld", err)
+        bodies = [r["body"] for r in self.sims.portal.requests() if r["target"].startswith("/events/pushProposals")]
+        self.assertFalse(any("still-private.example" in b or private in b for b in bodies),
+                         "neither the value nor the uuid of the withheld attribute left")
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
