@@ -426,6 +426,42 @@ std::string LinkEngine::MemberOwns(const connector::EventMetadata& m) const {
   return "";
 }
 
+// A conflict must be seen whichever direction runs first (issue 16 item 9). The ledger learns the
+// destination's timestamp when the other direction lists it; a run in this direction that comes
+// first would otherwise write over a change it never saw (and filterEventIdsForPush would drop a
+// newer destination copy without a word). So before offering events sgsync wrote to the
+// destination before, it asks the destination for their timestamps: one restSearch (metadata) per
+// batch, and only for such edits.
+Status LinkEngine::LearnDestinationTimestamps(RunContext& run, std::vector<Prepared>& batch) {
+  const bool push = run.direction == Direction::kPush;
+  const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
+  std::vector<std::string> uuids;
+  for (const auto& p : batch) {
+    if (p.done || !p.decision || !p.decision->send || !p.ledger) continue;
+    if (p.ledger->written_side == dest_side && p.ledger->written_timestamp) uuids.push_back(p.item.uuid);
+  }
+  if (uuids.empty()) return {};
+  connector::MispClient& dest = push ? remote_ : local_;
+  auto held = dest.EventsMetadata(uuids);
+  if (!held.ok()) {
+    // Without them a conflict could go unseen: these events wait for the next run.
+    for (auto& p : batch) {
+      if (std::find(uuids.begin(), uuids.end(), p.item.uuid) == uuids.end() || p.done) continue;
+      FailItem(run, p.item, held.error());
+      p.done = true;
+    }
+    return {};
+  }
+  for (auto& p : batch) {
+    if (p.done || !p.ledger) continue;
+    auto it = held->find(AsciiLower(p.item.uuid));
+    if (it == held->end()) continue;
+    std::optional<std::int64_t>& seen = push ? p.ledger->remote_timestamp : p.ledger->local_timestamp;
+    if (!seen || it->second.timestamp > *seen) seen = it->second.timestamp;
+  }
+  return {};
+}
+
 Result<bool> LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
   if (!p.ledger || p.ledger->written_side != (push ? state::Side::kRemote : state::Side::kLocal))
@@ -504,6 +540,8 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
     SGSYNC_TRY_STATUS(store_.Release(batch[i].item.id));
     batch[i].done = true;
   }
+
+  SGSYNC_TRY_STATUS(LearnDestinationTimestamps(run, batch));
 
   // Refusals are complete now; the rest are offered to the destination.
   std::vector<std::pair<std::string, std::int64_t>> offer;

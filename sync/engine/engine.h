@@ -192,6 +192,9 @@ class LinkEngine {
   Status SyncClusters(Direction d, SightingsStats& stats);
   // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
   // write is held back by the conflict policy or the conflict's resolution.
+  // Asks the destination for the timestamps of the batch's events sgsync wrote there before, so
+  // HandleConflict sees a change made there whichever direction runs first.
+  Status LearnDestinationTimestamps(RunContext& run, std::vector<Prepared>& batch);
   // Fails when the store cannot be read or written (the event is then retried, never sent unrecorded).
   Result<bool> HandleConflict(RunContext& run, Prepared& p);
   // Pull: whether the member's MISP holds p's uuid as an event sync must not overwrite; when so,

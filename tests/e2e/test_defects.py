@@ -299,6 +299,27 @@ class DefectsTest(unittest.TestCase):
         self.assertFalse(any("still-private.example" in b or private in b for b in bodies),
                          "neither the value nor the uuid of the withheld attribute left")
 
+    # ------------------------------------------------------------------ 9. conflicts, push first
+
+    def test_issue16_9_a_conflict_is_recorded_when_push_runs_first(self):
+        for policy, newer_at, expect_sent in (("prefer-newer", "member", 1), ("prefer-newer", "portal", 0),
+                                              ("prefer-portal", "member", 0)):
+            self.sims.reset()
+            uuid = self.seed(self.sims.member, 1, seed=1690)[0]
+            d = self.sgsyncd(conflict_policy=policy)
+            self.assertEqual(d.once(direction="push")[1][0]["sent"], 1)
+            # Both sides change the event; no pull runs in between.
+            member_bump, portal_bump = (300, 200) if newer_at == "member" else (200, 300)
+            self.edit_info(self.sims.portal, uuid, "changed at the Portal", portal_bump)
+            self.edit_info(self.sims.member, uuid, "changed on the member", member_bump)
+            rc, stats, err = d.once(direction="push")
+            self.assertEqual((rc, stats[0]["conflicts"], stats[0]["sent"]), (0, 1, expect_sent),
+                             (policy, newer_at, stats, err))
+            row = self.db(d).execute("SELECT local_timestamp, remote_timestamp, differences FROM conflicts").fetchone()
+            self.assertEqual(json.loads(row[2])["event_fields"], ["info"])
+            want = "changed on the member" if expect_sent else "changed at the Portal"
+            self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], want)
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
