@@ -278,6 +278,12 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
         r.Node("conflict_policy"), "conflict_policy",
         "expected prefer-newer, prefer-portal, prefer-local or manual, found \"" + conflict + "\"");
   }
+  SGSYNC_TRY_STATUS(r.String("on_partial_write", &link.on_partial_write));
+  if (link.on_partial_write != "accept" && link.on_partial_write != "retry" &&
+      link.on_partial_write != "dead_letter") {
+    return named.ErrorAt(r.Node("on_partial_write"), "on_partial_write",
+                         "expected accept, retry or dead_letter, found \"" + link.on_partial_write + "\"");
+  }
   SGSYNC_TRY_STATUS(r.Bool("tombstones", &link.tombstones));
   SGSYNC_TRY_STATUS(r.Bool("sightings", &link.sightings));
   SGSYNC_TRY_STATUS(r.Bool("proposals", &link.proposals));
@@ -530,6 +536,7 @@ json::object Redacted(const DaemonConfig& c) {
                                  {"overlap_seconds", l.overlap_seconds},
                                  {"full_reconciliation_seconds", l.full_reconciliation_seconds},
                                  {"conflict_policy", ConflictPolicyName(l.conflict_policy)},
+                                 {"on_partial_write", l.on_partial_write},
                                  {"tombstones", l.tombstones},
                                  {"sightings", l.sightings},
                                  {"proposals", l.proposals},

@@ -70,6 +70,8 @@ struct LinkConfig {
   std::int64_t overlap_seconds = 600;
   std::int64_t full_reconciliation_seconds = 86400;
   ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
+  // An event the receiver saved without some of its elements: "accept", "retry", "dead_letter".
+  std::string on_partial_write = "accept";
   bool tombstones = false;
   bool sightings = true;               // sightings travel (both directions the link runs)
   bool proposals = true;               // proposals (ShadowAttribute) travel, on the sightings runs

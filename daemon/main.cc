@@ -79,6 +79,7 @@ std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s
                         {"cursor", s.cursor},
                         {"late_arrivals", s.late_arrivals},
                         {"held", s.held},
+                        {"partial", s.partial},
                         {"deleted_at_source", s.deleted_at_source},
                         {"tombstoned", s.tombstoned},
                         {"no_longer_eligible", s.no_longer_eligible},

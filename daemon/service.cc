@@ -273,6 +273,9 @@ Status Service::Discover(LinkRuntime& link) {
   eo.max_in_flight = std::min(lc.local.max_in_flight, lc.remote.max_in_flight);
   eo.remote_perm_sync = remote_version.perm_sync;
   eo.tombstones = lc.tombstones;
+  eo.on_partial_write = lc.on_partial_write == "retry"         ? engine::PartialWrite::kRetry
+                        : lc.on_partial_write == "dead_letter" ? engine::PartialWrite::kDeadLetter
+                                                               : engine::PartialWrite::kAccept;
   switch (lc.conflict_policy) {
     case config::ConflictPolicy::kPreferNewer:
       eo.conflict_policy = engine::ConflictPolicy::kPreferNewer;

@@ -1,6 +1,7 @@
 // MispSim::Impl: the events API (index, view, restSearch, add, edit, publish, delete, filterEventIdsForPush).
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <map>
 #include <set>
@@ -384,6 +385,7 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
   }
   e = policy::MaterializeArrival(std::move(e), receiver);
   CaptureGroups(e, u);
+  DropUncreatableObjects(e);
   DedupeAttributes(e);
   // Orgc: a sync user or site admin may create for another org; others become the creator.
   misp::EventView ev(e);
@@ -412,6 +414,34 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
     for (const char* k : {"Attribute", "ShadowAttribute", "Object", "EventReport"}) out.erase(k);
   }
   return JsonResponse(200, WrapEvent(std::move(out)));
+}
+
+namespace {
+
+// MispObject::$validate in MISP 2.5.1 (app/Model/MispObject.php): on create, a `description` that is
+// present must not be empty (AppModel::stringNotEmpty: trimmed, "0" allowed), else "Description
+// cannot be empty." and the object is not saved, while the event is (seen on real MISP 2.5.1 by
+// issue 16 item 11). The other create rules (name, meta-category, template_uuid) are not modelled.
+bool ObjectCreatable(const json::object& o) {
+  const json::value* d = o.if_contains("description");
+  if (d == nullptr || !d->is_string()) return true;
+  std::string_view text = d->get_string();
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  return !text.empty();
+}
+
+}  // namespace
+
+auto MispSim::Impl::DropUncreatableObjects(json::object& e) -> void {
+  json::value* list = e.if_contains("Object");
+  if (list == nullptr || !list->is_array()) return;
+  json::array kept(list->storage());
+  for (auto& o : list->as_array()) {
+    if (o.is_object() && !ObjectCreatable(o.as_object())) continue;
+    kept.push_back(std::move(o));
+  }
+  *list = std::move(kept);
 }
 
 auto MispSim::Impl::DedupeAttributes(json::object& e) -> void {
@@ -553,6 +583,7 @@ auto MispSim::Impl::MergeList(json::object& stored, json::object& incoming, cons
     if (match == nullptr) {
       // A uuid that belongs to another event is skipped ("Duplicate UUID", spec 7.5, case 57).
       if (std::string_view(key) != "EventReport" && BelongsToAnotherEvent(uuid, event_id)) continue;
+      if (objects && !ObjectCreatable(n)) continue;  // "Description cannot be empty." (see above)
       have->as_array().push_back(std::move(item));
       continue;
     }

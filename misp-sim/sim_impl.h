@@ -131,6 +131,10 @@ struct MispSim::Impl {
   // without `local`, the group's id/name/uuid, and EventTag rows with a short Tag.
   json::object IndexRow(const StoredEvent& e);
 
+  // Objects MISP 2.5.1 would refuse to create (an empty `description`) are left out of an added
+  // event, which is saved without them and answered with success (MispObject::$validate).
+  void DropUncreatableObjects(json::object& e);
+
   std::int64_t SightingTimestamp(std::int64_t id);
 
   // Index filter values: a string or a list; `!` negates (spec 6.2).

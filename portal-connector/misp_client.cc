@@ -251,7 +251,9 @@ Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::o
 }
 
 Result<WriteResult> MispClient::AddEvent(const json::object& event) {
-  const std::string target = "/events/add/metadata:1";
+  // The whole saved event is asked for (not metadata:1, which MISP's own push uses): the engine
+  // compares it with what was sent, since MISP may accept an event and drop some of its elements.
+  const std::string target = "/events/add";
   SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
   if (r.status == 404 && r.headers.count("location")) {
     // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
@@ -265,7 +267,7 @@ Result<WriteResult> MispClient::AddEvent(const json::object& event) {
 }
 
 Result<WriteResult> MispClient::EditEvent(const std::string& uuid_or_id, const json::object& event) {
-  const std::string target = "/events/edit/" + uuid_or_id + "/metadata:1";
+  const std::string target = "/events/edit/" + uuid_or_id;
   SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
   SGSYNC_TRY(json::value body, Json(r, target));
   return CheckWriteAnswer(std::move(body), event, target);

@@ -95,6 +95,8 @@ class MispClient {
   // nullopt when the remote does not serve it (404: missing or hidden alike).
   Result<std::optional<misp::EventDocument>> ViewEvent(const std::string& uuid, const ViewForm& form);
   Result<bool> EventExists(const std::string& uuid);  // HEAD events/view
+  // POST events/add and events/edit/<uuid or id>, answered with the whole saved event (WriteResult
+  // body), which the engine compares with what it sent (misp::ElementsMissingFrom).
   // An add or edit is counted as written only when the answer is the saved event itself: a 200
   // whose body is an error, or another event than the one sent, is kRefused / kCorruption
   // (docs/security.md).

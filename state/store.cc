@@ -528,8 +528,12 @@ Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const Le
   return tx.Commit();
 }
 
+Result<WorkState> StateStore::DeadLetter(std::int64_t item_id, const std::string& error) {
+  return FailAttempt(item_id, error, std::nullopt, true);
+}
+
 Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::string& error,
-                                          std::optional<std::int64_t> retry_at) {
+                                          std::optional<std::int64_t> retry_at, bool dead_now) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   SGSYNC_TRY(auto q, db_->Prepare("SELECT attempts FROM work_queue WHERE id = ?"));
@@ -540,7 +544,7 @@ Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::strin
                 db_->path());
   int attempts = static_cast<int>(q->Int(0)) + 1;
   std::int64_t now = Now();
-  WorkState next = attempts >= options_.max_attempts ? WorkState::kDead : WorkState::kFailed;
+  WorkState next = dead_now || attempts >= options_.max_attempts ? WorkState::kDead : WorkState::kFailed;
   std::int64_t delay = options_.backoff_base_seconds;
   for (int i = 1; i < attempts && delay < options_.backoff_cap_seconds; ++i) delay *= 2;
   delay = std::min(delay, options_.backoff_cap_seconds);

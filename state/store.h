@@ -195,7 +195,9 @@ class StateStore {
   // The attempt failed: retried with exponential backoff (or at `retry_at`), dead after
   // max_attempts. Returns the item's new state.
   Result<WorkState> FailAttempt(std::int64_t item_id, const std::string& error,
-                                std::optional<std::int64_t> retry_at = std::nullopt);
+                                std::optional<std::int64_t> retry_at = std::nullopt, bool dead_now = false);
+  // The attempt failed in a way retrying cannot mend: dead at once (an operator may still retry).
+  Result<WorkState> DeadLetter(std::int64_t item_id, const std::string& error);
   // The lease is given back without an attempt being counted (the run stopped before trying it:
   // shutdown, or its peer went down): ready again at once.
   Status Release(std::int64_t item_id);

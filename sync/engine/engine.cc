@@ -9,6 +9,7 @@
 
 #include "common/encoding.h"
 #include "sync/misp/content_hash.h"
+#include "sync/misp/elements.h"
 
 namespace sgsync::engine {
 
@@ -85,6 +86,8 @@ void DeclareMetrics(Metrics& m) {
             "Requests to a MISP, by peer, method, route and status (0: no answer).");
   m.Declare("sgsync_request_duration_seconds", T::kHistogram,
             "Time of one request attempt, by peer and route.");
+  m.Declare("sgsync_elements_dropped_total", T::kCounter,
+            "Elements a receiver accepted the event without (saved in part), by link, direction and kind.");
   m.Declare("sgsync_proposals_withheld_total", T::kCounter,
             "Proposals kept home because what they change does not leave, by link, direction and rule.");
   m.Declare("sgsync_index_rows_rejected_total", T::kCounter,
@@ -325,6 +328,7 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   }
   state::LedgerEntry entry = SeenEntry(p, push, "send");
   if (!w.ok() && w.error().code == ErrorCode::kNotNewer) {
+    if (p.item.last_error.rfind(kPartialPrefix, 0) == 0) return RecheckPartial(run, p);
     // The destination has this version or a newer one: nothing to write (idempotent replay).
     return Finish(run, p, std::move(entry), "already");
   }
@@ -333,9 +337,87 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   entry.written_timestamp = p.source_timestamp;
   entry.written_hash = misp::ContentHash(event);
   (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
+  // What the receiver saved, compared with what was sent (issue 16 item 11): MISP may accept an
+  // event and drop some of its elements without a word.
+  const json::value* saved = w->body.is_object() ? w->body.get_object().if_contains("Event") : nullptr;
+  auto missing = saved != nullptr && saved->is_object() ? misp::ElementsMissingFrom(event, saved->get_object())
+                                                         : std::vector<misp::MissingElement>{};
+  if (!missing.empty()) {
+    const std::string where = push ? "the Portal" : "the member's MISP";
+    json::array dropped;
+    for (const auto& m : missing) {
+      spdlog::warn("link {}: {} {}: {} accepted the event but did not save {} {} ({}, {}); MISP gave no reason",
+                   name_, DirectionName(run.direction), p.item.uuid, where, m.kind, m.uuid, m.what, m.path);
+      if (metrics_ != nullptr)
+        metrics_->Add("sgsync_elements_dropped_total",
+                      {{"link", name_}, {"direction", std::string(DirectionName(run.direction))}, {"kind", m.kind}});
+      dropped.push_back(json::object{{"kind", m.kind}, {"uuid", m.uuid}, {"path", m.path}, {"what", m.what}});
+    }
+    switch (options_.on_partial_write) {
+      case PartialWrite::kAccept: {
+        p.decision->warnings.push_back(where + " saved the event without " + std::to_string(missing.size()) +
+                                       " of its elements (receiver_dropped); accepted (on_partial_write)");
+        entry = SeenEntry(p, push, "send");
+        entry.written_side = dest_side;
+        entry.written_timestamp = p.source_timestamp;
+        entry.written_hash = misp::ContentHash(event);
+        (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
+        json::value decision = json::parse(entry.decision_json);
+        decision.as_object()["receiver_dropped"] = std::move(dropped);
+        entry.decision_json = json::serialize(decision);
+        {
+          std::lock_guard lock(run.mu);
+          ++run.stats.partial;
+        }
+        return Finish(run, p, std::move(entry), "sent");
+      }
+      case PartialWrite::kRetry:
+        return FailItem(run, p.item, PartialError(missing, dest_side)), void(p.done = true);
+      case PartialWrite::kDeadLetter: {
+        auto st = store_.DeadLetter(p.item.id, PartialError(missing, dest_side).ToString());
+        if (!st.ok()) spdlog::error("link {}: dead-lettering {}: {}", name_, p.item.uuid, st.error().ToString());
+        std::lock_guard lock(run.mu);
+        ++run.stats.failed;
+        ++run.stats.partial;
+        p.done = true;
+        return;
+      }
+    }
+  }
   spdlog::info("link {}: {} {} (timestamp {}) {}", name_, DirectionName(run.direction), p.item.uuid,
                p.source_timestamp, written_before ? "edited" : "written");
   Finish(run, p, std::move(entry), "sent");
+}
+
+// An earlier attempt was saved in part (on_partial_write = "retry"): MISP refuses the same version
+// again, so the destination's copy is looked at: complete now (someone mended it there), or still
+// short (failed again, dead-lettered after max_attempts).
+void LinkEngine::RecheckPartial(RunContext& run, Prepared& p) {
+  const bool push = run.direction == Direction::kPush;
+  const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
+  connector::ViewForm form;
+  form.include_deleted = false;
+  auto theirs = (push ? remote_ : local_).ViewEvent(p.item.uuid, form);
+  if (!theirs.ok()) return FailItem(run, p.item, theirs.error()), void(p.done = true);
+  json::object saved = *theirs ? (**theirs).event_json() : json::object();
+  if (auto missing = misp::ElementsMissingFrom(*p.decision->event, saved); !missing.empty())
+    return FailItem(run, p.item, PartialError(missing, dest_side)), void(p.done = true);
+  state::LedgerEntry entry = SeenEntry(p, push, "send");
+  entry.written_side = dest_side;
+  entry.written_timestamp = p.source_timestamp;
+  entry.written_hash = misp::ContentHash(*p.decision->event);
+  Finish(run, p, std::move(entry), "sent");
+}
+
+Error LinkEngine::PartialError(const std::vector<misp::MissingElement>& missing, state::Side dest_side) const {
+  std::string list;
+  for (std::size_t i = 0; i < missing.size() && i < 5; ++i)
+    list += (i ? ", " : "") + missing[i].kind + " " + missing[i].uuid + " (" + missing[i].what + ")";
+  if (missing.size() > 5) list += ", ...";
+  return Fail(ErrorCode::kRefused,
+              std::string(kPartialPrefix) + (dest_side == state::Side::kRemote ? "the Portal" : "the member's MISP") +
+                  " saved the event without " + std::to_string(missing.size()) + " of its elements: " + list +
+                  " (MISP gave no reason)");
 }
 
 namespace {
@@ -596,6 +678,10 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
     if (p.done || !p.decision || !p.decision->send) continue;
     if (need.count(AsciiLower(p.item.uuid))) {
       to_write.push_back(&p);
+      continue;
+    }
+    if (p.item.last_error.rfind(kPartialPrefix, 0) == 0) {
+      RecheckPartial(run, p);  // held at this version already: was it mended there?
       continue;
     }
     Finish(run, p, SeenEntry(p, push, "send"), "already");

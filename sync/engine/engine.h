@@ -35,6 +35,7 @@
 #include "portal-connector/misp_client.h"
 #include "state/store.h"
 #include "sync/policy/policy.h"
+#include "sync/misp/elements.h"
 #include "sync/policy/sightings.h"
 
 namespace sgsync::engine {
@@ -49,6 +50,16 @@ enum class ConflictPolicy {
   kPreferLocal,   // the Portal's conflicting change is not pulled into the member's MISP
   kManual,        // neither is written until an operator resolves the conflict
 };
+
+// What to do with an event the receiver saved without some of its elements (issue 16 item 11).
+enum class PartialWrite {
+  kAccept,      // recorded as sent, the dropped elements in the ledger, a warning and a metric
+  kRetry,       // failed and retried (the receiver's copy is checked again), dead-lettered at last
+  kDeadLetter,  // straight to the dead letters
+};
+
+// The start of a failed item's error when its event was saved in part (kRetry looks for it).
+inline constexpr const char* kPartialPrefix = "partial write: ";
 
 struct EngineOptions {
   std::int64_t overlap_seconds = 600;
@@ -69,6 +80,7 @@ struct EngineOptions {
   // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
   bool tombstones = false;
   ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
+  PartialWrite on_partial_write = PartialWrite::kAccept;
   // Sightings travel on their own runs (RunSightings): a big backlog never holds up events.
   bool sightings = true;
   policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
@@ -128,6 +140,7 @@ struct RunStats {
   // the destination keeps its copy (reported, logged).
   std::int64_t no_longer_eligible = 0;
   std::int64_t held = 0;  // held back by the conflict policy or an operator's resolution
+  std::int64_t partial = 0;  // saved by the receiver without some of their elements
   // Pulled events that a full pull run found deleted at the Portal, and of those the member's
   // copies deleted (tombstones on).
   std::int64_t deleted_at_source = 0;
@@ -173,6 +186,8 @@ class LinkEngine {
   void Decide(RunContext& run, Prepared& p, json::object event);
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Write(RunContext& run, Prepared& p);
+  Error PartialError(const std::vector<misp::MissingElement>& missing, state::Side dest_side) const;
+  void RecheckPartial(RunContext& run, Prepared& p);
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);

@@ -320,6 +320,64 @@ class DefectsTest(unittest.TestCase):
             want = "changed on the member" if expect_sent else "changed at the Portal"
             self.assertEqual(self.sims.portal.view(uuid)["Event"]["info"], want)
 
+    # ------------------------------------------------------------------ 11. a write accepted in part
+
+    def event_with_bad_object(self, n):
+        now = int(time.time()) - 600
+        return {"uuid": harness.uuid_from("p1611", n), "info": "an object without a description",
+                "Orgc": {"name": harness.ORG1[0], "uuid": harness.ORG1[1]}, "distribution": "3", "attribute_count": "2", "analysis": "0", "threat_level_id": "2", "published": True,
+                "date": "2026-11-30", "timestamp": str(now),
+                "Attribute": [{"uuid": harness.uuid_from("p1611", 100 + n), "type": "domain",
+                               "category": "Network activity", "value": f"fine-{n}.example", "distribution": "5",
+                               "timestamp": str(now)}],
+                "Object": [{"uuid": harness.uuid_from("p1611", 200 + n), "name": "domain-ip",
+                            "meta-category": "network", "description": "",
+                            "template_uuid": "43b3b146-77eb-4931-b4cc-b66c60f28734", "template_version": "9",
+                            "distribution": "5", "timestamp": str(now),
+                            "Attribute": [{"uuid": harness.uuid_from("p1611", 300 + n), "type": "ip-dst",
+                                           "category": "Network activity", "value": "192.0.2.7",
+                                           "object_relation": "ip", "distribution": "5",
+                                           "timestamp": str(now)}]}]}
+
+    def test_issue16_11_a_write_the_receiver_accepts_in_part_is_seen_recorded_and_handled_as_configured(self):
+        # The member's MISP holds an object with an empty description (it was made through the API
+        # before such a rule, or by a newer MISP): the Portal accepts the event and drops the object.
+        for mode in ("accept", "retry", "dead_letter"):
+            self.sims.reset()
+            ev = self.event_with_bad_object({"accept": 1, "retry": 2, "dead_letter": 3}[mode])
+            self.sims.member.control("POST", "load", {"Event": ev})
+            d = self.sgsyncd(directions=["push"], on_partial_write=mode, max_attempts=2)
+            rc, stats, err = d.once()
+            self.assertIn("did not save Object " + ev["Object"][0]["uuid"], err, mode)
+            saved = self.sims.portal.view(ev["uuid"])["Event"]
+            self.assertEqual(saved.get("Object", []), [], "the Portal dropped the object: the case is real")
+            db = self.db(d)
+            state, last_error = db.execute("SELECT state, last_error FROM work_queue WHERE uuid = ?",
+                                           (ev["uuid"],)).fetchone()
+            if mode == "accept":
+                self.assertEqual((rc, stats[0]["sent"], stats[0]["partial"]), (0, 1, 1), (stats, err))
+                self.assertEqual(state, "done")
+                decision = json.loads(db.execute("SELECT decision_json FROM ledger WHERE uuid = ?",
+                                                 (ev["uuid"],)).fetchone()[0])
+                self.assertEqual([x["uuid"] for x in decision["receiver_dropped"]], [ev["Object"][0]["uuid"]])
+                r = subprocess.run([SGSYNCD, "--config", d.config, "--once"], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, "accepted: not sent again")
+            elif mode == "retry":
+                self.assertEqual((rc, stats[0]["sent"], stats[0]["failed"]), (1, 0, 1), (stats, err))
+                self.assertEqual(state, "failed")
+                self.assertIn("partial write: the Portal saved the event without 1 of its elements", last_error)
+                # The next attempt finds the Portal's copy still short: dead-lettered (max_attempts 2).
+                db.execute("UPDATE work_queue SET next_attempt_at = 0")
+                db.commit()
+                rc, stats, err = d.once()
+                self.assertEqual(stats[0]["failed"], 1, (stats, err))
+                self.assertEqual(db.execute("SELECT state FROM work_queue WHERE uuid = ?", (ev["uuid"],)).fetchone()[0],
+                                 "dead")
+            else:
+                self.assertEqual((rc, stats[0]["failed"], stats[0]["partial"]), (1, 1, 1), (stats, err))
+                self.assertEqual(state, "dead")
+                self.assertIn("partial write", last_error)
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

@@ -1,0 +1,39 @@
+// Issue 16 item 11: which elements a receiver's saved copy lacks (misp::ElementsMissingFrom).
+#include <gtest/gtest.h>
+
+#include "sync/misp/elements.h"
+
+namespace sgsync::misp {
+namespace {
+
+json::object Parse(const char* text) { return json::parse(text).as_object(); }
+
+TEST(MispElementsTest, ADroppedObjectIsNamedOnceAndSoftDeletedElementsAreNotMissing) {
+  json::object sent = Parse(R"({"uuid": "e", "Attribute": [
+      {"uuid": "A1", "type": "domain", "value": "kept.example"},
+      {"uuid": "a2", "type": "domain", "value": "gone.example", "deleted": true}],
+    "Object": [{"uuid": "o1", "name": "domain-ip", "description": "", "Attribute": [
+      {"uuid": "oa1", "type": "ip-dst", "value": "192.0.2.1"}, {"uuid": "oa2", "type": "domain", "value": "x"}]},
+      {"uuid": "o2", "name": "file", "Attribute": [{"uuid": "oa3", "type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e"}]}],
+    "EventReport": [{"uuid": "r1", "name": "report one"}]})");
+  json::object saved = Parse(R"({"uuid": "e", "Attribute": [{"uuid": "a1"}],
+    "Object": [{"uuid": "o2", "Attribute": []}], "EventReport": [{"uuid": "r1"}]})");
+  auto missing = ElementsMissingFrom(sent, saved);
+  ASSERT_EQ(missing.size(), 2u);
+  EXPECT_EQ(missing[0].kind, "Object");
+  EXPECT_EQ(missing[0].uuid, "o1");
+  EXPECT_EQ(missing[0].path, "Event.Object[0]");
+  EXPECT_EQ(missing[0].what, "object domain-ip");
+  EXPECT_EQ(missing[1].kind, "Attribute") << "an attribute of an object that was saved";
+  EXPECT_EQ(missing[1].uuid, "oa3");
+  EXPECT_EQ(missing[1].path, "Event.Object[1].Attribute[0]");
+}
+
+TEST(MispElementsTest, NothingIsMissingFromACompleteCopyWhereverItsElementsSit) {
+  json::object sent = Parse(R"({"Attribute": [{"uuid": "a1"}], "Object": [{"uuid": "o1", "Attribute": [{"uuid": "oa1"}]}]})");
+  json::object saved = Parse(R"({"Object": [{"uuid": "O1", "Attribute": [{"uuid": "a1"}, {"uuid": "oa1"}]}]})");
+  EXPECT_TRUE(ElementsMissingFrom(sent, saved).empty());
+}
+
+}  // namespace
+}  // namespace sgsync::misp
