@@ -45,6 +45,11 @@ class AdminTest(unittest.TestCase):
         log = os.path.join(cls.tmp.name, "admin.log")
         harness.wait_for(lambda: "portal push (full): listed" in harness.read(log) and
                          "portal pull (full): listed" in harness.read(log), what="the first runs")
+        # The broken event is a dead letter now. The member's restSearch works again (sgsync reads the
+        # member's copy of an event before some pulls, docs/security.md); its view stays broken until
+        # test_failures_retry_and_drop_act_on_dead_letters mends it.
+        cls.sims.member.control("DELETE", "faults")
+        cls.sims.member.control("POST", "faults", {"route": f"/events/view/{cls.broken}", "error_rate": 1.0, "error_status": 500})
 
     @classmethod
     def tearDownClass(cls):
