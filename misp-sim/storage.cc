@@ -126,14 +126,12 @@ auto MispSim::Impl::LoadEvent(const std::string& uuid_or_id) -> std::optional<St
 }
 
 auto MispSim::Impl::SaveEvent(StoredEvent& e) -> Status {
-  std::int64_t embedded_latest = 0;
   auto take_sightings = [&](json::object& attribute) {
     json::value* list = attribute.if_contains("Sighting");
     if (list == nullptr) return;
     if (list->is_array()) {
       for (const auto& row : list->as_array()) {
-        if (row.is_object() && StoreSighting(row.as_object(), e.id, attribute, std::nullopt, true))
-          embedded_latest = std::max(embedded_latest, IntOr(row.as_object(), "date_sighting", 0));
+        if (row.is_object()) (void)StoreSighting(row.as_object(), e.id, attribute, std::nullopt, true);
       }
     }
     attribute.erase("Sighting");
@@ -166,9 +164,9 @@ auto MispSim::Impl::SaveEvent(StoredEvent& e) -> Status {
                         .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
                         .Bind(6, json::serialize(e.event))
                         .Run());
-  // Sightings captured with an event (a pulled events/view, a loaded document) date the event's
-  // sighting_timestamp by the newest of them: misp-sim's rule, docs/misp-sim.md "Sightings".
-  if (embedded_latest > 0) TouchSightingTimestamp(e.id, embedded_latest);
+  // Sightings captured with an event leave its sighting_timestamp alone, as MISP 2.5.1's
+  // Sighting::captureSightings does (only events/publishSightings and a bulkSaveSightings receipt
+  // move it; docs/misp-sim.md "Sightings").
   return Status();
 }
 

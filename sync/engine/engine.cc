@@ -105,6 +105,7 @@ struct LinkEngine::Prepared {
   std::string source_hash;
   std::optional<policy::Decision> decision;
   std::optional<json::object> prefetched;  // from a bulk restSearch
+  json::array sightings;                   // push: the sightings the event carried (EmbeddedSightings)
   bool done = false;                       // finished (completed or failed); nothing more to do
 };
 
@@ -215,9 +216,47 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
   run.Report();
 }
 
+namespace {
+
+// The sightings embedded in an event as its MISP serves it (Attribute.Sighting[], and an event-level
+// Sighting[]), in the rows form the sightings channel sends, each with its attribute and event uuid.
+json::array EmbeddedSightings(const json::object& event) {
+  json::array out;
+  const std::string event_uuid(misp::StringOr(event, "uuid"));
+  auto take = [&](const json::object& holder, std::string_view attribute_uuid) {
+    const json::value* list = holder.if_contains("Sighting");
+    if (list == nullptr || !list->is_array()) return;
+    for (const auto& row : list->get_array()) {
+      if (!row.is_object()) continue;
+      json::object s = row.get_object();
+      if (!attribute_uuid.empty() && !s.contains("attribute_uuid")) s["attribute_uuid"] = attribute_uuid;
+      if (!s.contains("event_uuid")) s["event_uuid"] = event_uuid;
+      out.push_back(std::move(s));
+    }
+  };
+  auto attributes = [&](const json::object& holder) {
+    const json::value* attrs = holder.if_contains("Attribute");
+    if (attrs == nullptr || !attrs->is_array()) return;
+    for (const auto& a : attrs->get_array())
+      if (a.is_object()) take(a.get_object(), misp::StringOr(a.get_object(), "uuid"));
+  };
+  take(event, "");
+  attributes(event);
+  if (const json::value* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (const auto& o : objects->get_array())
+      if (o.is_object()) attributes(o.get_object());
+  }
+  return out;
+}
+
+}  // namespace
+
 void LinkEngine::Decide(RunContext& run, Prepared& p, json::object event) {
   p.source_timestamp = misp::IntOr(event, "timestamp", p.item.version);
   p.source_hash = misp::ContentHash(event);
+  // The payload never carries them (the policy strips them, spec 8.1); they follow a successful push
+  // under the sighting policy (SendEventSightings), as MISP's push sends them after the event.
+  if (run.direction == Direction::kPush && options_.sightings) p.sightings = EmbeddedSightings(event);
   p.decision = policy::Evaluate(run.direction, std::optional<json::object>(std::move(event)), link_);
 }
 
@@ -369,7 +408,8 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
           std::lock_guard lock(run.mu);
           ++run.stats.partial;
         }
-        return Finish(run, p, std::move(entry), "sent");
+        Finish(run, p, std::move(entry), "sent");
+        return SendSightingsAfterPush(run, p);
       }
       case PartialWrite::kRetry:
         return FailItem(run, p.item, PartialError(missing, dest_side)), void(p.done = true);
@@ -387,6 +427,29 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   spdlog::info("link {}: {} {} (timestamp {}) {}", name_, DirectionName(run.direction), p.item.uuid,
                p.source_timestamp, written_before ? "edited" : "written");
   Finish(run, p, std::move(entry), "sent");
+  SendSightingsAfterPush(run, p);
+}
+
+// MISP's push sends an event's sightings after the event (Event::pushSightingsToServer, spec 8.1), as
+// the sighting policy shows them to the receiving organisation; so does sgsync, for the sightings the
+// event carried when it was read.
+void LinkEngine::SendSightingsAfterPush(RunContext& run, Prepared& p) {
+  if (run.direction != Direction::kPush || p.sightings.empty()) return;
+  SightingsStats s;
+  auto sent = SendEventSightings(Direction::kPush, p.item.uuid, p.sightings, s);
+  if (!sent.ok()) {
+    spdlog::warn("link {}: push {}: its sightings: {}", name_, p.item.uuid, sent.error().ToString());
+  } else if (!*sent) {
+    spdlog::warn("link {}: push {}: its sightings were not all taken; the sightings runs try again", name_,
+                 p.item.uuid);
+  }
+  if (metrics_ != nullptr) {
+    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", "push"}, {"outcome", "sent"}},
+                  static_cast<double>(s.sent));
+    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", "push"}, {"outcome", "withheld"}},
+                  static_cast<double>(s.withheld));
+  }
+  p.sightings = json::array();
 }
 
 // An earlier attempt was saved in part (on_partial_write = "retry"): MISP refuses the same version

@@ -188,6 +188,9 @@ class LinkEngine {
   void Write(RunContext& run, Prepared& p);
   Error PartialError(const std::vector<misp::MissingElement>& missing, state::Side dest_side) const;
   void RecheckPartial(RunContext& run, Prepared& p);
+  void SendSightingsAfterPush(RunContext& run, Prepared& p);
+  Result<bool> SendEventSightings(Direction d, const std::string& event, const json::array& rows,
+                                  SightingsStats& stats);
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
@@ -210,6 +213,12 @@ class LinkEngine {
   // Asks the destination for the timestamps of the batch's events sgsync wrote there before, so
   // HandleConflict sees a change made there whichever direction runs first.
   Status LearnDestinationTimestamps(RunContext& run, std::vector<Prepared>& batch);
+  // Whether the destination side holds the event, as far as the ledger knows: it came from there,
+  // or the policy's last word was "send" (sgsync wrote it there, or the destination had it already:
+  // a member that synced with MISP's own sync before sgsync). Sightings and proposals go only there.
+  static bool DestinationHolds(const state::LedgerEntry& ledger, state::Side dest_side) {
+    return ledger.origin == dest_side || ledger.decision == "send";
+  }
   // Fails when the store cannot be read or written (the event is then retried, never sent unrecorded).
   Result<bool> HandleConflict(RunContext& run, Prepared& p);
   // Pull: whether the member's MISP holds p's uuid as an event sync must not overwrite; when so,

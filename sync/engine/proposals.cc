@@ -51,9 +51,7 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
     if (!by_event.contains(event)) {
       SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, event));
       const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
-      bool dest_holds = ledger && ((ledger->written_side == dest_side && ledger->decision == "send") ||
-                                   ledger->origin == dest_side);
-      if (!dest_holds) continue;
+      if (!ledger || !DestinationHolds(*ledger, dest_side)) continue;
     }
     p.erase("id");
     by_event[event].push_back(std::move(row));

@@ -60,7 +60,6 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   const bool push = d == Direction::kPush;
   const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;
   connector::MispClient& source = push ? local_ : remote_;
-  connector::MispClient& dest = push ? remote_ : local_;
   const std::string dir(DirectionName(d));
 
   SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kSightings));
@@ -93,9 +92,7 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
     SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, row.uuid));
     if (!ledger) continue;
     const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
-    bool dest_holds =
-        (ledger->written_side == dest_side && ledger->decision == "send") || ledger->origin == dest_side;
-    if (!dest_holds) continue;
+    if (!DestinationHolds(*ledger, dest_side)) continue;
     due.push_back(&row);
   }
   bool all_ok = true;
@@ -129,60 +126,11 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
       const std::string& event = due[i]->uuid;
       ++stats.events;
       const json::array& event_rows = by_event[AsciiLower(event)];
-      // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
-      // served what its policy lets sgsync's account see; it is taken as served.
-      policy::SightingsPolicy pol = options_.sightings_policy;
-      if (!push) pol = policy::SightingsPolicy{2, false, {}, ""};
-      auto sel = policy::SelectSightings(event_rows, link_.local.org.uuid,
-                                         push ? link_.remote.org.uuid : link_.local.org.uuid, pol);
-      stats.withheld += static_cast<std::int64_t>(sel.withheld);
-      std::vector<std::string> offered;
-      std::map<std::string, const json::value*> row_by_uuid;
-      for (const auto& r : sel.send) {
-        std::string u(misp::StringOr(r.as_object(), "uuid"));
-        offered.push_back(u);
-        row_by_uuid[AsciiLower(u)] = &r;
-      }
-      if (offered.empty()) continue;
-      SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, sd, offered));
-      if (unsynced.empty()) continue;
-      auto known = dest.KnownSightings(event, unsynced);
-      if (!known.ok()) {
-        spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, known.error().ToString());
+      SGSYNC_TRY(bool sent_all, SendEventSightings(d, event, event_rows, stats));
+      if (!sent_all) {
         ++stats.failed_events;
         all_ok = false;
-        continue;
       }
-      std::set<std::string> have;
-      for (const auto& k : *known) have.insert(AsciiLower(k));
-      json::array batch;
-      bool ok = true;
-      auto flush = [&] {
-        if (batch.empty() || !ok) return;
-        auto saved = dest.SaveSightings(event, batch);
-        if (!saved.ok()) {
-          spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, saved.error().ToString());
-          ok = false;
-          return;
-        }
-        stats.sent += static_cast<std::int64_t>(batch.size());
-        batch = json::array();
-      };
-      for (const auto& u : unsynced) {
-        if (have.count(AsciiLower(u))) {
-          ++stats.already;
-          continue;
-        }
-        batch.push_back(*row_by_uuid[AsciiLower(u)]);
-        if (batch.size() >= kSightingsPerRequest) flush();
-      }
-      flush();
-      if (!ok) {
-        ++stats.failed_events;
-        all_ok = false;
-        continue;
-      }
-      SGSYNC_TRY_STATUS(store_.MarkSightingsSynced(link_id_, sd, event, unsynced));
     }
     for (std::size_t i = from; i < to; ++i) newest = std::max(newest, due[i]->sighting_timestamp);
   }
@@ -205,6 +153,65 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
         name_, dir, stats.events, stats.sent, stats.already, stats.withheld, stats.failed_events);
   }
   return stats;
+}
+
+// The sightings of one event the destination holds: selected by the sighting policy (push), less
+// those already synced or already there, sent in batches; false when the destination refused.
+Result<bool> LinkEngine::SendEventSightings(Direction d, const std::string& event, const json::array& event_rows,
+                                            SightingsStats& stats) {
+  const bool push = d == Direction::kPush;
+  const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;
+  connector::MispClient& dest = push ? remote_ : local_;
+  const std::string dir(DirectionName(d));
+  // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
+  // served what its policy lets sgsync's account see; it is taken as served.
+  policy::SightingsPolicy pol = options_.sightings_policy;
+  if (!push) pol = policy::SightingsPolicy{2, false, {}, ""};
+  auto sel = policy::SelectSightings(event_rows, link_.local.org.uuid,
+                                     push ? link_.remote.org.uuid : link_.local.org.uuid, pol);
+  stats.withheld += static_cast<std::int64_t>(sel.withheld);
+  std::vector<std::string> offered;
+  std::map<std::string, const json::value*> row_by_uuid;
+  for (const auto& r : sel.send) {
+    std::string u(misp::StringOr(r.as_object(), "uuid"));
+    offered.push_back(u);
+    row_by_uuid[AsciiLower(u)] = &r;
+  }
+  if (offered.empty()) return true;
+  SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, sd, offered));
+  if (unsynced.empty()) return true;
+  auto known = dest.KnownSightings(event, unsynced);
+  if (!known.ok()) {
+    spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, known.error().ToString());
+    return false;
+  }
+  std::set<std::string> have;
+  for (const auto& k : *known) have.insert(AsciiLower(k));
+  json::array batch;
+  bool ok = true;
+  auto flush = [&] {
+    if (batch.empty() || !ok) return;
+    auto saved = dest.SaveSightings(event, batch);
+    if (!saved.ok()) {
+      spdlog::warn("link {}: {} sightings of {}: {}", name_, dir, event, saved.error().ToString());
+      ok = false;
+      return;
+    }
+    stats.sent += static_cast<std::int64_t>(batch.size());
+    batch = json::array();
+  };
+  for (const auto& u : unsynced) {
+    if (have.count(AsciiLower(u))) {
+      ++stats.already;
+      continue;
+    }
+    batch.push_back(*row_by_uuid[AsciiLower(u)]);
+    if (batch.size() >= kSightingsPerRequest) flush();
+  }
+  flush();
+  if (!ok) return false;
+  SGSYNC_TRY_STATUS(store_.MarkSightingsSynced(link_id_, sd, event, unsynced));
+  return true;
 }
 
 }  // namespace sgsync::engine

@@ -415,10 +415,50 @@ bool PushSelectEvent(Run& run, EventView ev) {
   return EventPassesRules(run, ev);
 }
 
+// Sightings and proposals never ride in a pushed event: MISP's own payload carries no sightings
+// (Event::__rearrangeEventStructureForSync, spec 8.1) and a receiver captures those it finds
+// (Sighting::captureSightings), bypassing the sighting policy; embedded proposals are ignored by the
+// receiver (spec 8.2) but would still carry their values out. Each travels on its own channel,
+// under its own rules (SelectSightings, DecideProposal).
+void StripRiders(Run& run, json::object& e) {
+  std::size_t sightings = 0, proposals = 0;
+  auto strip = [&](json::object& holder) {
+    if (const json::value* v = holder.if_contains("Sighting"); v != nullptr) {
+      sightings += v->is_array() ? v->get_array().size() : 1;
+      holder.erase("Sighting");
+    }
+    if (const json::value* v = holder.if_contains("ShadowAttribute"); v != nullptr) {
+      proposals += v->is_array() ? v->get_array().size() : 1;
+      holder.erase("ShadowAttribute");
+    }
+  };
+  auto attributes = [&](json::object& holder) {
+    json::value* attrs = holder.if_contains("Attribute");
+    if (attrs == nullptr || !attrs->is_array()) return;
+    for (auto& a : attrs->get_array())
+      if (a.is_object()) strip(a.get_object());
+  };
+  strip(e);
+  attributes(e);
+  if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (auto& o : objects->get_array())
+      if (o.is_object()) attributes(o.get_object());
+  }
+  if (sightings > 0)
+    run.Add("push.event.sightings", "8.1", "Event", "remove", "", "",
+            std::to_string(sightings) +
+                " sighting(s) left out of the payload: they follow the event under the sighting policy");
+  if (proposals > 0)
+    run.Add("push.event.proposals", "8.2", "Event", "remove", "", "",
+            std::to_string(proposals) + " proposal(s) left out of the payload: they travel on their own, "
+                                        "each only where what it changes goes");
+}
+
 void PushTransform(Run& run, EventView ev) {
   const Link& link = run.link_;
   json::object& e = ev.json();
   EraseKeys(e, {"Org", "org_id", "orgc_id", "org", "orgc", "proposal_email_lock"});
+  StripRiders(run, e);
   ev.set_locked(true);
   if (link.unpublish_event) {
     ev.set_published(false);

@@ -378,6 +378,79 @@ class DefectsTest(unittest.TestCase):
                 self.assertEqual(state, "dead")
                 self.assertIn("partial write", last_error)
 
+    # ------------------------------------------------------------------ 3. sightings as MISP pushes them
+
+    def sightings_on(self, sim, event_uuid):
+        status, _, body = sim.request("POST", "/sightings/restSearch/event",
+                                      {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]})
+        self.assertEqual(status, 200, body)
+        return body["response"]
+
+    def test_issue16_3_a_members_sighting_made_before_publishing_follows_the_sighting_policy_not_the_event(self):
+        for policy, expect in ((0, 0), (2, 1)):
+            self.sims.reset()
+            now = int(time.time()) - 600
+            ev = {"uuid": harness.uuid_from("p163", policy), "info": "sighted before publishing", "distribution": "3",
+                  "analysis": "0", "threat_level_id": "2", "published": False, "date": "2026-11-30",
+                  "timestamp": str(now),
+                  "Attribute": [{"uuid": harness.uuid_from("p163", 10 + policy), "type": "domain",
+                                 "category": "Network activity", "value": "sighted.example", "distribution": "5",
+                                 "timestamp": str(now)}]}
+            status, _, body = self.sims.member.request("POST", "/events/add", {"Event": ev})
+            self.assertEqual(status, 200, body)
+            attribute_id = self.sims.member.view(ev["uuid"])["Event"]["Attribute"][0]["id"]
+            # ORG1 (the member) sights it, then publishes the event (no publishSightings).
+            self.assertEqual(self.sims.member.request("POST", f"/sightings/add/{attribute_id}", {"source": "ids"})[0], 200)
+            self.assertEqual(self.sims.member.request("POST", f"/events/publish/{body['Event']['id']}")[0], 200)
+            self.assertEqual(len(self.sightings_on(self.sims.member, ev["uuid"])), 1)
+            d = self.sgsyncd(directions=["push"], sightings_policy=policy)
+            rc, stats, err = d.once()
+            self.assertEqual((rc, stats[0]["sent"]), (0, 1), err)
+            adds = [r["body"] for r in self.sims.portal.requests() if r["target"].startswith("/events/add")]
+            self.assertTrue(adds and all('"Sighting"' not in b for b in adds), "no sighting rides in the payload")
+            arrived = self.sightings_on(self.sims.portal, ev["uuid"])
+            self.assertEqual(len(arrived), expect,
+                             f"policy {policy}: MISP's push shows the Portal's organisation "
+                             f"{'only its own' if policy == 0 else 'every'} sighting (spec 8.1)")
+
+    def test_issue16_3_a_portal_sighting_never_published_is_not_pulled_until_it_is(self):
+        uuid = self.seed(self.sims.member, 1, seed=1631)[0]
+        d = self.sgsyncd()
+        self.assertEqual(d.once()[1][0]["sent"], 1)
+        attribute_id = self.sims.portal.view(uuid)["Event"]["Attribute"][0]["id"]
+        key = self.sims.portal.control("POST", "setup", {"users": [
+            {"email": "analyst@org2.test", "org_uuid": harness.ORG2[1], "role": "user"}]})["keys"]["analyst@org2.test"]
+        status, _, body = self.sims.portal.request("POST", f"/sightings/add/{attribute_id}", {"source": "portal"}, key=key)
+        self.assertEqual(status, 200, body)
+        rc, stats, err = d.once()
+        self.assertEqual(self.sightings_on(self.sims.member, uuid), [], "not published: real MISP pulls none")
+        ev = self.sims.portal.view(uuid)["Event"]
+        self.assertEqual(self.sims.portal.request("POST", f"/events/publishSightings/{ev['id']}", key=key)[0], 200)
+        rc, stats, err = d.once()
+        self.assertEqual(len(self.sightings_on(self.sims.member, uuid)), 1, err)
+
+    def test_issue16_3_misp_sim_dates_sightings_as_misp_does_captured_ones_do_not_move_sighting_timestamp(self):
+        # MISP 2.5.1: Sighting::captureSightings (an event added or edited with sightings in it) leaves
+        # Event.sighting_timestamp alone; events/publishSightings sets it (Event::publishSightings).
+        now = int(time.time()) - 600
+        ev = {"uuid": harness.uuid_from("p163s", 0), "info": "sightings inside", "distribution": "3",
+              "analysis": "0", "threat_level_id": "2", "published": True, "date": "2026-11-30", "timestamp": str(now),
+              "Attribute": [{"uuid": harness.uuid_from("p163s", 1), "type": "domain", "category": "Network activity",
+                             "value": "inside.example", "distribution": "5", "timestamp": str(now),
+                             "Sighting": [{"uuid": harness.uuid_from("p163s", 2), "date_sighting": str(now),
+                                           "source": "x", "type": "0",
+                                           "Organisation": {"name": harness.ORG1[0], "uuid": harness.ORG1[1]}}]}]}
+        status, _, body = self.sims.portal.request("POST", "/events/add", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(self.sightings_on(self.sims.portal, ev["uuid"])), 1, "the sighting was captured")
+
+        def row():
+            status, _, rows = self.sims.portal.request("POST", "/events/index", {"minimal": 1})
+            return [r for r in rows if r["uuid"] == ev["uuid"]][0]
+        self.assertEqual(int(row()["sighting_timestamp"]), 0)
+        self.assertEqual(self.sims.portal.request("POST", f"/events/publishSightings/{body['Event']['id']}")[0], 200)
+        self.assertGreater(int(row()["sighting_timestamp"]), 0)
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
