@@ -449,7 +449,14 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
                          v1::GetConfigResponse* resp) override {
-    resp->set_toml(config::RedactedToml(service_.config()));
+    std::string toml = config::RedactedToml(service_.config());
+    // Rules naming tags and organisations by id: what each id stands for, as resolved at start.
+    std::string notes;
+    for (const auto& l : service_.Snapshot()) {
+      for (const auto& n : l.rule_notes) notes += "# link " + l.name + ": " + n + "\n";
+    }
+    if (!notes.empty()) toml += "\n# Rule ids, resolved through the MISP they belong to:\n" + notes;
+    resp->set_toml(toml);
     return grpc::Status::OK;
   }
 

@@ -43,6 +43,7 @@ struct Service::LinkRuntime {
   std::unique_ptr<engine::LinkEngine> engine;  // set once the MISPs told what the config does not
   std::int64_t link_id = 0;
   std::string local_version, remote_version;  // MISP versions at both ends (servers/getVersion)
+  std::vector<std::string> rule_notes;        // numeric rule ids and what they stand for
   std::mutex mu;                              // guards engine creation and status
   DirectionStatus status[2];
 };
@@ -257,6 +258,29 @@ Status Service::Discover(LinkRuntime& link) {
   SGSYNC_TRY(policy::Link plink,
              config::MakePolicyLink(lc, policy::OrgRef{remote_me.org_uuid, remote_me.org_name}, local_org));
   plink.remote_version = remote_version.version;
+  // Rules pasted from MISP's server settings name tags and organisations by id (issue 16 item 1).
+  std::vector<std::string> notes;
+  for (bool push : {true, false}) {
+    policy::FilterRules& rules = push ? plink.push_rules : plink.pull_rules;
+    if (!policy::HasRuleIds(rules)) continue;
+    connector::MispClient& owner = push ? *link.local : *link.remote;
+    const std::string misp = push ? "the member's MISP (" + lc.local.url + ")" : "the Portal (" + lc.remote.url + ")";
+    policy::RuleIdNames names;
+    SGSYNC_TRY(auto tags, owner.Tags());
+    for (const auto& t : tags) names.tags[t.id] = t.name;
+    SGSYNC_TRY(auto orgs, owner.Organisations());
+    for (const auto& o : orgs) {
+      names.orgs[o.id] = o.uuid;
+      names.org_names[o.id] = o.name;
+    }
+    auto resolved = policy::ResolveRuleIds(rules, names, push ? "push_rules" : "pull_rules", misp);
+    if (!resolved.ok()) return resolved.error().Within("link " + lc.name);
+    for (auto& n : *resolved) {
+      spdlog::info("link {}: {} ({})", lc.name, n, misp);
+      notes.push_back(n + " (" + misp + ")");
+    }
+  }
+  link.rule_notes = std::move(notes);
   SGSYNC_TRY(state::LinkRegistration reg, store_->RegisterLink(lc.name, config::SharingIdentity(lc)));
   if (reg.identity_changed && !reg.is_new) {
     // Decisions taken under the old configuration are taken again: withheld events that are now
@@ -626,6 +650,7 @@ std::vector<Service::LinkSnapshot> Service::Snapshot() {
     s.remote_version = l->remote_version;
     s.push = l->status[0];
     s.pull = l->status[1];
+    s.rule_notes = l->rule_notes;
     out.push_back(std::move(s));
   }
   return out;

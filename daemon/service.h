@@ -82,6 +82,7 @@ class Service {
     std::int64_t link_id = 0;  // 0 until the link could start (its MISPs answered)
     std::string local_version, remote_version;
     DirectionStatus push, pull;
+    std::vector<std::string> rule_notes;  // "push_rules.tags.NOT: 3 = tlp:red (the member's MISP ...)"
   };
   std::vector<LinkSnapshot> Snapshot();
   // NotFound for an unknown link name; `d` absent means both directions. Written to the state

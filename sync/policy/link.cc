@@ -28,6 +28,55 @@ bool SameUrl(std::string_view a, std::string_view b) {
   return SameText(trim(a), trim(b));
 }
 
+namespace {
+
+bool IsNumericId(std::string_view s) {
+  return !s.empty() && s.size() <= 20 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+bool HasRuleIds(const FilterRules& rules) {
+  for (const auto* list : {&rules.tags_or, &rules.tags_not, &rules.orgs_or, &rules.orgs_not}) {
+    if (std::any_of(list->begin(), list->end(), [](const std::string& s) { return IsNumericId(s); })) return true;
+  }
+  return false;
+}
+
+Result<std::vector<std::string>> ResolveRuleIds(FilterRules& rules, const RuleIdNames& names,
+                                                std::string_view which, std::string_view misp) {
+  std::vector<std::string> notes;
+  struct Part {
+    std::vector<std::string>* list;
+    const char* key;
+    bool tag;
+  };
+  for (Part part : {Part{&rules.tags_or, "tags.OR", true}, Part{&rules.tags_not, "tags.NOT", true},
+                    Part{&rules.orgs_or, "orgs.OR", false}, Part{&rules.orgs_not, "orgs.NOT", false}}) {
+    for (std::string& entry : *part.list) {
+      if (!IsNumericId(entry)) continue;
+      const auto& table = part.tag ? names.tags : names.orgs;
+      auto it = table.find(entry);
+      const std::string where = std::string(which) + "." + part.key;
+      if (it == table.end()) {
+        return Fail(ErrorCode::kInvalidArgument,
+                    std::string(part.tag ? "tag" : "organisation") + " id " + entry + " is not a " +
+                        (part.tag ? "tag" : "organisation") + " of " + std::string(misp) +
+                        ": the rule would match nothing (paste the rules from that MISP, or use names)",
+                    where);
+      }
+      std::string label = it->second;
+      if (!part.tag) {
+        auto n = names.org_names.find(entry);
+        if (n != names.org_names.end() && !n->second.empty()) label = n->second + " (" + it->second + ")";
+      }
+      notes.push_back(where + ": " + entry + " = " + label);
+      entry = it->second;
+    }
+  }
+  return notes;
+}
+
 bool PullBlocklisted(const Link& link, std::string_view event_uuid, std::string_view orgc_uuid) {
   auto listed = [](const std::vector<std::string>& list, std::string_view uuid) {
     return !uuid.empty() &&

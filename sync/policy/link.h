@@ -7,6 +7,7 @@
 // struct (docs/sharing-rules.md, "The link").
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,24 @@ struct Link {
   bool IntPushXform() const { return internal; }
   bool IntPull() const;
 };
+
+// Push and pull rules as MISP stores them name tags and organisations by their ids on a MISP
+// (`{"tags": {"NOT": ["3"]}}`, spec 6.1). Those ids, resolved through the MISP they belong to (tags
+// and organisations of the member's MISP for push rules, of the Portal for pull rules), become the
+// tag's name and the organisation's uuid, which the policy compares and which a MISP index accepts
+// as well as the id (spec 6.2).
+struct RuleIdNames {
+  std::map<std::string, std::string> tags;  // tag id -> name
+  std::map<std::string, std::string> orgs;  // organisation id -> uuid
+  std::map<std::string, std::string> org_names;  // organisation id -> name, for the notes
+};
+// Whether `rules` name any tag or organisation by a numeric id.
+bool HasRuleIds(const FilterRules& rules);
+// Replaces every numeric id of `rules` by what it stands for; `which` ("push_rules") and `misp`
+// ("the member's MISP (https://...)") name them in the error for an id that does not resolve.
+// Returns one note per resolved id ("push_rules.tags.NOT: 3 = tlp:red").
+Result<std::vector<std::string>> ResolveRuleIds(FilterRules& rules, const RuleIdNames& names,
+                                                std::string_view which, std::string_view misp);
 
 // Whether the pull blocklists (spec 7.8) exclude an event, by its uuid and its creator org uuid;
 // the engine asks before fetching, as MISP does on its index.

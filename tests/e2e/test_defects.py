@@ -451,6 +451,69 @@ class DefectsTest(unittest.TestCase):
         self.assertEqual(self.sims.portal.request("POST", f"/events/publishSightings/{body['Event']['id']}")[0], 200)
         self.assertGreater(int(row()["sighting_timestamp"]), 0)
 
+    # ------------------------------------------------------------------ 1. rules with ids
+
+    def tagged_event(self, n, tag):
+        now = int(time.time()) - 600
+        ev = {"uuid": harness.uuid_from("p161", n), "info": f"tagged {tag}", "distribution": "3", "analysis": "0",
+              "threat_level_id": "2", "published": True, "date": "2026-11-30", "timestamp": str(now),
+              "Tag": [{"name": tag, "colour": "#cc0033", "exportable": True}],
+              "Attribute": [{"uuid": harness.uuid_from("p161", 100 + n), "type": "domain",
+                             "category": "Network activity", "value": f"t{n}.example", "distribution": "5",
+                             "timestamp": str(now)}]}
+        status, _, body = self.sims.member.request("POST", "/events/add", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        return ev["uuid"]
+
+    def test_issue16_1_push_rules_pasted_with_tag_ids_block_what_they_name(self):
+        red = self.tagged_event(1, "tlp:red")
+        green = self.tagged_event(2, "tlp:green")
+        status, _, tags = self.sims.member.request("GET", "/tags/index")
+        red_id = [t["id"] for t in tags["Tag"] if t["name"] == "tlp:red"][0]
+        rules = {"tags": {"OR": [], "NOT": [red_id]}, "orgs": {"OR": [], "NOT": []}}
+        d = self.sgsyncd(directions=["push"], push_rules=rules)
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(stats[0]["skipped_by_reason"], {"push.rules.tags_not": 1}, (stats, err))
+        self.assertEqual(uuids_on(self.sims.portal), {green})
+        self.assertIn(f"push_rules.tags.NOT: {red_id} = tlp:red", err)
+        # sgsyncctl config shows each id with its name.
+        d.start(os.path.join(self.tmp.name, "rule-ids.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
+        shown = harness.wait_for(lambda: (lambda r: r.stdout if "= tlp:red" in r.stdout else None)(self.ctl(d, "config")),
+                                 timeout=30, what="the resolved rule in sgsyncctl config")
+        self.assertIn(f"# link portal: push_rules.tags.NOT: {red_id} = tlp:red (the member's MISP", shown)
+
+    def test_issue16_1_a_rule_id_that_does_not_resolve_refuses_the_link_naming_it(self):
+        self.tagged_event(3, "tlp:red")
+        d = self.sgsyncd(directions=["push"], push_rules={"tags": {"OR": [], "NOT": ["999"]}})
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 1)
+        self.assertIn("push_rules.tags.NOT: tag id 999 is not a tag of the member's MISP", stats[0]["error"])
+        self.assertEqual(uuids_on(self.sims.portal), set(), "nothing moves under a rule that cannot be read")
+
+    def test_issue16_1_pull_rules_with_tag_ids_are_resolved_through_the_portal(self):
+        now = int(time.time()) - 600
+        made = {}
+        for n, tag in ((1, "tlp:green"), (2, "tlp:amber")):
+            ev = {"uuid": harness.uuid_from("p161p", n), "info": f"portal {tag}", "distribution": "3",
+                  "analysis": "0", "threat_level_id": "2", "published": True, "date": "2026-11-30",
+                  "timestamp": str(now), "Tag": [{"name": tag, "colour": "#339900", "exportable": True}],
+                  "Attribute": [{"uuid": harness.uuid_from("p161p", 10 + n), "type": "domain",
+                                 "category": "Network activity", "value": f"p{n}.example", "distribution": "5",
+                                 "timestamp": str(now)}]}
+            status, _, body = self.sims.portal.request("POST", "/events/add", {"Event": ev})
+            self.assertEqual(status, 200, body)
+            made[tag] = ev["uuid"]
+        status, _, tags = self.sims.portal.request("GET", "/tags/index")
+        green_id = [t["id"] for t in tags["Tag"] if t["name"] == "tlp:green"][0]
+        d = self.sgsyncd(directions=["pull"], pull_rules={"tags": {"OR": [green_id], "NOT": []}})
+        rc, stats, err = d.once()
+        self.assertEqual((rc, stats[0]["sent"]), (0, 1), (stats, err))
+        self.assertIn(made["tlp:green"], uuids_on(self.sims.member))
+        self.assertNotIn(made["tlp:amber"], uuids_on(self.sims.member))
+        self.assertIn(f"pull_rules.tags.OR: {green_id} = tlp:green", err)
+
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

@@ -131,3 +131,35 @@ TEST(PolicyDecisionTest, APullTheRemoteDoesNotServeIsSkippedWithAReason) {
 
 }  // namespace
 }  // namespace sgsync::policy
+
+namespace sgsync::policy {
+namespace {
+
+// Issue 16 item 1: rules pasted from MISP name tags and organisations by id; resolved through the
+// MISP they belong to, an unknown id is an error naming it.
+TEST(PolicyLinkTest, RuleIdsResolveToTagNamesAndOrganisationUuidsAndAnUnknownOneIsNamed) {
+  FilterRules rules;
+  rules.tags_not = {"3", "tlp:amber"};
+  rules.orgs_or = {"2"};
+  RuleIdNames names;
+  names.tags = {{"3", "tlp:red"}};
+  names.orgs = {{"2", "1315aee3-d0b4-4569-a8f2-b99ad776f149"}};
+  names.org_names = {{"2", "ORG2"}};
+  ASSERT_TRUE(HasRuleIds(rules));
+  auto notes = ResolveRuleIds(rules, names, "push_rules", "the member's MISP");
+  ASSERT_TRUE(notes.ok()) << notes.error().ToString();
+  EXPECT_EQ(rules.tags_not, (std::vector<std::string>{"tlp:red", "tlp:amber"}));
+  EXPECT_EQ(rules.orgs_or, std::vector<std::string>{"1315aee3-d0b4-4569-a8f2-b99ad776f149"});
+  EXPECT_EQ(*notes, (std::vector<std::string>{"push_rules.tags.NOT: 3 = tlp:red",
+                                              "push_rules.orgs.OR: 2 = ORG2 (1315aee3-d0b4-4569-a8f2-b99ad776f149)"}));
+  EXPECT_FALSE(HasRuleIds(rules));
+  FilterRules unknown;
+  unknown.tags_or = {"77"};
+  auto bad = ResolveRuleIds(unknown, names, "pull_rules", "the Portal");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().where, "pull_rules.tags.OR");
+  EXPECT_NE(bad.error().message.find("tag id 77 is not a tag of the Portal"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sgsync::policy
