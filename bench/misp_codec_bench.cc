@@ -28,7 +28,7 @@ const std::string& BigEvent() {
 const std::vector<std::string>& FixtureEvents() {
   static const std::vector<std::string> docs = [] {
     std::vector<std::string> out;
-    auto dir = sgsync::testing::SharedDir() / "fixtures/misp/events";
+    auto dir = sgsync::testing::DataDir() / "fixtures/misp/events";
     for (const auto& f : sgsync::testing::FilesBelow(dir, ".json")) {
       std::string text = sgsync::testing::ReadFile(f);
       DecodeOptions o;

@@ -7,7 +7,7 @@ namespace sgsync::cli {
 
 struct EvaluateArgs {
   std::string direction;   // push | pull
-  std::string link_path;   // link.json (shared/conformance/case2link.py format)
+  std::string link_path;   // link.json (tests/data/conformance/case2link.py format)
   std::string event_path;  // {"Event": {...}} or null
 };
 

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   evaluate->add_option("--direction", eval.direction, "push (member -> peer) or pull (peer -> member)")
       ->required()
       ->check(CLI::IsMember({"push", "pull"}));
-  evaluate->add_option("--link", eval.link_path, "the link as JSON (shared/conformance/case2link.py format)")
+  evaluate->add_option("--link", eval.link_path, "the link as JSON (tests/data/conformance/case2link.py format)")
       ->required();
   evaluate
       ->add_option("--event", eval.event_path,

@@ -13,11 +13,15 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "daemon/admin_server.h"
 #include "daemon/service.h"
+#include "daemon/systemd_notify.h"
 
 namespace {
 
@@ -196,10 +200,38 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("sgsyncd {} running {} link(s) from {}", SGSYNC_VERSION, config->links.size(), config_path);
+  // systemd (Type=notify): ready once the admin socket listens and every link has started or been
+  // reported failed (or a minute has passed); then keep-alives while the scheduler answers.
+  auto readiness = [&] {
+    auto r = (*service)->LinkReadiness();
+    return std::to_string(r.started) + " link(s) running, " + std::to_string(r.failed) + " failed to start, " +
+           std::to_string(r.pending) + " starting";
+  };
+  sgsync::daemon::Notify("STATUS=starting " + std::to_string(config->links.size()) + " link(s)");
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       (*service)->LinkReadiness().pending > 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  sgsync::daemon::Notify("READY=1\nSTATUS=" + readiness());
+  std::atomic<bool> stopping{false};
+  std::jthread watchdog;
+  if (auto interval = sgsync::daemon::WatchdogInterval()) {
+    watchdog = std::jthread([&, every = *interval / 2] {
+      auto next = std::chrono::steady_clock::now() + every;
+      while (!stopping) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (std::chrono::steady_clock::now() < next) continue;
+        next = std::chrono::steady_clock::now() + every;
+        // Answered only while the scheduler's locks can be taken: a wedged daemon is restarted.
+        sgsync::daemon::Notify("WATCHDOG=1\nSTATUS=" + readiness());
+      }
+    });
+  }
   while (true) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
+      sgsync::daemon::Notify("RELOADING=1\nSTATUS=reloading " + config_path);
       auto fresh = sgsync::config::LoadConfig(config_path);
       if (!fresh.ok()) {
         spdlog::error("reload refused, the running configuration stays: {}", fresh.error().message);
@@ -210,10 +242,13 @@ int main(int argc, char** argv) {
       } else {
         spdlog::info("configuration reloaded from {}", config_path);
       }
+      sgsync::daemon::Notify("READY=1\nSTATUS=" + readiness());
       continue;
     }
     spdlog::info("{} received: finishing the events in hand (up to {} s)",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", config->shutdown_grace_seconds);
+    sgsync::daemon::Notify("STOPPING=1\nSTATUS=finishing the events in hand");
+    stopping = true;
     // The runs stop first: a TriggerSync in progress then ends quickly, so the admin server's
     // shutdown (which waits for its calls) does not wait for a whole run.
     bool clean = (*service)->Stop();

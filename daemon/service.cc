@@ -638,6 +638,21 @@ Service::LinkRuntime* Service::Find(const std::string& name) {
   return nullptr;
 }
 
+Service::Readiness Service::LinkReadiness() {
+  Readiness r;
+  for (const auto& l : Snapshot()) {
+    bool failed = l.push.last_outcome.rfind("error", 0) == 0 || l.pull.last_outcome.rfind("error", 0) == 0;
+    if (l.link_id != 0) {
+      ++r.started;
+    } else if (failed) {
+      ++r.failed;
+    } else {
+      ++r.pending;
+    }
+  }
+  return r;
+}
+
 std::vector<Service::LinkSnapshot> Service::Snapshot() {
   std::shared_lock lock(links_mu_);
   std::vector<LinkSnapshot> out;

@@ -85,6 +85,11 @@ class Service {
     std::vector<std::string> rule_notes;  // "push_rules.tags.NOT: 3 = tlp:red (the member's MISP ...)"
   };
   std::vector<LinkSnapshot> Snapshot();
+  // How many links have started (their MISPs answered), failed to (reported), or not tried yet.
+  struct Readiness {
+    int started = 0, failed = 0, pending = 0;
+  };
+  Readiness LinkReadiness();
   // NotFound for an unknown link name; `d` absent means both directions. Written to the state
   // database first (a pause survives a reload and a restart), with who asked.
   Status SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused,

@@ -1,6 +1,6 @@
 // misp-sim/sim.h: a small MISP, for sgsync's integration tests, the demo and the benchmarks.
 //
-// MispSim answers MISP 2.5.1's REST API as the real captures in shared/fixtures/misp/real-2.5.1/
+// MispSim answers MISP 2.5.1's REST API as the real captures in tests/data/fixtures/misp/real-2.5.1/
 // show it, keeps its data in SQLite, and applies MISP's access rules (spec 3.1, 4.2) and the
 // receiving side's rules (spec 3.4, 4.5, 7.5: the sgsync policy's receiver model is reused for
 // sharing-group capture). Every behaviour and its source is listed in docs/misp-sim.md; what MISP

@@ -1,7 +1,7 @@
 // portal-connector/misp_client.h: the typed MISP REST client both ends of a link are spoken to with.
 //
 // Every call sends what MISP 2.5.1's own sync sends (URLs, methods, headers and body shapes of the
-// captures in shared/fixtures/misp/real-2.5.1/: api/ and sync-trace/) and decodes the answer with
+// captures in tests/data/fixtures/misp/real-2.5.1/: api/ and sync-trace/) and decodes the answer with
 // sync/misp. MISP's statuses and error bodies become typed errors (ErrorCode):
 //   unauthenticated  403 "Authentication failed ..."      permission_denied  other 403
 //   not_found        404                                   not_newer         403 on a not-newer edit

@@ -3,7 +3,7 @@
 //
 // Each Decode* function takes the parsed response body and returns a typed value or an error with
 // the JSON path of the offending field. Field sets follow the real MISP 2.5.1 captures in
-// shared/fixtures/misp/real-2.5.1/api/.
+// tests/data/fixtures/misp/real-2.5.1/api/.
 #pragma once
 
 #include <cstdint>

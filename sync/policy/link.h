@@ -3,7 +3,7 @@
 // A link joins this instance's MISP ("local", the member's) with a peer MISP ("remote", the
 // Portal). The fields mirror MISP's own server record (spec 2.2) and the settings that change sync
 // behaviour (spec 2.5), plus sgsync's own additions (blocked tags). ParseLink reads the JSON form
-// that shared/conformance/case2link.py writes; the daemon's TOML configuration maps onto the same
+// that tests/data/conformance/case2link.py writes; the daemon's TOML configuration maps onto the same
 // struct (docs/sharing-rules.md, "The link").
 #pragma once
 

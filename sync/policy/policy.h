@@ -1,5 +1,5 @@
 // sync/policy/policy.h: the sharing decision. The one place in sgsync that decides what may cross a
-// link, reproducing MISP 2.5.1's push and pull rules (shared/spec/misp-sync-rules.md) and, where
+// link, reproducing MISP 2.5.1's push and pull rules (docs/sharing-rules.md) and, where
 // MISP would let out what its distribution forbids, stricter (docs/sharing-rules.md).
 //
 // Evaluate is pure: it reads the event and the link and returns a new document; it does no I/O and

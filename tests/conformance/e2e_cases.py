@@ -2,7 +2,7 @@
 """Runs every conformance case end to end: two misp-sim over HTTPS (instance 1, the member's
 MISP; instance 2, the Portal), the origin event created on the origin, `sgsyncd --once` in the
 case's direction, and what arrived on the other side compared with what real MISP 2.5.1 delivered
-(shared/conformance/compare.py, as its README says).
+(tests/data/conformance/compare.py, as its README says).
 
 Sighting cases also compare the sightings that arrived (by uuid) with real MISP's, and proposal
 cases the proposals (by uuid and value).
@@ -86,9 +86,9 @@ def link_settings(case, case2link):
 
 
 def main():
-    misp_sim, sgsyncd, shared = sys.argv[1], sys.argv[2], sys.argv[3]
+    misp_sim, sgsyncd, data = sys.argv[1], sys.argv[2], sys.argv[3]
     only = set(sys.argv[4:])
-    conf = os.path.join(shared, "conformance")
+    conf = os.path.join(data, "conformance")
     sys.path.insert(0, conf)
     import case2link  # noqa: E402
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Runs every single-sync conformance case through `sgsyncctl evaluate` the way
-shared/conformance/README.md says: case2link.py -> sgsyncctl evaluate -> compare.py against the
+tests/data/conformance/README.md says: case2link.py -> sgsyncctl evaluate -> compare.py against the
 case's arrived_event. Prints each failing case with its differences; exits 1 when any fails.
 
-usage: evaluate_cases.py SGSYNCCTL SHARED_DIR"""
+usage: evaluate_cases.py SGSYNCCTL DATA_DIR (tests/data)"""
 import json
 import os
 import subprocess
@@ -17,8 +17,8 @@ def single_sync(case):
 
 
 def main():
-    sgsyncctl, shared = sys.argv[1], sys.argv[2]
-    conf = os.path.join(shared, "conformance")
+    sgsyncctl, data = sys.argv[1], sys.argv[2]
+    conf = os.path.join(data, "conformance")
     cases_dir = os.path.join(conf, "cases")
     names = sorted(n for n in os.listdir(cases_dir) if n.endswith(".json"))
     if not names:

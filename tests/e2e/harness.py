@@ -223,7 +223,7 @@ def wait_for(predicate, timeout=60, interval=0.1, what="condition"):
 
 
 class TwoSims:
-    """The conformance set-up (shared/conformance/README.md): instance 1 is the member's MISP
+    """The conformance set-up (tests/data/conformance/README.md): instance 1 is the member's MISP
     (ORG1), instance 2 the Portal (ORG2), ORG3 known to both, sgsync logging in to the Portal as
     sync@org1.test, a sync user of ORG1; sgsync writes into the member's MISP as its site admin."""
 

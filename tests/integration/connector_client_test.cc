@@ -163,7 +163,7 @@ TEST_F(MispClientTest, SpecCase51_TheIndexIsConditionalAndTheViewUsesThePullForm
   ASSERT_TRUE(view->has_value());
   // The exact path of events-view-pull-form.json.
   json::value capture = json::parse(sgsync::testing::ReadFile(
-      sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
+      sgsync::testing::DataDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
   std::string real_path(capture.at("request").at("path").as_string());
   std::string expected = real_path.substr(0, std::string("/events/view/").size()) + kUuid +
                          real_path.substr(std::string("/events/view/").size() + 36);
@@ -187,7 +187,7 @@ TEST_F(MispClientTest, FilterEventIdsForPushSendsMispsBody) {
 // The request bodies and paths of the calls MISP's sync makes, against the real captures.
 json::value CaptureRequestBody(const std::string& name) {
   return json::parse(
-             sgsync::testing::ReadFile(sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api" / name))
+             sgsync::testing::ReadFile(sgsync::testing::DataDir() / "fixtures/misp/real-2.5.1/api" / name))
       .at("request")
       .at("body");
 }
@@ -202,7 +202,7 @@ TEST_F(MispClientTest, RequestsHaveTheShapesOfMispsOwnSync) {
   EXPECT_EQ(sim_->RequestLog().back().target, "/sightings/restSearch/event");
   ASSERT_TRUE(client_->Proposals(1788031700).ok());
   json::value proposals = json::parse(sgsync::testing::ReadFile(
-      sgsync::testing::SharedDir() / "fixtures/misp/real-2.5.1/api/shadow-attributes-index-pull-form.json"));
+      sgsync::testing::DataDir() / "fixtures/misp/real-2.5.1/api/shadow-attributes-index-pull-form.json"));
   EXPECT_EQ(sim_->RequestLog().back().target, proposals.at("request").at("path").as_string());
   ASSERT_TRUE(client_->SupportsEventReports().ok());
   EXPECT_EQ(sim_->RequestLog().back().target, "/eventReports/add");

@@ -17,7 +17,7 @@ namespace json = boost::json;
 
 TEST(MispSimCliTest, StartsServesTheGivenFixtureAndStopsOnSigterm) {
   std::string fixture =
-      (sgsync::testing::SharedDir() / "fixtures/misp/events/pymisp/japanese_test.json").string();
+      (sgsync::testing::DataDir() / "fixtures/misp/events/pymisp/japanese_test.json").string();
   int out[2];
   ASSERT_EQ(::pipe(out), 0);
   pid_t pid = ::fork();

@@ -1,4 +1,4 @@
-// Replays the real MISP 2.5.1 REST captures (shared/fixtures/misp/real-2.5.1/api/) against misp-sim
+// Replays the real MISP 2.5.1 REST captures (tests/data/fixtures/misp/real-2.5.1/api/) against misp-sim
 // over HTTP and compares status, content type, the headers sync relies on, and the JSON shape (field
 // names and types, recursively; the texts of MISP's messages exactly).
 //
@@ -20,14 +20,14 @@ namespace {
 namespace json = boost::json;
 namespace fs = std::filesystem;
 using sgsync::testing::ReadFile;
-using sgsync::testing::SharedDir;
+using sgsync::testing::DataDir;
 
 constexpr const char* kOrg1 = "ce867008-0536-4358-9f2e-20df12768cd3";
 constexpr const char* kOrg2 = "1315aee3-d0b4-4569-a8f2-b99ad776f149";
 constexpr const char* kOrg3 = "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33";
 const std::string kAdmin(40, 'a'), kSync(40, 's'), kUser(40, 'u');
 
-fs::path Api() { return SharedDir() / "fixtures/misp/real-2.5.1/api"; }
+fs::path Api() { return DataDir() / "fixtures/misp/real-2.5.1/api"; }
 json::value Capture(const std::string& name) { return json::parse(ReadFile(Api() / name)); }
 
 // Captures misp-sim does not answer yet, each with why; the test fails when one of them starts to

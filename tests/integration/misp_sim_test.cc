@@ -624,7 +624,7 @@ TEST_F(MispSimTest, SeedingIsDeterministicAndResetEmptiesTheInstance) {
 
 TEST_F(MispSimTest, FixtureDocumentsLoadThroughTheControlRoute) {
   std::string doc =
-      sgsync::testing::ReadFile(sgsync::testing::SharedDir() / "fixtures/misp/events/pymisp/sighting_2.json");
+      sgsync::testing::ReadFile(sgsync::testing::DataDir() / "fixtures/misp/events/pymisp/sighting_2.json");
   auto r = sgsync::testing::Request(server_->port(), "POST", "/_sim/load", doc, {{"X-Sim-Token", kControl}});
   ASSERT_EQ(r.status, 200) << r.body;
   std::string uuid(json::parse(doc).at("Event").at("uuid").as_string());

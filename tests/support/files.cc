@@ -8,7 +8,7 @@
 
 namespace sgsync::testing {
 
-std::filesystem::path SharedDir() { return std::filesystem::path(SGSYNC_SHARED_DIR); }
+std::filesystem::path DataDir() { return std::filesystem::path(SGSYNC_TEST_DATA_DIR); }
 
 std::string ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

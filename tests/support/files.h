@@ -1,4 +1,4 @@
-// tests/support/files.h: reading the shared fixtures and making temporary directories in tests.
+// tests/support/files.h: reading the project's test data and making temporary directories in tests.
 #pragma once
 
 #include <filesystem>
@@ -7,8 +7,9 @@
 
 namespace sgsync::testing {
 
-// ../shared from the project root, as configured at build time.
-std::filesystem::path SharedDir();
+// tests/data in the checkout (fixtures/, conformance/; tests/data/SOURCES.md says where each comes
+// from), as configured at build time.
+std::filesystem::path DataDir();
 std::string ReadFile(const std::filesystem::path& path);
 void WriteFile(const std::filesystem::path& path, const std::string& content);
 // Every regular file below `dir` whose name ends with `suffix`, sorted.

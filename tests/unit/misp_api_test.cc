@@ -7,10 +7,10 @@ namespace sgsync::misp {
 namespace {
 
 using sgsync::testing::ReadFile;
-using sgsync::testing::SharedDir;
+using sgsync::testing::DataDir;
 
 json::value Body(const std::string& capture) {
-  return json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api" / capture))
+  return json::parse(ReadFile(DataDir() / "fixtures/misp/real-2.5.1/api" / capture))
       .at("response")
       .at("body");
 }

@@ -57,7 +57,7 @@ TEST(MispContentHashTest, IsAStableSha256Hex) {
 TEST(MispContentHashTest, TheOwnersViewAndTheSyncUsersViewDifferOnlyWhereContentDiffers) {
   // Same event fetched by two users: the admin sees a distribution-0 attribute the sync user does not.
   auto load = [](const char* f) {
-    auto body = json::parse(sgsync::testing::ReadFile(sgsync::testing::SharedDir() /
+    auto body = json::parse(sgsync::testing::ReadFile(sgsync::testing::DataDir() /
                                                       "fixtures/misp/real-2.5.1/api" / f))
                     .at("response")
                     .at("body");

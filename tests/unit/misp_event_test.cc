@@ -7,10 +7,10 @@ namespace sgsync::misp {
 namespace {
 
 using sgsync::testing::ReadFile;
-using sgsync::testing::SharedDir;
+using sgsync::testing::DataDir;
 
 json::value ResponseBody(const std::string& capture) {
-  auto root = json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api" / capture));
+  auto root = json::parse(ReadFile(DataDir() / "fixtures/misp/real-2.5.1/api" / capture));
   return root.at("response").at("body");
 }
 
@@ -124,7 +124,7 @@ TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
 
 TEST(MispEventTest, ReadsSightingsProposalsClustersAndAnalystData) {
   auto fixture = [](const char* f) {
-    return json::parse(ReadFile(SharedDir() / "fixtures/misp/events" / f));
+    return json::parse(ReadFile(DataDir() / "fixtures/misp/events" / f));
   };
   DecodeOptions loose;
   loose.require_uuid = false;

@@ -1,4 +1,4 @@
-// Every JSON document in shared/fixtures/misp must survive parse -> serialize -> parse unchanged,
+// Every JSON document in tests/data/fixtures/misp must survive parse -> serialize -> parse unchanged,
 // keys in their original order, and every event among them must decode.
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@ namespace {
 namespace fs = std::filesystem;
 using sgsync::testing::FilesBelow;
 using sgsync::testing::ReadFile;
-using sgsync::testing::SharedDir;
+using sgsync::testing::DataDir;
 
 // Same values, and the same keys in the same order at every level.
 ::testing::AssertionResult SameInOrder(const json::value& a, const json::value& b, const std::string& path) {
@@ -46,8 +46,8 @@ using sgsync::testing::SharedDir;
 // Keys in the order the text has them, read with a second, independent parser (Boost's DOM parser
 // without our reader) so a bug in JsonReader cannot hide itself.
 TEST(MispFixturesTest, EveryFixtureRoundTripsLosslessly) {
-  auto files = FilesBelow(SharedDir() / "fixtures/misp", ".json");
-  ASSERT_GT(files.size(), 150u) << "fixtures not found under " << SharedDir();
+  auto files = FilesBelow(DataDir() / "fixtures/misp", ".json");
+  ASSERT_GT(files.size(), 150u) << "fixtures not found under " << DataDir();
   for (const auto& file : files) {
     std::string text = ReadFile(file);
     auto parsed = ParseJson(text, {}, file.string());
@@ -64,7 +64,7 @@ TEST(MispFixturesTest, EveryFixtureEventDecodesAndSerialisesToTheSameDocument) {
   DecodeOptions options;
   options.require_uuid = false;  // feed-format and request documents
   int events = 0;
-  for (const auto& file : FilesBelow(SharedDir() / "fixtures/misp/events", ".json")) {
+  for (const auto& file : FilesBelow(DataDir() / "fixtures/misp/events", ".json")) {
     std::string text = ReadFile(file);
     json::value root = json::parse(text);
     Result<std::vector<EventDocument>> docs = std::vector<EventDocument>();
@@ -90,7 +90,7 @@ TEST(MispFixturesTest, EveryFixtureEventDecodesAndSerialisesToTheSameDocument) {
 
 TEST(MispFixturesTest, EveryRealEventResponseDecodesWithUuids) {
   int seen = 0;
-  for (const auto& file : FilesBelow(SharedDir() / "fixtures/misp/real-2.5.1/api", ".json")) {
+  for (const auto& file : FilesBelow(DataDir() / "fixtures/misp/real-2.5.1/api", ".json")) {
     json::value capture = json::parse(ReadFile(file));
     const json::value& body = capture.at("response").at("body");
     if (!body.is_object() || !body.get_object().contains("Event")) continue;
@@ -119,7 +119,7 @@ TEST(MispFixturesTest, TypedAccessorsReadHandPickedValues) {
       {"events/eset/kamino.json", nullptr, -1, -1, std::nullopt},
   };
   for (const auto& c : cases) {
-    std::string text = ReadFile(SharedDir() / "fixtures/misp" / c.file);
+    std::string text = ReadFile(DataDir() / "fixtures/misp" / c.file);
     auto doc = EventDocument::Parse(text, options);
     ASSERT_TRUE(doc.ok()) << c.file;
     json::value ref = json::parse(text);
@@ -140,7 +140,7 @@ TEST(MispFixturesTest, TypedAccessorsReadHandPickedValues) {
 
   // The real pull form: a soft-deleted attribute travels with deleted=true, and no local tag.
   json::value capture =
-      json::parse(ReadFile(SharedDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
+      json::parse(ReadFile(DataDir() / "fixtures/misp/real-2.5.1/api/events-view-pull-form.json"));
   auto doc = EventDocument::FromJson(capture.at("response").at("body"));
   ASSERT_TRUE(doc.ok());
   int deleted = 0;

@@ -29,7 +29,7 @@ TEST(PolicyLinkTest, ReadsTheConformanceLinkFormat) {
 
 TEST(PolicyLinkTest, EveryConformanceLinkParses) {
   // case2link.py's output for every case must be accepted as it is.
-  auto dir = SharedDir() / "conformance/cases";
+  auto dir = DataDir() / "conformance/cases";
   int n = 0;
   for (const auto& f : FilesBelow(dir, ".json")) {
     auto c = json::parse(ReadFile(f));
