@@ -18,6 +18,11 @@ SOURCE = None
 DEB = None
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
@@ -65,27 +70,27 @@ class PackageContentsTest(unittest.TestCase):
                            ("/usr/share/doc/sgsync/examples/sgsync.example.toml", 0o644)):
             self.assertTrue(os.path.exists(os.path.join(self.root, path.lstrip("/"))), path)
             self.assertEqual(self.mode(path), mode, path)
-        unit = open(os.path.join(self.root, "usr/lib/systemd/system/sgsyncd.service")).read()
+        unit = read(os.path.join(self.root, "usr/lib/systemd/system/sgsyncd.service"))
         for path in re.findall(r"(?:Exec\w+)=(\S+)", unit) + re.findall(r"file://(\S+)", unit):
             if path.startswith("/usr/"):
                 self.assertTrue(os.path.exists(os.path.join(self.root, path.lstrip("/"))), path)
         self.assertIn("--config /etc/sgsync/sgsync.toml", unit)
-        self.assertIn("--config", open(os.path.join(self.root, "usr/share/doc/sgsync/sgsyncd.help.txt")).read())
+        self.assertIn("--config", read(os.path.join(self.root, "usr/share/doc/sgsync/sgsyncd.help.txt")))
 
     def test_the_configuration_is_a_conffile_and_the_maintainer_scripts_do_their_jobs(self):
-        self.assertEqual(open(os.path.join(self.control, "conffiles")).read().split(), ["/etc/sgsync/sgsync.toml"])
+        self.assertEqual(read(os.path.join(self.control, "conffiles")).split(), ["/etc/sgsync/sgsync.toml"])
         for script in ("postinst", "prerm", "postrm"):
             path = os.path.join(self.control, script)
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o755, script)
             self.assertEqual(run(["sh", "-n", path]).returncode, 0, script + " is valid sh")
-        postinst = open(os.path.join(self.control, "postinst")).read()
+        postinst = read(os.path.join(self.control, "postinst"))
         self.assertIn("adduser --system", postinst)
         self.assertIn("/var/lib/sgsync", postinst)
-        self.assertIn("systemctl stop sgsyncd.service", open(os.path.join(self.control, "prerm")).read())
-        self.assertNotIn("rm -rf /var/lib/sgsync", open(os.path.join(self.control, "postrm")).read())
+        self.assertIn("systemctl stop sgsyncd.service", read(os.path.join(self.control, "prerm")))
+        self.assertNotIn("rm -rf /var/lib/sgsync", read(os.path.join(self.control, "postrm")))
 
     def test_the_unit_verifies_and_its_exposure_is_at_most_2(self):
-        unit = open(os.path.join(self.root, "usr/lib/systemd/system/sgsyncd.service")).read()
+        unit = read(os.path.join(self.root, "usr/lib/systemd/system/sgsyncd.service"))
         unit = unit.replace("/usr/bin/sgsyncd", os.path.join(self.root, "usr/bin/sgsyncd"))
         path = os.path.join(self.tmp.name, "sgsyncd.service")
         with open(path, "w") as f:
