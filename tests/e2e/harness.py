@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -282,3 +283,42 @@ def uuid_from(seed, n):
     """A stable version-4 uuid made from a seed string and a counter."""
     h = hashlib.sha256(f"{seed}/{n}".encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"
+
+
+class SimsTestCase(unittest.TestCase):
+    """Two misp-sim (TwoSims) for the whole class, reset before each test; every sgsyncd a test
+    made (self.daemons) is stopped after it, its log printed with SGSYNC_E2E_VERBOSE set. A test
+    module sets MISP_SIM and SGSYNCD on the class before running."""
+
+    MISP_SIM = SGSYNCD = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sims = TwoSims(cls.MISP_SIM, cls.SGSYNCD, cls.tmp.name)
+        cls.counter = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sims.stop()
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.sims.reset()
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.stop()
+            if d.log is not None and os.environ.get("SGSYNC_E2E_VERBOSE"):
+                print(read(d.log.name)[-6000:])
+
+    def edit_info(self, sim, uuid, info, bump):
+        """Edits an event's info with its timestamp moved by `bump`, and publishes it."""
+        ev = sim.view(uuid)["Event"]
+        ev["info"] = info
+        ev["timestamp"] = str(int(ev["timestamp"]) + bump)
+        status, _, body = sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})
+        self.assertEqual(status, 200, body)
+        status, _, body = sim.request("POST", f"/events/publish/{ev['id']}")
+        self.assertEqual(status, 200, body)

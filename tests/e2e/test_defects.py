@@ -8,7 +8,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -24,28 +23,7 @@ def uuids_on(sim, key=None):
     return {r["uuid"] for r in rows}
 
 
-class DefectsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
-        cls.counter = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sims.stop()
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        self.sims.reset()
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            d.stop()
-            if d.log is not None and os.environ.get("SGSYNC_E2E_VERBOSE"):
-                print(harness.read(d.log.name)[-6000:])
-
+class DefectsTest(harness.SimsTestCase):
     def sgsyncd(self, remote_extra=None, max_attempts=8, extra="", **settings):
         type(self).counter += 1
         local, remote = self.sims.endpoints()
@@ -69,15 +47,6 @@ class DefectsTest(unittest.TestCase):
         body = {"events": n, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": seed}
         body.update(shape)
         return sim.control("POST", "seed", body)["uuids"]
-
-    def edit_info(self, sim, uuid, info, bump):
-        ev = sim.view(uuid)["Event"]
-        ev["info"] = info
-        ev["timestamp"] = str(int(ev["timestamp"]) + bump)
-        status, _, body = sim.request("POST", f"/events/edit/{uuid}", {"Event": ev})
-        self.assertEqual(status, 200, body)
-        status, _, body = sim.request("POST", f"/events/publish/{ev['id']}")
-        self.assertEqual(status, 200, body)
 
     # ------------------------------------------------------------------ 5. errors are not dropped
 
@@ -516,4 +485,5 @@ class DefectsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    harness.SimsTestCase.MISP_SIM, harness.SimsTestCase.SGSYNCD = MISP_SIM, SGSYNCD
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

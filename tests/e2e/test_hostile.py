@@ -13,7 +13,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -41,30 +40,20 @@ def new_uuid(n):
     return harness.uuid_from("hostile", n)
 
 
-class HostilePortalTest(unittest.TestCase):
+class HostilePortalTest(harness.SimsTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
+        super().setUpClass()
         cls.portal = hostile.HostilePortal(cls.sims.portal, cls.sims.pki)
-        cls.counter = 0
 
     @classmethod
     def tearDownClass(cls):
         cls.portal.stop()
-        cls.sims.stop()
-        cls.tmp.cleanup()
+        super().tearDownClass()
 
     def setUp(self):
-        self.sims.reset()
+        super().setUp()
         self.portal.clear()
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            d.stop()
-            if d.log is not None and os.environ.get("SGSYNC_E2E_VERBOSE"):
-                print(harness.read(d.log.name)[-6000:])
 
     def sgsyncd(self, remote_extra=None, max_attempts=8, **settings):
         type(self).counter += 1
@@ -463,4 +452,5 @@ class HostilePortalTest(unittest.TestCase):
 
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD, SGSYNCCTL = sys.argv[1], sys.argv[2], sys.argv[3]
+    harness.SimsTestCase.MISP_SIM, harness.SimsTestCase.SGSYNCD = MISP_SIM, SGSYNCD
     unittest.main(argv=[sys.argv[0]] + sys.argv[3 + 1:], verbosity=2)
