@@ -4,6 +4,7 @@
 
 #include "cli/admin.h"
 #include "cli/evaluate.h"
+#include "cli/onboarding.h"
 
 #ifndef SGSYNC_VERSION
 #define SGSYNC_VERSION "unknown"
@@ -26,6 +27,28 @@ int main(int argc, char** argv) {
       ->add_option("--event", eval.event_path,
                    "the event as JSON ({\"Event\": ...}, or null for a pull the peer does not serve)")
       ->required();
+
+  // Onboarding (docs/onboarding.md): the member's checks, and the secretariat's probe.
+  sgsync::cli::OnboardingArgs onb;
+  CLI::App* onboarding = app.add_subcommand("onboarding", "Prove an installation ready to join SecureGRID");
+  onboarding->require_subcommand(1);
+  auto report_options = [&](CLI::App* c) {
+    c->add_option("--lang", onb.lang, "en or ja")->check(CLI::IsMember({"en", "ja"}));
+    c->add_flag("--json", onb.json, "the report as JSON (docs/onboarding.schema.json)");
+    c->add_flag("--markdown", onb.markdown, "the report as Markdown, for the secretariat");
+  };
+  CLI::App* check = onboarding->add_subcommand("check", "The member's checks, read from both MISPs (nothing written)");
+  check->add_option("--config", onb.config, "the configuration file")->required();
+  report_options(check);
+  CLI::App* probe = onboarding->add_subcommand("probe", "The secretariat's look at a member's MISP from outside");
+  probe->add_option("--url", onb.url, "the member MISP's URL")->required();
+  probe->add_option("--key-file", onb.key_file, "a file holding the key the member handed over")
+      ->required()
+      ->check(CLI::ExistingFile);
+  probe->add_option("--ca", onb.ca_file, "PEM CA that signs its certificate")->check(CLI::ExistingFile);
+  probe->add_option("--latest", onb.latest, "the latest MISP version the Portal supports (default 2.5.1)");
+  probe->add_flag("--insecure-http", onb.insecure_http, "allow a plain http:// URL (tests only)");
+  report_options(probe);
 
   // The admin subcommands share the connection options; each is one call of the admin API.
   sgsync::cli::AdminArgs admin;
@@ -105,6 +128,8 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (evaluate->parsed()) return sgsync::cli::RunEvaluate(eval);
+  if (check->parsed()) return sgsync::cli::RunOnboardingCheck(onb);
+  if (probe->parsed()) return sgsync::cli::RunOnboardingProbe(onb);
   for (CLI::App* c : commands) {
     if (c->parsed()) {
       admin.command = c->get_name();

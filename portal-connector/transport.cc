@@ -492,6 +492,24 @@ void EndpointLimit::HoldUntil(std::chrono::steady_clock::time_point until) {
   hold_until_ = std::max(hold_until_, until);
 }
 
+Result<PeerCertificate> HttpsTransport::InspectCertificate() {
+  if (!impl_->tls_ctx)
+    return Fail(ErrorCode::kInvalidArgument, "plain http: no certificate to inspect", impl_->options.base_url);
+  SGSYNC_TRY(auto c, impl_->Connect("/", Clock::now() + impl_->options.timeouts.total));
+  X509* cert = SSL_get1_peer_certificate(c->tls->native_handle());
+  if (cert == nullptr) return Fail(ErrorCode::kRefused, "the server sent no certificate", impl_->options.base_url);
+  PeerCertificate out;
+  char subject[512];
+  X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+  out.subject = subject;
+  int days = 0, seconds = 0;
+  if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert)) == 1) {
+    out.not_after = std::chrono::system_clock::now() + std::chrono::hours(24) * days + std::chrono::seconds(seconds);
+  }
+  X509_free(cert);
+  return out;
+}
+
 std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
                                                     std::chrono::system_clock::time_point now) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);

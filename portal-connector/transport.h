@@ -126,6 +126,12 @@ struct HttpResponse {
   int attempts = 1;
 };
 
+// The certificate a MISP presented, once verified (host name, chain, pin as configured).
+struct PeerCertificate {
+  std::string subject;                            // the subject's one-line form
+  std::chrono::system_clock::time_point not_after;  // when it expires
+};
+
 class HttpsTransport {
  public:
   // Checks the options (URL, files, pin syntax) and loads the TLS material; fails naming the option.
@@ -138,6 +144,11 @@ class HttpsTransport {
   // kLimitExceeded (response too large), kParse (malformed HTTP), kRateLimited (429 after the
   // last attempt is returned as a response, not an error).
   Result<HttpResponse> Send(const HttpRequest& request);
+
+  // Connects and completes the TLS handshake (verification and pin as for any request) and says
+  // which certificate the server presented. kInvalidArgument for a plain http:// URL; the
+  // handshake's own errors (kRefused with OpenSSL's reason, kTimeout, kUnavailable) otherwise.
+  Result<PeerCertificate> InspectCertificate();
 
   const TransportOptions& options() const;
 

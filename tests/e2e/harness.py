@@ -29,17 +29,17 @@ def run(cmd):
 
 
 class Pki:
-    """A CA and a server certificate for 127.0.0.1."""
+    """A CA and a server certificate for 127.0.0.1 (or for `host`, a DNS name, to be the wrong one)."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, host="127.0.0.1"):
         self.dir = directory
         d = lambda n: os.path.join(directory, n)
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-days", "2", "-subj", "/CN=sgsync-e2e-ca", "-keyout", d("ca.key"), "-out", d("ca.pem")])
         run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-             "/CN=127.0.0.1", "-keyout", d("server.key"), "-out", d("server.csr")])
+             "/CN=" + host, "-keyout", d("server.key"), "-out", d("server.csr")])
         with open(d("server.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1\n")
+            f.write(f"subjectAltName={'IP' if host[0].isdigit() else 'DNS'}:{host}\n")
         run(["openssl", "x509", "-req", "-in", d("server.csr"), "-CA", d("ca.pem"), "-CAkey", d("ca.key"),
              "-CAcreateserial", "-days", "2", "-extfile", d("server.ext"), "-out", d("server.pem")])
         self.ca = d("ca.pem")

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""`sgsyncctl onboarding check` and `probe` against misp-sim set up to pass and to fail each check:
+a wrong key, a member key that is not a site admin, a Portal user without perm_sync, a Portal user
+of another organisation, an older MISP, a skewed Date header, a certificate for another host, a
+pin mismatch, a sharing group that does not reach the Portal, a rule naming a tag that does not
+exist. The JSON report validates against docs/onboarding.schema.json.
+
+usage: test_onboarding.py MISP_SIM SGSYNCD SGSYNCCTL SOURCE_DIR [unittest arguments]"""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import hostile  # noqa: E402
+from hostile import Answer, route  # noqa: E402
+
+MISP_SIM = SGSYNCD = SGSYNCCTL = SOURCE = None
+
+try:
+    import jsonschema
+except ImportError:  # Debian's python3-jsonschema serves /usr/bin/python3 (deploy/install-deps)
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise
+
+
+class OnboardingTest(harness.SimsTestCase):
+    def config(self, name, remote_extra=None, local_extra=None, **settings):
+        type(self).counter += 1
+        local, remote = self.sims.endpoints()
+        local.update(local_extra or {})
+        remote.update(remote_extra or {})
+        link = harness.link_toml("portal", local, remote, **settings)
+        d = self.sims.sgsyncd(f"{name}-{self.counter}", [link])
+        return d.config
+
+    def check(self, config, *extra):
+        r = subprocess.run([SGSYNCCTL, "onboarding", "check", "--config", config, "--json"] + list(extra),
+                           capture_output=True, text=True, timeout=120)
+        self.assertIn(r.returncode, (0, 1), r.stderr)
+        report = json.loads(r.stdout)
+        with open(os.path.join(SOURCE, "docs", "onboarding.schema.json")) as f:
+            jsonschema.validate(report, json.load(f))
+        self.assertEqual(r.returncode, 0 if report["ready"] else 1, "exit 1 exactly when something FAILs")
+        return {x["id"]: x for x in report["results"]}, r.returncode
+
+    def key(self, email, org, role):
+        return self.sims.portal.control("POST", "setup", {"users": [{"email": email, "org_uuid": org[1], "role": role}]})["keys"][email]
+
+    def test_a_ready_installation_passes_and_the_json_report_validates(self):
+        results, rc = self.check(self.config("ready"))
+        self.assertEqual(rc, 0)
+        for cid in ("config.valid", "state.writable", "state.disk_space", "member.reachable", "member.key",
+                    "member.site_admin", "member.version", "portal.reachable", "portal.key", "portal.sync_user",
+                    "portal.org_matches", "rules.known", "sharing_groups.reach"):
+            self.assertEqual(results[cid]["outcome"], "PASS", results[cid])
+        # The test CA signs certificates for two days: due for renewal.
+        self.assertEqual(results["portal.tls"]["outcome"], "WARN")
+        self.assertIn("renew", results["portal.tls"]["remedy"])
+        self.assertEqual(results["member.clock"]["outcome"], "SKIP", "misp-sim sends no Date header")
+
+    def test_each_wrong_key_and_role_fails_its_check(self):
+        bad = harness.write_key(self.tmp.name, "bad.key", harness.random_key())
+        results, rc = self.check(self.config("wrong-key", remote_extra={"api_key_file": bad}))
+        self.assertEqual((rc, results["portal.key"]["outcome"]), (1, "FAIL"))
+        self.assertIn("sync user", results["portal.key"]["remedy"])
+        user = self.sims.member.control("POST", "setup", {"users": [
+            {"email": "analyst@org1.test", "org_uuid": harness.ORG1[1], "role": "user"}]})["keys"]["analyst@org1.test"]
+        results, _ = self.check(self.config("not-admin", local_extra={
+            "api_key_file": harness.write_key(self.tmp.name, "user.key", user)}))
+        self.assertEqual(results["member.site_admin"]["outcome"], "FAIL")
+        nosync = self.key("user@org1.test", harness.ORG1, "user")
+        results, _ = self.check(self.config("no-sync", remote_extra={
+            "api_key_file": harness.write_key(self.tmp.name, "nosync.key", nosync)}))
+        self.assertEqual(results["portal.sync_user"]["outcome"], "FAIL")
+        self.assertIn("perm_sync no", results["portal.sync_user"]["found"])
+        other = self.key("sync@org3.test", harness.ORG3, "sync_user")
+        results, _ = self.check(self.config("other-org", remote_extra={
+            "api_key_file": harness.write_key(self.tmp.name, "org3.key", other)}))
+        self.assertEqual(results["portal.org_matches"]["outcome"], "FAIL")
+        self.assertIn(harness.ORG3[1], results["portal.org_matches"]["found"])
+
+    def test_a_pin_mismatch_and_a_certificate_for_another_host_fail_tls(self):
+        results, _ = self.check(self.config("pin", remote_extra={"pin_sha256": "00" * 32}))
+        self.assertEqual(results["portal.tls"]["outcome"], "FAIL")
+        self.assertIn("pin mismatch", results["portal.tls"]["found"])
+        directory = os.path.join(self.tmp.name, "other")
+        os.makedirs(directory, exist_ok=True)
+        other = harness.Pki(directory, host="localhost")
+        sim = harness.Sim(MISP_SIM, other, harness.ORG2, harness.INSTANCE2_URL)
+        try:
+            results, _ = self.check(self.config("host", remote_extra={"url": sim.url, "ca_file": other.ca}))
+            self.assertEqual(results["portal.tls"]["outcome"], "FAIL")
+            self.assertIn("does not name 127.0.0.1", results["portal.tls"]["found"])
+        finally:
+            sim.stop()
+
+    def test_an_older_member_warns_another_minor_fails_and_a_skewed_clock_fails(self):
+        portal = hostile.HostilePortal(self.sims.portal, self.sims.pki)
+        try:
+            for version, outcome in (("2.5.2", "WARN"), ("2.6.0", "FAIL")):
+                portal.clear()
+
+                def bend(req, version=version):
+                    if route(req.path) != "/servers/getVersion":
+                        return None
+                    answer = portal.forward(req)
+                    body = answer.json()
+                    body["version"] = version
+                    skewed = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 600))
+                    return Answer.of_json(200, body, {"Date": skewed})
+                portal.bend(bend)
+                results, rc = self.check(self.config("version", remote_extra={"url": portal.url}))
+                self.assertEqual(results["member.version"]["outcome"], outcome, results["member.version"])
+                self.assertEqual(results["portal.clock"]["outcome"], "FAIL")
+                self.assertIn("600 s", results["portal.clock"]["found"].replace("599 s", "600 s").replace("601 s", "600 s"))
+        finally:
+            portal.stop()
+
+    def test_a_sharing_group_outside_the_portals_reach_warns_with_its_count(self):
+        with open(os.path.join(SOURCE, "tests/data/conformance/cases/push-sg-event-remote-org-in-server-out.json")) as f:
+            case = json.load(f)
+        self.sims.member.control("POST", "load", {"Event": case["origin_event"]})
+        results, rc = self.check(self.config("groups"))
+        self.assertEqual(results["sharing_groups.reach"]["outcome"], "WARN", results["sharing_groups.reach"])
+        self.assertIn("1 event(s) will not cross", results["sharing_groups.reach"]["found"])
+
+    def test_a_rule_naming_a_tag_that_does_not_exist_fails_and_ids_are_explained(self):
+        results, rc = self.check(self.config("rules", push_rules={"tags": {"OR": [], "NOT": ["tlp:nonexistent"]}}))
+        self.assertEqual((rc, results["rules.known"]["outcome"]), (1, "FAIL"))
+        self.assertIn('no tag named "tlp:nonexistent"', results["rules.known"]["found"])
+
+    def test_the_report_speaks_japanese_and_renders_markdown_for_the_secretariat(self):
+        cfg = self.config("ja")
+        r = subprocess.run([SGSYNCCTL, "onboarding", "check", "--config", cfg, "--lang", "ja", "--markdown"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("# sgsync オンボーディング確認レポート", r.stdout)
+        self.assertIn("| PASS | `portal.sync_user` ポータルのキーが会員組織の同期ユーザーのもの", r.stdout)
+        r = subprocess.run([SGSYNCCTL, "onboarding", "check"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2, "a usage error")
+
+    def test_the_secretariat_probe_sees_a_sync_capable_key_and_refuses_a_plain_users(self):
+        member_key = harness.write_key(self.tmp.name, "probe.key", self.sims.member.admin_key)
+        r = subprocess.run([SGSYNCCTL, "onboarding", "probe", "--url", self.sims.member.url, "--key-file", member_key,
+                            "--ca", self.sims.pki.ca, "--json"], capture_output=True, text=True, timeout=60)
+        report = json.loads(r.stdout)
+        with open(os.path.join(SOURCE, "docs", "onboarding.schema.json")) as f:
+            jsonschema.validate(report, json.load(f))
+        got = {x["id"]: x["outcome"] for x in report["results"]}
+        self.assertEqual((r.returncode, got["member.key"], got["member.sync_capable"], got["member.version"]),
+                         (0, "PASS", "PASS", "PASS"))
+        user = self.sims.member.control("POST", "setup", {"users": [
+            {"email": "plain@org1.test", "org_uuid": harness.ORG1[1], "role": "user"}]})["keys"]["plain@org1.test"]
+        r = subprocess.run([SGSYNCCTL, "onboarding", "probe", "--url", self.sims.member.url, "--key-file",
+                            harness.write_key(self.tmp.name, "plain.key", user), "--ca", self.sims.pki.ca],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("FAIL  member.sync_capable", r.stdout)
+
+
+if __name__ == "__main__":
+    MISP_SIM, SGSYNCD, SGSYNCCTL, SOURCE = sys.argv[1:5]
+    harness.SimsTestCase.MISP_SIM, harness.SimsTestCase.SGSYNCD = MISP_SIM, SGSYNCD
+    unittest.main(argv=[sys.argv[0]] + sys.argv[5:], verbosity=2)
