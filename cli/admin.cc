@@ -293,4 +293,17 @@ int RunAdmin(const AdminArgs& a) {
   return kUsage;
 }
 
+int StreamOnboarding(const AdminArgs& a, const std::string& lang,
+                     const std::function<void(const OnboardingRow&)>& each) {
+  Client c(a);
+  v1::OnboardingCheckRequest req;
+  req.set_lang(lang);
+  auto ctx = c.Context(600);
+  auto reader = c.stub().CheckOnboarding(ctx.get(), req);
+  v1::OnboardingCheckResult r;
+  while (reader->Read(&r)) each(OnboardingRow{r.id(), r.link(), r.title(), r.outcome(), r.found(), r.remedy()});
+  grpc::Status s = reader->Finish();
+  return s.ok() ? kOk : c.Failed(s);
+}
+
 }  // namespace sgsync::cli

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace sgsync::cli {
@@ -34,5 +35,14 @@ struct AdminArgs {
 };
 
 int RunAdmin(const AdminArgs& args);
+
+// One onboarding result as the daemon streams it.
+struct OnboardingRow {
+  std::string id, link, title, outcome, found, remedy;
+};
+// The daemon's CheckOnboarding call: `each` gets every result as it arrives. Returns 0, or the
+// admin exit code of a failed call (3: the daemon is unreachable).
+int StreamOnboarding(const AdminArgs& args, const std::string& lang,
+                     const std::function<void(const OnboardingRow&)>& each);
 
 }  // namespace sgsync::cli

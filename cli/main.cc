@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     c->add_flag("--markdown", onb.markdown, "the report as Markdown, for the secretariat");
   };
   CLI::App* check = onboarding->add_subcommand("check", "The member's checks, read from both MISPs (nothing written)");
-  check->add_option("--config", onb.config, "the configuration file")->required();
+  check->add_option("--config", onb.config, "check this configuration file without a daemon (default: ask the running daemon)");
   report_options(check);
   CLI::App* probe = onboarding->add_subcommand("probe", "The secretariat's look at a member's MISP from outside");
   probe->add_option("--url", onb.url, "the member MISP's URL")->required();
@@ -128,7 +128,10 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (evaluate->parsed()) return sgsync::cli::RunEvaluate(eval);
-  if (check->parsed()) return sgsync::cli::RunOnboardingCheck(onb);
+  if (check->parsed()) {
+    onb.admin = &admin;
+    return sgsync::cli::RunOnboardingCheck(onb);
+  }
   if (probe->parsed()) return sgsync::cli::RunOnboardingProbe(onb);
   for (CLI::App* c : commands) {
     if (c->parsed()) {

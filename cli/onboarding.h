@@ -3,10 +3,13 @@
 
 #include <string>
 
+#include "cli/admin.h"
+
 namespace sgsync::cli {
 
 struct OnboardingArgs {
-  std::string config;  // check: the configuration file to check (without a daemon)
+  std::string config;  // check: the configuration file to check without a daemon; "" asks the daemon
+  AdminArgs* admin = nullptr;  // how to reach the daemon (--socket ...)
   std::string url, key_file, ca_file, latest = "2.5.1";  // probe
   bool insecure_http = false;
   std::string lang = "en";

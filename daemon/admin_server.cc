@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "onboarding/onboarding.h"
 #include "sgsync/admin/v1/admin.grpc.pb.h"
 
 namespace sgsync::daemon {
@@ -467,6 +468,23 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     if (!changes.ok()) return ToGrpc(changes.error());
     resp->set_reloaded(true);
     for (const auto& c : *changes) resp->add_changes(c);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CheckOnboarding(grpc::ServerContext*, const v1::OnboardingCheckRequest* req,
+                               grpc::ServerWriter<v1::OnboardingCheckResult>* writer) override {
+    onboarding::CheckOptions options;
+    options.lang = req->lang() == "ja" ? onboarding::Lang::kJa : onboarding::Lang::kEn;
+    onboarding::RunMemberChecks(service_.config().path, options, [&](const onboarding::CheckResult& r) {
+      v1::OnboardingCheckResult out;
+      out.set_id(r.id);
+      out.set_link(r.link);
+      out.set_title(r.title);
+      out.set_outcome(std::string(onboarding::OutcomeName(r.outcome)));
+      out.set_found(r.found);
+      out.set_remedy(r.remedy);
+      writer->Write(out);
+    });
     return grpc::Status::OK;
   }
 

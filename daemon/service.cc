@@ -11,6 +11,7 @@
 #include <random>
 
 #include "common/encoding.h"
+#include "config/client.h"
 
 namespace sgsync::daemon {
 
@@ -47,39 +48,6 @@ struct Service::LinkRuntime {
   std::mutex mu;                              // guards engine creation and status
   DirectionStatus status[2];
 };
-
-Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e,
-                                                          Metrics* metrics, const std::string& peer,
-                                                          std::shared_ptr<misp::MemoryBudget> budget,
-                                                          std::shared_ptr<connector::EndpointLimit> limit) {
-  connector::TransportOptions o;
-  o.base_url = e.url;
-  o.allow_insecure_http = e.insecure_http;
-  o.tls = connector::TlsOptions{e.ca_file, e.pin_sha256, e.client_cert, e.client_key};
-  o.timeouts.total = std::chrono::seconds(e.timeout_seconds);
-  o.retry.max_retry_after = std::chrono::seconds(e.max_retry_after_seconds);
-  o.max_connections = static_cast<std::size_t>(e.max_in_flight);
-  o.user_agent = connector::SgsyncUserAgent();
-  o.proxy = e.proxy;
-  o.endpoint_limit = std::move(limit);
-  if (metrics != nullptr) {
-    o.observer = [metrics, peer](std::string_view method, std::string_view route, int status,
-                                 double seconds) {
-      metrics->Add("sgsync_requests_total", {{"peer", peer},
-                                             {"method", std::string(method)},
-                                             {"route", std::string(route)},
-                                             {"status", std::to_string(status)}});
-      metrics->Observe("sgsync_request_duration_seconds", {{"peer", peer}, {"route", std::string(route)}},
-                       seconds);
-    };
-  }
-  auto t = connector::HttpsTransport::Create(std::move(o), e.api_key.reveal());
-  if (!t.ok()) return t.error().Within(peer);
-  misp::JsonLimits limits;
-  limits.max_memory_bytes = static_cast<std::size_t>(e.max_document_memory_mb) << 20;
-  limits.budget = std::move(budget);
-  return std::make_unique<connector::MispClient>(std::move(*t), std::move(limits));
-}
 
 Service::Service(config::DaemonConfig config)
     : config_(std::move(config)),
@@ -153,9 +121,9 @@ Status Service::BuildLinks() {
     auto rt = std::make_unique<LinkRuntime>();
     rt->config = lc;
     SGSYNC_TRY(rt->local,
-               MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_, LimitFor(lc.local)));
+               config::MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_, LimitFor(lc.local)));
     SGSYNC_TRY(rt->remote,
-               MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_, LimitFor(lc.remote)));
+               config::MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_, LimitFor(lc.remote)));
     rt->status[0].enabled = lc.push;
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));

@@ -50,13 +50,6 @@ struct DirectionStatus {
   std::int64_t next_run_at = 0;
 };
 
-// A client for one MISP of a link as the configuration describes it (TLS, deadlines, Retry-After,
-// memory limits); `metrics`, `budget` and `limit` may be null. Also used by the onboarding checks.
-Result<std::unique_ptr<connector::MispClient>> MakeClient(const config::MispEndpointConfig& e, Metrics* metrics,
-                                                          const std::string& peer,
-                                                          std::shared_ptr<misp::MemoryBudget> budget,
-                                                          std::shared_ptr<connector::EndpointLimit> limit);
-
 class Service {
  public:
   static Result<std::unique_ptr<Service>> Create(config::DaemonConfig config);

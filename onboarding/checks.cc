@@ -12,7 +12,7 @@
 #include <set>
 
 #include "common/encoding.h"
-#include "daemon/service.h"
+#include "config/client.h"
 #include "onboarding/onboarding.h"
 #include "sync/policy/policy.h"
 
@@ -151,7 +151,7 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
   Side member{"member", nullptr, {}, {}}, portal{"portal", nullptr, {}, {}};
   for (Side* side : {&member, &portal}) {
     const auto& e = side == &member ? lc.local : lc.remote;
-    auto client = daemon::MakeClient(e, nullptr, lc.name + "/" + side->name, nullptr, nullptr);
+    auto client = config::MakeClient(e, nullptr, lc.name + "/" + side->name, nullptr, nullptr);
     if (!client.ok()) {
       Check c(sink, o.lang, side->name + ".reachable", lc.name, "client", "クライアント");
       c.FailWith(client.error().ToString(), "");
@@ -385,7 +385,7 @@ void RunProbe(const ProbeTarget& target, const CheckOptions& o, const Sink& sink
   while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
   e.api_key = config::Secret(key);
   Side side{"member", nullptr, {}, {}};
-  auto client = daemon::MakeClient(e, nullptr, "probe", nullptr, nullptr);
+  auto client = config::MakeClient(e, nullptr, "probe", nullptr, nullptr);
   if (!client.ok()) {
     Check c(sink, o.lang, "member.reachable", "", "the member's MISP answers", "会員の MISP が応答する");
     c.FailWith(client.error().ToString(), "");

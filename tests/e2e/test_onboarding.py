@@ -141,8 +141,28 @@ class OnboardingTest(harness.SimsTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("# sgsync オンボーディング確認レポート", r.stdout)
         self.assertIn("| PASS | `portal.sync_user` ポータルのキーが会員組織の同期ユーザーのもの", r.stdout)
-        r = subprocess.run([SGSYNCCTL, "onboarding", "check"], capture_output=True, text=True)
+        r = subprocess.run([SGSYNCCTL, "onboarding", "check", "--lang", "fr"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2, "a usage error")
+
+    def test_through_the_running_daemon_each_result_streams_from_its_configuration(self):
+        type(self).counter += 1
+        local, remote = self.sims.endpoints()
+        d = self.sims.sgsyncd(f"daemon-{self.counter}", [harness.link_toml("portal", local, remote, interval_seconds=3600)])
+        self.daemons.append(d)
+        d.start(os.path.join(self.tmp.name, "onboarding-daemon.log"))
+        harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
+        r = subprocess.run([SGSYNCCTL, "--socket", d.admin_socket, "onboarding", "check", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        report = json.loads(r.stdout)
+        with open(os.path.join(SOURCE, "docs", "onboarding.schema.json")) as f:
+            jsonschema.validate(report, json.load(f))
+        got = {x["id"]: x["outcome"] for x in report["results"]}
+        self.assertEqual(got["config.valid"], "PASS")
+        self.assertEqual(got["portal.sync_user"], "PASS")
+        r = subprocess.run([SGSYNCCTL, "--socket", os.path.join(self.tmp.name, "nobody.sock"), "onboarding", "check"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 3, "the daemon is unreachable")
 
     def test_the_secretariat_probe_sees_a_sync_capable_key_and_refuses_a_plain_users(self):
         member_key = harness.write_key(self.tmp.name, "probe.key", self.sims.member.admin_key)
