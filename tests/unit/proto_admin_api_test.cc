@@ -16,8 +16,9 @@ TEST(AdminApiProtoTest, TheServiceHasEveryCallOfVersion1) {
   EXPECT_EQ(methods, (std::vector<std::string>{"GetStatus", "TriggerSync", "Pause", "Resume", "ListEvents",
                                                "ExplainEvent", "ListConflicts", "ResolveConflict",
                                                "ListFailures", "RetryFailure", "DropFailure", "GetConfig",
-                                               "ReloadConfig", "BackupState"}));
+                                               "ReloadConfig", "BackupState", "CheckOnboarding"}));
   EXPECT_TRUE(service->FindMethodByName("TriggerSync")->server_streaming());
+  EXPECT_TRUE(service->FindMethodByName("CheckOnboarding")->server_streaming());
 }
 
 TEST(AdminApiProtoTest, ADecisionRoundTripsThroughTheWireFormat) {
