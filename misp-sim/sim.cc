@@ -117,6 +117,46 @@ auto MispSim::Impl::TagIndex() -> HttpResponse {
   return JsonResponse(200, json::object{{"Tag", std::move(tags)}});
 }
 
+auto MispSim::Impl::GetSetting(const Route& r, const User& u) -> HttpResponse {
+  const std::string url = r.path;
+  if (!u.site_admin()) return ErrorResponse(403, "You do not have permission to do that.", url);
+  std::string name = r.segments.size() > 2 ? r.segments[2] : "";
+  static const std::map<std::string, std::pair<std::string, json::value>> kKnown = {
+      {"MISP.host_org_id", {"numeric", json::value(1)}},
+      {"MISP.enable_synchronisation_filtering_on_type", {"boolean", json::value(false)}},
+      {"Plugin.Sightings_policy", {"numeric", json::value(0)}},
+      {"Plugin.Sightings_anonymise", {"boolean", json::value(false)}},
+      {"Plugin.Sightings_anonymise_as", {"numeric", json::value(0)}},
+      {"MISP.external_baseurl", {"string", json::value("")}},
+  };
+  auto known = kKnown.find(name);
+  if (known == kKnown.end()) return ErrorResponse(404, "Setting " + name + " is invalid.", url);
+  json::value value = known->second.second;
+  if (name == "MISP.external_baseurl") value = config.base_url;
+  if (auto set = settings.find(name); set != settings.end()) value = set->second;
+  return JsonResponse(200, json::object{{"level", 0}, {"description", ""}, {"value", value},
+                                        {"type", known->second.first}, {"name", name}});
+}
+
+auto MispSim::Impl::BlocklistIndex(bool orgs) -> HttpResponse {
+  json::array out;
+  if (!orgs) {
+    auto q = db->Prepare("SELECT rowid, uuid FROM event_blocklist ORDER BY rowid");
+    while (*(*q)->Step()) {
+      out.push_back(json::object{{"id", std::to_string((*q)->Int(0))}, {"event_uuid", (*q)->Text(1)},
+                                 {"created", "2026-11-27 18:44:53"}, {"event_info", ""}, {"comment", ""},
+                                 {"event_orgc", ""}});
+    }
+  } else if (auto set = settings.find("_org_blocklist"); set != settings.end() && set->second.is_array()) {
+    std::int64_t id = 0;
+    for (const auto& uuid : set->second.get_array()) {
+      out.push_back(json::object{{"id", std::to_string(++id)}, {"org_uuid", uuid}, {"created", "2026-11-27 18:44:53"},
+                                 {"org_name", ""}, {"comment", ""}});
+    }
+  }
+  return JsonResponse(200, out);
+}
+
 auto MispSim::Impl::ApiDescription(const std::string& url, const std::string& name,
                                    const std::string& description) -> HttpResponse {
   return JsonResponse(200, json::object{{"name", name},
@@ -147,6 +187,9 @@ auto MispSim::Impl::Dispatch(const HttpRequest& req) -> HttpResponse {
   if (controller == "organisations" && action == "view") return OrganisationView(req, r);
   if (controller == "organisations" && action == "index") return OrganisationIndex(r);
   if (controller == "tags" && action == "index") return TagIndex();
+  if (controller == "servers" && action == "getSetting") return GetSetting(r, u);
+  if (controller == "event_blocklists" && action == "index") return BlocklistIndex(false);
+  if (controller == "org_blocklists" && action == "index") return BlocklistIndex(true);
   if (controller == "events") {
     if (action == "index") return EventIndex(req, u, url);
     if (action == "restSearch") return RestSearch(req, u, url);
@@ -460,6 +503,7 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
     body = std::move(*parsed);
   }
   if (what == "reset" && request.method == "POST") {
+    impl_->settings.clear();
     auto s = Reset();
     return s.ok() ? JsonResponse(200, json::object{{"reset", true}})
                   : ControlError(500, s.error().ToString());
@@ -478,6 +522,12 @@ HttpResponse MispSim::HandleControl(const HttpRequest& request, const std::strin
   // Organisations, users and server records, as an installation's admin would create them:
   // {"orgs": [{"name", "uuid", "local"}], "users": [{"email", "org_uuid", "role", "key"}],
   //  "servers": [{"url", "name"}]}; role is "site_admin", "org_admin", "user" or "sync_user".
+  // MISP settings for servers/getSetting ({"Plugin.Sightings_policy": 2, ...}) and the organisation
+  // blocklist ({"_org_blocklist": [uuid, ...]}).
+  if (what == "settings" && request.method == "POST" && body.is_object()) {
+    for (const auto& kv : body.as_object()) impl_->settings[std::string(kv.key())] = kv.value();
+    return JsonResponse(200, json::object{{"settings", true}});
+  }
   if (what == "setup" && request.method == "POST" && body.is_object()) {
     const json::object& o = body.as_object();
     json::object out;

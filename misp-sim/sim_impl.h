@@ -15,6 +15,9 @@ struct MispSim::Impl {
   std::vector<Fault> faults;
   std::vector<LoggedRequest> log;
   std::mt19937_64 rng{12345};
+  // The MISP settings servers/getSetting answers (set with POST /_sim/settings); the others as
+  // MISP 2.5.1's defaults.
+  std::map<std::string, json::value> settings;
 
   // ---------------------------------------------------------------- storage
 
@@ -122,6 +125,12 @@ struct MispSim::Impl {
   HttpResponse OrganisationIndex(const Route& r);
   // tags/index (TagsController::index, REST): {"Tag": [{id, name, colour, exportable, ...}]}.
   HttpResponse TagIndex();
+  // servers/getSetting/<name> (ServersController::getSetting, site admins): {"name", "value", ...};
+  // 404 "Setting <name> is invalid." for a name it does not know.
+  HttpResponse GetSetting(const Route& r, const User& u);
+  // event_blocklists/index and org_blocklists/index (REST): a list of rows with event_uuid /
+  // org_uuid, as real MISP 2.5.1 answers them.
+  HttpResponse BlocklistIndex(bool orgs);
 
   // events/index, minimal form (spec 7.1): visible, non-empty events; published and timestamp
   // filters; page/limit; X-Result-Count = total; ETag only when If-None-Match was sent.

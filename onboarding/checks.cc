@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -233,6 +234,70 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
                  org.T("the secretariat must create the member's organisation on the Portal with the host organisation's "
                        "uuid, and the sync user in it",
                        "事務局がポータル上に会員のホスト組織と同じ uuid の組織と、その同期ユーザーを作成する必要があります"));
+  }
+
+  // The member MISP's own settings that the sharing rules depend on, against the link's keys.
+  Check settings(sink, o.lang, "settings.match", lc.name,
+                 "the link's settings match the member MISP's own", "リンクの設定が会員の MISP 自身の設定と一致");
+  auto plink_settings = config::MakePolicyLink(
+      lc, policy::OrgRef{portal.me ? portal.me->org_uuid : host_org, ""}, policy::OrgRef{host_org, ""});
+  if (!member.me || !plink_settings.ok()) {
+    settings.Skip(settings.T("the member's key was not accepted", "会員のキーが受け付けられませんでした"));
+  } else {
+    std::vector<std::string> differ, read;
+    auto compare = [&](const char* name, const std::string& key, const std::string& file_value,
+                       const std::function<std::string(const json::value&)>& as_text) {
+      auto v = member.client->Setting(name);
+      if (!v.ok()) {
+        differ.push_back(std::string(name) + ": " + v.error().ToString());
+        return;
+      }
+      std::string misp_value = as_text(*v);
+      read.push_back(std::string(name) + " = " + misp_value);
+      if (misp_value != file_value)
+        differ.push_back(std::string(name) + " is " + misp_value + " on the member's MISP, " + key + " = " +
+                         file_value + " in the file");
+    };
+    auto boolean = [](const json::value& v) {
+      return std::string(misp::IntOr(&v, v.is_bool() && v.get_bool() ? 1 : 0) != 0 || (v.is_bool() && v.get_bool())
+                             ? "true" : "false");
+    };
+    auto number = [](const json::value& v) { return std::to_string(misp::IntOr(&v, 0)); };
+    compare("MISP.host_org_id", "host_org_id_set", plink_settings->host_org_id_set ? "set" : "unset",
+            [](const json::value& v) { return misp::IntOr(&v, 0) != 0 ? std::string("set") : std::string("unset"); });
+    compare("MISP.enable_synchronisation_filtering_on_type", "filter_on_type",
+            plink_settings->filter_on_type ? "true" : "false", boolean);
+    compare("Plugin.Sightings_policy", "sightings_policy", std::to_string(lc.sightings_policy), number);
+    compare("Plugin.Sightings_anonymise", "sightings_anonymise", lc.sightings_anonymise ? "true" : "false", boolean);
+    if (!plink_settings->announced_url.empty()) {
+      compare("MISP.external_baseurl", "announced_url", plink_settings->announced_url,
+              [](const json::value& v) { return v.is_string() ? std::string(v.get_string()) : std::string(); });
+    }
+    for (bool orgs : {false, true}) {
+      auto held = member.client->Blocklist(orgs);
+      if (!held.ok()) {
+        differ.push_back(held.error().ToString());
+        continue;
+      }
+      const auto& configured = orgs ? plink_settings->pull_blocked_org_uuids : plink_settings->pull_blocked_event_uuids;
+      std::set<std::string> in_file;
+      for (const auto& u : configured) in_file.insert(AsciiLower(u));
+      for (const auto& u : *held) {
+        if (!in_file.count(u))
+          differ.push_back(std::string(orgs ? "org" : "event") + " blocklist entry " + u + " of the member's MISP is not in " +
+                           (orgs ? "pull_blocked_orgs" : "pull_blocked_events"));
+      }
+      read.push_back(std::string(orgs ? "organisation" : "event") + " blocklist: " + std::to_string(held->size()));
+    }
+    std::string found;
+    for (const auto& x : (differ.empty() ? read : differ)) found += (found.empty() ? "" : "; ") + x;
+    if (differ.empty()) {
+      settings.Pass(found);
+    } else {
+      settings.FailWith(found, settings.T("make the file say what the member's MISP does (docs/configuration.md names "
+                                          "each key's MISP setting)",
+                                          "設定ファイルを会員の MISP の設定に合わせてください（docs/configuration.ja.md）"));
+    }
   }
 
   // Rules: every id and name must mean something on the MISP it applies to.

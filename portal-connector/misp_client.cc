@@ -162,6 +162,36 @@ Result<std::vector<TagInfo>> MispClient::Tags() {
   return out;
 }
 
+Result<json::value> MispClient::Setting(const std::string& name) {
+  const std::string target = "/servers/getSetting/" + name;
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  const json::value* value = v.is_object() ? v.get_object().if_contains("value") : nullptr;
+  if (value == nullptr)
+    return Fail(ErrorCode::kParse, "expected {\"value\": ...}, found " + misp::Describe(v),
+                transport_->options().base_url + target);
+  return *value;
+}
+
+Result<std::vector<std::string>> MispClient::Blocklist(bool organisations) {
+  const std::string target = organisations ? "/org_blocklists/index" : "/event_blocklists/index";
+  SGSYNC_TRY(auto r, Call("GET", target, "", true));
+  SGSYNC_TRY(json::value v, Json(r, target));
+  if (!v.is_array())
+    return Fail(ErrorCode::kParse, "expected a list, found " + misp::Describe(v), transport_->options().base_url + target);
+  std::vector<std::string> out;
+  for (const auto& row : v.get_array()) {
+    if (!row.is_object()) continue;
+    // The index nests each row under its model name in some versions; both forms are read.
+    const json::object* o = &row.get_object();
+    for (const char* model : {"EventBlocklist", "OrgBlocklist"})
+      if (const json::value* inner = o->if_contains(model); inner != nullptr && inner->is_object()) o = &inner->get_object();
+    std::string uuid(misp::StringOr(*o, organisations ? "org_uuid" : "event_uuid"));
+    if (!uuid.empty()) out.push_back(AsciiLower(uuid));
+  }
+  return out;
+}
+
 Result<IndexPage> MispClient::EventIndex(const json::object& filter, const std::string& etag) {
   SGSYNC_TRY(auto r, Call("POST", "/events/index", json::serialize(filter), true,
                           {{"If-None-Match", etag.empty() ? "\"\"" : etag}}));

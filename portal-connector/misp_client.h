@@ -87,6 +87,10 @@ class MispClient {
   // organisations/index/scope:all and tags/index: what numeric ids in rules stand for.
   Result<std::vector<OrganisationInfo>> Organisations();
   Result<std::vector<TagInfo>> Tags();
+  // servers/getSetting/<name> (a site admin's key): the setting's value.
+  Result<json::value> Setting(const std::string& name);
+  // event_blocklists/index and org_blocklists/index: the blocked event uuids / organisation uuids.
+  Result<std::vector<std::string>> Blocklist(bool organisations);
   // POST /events/index with If-None-Match (`etag`, or "" to ask for one); `filter` as
   // policy::PullIndexFilter builds it.
   Result<IndexPage> EventIndex(const json::object& filter, const std::string& etag);

@@ -34,6 +34,7 @@ class OnboardingTest(harness.SimsTestCase):
         local, remote = self.sims.endpoints()
         local.update(local_extra or {})
         remote.update(remote_extra or {})
+        settings.setdefault("host_org_id_set", True)  # as the member's MISP (misp-sim) has it
         link = harness.link_toml("portal", local, remote, **settings)
         d = self.sims.sgsyncd(f"{name}-{self.counter}", [link])
         return d.config
@@ -56,7 +57,7 @@ class OnboardingTest(harness.SimsTestCase):
         self.assertEqual(rc, 0)
         for cid in ("config.valid", "state.writable", "state.disk_space", "member.reachable", "member.key",
                     "member.site_admin", "member.version", "portal.reachable", "portal.key", "portal.sync_user",
-                    "portal.org_matches", "rules.known", "sharing_groups.reach"):
+                    "portal.org_matches", "settings.match", "rules.known", "sharing_groups.reach"):
             self.assertEqual(results[cid]["outcome"], "PASS", results[cid])
         # The test CA signs certificates for two days: due for renewal.
         self.assertEqual(results["portal.tls"]["outcome"], "WARN")
@@ -129,6 +130,17 @@ class OnboardingTest(harness.SimsTestCase):
         self.assertEqual(results["sharing_groups.reach"]["outcome"], "WARN", results["sharing_groups.reach"])
         self.assertIn("1 event(s) will not cross", results["sharing_groups.reach"]["found"])
 
+    def test_a_setting_of_the_members_misp_that_contradicts_the_file_fails_naming_both(self):
+        self.sims.member.control("POST", "settings", {"Plugin.Sightings_policy": 2,
+                                                      "_org_blocklist": [harness.ORG3[1]]})
+        results, rc = self.check(self.config("settings"))
+        found = results["settings.match"]["found"]
+        self.assertEqual((rc, results["settings.match"]["outcome"]), (1, "FAIL"))
+        self.assertIn("Plugin.Sightings_policy is 2 on the member's MISP, sightings_policy = 0 in the file", found)
+        self.assertIn(f"org blocklist entry {harness.ORG3[1]}", found)
+        results, rc = self.check(self.config("settings-ok", sightings_policy=2, pull_blocked_orgs=[harness.ORG3[1]]))
+        self.assertEqual(results["settings.match"]["outcome"], "PASS", results["settings.match"])
+
     def test_a_rule_naming_a_tag_that_does_not_exist_fails_and_ids_are_explained(self):
         results, rc = self.check(self.config("rules", push_rules={"tags": {"OR": [], "NOT": ["tlp:nonexistent"]}}))
         self.assertEqual((rc, results["rules.known"]["outcome"]), (1, "FAIL"))
@@ -147,7 +159,8 @@ class OnboardingTest(harness.SimsTestCase):
     def test_through_the_running_daemon_each_result_streams_from_its_configuration(self):
         type(self).counter += 1
         local, remote = self.sims.endpoints()
-        d = self.sims.sgsyncd(f"daemon-{self.counter}", [harness.link_toml("portal", local, remote, interval_seconds=3600)])
+        d = self.sims.sgsyncd(f"daemon-{self.counter}", [harness.link_toml("portal", local, remote, interval_seconds=3600,
+                                                                         host_org_id_set=True)])
         self.daemons.append(d)
         d.start(os.path.join(self.tmp.name, "onboarding-daemon.log"))
         harness.wait_for(lambda: os.path.exists(d.admin_socket), what="the admin socket")
