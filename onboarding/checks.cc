@@ -338,6 +338,7 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
         continue;
       }
       notes.insert(notes.end(), resolved->begin(), resolved->end());
+      (push ? plink->push_rules : plink->pull_rules) = rulesx;  // the dry run decides as sgsyncd would
       for (const auto* list : {&rulesx.tags_or, &rulesx.tags_not})
         for (const auto& t : *list)
           if (!tag_names.count(AsciiLower(t))) unknown.push_back(which + ": no tag named \"" + t + "\"");
@@ -354,6 +355,62 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
                                    "何も指さない規則は何にも一致しません。修正または削除してください"));
     } else {
       rules.Pass(found.empty() ? rules.T("no tag or organisation rules", "タグ・組織の規則はありません") : found);
+    }
+
+    // The dry run: what each direction would send now, and what it would withhold, by reason.
+    for (bool push : {true, false}) {
+      Check dry(sink, o.lang, push ? "dry_run.push" : "dry_run.pull", lc.name,
+                push ? "what a push would send now" : "what a pull would bring now",
+                push ? "今 push すると送られるもの" : "今 pull すると取り込まれるもの");
+      if (!(push ? lc.push : lc.pull)) {
+        dry.Skip(dry.T("the link does not run this direction", "このリンクはこの方向を実行しません"));
+        continue;
+      }
+      Side& source = push ? member : portal;
+      json::object filter = push ? json::object{} : policy::PullIndexFilter(plink->pull_rules);
+      filter["minimal"] = 1;
+      filter["published"] = 1;
+      auto page = source.client->EventIndex(filter, "");
+      if (!page.ok()) {
+        dry.Skip(page.error().ToString());
+        continue;
+      }
+      constexpr std::size_t kMaxEvents = 2000, kPerSearch = 50;
+      std::size_t send = 0, withhold = 0, looked = std::min(page->rows.size(), kMaxEvents);
+      std::map<std::string, int> reasons;
+      bool failed = false;
+      for (std::size_t from = 0; from < looked && !failed; from += kPerSearch) {
+        json::array uuids;
+        for (std::size_t i = from; i < std::min(looked, from + kPerSearch); ++i) uuids.emplace_back(page->rows[i].uuid);
+        auto docs = source.client->RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
+        if (!docs.ok()) {
+          dry.Skip(docs.error().ToString());
+          failed = true;
+          break;
+        }
+        for (auto& d : *docs) {
+          policy::Decision decision =
+              policy::Evaluate(push ? policy::Direction::kPush : policy::Direction::kPull,
+                               std::optional<json::object>(std::move(d).TakeEvent()), *plink);
+          if (decision.send) {
+            ++send;
+          } else {
+            ++withhold;
+            const policy::Reason* why = decision.refusal();
+            ++reasons[why != nullptr ? why->rule : "not_served"];
+          }
+        }
+      }
+      if (failed) continue;
+      std::string found = dry.T("of " + std::to_string(looked) + " published event(s): would send " + std::to_string(send) +
+                                    ", withhold " + std::to_string(withhold),
+                                "公開イベント " + std::to_string(looked) + " 件のうち、送信 " + std::to_string(send) +
+                                    " 件、保留 " + std::to_string(withhold) + " 件");
+      for (const auto& [rule, n] : reasons) found += "; " + rule + " x " + std::to_string(n);
+      if (page->rows.size() > kMaxEvents)
+        found += dry.T(" (the first " + std::to_string(kMaxEvents) + " of " + std::to_string(page->rows.size()) + ")",
+                       "（" + std::to_string(page->rows.size()) + " 件中、先頭 " + std::to_string(kMaxEvents) + " 件）");
+      dry.Pass(found);
     }
 
     // Sharing groups of the member's shareable events: which reach the Portal.

@@ -130,6 +130,21 @@ class OnboardingTest(harness.SimsTestCase):
         self.assertEqual(results["sharing_groups.reach"]["outcome"], "WARN", results["sharing_groups.reach"])
         self.assertIn("1 event(s) will not cross", results["sharing_groups.reach"]["found"])
 
+    def test_the_dry_run_counts_what_each_direction_would_send_and_withhold_and_writes_nothing(self):
+        self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3,
+                                                  "attribute_distribution": 5, "seed": 1701})
+        self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 0,
+                                                  "attribute_distribution": 5, "seed": 1702})
+        self.sims.portal.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3,
+                                                  "attribute_distribution": 5, "seed": 1703})
+        results, rc = self.check(self.config("dry"))
+        self.assertEqual(results["dry_run.push"]["found"],
+                         "of 4 published event(s): would send 3, withhold 1; push.event.distribution x 1")
+        self.assertEqual(results["dry_run.pull"]["found"], "of 2 published event(s): would send 2, withhold 0")
+        writes = [r for sim in (self.sims.member, self.sims.portal) for r in sim.requests()
+                  if r["target"].startswith(("/events/add", "/events/edit", "/sightings/bulkSave"))]
+        self.assertEqual(writes, [], "the checks write nothing")
+
     def test_a_setting_of_the_members_misp_that_contradicts_the_file_fails_naming_both(self):
         self.sims.member.control("POST", "settings", {"Plugin.Sightings_policy": 2,
                                                       "_org_blocklist": [harness.ORG3[1]]})
