@@ -31,7 +31,7 @@ def run(cmd):
 class Pki:
     """A CA and a server certificate for 127.0.0.1 (or for `host`, a DNS name, to be the wrong one)."""
 
-    def __init__(self, directory, host="127.0.0.1"):
+    def __init__(self, directory, host="127.0.0.1", days=2):
         self.dir = directory
         d = lambda n: os.path.join(directory, n)
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -41,7 +41,7 @@ class Pki:
         with open(d("server.ext"), "w") as f:
             f.write(f"subjectAltName={'IP' if host[0].isdigit() else 'DNS'}:{host}\n")
         run(["openssl", "x509", "-req", "-in", d("server.csr"), "-CA", d("ca.pem"), "-CAkey", d("ca.key"),
-             "-CAcreateserial", "-days", "2", "-extfile", d("server.ext"), "-out", d("server.pem")])
+             "-CAcreateserial", "-days", str(days), "-extfile", d("server.ext"), "-out", d("server.pem")])
         self.ca = d("ca.pem")
         self.cert = d("server.pem")
         self.key = d("server.key")

@@ -85,7 +85,7 @@ class OnboardingTest(harness.SimsTestCase):
         self.assertEqual(results["portal.org_matches"]["outcome"], "FAIL")
         self.assertIn(harness.ORG3[1], results["portal.org_matches"]["found"])
 
-    def test_a_pin_mismatch_and_a_certificate_for_another_host_fail_tls(self):
+    def test_a_pin_mismatch_a_certificate_for_another_host_and_an_expired_one_fail_tls(self):
         results, _ = self.check(self.config("pin", remote_extra={"pin_sha256": "00" * 32}))
         self.assertEqual(results["portal.tls"]["outcome"], "FAIL")
         self.assertIn("pin mismatch", results["portal.tls"]["found"])
@@ -97,6 +97,18 @@ class OnboardingTest(harness.SimsTestCase):
             results, _ = self.check(self.config("host", remote_extra={"url": sim.url, "ca_file": other.ca}))
             self.assertEqual(results["portal.tls"]["outcome"], "FAIL")
             self.assertIn("does not name 127.0.0.1", results["portal.tls"]["found"])
+        finally:
+            sim.stop()
+        # A certificate that has expired (valid for 0 days, a moment ago).
+        directory = os.path.join(self.tmp.name, "expired")
+        os.makedirs(directory, exist_ok=True)
+        expired = harness.Pki(directory, days=0)
+        time.sleep(1.5)
+        sim = harness.Sim(MISP_SIM, expired, harness.ORG2, harness.INSTANCE2_URL)
+        try:
+            results, _ = self.check(self.config("expired", remote_extra={"url": sim.url, "ca_file": expired.ca}))
+            self.assertEqual(results["portal.tls"]["outcome"], "FAIL")
+            self.assertIn("certificate has expired", results["portal.tls"]["found"])
         finally:
             sim.stop()
 
