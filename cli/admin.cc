@@ -293,11 +293,12 @@ int RunAdmin(const AdminArgs& a) {
   return kUsage;
 }
 
-int StreamOnboarding(const AdminArgs& a, const std::string& lang,
+int StreamOnboarding(const AdminArgs& a, const std::string& lang, bool canary,
                      const std::function<void(const OnboardingRow&)>& each) {
   Client c(a);
   v1::OnboardingCheckRequest req;
   req.set_lang(lang);
+  req.set_canary(canary);
   auto ctx = c.Context(600);
   auto reader = c.stub().CheckOnboarding(ctx.get(), req);
   v1::OnboardingCheckResult r;

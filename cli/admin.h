@@ -42,7 +42,7 @@ struct OnboardingRow {
 };
 // The daemon's CheckOnboarding call: `each` gets every result as it arrives. Returns 0, or the
 // admin exit code of a failed call (3: the daemon is unreachable).
-int StreamOnboarding(const AdminArgs& args, const std::string& lang,
+int StreamOnboarding(const AdminArgs& args, const std::string& lang, bool canary,
                      const std::function<void(const OnboardingRow&)>& each);
 
 }  // namespace sgsync::cli

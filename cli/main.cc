@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
     c->add_flag("--markdown", onb.markdown, "the report as Markdown, for the secretariat");
   };
   CLI::App* check = onboarding->add_subcommand("check", "The member's checks, read from both MISPs (nothing written)");
+  check->add_flag("--canary", onb.canary,
+                  "also send a test event both ways, read it back, and remove it where the keys allow");
   check->add_option("--config", onb.config, "check this configuration file without a daemon (default: ask the running daemon)");
   report_options(check);
   CLI::App* probe = onboarding->add_subcommand("probe", "The secretariat's look at a member's MISP from outside");

@@ -12,6 +12,7 @@ int Report(const OnboardingArgs& args, const char* kind,
            const std::function<void(const onboarding::CheckOptions&, const onboarding::Sink&)>& run) {
   onboarding::CheckOptions options;
   options.lang = args.lang == "ja" ? onboarding::Lang::kJa : onboarding::Lang::kEn;
+  options.canary = args.canary;
   std::vector<onboarding::CheckResult> results;
   const bool streaming = !args.json && !args.markdown;
   run(options, [&](const onboarding::CheckResult& r) {
@@ -38,7 +39,8 @@ int RunOnboardingCheck(const OnboardingArgs& args) {
   int rc = Report(args, "check", [&](const onboarding::CheckOptions& o, const onboarding::Sink& sink) {
     if (!args.config.empty()) return onboarding::RunMemberChecks(args.config, o, sink);
     // Through the running daemon: its configuration, each result as the daemon sends it.
-    call = StreamOnboarding(*args.admin, o.lang == onboarding::Lang::kJa ? "ja" : "en", [&](const OnboardingRow& row) {
+    call = StreamOnboarding(*args.admin, o.lang == onboarding::Lang::kJa ? "ja" : "en", o.canary,
+                            [&](const OnboardingRow& row) {
       onboarding::CheckResult r{row.id, row.link, row.title, onboarding::Outcome::kSkip, row.found, row.remedy};
       for (auto o2 : {onboarding::Outcome::kPass, onboarding::Outcome::kWarn, onboarding::Outcome::kFail})
         if (onboarding::OutcomeName(o2) == row.outcome) r.outcome = o2;

@@ -15,6 +15,7 @@ struct OnboardingArgs {
   std::string lang = "en";
   bool json = false;
   bool markdown = false;
+  bool canary = false;  // check: the round trip with a test event (writes, then removes)
 };
 
 // Prints each result as it completes (table), or the whole report (--json, --markdown); returns

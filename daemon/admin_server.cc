@@ -475,6 +475,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
                                grpc::ServerWriter<v1::OnboardingCheckResult>* writer) override {
     onboarding::CheckOptions options;
     options.lang = req->lang() == "ja" ? onboarding::Lang::kJa : onboarding::Lang::kEn;
+    options.canary = req->canary();
     onboarding::RunMemberChecks(service_.config().path, options, [&](const onboarding::CheckResult& r) {
       v1::OnboardingCheckResult out;
       out.set_id(r.id);

@@ -36,6 +36,9 @@ struct CheckOptions {
   Lang lang = Lang::kEn;
   std::int64_t max_clock_skew_seconds = 60;
   std::int64_t certificate_warn_days = 30;
+  // --canary: a recognisable test event sent both ways, read back, then removed where the keys
+  // allow; what could not be removed is named (the only checks that write).
+  bool canary = false;
 };
 
 // The member-side checks for the configuration at `config_path` (read here: its own check comes

@@ -157,6 +157,26 @@ class OnboardingTest(harness.SimsTestCase):
                   if r["target"].startswith(("/events/add", "/events/edit", "/sightings/bulkSave"))]
         self.assertEqual(writes, [], "the checks write nothing")
 
+    def test_the_canary_crosses_both_ways_and_the_report_names_exactly_what_it_left_behind(self):
+        import re
+        results, rc = self.check(self.config("canary"), "--canary")
+        self.assertEqual((results["canary.push"]["outcome"], results["canary.pull"]["outcome"]), ("PASS", "PASS"),
+                         (results["canary.push"], results["canary.pull"]))
+        cleanup = results["canary.cleanup"]
+        self.assertEqual(cleanup["outcome"], "WARN")
+        named_groups = set(re.findall(r"sharing group ([0-9a-f-]{36})", cleanup["found"]))
+        named_events = set(re.findall(r"event ([0-9a-f-]{36}) deleted", cleanup["found"]))
+        self.assertEqual(len(named_groups), 2)
+        self.assertEqual(len(named_events), 2)
+        for sim in (self.sims.member, self.sims.portal):
+            for uuid in named_events:
+                self.assertIsNone(sim.view(uuid), "the canary events are gone")
+            status, _, blocked = sim.request("GET", "/event_blocklists/index")
+            self.assertEqual({r["event_uuid"] for r in blocked}, named_events, "exactly what the report names")
+            status, _, groups = sim.request("GET", "/sharing_groups/index")
+            held = {g["SharingGroup"]["uuid"] for g in groups["response"]}
+            self.assertEqual(held, named_groups, "exactly the groups the report names")
+
     def test_a_setting_of_the_members_misp_that_contradicts_the_file_fails_naming_both(self):
         self.sims.member.control("POST", "settings", {"Plugin.Sightings_policy": 2,
                                                       "_org_blocklist": [harness.ORG3[1]]})
