@@ -130,6 +130,7 @@ class OnboardingTest(harness.SimsTestCase):
                 results, rc = self.check(self.config("version", remote_extra={"url": portal.url}))
                 self.assertEqual(results["member.version"]["outcome"], outcome, results["member.version"])
                 self.assertEqual(results["portal.clock"]["outcome"], "FAIL")
+                self.assertEqual(results["member.version"]["outcome"] == "WARN", version == "2.5.2")
                 self.assertIn("600 s", results["portal.clock"]["found"].replace("599 s", "600 s").replace("601 s", "600 s"))
         finally:
             portal.stop()
@@ -176,6 +177,25 @@ class OnboardingTest(harness.SimsTestCase):
             status, _, groups = sim.request("GET", "/sharing_groups/index")
             held = {g["SharingGroup"]["uuid"] for g in groups["response"]}
             self.assertEqual(held, named_groups, "exactly the groups the report names")
+
+    def test_a_broken_file_an_unwritable_state_and_an_unreachable_misp_fail_their_checks(self):
+        broken = os.path.join(self.tmp.name, "broken.toml")
+        with open(broken, "w") as f:
+            f.write("[state]\ndatabase = \n")
+        results, rc = self.check(broken)
+        self.assertEqual((rc, results["config.valid"]["outcome"], len(results)), (1, "FAIL", 1),
+                         "nothing else runs on a broken file")
+        cfg = self.config("unwritable")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace(os.path.join(self.tmp.name, ""), "/proc/sgsync-nowhere/", 1))
+        results, rc = self.check(cfg)
+        self.assertEqual(results["state.writable"]["outcome"], "FAIL", results["state.writable"])
+        results, rc = self.check(self.config("down", local_extra={"url": "https://127.0.0.1:9"}))
+        self.assertEqual(results["member.reachable"]["outcome"], "FAIL")
+        self.assertIn("cannot connect", results["member.reachable"]["found"])
+        self.assertEqual(results["member.site_admin"]["outcome"], "SKIP", "what depends on it is skipped, saying why")
 
     def test_a_setting_of_the_members_misp_that_contradicts_the_file_fails_naming_both(self):
         self.sims.member.control("POST", "settings", {"Plugin.Sightings_policy": 2,
