@@ -132,6 +132,18 @@ class OnboardingTest(harness.SimsTestCase):
                 self.assertEqual(results["portal.clock"]["outcome"], "FAIL")
                 self.assertEqual(results["member.version"]["outcome"] == "WARN", version == "2.5.2")
                 self.assertIn("600 s", results["portal.clock"]["found"].replace("599 s", "600 s").replace("601 s", "600 s"))
+            # A Date within the minute passes.
+            portal.clear()
+
+            def on_time(req):
+                if route(req.path) != "/servers/getVersion":
+                    return None
+                answer = portal.forward(req)
+                answer.headers["Date"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+                return answer
+            portal.bend(on_time)
+            results, rc = self.check(self.config("clock", remote_extra={"url": portal.url}))
+            self.assertEqual(results["portal.clock"]["outcome"], "PASS", results["portal.clock"])
         finally:
             portal.stop()
 
