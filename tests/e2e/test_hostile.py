@@ -372,6 +372,10 @@ class HostilePortalTest(harness.SimsTestCase):
         peak_mb = usage.ru_maxrss / 1024
         print(f"\npeak RSS of sgsyncd refusing a ~60 MB answer of 1.6M elements: {peak_mb:.0f} MB", file=sys.stderr)
         self.assertIn("bytes of memory", err)
+        if "ASAN_OPTIONS" in os.environ:
+            # AddressSanitizer's shadow memory and quarantine (256 MB by default) swamp the figure:
+            # the bound is checked in the dev preset only.
+            return
         self.assertLess(peak_mb, 64 + 150, "the refused document was not held beyond its limit")
 
     # ------------------------------------------------------------------ 5. the cursor
