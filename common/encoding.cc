@@ -1,6 +1,7 @@
 #include "common/encoding.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <zlib.h>
 
 namespace sgsync {
@@ -79,6 +80,15 @@ std::string AsciiLower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
+}
+
+std::string RandomUuid() {
+  std::string bytes(16, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), 16);
+  std::string h = HexEncode(bytes);
+  h[12] = '4';
+  h[16] = "89ab"[h[16] % 4];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20, 12);
 }
 
 }  // namespace sgsync

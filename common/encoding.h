@@ -1,5 +1,5 @@
-// common/encoding.h: the byte encodings several sgsync parts need: hex, SHA digests in hex, and
-// gzip (MISP's sync compresses request bodies; web servers may compress answers).
+// common/encoding.h: the byte encodings several sgsync parts need: hex, SHA digests in hex, random
+// uuids and gzip (MISP's sync compresses request bodies; web servers may compress answers).
 #pragma once
 
 #include <cstddef>
@@ -17,6 +17,8 @@ std::string Sha1Hex(std::string_view data);
 std::string Sha256Hex(std::string_view data);
 // ASCII letters lowered (uuids, host names); other bytes unchanged.
 std::string AsciiLower(std::string_view s);
+// A random (version 4) uuid, lower case, from OpenSSL's generator: what MISP gives new elements.
+std::string RandomUuid();
 
 // gzip (RFC 1952) of `data`.
 std::string GzipCompress(std::string_view data);

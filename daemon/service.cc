@@ -99,16 +99,20 @@ Result<std::unique_ptr<Service>> Service::Create(config::DaemonConfig config) {
 // One limit per MISP (by URL, case and a trailing slash ignored), shared by every link and run that
 // talks to it; its size is the smallest max_in_flight configured for that URL. Kept across reloads
 // (a run in flight still holds its slot), resized only by a restart.
-std::shared_ptr<connector::EndpointLimit> Service::LimitFor(const config::MispEndpointConfig& e) {
-  std::string key = AsciiLower(e.url);
+namespace {
+std::string EndpointKey(const std::string& url) {
+  std::string key = AsciiLower(url);
   while (!key.empty() && key.back() == '/') key.pop_back();
+  return key;
+}
+}  // namespace
+
+std::shared_ptr<connector::EndpointLimit> Service::LimitFor(const config::MispEndpointConfig& e) {
+  const std::string key = EndpointKey(e.url);
   int want = e.max_in_flight;
   for (const auto& l : config_.links) {
-    for (const auto* other : {&l.local, &l.remote}) {
-      std::string k = AsciiLower(other->url);
-      while (!k.empty() && k.back() == '/') k.pop_back();
-      if (k == key) want = std::min(want, other->max_in_flight);
-    }
+    for (const auto* other : {&l.local, &l.remote})
+      if (EndpointKey(other->url) == key) want = std::min(want, other->max_in_flight);
   }
   auto& slot = endpoint_limits_[key];
   if (!slot) slot = std::make_shared<connector::EndpointLimit>(want);

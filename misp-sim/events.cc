@@ -305,7 +305,7 @@ auto MispSim::Impl::AssignIds(json::object& e, std::int64_t event_id) -> void {
     if (!el.contains("id") || !IsDigits(std::string(StringOr(el, "id"))))
       el["id"] = std::to_string(NextId(counter));
     el["event_id"] = std::to_string(event_id);
-    if (!el.contains("uuid")) el["uuid"] = NewUuid();
+    if (!el.contains("uuid")) el["uuid"] = RandomUuid();
   };
   for (const char* key : {"Attribute", "EventReport"}) {
     if (json::value* list = e.if_contains(key); list && list->is_array()) {
@@ -361,7 +361,7 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
   }
   std::string uuid(StringOr(e, "uuid"));
   if (uuid.empty()) {
-    uuid = NewUuid();
+    uuid = RandomUuid();
     e["uuid"] = uuid;
   }
   if (auto existing = LoadEvent(uuid)) {

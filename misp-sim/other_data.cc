@@ -329,7 +329,7 @@ auto MispSim::Impl::AnalystEntry(std::string_view uuid)
 
 auto MispSim::Impl::CaptureAnalyst(const std::string& type, json::object e, const User& u, CaptureCount& c)
     -> void {
-  if (!e.contains("uuid")) e["uuid"] = NewUuid();
+  if (!e.contains("uuid")) e["uuid"] = RandomUuid();
   e["org_uuid"] = u.org_uuid;
   if (const json::value* orgc = e.if_contains("Orgc"); orgc != nullptr && orgc->is_object()) {
     std::string uuid(StringOr(orgc->as_object(), "uuid"));

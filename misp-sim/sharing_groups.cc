@@ -124,7 +124,7 @@ auto MispSim::Impl::GroupAdd(const HttpRequest& req, const User& u, const std::s
   std::string name(StringOr(in, "name"));
   if (name.empty()) return SaveFail("Could not add Sharing Group", url, "The sharing group needs a name.");
   std::string uuid(StringOr(in, "uuid"));
-  if (uuid.empty()) uuid = NewUuid();
+  if (uuid.empty()) uuid = RandomUuid();
   bool roaming = misp::BoolOr(in, "roaming", false);
   char now[32];
   std::time_t t = std::time(nullptr);

@@ -14,7 +14,7 @@ auto MispSim::Impl::StoreSighting(const json::object& row, std::int64_t event_id
                                   const json::object& attribute, std::optional<std::int64_t> org_id,
                                   bool embedded) -> bool {
   std::string uuid(StringOr(row, "uuid"));
-  if (uuid.empty()) uuid = NewUuid();
+  if (uuid.empty()) uuid = RandomUuid();
   std::int64_t org = org_id.value_or(0);
   if (!org_id) {
     // A perm_sync writer's row keeps its organisation when it names one (org_id non-zero and an
@@ -116,7 +116,7 @@ auto MispSim::Impl::SightingAdd(const HttpRequest& req, const Route& r, const Us
   auto found = r.segments.size() > 2 ? FindAttribute(r.segments[2], u) : std::nullopt;
   if (!found) return ErrorResponse(404, "Invalid attribute.", url);
   json::object row = parsed->as_object();
-  row["uuid"] = NewUuid();
+  row["uuid"] = RandomUuid();
   if (!row.contains("date_sighting"))
     misp::WriteInt(row, "date_sighting", static_cast<std::int64_t>(std::time(nullptr)));
   StoreSighting(row, found->first.id, found->second, u.org_id);

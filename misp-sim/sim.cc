@@ -252,8 +252,8 @@ MispSim::~MispSim() = default;
 Result<std::unique_ptr<MispSim>> MispSim::Create(const SimConfig& config) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
-  if (impl->config.instance_uuid.empty()) impl->config.instance_uuid = NewUuid();
-  if (impl->config.org_uuid.empty()) impl->config.org_uuid = NewUuid();
+  if (impl->config.instance_uuid.empty()) impl->config.instance_uuid = RandomUuid();
+  if (impl->config.org_uuid.empty()) impl->config.org_uuid = RandomUuid();
   state::OpenOptions open;
   open.synchronous_full = false;  // a test server: speed over power-loss safety
   SGSYNC_TRY(impl->db, Database::Open(config.db_path, open));

@@ -177,14 +177,6 @@ inline std::string RandomHex(int bytes) {
   return HexEncode(buf);
 }
 
-inline std::string NewUuid() {
-  std::string h = RandomHex(16);
-  h[12] = '4';
-  h[16] = "89ab"[h[16] % 4];
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" +
-         h.substr(20, 12);
-}
-
 // The path split into segments, named parameters (`key:value`, repeatable) set aside. A query
 // string is dropped: MISP ignores `?deleted[]=...` on events/view (events-view-query-deleted.json).
 struct Route {

@@ -10,7 +10,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <random>
 #include <set>
 
 #include "common/encoding.h"
@@ -52,26 +51,6 @@ class Check {
   Lang lang_;
   CheckResult r_;
 };
-
-// A random (version 4) uuid for the canary's event, attribute and sharing group.
-std::string NewUuid() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uint64_t a = rng(), b = rng();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
-                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
-}
-
-std::optional<std::int64_t> HttpDate(const std::string& text) {
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (end == nullptr) return std::nullopt;
-  return static_cast<std::int64_t>(timegm(&tm));
-}
 
 // What one MISP of a link answered about itself.
 struct Side {
@@ -145,7 +124,7 @@ void CheckClock(const Sink& sink, const CheckOptions& o, const std::string& link
     clock.Skip(clock.T("no Date header to compare", "比較できる Date ヘッダーがありません"));
     return;
   }
-  auto at = HttpDate(r->headers.at("date"));
+  auto at = connector::ParseHttpDate(r->headers.at("date"));
   if (!at) {
     clock.Skip(clock.T("an unreadable Date header: ", "読めない Date ヘッダー：") + r->headers.at("date"));
     return;
@@ -169,8 +148,8 @@ void Canary(const Sink& sink, const CheckOptions& o, const config::LinkConfig& l
             const policy::Link& plink) {
   const std::string stamp = std::to_string(std::time(nullptr));
   auto make = [&](const std::string& which, const std::string& creator_uuid) {
-    const std::string uuid = NewUuid();
-    json::object sg{{"uuid", NewUuid()},
+    const std::string uuid = RandomUuid();
+    json::object sg{{"uuid", RandomUuid()},
                     {"name", "sgsync onboarding canary " + stamp + " " + which},
                     {"releasability", "the two organisations of one sgsync link"},
                     {"description", "made by sgsyncctl onboarding check --canary; safe to delete"},
@@ -193,7 +172,7 @@ void Canary(const Sink& sink, const CheckOptions& o, const config::LinkConfig& l
                     {"timestamp", stamp},
                     {"date", "2026-01-01"},
                     {"Tag", json::array{json::object{{"name", "sgsync:onboarding-canary"}, {"colour", "#808080"}, {"exportable", true}}}},
-                    {"Attribute", json::array{json::object{{"uuid", NewUuid()}, {"type", "comment"}, {"category", "Other"},
+                    {"Attribute", json::array{json::object{{"uuid", RandomUuid()}, {"type", "comment"}, {"category", "Other"},
                                                            {"value", "sgsync onboarding canary " + stamp}, {"distribution", "5"},
                                                            {"to_ids", false}, {"timestamp", stamp}}}}};
     return ev;

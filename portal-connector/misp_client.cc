@@ -29,8 +29,7 @@ Error MispClient::ErrorFor(const HttpResponse& r, const std::string& target) {
   std::string where = transport_->options().base_url + target;
   misp::MispError e;
   if (auto parsed = misp::ParseJson(r.body, limits_); parsed.ok()) e = misp::DecodeMispError(*parsed);
-  std::string text = e.message.empty() ? e.name : e.message;
-  if (!e.errors.empty()) text += (text.empty() ? "" : ": ") + e.errors;
+  std::string text = e.Text();
   if (text.empty()) text = "HTTP " + std::to_string(r.status);
   ErrorCode code = ErrorCode::kInvalidArgument;
   if (r.status == 403) {
@@ -258,9 +257,7 @@ Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::o
   const json::value* ev = body.is_object() ? body.get_object().if_contains("Event") : nullptr;
   if (ev == nullptr || !ev->is_object()) {
     // A 200 without the saved event: MISP's error form ({"name", "message", "errors"}) or junk.
-    misp::MispError e = misp::DecodeMispError(body);
-    std::string text = e.message.empty() ? e.name : e.message;
-    if (!e.errors.empty()) text += (text.empty() ? "" : ": ") + e.errors;
+    std::string text = misp::DecodeMispError(body).Text();
     return Fail(ErrorCode::kRefused,
                 "MISP answered 200 without the saved event" + (text.empty() ? std::string() : ": " + text) +
                     "; the write is not counted",

@@ -510,6 +510,14 @@ Result<PeerCertificate> HttpsTransport::InspectCertificate() {
   return out;
 }
 
+std::optional<std::int64_t> ParseHttpDate(std::string_view value) {
+  std::tm tm{};
+  const std::string text(value);
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
 std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
                                                     std::chrono::system_clock::time_point now) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
@@ -522,12 +530,9 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std:
     if (ec != std::errc() || ptr != value.data() + value.size()) return std::nullopt;
     return std::chrono::seconds(n);
   }
-  // IMF-fixdate, the form RFC 9110 requires senders to use.
-  std::tm tm{};
-  std::string text(value);
-  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (end == nullptr || *end != '\0') return std::nullopt;
-  std::int64_t at = timegm(&tm);
+  std::optional<std::int64_t> date = ParseHttpDate(value);
+  if (!date) return std::nullopt;
+  const std::int64_t at = *date;
   std::int64_t from = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (at <= from) return std::chrono::seconds(0);
   return std::chrono::seconds(std::min<std::int64_t>(at - from, max.count()));

@@ -99,6 +99,10 @@ struct TransportOptions {
 // "/events/view/5b7d.../deleted[]:1" -> "/events/view": the route of a MISP target, for metrics.
 std::string RouteOf(std::string_view target);
 
+// An HTTP-date in the IMF-fixdate form RFC 9110 5.6.7 requires senders to use ("Sun, 06 Nov 1994
+// 08:49:37 GMT"), as seconds since the epoch; nullopt for anything else.
+std::optional<std::int64_t> ParseHttpDate(std::string_view value);
+
 // A Retry-After header (RFC 9110 10.2.3): delay-seconds ("120") or an HTTP-date ("Sun, 06 Nov 1994
 // 08:49:37 GMT", read against `now`), at most `max`. Any number of digits is accepted and clamped
 // (never an overflow, never an exception); a date in the past is zero; anything else is nullopt.

@@ -10,6 +10,7 @@
 #include "common/encoding.h"
 #include "sync/misp/content_hash.h"
 #include "sync/misp/elements.h"
+#include "sync/misp/event.h"
 
 namespace sgsync::engine {
 
@@ -144,6 +145,17 @@ state::LedgerEntry LinkEngine::SeenEntry(const Prepared& p, bool push, const std
   return entry;
 }
 
+// The ledger after the destination took the event: what was written there, and that its copy is
+// now at the source's timestamp (MISP keeps the timestamp it is sent).
+state::LedgerEntry LinkEngine::WrittenEntry(const Prepared& p, bool push, const json::object& written) {
+  state::LedgerEntry entry = SeenEntry(p, push, "send");
+  entry.written_side = push ? state::Side::kRemote : state::Side::kLocal;
+  entry.written_timestamp = p.source_timestamp;
+  entry.written_hash = misp::ContentHash(written);
+  (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
+  return entry;
+}
+
 LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
                        connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
                        Metrics* metrics)
@@ -234,18 +246,8 @@ json::array EmbeddedSightings(const json::object& event) {
       out.push_back(std::move(s));
     }
   };
-  auto attributes = [&](const json::object& holder) {
-    const json::value* attrs = holder.if_contains("Attribute");
-    if (attrs == nullptr || !attrs->is_array()) return;
-    for (const auto& a : attrs->get_array())
-      if (a.is_object()) take(a.get_object(), misp::StringOr(a.get_object(), "uuid"));
-  };
   take(event, "");
-  attributes(event);
-  if (const json::value* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
-    for (const auto& o : objects->get_array())
-      if (o.is_object()) attributes(o.get_object());
-  }
+  misp::ForEachAttribute(event, [&](const json::object& a) { take(a, misp::StringOr(a, "uuid")); });
   return out;
 }
 
@@ -365,17 +367,12 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
     if (*refused) return Protected(run, p, "overwrite");
     w = dest.EditEvent(w->existing_id.empty() ? p.item.uuid : w->existing_id, event);
   }
-  state::LedgerEntry entry = SeenEntry(p, push, "send");
   if (!w.ok() && w.error().code == ErrorCode::kNotNewer) {
     if (p.item.last_error.rfind(kPartialPrefix, 0) == 0) return RecheckPartial(run, p);
     // The destination has this version or a newer one: nothing to write (idempotent replay).
-    return Finish(run, p, std::move(entry), "already");
+    return Finish(run, p, SeenEntry(p, push, "send"), "already");
   }
   if (!w.ok()) return FailItem(run, p.item, w.error()), void(p.done = true);
-  entry.written_side = dest_side;
-  entry.written_timestamp = p.source_timestamp;
-  entry.written_hash = misp::ContentHash(event);
-  (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
   // What the receiver saved, compared with what was sent (issue 16 item 11): MISP may accept an
   // event and drop some of its elements without a word.
   const json::value* saved = w->body.is_object() ? w->body.get_object().if_contains("Event") : nullptr;
@@ -396,12 +393,8 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
       case PartialWrite::kAccept: {
         p.decision->warnings.push_back(where + " saved the event without " + std::to_string(missing.size()) +
                                        " of its elements (receiver_dropped); accepted (on_partial_write)");
-        entry = SeenEntry(p, push, "send");
-        entry.written_side = dest_side;
-        entry.written_timestamp = p.source_timestamp;
-        entry.written_hash = misp::ContentHash(event);
-        (push ? entry.remote_timestamp : entry.local_timestamp) = p.source_timestamp;
-        json::value decision = json::parse(entry.decision_json);
+        state::LedgerEntry entry = WrittenEntry(p, push, event);
+        json::value decision = p.decision->ToJson();
         decision.as_object()["receiver_dropped"] = std::move(dropped);
         entry.decision_json = json::serialize(decision);
         {
@@ -426,7 +419,7 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   }
   spdlog::info("link {}: {} {} (timestamp {}) {}", name_, DirectionName(run.direction), p.item.uuid,
                p.source_timestamp, written_before ? "edited" : "written");
-  Finish(run, p, std::move(entry), "sent");
+  Finish(run, p, WrittenEntry(p, push, event), "sent");
   SendSightingsAfterPush(run, p);
 }
 
@@ -465,11 +458,7 @@ void LinkEngine::RecheckPartial(RunContext& run, Prepared& p) {
   json::object saved = *theirs ? (**theirs).event_json() : json::object();
   if (auto missing = misp::ElementsMissingFrom(*p.decision->event, saved); !missing.empty())
     return FailItem(run, p.item, PartialError(missing, dest_side)), void(p.done = true);
-  state::LedgerEntry entry = SeenEntry(p, push, "send");
-  entry.written_side = dest_side;
-  entry.written_timestamp = p.source_timestamp;
-  entry.written_hash = misp::ContentHash(*p.decision->event);
-  Finish(run, p, std::move(entry), "sent");
+  Finish(run, p, WrittenEntry(p, push, *p.decision->event), "sent");
 }
 
 Error LinkEngine::PartialError(const std::vector<misp::MissingElement>& missing, state::Side dest_side) const {

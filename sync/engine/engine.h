@@ -182,6 +182,7 @@ class LinkEngine {
   struct Prepared;
   class RunContext;
   static state::LedgerEntry SeenEntry(const Prepared& p, bool push, const std::string& decision);
+  static state::LedgerEntry WrittenEntry(const Prepared& p, bool push, const json::object& written);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);

@@ -265,4 +265,10 @@ MispError DecodeMispError(const json::value& body) {
   return e;
 }
 
+std::string MispError::Text() const {
+  std::string text = message.empty() ? name : message;
+  if (!errors.empty()) text += (text.empty() ? "" : ": ") + errors;
+  return text;
+}
+
 }  // namespace sgsync::misp

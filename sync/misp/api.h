@@ -98,6 +98,9 @@ struct MispError {
   std::string message;
   std::string url;
   std::string errors;
+
+  // "message: errors" (the name when there is no message); empty when MISP said nothing.
+  std::string Text() const;
 };
 // Never fails: a body that is not MISP's error shape gives a MispError with its text as message.
 MispError DecodeMispError(const json::value& body);

@@ -11,10 +11,12 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "common/result.h"
@@ -243,6 +245,24 @@ class EventView : public ElementView {
   void set_published(bool p) { WriteBool(*o_, "published", p); }
   void set_locked(bool l) { WriteBool(*o_, "locked", l); }
 };
+
+// Calls fn(attribute) for every attribute of an event (a json::object, const or not): the
+// standalone ones, then each object's.
+template <typename Object, typename Fn>
+  requires std::same_as<std::remove_const_t<Object>, json::object>
+void ForEachAttribute(Object& event, Fn&& fn) {
+  auto list = [&](Object& holder) {
+    auto* attributes = holder.if_contains("Attribute");
+    if (attributes == nullptr || !attributes->is_array()) return;
+    for (auto& a : attributes->get_array())
+      if (a.is_object()) fn(a.get_object());
+  };
+  list(event);
+  if (auto* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
+    for (auto& o : objects->get_array())
+      if (o.is_object()) list(o.get_object());
+  }
+}
 
 // The shapes an event arrives in (fixtures/SOURCES.md).
 enum class Envelope {

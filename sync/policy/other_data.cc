@@ -325,26 +325,6 @@ ElementDecision PreparePulledAnalystData(std::string_view type, json::object ent
   return AnalystPull(std::move(entry), link, std::string(type));
 }
 
-namespace {
-
-// Calls fn(attribute) for every attribute of an event, standalone and in objects.
-template <typename Fn>
-void EachAttribute(const json::object& event, Fn fn) {
-  auto list = [&](const json::object& holder) {
-    const json::value* attrs = holder.if_contains("Attribute");
-    if (attrs == nullptr || !attrs->is_array()) return;
-    for (const auto& a : attrs->get_array())
-      if (a.is_object()) fn(a.get_object());
-  };
-  list(event);
-  if (const json::value* objects = event.if_contains("Object"); objects != nullptr && objects->is_array()) {
-    for (const auto& o : objects->get_array())
-      if (o.is_object()) list(o.get_object());
-  }
-}
-
-}  // namespace
-
 ElementDecision DecideProposal(json::object proposal, const json::object& source, const Decision& event) {
   ElementDecision out;
   Recorder r(out);
@@ -353,7 +333,7 @@ ElementDecision DecideProposal(json::object proposal, const json::object& source
   proposal.erase("id");
   // What it changes: the attribute of the source event it names, if any.
   std::string target;
-  EachAttribute(source, [&](const json::object& a) {
+  misp::ForEachAttribute(source, [&](const json::object& a) {
     if (!target.empty()) return;
     if ((old_id != 0 && misp::IntOr(a, "id", -1) == old_id) || (!uuid.empty() && SameText(misp::StringOr(a, "uuid"), uuid)))
       target = std::string(misp::StringOr(a, "uuid"));
@@ -372,7 +352,7 @@ ElementDecision DecideProposal(json::object proposal, const json::object& source
   }
   if (!target.empty()) {
     bool leaves = false;
-    EachAttribute(*event.event, [&](const json::object& a) {
+    misp::ForEachAttribute(*event.event, [&](const json::object& a) {
       if (SameText(misp::StringOr(a, "uuid"), target)) leaves = true;
     });
     if (!leaves) {

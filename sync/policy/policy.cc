@@ -432,18 +432,8 @@ void StripRiders(Run& run, json::object& e) {
       holder.erase("ShadowAttribute");
     }
   };
-  auto attributes = [&](json::object& holder) {
-    json::value* attrs = holder.if_contains("Attribute");
-    if (attrs == nullptr || !attrs->is_array()) return;
-    for (auto& a : attrs->get_array())
-      if (a.is_object()) strip(a.get_object());
-  };
   strip(e);
-  attributes(e);
-  if (json::value* objects = e.if_contains("Object"); objects != nullptr && objects->is_array()) {
-    for (auto& o : objects->get_array())
-      if (o.is_object()) attributes(o.get_object());
-  }
+  misp::ForEachAttribute(e, strip);
   if (sightings > 0)
     run.Add("push.event.sightings", "8.1", "Event", "remove", "", "",
             std::to_string(sightings) +

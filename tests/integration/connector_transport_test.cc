@@ -248,6 +248,14 @@ TEST(RetryAfterTest, EveryFormIsReadAndClampedWithoutOverflow) {
   }
 }
 
+// The Date header the onboarding clock check reads and the date form of Retry-After: only the
+// IMF-fixdate RFC 9110 requires of senders, whole.
+TEST(HttpDateTest, ReadsOnlyAWholeImfFixdate) {
+  EXPECT_EQ(ParseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777);
+  for (const char* bad : {"", "Sun, 06 Nov 1994", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT x"})
+    EXPECT_EQ(ParseHttpDate(bad), std::nullopt) << bad;
+}
+
 // Issue 16 item 7: requests in flight are bounded per MISP across every transport of the process
 // (all runs of all links), and a 429's Retry-After holds back every request to that MISP, writes
 // included. The server counts what it sees at once.
