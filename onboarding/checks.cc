@@ -306,9 +306,15 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
     if (!portal.version->perm_sync) {
       sync.FailWith(found, sync.T("ask the secretariat for a user with the role \"Sync user\"",
                                   "ロール \"Sync user\" のユーザーを事務局に依頼してください"));
-    } else if (portal.me->Has("perm_site_admin")) {
+    } else if (portal.me->Has("perm_site_admin") && !lc.remote.allow_site_admin) {
       sync.FailWith(found, sync.T("a Portal site admin's key is refused: use the sync user's",
                                   "ポータルのサイト管理者のキーは使えません。同期ユーザーのキーを使ってください"));
+    } else if (portal.me->Has("perm_site_admin")) {
+      // sgsyncd runs with it (remote.allow_site_admin), as the check says; the secretariat should know.
+      sync.Warn(found, sync.T("a Portal site admin's key, accepted by remote.allow_site_admin: a sync user's key "
+                              "is what sgsync needs",
+                              "remote.allow_site_admin によりポータルのサイト管理者のキーを受け入れています。"
+                              "sgsync に必要なのは同期ユーザーのキーです"));
     } else {
       sync.Pass(found);
     }

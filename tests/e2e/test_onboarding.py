@@ -84,6 +84,15 @@ class OnboardingTest(harness.SimsTestCase):
             "api_key_file": harness.write_key(self.tmp.name, "org3.key", other)}))
         self.assertEqual(results["portal.org_matches"]["outcome"], "FAIL")
         self.assertIn(harness.ORG3[1], results["portal.org_matches"]["found"])
+        # The same rule as sgsyncd's (docs/operations.md, "Whose key it is"): a Portal site admin of
+        # the member's organisation fails, unless remote.allow_site_admin lets sgsyncd run with it.
+        root = harness.write_key(self.tmp.name, "root.key", self.key("root@org1.test", harness.ORG1, "site_admin"))
+        results, _ = self.check(self.config("portal-admin", remote_extra={"api_key_file": root}))
+        self.assertEqual(results["portal.sync_user"]["outcome"], "FAIL")
+        results, _ = self.check(self.config("portal-admin-allowed", remote_extra={"api_key_file": root,
+                                                                                  "allow_site_admin": True}))
+        self.assertEqual(results["portal.sync_user"]["outcome"], "WARN")
+        self.assertIn("allow_site_admin", results["portal.sync_user"]["remedy"])
 
     def test_a_pin_mismatch_a_certificate_for_another_host_and_an_expired_one_fail_tls(self):
         results, _ = self.check(self.config("pin", remote_extra={"pin_sha256": "00" * 32}))
