@@ -241,6 +241,17 @@ Result<std::optional<misp::EventDocument>> MispClient::ViewEvent(const std::stri
   if (!v.ok()) return v.error();
   auto doc = misp::EventDocument::FromJson(std::move(*v));
   if (!doc.ok()) return doc.error().Within(transport_->options().base_url + target);
+  // The answer must be the event asked for (docs/security.md): another event served by a lying or
+  // compromised peer is never decided on, written over the one asked for, or compared with it.
+  if (misp::IsUuid(uuid)) {
+    std::string_view got = misp::StringOr(doc->event_json(), "uuid");
+    if (AsciiLower(got) != AsciiLower(uuid)) {
+      return Fail(ErrorCode::kCorruption,
+                  "asked for event " + uuid + ", the answer is event " +
+                      std::string(got.empty() ? "(no uuid)" : got.substr(0, 40)) + ": refused",
+                  transport_->options().base_url + "/events/view/" + uuid);
+    }
+  }
   return std::optional<misp::EventDocument>(std::move(*doc));
 }
 

@@ -48,17 +48,6 @@ std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
   return std::min(next.load(), n);
 }
 
-// A peer's answer for `asked` must be that event: a document for another uuid (a lying or
-// compromised peer, docs/security.md) is never decided on, let alone written over the other event.
-Status CheckAnswerIsEvent(const json::object& event, const std::string& asked, connector::MispClient& from) {
-  std::string_view got = misp::StringOr(event, "uuid");
-  if (AsciiLower(got) == AsciiLower(asked)) return {};
-  return Fail(ErrorCode::kCorruption,
-              "asked for event " + asked + ", the answer is event " +
-                  std::string(got.empty() ? "(no uuid)" : got.substr(0, 40)) + ": refused",
-              from.transport().options().base_url + "/events/view/" + asked);
-}
-
 }  // namespace
 
 bool PlausibleTimestamp(std::int64_t ts) {
@@ -325,10 +314,7 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
     p.source_timestamp = p.item.version;
     return;
   }
-  json::object event = std::move(**doc).TakeEvent();
-  if (auto same = CheckAnswerIsEvent(event, p.item.uuid, source); !same.ok())
-    return FailItem(run, p.item, same.error()), void(p.done = true);
-  Decide(run, p, std::move(event));
+  Decide(run, p, std::move(**doc).TakeEvent());
 }
 
 void LinkEngine::Write(RunContext& run, Prepared& p) {
@@ -848,9 +834,7 @@ Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid
   connector::MispClient& source = push ? local_ : remote_;
   SGSYNC_TRY(auto doc, source.ViewEvent(uuid, form));
   if (!doc) return policy::Evaluate(d, nullptr, link_);
-  json::object event = std::move(*doc).TakeEvent();
-  SGSYNC_TRY_STATUS(CheckAnswerIsEvent(event, uuid, source));
-  return policy::Evaluate(d, std::optional<json::object>(std::move(event)), link_);
+  return policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_);
 }
 
 Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {

@@ -86,11 +86,6 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
       continue;
     }
     json::object source_event = *doc ? (**doc).event_json() : json::object();
-    if (*doc && AsciiLower(misp::StringOr(source_event, "uuid")) != event) {
-      ++stats.proposals_failed;
-      spdlog::warn("link {}: {} proposals of {}: the source answered with another event", name_, dir, event);
-      continue;
-    }
     policy::Decision decision =
         *doc ? policy::Evaluate(d, &source_event, link_) : policy::Evaluate(d, nullptr, link_);
     json::array allowed;

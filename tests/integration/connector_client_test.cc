@@ -243,5 +243,33 @@ TEST_F(MispClientTest, SharingGroupsReportsSightingsAndProposals) {
   EXPECT_TRUE(client_->Proposals(0).ok());
 }
 
+// Issue 23: a view is the event asked for, or an error naming both uuids; every caller (fetch,
+// explain, conflicts, proposals, the partial-write recheck, the onboarding canary) relies on it.
+TEST_F(MispClientTest, AViewAnsweredWithAnotherEventIsRefusedNamingBoth) {
+  const std::string other = "0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f";
+  auto liar = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest&) {
+        sim::HttpResponse r;
+        r.headers.emplace_back("Content-Type", "application/json");
+        r.body = json::serialize(json::object{{"Event", Event(other, "100")}});
+        return r;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(liar.ok());
+  std::swap(server_, *liar);  // Client() speaks to server_
+  auto client = Client(sync_key_);
+  std::swap(server_, *liar);
+  auto viewed = client->ViewEvent(kUuid, ViewForm{});
+  ASSERT_FALSE(viewed.ok());
+  EXPECT_EQ(viewed.error().code, ErrorCode::kCorruption);
+  EXPECT_NE(viewed.error().ToString().find("asked for event " + kUuid + ", the answer is event " + other),
+            std::string::npos)
+      << viewed.error().ToString();
+  ASSERT_TRUE(client_->AddEvent(Event(kUuid, "100")).ok());
+  auto same = client_->ViewEvent(kUuid, ViewForm{});
+  ASSERT_TRUE(same.ok() && same->has_value()) << "the honest peer's answer still passes";
+}
+
 }  // namespace
 }  // namespace sgsync::connector
