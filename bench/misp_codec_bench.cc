@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "sync/misp/content_hash.h"
-#include "sync/misp/event.h"
+#include "misp/content_hash.h"
+#include "misp/event.h"
 #include "misp-sim/generator.h"
 #include "tests/support/files.h"
 

@@ -9,7 +9,7 @@
 
 #include "misp-sim/generator.h"
 #include "misp-sim/sim.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace {
 

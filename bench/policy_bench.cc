@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "sync/policy/policy.h"
 #include "misp-sim/generator.h"
 #include "tests/support/policy_fixtures.h"

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "sync/policy/policy.h"
 
 namespace sgsync::cli {

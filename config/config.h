@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "sync/policy/link.h"
 
 namespace sgsync::config {

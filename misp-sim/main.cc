@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "misp-sim/sim.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;

@@ -254,7 +254,7 @@ Result<std::unique_ptr<MispSim>> MispSim::Create(const SimConfig& config) {
   impl->config = config;
   if (impl->config.instance_uuid.empty()) impl->config.instance_uuid = RandomUuid();
   if (impl->config.org_uuid.empty()) impl->config.org_uuid = RandomUuid();
-  state::OpenOptions open;
+  sqlite::OpenOptions open;
   open.synchronous_full = false;  // a test server: speed over power-loss safety
   SGSYNC_TRY(impl->db, Database::Open(config.db_path, open));
   SGSYNC_TRY_STATUS(impl->CreateSchema());

@@ -14,9 +14,9 @@
 #include "common/encoding.h"
 #include "misp-sim/generator.h"
 #include "misp-sim/sim.h"
-#include "state/sqlite.h"
-#include "sync/misp/event.h"
-#include "sync/misp/json.h"
+#include "sqlite/sqlite.h"
+#include "misp/event.h"
+#include "misp/json.h"
 #include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
 
@@ -25,7 +25,7 @@ namespace sgsync::sim {
 namespace json = boost::json;
 using misp::IntOr;
 using misp::StringOr;
-using state::Database;
+using sqlite::Database;
 
 inline constexpr const char* kJsonType = "application/json; charset=UTF-8";
 

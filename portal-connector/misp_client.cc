@@ -255,13 +255,6 @@ Result<std::optional<misp::EventDocument>> MispClient::ViewEvent(const std::stri
   return std::optional<misp::EventDocument>(std::move(*doc));
 }
 
-Result<bool> MispClient::EventExists(const std::string& uuid) {
-  SGSYNC_TRY(auto r, Call("HEAD", "/events/view/" + uuid, "", true));
-  if (r.status == 200) return true;
-  if (r.status == 404) return false;
-  return ErrorFor(r, "/events/view/" + uuid);
-}
-
 Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::object& sent,
                                                  const std::string& target) {
   const std::string where = transport_->options().base_url + target;
@@ -388,13 +381,6 @@ Result<misp::SharingGroupInfo> MispClient::SharingGroup(const std::string& uuid_
   auto out = misp::DecodeSharingGroup(v);
   if (!out.ok()) return out.error().Within(transport_->options().base_url + target);
   return out;
-}
-
-Result<bool> MispClient::SupportsEventReports() {
-  SGSYNC_TRY(auto r, Call("GET", "/eventReports/add", "", true));
-  if (r.status != 200) return false;
-  auto v = misp::ParseJson(r.body);
-  return v.ok() && v->is_object() && !misp::StringOr(v->as_object(), "description").empty();
 }
 
 Result<json::array> MispClient::SightingsForEvents(const std::vector<std::string>& event_uuids) {

@@ -2,7 +2,7 @@
 //
 // Every call sends what MISP 2.5.1's own sync sends (URLs, methods, headers and body shapes of the
 // captures in tests/data/fixtures/misp/real-2.5.1/: api/ and sync-trace/) and decodes the answer with
-// sync/misp. MISP's statuses and error bodies become typed errors (ErrorCode):
+// misp. MISP's statuses and error bodies become typed errors (ErrorCode):
 //   unauthenticated  403 "Authentication failed ..."      permission_denied  other 403
 //   not_found        404                                   not_newer         403 on a not-newer edit
 //   already_exists   404 + Location on an add              invalid_argument  405, other 4xx
@@ -19,8 +19,8 @@
 
 #include "common/result.h"
 #include "portal-connector/transport.h"
-#include "sync/misp/api.h"
-#include "sync/misp/event.h"
+#include "misp/api.h"
+#include "misp/event.h"
 
 namespace sgsync::connector {
 
@@ -76,7 +76,7 @@ struct TagInfo {
 
 class MispClient {
  public:
-  // `limits` bound every answer's parsed tree (sync/misp/json.h); max_document_bytes follows the
+  // `limits` bound every answer's parsed tree (misp/json.h); max_document_bytes follows the
   // transport's max_response_bytes.
   explicit MispClient(std::unique_ptr<HttpsTransport> transport, misp::JsonLimits limits = {});
 
@@ -98,7 +98,6 @@ class MispClient {
                                                       std::int64_t* total = nullptr);
   // nullopt when the remote does not serve it (404: missing or hidden alike).
   Result<std::optional<misp::EventDocument>> ViewEvent(const std::string& uuid, const ViewForm& form);
-  Result<bool> EventExists(const std::string& uuid);  // HEAD events/view
   // POST events/add and events/edit/<uuid or id>, answered with the whole saved event (WriteResult
   // body), which the engine compares with what it sent (misp::ElementsMissingFrom).
   // An add or edit is counted as written only when the answer is the saved event itself: a 200
@@ -118,8 +117,6 @@ class MispClient {
       const std::vector<std::pair<std::string, std::int64_t>>& offer);
   Result<std::vector<misp::SharingGroupInfo>> SharingGroups();
   Result<misp::SharingGroupInfo> SharingGroup(const std::string& uuid_or_id);  // sharing_groups/view
-  // GET /eventReports/add answers a description when the remote supports reports (spec 3.2.3).
-  Result<bool> SupportsEventReports();
   Result<json::array> SightingsForEvents(const std::vector<std::string>& event_uuids);
   Result<std::vector<std::string>> KnownSightings(const std::string& event_uuid,
                                                   const std::vector<std::string>& sighting_uuids);

@@ -124,6 +124,10 @@ CREATE TABLE pauses (
   PRIMARY KEY (link, direction)
 ) WITHOUT ROWID;
 )sql"},
+      // The cursor's overlap window was never read: the engine takes it from the configuration.
+      {4, "drop the cursors' unused overlap_seconds", R"sql(
+ALTER TABLE cursors DROP COLUMN overlap_seconds;
+)sql"},
   };
   return kMigrations;
 }

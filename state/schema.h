@@ -6,9 +6,16 @@
 #pragma once
 
 #include "common/result.h"
-#include "state/sqlite.h"
+#include "sqlite/sqlite.h"
 
 namespace sgsync::state {
+
+// The store's SQL runs on the generic SQLite layer (sqlite/sqlite.h).
+using sqlite::Database;
+using sqlite::OpenOptions;
+using sqlite::ScopedStatement;
+using sqlite::Statement;
+using sqlite::Transaction;
 
 // The newest schema version this build writes.
 int CurrentSchemaVersion();

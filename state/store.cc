@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "state/schema.h"
-#include "state/sqlite.h"
+#include "sqlite/sqlite.h"
 
 namespace sgsync::state {
 namespace {
@@ -230,12 +230,12 @@ Result<Cursor> StateStore::GetCursor(std::int64_t link_id, Direction d, CursorKi
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
   SGSYNC_TRY(auto q,
              db_->Prepare(
-                 "SELECT last_timestamp, overlap_seconds, last_full_reconciliation, generation FROM cursors "
+                 "SELECT last_timestamp, last_full_reconciliation, generation FROM cursors "
                  "WHERE link_id = ? AND direction = ? AND kind = ?"));
   q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k));
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return Fail(ErrorCode::kNotFound, "no link " + std::to_string(link_id), db_->path());
-  return Cursor{q->Int(0), q->Int(1), q->Int(2), q->Text(3)};
+  return Cursor{q->Int(0), q->Int(1), q->Text(2)};
 }
 
 Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k,
@@ -250,25 +250,12 @@ Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k
   if (row && q->Int(0) > last_timestamp) {
     return Fail(ErrorCode::kInvalidArgument,
                 "the cursor may only move forward (at " + std::to_string(q->Int(0)) + ", asked " +
-                    std::to_string(last_timestamp) + "); use ResetCursor for a rescan",
+                    std::to_string(last_timestamp) + ")",
                 db_->path());
   }
   SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_timestamp = ?, updated_at = ? WHERE link_id = ? "
                                   "AND direction = ? AND kind = ?"));
   return u->Bind(1, last_timestamp)
-      .Bind(2, Now())
-      .Bind(3, link_id)
-      .Bind(4, DirName(d))
-      .Bind(5, KindName(k))
-      .Run();
-}
-
-Status StateStore::SetOverlap(std::int64_t link_id, Direction d, CursorKind k, std::int64_t overlap_seconds) {
-  std::lock_guard lock(mu_);
-  SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET overlap_seconds = ?, updated_at = ? WHERE link_id = ? "
-                                  "AND direction = ? AND kind = ?"));
-  return u->Bind(1, overlap_seconds)
       .Bind(2, Now())
       .Bind(3, link_id)
       .Bind(4, DirName(d))
@@ -282,18 +269,6 @@ Status StateStore::MarkFullReconciliation(std::int64_t link_id, Direction d, Cur
   SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_full_reconciliation = ?, updated_at = ? WHERE "
                                   "link_id = ? AND direction = ? AND kind = ?"));
   return u->Bind(1, at).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run();
-}
-
-Result<std::string> StateStore::ResetCursor(std::int64_t link_id, Direction d, CursorKind k) {
-  std::lock_guard lock(mu_);
-  SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
-  std::string gen = NewGenerationId();
-  SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_timestamp = 0, last_full_reconciliation = 0, "
-                                  "generation = ?, updated_at = ? "
-                                  "WHERE link_id = ? AND direction = ? AND kind = ?"));
-  SGSYNC_TRY_STATUS(
-      u->Bind(1, gen).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run());
-  return gen;
 }
 
 namespace {

@@ -4,7 +4,7 @@
 //  - links, each with an identity hash of its sharing-relevant configuration: when the hash changes,
 //    the link's cursors start a new generation from zero, so a changed filter forces a rescan;
 //  - cursors per link, direction and kind (events, sightings): the last remote timestamp fully
-//    handled, the overlap window, the last full reconciliation, and a generation id that changes
+//    handled, the last full reconciliation, and a generation id that changes
 //    whenever continuity cannot be proven (identity change, restore from a backup);
 //  - the ledger per (link, event uuid): where the event came from, the last seen timestamps and
 //    content hashes on both sides, what sgsync last wrote where, and the last decision with its
@@ -31,9 +31,11 @@
 
 #include "common/result.h"
 
-namespace sgsync::state {
-
+namespace sgsync::sqlite {
 class Database;
+}  // namespace sgsync::sqlite
+
+namespace sgsync::state {
 
 enum class Direction { kPush, kPull };
 enum class CursorKind { kEvents, kSightings };
@@ -58,7 +60,6 @@ struct LinkRegistration {
 
 struct Cursor {
   std::int64_t last_timestamp = 0;
-  std::int64_t overlap_seconds = 0;
   std::int64_t last_full_reconciliation = 0;
   std::string generation;
 };
@@ -149,12 +150,10 @@ class StateStore {
   Result<std::optional<std::int64_t>> FindLink(const std::string& name);
   // Creates the cursor (generation fresh, timestamp 0) when missing.
   Result<Cursor> GetCursor(std::int64_t link_id, Direction d, CursorKind k);
-  // Moves the cursor; refuses to move it backwards (use ResetCursor for a rescan).
+  // Moves the cursor; refuses to move it backwards (a changed link identity starts a new generation,
+  // RegisterLink).
   Status AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k, std::int64_t last_timestamp);
-  Status SetOverlap(std::int64_t link_id, Direction d, CursorKind k, std::int64_t overlap_seconds);
   Status MarkFullReconciliation(std::int64_t link_id, Direction d, CursorKind k, std::int64_t at);
-  // Back to timestamp 0 with a new generation id; returns it.
-  Result<std::string> ResetCursor(std::int64_t link_id, Direction d, CursorKind k);
 
   // ---- ledger
   Result<std::optional<LedgerEntry>> GetLedger(std::int64_t link_id, const std::string& uuid);
@@ -246,11 +245,11 @@ class StateStore {
   const std::string& path() const;
 
  private:
-  explicit StateStore(std::unique_ptr<Database> db, StoreOptions options);
+  explicit StateStore(std::unique_ptr<sqlite::Database> db, StoreOptions options);
   std::int64_t Now() const;
   Status StartNewGenerationsIfRestored();
 
-  std::unique_ptr<Database> db_;
+  std::unique_ptr<sqlite::Database> db_;
   StoreOptions options_;
   mutable std::mutex mu_;
 };

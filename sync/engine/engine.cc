@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "common/encoding.h"
-#include "sync/misp/content_hash.h"
-#include "sync/misp/elements.h"
-#include "sync/misp/event.h"
+#include "misp/content_hash.h"
+#include "misp/elements.h"
+#include "misp/event.h"
 
 namespace sgsync::engine {
 

@@ -35,7 +35,7 @@
 #include "portal-connector/misp_client.h"
 #include "state/store.h"
 #include "sync/policy/policy.h"
-#include "sync/misp/elements.h"
+#include "misp/elements.h"
 #include "sync/policy/sightings.h"
 
 namespace sgsync::engine {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "sync/policy/link.h"
 
 namespace sgsync::policy {

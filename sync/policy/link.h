@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::policy {
 

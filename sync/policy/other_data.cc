@@ -1,6 +1,6 @@
 #include "sync/policy/other_data.h"
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "sync/policy/policy.h"
 
 namespace sgsync::policy {

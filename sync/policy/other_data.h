@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "sync/policy/decision.h"
 #include "sync/policy/link.h"
 

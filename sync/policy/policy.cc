@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 
 namespace sgsync::policy {
 bool ServerInSharingGroup(const misp::SharingGroupView& sg, const Link& link, std::string* why) {

@@ -7,8 +7,8 @@
 // the same answer for the same input. Thread-safe.
 #pragma once
 
-#include "sync/misp/event.h"
-#include "sync/misp/json.h"
+#include "misp/event.h"
+#include "misp/json.h"
 #include "sync/policy/decision.h"
 #include "sync/policy/link.h"
 

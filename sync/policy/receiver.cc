@@ -2,7 +2,7 @@
 // its REST API (spec 3.4, 4.5, 7.5), so sgsync can predict arrivals and warn before they happen.
 #include <algorithm>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "sync/policy/policy.h"
 
 namespace sgsync::policy {

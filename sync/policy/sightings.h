@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "sync/policy/decision.h"
 
 namespace sgsync::policy {

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "tests/support/files.h"
 #include "tests/support/http_client.h"
 

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "misp-sim/sim.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "tests/support/files.h"
 #include "tests/support/http_client.h"
 

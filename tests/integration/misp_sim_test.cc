@@ -7,7 +7,7 @@
 
 #include "common/encoding.h"
 #include "misp-sim/sim.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "tests/support/files.h"
 #include "tests/support/http_client.h"
 #include "tests/support/policy_fixtures.h"

@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::testing {
 

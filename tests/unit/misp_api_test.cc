@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "sync/misp/api.h"
+#include "misp/api.h"
 #include "tests/support/files.h"
 
 namespace sgsync::misp {

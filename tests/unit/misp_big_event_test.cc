@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "misp-sim/generator.h"
 
 namespace sgsync::misp {

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "sync/misp/content_hash.h"
-#include "sync/misp/event.h"
+#include "misp/content_hash.h"
+#include "misp/event.h"
 #include "tests/support/files.h"
 
 namespace sgsync::misp {

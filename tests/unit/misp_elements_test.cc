@@ -1,7 +1,7 @@
 // Issue 16 item 11: which elements a receiver's saved copy lacks (misp::ElementsMissingFrom).
 #include <gtest/gtest.h>
 
-#include "sync/misp/elements.h"
+#include "misp/elements.h"
 
 namespace sgsync::misp {
 namespace {

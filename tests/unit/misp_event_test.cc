@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "tests/support/files.h"
 
 namespace sgsync::misp {

@@ -2,7 +2,7 @@
 // keys in their original order, and every event among them must decode.
 #include <gtest/gtest.h>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "tests/support/files.h"
 
 namespace sgsync::misp {

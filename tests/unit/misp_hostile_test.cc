@@ -2,7 +2,7 @@
 // without crashing and without unbounded allocation.
 #include <gtest/gtest.h>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 
 namespace sgsync::misp {
 namespace {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::misp {
 namespace {

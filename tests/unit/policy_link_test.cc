@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 #include "sync/policy/policy.h"
 #include "tests/support/files.h"
 #include "tests/support/policy_fixtures.h"

@@ -11,7 +11,7 @@
 #include <map>
 #include <random>
 
-#include "sync/misp/event.h"
+#include "misp/event.h"
 #include "sync/policy/policy.h"
 #include "tests/support/policy_fixtures.h"
 

@@ -4,8 +4,8 @@
 // (docs/sharing-rules.md, "Where each spec case is tested").
 #include <gtest/gtest.h>
 
-#include "sync/misp/api.h"
-#include "sync/misp/event.h"
+#include "misp/api.h"
+#include "misp/event.h"
 #include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
 #include "sync/policy/sightings.h"

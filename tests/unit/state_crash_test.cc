@@ -12,12 +12,15 @@
 #include <set>
 #include <thread>
 
-#include "state/sqlite.h"
+#include "sqlite/sqlite.h"
 #include "state/store.h"
 #include "tests/support/files.h"
 
 namespace sgsync::state {
 namespace {
+
+using sqlite::Database;
+using sqlite::OpenOptions;
 
 struct ChildRun {
   long last_acknowledged = -1;

@@ -2,7 +2,7 @@
 #include <sqlite3.h>
 
 #include "state/schema.h"
-#include "state/sqlite.h"
+#include "sqlite/sqlite.h"
 #include "state/store.h"
 #include "tests/support/files.h"
 

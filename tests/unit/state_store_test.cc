@@ -44,7 +44,7 @@ class StateStoreTest : public ::testing::Test {
 };
 
 TEST_F(StateStoreTest, ANewDatabaseHasTheCurrentSchemaAndPassesIntegrityCheck) {
-  EXPECT_EQ(*store_->SchemaVersion(), 3);
+  EXPECT_EQ(*store_->SchemaVersion(), 4);
   EXPECT_EQ(*store_->IntegrityCheck(), "ok");
 }
 
@@ -87,7 +87,7 @@ TEST_F(StateStoreTest, FindingALinkChangesNothingSoARegistrationStillSeesTheIden
   EXPECT_TRUE(changed->identity_changed);
 }
 
-TEST_F(StateStoreTest, CursorsMoveOnlyForwardUnlessReset) {
+TEST_F(StateStoreTest, CursorsMoveOnlyForwardUntilTheLinkIdentityChanges) {
   auto c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
   EXPECT_EQ(c->last_timestamp, 0);
   EXPECT_EQ(c->generation.size(), 32u);
@@ -95,18 +95,17 @@ TEST_F(StateStoreTest, CursorsMoveOnlyForwardUnlessReset) {
   auto back = store_->AdvanceCursor(link_, Direction::kPull, CursorKind::kEvents, 100);
   ASSERT_FALSE(back.ok());
   EXPECT_NE(back.error().message.find("only move forward"), std::string::npos);
-  ASSERT_TRUE(store_->SetOverlap(link_, Direction::kPull, CursorKind::kEvents, 300).ok());
   ASSERT_TRUE(store_->MarkFullReconciliation(link_, Direction::kPull, CursorKind::kEvents, 999).ok());
   c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
   EXPECT_EQ(c->last_timestamp, 200);
-  EXPECT_EQ(c->overlap_seconds, 300);
   EXPECT_EQ(c->last_full_reconciliation, 999);
   EXPECT_EQ(store_->GetCursor(link_, Direction::kPull, CursorKind::kSightings)->last_timestamp, 0)
       << "kinds are separate";
-  auto gen = store_->ResetCursor(link_, Direction::kPull, CursorKind::kEvents);
+  std::string old_generation = c->generation;
+  ASSERT_TRUE(store_->RegisterLink("portal", "hash-2")->identity_changed);
   c = store_->GetCursor(link_, Direction::kPull, CursorKind::kEvents);
   EXPECT_EQ(c->last_timestamp, 0);
-  EXPECT_EQ(c->generation, *gen);
+  EXPECT_NE(c->generation, old_generation);
 }
 
 TEST_F(StateStoreTest, LedgerEntriesRoundTripEveryField) {

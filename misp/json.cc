@@ -1,4 +1,4 @@
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-// sync/misp/elements.h: which elements of an event another copy of it lacks.
+// misp/elements.h: which elements of an event another copy of it lacks.
 //
 // A receiving MISP may accept an event and silently drop some of its elements (an object whose
 // `description` is empty: "Description cannot be empty."; a sharing group it cannot capture on an
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::misp {
 

@@ -1,4 +1,4 @@
-#include "sync/misp/event.h"
+#include "misp/event.h"
 
 namespace sgsync::misp {
 namespace {

@@ -1,4 +1,4 @@
-#include "sync/misp/content_hash.h"
+#include "misp/content_hash.h"
 
 #include <openssl/evp.h>
 

@@ -1,4 +1,4 @@
-#include "sync/misp/elements.h"
+#include "misp/elements.h"
 
 #include <set>
 

@@ -1,4 +1,4 @@
-// sync/misp/json.h: reading untrusted JSON into Boost.JSON values, within limits, and MISP's loose
+// misp/json.h: reading untrusted JSON into Boost.JSON values, within limits, and MISP's loose
 // scalars.
 //
 // Every byte sgsync receives from a MISP is untrusted. JsonReader parses it incrementally (network

@@ -1,4 +1,4 @@
-// state/sqlite.h: a thin RAII layer over the SQLite C API. sgsync's own SQL stays in state/; misp-sim
+// sqlite/sqlite.h: a thin RAII layer over the SQLite C API. sgsync's own SQL stays in state/; misp-sim
 // (a separate program with its own database) uses this layer too.
 //
 // Database owns a connection and a cache of prepared statements; Statement binds parameters (never
@@ -18,7 +18,7 @@
 
 #include "common/result.h"
 
-namespace sgsync::state {
+namespace sgsync::sqlite {
 
 class Database;
 
@@ -129,4 +129,4 @@ class Transaction {
   Database* db_;
 };
 
-}  // namespace sgsync::state
+}  // namespace sgsync::sqlite

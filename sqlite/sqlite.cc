@@ -1,10 +1,10 @@
-#include "state/sqlite.h"
+#include "sqlite/sqlite.h"
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
-namespace sgsync::state {
+namespace sgsync::sqlite {
 namespace {
 
 ErrorCode CodeFor(int rc) {
@@ -186,4 +186,4 @@ Status Transaction::Commit() {
   return {};
 }
 
-}  // namespace sgsync::state
+}  // namespace sgsync::sqlite

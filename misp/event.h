@@ -1,4 +1,4 @@
-// sync/misp/event.h: MISP events as sgsync reads and writes them.
+// misp/event.h: MISP events as sgsync reads and writes them.
 //
 // An EventDocument owns the JSON exactly as it arrived (Boost.JSON keeps every key in order with its
 // JSON type), so parse -> modify -> serialize never drops a field a newer MISP added. Typed views
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::misp {
 

@@ -1,4 +1,4 @@
-// sync/misp/content_hash.h: a fingerprint of an event's content, for the ledger's change detection.
+// misp/content_hash.h: a fingerprint of an event's content, for the ledger's change detection.
 //
 // Two copies of one event on two MISP instances hash equal when they say the same thing, whatever
 // the key order, the string-vs-number encoding ("1" vs 1 vs true) or the order of elements with
@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::misp {
 

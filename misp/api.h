@@ -1,4 +1,4 @@
-// sync/misp/api.h: the small MISP documents besides events: the minimal event index, the sharing
+// misp/api.h: the small MISP documents besides events: the minimal event index, the sharing
 // group index, servers/getVersion, users/view/me and MISP's error bodies.
 //
 // Each Decode* function takes the parsed response body and returns a typed value or an error with
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "sync/misp/json.h"
+#include "misp/json.h"
 
 namespace sgsync::misp {
 

@@ -1,4 +1,4 @@
-#include "sync/misp/api.h"
+#include "misp/api.h"
 
 #include <cstdio>
 
