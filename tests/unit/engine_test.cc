@@ -1,0 +1,342 @@
+// The sync engine in process: a LinkEngine over two misp-sim (the member's MISP and the Portal) on
+// loopback HTTPS, the real MISP client and a real SQLite state store in a temporary directory.
+// Each test drives one path of the engine (conflict policies, the abort after repeated peer
+// failures, the bulk-fetch fallback, the cursor held by a failing event, echo suppression,
+// tombstones) in well under a second, where tests/e2e reaches them only through processes.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <functional>
+
+#include "common/metrics.h"
+#include "misp-sim/sim.h"
+#include "portal-connector/misp_client.h"
+#include "state/store.h"
+#include "sync/engine/engine.h"
+#include "tests/support/files.h"
+#include "tests/support/policy_fixtures.h"
+#include "tests/support/test_pki.h"
+
+namespace sgsync::engine {
+namespace {
+
+namespace json = boost::json;
+using sgsync::testing::kOrg1;
+using sgsync::testing::kOrg2;
+
+// One misp-sim served over HTTPS on a free loopback port, with a way to act on it as its site
+// admin without the network (the set-up of a test is not what it tests).
+class Instance {
+ public:
+  Instance(const sgsync::testing::TestPki& pki, const std::string& org, const std::string& org_uuid)
+      : admin_key_(sim::RandomKey()) {
+    sim_ = std::move(*sim::MispSim::Create(sim::SimConfig{":memory:", "", org, org_uuid, admin_key_, "", ""}));
+    sim::MispSim* raw = sim_.get();
+    server_ = std::move(*sim::HttpServer::Start(
+        "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
+        sim::TlsFiles{pki.server_cert(), pki.server_key(), ""}));
+    sim_->set_base_url(url());
+  }
+  ~Instance() { server_->Stop(); }
+
+  std::string url() const { return "https://127.0.0.1:" + std::to_string(server_->port()); }
+  sim::MispSim& sim() { return *sim_; }
+  const std::string& admin_key() const { return admin_key_; }
+
+  // A REST call as the site admin; returns the answer's status and JSON body (null when none).
+  std::pair<int, json::value> Call(const std::string& method, const std::string& target,
+                                   const json::value& body = nullptr) {
+    sim::HttpRequest r;
+    r.method = method;
+    r.target = target;
+    r.headers = {{"authorization", admin_key_},
+                 {"accept", "application/json"},
+                 {"content-type", "application/json"},
+                 {"user-agent", "MISP 2.5.1 - #engine-test"}};
+    if (!body.is_null()) r.body = json::serialize(body);
+    sim::HttpResponse a = sim_->Handle(r);
+    boost::system::error_code ec;
+    json::value v = a.body.empty() ? json::value() : json::parse(a.body, ec);
+    return {a.status, ec ? json::value() : v};
+  }
+
+  // The event as its owner sees it, or null when the instance does not hold it.
+  json::value View(const std::string& uuid) {
+    auto [status, body] = Call("GET", "/events/view/" + uuid);
+    return status == 200 ? body.at("Event") : json::value();
+  }
+  std::string Info(const std::string& uuid) { return std::string(View(uuid).at("info").as_string()); }
+
+  // Changes the event's info, moves its timestamp `later` seconds on and publishes it, as a user of
+  // this instance would.
+  void EditInfo(const std::string& uuid, const std::string& info, int later) {
+    json::object ev = View(uuid).as_object();
+    ev["info"] = info;
+    ev["timestamp"] = std::to_string(std::stoll(std::string(ev.at("timestamp").as_string())) + later);
+    ASSERT_EQ(Call("POST", "/events/edit/" + uuid, json::object{{"Event", ev}}).first, 200);
+    ASSERT_EQ(Call("POST", "/events/publish/" + std::string(ev.at("id").as_string())).first, 200);
+  }
+
+  void Delete(const std::string& uuid) {
+    std::string id(View(uuid).at("id").as_string());
+    ASSERT_EQ(Call("POST", "/events/delete/" + id).first, 200);
+  }
+
+  std::size_t Count(const std::string& prefix) {
+    std::size_t n = 0;
+    for (const auto& r : sim_->RequestLog()) n += r.target.rfind(prefix, 0) == 0;
+    return n;
+  }
+
+ private:
+  std::string admin_key_;
+  std::unique_ptr<sim::MispSim> sim_;
+  std::unique_ptr<sim::HttpServer> server_;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pki_ = new sgsync::testing::TestPki(); }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+
+  void SetUp() override {
+    member_ = std::make_unique<Instance>(*pki_, "ORG1", kOrg1);
+    portal_ = std::make_unique<Instance>(*pki_, "ORG2", kOrg2);
+    ASSERT_TRUE(member_->sim().AddOrg("ORG2", kOrg2, false).ok());
+    ASSERT_TRUE(portal_->sim().AddOrg("ORG1", kOrg1, false).ok());
+    portal_sync_key_ = *portal_->sim().AddUser("sync@org1.test", kOrg1, sim::Role::kSyncUser);
+    local_ = Client(member_->url(), member_->admin_key());
+    remote_ = Client(portal_->url(), portal_sync_key_);
+    auto store = state::StateStore::Open((dir_.path() / "state.db").string());
+    ASSERT_TRUE(store.ok()) << store.error().ToString();
+    store_ = std::move(*store);
+    link_id_ = store_->RegisterLink("portal", "identity")->id;
+    DeclareMetrics(metrics_);
+  }
+
+  static std::unique_ptr<connector::MispClient> Client(const std::string& url, const std::string& key) {
+    connector::TransportOptions o;
+    o.base_url = url;
+    o.tls.ca_file = pki_->ca();
+    o.user_agent = connector::SgsyncUserAgent();
+    o.retry.max_attempts = 1;  // the engine's own retries and aborts are under test, not the transport's
+    return std::make_unique<connector::MispClient>(std::move(*connector::HttpsTransport::Create(o, key)));
+  }
+
+  // Options with the fields a test sets; the rest as sgsyncd's defaults.
+  static EngineOptions With(const std::function<void(EngineOptions&)>& set) {
+    EngineOptions o;
+    set(o);
+    return o;
+  }
+  static sim::Fault Failing(const std::string& route, int status) {
+    sim::Fault f;
+    f.route = route;
+    f.error_rate = 1.0;
+    f.error_status = status;
+    return f;
+  }
+
+  LinkEngine& Engine(EngineOptions options = {}) {
+    options.overlap_seconds = 0;
+    engine_ = std::make_unique<LinkEngine>("portal", link_id_, sgsync::testing::MakeLink(), options, *local_,
+                                           *remote_, *store_, &metrics_);
+    return *engine_;
+  }
+
+  std::vector<std::string> Seed(Instance& where, int events, std::uint64_t seed) {
+    auto uuids = where.sim().Seed(events, 2, 0, 3, seed, 5);
+    EXPECT_TRUE(uuids.ok());
+    return *uuids;
+  }
+
+  RunStats Run(Direction d, bool full = false) {
+    RunOptions o;
+    o.full = full;
+    auto stats = engine_->Run(d, o);
+    EXPECT_TRUE(stats.ok()) << stats.error().ToString();
+    return stats.ok() ? *stats : RunStats{};
+  }
+
+  // A member event pushed, changed at the Portal (pulled back: the member's copy is locked now),
+  // then changed on the member, newer there: the push that follows meets a conflict.
+  std::string PushConflict(ConflictPolicy policy) {
+    Engine(With([&](EngineOptions& o) { o.conflict_policy = policy; }));
+    std::string uuid = Seed(*member_, 1, 202)[0];
+    EXPECT_EQ(Run(Direction::kPush).sent, 1);
+    portal_->EditInfo(uuid, "changed at the Portal", 200);
+    Run(Direction::kPull);
+    member_->EditInfo(uuid, "changed on the member", 300);
+    return uuid;
+  }
+
+  static sgsync::testing::TestPki* pki_;
+  sgsync::testing::TempDir dir_;
+  std::unique_ptr<Instance> member_, portal_;
+  std::string portal_sync_key_;
+  std::unique_ptr<connector::MispClient> local_, remote_;
+  std::unique_ptr<state::StateStore> store_;
+  std::int64_t link_id_ = 0;
+  Metrics metrics_;
+  std::unique_ptr<LinkEngine> engine_;
+};
+sgsync::testing::TestPki* EngineTest::pki_ = nullptr;
+
+TEST_F(EngineTest, APushSendsEveryEligibleEventAndASecondRunSendsNothing) {
+  auto uuids = Seed(*member_, 3, 11);
+  Engine();
+  RunStats first = Run(Direction::kPush);
+  EXPECT_EQ(first.sent, 3);
+  for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
+  RunStats second = Run(Direction::kPush);
+  EXPECT_EQ(second.sent, 0);
+  EXPECT_EQ(second.queued, 0);
+  // The cursor moved, so the second run asked with a new filter; the third asks the same again.
+  RunStats third = Run(Direction::kPush);
+  EXPECT_TRUE(third.not_modified) << "the index answered 304 to the ETag of the second run";
+}
+
+TEST_F(EngineTest, WhatSgsyncWroteIsNotSentBackTheOtherWay) {
+  Seed(*member_, 2, 12);
+  Engine();
+  ASSERT_EQ(Run(Direction::kPush).sent, 2);
+  portal_->sim().ClearRequestLog();
+  member_->sim().ClearRequestLog();
+  RunStats pull = Run(Direction::kPull);
+  EXPECT_EQ(pull.listed, 2);
+  EXPECT_EQ(pull.queued, 0) << "the ledger knows the two events at the timestamps sgsync wrote";
+  EXPECT_EQ(pull.sent, 0);
+  EXPECT_EQ(member_->Count("/events/add") + member_->Count("/events/edit"), 0u);
+  EXPECT_EQ(portal_->Count("/events/view") + portal_->Count("/events/restSearch"), 0u)
+      << "an echo is known from the ledger, without fetching it";
+}
+
+TEST_F(EngineTest, UnderPreferNewerTheMembersNewerChangeWinsAConflict) {
+  std::string uuid = PushConflict(ConflictPolicy::kPreferNewer);
+  RunStats push = Run(Direction::kPush);
+  EXPECT_EQ(push.conflicts, 1);
+  EXPECT_EQ(push.sent, 1);
+  EXPECT_EQ(portal_->Info(uuid), "changed on the member");
+}
+
+TEST_F(EngineTest, UnderPreferPortalTheMembersConflictingChangeIsHeld) {
+  std::string uuid = PushConflict(ConflictPolicy::kPreferPortal);
+  RunStats push = Run(Direction::kPush);
+  EXPECT_EQ(push.conflicts, 1);
+  EXPECT_EQ(push.held, 1);
+  EXPECT_EQ(push.sent, 0);
+  EXPECT_EQ(portal_->Info(uuid), "changed at the Portal");
+  auto conflicts = store_->ListConflicts(link_id_, true);
+  ASSERT_TRUE(conflicts.ok());
+  ASSERT_EQ(conflicts->size(), 1u);
+  EXPECT_EQ((*conflicts)[0].uuid, uuid);
+}
+
+TEST_F(EngineTest, UnderManualNeitherSideIsWrittenUntilAnOperatorResolves) {
+  std::string uuid = PushConflict(ConflictPolicy::kManual);
+  RunStats push = Run(Direction::kPush);
+  EXPECT_EQ(push.conflicts, 1);
+  EXPECT_EQ(push.held, 1);
+  EXPECT_EQ(portal_->Info(uuid), "changed at the Portal");
+  EXPECT_EQ(Run(Direction::kPush).sent, 0) << "still held on the next run";
+}
+
+TEST_F(EngineTest, UnderPreferLocalThePortalsConflictingChangeIsNotPulled) {
+  Engine(With([](EngineOptions& o) { o.conflict_policy = ConflictPolicy::kPreferLocal; }));
+  std::string uuid = Seed(*portal_, 1, 201)[0];
+  ASSERT_EQ(Run(Direction::kPull).sent, 1);
+  member_->EditInfo(uuid, "changed on the member", 100);
+  Run(Direction::kPush);
+  portal_->EditInfo(uuid, "changed at the Portal", 200);
+  RunStats pull = Run(Direction::kPull);
+  EXPECT_EQ(pull.conflicts, 1);
+  EXPECT_EQ(pull.held, 1);
+  EXPECT_EQ(member_->Info(uuid), "changed on the member");
+}
+
+TEST_F(EngineTest, APeerThatKeepsFailingEndsTheRunEarlyAndTheUntriedItemsWait) {
+  auto uuids = Seed(*member_, 10, 13);
+  std::int64_t oldest = static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
+  for (const auto& u : uuids)
+    oldest = std::min(oldest, static_cast<std::int64_t>(std::stoll(std::string(member_->View(u).at("timestamp").as_string()))));
+  portal_->sim().AddFault(Failing("/events/filterEventIdsForPush", 503));
+  portal_->sim().AddFault(Failing("/events/add", 503));
+  Engine(With([](EngineOptions& o) {
+    o.max_in_flight = 1;
+    o.batch = 2;
+    o.peer_failures_to_abort = 3;
+  }));
+  RunStats run = Run(Direction::kPush);
+  EXPECT_TRUE(run.aborted);
+  EXPECT_EQ(run.abort_reason, "the Portal kept failing");
+  EXPECT_EQ(run.sent, 0);
+  EXPECT_LT(run.failed, 10) << "the run stopped before trying every event";
+  EXPECT_LT(run.cursor, oldest) << "nothing was sent: the cursor stays below every event";
+  portal_->sim().ClearFaults();
+  // The failed items wait out their backoff; the untried ones are ready at once.
+  RunStats after = Run(Direction::kPush);
+  EXPECT_FALSE(after.aborted);
+  EXPECT_EQ(after.sent, 10 - run.failed);
+}
+
+TEST_F(EngineTest, WhenTheBulkFetchFailsEachEventIsFetchedAlone) {
+  auto uuids = Seed(*member_, 3, 14);
+  member_->sim().AddFault(Failing("/events/restSearch", 500));
+  Engine();
+  RunStats run = Run(Direction::kPush);
+  EXPECT_EQ(run.sent, 3);
+  EXPECT_EQ(member_->Count("/events/restSearch"), 1u);
+  EXPECT_EQ(member_->Count("/events/view/"), 3u);
+  for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
+}
+
+TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent) {
+  auto uuids = Seed(*member_, 3, 15);
+  std::int64_t bad_ts = static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
+  member_->sim().AddFault(Failing("/events/restSearch", 500));
+  member_->sim().AddFault(Failing("/events/view/" + uuids[0], 500));
+  Engine(With([](EngineOptions& o) { o.bulk_fetch = 0; }));
+  RunStats run = Run(Direction::kPush);
+  EXPECT_EQ(run.sent, 2);
+  EXPECT_EQ(run.failed, 1);
+  EXPECT_LT(run.cursor, bad_ts) << "the failed event is not skipped by the next incremental run";
+  member_->sim().ClearFaults();
+  // Its backoff has not passed: the item waits, the cursor with it.
+  EXPECT_LT(Run(Direction::kPush).cursor, bad_ts);
+  auto item = store_->Lease(link_id_, state::Direction::kPush, 10, 600);
+  ASSERT_TRUE(item.ok());
+  EXPECT_TRUE(item->empty()) << "not due yet";
+}
+
+TEST_F(EngineTest, ATombstoneDeletesTheMembersCopyOfAnEventDeletedAtThePortalAndItNeverReturns) {
+  auto uuids = Seed(*portal_, 2, 16);
+  Engine(With([](EngineOptions& o) { o.tombstones = true; }));
+  ASSERT_EQ(Run(Direction::kPull).sent, 2);
+  json::value gone = portal_->View(uuids[0]);
+  portal_->Delete(uuids[0]);
+  RunStats full = Run(Direction::kPull, true);
+  EXPECT_EQ(full.deleted_at_source, 1);
+  EXPECT_EQ(full.tombstoned, 1);
+  EXPECT_TRUE(member_->View(uuids[0]).is_null());
+  EXPECT_FALSE(member_->View(uuids[1]).is_null());
+  ASSERT_TRUE(portal_->sim().LoadEvent(json::serialize(json::object{{"Event", gone}})).ok());
+  EXPECT_EQ(Run(Direction::kPull, true).sent, 0) << "a tombstoned uuid is never pulled again";
+  EXPECT_TRUE(member_->View(uuids[0]).is_null());
+}
+
+TEST_F(EngineTest, WithTombstonesOffAnEventDeletedAtThePortalIsOnlyReported) {
+  auto uuids = Seed(*portal_, 1, 17);
+  Engine();
+  ASSERT_EQ(Run(Direction::kPull).sent, 1);
+  portal_->Delete(uuids[0]);
+  RunStats full = Run(Direction::kPull, true);
+  EXPECT_EQ(full.deleted_at_source, 1);
+  EXPECT_EQ(full.tombstoned, 0);
+  EXPECT_FALSE(member_->View(uuids[0]).is_null());
+}
+
+}  // namespace
+}  // namespace sgsync::engine
