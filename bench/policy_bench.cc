@@ -31,7 +31,7 @@ const misp::EventDocument& BigEvent(bool inherit) {
   return inherit ? inheriting : mixed;
 }
 
-void Run(benchmark::State& state, policy::Direction direction) {
+void Run(benchmark::State& state, Direction direction) {
   const auto& doc = BigEvent(state.range(0) == 1);
   policy::Link link = testing::MakeLink(R"("blocked_tags": ["tlp:red"])");
   std::size_t attributes = 150000;
@@ -55,8 +55,8 @@ void Run(benchmark::State& state, policy::Direction direction) {
       policy_ns / static_cast<double>(state.iterations()) / static_cast<double>(attributes);
 }
 
-void BM_PolicyPush150k(benchmark::State& state) { Run(state, policy::Direction::kPush); }
-void BM_PolicyPull150k(benchmark::State& state) { Run(state, policy::Direction::kPull); }
+void BM_PolicyPush150k(benchmark::State& state) { Run(state, Direction::kPush); }
+void BM_PolicyPull150k(benchmark::State& state) { Run(state, Direction::kPull); }
 // Argument 0: mixed distributions; 1: every attribute inherits.
 BENCHMARK(BM_PolicyPush150k)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PolicyPull150k)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);

@@ -26,11 +26,11 @@ int Unusable(const Error& e) {
 }  // namespace
 
 int RunEvaluate(const EvaluateArgs& args) {
-  policy::Direction direction;
+  Direction direction;
   if (args.direction == "push") {
-    direction = policy::Direction::kPush;
+    direction = Direction::kPush;
   } else if (args.direction == "pull") {
-    direction = policy::Direction::kPull;
+    direction = Direction::kPull;
   } else {
     return Unusable(Fail(ErrorCode::kInvalidArgument,
                          "expected push or pull, found \"" + args.direction + "\"", "--direction"));
@@ -52,7 +52,7 @@ int RunEvaluate(const EvaluateArgs& args) {
     auto parsed = misp::EventDocument::FromJson(std::move(*event_json), options);
     if (!parsed.ok()) return Unusable(parsed.error().Within(args.event_path));
     doc.emplace(std::move(*parsed));
-  } else if (direction == policy::Direction::kPush) {
+  } else if (direction == Direction::kPush) {
     return Unusable(Fail(ErrorCode::kInvalidArgument, "a push needs an event, found null", args.event_path));
   }
   policy::Decision d = policy::Evaluate(direction, doc ? &doc->event_json() : nullptr, *link);

@@ -60,18 +60,18 @@ grpc::Status ToGrpc(const Error& e) {
   return grpc::Status(code, e.ToString());
 }
 
-std::optional<engine::Direction> FromProto(v1::Direction d) {
-  if (d == v1::DIRECTION_PUSH) return engine::Direction::kPush;
-  if (d == v1::DIRECTION_PULL) return engine::Direction::kPull;
+std::optional<Direction> FromProto(v1::Direction d) {
+  if (d == v1::DIRECTION_PUSH) return Direction::kPush;
+  if (d == v1::DIRECTION_PULL) return Direction::kPull;
   return std::nullopt;
 }
 
-v1::Direction ToProto(engine::Direction d) {
-  return d == engine::Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL;
+v1::Direction ToProto(Direction d) {
+  return d == Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL;
 }
 
-state::Direction StoreDir(engine::Direction d) {
-  return d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull;
+Direction StoreDir(Direction d) {
+  return d == Direction::kPush ? Direction::kPush : Direction::kPull;
 }
 
 // The stored or fresh decision JSON (policy::Decision::ToJson) as the API's Decision.
@@ -108,7 +108,7 @@ std::string ReasonKey(const v1::Reason& r) {
 void FillFailure(const state::WorkItem& w, const std::string& link, v1::FailureInfo* f) {
   f->set_id(w.id);
   f->set_link(link);
-  f->set_direction(w.direction == state::Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL);
+  f->set_direction(w.direction == Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL);
   f->set_uuid(w.uuid);
   f->set_version(w.version);
   f->set_state(std::string(state::WorkStateName(w.state)));
@@ -164,8 +164,8 @@ class AdminImpl final : public v1::SyncAdmin::Service {
           note(conflicts.error());
         }
       }
-      for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
-        const DirectionStatus& st = d == engine::Direction::kPush ? l.push : l.pull;
+      for (Direction d : {Direction::kPush, Direction::kPull}) {
+        const DirectionStatus& st = d == Direction::kPush ? l.push : l.pull;
         if (!st.enabled) continue;
         v1::DirectionStatus* ds = ls->add_directions();
         ds->set_direction(ToProto(d));
@@ -177,13 +177,13 @@ class AdminImpl final : public v1::SyncAdmin::Service {
         ds->set_last_run_outcome(st.last_outcome);
         if (st.last_outcome == "ok" || st.last_outcome == "not_modified")
           ds->set_last_success_at(st.last_run_ended);
-        std::string dir(policy::DirectionName(d));
+        std::string dir(DirectionName(d));
         Metrics& m = service_.metrics();
         auto count = [&](const char* outcome) {
           return static_cast<std::int64_t>(
               m.Value("sgsync_events_total", {{"link", l.name}, {"direction", dir}, {"outcome", outcome}}));
         };
-        if (d == engine::Direction::kPush) {
+        if (d == Direction::kPush) {
           ds->set_sent(count("sent"));
         } else {
           ds->set_received(count("sent"));
@@ -222,20 +222,20 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status TriggerSync(grpc::ServerContext* ctx, const v1::TriggerSyncRequest* req,
                            grpc::ServerWriter<v1::SyncProgress>* writer) override {
-    std::vector<engine::Direction> dirs;
+    std::vector<Direction> dirs;
     if (auto d = FromProto(req->direction())) {
       dirs.push_back(*d);
     } else {
       for (const auto& l : service_.Snapshot()) {
         if (l.name != req->link()) continue;
-        if (l.push.enabled) dirs.push_back(engine::Direction::kPush);
-        if (l.pull.enabled) dirs.push_back(engine::Direction::kPull);
+        if (l.push.enabled) dirs.push_back(Direction::kPush);
+        if (l.pull.enabled) dirs.push_back(Direction::kPull);
       }
     }
     if (dirs.empty())
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no link named \"" + req->link() + "\"");
     std::mutex write_mu;  // progress comes from the engine's worker threads
-    for (engine::Direction d : dirs) {
+    for (Direction d : dirs) {
       auto send = [&](const engine::RunStats& s, bool finished, const std::string& outcome) {
         v1::SyncProgress p;
         p.set_link(req->link());
@@ -253,7 +253,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       };
       auto stats = service_.Trigger(req->link(), d, req->full(),
                                     [&](const engine::RunStats& s) { send(s, false, "running"); });
-      std::string what = std::string(policy::DirectionName(d)) + (req->full() ? " (full)" : "");
+      std::string what = std::string(DirectionName(d)) + (req->full() ? " (full)" : "");
       Audit(ctx, "TriggerSync", req->link() + " " + what, stats.ok() ? "ok" : stats.error().ToString());
       if (!stats.ok()) return ToGrpc(stats.error());
       send(*stats, true, stats->aborted ? "aborted: " + stats->abort_reason : "ok");
@@ -333,9 +333,9 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     if (!id.ok()) return ToGrpc(id.error());
     auto ledger = service_.store().GetLedger(*id, req->uuid());
     if (!ledger.ok()) return ToGrpc(ledger.error());
-    std::optional<engine::Direction> d = FromProto(req->direction());
+    std::optional<Direction> d = FromProto(req->direction());
     if (!d && *ledger)
-      d = (*ledger)->origin == state::Side::kLocal ? engine::Direction::kPush : engine::Direction::kPull;
+      d = (*ledger)->origin == state::Side::kLocal ? Direction::kPush : Direction::kPull;
     if (!d) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "sgsync has no record of " + req->uuid() +
                                                                   " on link " + req->link() +
@@ -405,9 +405,9 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       auto ledger = link_id.ok() ? service_.store().GetLedger(*link_id, found->second.uuid)
                                  : Result<std::optional<state::LedgerEntry>>(link_id.error());
       if (ledger.ok() && *ledger) {
-        auto a = service_.store().RecordAndEnqueue(*link_id, **ledger, state::Direction::kPush,
+        auto a = service_.store().RecordAndEnqueue(*link_id, **ledger, Direction::kPush,
                                                    found->second.local_timestamp);
-        auto b = service_.store().RecordAndEnqueue(*link_id, **ledger, state::Direction::kPull,
+        auto b = service_.store().RecordAndEnqueue(*link_id, **ledger, Direction::kPull,
                                                    found->second.remote_timestamp);
         if (!a.ok()) st = a.error();
         if (!b.ok()) st = b.error();

@@ -138,9 +138,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (once) {
-    std::optional<sgsync::engine::Direction> only;
-    if (direction == "push") only = sgsync::engine::Direction::kPush;
-    if (direction == "pull") only = sgsync::engine::Direction::kPull;
+    std::optional<sgsync::Direction> only;
+    if (direction == "push") only = sgsync::Direction::kPush;
+    if (direction == "pull") only = sgsync::Direction::kPull;
     auto results = (*service)->RunOnce(only, full);
     if (!results.ok()) {
       spdlog::error("{}", results.error().ToString());

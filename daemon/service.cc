@@ -136,7 +136,7 @@ Status Service::BuildLinks() {
   for (const auto& p : pauses) {
     LinkRuntime* l = Find(p.link);
     if (l == nullptr) continue;  // a link no longer configured: its pause waits, should it come back
-    DirectionStatus& st = l->status[p.direction == state::Direction::kPush ? 0 : 1];
+    DirectionStatus& st = l->status[p.direction == Direction::kPush ? 0 : 1];
     st.paused = true;
     st.paused_by = p.paused_by;
     st.paused_at = p.paused_at;
@@ -313,25 +313,25 @@ Status Service::Discover(LinkRuntime& link) {
 // does not keep the others from running; a link whose MISPs cannot be reached fails the whole call.
 template <typename Stats, typename RunFn>
 Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
-    std::optional<engine::Direction> only, bool full, bool sightings_only, const std::string& suffix,
+    std::optional<Direction> only, bool full, bool sightings_only, const std::string& suffix,
     RunFn run) {
   std::vector<std::pair<std::string, Result<Stats>>> out;
   for (auto& link : links_) {
     if (sightings_only && !link->config.sightings) continue;
     // A link that cannot start fails its own runs; the other links still run.
     Status discovered = Discover(*link);
-    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
-      bool enabled = d == engine::Direction::kPush ? link->config.push : link->config.pull;
+    for (Direction d : {Direction::kPush, Direction::kPull}) {
+      bool enabled = d == Direction::kPush ? link->config.push : link->config.pull;
       if (!enabled || (only && *only != d)) continue;
       if (!discovered.ok()) {
-        out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + suffix,
+        out.emplace_back(link->config.name + " " + std::string(DirectionName(d)) + suffix,
                          discovered.error().Within("link " + link->config.name));
         continue;
       }
       engine::RunOptions ro;
       ro.full = full;
       ro.stop = &stopping_;
-      out.emplace_back(link->config.name + " " + std::string(policy::DirectionName(d)) + suffix,
+      out.emplace_back(link->config.name + " " + std::string(DirectionName(d)) + suffix,
                        run(*link->engine, d, ro));
     }
   }
@@ -339,17 +339,17 @@ Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
 }
 
 Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> Service::RunOnce(
-    std::optional<engine::Direction> only, bool full) {
+    std::optional<Direction> only, bool full) {
   return RunEachOnce<engine::RunStats>(
       only, full, false, "",
-      [](engine::LinkEngine& e, engine::Direction d, const engine::RunOptions& ro) { return e.Run(d, ro); });
+      [](engine::LinkEngine& e, Direction d, const engine::RunOptions& ro) { return e.Run(d, ro); });
 }
 
 Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> Service::RunSightingsOnce(
-    std::optional<engine::Direction> only, bool full) {
+    std::optional<Direction> only, bool full) {
   return RunEachOnce<engine::SightingsStats>(
       only, full, true, " sightings",
-      [](engine::LinkEngine& e, engine::Direction d, const engine::RunOptions& ro) {
+      [](engine::LinkEngine& e, Direction d, const engine::RunOptions& ro) {
         return e.RunSightings(d, ro);
       });
 }
@@ -373,12 +373,12 @@ void Service::SightingsLoop(LinkRuntime& link) {
     if (auto s = Discover(link); !s.ok()) {
       failed = true;
     } else {
-      for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
-        bool enabled = d == engine::Direction::kPush ? lc.push : lc.pull;
+      for (Direction d : {Direction::kPush, Direction::kPull}) {
+        bool enabled = d == Direction::kPush ? lc.push : lc.pull;
         bool paused = false;
         {
           std::lock_guard lock(link.mu);
-          paused = link.status[d == engine::Direction::kPush ? 0 : 1].paused;
+          paused = link.status[d == Direction::kPush ? 0 : 1].paused;
         }
         if (!enabled || paused || stopping_) continue;
         engine::RunOptions ro;
@@ -388,7 +388,7 @@ void Service::SightingsLoop(LinkRuntime& link) {
             stats->analyst_data_failed > 0 || stats->clusters_failed > 0) {
           failed = true;
           if (!stats.ok()) {
-            spdlog::warn("link {} {} sightings: {}", lc.name, policy::DirectionName(d),
+            spdlog::warn("link {} {} sightings: {}", lc.name, DirectionName(d),
                          stats.error().ToString());
           }
         }
@@ -414,10 +414,10 @@ void Service::SleepUntil(std::int64_t deadline_ms) {
   }
 }
 
-void Service::Loop(LinkRuntime& link, engine::Direction d) {
+void Service::Loop(LinkRuntime& link, Direction d) {
   const auto& lc = link.config;
-  const std::string dir(policy::DirectionName(d));
-  const int slot = d == engine::Direction::kPush ? 0 : 1;
+  const std::string dir(DirectionName(d));
+  const int slot = d == Direction::kPush ? 0 : 1;
   std::mt19937_64 rng(std::random_device{}());
   std::int64_t backoff_ms = 0;
   auto fail_wait = [&](const std::string& what) {
@@ -448,7 +448,7 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
       continue;
     }
     auto cursor = store_->GetCursor(
-        link.link_id, d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull,
+        link.link_id, d == Direction::kPush ? Direction::kPush : Direction::kPull,
         state::CursorKind::kEvents);
     if (!cursor.ok()) {
       // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
@@ -476,7 +476,7 @@ void Service::Loop(LinkRuntime& link, engine::Direction d) {
       outcome = stats->not_modified ? "not_modified" : "ok";
       if (full && cursor.ok()) {
         auto m = store_->MarkFullReconciliation(
-            link.link_id, d == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull,
+            link.link_id, d == Direction::kPush ? Direction::kPush : Direction::kPull,
             state::CursorKind::kEvents, NowS());
         if (!m.ok()) spdlog::error("link {} {}: {}", lc.name, dir, m.error().ToString());
       }
@@ -530,8 +530,8 @@ Status Service::Start() {
                  metrics_server_->port());
   }
   for (auto& link : links_) {
-    for (engine::Direction d : {engine::Direction::kPush, engine::Direction::kPull}) {
-      if (!(d == engine::Direction::kPush ? link->config.push : link->config.pull)) continue;
+    for (Direction d : {Direction::kPush, Direction::kPull}) {
+      if (!(d == Direction::kPush ? link->config.push : link->config.pull)) continue;
       ++running_loops_;
       threads_.emplace_back([this, l = link.get(), d] {
         Loop(*l, d);
@@ -643,14 +643,14 @@ std::vector<Service::LinkSnapshot> Service::Snapshot() {
   return out;
 }
 
-Status Service::SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused,
+Status Service::SetPaused(const std::string& link, std::optional<Direction> d, bool paused,
                           const std::string& actor) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);
   if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  for (engine::Direction dir : {engine::Direction::kPush, engine::Direction::kPull}) {
+  for (Direction dir : {Direction::kPush, Direction::kPull}) {
     if (d && *d != dir) continue;
-    const state::Direction sd = dir == engine::Direction::kPush ? state::Direction::kPush : state::Direction::kPull;
+    const Direction sd = dir == Direction::kPush ? Direction::kPush : Direction::kPull;
     // The store first: a pause that was not recorded is not reported as done.
     if (paused) {
       SGSYNC_TRY_STATUS(store_->SetPause(state::Pause{link, sd, actor, NowS()}));
@@ -658,30 +658,30 @@ Status Service::SetPaused(const std::string& link, std::optional<engine::Directi
       SGSYNC_TRY_STATUS(store_->ClearPause(link, sd));
     }
     std::lock_guard g(l->mu);
-    DirectionStatus& st = l->status[dir == engine::Direction::kPush ? 0 : 1];
+    DirectionStatus& st = l->status[dir == Direction::kPush ? 0 : 1];
     st.paused = paused;
     st.paused_by = paused ? actor : "";
     st.paused_at = paused ? NowS() : 0;
   }
   wake_.notify_all();
-  spdlog::info("link {} {}: {} by {}", link, d ? std::string(policy::DirectionName(*d)) : "push and pull",
+  spdlog::info("link {} {}: {} by {}", link, d ? std::string(DirectionName(*d)) : "push and pull",
                paused ? "paused" : "resumed", actor);
   return {};
 }
 
-Result<engine::RunStats> Service::Trigger(const std::string& link, engine::Direction d, bool full,
+Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, bool full,
                                           const std::function<void(const engine::RunStats&)>& progress) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);
   if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  bool enabled = d == engine::Direction::kPush ? l->config.push : l->config.pull;
+  bool enabled = d == Direction::kPush ? l->config.push : l->config.pull;
   if (!enabled) {
     return Fail(ErrorCode::kInvalidArgument, "link " + link + " does not run " +
-                                                 std::string(policy::DirectionName(d)) +
+                                                 std::string(DirectionName(d)) +
                                                  " (its directions setting)");
   }
   SGSYNC_TRY_STATUS(Discover(*l));
-  const int slot = d == engine::Direction::kPush ? 0 : 1;
+  const int slot = d == Direction::kPush ? 0 : 1;
   engine::RunOptions ro;
   ro.full = full;
   ro.stop = &stopping_;
@@ -706,7 +706,7 @@ Result<engine::RunStats> Service::Trigger(const std::string& link, engine::Direc
   return stats;
 }
 
-Result<policy::Decision> Service::DryRun(const std::string& link, engine::Direction d,
+Result<policy::Decision> Service::DryRun(const std::string& link, Direction d,
                                          const std::string& uuid) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);

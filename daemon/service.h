@@ -60,10 +60,10 @@ class Service {
   // Runs every link's enabled directions once (push, then pull) and returns; `only` restricts
   // the direction. For `sgsyncd --once`, tests and the demo.
   Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> RunOnce(
-      std::optional<engine::Direction> only = std::nullopt, bool full = false);
+      std::optional<Direction> only = std::nullopt, bool full = false);
   // One sightings run per link and enabled direction (after RunOnce).
   Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> RunSightingsOnce(
-      std::optional<engine::Direction> only = std::nullopt, bool full = false);
+      std::optional<Direction> only = std::nullopt, bool full = false);
   // Stops the schedulers: runs finish the events in hand; waits up to the grace period. Returns
   // false when some run did not stop in time (its state is still consistent).
   bool Stop();
@@ -92,14 +92,14 @@ class Service {
   Readiness LinkReadiness();
   // NotFound for an unknown link name; `d` absent means both directions. Written to the state
   // database first (a pause survives a reload and a restart), with who asked.
-  Status SetPaused(const std::string& link, std::optional<engine::Direction> d, bool paused,
+  Status SetPaused(const std::string& link, std::optional<Direction> d, bool paused,
                    const std::string& actor);
   // Runs now (waiting for a scheduled run of the same link and direction to end first), reporting
   // progress; fails when the link cannot start.
-  Result<engine::RunStats> Trigger(const std::string& link, engine::Direction d, bool full,
+  Result<engine::RunStats> Trigger(const std::string& link, Direction d, bool full,
                                    const std::function<void(const engine::RunStats&)>& progress);
   // What the policy decides for `uuid` now: the event fetched from its source, no write.
-  Result<policy::Decision> DryRun(const std::string& link, engine::Direction d, const std::string& uuid);
+  Result<policy::Decision> DryRun(const std::string& link, Direction d, const std::string& uuid);
   // The link's id in the state store (NotFound when it never started). Changes nothing.
   Result<std::int64_t> LinkId(const std::string& link);
   // Reads the configuration file again and reloads; returns what changed, in words.
@@ -113,9 +113,9 @@ class Service {
   Status Discover(LinkRuntime& link);
   template <typename Stats, typename RunFn>
   Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(
-      std::optional<engine::Direction> only, bool full, bool sightings_only, const std::string& suffix,
+      std::optional<Direction> only, bool full, bool sightings_only, const std::string& suffix,
       RunFn run);
-  void Loop(LinkRuntime& link, engine::Direction d);
+  void Loop(LinkRuntime& link, Direction d);
   void SightingsLoop(LinkRuntime& link);
   void SleepUntil(std::int64_t deadline_ms);
 

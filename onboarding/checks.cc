@@ -199,9 +199,9 @@ void Canary(const Sink& sink, const CheckOptions& o, const config::LinkConfig& l
     }
     auto served = from.client->ViewEvent(uuid, connector::ViewForm{true, !push});
     policy::Decision d = served.ok() && *served
-                             ? policy::Evaluate(push ? policy::Direction::kPush : policy::Direction::kPull,
+                             ? policy::Evaluate(push ? Direction::kPush : Direction::kPull,
                                                 std::optional<json::object>((**served).event_json()), plink)
-                             : policy::Evaluate(push ? policy::Direction::kPush : policy::Direction::kPull, nullptr, plink);
+                             : policy::Evaluate(push ? Direction::kPush : Direction::kPull, nullptr, plink);
     std::string outcome;
     if (!d.send) {
       const policy::Reason* why = d.refusal();
@@ -491,7 +491,7 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
         }
         for (auto& d : *docs) {
           policy::Decision decision =
-              policy::Evaluate(push ? policy::Direction::kPush : policy::Direction::kPull,
+              policy::Evaluate(push ? Direction::kPush : Direction::kPull,
                                std::optional<json::object>(std::move(d).TakeEvent()), *plink);
           if (decision.send) {
             ++send;

@@ -11,7 +11,6 @@
 namespace sgsync::state {
 namespace {
 
-const char* DirName(Direction d) { return d == Direction::kPush ? "push" : "pull"; }
 const char* KindName(CursorKind k) { return k == CursorKind::kEvents ? "events" : "sightings"; }
 const char* SideName(Side s) { return s == Side::kLocal ? "local" : "remote"; }
 Side SideFrom(const std::string& s) { return s == "remote" ? Side::kRemote : Side::kLocal; }
@@ -95,7 +94,7 @@ Status EnsureCursor(Database& db, std::int64_t link_id, Direction d, CursorKind 
   SGSYNC_TRY(auto s, db.Prepare("INSERT OR IGNORE INTO cursors (link_id, direction, kind, generation, "
                                 "updated_at) VALUES (?, ?, ?, ?, ?)"));
   return s->Bind(1, link_id)
-      .Bind(2, DirName(d))
+      .Bind(2, DirectionName(d))
       .Bind(3, KindName(k))
       .Bind(4, NewGenerationId())
       .Bind(5, now)
@@ -232,7 +231,7 @@ Result<Cursor> StateStore::GetCursor(std::int64_t link_id, Direction d, CursorKi
              db_->Prepare(
                  "SELECT last_timestamp, last_full_reconciliation, generation FROM cursors "
                  "WHERE link_id = ? AND direction = ? AND kind = ?"));
-  q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k));
+  q->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, KindName(k));
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return Fail(ErrorCode::kNotFound, "no link " + std::to_string(link_id), db_->path());
   return Cursor{q->Int(0), q->Int(1), q->Text(2)};
@@ -245,7 +244,7 @@ Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k
   SGSYNC_TRY(
       auto q,
       db_->Prepare("SELECT last_timestamp FROM cursors WHERE link_id = ? AND direction = ? AND kind = ?"));
-  q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, KindName(k));
+  q->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, KindName(k));
   SGSYNC_TRY(bool row, q->Step());
   if (row && q->Int(0) > last_timestamp) {
     return Fail(ErrorCode::kInvalidArgument,
@@ -258,7 +257,7 @@ Status StateStore::AdvanceCursor(std::int64_t link_id, Direction d, CursorKind k
   return u->Bind(1, last_timestamp)
       .Bind(2, Now())
       .Bind(3, link_id)
-      .Bind(4, DirName(d))
+      .Bind(4, DirectionName(d))
       .Bind(5, KindName(k))
       .Run();
 }
@@ -268,7 +267,7 @@ Status StateStore::MarkFullReconciliation(std::int64_t link_id, Direction d, Cur
   SGSYNC_TRY_STATUS(EnsureCursor(*db_, link_id, d, k, Now()));
   SGSYNC_TRY(auto u, db_->Prepare("UPDATE cursors SET last_full_reconciliation = ?, updated_at = ? WHERE "
                                   "link_id = ? AND direction = ? AND kind = ?"));
-  return u->Bind(1, at).Bind(2, Now()).Bind(3, link_id).Bind(4, DirName(d)).Bind(5, KindName(k)).Run();
+  return u->Bind(1, at).Bind(2, Now()).Bind(3, link_id).Bind(4, DirectionName(d)).Bind(5, KindName(k)).Run();
 }
 
 namespace {
@@ -421,7 +420,7 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
                           "next_attempt_at = excluded.next_attempt_at, last_error = NULL, "
                           "updated_at = excluded.updated_at WHERE state = 'done'"));
   SGSYNC_TRY_STATUS(ins->Bind(1, link_id)
-                        .Bind(2, DirName(d))
+                        .Bind(2, DirectionName(d))
                         .Bind(3, entry.uuid)
                         .Bind(4, version)
                         .Bind(5, now)
@@ -432,7 +431,7 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
       auto id,
       db_->Prepare(
           "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
-  id->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, entry.uuid).Bind(4, version);
+  id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
   SGSYNC_TRY(bool row, id->Step());
   if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
   std::int64_t item = id->Int(0);
@@ -451,7 +450,7 @@ Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction 
                    " FROM work_queue WHERE link_id = ? AND direction = ? AND ("
                    "(state IN ('pending', 'failed') AND next_attempt_at <= ?) OR "
                    "(state = 'leased' AND lease_expires_at <= ?)) ORDER BY next_attempt_at, id LIMIT ?"));
-  q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, now).Bind(4, now).Bind(5, static_cast<std::int64_t>(max));
+  q->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, now).Bind(4, now).Bind(5, static_cast<std::int64_t>(max));
   std::vector<WorkItem> items;
   while (true) {
     SGSYNC_TRY(bool row, q->Step());
@@ -560,7 +559,7 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
       auto q,
       db_->Prepare(
           "SELECT state, count(*) FROM work_queue WHERE link_id = ? AND direction = ? GROUP BY state"));
-  q->Bind(1, link_id).Bind(2, DirName(d));
+  q->Bind(1, link_id).Bind(2, DirectionName(d));
   QueueCounts c;
   while (true) {
     SGSYNC_TRY(bool row, q->Step());
@@ -593,7 +592,7 @@ Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t li
   // stay visible (failures, retry) and a retry re-queues them.
   SGSYNC_TRY(auto q, db_->Prepare("SELECT MIN(version) FROM work_queue WHERE link_id = ? AND direction = ? "
                                   "AND state NOT IN ('done', 'dead')"));
-  q->Bind(1, link_id).Bind(2, DirName(d));
+  q->Bind(1, link_id).Bind(2, DirectionName(d));
   SGSYNC_TRY(bool row, q->Step());
   if (!row || q->IsNull(0)) return std::optional<std::int64_t>();
   return std::optional<std::int64_t>(q->Int(0));
@@ -687,7 +686,7 @@ Status StateStore::MarkSightingsSynced(std::int64_t link_id, Direction d, const 
                                       "sighting_uuid, event_uuid, synced_at) "
                                       "VALUES (?, ?, ?, ?, ?)"));
     SGSYNC_TRY_STATUS(
-        ins->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, s).Bind(4, event_uuid).Bind(5, now).Run());
+        ins->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, s).Bind(4, event_uuid).Bind(5, now).Run());
   }
   return tx.Commit();
 }
@@ -701,7 +700,7 @@ Result<std::vector<std::string>> StateStore::UnsyncedSightings(std::int64_t link
         auto q,
         db_->Prepare(
             "SELECT 1 FROM sighting_ledger WHERE link_id = ? AND direction = ? AND sighting_uuid = ?"));
-    q->Bind(1, link_id).Bind(2, DirName(d)).Bind(3, s);
+    q->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, s);
     SGSYNC_TRY(bool row, q->Step());
     if (!row) out.push_back(s);
   }
@@ -728,7 +727,7 @@ Status StateStore::SetPause(const Pause& pause) {
   SGSYNC_TRY(auto s, db_->Prepare("INSERT OR REPLACE INTO pauses (link, direction, paused_by, paused_at) "
                                   "VALUES (?, ?, ?, ?)"));
   return s->Bind(1, pause.link)
-      .Bind(2, DirName(pause.direction))
+      .Bind(2, DirectionName(pause.direction))
       .Bind(3, pause.paused_by)
       .Bind(4, pause.paused_at != 0 ? pause.paused_at : Now())
       .Run();
@@ -737,7 +736,7 @@ Status StateStore::SetPause(const Pause& pause) {
 Status StateStore::ClearPause(const std::string& link, Direction d) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(auto s, db_->Prepare("DELETE FROM pauses WHERE link = ? AND direction = ?"));
-  return s->Bind(1, link).Bind(2, DirName(d)).Run();
+  return s->Bind(1, link).Bind(2, DirectionName(d)).Run();
 }
 
 Result<std::vector<Pause>> StateStore::ListPauses() {

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "common/direction.h"
 #include "common/result.h"
 
 namespace sgsync::sqlite {
@@ -37,7 +38,7 @@ class Database;
 
 namespace sgsync::state {
 
-enum class Direction { kPush, kPull };
+using ::sgsync::Direction;
 enum class CursorKind { kEvents, kSightings };
 // Which side of a link: the member's MISP (local) or the peer (remote, the Portal).
 enum class Side { kLocal, kRemote };

@@ -28,8 +28,8 @@ Status LinkEngine::SyncClusters(Direction d, SightingsStats& stats) {
   if (!options_.remote_perm_galaxy_editor) return Status();
   const bool push = d == Direction::kPush;
   if (push && !options_.remote_perm_sync) return Status();
-  connector::MispClient& source = push ? local_ : remote_;
-  connector::MispClient& dest = push ? remote_ : local_;
+  connector::MispApi& source = push ? local_ : remote_;
+  connector::MispApi& dest = push ? remote_ : local_;
   const std::string dir(DirectionName(d));
 
   // Published custom clusters at the source, against the versions the destination holds.

@@ -16,10 +16,6 @@ namespace sgsync::engine {
 
 namespace {
 
-state::Direction StoreDirection(Direction d) {
-  return d == Direction::kPush ? state::Direction::kPush : state::Direction::kPull;
-}
-
 bool PeerTrouble(const Error& e) {
   return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kRateLimited ||
          e.code == ErrorCode::kTimeout;
@@ -146,7 +142,7 @@ state::LedgerEntry LinkEngine::WrittenEntry(const Prepared& p, bool push, const 
 }
 
 LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
-                       connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
+                       connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
                        Metrics* metrics)
     : name_(std::move(name)),
       link_id_(link_id),
@@ -260,7 +256,7 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
   const bool push = run.direction == Direction::kPush;
   bool tag_rules = !link_.push_rules.tags_or.empty() || !link_.push_rules.tags_not.empty();
   if (options_.bulk_fetch <= 0 || link_.internal || (push && tag_rules)) return;
-  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispApi& source = push ? local_ : remote_;
   for (std::size_t from = 0; from < batch.size() && !run.ShouldStop(); from += options_.bulk_fetch) {
     std::size_t to = std::min(batch.size(), from + static_cast<std::size_t>(options_.bulk_fetch));
     json::array uuids;
@@ -285,7 +281,7 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
 
 void LinkEngine::Fetch(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
-  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispApi& source = push ? local_ : remote_;
   auto ledger = store_.GetLedger(link_id_, p.item.uuid);
   if (!ledger.ok()) return FailItem(run, p.item, ledger.error()), void(p.done = true);
   p.ledger = *ledger;
@@ -319,7 +315,7 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
 
 void LinkEngine::Write(RunContext& run, Prepared& p) {
   const bool push = run.direction == Direction::kPush;
-  connector::MispClient& dest = push ? remote_ : local_;
+  connector::MispApi& dest = push ? remote_ : local_;
   const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
   const json::object& event = *p.decision->event;
   // MISP's own push: an edit when the destination has the event, else an add (spec 7.2). The ledger
@@ -561,7 +557,7 @@ Status LinkEngine::LearnDestinationTimestamps(RunContext& run, std::vector<Prepa
     if (p.ledger->written_side == dest_side && p.ledger->written_timestamp) uuids.push_back(p.item.uuid);
   }
   if (uuids.empty()) return {};
-  connector::MispClient& dest = push ? remote_ : local_;
+  connector::MispApi& dest = push ? remote_ : local_;
   auto held = dest.EventsMetadata(uuids);
   if (!held.ok()) {
     // Without them a conflict could go unseen: these events wait for the next run.
@@ -609,7 +605,7 @@ Result<bool> LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
     resolution = old.resolution;
   }
   if (!known) {
-    connector::MispClient& dest = push ? remote_ : local_;
+    connector::MispApi& dest = push ? remote_ : local_;
     connector::ViewForm form;
     // The destination's copy, to say what differs; unreadable, the event is retried (a conflict
     // recorded against an empty copy would claim every element differs).
@@ -647,7 +643,7 @@ Result<bool> LinkEngine::HandleConflict(RunContext& run, Prepared& p) {
 
 Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> items) {
   const bool push = run.direction == Direction::kPush;
-  connector::MispClient& dest = push ? remote_ : local_;
+  connector::MispApi& dest = push ? remote_ : local_;
   std::vector<Prepared> batch(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) batch[i].item = std::move(items[i]);
 
@@ -831,7 +827,7 @@ Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid
   connector::ViewForm form;
   form.include_deleted = true;
   form.exclude_local_tags = !push && !link_.internal;
-  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispApi& source = push ? local_ : remote_;
   SGSYNC_TRY(auto doc, source.ViewEvent(uuid, form));
   if (!doc) return policy::Evaluate(d, nullptr, link_);
   return policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_);
@@ -853,9 +849,9 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
                     "(spec 12 case 36); ask the Portal's administrators for a sync user");
   }
   RunContext run(d, options);
-  const state::Direction sd = StoreDirection(d);
+  const Direction sd = d;
   const state::Side source_side = push ? state::Side::kLocal : state::Side::kRemote;
-  connector::MispClient& source = push ? local_ : remote_;
+  connector::MispApi& source = push ? local_ : remote_;
   const std::string dir(DirectionName(d));
 
   SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kEvents));

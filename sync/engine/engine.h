@@ -32,15 +32,14 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
-#include "portal-connector/misp_client.h"
+#include "misp/elements.h"
+#include "portal-connector/misp_api.h"
 #include "state/store.h"
 #include "sync/policy/policy.h"
-#include "misp/elements.h"
 #include "sync/policy/sightings.h"
 
 namespace sgsync::engine {
 
-using policy::Direction;
 namespace json = boost::json;
 
 // What happens to an event changed on both sides since sgsync last wrote it (docs/operations.md).
@@ -139,7 +138,7 @@ struct RunStats {
   // Sent under an earlier configuration and refused under the current one: MISP cannot retract,
   // the destination keeps its copy (reported, logged).
   std::int64_t no_longer_eligible = 0;
-  std::int64_t held = 0;  // held back by the conflict policy or an operator's resolution
+  std::int64_t held = 0;     // held back by the conflict policy or an operator's resolution
   std::int64_t partial = 0;  // saved by the receiver without some of their elements
   // Pulled events that a full pull run found deleted at the Portal, and of those the member's
   // copies deleted (tombstones on).
@@ -157,7 +156,7 @@ class LinkEngine {
   // `local` is the member's MISP, `remote` the Portal. The clients, the store and the metrics
   // must outlive the engine.
   LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
-             connector::MispClient& local, connector::MispClient& remote, state::StateStore& store,
+             connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
              Metrics* metrics);
 
   // One run. Fails (without changing the cursor) when listing fails or the store fails; failures
@@ -235,8 +234,8 @@ class LinkEngine {
   std::int64_t link_id_;
   policy::Link link_;
   EngineOptions options_;
-  connector::MispClient& local_;
-  connector::MispClient& remote_;
+  connector::MispApi& local_;
+  connector::MispApi& remote_;
   state::StateStore& store_;
   Metrics* metrics_;
   std::mutex push_run_, pull_run_, sightings_run_;

@@ -34,8 +34,8 @@ ProposalKey KeyOf(const json::object& p) {
 Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
   const bool push = d == Direction::kPush;
   if (push && !options_.remote_perm_sync) return Status();  // spec 12 case 36: no proposals pushed
-  connector::MispClient& source = push ? local_ : remote_;
-  connector::MispClient& dest = push ? remote_ : local_;
+  connector::MispApi& source = push ? local_ : remote_;
+  connector::MispApi& dest = push ? remote_ : local_;
   const std::string dir(DirectionName(d));
   const std::int64_t since = static_cast<std::int64_t>(std::time(nullptr)) - kProposalWindowSeconds;
 

@@ -58,8 +58,8 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   }
   if (!options_.sightings) return stats;
   const bool push = d == Direction::kPush;
-  const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;
-  connector::MispClient& source = push ? local_ : remote_;
+  const Direction sd = push ? Direction::kPush : Direction::kPull;
+  connector::MispApi& source = push ? local_ : remote_;
   const std::string dir(DirectionName(d));
 
   SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kSightings));
@@ -160,8 +160,8 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
 Result<bool> LinkEngine::SendEventSightings(Direction d, const std::string& event, const json::array& event_rows,
                                             SightingsStats& stats) {
   const bool push = d == Direction::kPush;
-  const state::Direction sd = push ? state::Direction::kPush : state::Direction::kPull;
-  connector::MispClient& dest = push ? remote_ : local_;
+  const Direction sd = push ? Direction::kPush : Direction::kPull;
+  connector::MispApi& dest = push ? remote_ : local_;
   const std::string dir(DirectionName(d));
   // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
   // served what its policy lets sgsync's account see; it is taken as served.

@@ -8,7 +8,6 @@ namespace sgsync::policy {
 using misp::Child;
 using misp::Describe;
 
-std::string_view DirectionName(Direction d) { return d == Direction::kPush ? "push" : "pull"; }
 
 bool FilterRules::empty() const {
   return tags_or.empty() && tags_not.empty() && orgs_or.empty() && orgs_not.empty() &&

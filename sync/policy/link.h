@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/direction.h"
 #include "common/result.h"
 #include "misp/json.h"
 
@@ -18,8 +19,8 @@ namespace sgsync::policy {
 
 namespace json = boost::json;
 
-enum class Direction { kPush, kPull };
-std::string_view DirectionName(Direction d);
+using ::sgsync::Direction;
+using ::sgsync::DirectionName;
 
 struct OrgRef {
   std::string uuid;

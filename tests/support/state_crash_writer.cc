@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     e.local_hash = std::string(64, 'a');
     e.decision = "send";
     e.decision_json = R"({"reasons":[{"rule":"push.attribute.downgrade","path":"Event.Attribute[0]"}]})";
-    auto id = (*store)->RecordAndEnqueue(link->id, e, sgsync::state::Direction::kPush, i);
+    auto id = (*store)->RecordAndEnqueue(link->id, e, sgsync::Direction::kPush, i);
     if (!id.ok()) {
       std::fprintf(stderr, "%s\n", id.error().ToString().c_str());
       return 1;

@@ -3,6 +3,8 @@
 // Each test drives one path of the engine (conflict policies, the abort after repeated peer
 // failures, the bulk-fetch fallback, the cursor held by a failing event, echo suppression,
 // tombstones) in well under a second, where tests/e2e reaches them only through processes.
+#include "sync/engine/engine.h"
+
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -12,7 +14,6 @@
 #include "misp-sim/sim.h"
 #include "portal-connector/misp_client.h"
 #include "state/store.h"
-#include "sync/engine/engine.h"
 #include "tests/support/files.h"
 #include "tests/support/policy_fixtures.h"
 #include "tests/support/test_pki.h"
@@ -30,7 +31,8 @@ class Instance {
  public:
   Instance(const sgsync::testing::TestPki& pki, const std::string& org, const std::string& org_uuid)
       : admin_key_(sim::RandomKey()) {
-    sim_ = std::move(*sim::MispSim::Create(sim::SimConfig{":memory:", "", org, org_uuid, admin_key_, "", ""}));
+    sim_ =
+        std::move(*sim::MispSim::Create(sim::SimConfig{":memory:", "", org, org_uuid, admin_key_, "", ""}));
     sim::MispSim* raw = sim_.get();
     server_ = std::move(*sim::HttpServer::Start(
         "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
@@ -259,9 +261,11 @@ TEST_F(EngineTest, UnderPreferLocalThePortalsConflictingChangeIsNotPulled) {
 
 TEST_F(EngineTest, APeerThatKeepsFailingEndsTheRunEarlyAndTheUntriedItemsWait) {
   auto uuids = Seed(*member_, 10, 13);
-  std::int64_t oldest = static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
+  std::int64_t oldest =
+      static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
   for (const auto& u : uuids)
-    oldest = std::min(oldest, static_cast<std::int64_t>(std::stoll(std::string(member_->View(u).at("timestamp").as_string()))));
+    oldest = std::min(oldest, static_cast<std::int64_t>(
+                                  std::stoll(std::string(member_->View(u).at("timestamp").as_string()))));
   portal_->sim().AddFault(Failing("/events/filterEventIdsForPush", 503));
   portal_->sim().AddFault(Failing("/events/add", 503));
   Engine(With([](EngineOptions& o) {
@@ -295,7 +299,8 @@ TEST_F(EngineTest, WhenTheBulkFetchFailsEachEventIsFetchedAlone) {
 
 TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent) {
   auto uuids = Seed(*member_, 3, 15);
-  std::int64_t bad_ts = static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
+  std::int64_t bad_ts =
+      static_cast<std::int64_t>(std::stoll(std::string(member_->View(uuids[0]).at("timestamp").as_string())));
   member_->sim().AddFault(Failing("/events/restSearch", 500));
   member_->sim().AddFault(Failing("/events/view/" + uuids[0], 500));
   Engine(With([](EngineOptions& o) { o.bulk_fetch = 0; }));
@@ -306,7 +311,7 @@ TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent)
   member_->sim().ClearFaults();
   // Its backoff has not passed: the item waits, the cursor with it.
   EXPECT_LT(Run(Direction::kPush).cursor, bad_ts);
-  auto item = store_->Lease(link_id_, state::Direction::kPush, 10, 600);
+  auto item = store_->Lease(link_id_, Direction::kPush, 10, 600);
   ASSERT_TRUE(item.ok());
   EXPECT_TRUE(item->empty()) << "not due yet";
 }
