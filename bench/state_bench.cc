@@ -22,7 +22,7 @@ std::vector<state::LedgerEntry> Entries(std::int64_t ts) {
     e.origin = state::Side::kLocal;
     e.local_timestamp = ts + i;
     e.local_hash = std::string(64, 'f');
-    e.decision = "send";
+    e.decision = state::LedgerDecision::kSend;
     e.decision_json =
         R"({"reasons":[{"rule":"push.event.downgrade","path":"Event.distribution","from":"2","to":"1"}]})";
     out.push_back(std::move(e));

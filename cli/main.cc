@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   CLI::App* events = command("events", "The events sgsync knows, with their decision and state");
   events->add_option("--link", admin.link, "only this link");
   events->add_option("--state", admin.state, "in_sync, skipped, pending, failed or dead");
-  events->add_option("--decision", admin.decision, "send or skip");
+  events->add_option("--decision", admin.decision, "queued, send, skip, held_conflict, deleted_at_portal or tombstoned");
   events->add_option("--since", admin.since, "updated at or after (Unix seconds)");
   events->add_option("--limit", admin.limit, "events per page (default 100)");
   events->add_option("--page-token", admin.page_token, "the next page, as the previous answer gave it");

@@ -14,11 +14,11 @@ set(SGSYNC_LAYERS
   sgsync_state=2
   sgsync_connector=2
   sgsync_mispsim=3
-  sgsync_config=3
-  sgsync_engine=4
-  sgsync_onboarding=4
-  sgsync_cli_render=4
-  sgsync_daemon=5
+  sgsync_engine=3
+  sgsync_cli_render=3
+  sgsync_config=4
+  sgsync_onboarding=5
+  sgsync_daemon=6
 )
 
 # Every library target defined under `dir`, its subdirectories included.

@@ -88,7 +88,8 @@ std::string RandomUuid() {
   std::string h = HexEncode(bytes);
   h[12] = '4';
   h[16] = "89ab"[h[16] % 4];
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20, 12);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" +
+         h.substr(20, 12);
 }
 
 }  // namespace sgsync

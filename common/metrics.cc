@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 namespace sgsync {
 
@@ -45,32 +46,48 @@ std::string Metrics::LabelText(const Labels& labels) {
   return out + "}";
 }
 
-Metrics::Family& Metrics::FamilyFor(const std::string& name, Type type) {
-  Family& f = families_[name];
-  if (f.help.empty() && f.values.empty() && f.histograms.empty()) f.type = type;
-  return f;
+Metrics::Metrics(std::span<const MetricFamily* const> families, bool strict) : strict_(strict) {
+  for (const MetricFamily* f : families) {
+    Family& family = families_[std::string(f->name)];
+    family.type = f->type;
+    family.help = std::string(f->help);
+    family.labels = std::string(f->labels);
+  }
 }
 
-void Metrics::Declare(const std::string& name, Type type, const std::string& help) {
-  std::lock_guard lock(mu_);
-  Family& f = FamilyFor(name, type);
-  f.type = type;
-  f.help = help;
+Metrics::Family& Metrics::Checked(const MetricFamily& family, MetricType used_as, const Labels& labels) {
+  auto it = families_.find(family.name);
+  if (it == families_.end()) {
+    if (strict_)
+      throw std::logic_error("metric " + std::string(family.name) + " is not in the metrics table");
+    it = families_.emplace(std::string(family.name), Family{used_as, "", std::string(family.labels), {}, {}})
+             .first;
+  }
+  if (strict_) {
+    std::string names;
+    for (const auto& [name, value] : labels) names += (names.empty() ? "" : " ") + name;
+    if (it->second.type != used_as)
+      throw std::logic_error("metric " + std::string(family.name) + " is used as another type than declared");
+    if (names != it->second.labels)
+      throw std::logic_error("metric " + std::string(family.name) + " has labels \"" + it->second.labels +
+                             "\", a sample gave \"" + names + "\"");
+  }
+  return it->second;
 }
 
-void Metrics::Add(const std::string& name, const Labels& labels, double value) {
+void Metrics::Add(const MetricFamily& family, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
-  FamilyFor(name, Type::kCounter).values[LabelText(labels)] += value;
+  Checked(family, MetricType::kCounter, labels).values[LabelText(labels)] += value;
 }
 
-void Metrics::Set(const std::string& name, const Labels& labels, double value) {
+void Metrics::Set(const MetricFamily& family, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
-  FamilyFor(name, Type::kGauge).values[LabelText(labels)] = value;
+  Checked(family, MetricType::kGauge, labels).values[LabelText(labels)] = value;
 }
 
-void Metrics::Observe(const std::string& name, const Labels& labels, double seconds) {
+void Metrics::Observe(const MetricFamily& family, const Labels& labels, double seconds) {
   std::lock_guard lock(mu_);
-  Histogram& h = FamilyFor(name, Type::kHistogram).histograms[LabelText(labels)];
+  Histogram& h = Checked(family, MetricType::kHistogram, labels).histograms[LabelText(labels)];
   if (h.counts.empty()) h.counts.assign(std::size(kBuckets) + 1, 0);
   std::size_t i = 0;
   while (i < std::size(kBuckets) && seconds > kBuckets[i]) ++i;
@@ -79,9 +96,9 @@ void Metrics::Observe(const std::string& name, const Labels& labels, double seco
   h.count += 1;
 }
 
-double Metrics::Value(const std::string& name, const Labels& labels) const {
+double Metrics::Value(const MetricFamily& family, const Labels& labels) const {
   std::lock_guard lock(mu_);
-  auto f = families_.find(name);
+  auto f = families_.find(family.name);
   if (f == families_.end()) return 0;
   auto v = f->second.values.find(LabelText(labels));
   return v == f->second.values.end() ? 0 : v->second;
@@ -93,9 +110,9 @@ std::string Metrics::Render() const {
   for (const auto& [name, f] : families_) {
     if (!f.help.empty()) out += "# HELP " + name + " " + f.help + "\n";
     out += "# TYPE " + name + " " +
-           (f.type == Type::kCounter ? "counter"
-            : f.type == Type::kGauge ? "gauge"
-                                     : "histogram") +
+           (f.type == MetricType::kCounter ? "counter"
+            : f.type == MetricType::kGauge ? "gauge"
+                                           : "histogram") +
            "\n";
     for (const auto& [labels, v] : f.values) out += name + labels + " " + Number(v) + "\n";
     for (const auto& [labels, h] : f.histograms) {

@@ -36,6 +36,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "version_mismatch";
     case ErrorCode::kRefused:
       return "refused";
+    case ErrorCode::kFailedPrecondition:
+      return "failed_precondition";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -20,22 +20,23 @@ namespace sgsync {
 
 // Kinds of failure. Callers branch on these; the message is for people.
 enum class ErrorCode {
-  kInvalidArgument,   // the caller gave something unusable (bad configuration, bad flag)
-  kParse,             // input is not well-formed (JSON syntax, wrong type, bad UUID)
-  kLimitExceeded,     // input is larger or deeper than a configured limit allows
-  kNotFound,          // the thing asked for does not exist
-  kAlreadyExists,     // creating something that is already there
-  kNotNewer,          // an edit that is not strictly newer than what is stored
-  kPermissionDenied,  // authenticated but not allowed (MISP 403, file mode)
-  kUnauthenticated,   // credentials refused (MISP 401/403 on the key)
-  kRateLimited,       // the peer asked us to slow down (429)
-  kUnavailable,       // the peer or resource cannot be reached now; trying later may work
-  kTimeout,           // a deadline passed
-  kIo,                // the operating system refused (disk full, read-only, missing directory)
-  kCorruption,        // stored data is damaged or not what it claims to be
-  kVersionMismatch,   // data written by a newer or incompatible sgsync or MISP
-  kRefused,           // a policy said no (sharing policy, TLS verification)
-  kInternal,          // a broken invariant that was caught rather than crashed on
+  kInvalidArgument,     // the caller gave something unusable (bad configuration, bad flag)
+  kParse,               // input is not well-formed (JSON syntax, wrong type, bad UUID)
+  kLimitExceeded,       // input is larger or deeper than a configured limit allows
+  kNotFound,            // the thing asked for does not exist
+  kAlreadyExists,       // creating something that is already there
+  kNotNewer,            // an edit that is not strictly newer than what is stored
+  kPermissionDenied,    // authenticated but not allowed (MISP 403, file mode)
+  kUnauthenticated,     // credentials refused (MISP 401/403 on the key)
+  kRateLimited,         // the peer asked us to slow down (429)
+  kUnavailable,         // the peer or resource cannot be reached now; trying later may work
+  kTimeout,             // a deadline passed
+  kIo,                  // the operating system refused (disk full, read-only, missing directory)
+  kCorruption,          // stored data is damaged or not what it claims to be
+  kVersionMismatch,     // data written by a newer or incompatible sgsync or MISP
+  kRefused,             // a policy said no (sharing policy, TLS verification)
+  kFailedPrecondition,  // the thing is not in the state the action needs (retrying an item that is not dead)
+  kInternal,            // a broken invariant that was caught rather than crashed on
 };
 
 // The stable lower-case name of a code ("parse", "not_found"), for logs and the admin API.

@@ -1,9 +1,11 @@
 #include "config/client.h"
 
+#include "common/metric_families.h"
+
 namespace sgsync::config {
 
-Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConfig& e,
-                                                          Metrics* metrics, const std::string& peer,
+Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConfig& e, Metrics* metrics,
+                                                          const std::string& peer,
                                                           std::shared_ptr<misp::MemoryBudget> budget,
                                                           std::shared_ptr<connector::EndpointLimit> limit) {
   connector::TransportOptions o;
@@ -19,12 +21,11 @@ Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConf
   if (metrics != nullptr) {
     o.observer = [metrics, peer](std::string_view method, std::string_view route, int status,
                                  double seconds) {
-      metrics->Add("sgsync_requests_total", {{"peer", peer},
-                                             {"method", std::string(method)},
-                                             {"route", std::string(route)},
-                                             {"status", std::to_string(status)}});
-      metrics->Observe("sgsync_request_duration_seconds", {{"peer", peer}, {"route", std::string(route)}},
-                       seconds);
+      metrics->Add(metric::kRequests, {{"peer", peer},
+                                       {"method", std::string(method)},
+                                       {"route", std::string(route)},
+                                       {"status", std::to_string(status)}});
+      metrics->Observe(metric::kRequestDuration, {{"peer", peer}, {"route", std::string(route)}}, seconds);
     };
   }
   auto t = connector::HttpsTransport::Create(std::move(o), e.api_key.reveal());

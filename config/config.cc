@@ -13,121 +13,12 @@
 #include <sstream>
 
 #include "common/encoding.h"
+#include "config/engine_settings.h"
+#include "config/toml_reader.h"
 
 namespace sgsync::config {
 
 namespace {
-
-// Reads one TOML table, remembering which keys were asked for so that the rest are reported as
-// unknown (a misspelt key must not silently fall back to a default).
-class TableReader {
- public:
-  TableReader(const toml::table& t, std::string file, std::string prefix)
-      : t_(t), file_(std::move(file)), prefix_(std::move(prefix)) {}
-
-  Error ErrorAt(const toml::node* n, std::string_view key, const std::string& what) const {
-    int line =
-        n != nullptr ? static_cast<int>(n->source().begin.line) : static_cast<int>(t_.source().begin.line);
-    return Error{ErrorCode::kInvalidArgument,
-                 file_ + ":" + std::to_string(line) + ": " + Key(key) + ": " + what, ""};
-  }
-  std::string Key(std::string_view key) const {
-    return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key);
-  }
-  const std::string& file() const { return file_; }
-
-  const toml::node* Node(std::string_view key) {
-    known_.insert(std::string(key));
-    return t_.get(key);
-  }
-
-  Status String(std::string_view key, std::string* out, bool required = false) {
-    const toml::node* n = Node(key);
-    if (n == nullptr) {
-      if (required) return ErrorAt(nullptr, key, "missing (required)");
-      return {};
-    }
-    if (!n->is_string()) return ErrorAt(n, key, std::string("expected a string, found ") + TypeName(*n));
-    *out = n->as_string()->get();
-    return {};
-  }
-  Status Bool(std::string_view key, bool* out) {
-    const toml::node* n = Node(key);
-    if (n == nullptr) return {};
-    if (!n->is_boolean())
-      return ErrorAt(n, key, std::string("expected true or false, found ") + TypeName(*n));
-    *out = n->as_boolean()->get();
-    return {};
-  }
-  template <typename Int>
-  Status Integer(std::string_view key, Int* out, std::int64_t min, std::int64_t max) {
-    const toml::node* n = Node(key);
-    if (n == nullptr) return {};
-    if (!n->is_integer()) return ErrorAt(n, key, std::string("expected an integer, found ") + TypeName(*n));
-    std::int64_t v = n->as_integer()->get();
-    if (v < min || v > max) {
-      return ErrorAt(n, key,
-                     "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", found " +
-                         std::to_string(v));
-    }
-    *out = static_cast<Int>(v);
-    return {};
-  }
-  Status StringList(std::string_view key, std::vector<std::string>* out) {
-    const toml::node* n = Node(key);
-    if (n == nullptr) return {};
-    if (!n->is_array())
-      return ErrorAt(n, key, std::string("expected a list of strings, found ") + TypeName(*n));
-    out->clear();
-    for (const auto& e : *n->as_array()) {
-      if (!e.is_string()) return ErrorAt(&e, key, std::string("expected strings, found ") + TypeName(e));
-      out->push_back(e.as_string()->get());
-    }
-    return {};
-  }
-  // A sub-table; nullptr when absent.
-  Result<const toml::table*> Table(std::string_view key, bool required) {
-    const toml::node* n = Node(key);
-    if (n == nullptr) {
-      if (required) return ErrorAt(nullptr, key, "missing (required table)");
-      return static_cast<const toml::table*>(nullptr);
-    }
-    if (!n->is_table()) return ErrorAt(n, key, std::string("expected a table, found ") + TypeName(*n));
-    return n->as_table();
-  }
-
-  Status NoUnknownKeys() const {
-    for (const auto& [k, v] : t_) {
-      if (!known_.count(std::string(k.str()))) return ErrorAt(&v, k.str(), "unknown key");
-    }
-    return {};
-  }
-
-  static const char* TypeName(const toml::node& n) {
-    switch (n.type()) {
-      case toml::node_type::string:
-        return "a string";
-      case toml::node_type::integer:
-        return "an integer";
-      case toml::node_type::floating_point:
-        return "a number";
-      case toml::node_type::boolean:
-        return "a boolean";
-      case toml::node_type::array:
-        return "a list";
-      case toml::node_type::table:
-        return "a table";
-      default:
-        return "a date or time";
-    }
-  }
-
- private:
-  const toml::table& t_;
-  std::string file_;
-  std::string prefix_;
-  std::set<std::string> known_;
-};
 
 Status CheckUrl(TableReader& r, std::string_view key, const std::string& url, bool insecure_ok) {
   bool https = url.rfind("https://", 0) == 0;
@@ -260,42 +151,10 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
     }
   }
   SGSYNC_TRY_STATUS(r.Integer("interval_seconds", &link.interval_seconds, 1, 7 * 86400));
-  SGSYNC_TRY_STATUS(r.Integer("overlap_seconds", &link.overlap_seconds, 0, 7 * 86400));
   SGSYNC_TRY_STATUS(
       r.Integer("full_reconciliation_seconds", &link.full_reconciliation_seconds, 0, 365 * 86400));
-  std::string conflict = "prefer-newer";
-  SGSYNC_TRY_STATUS(r.String("conflict_policy", &conflict));
-  if (conflict == "prefer-newer") {
-    link.conflict_policy = ConflictPolicy::kPreferNewer;
-  } else if (conflict == "prefer-portal") {
-    link.conflict_policy = ConflictPolicy::kPreferPortal;
-  } else if (conflict == "prefer-local") {
-    link.conflict_policy = ConflictPolicy::kPreferLocal;
-  } else if (conflict == "manual") {
-    link.conflict_policy = ConflictPolicy::kManual;
-  } else {
-    return named.ErrorAt(
-        r.Node("conflict_policy"), "conflict_policy",
-        "expected prefer-newer, prefer-portal, prefer-local or manual, found \"" + conflict + "\"");
-  }
-  SGSYNC_TRY_STATUS(r.String("on_partial_write", &link.on_partial_write));
-  if (link.on_partial_write != "accept" && link.on_partial_write != "retry" &&
-      link.on_partial_write != "dead_letter") {
-    return named.ErrorAt(r.Node("on_partial_write"), "on_partial_write",
-                         "expected accept, retry or dead_letter, found \"" + link.on_partial_write + "\"");
-  }
-  SGSYNC_TRY_STATUS(r.Bool("tombstones", &link.tombstones));
-  SGSYNC_TRY_STATUS(r.Bool("sightings", &link.sightings));
-  SGSYNC_TRY_STATUS(r.Bool("proposals", &link.proposals));
-  SGSYNC_TRY_STATUS(r.Bool("analyst_data", &link.analyst_data));
-  SGSYNC_TRY_STATUS(r.Bool("galaxy_clusters", &link.galaxy_clusters));
-  SGSYNC_TRY_STATUS(r.Integer("sightings_policy", &link.sightings_policy, 0, 3));
-  SGSYNC_TRY_STATUS(r.Bool("sightings_anonymise", &link.sightings_anonymise));
-  SGSYNC_TRY_STATUS(r.String("sightings_anonymise_as", &link.sightings_anonymise_as));
-  if (!link.sightings_anonymise_as.empty() && !misp::IsUuid(link.sightings_anonymise_as)) {
-    return named.ErrorAt(r.Node("sightings_anonymise_as"), "sightings_anonymise_as",
-                         "expected an organisation uuid, found \"" + link.sightings_anonymise_as + "\"");
-  }
+  for (const EngineSetting& setting : EngineSettings())
+    SGSYNC_TRY_STATUS(setting.read(r, setting.key, link.engine));
 
   SGSYNC_TRY(const toml::table* local, r.Table("local", true));
   SGSYNC_TRY_STATUS(ReadEndpoint(*local, file, "link \"" + link.name + "\".local", false, &link.local));
@@ -355,31 +214,23 @@ Result<LinkConfig> ReadLink(const toml::table& t, const std::string& file, std::
   if (!announced.empty()) p["announced_url"] = announced;
   p["settings"] = json::object{{"MISP.enable_synchronisation_filtering_on_type", filter_on_type}};
 
-  // Check the rules now with the policy's own reader, so a bad rule fails at --check, not at 3 am.
-  policy::OrgRef placeholder{"00000000-0000-4000-8000-000000000000", "placeholder"};
-  auto checked = MakePolicyLink(link, placeholder, placeholder);
+  // Parsed now with the policy's own reader, so a bad rule fails at --check, not at 3 am.
+  // The placeholders stand for what discovery learns: the Portal account's organisation, and the
+  // member's own when the file does not name it (MakePolicyLink puts them in).
+  json::object parsed = link.policy;
+  const json::object placeholder{{"uuid", "00000000-0000-4000-8000-000000000000"}, {"name", "placeholder"}};
+  parsed["remote_user_org"] = placeholder;
+  if (!parsed["local"].as_object().contains("org")) parsed["local"].as_object()["org"] = placeholder;
+  auto checked = policy::ParseLink(parsed);
   if (!checked.ok()) {
     return named.ErrorAt(nullptr, checked.error().where.empty() ? "link" : checked.error().where,
                          checked.error().message);
   }
+  link.policy_link = std::move(*checked);
   return link;
 }
 
 }  // namespace
-
-std::string_view ConflictPolicyName(ConflictPolicy p) {
-  switch (p) {
-    case ConflictPolicy::kPreferNewer:
-      return "prefer-newer";
-    case ConflictPolicy::kPreferPortal:
-      return "prefer-portal";
-    case ConflictPolicy::kPreferLocal:
-      return "prefer-local";
-    case ConflictPolicy::kManual:
-      return "manual";
-  }
-  return "?";
-}
 
 Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& name) {
   toml::table root;
@@ -481,12 +332,16 @@ Result<DaemonConfig> LoadConfig(const std::string& path) {
 
 Result<policy::Link> MakePolicyLink(const LinkConfig& link, const policy::OrgRef& remote_user_org,
                                     const policy::OrgRef& local_org) {
-  json::object p = link.policy;
-  auto org = [](const policy::OrgRef& o) { return json::object{{"uuid", o.uuid}, {"name", o.name}}; };
-  p["remote_user_org"] = org(remote_user_org);
-  json::object& local = p["local"].as_object();
-  if (!local.contains("org")) local["org"] = org(local_org);
-  return policy::ParseLink(p);
+  policy::Link out = link.policy_link;
+  out.remote_user_org = remote_user_org;
+  const json::value* local = link.policy.if_contains("local");
+  if (local != nullptr && local->is_object() && !local->as_object().contains("org")) {
+    // Read with a placeholder; the policy's reader takes the local organisation as the owner of
+    // the link too unless the link names one (policy::ParseLink).
+    out.local.org = local_org;
+    if (!link.policy.contains("owner_org")) out.owner_org = local_org;
+  }
+  return out;
 }
 
 Result<HostPort> ParseHostPort(std::string_view text) {
@@ -502,126 +357,16 @@ Result<HostPort> ParseHostPort(std::string_view text) {
   return HostPort{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(value)};
 }
 
+std::vector<std::string_view> EngineSettingKeys() {
+  std::vector<std::string_view> keys;
+  for (const EngineSetting& setting : EngineSettings()) keys.push_back(setting.key);
+  return keys;
+}
+
 std::string SharingIdentity(const LinkConfig& link) {
   json::object o = link.policy;
   o["directions"] = json::array{json::value(link.push), json::value(link.pull)};
   return Sha256Hex(json::serialize(o));
-}
-
-json::object Redacted(const DaemonConfig& c) {
-  auto endpoint = [](const MispEndpointConfig& e) {
-    return json::object{{"url", e.url},
-                        {"baseurl", e.baseurl},
-                        {"api_key", "<redacted: " + e.api_key.source + ">"},
-                        {"ca_file", e.ca_file},
-                        {"pin_sha256", e.pin_sha256},
-                        {"client_cert", e.client_cert},
-                        {"client_key", e.client_key.empty() ? "" : "<redacted: file>"},
-                        {"proxy", e.proxy},
-                        {"insecure_http", e.insecure_http},
-                        {"org_uuid", e.org_uuid},
-                        {"org_name", e.org_name},
-                        {"max_in_flight", e.max_in_flight},
-                        {"timeout_seconds", e.timeout_seconds},
-                        {"max_retry_after_seconds", e.max_retry_after_seconds},
-                        {"max_document_memory_mb", e.max_document_memory_mb},
-                        {"allow_site_admin", e.allow_site_admin}};
-  };
-  json::array links;
-  for (const auto& l : c.links) {
-    links.push_back(json::object{{"name", l.name},
-                                 {"push", l.push},
-                                 {"pull", l.pull},
-                                 {"interval_seconds", l.interval_seconds},
-                                 {"overlap_seconds", l.overlap_seconds},
-                                 {"full_reconciliation_seconds", l.full_reconciliation_seconds},
-                                 {"conflict_policy", ConflictPolicyName(l.conflict_policy)},
-                                 {"on_partial_write", l.on_partial_write},
-                                 {"tombstones", l.tombstones},
-                                 {"sightings", l.sightings},
-                                 {"proposals", l.proposals},
-                                 {"analyst_data", l.analyst_data},
-                                 {"galaxy_clusters", l.galaxy_clusters},
-                                 {"sightings_policy", l.sightings_policy},
-                                 {"sightings_anonymise", l.sightings_anonymise},
-                                 {"sightings_anonymise_as", l.sightings_anonymise_as},
-                                 {"local", endpoint(l.local)},
-                                 {"remote", endpoint(l.remote)},
-                                 {"policy", l.policy}});
-  }
-  return json::object{{"path", c.path},
-                      {"state_db", c.state_db},
-                      {"max_attempts", c.max_attempts},
-                      {"admin_socket", c.admin_socket},
-                      {"admin_tcp_listen", c.admin_tcp_listen},
-                      {"log_format", c.log_format},
-                      {"log_level", c.log_level},
-                      {"metrics_listen", c.metrics_listen},
-                      {"shutdown_grace_seconds", c.shutdown_grace_seconds},
-                      {"max_documents_memory_mb", c.max_documents_memory_mb},
-                      {"links", std::move(links)}};
-}
-
-}  // namespace sgsync::config
-
-namespace sgsync::config {
-
-namespace {
-
-toml::table TomlTable(const json::object& o);
-
-void TomlInsert(toml::table& t, std::string_view key, const json::value& v);
-
-toml::array TomlArray(const json::array& a) {
-  toml::array out;
-  for (const auto& v : a) {
-    if (v.is_object()) {
-      out.push_back(TomlTable(v.as_object()));
-    } else if (v.is_array()) {
-      out.push_back(TomlArray(v.as_array()));
-    } else if (v.is_bool()) {
-      out.push_back(v.as_bool());
-    } else if (v.is_int64()) {
-      out.push_back(v.as_int64());
-    } else if (v.is_string()) {
-      out.push_back(std::string(v.as_string()));
-    } else {
-      out.push_back(json::serialize(v));
-    }
-  }
-  return out;
-}
-
-void TomlInsert(toml::table& t, std::string_view key, const json::value& v) {
-  if (v.is_object()) {
-    t.insert(key, TomlTable(v.as_object()));
-  } else if (v.is_array()) {
-    t.insert(key, TomlArray(v.as_array()));
-  } else if (v.is_bool()) {
-    t.insert(key, v.as_bool());
-  } else if (v.is_int64()) {
-    t.insert(key, v.as_int64());
-  } else if (v.is_uint64()) {
-    t.insert(key, static_cast<std::int64_t>(v.as_uint64()));
-  } else if (v.is_string()) {
-    t.insert(key, std::string(v.as_string()));
-  } else if (!v.is_null()) {
-    t.insert(key, json::serialize(v));
-  }
-}
-
-toml::table TomlTable(const json::object& o) {
-  toml::table t;
-  for (const auto& kv : o) TomlInsert(t, kv.key(), kv.value());
-  return t;
-}
-
-}  // namespace
-
-std::string RedactedToml(const DaemonConfig& c) {
-  std::stringstream out;
-  out << TomlTable(Redacted(c)) << "\n";
-  return out.str();
 }
 
 }  // namespace sgsync::config

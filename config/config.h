@@ -18,6 +18,7 @@
 
 #include "common/result.h"
 #include "misp/json.h"
+#include "sync/engine/options.h"
 #include "sync/policy/link.h"
 
 namespace sgsync::config {
@@ -57,9 +58,10 @@ struct MispEndpointConfig {
   bool allow_site_admin = false;
 };
 
-enum class ConflictPolicy { kPreferNewer, kPreferPortal, kPreferLocal, kManual };
-std::string_view ConflictPolicyName(ConflictPolicy p);
-
+// One [[link]] table, read once into the three descriptions its users take: the scheduler's
+// (directions, intervals), the engine's options and the sharing policy's link. Discovery at start
+// only adds what it learns from the two MISPs (the Portal account's permissions and organisation,
+// the member's organisation when not configured): no setting is re-expressed on the way.
 struct LinkConfig {
   std::string name;
   MispEndpointConfig local;   // the member's MISP
@@ -67,22 +69,15 @@ struct LinkConfig {
   bool push = true;
   bool pull = true;
   std::int64_t interval_seconds = 300;
-  std::int64_t overlap_seconds = 600;
   std::int64_t full_reconciliation_seconds = 86400;
-  ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
-  // An event the receiver saved without some of its elements: "accept", "retry", "dead_letter".
-  std::string on_partial_write = "accept";
-  bool tombstones = false;
-  bool sightings = true;               // sightings travel (both directions the link runs)
-  bool proposals = true;               // proposals (ShadowAttribute) travel, on the sightings runs
-  bool analyst_data = true;            // notes, opinions, relationships travel, on the sightings runs
-  bool galaxy_clusters = true;         // custom galaxy clusters travel, on the sightings runs
-  int sightings_policy = 0;            // Plugin.Sightings_policy of the member's MISP (0-3)
-  bool sightings_anonymise = false;    // Plugin.Sightings_anonymise
-  std::string sightings_anonymise_as;  // Plugin.Sightings_anonymise_as: an organisation uuid
+  // Every engine setting of the table (sync/engine/options.h; the keys are listed once, with how
+  // each is read and shown, in config.cc's kEngineSettings).
+  engine::EngineOptions engine;
   // The sharing-relevant part, in the policy's JSON link form (policy::ParseLink) without the
-  // facts learnt from the MISPs at start (remote_user_org, the local org when not configured).
+  // facts learnt from the MISPs at start: what SharingIdentity digests and GetConfig shows...
   json::object policy;
+  // ... and the same parsed once by the policy's reader (MakePolicyLink completes it).
+  policy::Link policy_link;
   int line = 0;  // where the [[link]] table starts, for messages
 };
 
@@ -118,10 +113,15 @@ Result<DaemonConfig> LoadConfig(const std::string& path);
 // The same from text (tests); `name` stands for the file in messages; key files are still read.
 Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& name);
 
-// The policy's link for `link`, completed with what was learnt from the two MISPs: the organisation
-// of sgsync's account on the remote, and the local host organisation when not configured.
+// The policy's link for `link` (parsed when the file was read), completed with what was learnt
+// from the two MISPs: the organisation of sgsync's account on the remote, and the local host
+// organisation when not configured.
 Result<policy::Link> MakePolicyLink(const LinkConfig& link, const policy::OrgRef& remote_user_org,
                                     const policy::OrgRef& local_org);
+
+// The link keys that set the engine's behaviour: each is read into LinkConfig::engine and shown by
+// Redacted under the same name.
+std::vector<std::string_view> EngineSettingKeys();
 
 // A digest of everything in `link` that changes what is shared (policy JSON, directions): the state
 // store starts new cursor generations when it changes.

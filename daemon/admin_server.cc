@@ -15,6 +15,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/metric_families.h"
+#include "daemon/operations.h"
 #include "onboarding/onboarding.h"
 #include "sgsync/admin/v1/admin.grpc.pb.h"
 
@@ -37,6 +39,9 @@ grpc::Status ToGrpc(const Error& e) {
       break;
     case ErrorCode::kAlreadyExists:
       code = grpc::StatusCode::ALREADY_EXISTS;
+      break;
+    case ErrorCode::kFailedPrecondition:
+      code = grpc::StatusCode::FAILED_PRECONDITION;
       break;
     case ErrorCode::kPermissionDenied:
       code = grpc::StatusCode::PERMISSION_DENIED;
@@ -66,13 +71,7 @@ std::optional<Direction> FromProto(v1::Direction d) {
   return std::nullopt;
 }
 
-v1::Direction ToProto(Direction d) {
-  return d == Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL;
-}
-
-Direction StoreDir(Direction d) {
-  return d == Direction::kPush ? Direction::kPush : Direction::kPull;
-}
+v1::Direction ToProto(Direction d) { return d == Direction::kPush ? v1::DIRECTION_PUSH : v1::DIRECTION_PULL; }
 
 // The stored or fresh decision JSON (policy::Decision::ToJson) as the API's Decision.
 void FillDecision(const json::value& j, std::int64_t decided_at, v1::Decision* out) {
@@ -99,10 +98,6 @@ void FillDecision(const json::value& j, std::int64_t decided_at, v1::Decision* o
       if (w.is_string()) out->add_warnings(std::string(w.as_string()));
     }
   }
-}
-
-std::string ReasonKey(const v1::Reason& r) {
-  return r.action() + " " + r.path() + " " + r.rule() + " -> " + r.to();
 }
 
 void FillFailure(const state::WorkItem& w, const std::string& link, v1::FailureInfo* f) {
@@ -132,110 +127,52 @@ void FillConflict(const state::Conflict& c, const std::string& link, v1::Conflic
 
 class AdminImpl final : public v1::SyncAdmin::Service {
  public:
-  explicit AdminImpl(daemon::Service& service) : service_(service) {}
+  explicit AdminImpl(daemon::Service& service) : service_(service), ops_(service) {}
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
                          v1::GetStatusResponse* resp) override {
-    // A store that cannot be read is reported, never shown as zeros (docs/architecture.md, errors).
-    std::optional<Error> store_failed;
-    auto note = [&](const Error& e) {
-      if (!store_failed) store_failed = e;
-    };
-    for (const auto& l : service_.Snapshot()) {
-      if (!req->link().empty() && req->link() != l.name) continue;
+    auto links = ops_.LinkStatus(req->link());
+    if (!links.ok()) return ToGrpc(links.error());
+    for (const auto& view : *links) {
       v1::LinkStatus* ls = resp->add_links();
-      ls->set_link(l.name);
-      ls->set_local_misp_version(l.local_version);
-      ls->set_remote_misp_version(l.remote_version);
-      std::int64_t link_id = l.link_id;
-      if (link_id == 0) {
-        auto id = service_.LinkId(l.name);
-        if (id.ok()) {
-          link_id = *id;
-        } else if (id.error().code != ErrorCode::kNotFound) {
-          note(id.error());
-        }
-      }
-      if (link_id != 0) {
-        auto conflicts = service_.store().ListConflicts(link_id, true);
-        if (conflicts.ok()) {
-          ls->set_open_conflicts(static_cast<std::int64_t>(conflicts->size()));
-        } else {
-          note(conflicts.error());
-        }
-      }
-      for (Direction d : {Direction::kPush, Direction::kPull}) {
-        const DirectionStatus& st = d == Direction::kPush ? l.push : l.pull;
-        if (!st.enabled) continue;
+      ls->set_link(view.link.name);
+      ls->set_local_misp_version(view.link.local_version);
+      ls->set_remote_misp_version(view.link.remote_version);
+      ls->set_open_conflicts(view.open_conflicts);
+      for (const auto& dv : view.directions) {
+        const DirectionStatus& st = dv.status;
         v1::DirectionStatus* ds = ls->add_directions();
-        ds->set_direction(ToProto(d));
+        ds->set_direction(ToProto(dv.direction));
         ds->set_state(st.paused ? "paused" : st.running ? "running" : "idle");
         ds->set_paused_by(st.paused_by);
         ds->set_paused_at(st.paused_at);
         ds->set_last_run_started_at(st.last_run_started);
         ds->set_last_run_finished_at(st.last_run_ended);
-        ds->set_last_run_outcome(st.last_outcome);
-        if (st.last_outcome == "ok" || st.last_outcome == "not_modified")
-          ds->set_last_success_at(st.last_run_ended);
-        std::string dir(DirectionName(d));
-        Metrics& m = service_.metrics();
-        auto count = [&](const char* outcome) {
-          return static_cast<std::int64_t>(
-              m.Value("sgsync_events_total", {{"link", l.name}, {"direction", dir}, {"outcome", outcome}}));
-        };
-        if (d == Direction::kPush) {
-          ds->set_sent(count("sent"));
+        ds->set_last_run_outcome(st.last_outcome.Text());
+        if (st.last_outcome.succeeded()) ds->set_last_success_at(st.last_run_ended);
+        if (dv.direction == Direction::kPush) {
+          ds->set_sent(dv.sent);
         } else {
-          ds->set_received(count("sent"));
+          ds->set_received(dv.sent);
         }
-        ds->set_failed(count("failed"));
+        ds->set_failed(dv.failed);
         for (const auto& [rule, n] : st.last_stats.skipped_by_reason)
           (*ds->mutable_skipped_by_reason())[rule] = n;
-        if (link_id != 0) {
-          auto cursor = service_.store().GetCursor(link_id, StoreDir(d), state::CursorKind::kEvents);
-          if (cursor.ok()) {
-            ds->set_cursor_timestamp(cursor->last_timestamp);
-            ds->set_cursor_generation(cursor->generation);
-          } else {
-            note(cursor.error());
-          }
-          auto q = service_.store().CountQueue(link_id, StoreDir(d));
-          if (q.ok()) {
-            ds->set_queue_depth(q->pending + q->leased + q->failed);
-            ds->set_dead_letters(q->dead);
-          } else {
-            note(q.error());
-          }
-        }
+        ds->set_cursor_timestamp(dv.cursor_timestamp);
+        ds->set_cursor_generation(dv.cursor_generation);
+        ds->set_queue_depth(dv.queue_depth);
+        ds->set_dead_letters(dv.dead_letters);
       }
-    }
-    if (!req->link().empty() && resp->links().empty()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no link named \"" + req->link() + "\"");
-    }
-    if (store_failed) {
-      resp->Clear();
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "the state database could not be read: " + store_failed->ToString());
     }
     return grpc::Status::OK;
   }
 
   grpc::Status TriggerSync(grpc::ServerContext* ctx, const v1::TriggerSyncRequest* req,
                            grpc::ServerWriter<v1::SyncProgress>* writer) override {
-    std::vector<Direction> dirs;
-    if (auto d = FromProto(req->direction())) {
-      dirs.push_back(*d);
-    } else {
-      for (const auto& l : service_.Snapshot()) {
-        if (l.name != req->link()) continue;
-        if (l.push.enabled) dirs.push_back(Direction::kPush);
-        if (l.pull.enabled) dirs.push_back(Direction::kPull);
-      }
-    }
-    if (dirs.empty())
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no link named \"" + req->link() + "\"");
+    auto dirs = ops_.TriggerDirections(req->link(), FromProto(req->direction()));
+    if (!dirs.ok()) return ToGrpc(dirs.error());
     std::mutex write_mu;  // progress comes from the engine's worker threads
-    for (Direction d : dirs) {
+    for (Direction d : *dirs) {
       auto send = [&](const engine::RunStats& s, bool finished, const std::string& outcome) {
         v1::SyncProgress p;
         p.set_link(req->link());
@@ -251,10 +188,8 @@ class AdminImpl final : public v1::SyncAdmin::Service {
         std::lock_guard lock(write_mu);
         writer->Write(p);
       };
-      auto stats = service_.Trigger(req->link(), d, req->full(),
-                                    [&](const engine::RunStats& s) { send(s, false, "running"); });
-      std::string what = std::string(DirectionName(d)) + (req->full() ? " (full)" : "");
-      Audit(ctx, "TriggerSync", req->link() + " " + what, stats.ok() ? "ok" : stats.error().ToString());
+      auto stats = ops_.Trigger(req->link(), d, req->full(), Actor(ctx),
+                                [&](const engine::RunStats& s) { send(s, false, "running"); });
       if (!stats.ok()) return ToGrpc(stats.error());
       send(*stats, true, stats->aborted ? "aborted: " + stats->abort_reason : "ok");
     }
@@ -272,180 +207,66 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status ListEvents(grpc::ServerContext*, const v1::ListEventsRequest* req,
                           v1::ListEventsResponse* resp) override {
-    int size = req->page_size() > 0 ? std::min(req->page_size(), 1000) : 100;
-    // The page token is "<link>@<last uuid>" (split at the last @: uuids have none): links in name
-    // order, uuids in order within a link.
-    std::string token_link, token_uuid;
-    if (!req->page_token().empty()) {
-      auto tab = req->page_token().rfind('@');
-      if (tab == std::string::npos) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad page_token");
-      token_link = req->page_token().substr(0, tab);
-      token_uuid = req->page_token().substr(tab + 1);
+    auto page = ops_.ListEvents(req->link(), req->decision(), req->state(), req->updated_since(),
+                                req->page_token(), req->page_size());
+    if (!page.ok()) return ToGrpc(page.error());
+    for (const auto& row : page->events) {
+      const state::LedgerEntry& entry = row.row.entry;
+      v1::EventSummary* e = resp->add_events();
+      e->set_link(row.link);
+      e->set_uuid(entry.uuid);
+      e->set_origin(entry.origin == state::Side::kLocal ? "local" : "remote");
+      e->set_decision(std::string(state::LedgerDecisionName(entry.decision)));
+      e->set_state(row.state);
+      e->set_local_timestamp(entry.local_timestamp.value_or(0));
+      e->set_remote_timestamp(entry.remote_timestamp.value_or(0));
+      e->set_updated_at(entry.updated_at);
     }
-    std::vector<std::string> names;
-    for (const auto& l : service_.Snapshot()) {
-      if (req->link().empty() || req->link() == l.name) names.push_back(l.name);
-    }
-    std::sort(names.begin(), names.end());
-    if (names.empty())
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no link named \"" + req->link() + "\"");
-    // The API's event states map onto the work queue's (in_sync = done).
-    std::string work_state = req->state() == "in_sync" ? "done" : req->state();
-    for (const auto& name : names) {
-      if (!token_link.empty() && name < token_link) continue;
-      auto id = service_.LinkId(name);
-      if (!id.ok()) return ToGrpc(id.error());
-      std::string after = name == token_link ? token_uuid : "";
-      int want = size - resp->events_size();
-      auto rows = service_.store().ListLedger(*id, req->decision(), work_state, req->updated_since(), after,
-                                              want + 1);
-      if (!rows.ok()) return ToGrpc(rows.error());
-      for (std::size_t i = 0; i < rows->size(); ++i) {
-        const auto& r = (*rows)[i];
-        if (resp->events_size() == size) {
-          resp->set_next_page_token(name + "@" + resp->events(resp->events_size() - 1).uuid());
-          return grpc::Status::OK;
-        }
-        v1::EventSummary* e = resp->add_events();
-        e->set_link(name);
-        e->set_uuid(r.entry.uuid);
-        e->set_origin(r.entry.origin == state::Side::kLocal ? "local" : "remote");
-        e->set_decision(r.entry.decision);
-        std::string st =
-            r.work_state == "done" ? (r.entry.decision == "skip" ? "skipped" : "in_sync") : r.work_state;
-        e->set_state(st);
-        e->set_local_timestamp(r.entry.local_timestamp.value_or(0));
-        e->set_remote_timestamp(r.entry.remote_timestamp.value_or(0));
-        e->set_updated_at(r.entry.updated_at);
-      }
-      if (resp->events_size() == size) {
-        // Full exactly at a link's end: the next page starts after it.
-        resp->set_next_page_token(name + "@" + resp->events(resp->events_size() - 1).uuid());
-        return grpc::Status::OK;
-      }
-    }
+    resp->set_next_page_token(page->next_page_token);
     return grpc::Status::OK;
   }
 
   grpc::Status ExplainEvent(grpc::ServerContext*, const v1::ExplainEventRequest* req,
                             v1::ExplainEventResponse* resp) override {
-    auto id = service_.LinkId(req->link());
-    if (!id.ok()) return ToGrpc(id.error());
-    auto ledger = service_.store().GetLedger(*id, req->uuid());
-    if (!ledger.ok()) return ToGrpc(ledger.error());
-    std::optional<Direction> d = FromProto(req->direction());
-    if (!d && *ledger)
-      d = (*ledger)->origin == state::Side::kLocal ? Direction::kPush : Direction::kPull;
-    if (!d) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "sgsync has no record of " + req->uuid() +
-                                                                  " on link " + req->link() +
-                                                                  ": give the direction to evaluate it now");
-    }
-    if (*ledger && !(*ledger)->decision_json.empty()) {
-      auto stored = misp::ParseJson((*ledger)->decision_json);
-      if (stored.ok()) FillDecision(*stored, (*ledger)->updated_at, resp->mutable_stored());
-    }
-    auto fresh = service_.DryRun(req->link(), *d, req->uuid());
-    if (!fresh.ok()) {
-      resp->add_differences("the dry run could not fetch the event: " + fresh.error().ToString());
-      return grpc::Status::OK;
-    }
-    FillDecision(fresh->ToJson(), static_cast<std::int64_t>(std::time(nullptr)), resp->mutable_fresh());
-    if (!resp->has_stored()) {
-      resp->add_differences("no stored decision: sgsync has not handled this event on this link");
-      return grpc::Status::OK;
-    }
-    if (resp->stored().send() != resp->fresh().send()) {
-      resp->add_differences(std::string("the decision changed: ") +
-                            (resp->stored().send() ? "send" : "skip") + " -> " +
-                            (resp->fresh().send() ? "send" : "skip") +
-                            (resp->stored().send() && !resp->fresh().send()
-                                 ? " (what was sent stays at the Portal: MISP cannot retract an event)"
-                                 : ""));
-    }
-    std::set<std::string> before, after;
-    for (const auto& r : resp->stored().reasons()) before.insert(ReasonKey(r));
-    for (const auto& r : resp->fresh().reasons()) after.insert(ReasonKey(r));
-    for (const auto& k : before) {
-      if (!after.count(k)) resp->add_differences("no longer: " + k);
-    }
-    for (const auto& k : after) {
-      if (!before.count(k)) resp->add_differences("now: " + k);
-    }
+    auto e = ops_.Explain(req->link(), req->uuid(), FromProto(req->direction()));
+    if (!e.ok()) return ToGrpc(e.error());
+    if (e->stored) FillDecision(*e->stored, e->stored_at, resp->mutable_stored());
+    if (e->fresh) FillDecision(*e->fresh, e->fresh_at, resp->mutable_fresh());
+    for (const auto& d : e->differences) resp->add_differences(d);
     return grpc::Status::OK;
   }
 
   grpc::Status ListConflicts(grpc::ServerContext*, const v1::ListConflictsRequest* req,
                              v1::ListConflictsResponse* resp) override {
-    for (const auto& l : service_.Snapshot()) {
-      if (!req->link().empty() && req->link() != l.name) continue;
-      auto id = service_.LinkId(l.name);
-      if (!id.ok()) return ToGrpc(id.error());
-      auto list = service_.store().ListConflicts(*id, !req->include_resolved());
-      if (!list.ok()) return ToGrpc(list.error());
-      for (const auto& c : *list) FillConflict(c, l.name, resp->add_conflicts());
-    }
+    auto list = ops_.ListConflicts(req->link(), req->include_resolved());
+    if (!list.ok()) return ToGrpc(list.error());
+    for (const auto& row : *list) FillConflict(row.conflict, row.link, resp->add_conflicts());
     return grpc::Status::OK;
   }
 
   grpc::Status ResolveConflict(grpc::ServerContext* ctx, const v1::ResolveConflictRequest* req,
                                v1::ResolveConflictResponse* resp) override {
-    static const std::set<std::string> kResolutions{"prefer-local", "prefer-portal", "prefer-newer"};
-    if (!kResolutions.count(req->resolution())) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "resolution must be prefer-local, prefer-portal or prefer-newer, found \"" +
-                              req->resolution() + "\"");
-    }
-    auto found = FindConflict(req->id());
-    if (!found) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no conflict " + std::to_string(req->id()));
-    auto st = service_.store().ResolveConflict(req->id(), req->resolution(), Actor(ctx));
-    if (st.ok()) {
-      // The next runs take the event up again, in both directions, under the resolution.
-      auto link_id = service_.LinkId(found->first);
-      auto ledger = link_id.ok() ? service_.store().GetLedger(*link_id, found->second.uuid)
-                                 : Result<std::optional<state::LedgerEntry>>(link_id.error());
-      if (ledger.ok() && *ledger) {
-        auto a = service_.store().RecordAndEnqueue(*link_id, **ledger, Direction::kPush,
-                                                   found->second.local_timestamp);
-        auto b = service_.store().RecordAndEnqueue(*link_id, **ledger, Direction::kPull,
-                                                   found->second.remote_timestamp);
-        if (!a.ok()) st = a.error();
-        if (!b.ok()) st = b.error();
-      }
-    }
-    Audit(ctx, "ResolveConflict",
-          std::to_string(req->id()) + " " + found->second.uuid + " " + req->resolution(),
-          st.ok() ? "ok" : st.error().ToString());
-    if (!st.ok()) return ToGrpc(st.error());
-    found = FindConflict(req->id());
-    FillConflict(found->second, found->first, resp->mutable_conflict());
+    auto row = ops_.ResolveConflict(req->id(), req->resolution(), Actor(ctx));
+    if (!row.ok()) return ToGrpc(row.error());
+    FillConflict(row->conflict, row->link, resp->mutable_conflict());
     return grpc::Status::OK;
   }
 
   grpc::Status ListFailures(grpc::ServerContext*, const v1::ListFailuresRequest* req,
                             v1::ListFailuresResponse* resp) override {
-    for (const auto& l : service_.Snapshot()) {
-      if (!req->link().empty() && req->link() != l.name) continue;
-      auto id = service_.LinkId(l.name);
-      if (!id.ok()) return ToGrpc(id.error());
-      std::vector<state::WorkState> states{state::WorkState::kDead};
-      if (!req->dead_only()) states.insert(states.begin(), state::WorkState::kFailed);
-      for (auto s : states) {
-        auto items = service_.store().ListWork(*id, s, 1000);
-        if (!items.ok()) return ToGrpc(items.error());
-        for (const auto& w : *items) FillFailure(w, l.name, resp->add_failures());
-      }
-    }
+    auto list = ops_.ListFailures(req->link(), req->dead_only());
+    if (!list.ok()) return ToGrpc(list.error());
+    for (const auto& row : *list) FillFailure(row.item, row.link, resp->add_failures());
     return grpc::Status::OK;
   }
 
   grpc::Status RetryFailure(grpc::ServerContext* ctx, const v1::FailureRef* req,
                             v1::FailureActionResponse* resp) override {
-    return FailureAction(ctx, req, resp, true);
+    return Answer(ops_.RetryFailure(req->id(), Actor(ctx)), resp);
   }
   grpc::Status DropFailure(grpc::ServerContext* ctx, const v1::FailureRef* req,
                            v1::FailureActionResponse* resp) override {
-    return FailureAction(ctx, req, resp, false);
+    return Answer(ops_.DropFailure(req->id(), Actor(ctx)), resp);
   }
 
   grpc::Status GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
@@ -464,7 +285,8 @@ class AdminImpl final : public v1::SyncAdmin::Service {
   grpc::Status ReloadConfig(grpc::ServerContext* ctx, const v1::ReloadConfigRequest*,
                             v1::ReloadConfigResponse* resp) override {
     auto changes = service_.ReloadFromFile();
-    Audit(ctx, "ReloadConfig", service_.config().path, changes.ok() ? "ok" : changes.error().ToString());
+    ops_.Audit(Actor(ctx), "ReloadConfig", service_.config().path,
+               changes.ok() ? "ok" : changes.error().ToString());
     if (!changes.ok()) return ToGrpc(changes.error());
     resp->set_reloaded(true);
     for (const auto& c : *changes) resp->add_changes(c);
@@ -491,17 +313,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status BackupState(grpc::ServerContext* ctx, const v1::BackupStateRequest* req,
                            v1::BackupStateResponse* resp) override {
-    if (req->path().empty() || req->path()[0] != '/') {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "the backup path must be absolute (it is a path on the daemon's host), found \"" +
-                              req->path() + "\"");
-    }
-    if (std::filesystem::exists(req->path())) {
-      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
-                          req->path() + " exists; sgsync does not overwrite it");
-    }
-    auto st = service_.store().Backup(req->path());
-    Audit(ctx, "BackupState", req->path(), st.ok() ? "ok" : st.error().ToString());
+    auto st = ops_.Backup(req->path(), Actor(ctx));
     if (!st.ok()) return ToGrpc(st.error());
     resp->set_path(req->path());
     std::error_code ec;
@@ -526,76 +338,23 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     return "unix socket, operator " + who;
   }
 
-  void Audit(grpc::ServerContext* ctx, const std::string& action, const std::string& target,
-             const std::string& result) {
-    state::AuditRecord r;
-    r.actor = Actor(ctx);
-    r.action = action;
-    r.target = target;
-    r.result = result;
-    auto st = service_.store().Audit(r);
-    if (!st.ok()) spdlog::error("audit log: {}", st.error().ToString());
-    spdlog::info("admin: {} {} by {}: {}", action, target, r.actor, result);
-  }
-
   grpc::Status SetPaused(grpc::ServerContext* ctx, const v1::LinkDirection* req, v1::PauseResponse* resp,
                          bool paused) {
-    auto st = service_.SetPaused(req->link(), FromProto(req->direction()), paused, Actor(ctx));
-    Audit(ctx, paused ? "Pause" : "Resume",
-          req->link() + " " + (FromProto(req->direction()) ? v1::Direction_Name(req->direction()) : "both"),
-          st.ok() ? "ok" : st.error().ToString());
+    auto st = ops_.SetPaused(req->link(), FromProto(req->direction()), paused, Actor(ctx));
     if (!st.ok()) return ToGrpc(st.error());
     resp->set_state(paused ? "paused" : "idle");
     return grpc::Status::OK;
   }
 
-  std::optional<std::pair<std::string, state::Conflict>> FindConflict(std::int64_t id) {
-    for (const auto& l : service_.Snapshot()) {
-      auto link_id = service_.LinkId(l.name);
-      if (!link_id.ok()) continue;
-      auto list = service_.store().ListConflicts(*link_id, false);
-      if (!list.ok()) continue;
-      for (const auto& c : *list) {
-        if (c.id == id) return std::make_pair(l.name, c);
-      }
-    }
-    return std::nullopt;
-  }
-
-  grpc::Status FailureAction(grpc::ServerContext* ctx, const v1::FailureRef* req,
-                             v1::FailureActionResponse* resp, bool retry) {
-    auto item = service_.store().GetWork(req->id());
-    if (!item.ok()) return ToGrpc(item.error());
-    if (!*item) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no work item " + std::to_string(req->id()));
-    std::string link;
-    for (const auto& l : service_.Snapshot()) {
-      auto id = service_.LinkId(l.name);
-      if (id.ok() && *id == (*item)->link_id) link = l.name;
-    }
-    if ((*item)->state != state::WorkState::kDead) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "work item " + std::to_string(req->id()) + " is " +
-                              std::string(state::WorkStateName((*item)->state)) +
-                              ", not dead: it is retried on its own (next attempt at " +
-                              std::to_string((*item)->next_attempt_at) + ")");
-    }
-    auto st = retry ? service_.store().RetryDead(req->id()) : service_.store().DropDead(req->id());
-    Audit(ctx, retry ? "RetryFailure" : "DropFailure", link + " " + (*item)->uuid,
-          st.ok() ? "ok" : st.error().ToString());
-    if (!st.ok()) return ToGrpc(st.error());
-    state::WorkItem after = **item;
-    if (retry) {
-      auto again = service_.store().GetWork(req->id());
-      if (again.ok() && *again) after = **again;
-    } else {
-      after.state = state::WorkState::kDone;  // gone from the queue
-    }
-    FillFailure(after, link, resp->mutable_failure());
-    if (!retry) resp->mutable_failure()->set_state("dropped");
+  static grpc::Status Answer(const Result<Operations::FailureRow>& row, v1::FailureActionResponse* resp) {
+    if (!row.ok()) return ToGrpc(row.error());
+    FillFailure(row->item, row->link, resp->mutable_failure());
+    if (row->dropped) resp->mutable_failure()->set_state("dropped");
     return grpc::Status::OK;
   }
 
   daemon::Service& service_;
+  Operations ops_;
 };
 
 std::string ReadPem(const std::string& path) {

@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", StatsLine(what, *stats).c_str());
       if (stats->failed > 0 || stats->aborted) rc = 1;
     }
-    auto sightings = (*service)->RunSightingsOnce(only, full);
+    auto sightings = (*service)->RunSideChannelsOnce(only, full);
     if (!sightings.ok()) {
       spdlog::error("{}", sightings.error().ToString());
       return 1;
@@ -165,27 +165,26 @@ int main(int argc, char** argv) {
         rc = PrintFailedRun(what, stats.error());
         continue;
       }
+      // One line per link and direction: the sightings' counters, then each other channel's under
+      // its prefix (docs/operations.md, "--once").
+      const sgsync::engine::SightingsStats& s = stats->sightings;
       boost::json::object o{{"run", what},
-                            {"not_modified", stats->not_modified},
-                            {"events", stats->events},
-                            {"sent", stats->sent},
-                            {"already", stats->already},
-                            {"withheld", stats->withheld},
-                            {"failed_events", stats->failed_events},
-                            {"cursor", stats->cursor},
-                            {"proposals_sent", stats->proposals_sent},
-                            {"proposals_failed", stats->proposals_failed},
-                            {"proposals_withheld", stats->proposals_withheld},
-                            {"analyst_data_sent", stats->analyst_data_sent},
-                            {"analyst_data_withheld", stats->analyst_data_withheld},
-                            {"analyst_data_failed", stats->analyst_data_failed},
-                            {"clusters_sent", stats->clusters_sent},
-                            {"clusters_withheld", stats->clusters_withheld},
-                            {"clusters_failed", stats->clusters_failed}};
+                            {"not_modified", s.not_modified},
+                            {"events", s.events},
+                            {"sent", s.sent},
+                            {"already", s.already},
+                            {"withheld", s.withheld},
+                            {"failed_events", s.failed_events},
+                            {"cursor", s.cursor}};
+      for (const auto& [prefix, channel] :
+           {std::pair{"proposals", &stats->proposals}, std::pair{"analyst_data", &stats->analyst_data},
+            std::pair{"clusters", &stats->clusters}}) {
+        o[std::string(prefix) + "_sent"] = channel->sent;
+        o[std::string(prefix) + "_withheld"] = channel->withheld;
+        o[std::string(prefix) + "_failed"] = channel->failed;
+      }
       std::printf("%s\n", boost::json::serialize(o).c_str());
-      if (stats->failed_events > 0 || stats->proposals_failed > 0 || stats->analyst_data_failed > 0 ||
-          stats->clusters_failed > 0)
-        rc = 1;
+      if (stats->any_failed()) rc = 1;
     }
     return rc;
   }
@@ -204,8 +203,8 @@ int main(int argc, char** argv) {
   // reported failed (or a minute has passed); then keep-alives while the scheduler answers.
   auto readiness = [&] {
     auto r = (*service)->LinkReadiness();
-    return std::to_string(r.started) + " link(s) running, " + std::to_string(r.failed) + " failed to start, " +
-           std::to_string(r.pending) + " starting";
+    return std::to_string(r.started) + " link(s) running, " + std::to_string(r.failed) +
+           " failed to start, " + std::to_string(r.pending) + " starting";
   };
   sgsync::daemon::Notify("STATUS=starting " + std::to_string(config->links.size()) + " link(s)");
   for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);

@@ -36,6 +36,20 @@
 
 namespace sgsync::daemon {
 
+// How the last run of a link and direction ended.
+struct RunOutcome {
+  enum class Kind { kNone, kOk, kNotModified, kAborted, kError };
+  Kind kind = Kind::kNone;  // kNone: no run yet
+  std::string detail;       // why it was aborted or failed
+
+  static RunOutcome Of(const Result<engine::RunStats>& stats);
+  static RunOutcome Failed(std::string what) { return {Kind::kError, std::move(what)}; }
+  bool succeeded() const { return kind == Kind::kOk || kind == Kind::kNotModified; }
+  // "ok", "not_modified", "aborted: <detail>", "error: <detail>", "" before the first run: the
+  // admin API's last_run_outcome and the logs.
+  std::string Text() const;
+};
+
 // How a link and direction is doing (the admin API's GetStatus reads it).
 struct DirectionStatus {
   bool enabled = false;
@@ -45,7 +59,7 @@ struct DirectionStatus {
   std::int64_t paused_at = 0;
   std::int64_t last_run_started = 0;
   std::int64_t last_run_ended = 0;
-  std::string last_outcome;  // "ok", "not_modified", "aborted: ...", "error: ..."
+  RunOutcome last_outcome;
   engine::RunStats last_stats;
   std::int64_t next_run_at = 0;
 };
@@ -62,7 +76,7 @@ class Service {
   Result<std::vector<std::pair<std::string, Result<engine::RunStats>>>> RunOnce(
       std::optional<Direction> only = std::nullopt, bool full = false);
   // One sightings run per link and enabled direction (after RunOnce).
-  Result<std::vector<std::pair<std::string, Result<engine::SightingsStats>>>> RunSightingsOnce(
+  Result<std::vector<std::pair<std::string, Result<engine::SideChannelStats>>>> RunSideChannelsOnce(
       std::optional<Direction> only = std::nullopt, bool full = false);
   // Stops the schedulers: runs finish the events in hand; waits up to the grace period. Returns
   // false when some run did not stop in time (its state is still consistent).
@@ -112,17 +126,18 @@ class Service {
   Status BuildLinks();
   Status Discover(LinkRuntime& link);
   template <typename Stats, typename RunFn>
-  Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(
-      std::optional<Direction> only, bool full, bool sightings_only, const std::string& suffix,
-      RunFn run);
+  Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(std::optional<Direction> only,
+                                                                         bool full, bool sightings_only,
+                                                                         const std::string& suffix,
+                                                                         RunFn run);
   void Loop(LinkRuntime& link, Direction d);
-  void SightingsLoop(LinkRuntime& link);
+  void SideChannelsLoop(LinkRuntime& link);
   void SleepUntil(std::int64_t deadline_ms);
 
   config::DaemonConfig config_;
-  Metrics metrics_;
   // Shared by every client: what all answers being parsed at once may cost (docs/security.md).
   std::shared_ptr<misp::MemoryBudget> documents_budget_;
+  Metrics metrics_;
   // Requests in flight per MISP across all links and runs, by URL (docs/operations.md).
   std::map<std::string, std::shared_ptr<connector::EndpointLimit>> endpoint_limits_;
   std::shared_ptr<connector::EndpointLimit> LimitFor(const config::MispEndpointConfig& e);

@@ -98,20 +98,14 @@ struct HttpServer::Impl {
   // Returns false when the connection must end.
   template <typename Stream>
   bool Send(Stream& stream, const HttpRequest& in, const HttpResponse& out, bool keep_alive) {
-    http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
-    for (const auto& [k, v] : out.headers) res.set(k, v);
-    res.keep_alive(keep_alive && !out.reset_after_bytes && !out.truncate_body);
     boost::system::error_code ec;
-    if (out.reset_after_bytes || out.truncate_body) {
-      // Fault injection: write the header and part of the body by hand, then drop the connection.
-      std::size_t cut =
-          out.truncate_body ? out.body.size() / 2 : std::min(*out.reset_after_bytes, out.body.size());
-      res.content_length(out.body.size());
-      http::response_serializer<http::string_body> sr{res};
-      http::write_header(stream, sr, ec);
-      asio::write(stream, asio::buffer(out.body.data(), cut), ec);
+    if (out.raw) {
+      asio::write(stream, asio::buffer(*out.raw), ec);
       return false;
     }
+    http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
+    for (const auto& [k, v] : out.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
     res.body() = out.body;
     if (in.method == "HEAD") {
       res.content_length(out.body.size());

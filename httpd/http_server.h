@@ -36,9 +36,10 @@ struct HttpResponse {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
-  // Fault injection: close the connection after this many body bytes, or send nothing and wait.
-  std::optional<std::size_t> reset_after_bytes;
-  bool truncate_body = false;  // announce the full length, send half, close
+  // When set, written to the connection byte for byte instead of the fields above, and the
+  // connection closes: for a server that must answer what HTTP cannot express (misp-sim's broken
+  // answers, misp-sim/sim.h, Fault). The server adds nothing.
+  std::optional<std::string> raw;
 };
 
 struct TlsFiles {

@@ -66,7 +66,8 @@ auto MispSim::Impl::OrganisationView(const HttpRequest& req, const Route& r) -> 
   const std::string url = r.path;
   std::string key = r.segments.size() > 2 ? r.segments[2] : "";
   auto q = db->Prepare(
-      "SELECT id FROM orgs WHERE CAST(id AS TEXT) = ?1 OR uuid = ?1 COLLATE NOCASE OR name = ?1 COLLATE NOCASE");
+      "SELECT id FROM orgs WHERE CAST(id AS TEXT) = ?1 OR uuid = ?1 COLLATE NOCASE OR name = ?1 COLLATE "
+      "NOCASE");
   (*q)->Bind(1, key);
   bool found = *(*q)->Step();
   if (req.method == "HEAD") {
@@ -134,8 +135,11 @@ auto MispSim::Impl::GetSetting(const Route& r, const User& u) -> HttpResponse {
   json::value value = known->second.second;
   if (name == "MISP.external_baseurl") value = config.base_url;
   if (auto set = settings.find(name); set != settings.end()) value = set->second;
-  return JsonResponse(200, json::object{{"level", 0}, {"description", ""}, {"value", value},
-                                        {"type", known->second.first}, {"name", name}});
+  return JsonResponse(200, json::object{{"level", 0},
+                                        {"description", ""},
+                                        {"value", value},
+                                        {"type", known->second.first},
+                                        {"name", name}});
 }
 
 auto MispSim::Impl::BlocklistIndex(bool orgs) -> HttpResponse {
@@ -143,15 +147,21 @@ auto MispSim::Impl::BlocklistIndex(bool orgs) -> HttpResponse {
   if (!orgs) {
     auto q = db->Prepare("SELECT rowid, uuid FROM event_blocklist ORDER BY rowid");
     while (*(*q)->Step()) {
-      out.push_back(json::object{{"id", std::to_string((*q)->Int(0))}, {"event_uuid", (*q)->Text(1)},
-                                 {"created", "2026-11-27 18:44:53"}, {"event_info", ""}, {"comment", ""},
+      out.push_back(json::object{{"id", std::to_string((*q)->Int(0))},
+                                 {"event_uuid", (*q)->Text(1)},
+                                 {"created", "2026-11-27 18:44:53"},
+                                 {"event_info", ""},
+                                 {"comment", ""},
                                  {"event_orgc", ""}});
     }
   } else if (auto set = settings.find("_org_blocklist"); set != settings.end() && set->second.is_array()) {
     std::int64_t id = 0;
     for (const auto& uuid : set->second.get_array()) {
-      out.push_back(json::object{{"id", std::to_string(++id)}, {"org_uuid", uuid}, {"created", "2026-11-27 18:44:53"},
-                                 {"org_name", ""}, {"comment", ""}});
+      out.push_back(json::object{{"id", std::to_string(++id)},
+                                 {"org_uuid", uuid},
+                                 {"created", "2026-11-27 18:44:53"},
+                                 {"org_name", ""},
+                                 {"comment", ""}});
     }
   }
   return JsonResponse(200, out);
@@ -420,6 +430,19 @@ Result<std::vector<std::string>> MispSim::Seed(int events, int attributes, int o
 
 namespace {
 
+// An answer that announces its whole body and sends only `keep` bytes of it, then closes: what a
+// peer dying mid-answer or a proxy cutting it short looks like (Fault.reset_after_bytes, truncate).
+HttpResponse BrokenAnswer(const HttpResponse& full, std::size_t keep) {
+  std::string raw = "HTTP/1.1 " + std::to_string(full.status) + " \r\n";
+  for (const auto& [k, v] : full.headers) raw += k + ": " + v + "\r\n";
+  raw += "Content-Length: " + std::to_string(full.body.size()) + "\r\nConnection: close\r\n\r\n";
+  raw.append(full.body, 0, keep);
+  HttpResponse out;
+  out.status = full.status;
+  out.raw = std::move(raw);
+  return out;
+}
+
 HttpResponse ControlError(int status, const std::string& what) {
   return JsonResponse(status, json::object{{"error", what}});
 }
@@ -480,9 +503,10 @@ HttpResponse MispSim::Handle(const HttpRequest& request) {
     std::lock_guard lock(impl_->mu);
     response = impl_->Dispatch(request);
   }
-  if (fault) {
-    response.reset_after_bytes = fault->reset_after_bytes;
-    response.truncate_body = fault->truncate_body;
+  if (fault && (fault->reset_after_bytes || fault->truncate_body)) {
+    std::size_t keep = fault->truncate_body ? response.body.size() / 2
+                                            : std::min(*fault->reset_after_bytes, response.body.size());
+    response = BrokenAnswer(response, keep);
   }
   std::lock_guard lock(impl_->mu);
   LoggedRequest entry{request.method, request.target, request.headers, request.body.substr(0, 1u << 20),

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -14,234 +14,15 @@
 
 #include "common/encoding.h"
 #include "config/client.h"
+#include "onboarding/check.h"
 #include "onboarding/onboarding.h"
 #include "sync/policy/policy.h"
 
 namespace sgsync::onboarding {
 namespace {
 
-using connector::MispClient;
+using namespace detail;  // NOLINT: this library's own check helpers
 namespace json = boost::json;
-
-// One check being written: picks the language, then hands the result to the sink.
-class Check {
- public:
-  Check(const Sink& sink, Lang lang, std::string id, std::string link, const char* en, const char* ja)
-      : sink_(sink), lang_(lang) {
-    r_.id = std::move(id);
-    r_.link = std::move(link);
-    r_.title = lang == Lang::kJa ? ja : en;
-  }
-  // Text in the report's language.
-  std::string T(const std::string& en, const std::string& ja) const { return lang_ == Lang::kJa ? ja : en; }
-  void Pass(const std::string& found) { Done(Outcome::kPass, found, ""); }
-  void Warn(const std::string& found, const std::string& remedy) { Done(Outcome::kWarn, found, remedy); }
-  void FailWith(const std::string& found, const std::string& remedy) { Done(Outcome::kFail, found, remedy); }
-  void Skip(const std::string& found) { Done(Outcome::kSkip, found, ""); }
-  Outcome outcome() const { return r_.outcome; }
-
- private:
-  void Done(Outcome o, const std::string& found, const std::string& remedy) {
-    r_.outcome = o;
-    r_.found = found;
-    r_.remedy = remedy;
-    sink_(r_);
-  }
-  const Sink& sink_;
-  Lang lang_;
-  CheckResult r_;
-};
-
-// What one MISP of a link answered about itself.
-struct Side {
-  std::string name;  // "member" | "portal"
-  std::unique_ptr<MispClient> client;
-  std::optional<misp::ServerVersion> version;
-  std::optional<misp::UserInfo> me;
-};
-
-void CheckReachAndTls(const Sink& sink, const CheckOptions& o, const std::string& link, Side& side,
-                      const config::MispEndpointConfig& e) {
-  const bool member = side.name == "member";
-  Check reach(sink, o.lang, side.name + ".reachable", link, member ? "the member's MISP answers" : "the Portal answers",
-              member ? "会員の MISP が応答する" : "ポータルが応答する");
-  auto version = side.client->GetVersion();
-  if (!version.ok() && (version.error().code == ErrorCode::kUnavailable || version.error().code == ErrorCode::kTimeout ||
-                        version.error().code == ErrorCode::kRefused)) {
-    reach.FailWith(version.error().ToString(),
-                   reach.T("check " + e.url + ", the network path and the certificate (ca_file, pin_sha256)",
-                           e.url + "、経路、証明書（ca_file、pin_sha256）を確認してください"));
-  } else {
-    reach.Pass(e.url);
-    if (version.ok()) side.version = *version;
-  }
-  Check tls(sink, o.lang, side.name + ".tls", link, "TLS certificate valid", "TLS 証明書が有効");
-  if (e.insecure_http) {
-    tls.Warn(tls.T("plain http (insecure_http = true): the API key travels unencrypted",
-                   "平文の http（insecure_http = true）：API キーが暗号化されずに流れます"),
-             tls.T("use https:// and remove insecure_http", "https:// を使い insecure_http を外してください"));
-    return;
-  }
-  auto cert = side.client->transport().InspectCertificate();
-  if (!cert.ok()) {
-    tls.FailWith(cert.error().ToString(),
-                 tls.T("install a certificate for this host name, signed by a CA in ca_file or the system store; "
-                       "check pin_sha256",
-                       "このホスト名の、ca_file またはシステムの CA が署名した証明書を使い、pin_sha256 を確認してください"));
-    return;
-  }
-  auto left = std::chrono::duration_cast<std::chrono::hours>(cert->not_after - std::chrono::system_clock::now());
-  std::int64_t days = left.count() / 24;
-  std::string found = cert->subject + tls.T(", expires in " + std::to_string(days) + " days",
-                                             "、有効期限まで " + std::to_string(days) + " 日");
-  if (days < o.certificate_warn_days) {
-    tls.Warn(found, tls.T("renew the certificate", "証明書を更新してください"));
-  } else {
-    tls.Pass(found);
-  }
-}
-
-void CheckKey(const Sink& sink, const CheckOptions& o, const std::string& link, Side& side) {
-  const bool member = side.name == "member";
-  Check key(sink, o.lang, side.name + ".key", link, member ? "the member MISP's key is accepted" : "the Portal key is accepted",
-            member ? "会員の MISP のキーが受け付けられる" : "ポータルのキーが受け付けられる");
-  auto me = side.client->WhoAmI();
-  if (!me.ok()) {
-    key.FailWith(me.error().ToString(), key.T(member ? "create a key for a site admin of your host organisation"
-                                                     : "use the sync user's key the secretariat issued",
-                                              member ? "ホスト組織のサイト管理者のキーを作成してください"
-                                                     : "事務局が発行した同期ユーザーのキーを使ってください"));
-    return;
-  }
-  side.me = *me;
-  key.Pass(me->email + " (" + me->org_name + ", " + me->role_name + ")");
-}
-
-void CheckClock(const Sink& sink, const CheckOptions& o, const std::string& link, Side& side) {
-  Check clock(sink, o.lang, side.name + ".clock", link, "clock skew under a minute", "時刻のずれが 1 分未満");
-  auto r = side.client->transport().Send(connector::HttpRequest{"GET", "/servers/getVersion", {}, "", true});
-  if (!r.ok() || !r->headers.count("date")) {
-    clock.Skip(clock.T("no Date header to compare", "比較できる Date ヘッダーがありません"));
-    return;
-  }
-  auto at = connector::ParseHttpDate(r->headers.at("date"));
-  if (!at) {
-    clock.Skip(clock.T("an unreadable Date header: ", "読めない Date ヘッダー：") + r->headers.at("date"));
-    return;
-  }
-  std::int64_t skew = *at - static_cast<std::int64_t>(std::time(nullptr));
-  std::string found = clock.T("the MISP's clock is " + std::to_string(skew) + " s from this host's",
-                              "MISP の時刻はこのホストと " + std::to_string(skew) + " 秒ずれています");
-  if (std::llabs(skew) > o.max_clock_skew_seconds) {
-    clock.FailWith(found, clock.T("synchronise both clocks with NTP (chrony or systemd-timesyncd): "
-                                  "sync cursors are timestamps",
-                                  "両方の時刻を NTP（chrony または systemd-timesyncd）で同期してください。カーソルは時刻です"));
-  } else {
-    clock.Pass(found);
-  }
-}
-
-// The canary: an event of its own tag, visible to the two organisations only (a sharing group of
-// both, listing both servers), created on one side, moved by sgsync's policy and client, read back
-// on the other; then removed where the keys allow.
-void Canary(const Sink& sink, const CheckOptions& o, const config::LinkConfig& lc, Side& member, Side& portal,
-            const policy::Link& plink) {
-  const std::string stamp = std::to_string(std::time(nullptr));
-  auto make = [&](const std::string& which, const std::string& creator_uuid) {
-    const std::string uuid = RandomUuid();
-    json::object sg{{"uuid", RandomUuid()},
-                    {"name", "sgsync onboarding canary " + stamp + " " + which},
-                    {"releasability", "the two organisations of one sgsync link"},
-                    {"description", "made by sgsyncctl onboarding check --canary; safe to delete"},
-                    {"organisation_uuid", creator_uuid},
-                    {"active", true},
-                    {"roaming", false},
-                    {"Organisation", json::object{{"uuid", creator_uuid}, {"name", ""}}},
-                    {"SharingGroupOrg", json::array{json::object{{"extend", false}, {"Organisation", json::object{{"uuid", plink.local.org.uuid}, {"name", plink.local.org.name}}}},
-                                                    json::object{{"extend", false}, {"Organisation", json::object{{"uuid", plink.remote.org.uuid}, {"name", plink.remote.org.name}}}}}},
-                    {"SharingGroupServer", json::array{json::object{{"all_orgs", false}, {"Server", json::object{{"url", plink.local.url}, {"name", "member"}}}},
-                                                       json::object{{"all_orgs", false}, {"Server", json::object{{"url", plink.remote.url}, {"name", "portal"}}}}}}};
-    json::object ev{{"uuid", uuid},
-                    {"info", "sgsync onboarding canary " + stamp + " (" + which + "); safe to delete"},
-                    {"distribution", "4"},
-                    {"sharing_group_id", "0"},
-                    {"SharingGroup", sg},
-                    {"analysis", "2"},
-                    {"threat_level_id", "4"},
-                    {"published", true},
-                    {"timestamp", stamp},
-                    {"date", "2026-01-01"},
-                    {"Tag", json::array{json::object{{"name", "sgsync:onboarding-canary"}, {"colour", "#808080"}, {"exportable", true}}}},
-                    {"Attribute", json::array{json::object{{"uuid", RandomUuid()}, {"type", "comment"}, {"category", "Other"},
-                                                           {"value", "sgsync onboarding canary " + stamp}, {"distribution", "5"},
-                                                           {"to_ids", false}, {"timestamp", stamp}}}}};
-    return ev;
-  };
-  std::vector<std::string> left;  // what could not be removed
-  auto trip = [&](bool push) {
-    Check c(sink, o.lang, push ? "canary.push" : "canary.pull", lc.name,
-            push ? "a canary event crosses from the member to the Portal" : "a canary event crosses from the Portal to the member",
-            push ? "カナリアイベントが会員からポータルへ届く" : "カナリアイベントがポータルから会員へ届く");
-    Side& from = push ? member : portal;
-    Side& to = push ? portal : member;
-    json::object ev = make(push ? "member to Portal" : "Portal to member", push ? plink.local.org.uuid : (portal.me ? portal.me->org_uuid : ""));
-    const std::string uuid(misp::StringOr(ev, "uuid"));
-    const json::object& group = ev.at("SharingGroup").as_object();
-    left.push_back(c.T("sharing group " + std::string(misp::StringOr(group, "uuid")) + " \"" +
-                           std::string(misp::StringOr(group, "name")) + "\" stays on both MISPs",
-                       "共有グループ " + std::string(misp::StringOr(group, "uuid")) + "「" +
-                           std::string(misp::StringOr(group, "name")) + "」が両方の MISP に残ります"));
-    auto created = from.client->AddEvent(ev);
-    if (!created.ok()) {
-      c.Skip(c.T("could not create it on the " + std::string(push ? "member's MISP" : "Portal") + ": ",
-                 std::string(push ? "会員の MISP" : "ポータル") + "で作成できませんでした：") + created.error().ToString());
-      return;
-    }
-    auto served = from.client->ViewEvent(uuid, connector::ViewForm{true, !push});
-    policy::Decision d = served.ok() && *served
-                             ? policy::Evaluate(push ? Direction::kPush : Direction::kPull,
-                                                std::optional<json::object>((**served).event_json()), plink)
-                             : policy::Evaluate(push ? Direction::kPush : Direction::kPull, nullptr, plink);
-    std::string outcome;
-    if (!d.send) {
-      const policy::Reason* why = d.refusal();
-      outcome = c.T("the policy withheld it: ", "方針により保留：") + (why ? why->rule + " (" + why->detail + ")" : "");
-    } else if (auto sent = to.client->AddEvent(*d.event); !sent.ok()) {
-      outcome = c.T("the write failed: ", "書き込みに失敗：") + sent.error().ToString();
-    }
-    auto back = outcome.empty() ? to.client->ViewEvent(uuid, connector::ViewForm{true, true})
-                                : Result<std::optional<misp::EventDocument>>(std::optional<misp::EventDocument>());
-    if (outcome.empty() && back.ok() && *back) {
-      c.Pass(uuid + c.T(" read back on the ", " を読み戻しました：") + (push ? "Portal" : "member's MISP"));
-    } else {
-      c.FailWith(uuid + ": " + (outcome.empty() ? c.T("not found where it was sent", "送り先に見つかりません") : outcome),
-                 c.T("look at the other checks (keys, sharing groups, rules)", "他の確認（キー、共有グループ、規則）を参照してください"));
-    }
-    for (Side* side : {&from, &to}) {
-      auto removed = side->client->DeleteEvent(uuid);
-      const std::string where = side == &member ? "the member's MISP" : "the Portal";
-      if (removed.ok()) {
-        left.push_back(c.T("event " + uuid + " deleted on " + where + ", where MISP keeps its uuid on the event blocklist",
-                           "イベント " + uuid + " を削除しました（" + where + "）。MISP はその uuid をイベントブロックリストに残します"));
-      } else if (removed.error().code != ErrorCode::kNotFound) {
-        left.push_back(uuid + c.T(" could not be deleted on " + where + ": ", " を削除できませんでした（" + where + "）：") +
-                       removed.error().message);
-      }
-    }
-  };
-  trip(true);
-  trip(false);
-  Check cleanup(sink, o.lang, "canary.cleanup", lc.name, "the canary events are removed", "カナリアイベントが削除された");
-  std::string found;
-  for (const auto& l : left) found += (found.empty() ? "" : "; ") + l;
-  if (left.empty()) {
-    cleanup.Pass(cleanup.T("nothing left behind", "何も残っていません"));
-  } else {
-    cleanup.Warn(found, cleanup.T("what is named here was left behind: the secretariat (and the member's admin) can find "
-                                  "it by these uuids and delete it",
-                                  "ここに挙げたものが残っています。事務局（と会員の管理者）はこの uuid で見つけて削除できます"));
-  }
-}
 
 void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::LinkConfig& lc) {
   Side member{"member", nullptr, {}, {}}, portal{"portal", nullptr, {}, {}};
@@ -259,16 +40,21 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
     CheckClock(sink, o, lc.name, *side);
   }
 
-  Check version(sink, o.lang, "member.version", lc.name, "MISP versions compatible", "MISP のバージョンが互換");
+  Check version(sink, o.lang, "member.version", lc.name, "MISP versions compatible",
+                "MISP のバージョンが互換");
   if (!member.version || !portal.version) {
-    version.Skip(version.T("a version is unknown (see the reachability checks)", "バージョンが不明です（到達性を参照）"));
+    version.Skip(version.T("a version is unknown (see the reachability checks)",
+                           "バージョンが不明です（到達性を参照）"));
   } else {
-    std::string found = version.T("member " + member.version->version + ", Portal " + portal.version->version,
-                                  "会員 " + member.version->version + "、ポータル " + portal.version->version);
+    std::string found =
+        version.T("member " + member.version->version + ", Portal " + portal.version->version,
+                  "会員 " + member.version->version + "、ポータル " + portal.version->version);
     if (member.version->major != portal.version->major || member.version->minor != portal.version->minor) {
-      version.FailWith(found, version.T("upgrade the member's MISP to the Portal's major.minor version",
-                                        "会員の MISP をポータルのメジャー・マイナーバージョンに更新してください"));
-    } else if (!member.version->AtLeast(portal.version->major, portal.version->minor, portal.version->hotfix)) {
+      version.FailWith(found,
+                       version.T("upgrade the member's MISP to the Portal's major.minor version",
+                                 "会員の MISP をポータルのメジャー・マイナーバージョンに更新してください"));
+    } else if (!member.version->AtLeast(portal.version->major, portal.version->minor,
+                                        portal.version->hotfix)) {
       version.Warn(found, version.T("the member's MISP is behind the Portal: plan an upgrade",
                                     "会員の MISP がポータルより古いので更新を計画してください"));
     } else {
@@ -276,7 +62,8 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
     }
   }
 
-  Check admin(sink, o.lang, "member.site_admin", lc.name, "the member key is a site admin of the host organisation",
+  Check admin(sink, o.lang, "member.site_admin", lc.name,
+              "the member key is a site admin of the host organisation",
               "会員のキーがホスト組織のサイト管理者のもの");
   std::string host_org = lc.local.org_uuid;
   if (!member.me) {
@@ -289,14 +76,17 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
     if (site_admin && host) {
       admin.Pass(found);
     } else {
-      admin.FailWith(found, admin.T("sgsync reads every shareable event and writes pulled ones keeping their creator: "
-                                    "use a key of a site admin of the host organisation",
-                                    "sgsync は共有可能なイベントをすべて読み、pull したイベントを作成組織を保って書き込みます。"
-                                    "ホスト組織のサイト管理者のキーを使ってください"));
+      admin.FailWith(
+          found,
+          admin.T("sgsync reads every shareable event and writes pulled ones keeping their creator: "
+                  "use a key of a site admin of the host organisation",
+                  "sgsync は共有可能なイベントをすべて読み、pull したイベントを作成組織を保って書き込みます。"
+                  "ホスト組織のサイト管理者のキーを使ってください"));
     }
   }
 
-  Check sync(sink, o.lang, "portal.sync_user", lc.name, "the Portal key is a sync user of the member's organisation",
+  Check sync(sink, o.lang, "portal.sync_user", lc.name,
+             "the Portal key is a sync user of the member's organisation",
              "ポータルのキーが会員組織の同期ユーザーのもの");
   if (!portal.me || !portal.version) {
     sync.Skip(sync.T("the key was not accepted", "キーが受け付けられませんでした"));
@@ -307,14 +97,16 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
       sync.FailWith(found, sync.T("ask the secretariat for a user with the role \"Sync user\"",
                                   "ロール \"Sync user\" のユーザーを事務局に依頼してください"));
     } else if (portal.me->Has("perm_site_admin") && !lc.remote.allow_site_admin) {
-      sync.FailWith(found, sync.T("a Portal site admin's key is refused: use the sync user's",
-                                  "ポータルのサイト管理者のキーは使えません。同期ユーザーのキーを使ってください"));
+      sync.FailWith(found,
+                    sync.T("a Portal site admin's key is refused: use the sync user's",
+                           "ポータルのサイト管理者のキーは使えません。同期ユーザーのキーを使ってください"));
     } else if (portal.me->Has("perm_site_admin")) {
       // sgsyncd runs with it (remote.allow_site_admin), as the check says; the secretariat should know.
-      sync.Warn(found, sync.T("a Portal site admin's key, accepted by remote.allow_site_admin: a sync user's key "
-                              "is what sgsync needs",
-                              "remote.allow_site_admin によりポータルのサイト管理者のキーを受け入れています。"
-                              "sgsync に必要なのは同期ユーザーのキーです"));
+      sync.Warn(found,
+                sync.T("a Portal site admin's key, accepted by remote.allow_site_admin: a sync user's key "
+                       "is what sgsync needs",
+                       "remote.allow_site_admin によりポータルのサイト管理者のキーを受け入れています。"
+                       "sgsync に必要なのは同期ユーザーのキーです"));
     } else {
       sync.Pass(found);
     }
@@ -332,14 +124,16 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
                            "), the member's host organisation is " + host_org,
                        "ポータルのユーザーは " + portal.me->org_name + "（" + portal.me->org_uuid +
                            "）の所属、会員のホスト組織は " + host_org),
-                 org.T("the secretariat must create the member's organisation on the Portal with the host organisation's "
+                 org.T("the secretariat must create the member's organisation on the Portal with the host "
+                       "organisation's "
                        "uuid, and the sync user in it",
-                       "事務局がポータル上に会員のホスト組織と同じ uuid の組織と、その同期ユーザーを作成する必要があります"));
+                       "事務局がポータル上に会員のホスト組織と同じ uuid "
+                       "の組織と、その同期ユーザーを作成する必要があります"));
   }
 
   // The member MISP's own settings that the sharing rules depend on, against the link's keys.
-  Check settings(sink, o.lang, "settings.match", lc.name,
-                 "the link's settings match the member MISP's own", "リンクの設定が会員の MISP 自身の設定と一致");
+  Check settings(sink, o.lang, "settings.match", lc.name, "the link's settings match the member MISP's own",
+                 "リンクの設定が会員の MISP 自身の設定と一致");
   auto plink_settings = config::MakePolicyLink(
       lc, policy::OrgRef{portal.me ? portal.me->org_uuid : host_org, ""}, policy::OrgRef{host_org, ""});
   if (!member.me || !plink_settings.ok()) {
@@ -360,19 +154,26 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
                          file_value + " in the file");
     };
     auto boolean = [](const json::value& v) {
-      return std::string(misp::IntOr(&v, v.is_bool() && v.get_bool() ? 1 : 0) != 0 || (v.is_bool() && v.get_bool())
-                             ? "true" : "false");
+      return std::string(misp::IntOr(&v, v.is_bool() && v.get_bool() ? 1 : 0) != 0 ||
+                                 (v.is_bool() && v.get_bool())
+                             ? "true"
+                             : "false");
     };
     auto number = [](const json::value& v) { return std::to_string(misp::IntOr(&v, 0)); };
     compare("MISP.host_org_id", "host_org_id_set", plink_settings->host_org_id_set ? "set" : "unset",
-            [](const json::value& v) { return misp::IntOr(&v, 0) != 0 ? std::string("set") : std::string("unset"); });
+            [](const json::value& v) {
+              return misp::IntOr(&v, 0) != 0 ? std::string("set") : std::string("unset");
+            });
     compare("MISP.enable_synchronisation_filtering_on_type", "filter_on_type",
             plink_settings->filter_on_type ? "true" : "false", boolean);
-    compare("Plugin.Sightings_policy", "sightings_policy", std::to_string(lc.sightings_policy), number);
-    compare("Plugin.Sightings_anonymise", "sightings_anonymise", lc.sightings_anonymise ? "true" : "false", boolean);
+    compare("Plugin.Sightings_policy", "sightings_policy", std::to_string(lc.engine.sightings_policy.policy),
+            number);
+    compare("Plugin.Sightings_anonymise", "sightings_anonymise",
+            lc.engine.sightings_policy.anonymise ? "true" : "false", boolean);
     if (!plink_settings->announced_url.empty()) {
-      compare("MISP.external_baseurl", "announced_url", plink_settings->announced_url,
-              [](const json::value& v) { return v.is_string() ? std::string(v.get_string()) : std::string(); });
+      compare(
+          "MISP.external_baseurl", "announced_url", plink_settings->announced_url,
+          [](const json::value& v) { return v.is_string() ? std::string(v.get_string()) : std::string(); });
     }
     for (bool orgs : {false, true}) {
       auto held = member.client->Blocklist(orgs);
@@ -380,29 +181,35 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
         differ.push_back(held.error().ToString());
         continue;
       }
-      const auto& configured = orgs ? plink_settings->pull_blocked_org_uuids : plink_settings->pull_blocked_event_uuids;
+      const auto& configured =
+          orgs ? plink_settings->pull_blocked_org_uuids : plink_settings->pull_blocked_event_uuids;
       std::set<std::string> in_file;
       for (const auto& u : configured) in_file.insert(AsciiLower(u));
       for (const auto& u : *held) {
         if (!in_file.count(u))
-          differ.push_back(std::string(orgs ? "org" : "event") + " blocklist entry " + u + " of the member's MISP is not in " +
+          differ.push_back(std::string(orgs ? "org" : "event") + " blocklist entry " + u +
+                           " of the member's MISP is not in " +
                            (orgs ? "pull_blocked_orgs" : "pull_blocked_events"));
       }
-      read.push_back(std::string(orgs ? "organisation" : "event") + " blocklist: " + std::to_string(held->size()));
+      read.push_back(std::string(orgs ? "organisation" : "event") +
+                     " blocklist: " + std::to_string(held->size()));
     }
     std::string found;
     for (const auto& x : (differ.empty() ? read : differ)) found += (found.empty() ? "" : "; ") + x;
     if (differ.empty()) {
       settings.Pass(found);
     } else {
-      settings.FailWith(found, settings.T("make the file say what the member's MISP does (docs/configuration.md names "
-                                          "each key's MISP setting)",
-                                          "設定ファイルを会員の MISP の設定に合わせてください（docs/configuration.ja.md）"));
+      settings.FailWith(
+          found,
+          settings.T("make the file say what the member's MISP does (docs/configuration.md names "
+                     "each key's MISP setting)",
+                     "設定ファイルを会員の MISP の設定に合わせてください（docs/configuration.ja.md）"));
     }
   }
 
   // Rules: every id and name must mean something on the MISP it applies to.
-  Check rules(sink, o.lang, "rules.known", lc.name, "push and pull rules name existing tags and organisations",
+  Check rules(sink, o.lang, "rules.known", lc.name,
+              "push and pull rules name existing tags and organisations",
               "push・pull 規則のタグと組織が存在する");
   auto plink = config::MakePolicyLink(lc, policy::OrgRef{portal.me ? portal.me->org_uuid : "", ""},
                                       policy::OrgRef{host_org, ""});
@@ -413,11 +220,14 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
     for (bool push : {true, false}) {
       Side& owner = push ? member : portal;
       policy::FilterRules rulesx = push ? plink->push_rules : plink->pull_rules;
-      if (rulesx.tags_or.empty() && rulesx.tags_not.empty() && rulesx.orgs_or.empty() && rulesx.orgs_not.empty()) continue;
+      if (rulesx.tags_or.empty() && rulesx.tags_not.empty() && rulesx.orgs_or.empty() &&
+          rulesx.orgs_not.empty())
+        continue;
       auto tags = owner.client->Tags();
       auto orgs = owner.client->Organisations();
       if (!tags.ok() || !orgs.ok()) {
-        unknown.push_back((push ? "push_rules: " : "pull_rules: ") + (!tags.ok() ? tags.error() : orgs.error()).ToString());
+        unknown.push_back((push ? "push_rules: " : "pull_rules: ") +
+                          (!tags.ok() ? tags.error() : orgs.error()).ToString());
         continue;
       }
       policy::RuleIdNames names;
@@ -455,7 +265,8 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
       rules.FailWith(list, rules.T("a rule that names nothing matches nothing: fix or remove it",
                                    "何も指さない規則は何にも一致しません。修正または削除してください"));
     } else {
-      rules.Pass(found.empty() ? rules.T("no tag or organisation rules", "タグ・組織の規則はありません") : found);
+      rules.Pass(found.empty() ? rules.T("no tag or organisation rules", "タグ・組織の規則はありません")
+                               : found);
     }
 
     // The dry run: what each direction would send now, and what it would withhold, by reason.
@@ -482,8 +293,10 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
       bool failed = false;
       for (std::size_t from = 0; from < looked && !failed; from += kPerSearch) {
         json::array uuids;
-        for (std::size_t i = from; i < std::min(looked, from + kPerSearch); ++i) uuids.emplace_back(page->rows[i].uuid);
-        auto docs = source.client->RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
+        for (std::size_t i = from; i < std::min(looked, from + kPerSearch); ++i)
+          uuids.emplace_back(page->rows[i].uuid);
+        auto docs = source.client->RestSearch(
+            json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
         if (!docs.ok()) {
           dry.Skip(docs.error().ToString());
           failed = true;
@@ -503,14 +316,15 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
         }
       }
       if (failed) continue;
-      std::string found = dry.T("of " + std::to_string(looked) + " published event(s): would send " + std::to_string(send) +
-                                    ", withhold " + std::to_string(withhold),
-                                "公開イベント " + std::to_string(looked) + " 件のうち、送信 " + std::to_string(send) +
-                                    " 件、保留 " + std::to_string(withhold) + " 件");
+      std::string found = dry.T("of " + std::to_string(looked) + " published event(s): would send " +
+                                    std::to_string(send) + ", withhold " + std::to_string(withhold),
+                                "公開イベント " + std::to_string(looked) + " 件のうち、送信 " +
+                                    std::to_string(send) + " 件、保留 " + std::to_string(withhold) + " 件");
       for (const auto& [rule, n] : reasons) found += "; " + rule + " x " + std::to_string(n);
       if (page->rows.size() > kMaxEvents)
-        found += dry.T(" (the first " + std::to_string(kMaxEvents) + " of " + std::to_string(page->rows.size()) + ")",
-                       "（" + std::to_string(page->rows.size()) + " 件中、先頭 " + std::to_string(kMaxEvents) + " 件）");
+        found += dry.T(
+            " (the first " + std::to_string(kMaxEvents) + " of " + std::to_string(page->rows.size()) + ")",
+            "（" + std::to_string(page->rows.size()) + " 件中、先頭 " + std::to_string(kMaxEvents) + " 件）");
       dry.Pass(found);
     }
 
@@ -518,8 +332,10 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
 
     // Sharing groups of the member's shareable events: which reach the Portal.
     Check groups(sink, o.lang, "sharing_groups.reach", lc.name,
-                 "the sharing groups of shareable events reach the Portal", "共有イベントの共有グループがポータルに届く");
-    auto docs = member.client->RestSearch(json::object{{"published", 1}, {"metadata", 1}, {"distribution", 4}});
+                 "the sharing groups of shareable events reach the Portal",
+                 "共有イベントの共有グループがポータルに届く");
+    auto docs =
+        member.client->RestSearch(json::object{{"published", 1}, {"metadata", 1}, {"distribution", 4}});
     if (!docs.ok()) {
       groups.Skip(docs.error().ToString());
     } else {
@@ -539,17 +355,20 @@ void MemberLinkChecks(const Sink& sink, const CheckOptions& o, const config::Lin
         }
       }
       if (outside.empty()) {
-        groups.Pass(groups.T(std::to_string(reaching) + " event(s) in sharing groups, all reaching the Portal",
-                             "共有グループのイベント " + std::to_string(reaching) + " 件、すべてポータルに届きます"));
+        groups.Pass(
+            groups.T(std::to_string(reaching) + " event(s) in sharing groups, all reaching the Portal",
+                     "共有グループのイベント " + std::to_string(reaching) + " 件、すべてポータルに届きます"));
       } else {
         std::string list;
         for (const auto& [uuid, v] : outside)
           list += (list.empty() ? "" : "; ") + v.first + " (" + uuid + "): " + std::to_string(v.second) +
                   groups.T(" event(s) will not cross", " 件は送られません");
-        groups.Warn(list, groups.T("add the Portal's organisation and server to these groups, or make them roaming, "
-                                   "if their events are meant for SecureGRID",
-                                   "これらのイベントを SecureGRID に出す場合は、ポータルの組織とサーバーを共有グループに"
-                                   "加えるか、ローミングにしてください"));
+        groups.Warn(
+            list,
+            groups.T("add the Portal's organisation and server to these groups, or make them roaming, "
+                     "if their events are meant for SecureGRID",
+                     "これらのイベントを SecureGRID に出す場合は、ポータルの組織とサーバーを共有グループに"
+                     "加えるか、ローミングにしてください"));
       }
     }
   }
@@ -561,8 +380,10 @@ void RunMemberChecks(const std::string& config_path, const CheckOptions& o, cons
   Check valid(sink, o.lang, "config.valid", "", "the configuration is valid", "設定が有効");
   auto cfg = config::LoadConfig(config_path);
   if (!cfg.ok()) {
-    valid.FailWith(cfg.error().message, valid.T("fix the file, then run sgsyncd --config " + config_path + " --check",
-                                                "ファイルを修正し、sgsyncd --config " + config_path + " --check を実行してください"));
+    valid.FailWith(
+        cfg.error().message,
+        valid.T("fix the file, then run sgsyncd --config " + config_path + " --check",
+                "ファイルを修正し、sgsyncd --config " + config_path + " --check を実行してください"));
     return;
   }
   valid.Pass(config_path + valid.T(": " + std::to_string(cfg->links.size()) + " link(s)",
@@ -571,15 +392,19 @@ void RunMemberChecks(const std::string& config_path, const CheckOptions& o, cons
   namespace fs = std::filesystem;
   fs::path db(cfg->state_db);
   fs::path dir = db.has_parent_path() ? db.parent_path() : fs::path(".");
-  Check writable(sink, o.lang, "state.writable", "", "the state database can be written", "状態データベースに書き込める");
+  Check writable(sink, o.lang, "state.writable", "", "the state database can be written",
+                 "状態データベースに書き込める");
   bool dir_ok = ::access(dir.c_str(), W_OK | X_OK) == 0;
   bool db_ok = !fs::exists(db) || ::access(db.c_str(), R_OK | W_OK) == 0;
   if (dir_ok && db_ok) {
     writable.Pass(cfg->state_db);
   } else {
-    writable.FailWith(cfg->state_db + writable.T(": not writable by this user", "：このユーザーは書き込めません"),
-                      writable.T("create " + dir.string() + " owned by the service user (the package makes /var/lib/sgsync)",
-                                 dir.string() + " をサービスユーザーの所有で作成してください（パッケージは /var/lib/sgsync を作ります）"));
+    writable.FailWith(
+        cfg->state_db + writable.T(": not writable by this user", "：このユーザーは書き込めません"),
+        writable.T(
+            "create " + dir.string() + " owned by the service user (the package makes /var/lib/sgsync)",
+            dir.string() +
+                " をサービスユーザーの所有で作成してください（パッケージは /var/lib/sgsync を作ります）"));
   }
   Check disk(sink, o.lang, "state.disk_space", "", "free disk space for the state", "状態のための空き容量");
   struct statvfs st {};
@@ -589,7 +414,8 @@ void RunMemberChecks(const std::string& config_path, const CheckOptions& o, cons
     std::uint64_t free_mb = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize >> 20;
     std::string found = std::to_string(free_mb) + disk.T(" MiB free in ", " MiB の空き：") + dir.string();
     if (free_mb < 100) {
-      disk.FailWith(found, disk.T("free space: the ledger grows with the events tracked", "空き容量を確保してください。台帳は追跡するイベントとともに増えます"));
+      disk.FailWith(found, disk.T("free space: the ledger grows with the events tracked",
+                                  "空き容量を確保してください。台帳は追跡するイベントとともに増えます"));
     } else if (free_mb < 1024) {
       disk.Warn(found, disk.T("keep at least 1 GiB free", "1 GiB 以上の空きを保ってください"));
     } else {
@@ -626,9 +452,11 @@ void RunProbe(const ProbeTarget& target, const CheckOptions& o, const Sink& sink
     role.Pass(side.me->role_name + ", " + side.me->org_name + " " + side.me->org_uuid);
   } else {
     role.FailWith(side.me->role_name + " (perm_sync no)",
-                  role.T("the member must give a key whose role has perm_sync", "perm_sync のあるロールのキーが必要です"));
+                  role.T("the member must give a key whose role has perm_sync",
+                         "perm_sync のあるロールのキーが必要です"));
   }
-  Check version(sink, o.lang, "member.version", "", "the MISP version is supported", "MISP のバージョンが対応範囲");
+  Check version(sink, o.lang, "member.version", "", "the MISP version is supported",
+                "MISP のバージョンが対応範囲");
   if (!side.version) {
     version.Skip(version.T("the version is unknown", "バージョンが不明です"));
   } else {
@@ -637,9 +465,11 @@ void RunProbe(const ProbeTarget& target, const CheckOptions& o, const Sink& sink
     std::string found = side.version->version + version.T(" (latest supported " + target.latest_version + ")",
                                                           "（対応する最新 " + target.latest_version + "）");
     if (side.version->major != mj || side.version->minor != mn) {
-      version.FailWith(found, version.T("upgrade to " + target.latest_version, target.latest_version + " に更新してください"));
+      version.FailWith(found, version.T("upgrade to " + target.latest_version,
+                                        target.latest_version + " に更新してください"));
     } else if (!side.version->AtLeast(mj, mn, hf)) {
-      version.Warn(found, version.T("upgrade to " + target.latest_version, target.latest_version + " に更新してください"));
+      version.Warn(found, version.T("upgrade to " + target.latest_version,
+                                    target.latest_version + " に更新してください"));
     } else {
       version.Pass(found);
     }

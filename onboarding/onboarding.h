@@ -62,7 +62,8 @@ std::string RenderRow(const CheckResult& result);
 std::string RenderSummary(const std::vector<CheckResult>& results, Lang lang);
 // Renderings of a finished list of results.
 std::string RenderTable(const std::vector<CheckResult>& results, Lang lang);
-std::string RenderJson(const std::vector<CheckResult>& results, const std::string& kind);  // kind: "check" | "probe"
+std::string RenderJson(const std::vector<CheckResult>& results,
+                       const std::string& kind);  // kind: "check" | "probe"
 std::string RenderMarkdown(const std::vector<CheckResult>& results, Lang lang, const std::string& kind);
 
 // 0 when nothing FAILed, 1 otherwise (2 is the CLI's for usage errors).

@@ -29,8 +29,8 @@ std::array<int, 4> Count(const std::vector<CheckResult>& results) {
 std::string Summary(const std::vector<CheckResult>& results, Lang lang) {
   auto n = Count(results);
   if (lang == Lang::kJa)
-    return "合格 " + std::to_string(n[0]) + "、警告 " + std::to_string(n[1]) + "、不合格 " + std::to_string(n[2]) +
-           "、省略 " + std::to_string(n[3]);
+    return "合格 " + std::to_string(n[0]) + "、警告 " + std::to_string(n[1]) + "、不合格 " +
+           std::to_string(n[2]) + "、省略 " + std::to_string(n[3]);
   return std::to_string(n[0]) + " passed, " + std::to_string(n[1]) + " warned, " + std::to_string(n[2]) +
          " failed, " + std::to_string(n[3]) + " skipped";
 }
@@ -52,13 +52,16 @@ std::string_view OutcomeName(Outcome o) {
 }
 
 std::string RenderRow(const CheckResult& r) {
-  std::string out = std::string(OutcomeName(r.outcome)) + "  " + r.id + (r.link.empty() ? "" : " [" + r.link + "]") +
-                    "  " + r.title + "\n      " + r.found + "\n";
+  std::string out = std::string(OutcomeName(r.outcome)) + "  " + r.id +
+                    (r.link.empty() ? "" : " [" + r.link + "]") + "  " + r.title + "\n      " + r.found +
+                    "\n";
   if (!r.remedy.empty()) out += "      -> " + r.remedy + "\n";
   return out;
 }
 
-std::string RenderSummary(const std::vector<CheckResult>& results, Lang lang) { return Summary(results, lang); }
+std::string RenderSummary(const std::vector<CheckResult>& results, Lang lang) {
+  return Summary(results, lang);
+}
 
 std::string RenderTable(const std::vector<CheckResult>& results, Lang lang) {
   std::string out;
@@ -77,23 +80,25 @@ std::string RenderJson(const std::vector<CheckResult>& results, const std::strin
                                        {"remedy", r.remedy}});
   }
   auto n = Count(results);
-  boost::json::object report{{"schema", "sgsync-onboarding/1"},
-                             {"kind", kind},
-                             {"sgsync_version", SGSYNC_VERSION},
-                             {"generated_at", Now()},
-                             {"results", std::move(rows)},
-                             {"summary", boost::json::object{{"pass", n[0]}, {"warn", n[1]}, {"fail", n[2]}, {"skip", n[3]}}},
-                             {"ready", n[2] == 0}};
+  boost::json::object report{
+      {"schema", "sgsync-onboarding/1"},
+      {"kind", kind},
+      {"sgsync_version", SGSYNC_VERSION},
+      {"generated_at", Now()},
+      {"results", std::move(rows)},
+      {"summary", boost::json::object{{"pass", n[0]}, {"warn", n[1]}, {"fail", n[2]}, {"skip", n[3]}}},
+      {"ready", n[2] == 0}};
   return boost::json::serialize(report) + "\n";
 }
 
 std::string RenderMarkdown(const std::vector<CheckResult>& results, Lang lang, const std::string& kind) {
   const bool ja = lang == Lang::kJa;
-  std::string out = std::string("# ") +
-                    (kind == "probe" ? (ja ? "sgsync 外部確認レポート" : "sgsync probe report")
-                                     : (ja ? "sgsync オンボーディング確認レポート" : "sgsync onboarding report")) +
-                    "\n\n" + (ja ? "作成: " : "Generated: ") + Now() + " (sgsync " + SGSYNC_VERSION + ")\n\n" +
-                    (ja ? "結果: " : "Result: ") + Summary(results, lang) + "\n\n";
+  std::string out =
+      std::string("# ") +
+      (kind == "probe" ? (ja ? "sgsync 外部確認レポート" : "sgsync probe report")
+                       : (ja ? "sgsync オンボーディング確認レポート" : "sgsync onboarding report")) +
+      "\n\n" + (ja ? "作成: " : "Generated: ") + Now() + " (sgsync " + SGSYNC_VERSION + ")\n\n" +
+      (ja ? "結果: " : "Result: ") + Summary(results, lang) + "\n\n";
   out += ja ? "| 結果 | 検査 | リンク | 内容 | 対処 |\n|---|---|---|---|---|\n"
             : "| outcome | check | link | found | remedy |\n|---|---|---|---|---|\n";
   auto cell = [](std::string s) {
@@ -101,8 +106,8 @@ std::string RenderMarkdown(const std::vector<CheckResult>& results, Lang lang, c
     return s;
   };
   for (const auto& r : results) {
-    out += "| " + std::string(OutcomeName(r.outcome)) + " | `" + r.id + "` " + cell(r.title) + " | " + r.link + " | " +
-           cell(r.found) + " | " + cell(r.remedy) + " |\n";
+    out += "| " + std::string(OutcomeName(r.outcome)) + " | `" + r.id + "` " + cell(r.title) + " | " +
+           r.link + " | " + cell(r.found) + " | " + cell(r.remedy) + " |\n";
   }
   return out;
 }

@@ -43,6 +43,15 @@ struct WriteResult {
 };
 
 // What a MISP holds about an event without its content (restSearch metadata:1).
+// What galaxies/pushCluster did with a custom galaxy cluster (spec 8.3).
+enum class ClusterPush {
+  kSaved,
+  // The receiver keeps what it has, and would keep it whatever is sent again: its own copy (created
+  // there, not received by sync), a version that is not newer, or a default cluster
+  // (GalaxyCluster::captureCluster's refusals). Not a failure: nothing changes by retrying.
+  kKeptByReceiver,
+};
+
 struct EventMetadata {
   std::string uuid;
   std::int64_t timestamp = 0;
@@ -115,8 +124,8 @@ class MispApi {
   // GET galaxy_clusters/view/<uuid>: the cluster object (inside {"GalaxyCluster": ...}).
   virtual Result<json::object> ViewCluster(const std::string& uuid) = 0;
   // POST galaxies/pushCluster [{"GalaxyCluster": cluster}]: Refused with MISP's message when the
-  // receiver imported nothing and failed.
-  virtual Status PushCluster(const json::object& cluster) = 0;
+  // receiver imported nothing and failed for another reason than keeping its own copy.
+  virtual Result<ClusterPush> PushCluster(const json::object& cluster) = 0;
 };
 
 }  // namespace sgsync::connector

@@ -94,7 +94,7 @@ class MispClient : public MispApi {
   Result<std::map<std::string, std::int64_t>> ClusterVersions(
       bool published_only, const std::optional<std::vector<std::string>>& uuids) override;
   Result<json::object> ViewCluster(const std::string& uuid) override;
-  Status PushCluster(const json::object& cluster) override;
+  Result<ClusterPush> PushCluster(const json::object& cluster) override;
 
   HttpsTransport& transport() { return *transport_; }
 

@@ -494,17 +494,20 @@ void EndpointLimit::HoldUntil(std::chrono::steady_clock::time_point until) {
 
 Result<PeerCertificate> HttpsTransport::InspectCertificate() {
   if (!impl_->tls_ctx)
-    return Fail(ErrorCode::kInvalidArgument, "plain http: no certificate to inspect", impl_->options.base_url);
+    return Fail(ErrorCode::kInvalidArgument, "plain http: no certificate to inspect",
+                impl_->options.base_url);
   SGSYNC_TRY(auto c, impl_->Connect("/", Clock::now() + impl_->options.timeouts.total));
   X509* cert = SSL_get1_peer_certificate(c->tls->native_handle());
-  if (cert == nullptr) return Fail(ErrorCode::kRefused, "the server sent no certificate", impl_->options.base_url);
+  if (cert == nullptr)
+    return Fail(ErrorCode::kRefused, "the server sent no certificate", impl_->options.base_url);
   PeerCertificate out;
   char subject[512];
   X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
   out.subject = subject;
   int days = 0, seconds = 0;
   if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(cert)) == 1) {
-    out.not_after = std::chrono::system_clock::now() + std::chrono::hours(24) * days + std::chrono::seconds(seconds);
+    out.not_after =
+        std::chrono::system_clock::now() + std::chrono::hours(24) * days + std::chrono::seconds(seconds);
   }
   X509_free(cert);
   return out;
@@ -546,9 +549,10 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
     if (request.body_reset) request.body_reset();
     EndpointLimit* limit = impl_->options.endpoint_limit.get();
     if (limit != nullptr && !limit->Acquire(deadline)) {
-      return Fail(ErrorCode::kRateLimited,
-                  "no request slot for this MISP before the deadline (requests in flight, or its Retry-After)",
-                  impl_->Where(request.target));
+      return Fail(
+          ErrorCode::kRateLimited,
+          "no request slot for this MISP before the deadline (requests in flight, or its Retry-After)",
+          impl_->Where(request.target));
     }
     Result<HttpResponse> r = impl_->Once(request, deadline);
     if (limit != nullptr) limit->Release();

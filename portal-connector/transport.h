@@ -106,9 +106,9 @@ std::optional<std::int64_t> ParseHttpDate(std::string_view value);
 // A Retry-After header (RFC 9110 10.2.3): delay-seconds ("120") or an HTTP-date ("Sun, 06 Nov 1994
 // 08:49:37 GMT", read against `now`), at most `max`. Any number of digits is accepted and clamped
 // (never an overflow, never an exception); a date in the past is zero; anything else is nullopt.
-std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
-                                                    std::chrono::system_clock::time_point now =
-                                                        std::chrono::system_clock::now());
+std::optional<std::chrono::seconds> ParseRetryAfter(
+    std::string_view value, std::chrono::seconds max,
+    std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
 struct HttpRequest {
   std::string method;                          // GET, HEAD, POST
@@ -132,7 +132,7 @@ struct HttpResponse {
 
 // The certificate a MISP presented, once verified (host name, chain, pin as configured).
 struct PeerCertificate {
-  std::string subject;                            // the subject's one-line form
+  std::string subject;                              // the subject's one-line form
   std::chrono::system_clock::time_point not_after;  // when it expires
 };
 

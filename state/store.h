@@ -65,6 +65,19 @@ struct Cursor {
   std::string generation;
 };
 
+// The ledger's last word on an event. Stored as its stable name (LedgerDecisionName), the only
+// place the text appears; a row with any other text is reported as corruption.
+enum class LedgerDecision {
+  kQueued,           // listed, not decided yet
+  kSend,             // sent, or the destination had it already
+  kSkip,             // refused by the policy (the reasons are in decision_json)
+  kHeldConflict,     // held back by the conflict policy or an operator's resolution
+  kDeletedAtPortal,  // a pulled event found deleted at the Portal while tombstones were off
+  kTombstoned,       // deleted at the Portal, the member's copy deleted, never pulled again
+};
+std::string_view LedgerDecisionName(LedgerDecision d);  // "queued", "send", "skip", ...
+std::optional<LedgerDecision> ParseLedgerDecision(std::string_view text);
+
 struct LedgerEntry {
   std::string uuid;
   Side origin = Side::kLocal;
@@ -75,7 +88,7 @@ struct LedgerEntry {
   std::optional<Side> written_side;  // where sgsync last wrote this event
   std::optional<std::int64_t> written_timestamp;
   std::optional<std::string> written_hash;
-  std::string decision;         // "send", "skip", ...
+  LedgerDecision decision = LedgerDecision::kQueued;
   std::string decision_json;    // the policy's reasons, as JSON
   std::int64_t updated_at = 0;  // set by the store
 };
@@ -165,7 +178,7 @@ class StateStore {
     LedgerEntry entry;
     std::string work_state;  // pending | leased | done | failed | dead | ""
   };
-  Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, const std::string& decision,
+  Result<std::vector<LedgerRow>> ListLedger(std::int64_t link_id, std::optional<LedgerDecision> decision,
                                             const std::string& work_state, std::int64_t updated_since,
                                             const std::string& after_uuid, int limit);
   // The events sgsync last wrote on `side`, with the timestamp it wrote (decision "send", or

@@ -4,33 +4,21 @@
 #include <map>
 
 #include "common/encoding.h"
+#include "common/metric_families.h"
 #include "sync/engine/engine.h"
 #include "sync/policy/other_data.h"
 
 namespace sgsync::engine {
 
-namespace {
-
-// The receiver keeps its own copy of a cluster (not received by sync) and ignores a version that
-// is not newer: neither changes by trying again, so it is not a failure (captureCluster).
-bool PermanentRefusal(const Error& e) {
-  return (e.code == ErrorCode::kRefused || e.code == ErrorCode::kPermissionDenied) &&
-         (e.message.find("created locally") != std::string::npos ||
-          e.message.find("not newer") != std::string::npos ||
-          e.message.find("non-default") != std::string::npos);
-}
-
-}  // namespace
-
-Status LinkEngine::SyncClusters(Direction d, SightingsStats& stats) {
+Status LinkEngine::SyncClusters(const Route& route, ChannelStats& stats) {
   // MISP syncs clusters only with a remote account that has perm_galaxy_editor, and pushes only
   // with perm_sync too (Server::syncGalaxyClusters, GalaxyCluster::pullGalaxyClusters).
   if (!options_.remote_perm_galaxy_editor) return Status();
-  const bool push = d == Direction::kPush;
+  const bool push = route.push();
   if (push && !options_.remote_perm_sync) return Status();
-  connector::MispApi& source = push ? local_ : remote_;
-  connector::MispApi& dest = push ? remote_ : local_;
-  const std::string dir(DirectionName(d));
+  connector::MispApi& source = *route.source;
+  connector::MispApi& dest = *route.destination;
+  const std::string dir(route.name());
 
   // Published custom clusters at the source, against the versions the destination holds.
   SGSYNC_TRY(auto offered, source.ClusterVersions(true, std::nullopt));
@@ -48,39 +36,42 @@ Status LinkEngine::SyncClusters(Direction d, SightingsStats& stats) {
       continue;
     auto cluster = source.ViewCluster(uuid);
     if (cluster.ok() && AsciiLower(misp::StringOr(*cluster, "uuid")) != AsciiLower(uuid)) {
-      cluster = Fail(ErrorCode::kCorruption, "asked for cluster " + uuid + ", the answer is another cluster: refused");
+      cluster = Fail(ErrorCode::kCorruption,
+                     "asked for cluster " + uuid + ", the answer is another cluster: refused");
     }
     if (!cluster.ok()) {
-      ++stats.clusters_failed;
+      ++stats.failed;
       spdlog::warn("link {}: {} cluster {}: {}", name_, dir, uuid, cluster.error().ToString());
       continue;
     }
     policy::ElementDecision decision = push ? policy::PrepareClusterForPush(std::move(*cluster), link_)
                                             : policy::PreparePulledCluster(std::move(*cluster), link_);
     if (!decision.send) {
-      ++stats.clusters_withheld;
+      ++stats.withheld;
       spdlog::debug("link {}: cluster {} stays home: {}", name_, uuid, decision.refusal()->detail);
       cluster_decided_[key] = version;
       continue;
     }
-    if (Status written = dest.PushCluster(decision.element); !written.ok()) {
-      if (PermanentRefusal(written.error())) {
-        ++stats.clusters_withheld;
-        spdlog::info("link {}: {} cluster {} version {} refused by the receiver: {}", name_, dir, uuid,
-                     version, written.error().ToString());
-        cluster_decided_[key] = version;
-      } else {
-        ++stats.clusters_failed;
-        spdlog::warn("link {}: {} cluster {}: {}", name_, dir, uuid, written.error().ToString());
-      }
+    auto written = dest.PushCluster(decision.element);
+    if (!written.ok()) {
+      ++stats.failed;
+      spdlog::warn("link {}: {} cluster {}: {}", name_, dir, uuid, written.error().ToString());
       continue;
     }
-    ++stats.clusters_sent;
+    if (*written == connector::ClusterPush::kKeptByReceiver) {
+      ++stats.withheld;
+      spdlog::info(
+          "link {}: {} cluster {} version {}: the receiver keeps its own copy (its own cluster, or one "
+          "at least as new)",
+          name_, dir, uuid, version);
+      cluster_decided_[key] = version;
+      continue;
+    }
+    ++stats.sent;
     cluster_decided_[key] = version;
   }
-  if (metrics_ != nullptr && stats.clusters_sent > 0)
-    metrics_->Add("sgsync_clusters_total", {{"link", name_}, {"direction", dir}},
-                  static_cast<double>(stats.clusters_sent));
+  if (metrics_ != nullptr && stats.sent > 0)
+    metrics_->Add(metric::kClusters, {{"link", name_}, {"direction", dir}}, static_cast<double>(stats.sent));
   return Status();
 }
 

@@ -35,6 +35,8 @@
 #include "misp/elements.h"
 #include "portal-connector/misp_api.h"
 #include "state/store.h"
+#include "sync/engine/options.h"
+#include "sync/engine/route.h"
 #include "sync/policy/policy.h"
 #include "sync/policy/sightings.h"
 
@@ -42,58 +44,14 @@ namespace sgsync::engine {
 
 namespace json = boost::json;
 
-// What happens to an event changed on both sides since sgsync last wrote it (docs/operations.md).
-enum class ConflictPolicy {
-  kPreferNewer,   // MISP's rule: the write goes ahead; the destination keeps the strictly newer copy
-  kPreferPortal,  // the member's conflicting change is not pushed
-  kPreferLocal,   // the Portal's conflicting change is not pulled into the member's MISP
-  kManual,        // neither is written until an operator resolves the conflict
+// What one run of a side channel did: proposals, custom galaxy clusters, analyst data.
+struct ChannelStats {
+  std::int64_t sent = 0;      // written to the destination
+  std::int64_t withheld = 0;  // the policy keeps them home, or the receiver keeps its own
+  std::int64_t failed = 0;    // the destination refused or failed (tried again next run)
 };
 
-// What to do with an event the receiver saved without some of its elements (issue 16 item 11).
-enum class PartialWrite {
-  kAccept,      // recorded as sent, the dropped elements in the ledger, a warning and a metric
-  kRetry,       // failed and retried (the receiver's copy is checked again), dead-lettered at last
-  kDeadLetter,  // straight to the dead letters
-};
-
-// The start of a failed item's error when its event was saved in part (kRetry looks for it).
-inline constexpr const char* kPartialPrefix = "partial write: ";
-
-struct EngineOptions {
-  std::int64_t overlap_seconds = 600;
-  int max_in_flight = 4;  // concurrent event fetches and writes per run
-  int batch = 64;         // work items leased at a time
-  // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view). Bounded
-  // because one event may hold 100k attributes. Internal links, and pushes under tag rules, use
-  // events/view: only it serves local tags (events-restSearch-json-deleted-uuid.json).
-  int bulk_fetch = 16;
-  std::int64_t lease_seconds = 600;  // a crashed run's items become ready again after this
-  // Consecutive peer failures (unavailable, rate limited, timeout) that end a run early.
-  int peer_failures_to_abort = 3;
-  // The Portal account has perm_sync (servers/getVersion). Without it MISP pushes no events
-  // (spec 12 case 36): a push run is refused with a message saying so.
-  bool remote_perm_sync = true;
-  // Event deletions at the Portal reach the member: a full pull run that finds an event sgsync
-  // pulled gone from the Portal deletes the member's copy (the member's MISP blocklists its uuid),
-  // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
-  bool tombstones = false;
-  ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
-  PartialWrite on_partial_write = PartialWrite::kAccept;
-  // Sightings travel on their own runs (RunSightings): a big backlog never holds up events.
-  bool sightings = true;
-  policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
-  // Proposals (ShadowAttribute) travel on the same runs as sightings, before them (spec 8.2).
-  bool proposals = true;
-  // Analyst data (notes, opinions, relationships) too (spec 8.5), when the Portal account has
-  // perm_analyst_data (servers/getVersion).
-  bool analyst_data = true;
-  bool remote_perm_analyst_data = false;
-  // Custom galaxy clusters too (spec 8.3), when the Portal account has perm_galaxy_editor.
-  bool galaxy_clusters = true;
-  bool remote_perm_galaxy_editor = false;
-};
-
+// What one run of the sightings channel did (spec 8.1).
 struct SightingsStats {
   bool not_modified = false;
   std::int64_t events = 0;    // events whose sightings were looked at
@@ -102,16 +60,24 @@ struct SightingsStats {
   std::int64_t withheld = 0;  // the sighting policy keeps them home (push)
   std::int64_t failed_events = 0;
   std::int64_t cursor = 0;
-  std::int64_t proposals_sent = 0;         // proposals the destination added (spec 8.2)
-  std::int64_t proposals_failed = 0;       // events whose proposals the destination refused
-  std::int64_t proposals_withheld = 0;     // what they change does not leave (policy::DecideProposal)
-  std::int64_t analyst_data_sent = 0;      // notes, opinions, relationships written (spec 8.5)
-  std::int64_t analyst_data_withheld = 0;  // their distribution or the rules keep them home
-  std::int64_t analyst_data_failed = 0;
-  std::int64_t clusters_sent = 0;      // custom galaxy clusters written (spec 8.3)
-  std::int64_t clusters_withheld = 0;  // the policy keeps them home, or the receiver keeps its own
-  std::int64_t clusters_failed = 0;
 };
+
+// One run of the channels beside the events (RunSideChannels): each with its own counters.
+struct SideChannelStats {
+  SightingsStats sightings;
+  ChannelStats proposals;     // spec 8.2; withheld: what they change does not leave
+  ChannelStats clusters;      // spec 8.3
+  ChannelStats analyst_data;  // notes, opinions, relationships (spec 8.5)
+  // Whether anything failed on any channel (sgsyncd backs off, --once exits 1).
+  bool any_failed() const {
+    return sightings.failed_events > 0 || proposals.failed > 0 || clusters.failed > 0 ||
+           analyst_data.failed > 0;
+  }
+};
+
+// What became of one event in a run (the `outcome` label of sgsync_events_total).
+enum class Outcome { kSent, kAlready, kSkipped, kHeld, kEcho, kFailed };
+std::string_view OutcomeName(Outcome o);  // "sent", "already", "skipped", "held", "echo", "failed"
 
 struct RunOptions {
   bool full = false;  // list from timestamp 0 (the ledger still skips what is in sync)
@@ -153,22 +119,23 @@ struct RunStats {
 
 class LinkEngine {
  public:
-  // `local` is the member's MISP, `remote` the Portal. The clients, the store and the metrics
-  // must outlive the engine.
+  // `local` is the member's MISP, `remote` the Portal. The MISPs, the store and the metrics must
+  // outlive the engine.
   LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
              connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
              Metrics* metrics);
 
-  // One run. Fails (without changing the cursor) when listing fails or the store fails; failures
-  // of single events are counted in the stats and retried by later runs.
+  // One run of the events channel. Fails (without changing the cursor) when listing fails or the
+  // store fails; failures of single events are counted in the stats and retried by later runs.
   Result<RunStats> Run(Direction d, const RunOptions& options = {});
 
-  // One sightings run (spec 8.1): the sightings of events both sides hold whose sighting timestamp
-  // moved past the sightings cursor, selected by the sighting policy, offered to the destination's
-  // filterSightingUuidsForPush and sent with bulkSaveSightings, per event; the sightings ledger
-  // remembers what went. Independent of the event runs (its own cursor and lock).
-  // The same run first carries proposals (SyncProposals).
-  Result<SightingsStats> RunSightings(Direction d, const RunOptions& options = {});
+  // One run of the channels beside the events, independent of the event runs (their own cursor
+  // and lock): proposals, custom galaxy clusters and analyst data (each asked at the same time),
+  // then sightings (spec 8.1): the sightings of events both sides hold whose sighting timestamp
+  // moved past the sightings cursor, selected by the sighting policy, offered to the
+  // destination's filterSightingUuidsForPush and sent with bulkSaveSightings, per event; the
+  // sightings ledger remembers what went.
+  Result<SideChannelStats> RunSideChannels(Direction d, const RunOptions& options = {});
 
   // The policy's decision for `uuid` as the source serves it now; nothing is written.
   Result<policy::Decision> DryRun(Direction d, const std::string& uuid);
@@ -180,47 +147,33 @@ class LinkEngine {
  private:
   struct Prepared;
   class RunContext;
-  static state::LedgerEntry SeenEntry(const Prepared& p, bool push, const std::string& decision);
-  static state::LedgerEntry WrittenEntry(const Prepared& p, bool push, const json::object& written);
+
+  // ---- the events channel: list and select (events.cc)
+  Route RouteFor(Direction d) { return Route::For(d, local_, remote_); }
+  Status ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest);
+  Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);  // tombstones.cc
+  // ---- one batch of work items: fetch, decide, offer, write (batch.cc, write.cc)
+  Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
+  void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);
-  void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Write(RunContext& run, Prepared& p);
-  Error PartialError(const std::vector<misp::MissingElement>& missing, state::Side dest_side) const;
+  Error PartialError(const std::vector<misp::MissingElement>& missing, const Route& route) const;
   void RecheckPartial(RunContext& run, Prepared& p);
   void SendSightingsAfterPush(RunContext& run, Prepared& p);
-  Result<bool> SendEventSightings(Direction d, const std::string& event, const json::array& rows,
-                                  SightingsStats& stats);
-  Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
-  void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, const std::string& outcome);
+  void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, Outcome outcome);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
-  Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);
-  // Proposals of the last 90 days on events both sides hold, as MISP's pull asks for them, that
-  // the destination does not hold as new: sent with events/pushProposals per event (spec 8.2).
-  // Pushing needs the Portal account's perm_sync (spec 12 case 36).
-  Status SyncProposals(Direction d, SightingsStats& stats);
-  // Analyst data (spec 8.5). Push: the member's entries the policy lets out
-  // (policy::PrepareAnalystDataForPush), offered to the Portal's filterAnalystDataForPush, the
-  // wanted ones sent with pushAnalystData. Pull: the Portal's index (its org pull rules as
-  // filters) against the member's, new or newer entries fetched, downgraded and written locked.
-  Status SyncAnalystData(Direction d, SightingsStats& stats);
-  // Custom galaxy clusters (spec 8.3): the source's published custom clusters whose version is
-  // greater than the destination's (or that it lacks), decided by the policy
-  // (PrepareClusterForPush / PreparePulledCluster) and written with galaxies/pushCluster.
-  Status SyncClusters(Direction d, SightingsStats& stats);
-  // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
-  // write is held back by the conflict policy or the conflict's resolution.
+  static state::LedgerEntry SeenEntry(const Prepared& p, const Route& route, state::LedgerDecision decision);
+  static state::LedgerEntry WrittenEntry(const Prepared& p, const Route& route, const json::object& written);
+  // ---- conflicts (conflicts.cc)
   // Asks the destination for the timestamps of the batch's events sgsync wrote there before, so
   // HandleConflict sees a change made there whichever direction runs first.
   Status LearnDestinationTimestamps(RunContext& run, std::vector<Prepared>& batch);
-  // Whether the destination side holds the event, as far as the ledger knows: it came from there,
-  // or the policy's last word was "send" (sgsync wrote it there, or the destination had it already:
-  // a member that synced with MISP's own sync before sgsync). Sightings and proposals go only there.
-  static bool DestinationHolds(const state::LedgerEntry& ledger, state::Side dest_side) {
-    return ledger.origin == dest_side || ledger.decision == "send";
-  }
-  // Fails when the store cannot be read or written (the event is then retried, never sent unrecorded).
+  // Records (or finds, when already recorded or resolved) the conflict for `p`; returns whether its
+  // write is held back by the conflict policy or the conflict's resolution. Fails when the store
+  // cannot be read or written (the event is then retried, never sent unrecorded).
   Result<bool> HandleConflict(RunContext& run, Prepared& p);
+  // ---- the member's own events (write.cc)
   // Pull: whether the member's MISP holds p's uuid as an event sync must not overwrite; when so,
   // p's decision becomes a refusal saying why (docs/security.md).
   Result<bool> RefuseMemberEvent(Prepared& p);
@@ -230,6 +183,37 @@ class LinkEngine {
   // "" when sync may update or delete it.
   std::string MemberOwns(const connector::EventMetadata& m) const;
 
+  // ---- the side channels (side_channels.cc, sightings.cc, proposals.cc, clusters.cc, analyst_data.cc)
+  Status SyncSightings(const Route& route, const RunOptions& options, SightingsStats& stats);
+  // The sightings of one event the destination holds: selected by the sighting policy (push), less
+  // those already synced or already there, sent in batches; false when the destination refused.
+  Result<bool> SendEventSightings(const Route& route, const std::string& event, const json::array& rows,
+                                  SightingsStats& stats);
+  // Proposals of the last 90 days on events both sides hold, as MISP's pull asks for them, that
+  // the destination does not hold as new: sent with events/pushProposals per event (spec 8.2).
+  // Pushing needs the Portal account's perm_sync (spec 12 case 36).
+  Status SyncProposals(const Route& route, ChannelStats& stats);
+  // Analyst data (spec 8.5). Push: the member's entries the policy lets out
+  // (policy::PrepareAnalystDataForPush), offered to the Portal's filterAnalystDataForPush, the
+  // wanted ones sent with pushAnalystData. Pull: the Portal's index (its org pull rules as
+  // filters) against the member's, new or newer entries fetched, downgraded and written locked.
+  Status SyncAnalystData(const Route& route, ChannelStats& stats);
+  // Custom galaxy clusters (spec 8.3): the source's published custom clusters whose version is
+  // greater than the destination's (or that it lacks), decided by the policy
+  // (PrepareClusterForPush / PreparePulledCluster) and written with galaxies/pushCluster.
+  Status SyncClusters(const Route& route, ChannelStats& stats);
+  // Whether the destination side holds the event, as far as the ledger knows: it came from there,
+  // or the policy's last word was "send" (sgsync wrote it there, or the destination had it already:
+  // a member that synced with MISP's own sync before sgsync). Sightings and proposals go only there.
+  static bool DestinationHolds(const state::LedgerEntry& ledger, state::Side dest_side) {
+    return ledger.origin == dest_side || ledger.decision == state::LedgerDecision::kSend;
+  }
+
+  // The index's last ETag per channel ("events push", "sightings pull" ...), with the filter it
+  // answered: one entry per channel, so a moving cursor does not pile up entries.
+  std::string CachedEtag(const std::string& channel, const std::string& filter);
+  void RememberEtag(const std::string& channel, const std::string& filter, const std::string& etag);
+
   std::string name_;
   std::int64_t link_id_;
   policy::Link link_;
@@ -238,17 +222,13 @@ class LinkEngine {
   connector::MispApi& remote_;
   state::StateStore& store_;
   Metrics* metrics_;
-  std::mutex push_run_, pull_run_, sightings_run_;
+  std::mutex push_run_, pull_run_, side_channels_run_;
   // Analyst data pushed or withheld, by uuid, at the `modified` decided: a cycle fetches only what
-  // changed since (guarded by sightings_run_; lost on restart, which costs one full pass).
+  // changed since (guarded by side_channels_run_; lost on restart, which costs one full pass).
   std::map<std::string, std::string> analyst_decided_;
   // Clusters decided, by "<direction> <uuid>", at the version decided (same guard and lifetime).
   std::map<std::string, std::int64_t> cluster_decided_;
   std::mutex etag_mu_;
-  // The index's last ETag per channel ("events push", "sightings pull" ...), with the filter it
-  // answered: one entry per channel, so a moving cursor does not pile up entries.
-  std::string CachedEtag(const std::string& channel, const std::string& filter);
-  void RememberEtag(const std::string& channel, const std::string& filter, const std::string& etag);
   std::map<std::string, std::pair<std::string, std::string>> etags_;
 };
 
@@ -257,8 +237,5 @@ class LinkEngine {
 // nothing. Such rows are left out with a warning and sgsync_index_rows_rejected_total.
 inline constexpr std::int64_t kFutureSkewSeconds = 86400;
 bool PlausibleTimestamp(std::int64_t ts);
-
-// The metric families the engine and sgsyncd write, declared with their help text.
-void DeclareMetrics(Metrics& m);
 
 }  // namespace sgsync::engine

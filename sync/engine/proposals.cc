@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/encoding.h"
+#include "common/metric_families.h"
 #include "sync/engine/engine.h"
 #include "sync/policy/other_data.h"
 
@@ -31,12 +32,12 @@ ProposalKey KeyOf(const json::object& p) {
 
 }  // namespace
 
-Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
-  const bool push = d == Direction::kPush;
+Status LinkEngine::SyncProposals(const Route& route, ChannelStats& stats) {
+  const bool push = route.push();
   if (push && !options_.remote_perm_sync) return Status();  // spec 12 case 36: no proposals pushed
-  connector::MispApi& source = push ? local_ : remote_;
-  connector::MispApi& dest = push ? remote_ : local_;
-  const std::string dir(DirectionName(d));
+  connector::MispApi& source = *route.source;
+  connector::MispApi& dest = *route.destination;
+  const std::string dir(route.name());
   const std::int64_t since = static_cast<std::int64_t>(std::time(nullptr)) - kProposalWindowSeconds;
 
   SGSYNC_TRY(json::array offered, source.Proposals(since));
@@ -50,8 +51,7 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
     if (event.empty() || org == nullptr || !org->is_object()) continue;  // MISP needs both (spec 8.2)
     if (!by_event.contains(event)) {
       SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, event));
-      const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
-      if (!ledger || !DestinationHolds(*ledger, dest_side)) continue;
+      if (!ledger || !DestinationHolds(*ledger, route.destination_side)) continue;
     }
     p.erase("id");
     by_event[event].push_back(std::move(row));
@@ -81,24 +81,24 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
     form.exclude_local_tags = !push && !link_.internal;
     auto doc = source.ViewEvent(event, form);
     if (!doc.ok()) {
-      ++stats.proposals_failed;
+      ++stats.failed;
       spdlog::warn("link {}: {} proposals of {}: {}", name_, dir, event, doc.error().ToString());
       continue;
     }
     json::object source_event = *doc ? (**doc).event_json() : json::object();
-    policy::Decision decision =
-        *doc ? policy::Evaluate(d, &source_event, link_) : policy::Evaluate(d, nullptr, link_);
+    policy::Decision decision = *doc ? policy::Evaluate(route.direction, &source_event, link_)
+                                     : policy::Evaluate(route.direction, nullptr, link_);
     json::array allowed;
     for (auto& row : fresh) {
       policy::ElementDecision pd = policy::DecideProposal(std::move(row.as_object()), source_event, decision);
       if (!pd.send) {
-        ++stats.proposals_withheld;
+        ++stats.withheld;
         const policy::Reason* why = pd.refusal();
         spdlog::info("link {}: {} proposal {} of {} withheld: {} ({})", name_, dir,
                      misp::StringOr(pd.element, "uuid"), event, why != nullptr ? why->rule : "",
                      why != nullptr ? why->detail : "");
         if (metrics_ != nullptr)
-          metrics_->Add("sgsync_proposals_withheld_total",
+          metrics_->Add(metric::kProposalsWithheld,
                         {{"link", name_}, {"direction", dir}, {"reason", why != nullptr ? why->rule : ""}});
         continue;
       }
@@ -107,14 +107,13 @@ Status LinkEngine::SyncProposals(Direction d, SightingsStats& stats) {
     if (allowed.empty()) continue;
     auto added = dest.PushProposals(event, allowed);
     if (!added.ok()) {
-      ++stats.proposals_failed;
+      ++stats.failed;
       spdlog::warn("link {}: {} proposals of {}: {}", name_, dir, event, added.error().ToString());
       continue;
     }
-    stats.proposals_sent += *added;
+    stats.sent += *added;
     if (metrics_ != nullptr && *added > 0)
-      metrics_->Add("sgsync_proposals_total", {{"link", name_}, {"direction", dir}},
-                    static_cast<double>(*added));
+      metrics_->Add(metric::kProposals, {{"link", name_}, {"direction", dir}}, static_cast<double>(*added));
   }
   return Status();
 }

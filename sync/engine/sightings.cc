@@ -1,4 +1,4 @@
-// LinkEngine::RunSightings: sightings on their own channel (spec 8.1; engine.h).
+// LinkEngine's sightings channel (spec 8.1; engine.h, RunSideChannels).
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/encoding.h"
+#include "common/metric_families.h"
 #include "sync/engine/engine.h"
 
 namespace sgsync::engine {
@@ -18,51 +19,13 @@ constexpr std::size_t kSightingsPerRequest = 2000;  // bulkSaveSightings bodies 
 
 }  // namespace
 
-Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& options) {
-  std::unique_lock running(sightings_run_, std::defer_lock);
-  if (options.wait_if_running) {
-    running.lock();
-  } else if (!running.try_lock()) {
-    return Fail(ErrorCode::kUnavailable, "a sightings run of link " + name_ + " is already in progress");
-  }
-  SightingsStats stats;
-  // Proposals, clusters and analyst data are independent of one another: each is asked for at
-  // the same time, so a cycle with nothing new waits for one round trip, not three. Each writes
-  // only its own counters of `stats` (distinct members, so no race); a channel that fails does
-  // not hold up the others or the sightings.
-  struct Channel {
-    bool enabled;
-    Status (LinkEngine::*run)(Direction, SightingsStats&);
-    const char* what;
-    std::int64_t SightingsStats::*failed;
-    std::future<Status> done;
-  };
-  Channel channels[] = {
-      {options_.proposals, &LinkEngine::SyncProposals, "proposals", &SightingsStats::proposals_failed, {}},
-      {options_.galaxy_clusters, &LinkEngine::SyncClusters, "clusters", &SightingsStats::clusters_failed, {}},
-      {options_.analyst_data,
-       &LinkEngine::SyncAnalystData,
-       "analyst data",
-       &SightingsStats::analyst_data_failed,
-       {}}};
-  for (Channel& c : channels) {
-    if (c.enabled)
-      c.done = std::async(std::launch::async, [this, &c, &stats, d] { return (this->*c.run)(d, stats); });
-  }
-  for (Channel& c : channels) {
-    if (!c.enabled) continue;
-    if (Status st = c.done.get(); !st.ok()) {
-      ++(stats.*c.failed);
-      spdlog::warn("link {}: {} {}: {}", name_, DirectionName(d), c.what, st.error().ToString());
-    }
-  }
-  if (!options_.sightings) return stats;
-  const bool push = d == Direction::kPush;
-  const Direction sd = push ? Direction::kPush : Direction::kPull;
-  connector::MispApi& source = push ? local_ : remote_;
-  const std::string dir(DirectionName(d));
+Status LinkEngine::SyncSightings(const Route& route, const RunOptions& options, SightingsStats& stats) {
+  const bool push = route.push();
+  connector::MispApi& source = *route.source;
+  const std::string dir(route.name());
 
-  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, sd, state::CursorKind::kSightings));
+  SGSYNC_TRY(state::Cursor cursor,
+             store_.GetCursor(link_id_, route.direction, state::CursorKind::kSightings));
   json::object filter = push ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
   filter["minimal"] = 1;
   filter["published"] = 1;
@@ -72,7 +35,7 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   if (page.not_modified) {
     stats.not_modified = true;
     stats.cursor = cursor.last_timestamp;
-    return stats;
+    return {};
   }
   // Events with new sightings that both sides hold: on push, those the Portal has (sgsync sent
   // them, or pulled them from it); on pull, those the member has.
@@ -85,14 +48,13 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
       spdlog::warn("link {}: {} sightings of {} left out: sighting timestamp {} is not plausible", name_, dir,
                    row.uuid, row.sighting_timestamp);
       if (metrics_ != nullptr)
-        metrics_->Add("sgsync_index_rows_rejected_total",
+        metrics_->Add(metric::kIndexRowsRejected,
                       {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
       continue;
     }
     SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, row.uuid));
     if (!ledger) continue;
-    const state::Side dest_side = push ? state::Side::kRemote : state::Side::kLocal;
-    if (!DestinationHolds(*ledger, dest_side)) continue;
+    if (!DestinationHolds(*ledger, route.destination_side)) continue;
     due.push_back(&row);
   }
   bool all_ok = true;
@@ -126,7 +88,7 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
       const std::string& event = due[i]->uuid;
       ++stats.events;
       const json::array& event_rows = by_event[AsciiLower(event)];
-      SGSYNC_TRY(bool sent_all, SendEventSightings(d, event, event_rows, stats));
+      SGSYNC_TRY(bool sent_all, SendEventSightings(route, event, event_rows, stats));
       if (!sent_all) {
         ++stats.failed_events;
         all_ok = false;
@@ -137,14 +99,14 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
   // An incomplete run asks for the whole index again next time.
   RememberEtag(channel, filter_text, all_ok ? page.etag : "");
   if (all_ok && newest > cursor.last_timestamp) {
-    SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, sd, state::CursorKind::kSightings, newest));
+    SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, route.direction, state::CursorKind::kSightings, newest));
     cursor.last_timestamp = newest;
   }
   stats.cursor = cursor.last_timestamp;
   if (metrics_ != nullptr) {
-    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", dir}, {"outcome", "sent"}},
+    metrics_->Add(metric::kSightings, {{"link", name_}, {"direction", dir}, {"outcome", "sent"}},
                   static_cast<double>(stats.sent));
-    metrics_->Add("sgsync_sightings_total", {{"link", name_}, {"direction", dir}, {"outcome", "withheld"}},
+    metrics_->Add(metric::kSightings, {{"link", name_}, {"direction", dir}, {"outcome", "withheld"}},
                   static_cast<double>(stats.withheld));
   }
   if (stats.sent > 0 || stats.failed_events > 0) {
@@ -152,17 +114,14 @@ Result<SightingsStats> LinkEngine::RunSightings(Direction d, const RunOptions& o
         "link {} {} sightings: {} events, sent {}, already there {}, withheld by policy {}, failed events {}",
         name_, dir, stats.events, stats.sent, stats.already, stats.withheld, stats.failed_events);
   }
-  return stats;
+  return {};
 }
 
-// The sightings of one event the destination holds: selected by the sighting policy (push), less
-// those already synced or already there, sent in batches; false when the destination refused.
-Result<bool> LinkEngine::SendEventSightings(Direction d, const std::string& event, const json::array& event_rows,
-                                            SightingsStats& stats) {
-  const bool push = d == Direction::kPush;
-  const Direction sd = push ? Direction::kPush : Direction::kPull;
-  connector::MispApi& dest = push ? remote_ : local_;
-  const std::string dir(DirectionName(d));
+Result<bool> LinkEngine::SendEventSightings(const Route& route, const std::string& event,
+                                            const json::array& event_rows, SightingsStats& stats) {
+  const bool push = route.push();
+  connector::MispApi& dest = *route.destination;
+  const std::string dir(route.name());
   // Push: the member's policy decides what the Portal's organisation may see. Pull: the Portal
   // served what its policy lets sgsync's account see; it is taken as served.
   policy::SightingsPolicy pol = options_.sightings_policy;
@@ -178,7 +137,7 @@ Result<bool> LinkEngine::SendEventSightings(Direction d, const std::string& even
     row_by_uuid[AsciiLower(u)] = &r;
   }
   if (offered.empty()) return true;
-  SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, sd, offered));
+  SGSYNC_TRY(auto unsynced, store_.UnsyncedSightings(link_id_, route.direction, offered));
   if (unsynced.empty()) return true;
   auto known = dest.KnownSightings(event, unsynced);
   if (!known.ok()) {
@@ -210,7 +169,7 @@ Result<bool> LinkEngine::SendEventSightings(Direction d, const std::string& even
   }
   flush();
   if (!ok) return false;
-  SGSYNC_TRY_STATUS(store_.MarkSightingsSynced(link_id_, sd, event, unsynced));
+  SGSYNC_TRY_STATUS(store_.MarkSightingsSynced(link_id_, route.direction, event, unsynced));
   return true;
 }
 

@@ -2,8 +2,8 @@
 //
 // Every change the policy makes to an event (a removal, a downgrade, a stripped tag, a refusal) and
 // every element kept where a reader might expect it gone carries a Reason: a rule id tied to a
-// section of the MISP sync-rules specification (docs/sharing-rules.md), the JSON path of the element in the input document,
-// the action and the from/to values. This is what `sgsyncctl evaluate` and `explain` show.
+// section of the MISP sync-rules specification (docs/sharing-rules.md), the JSON path of the element in the
+// input document, the action and the from/to values. This is what `sgsyncctl evaluate` and `explain` show.
 #pragma once
 
 #include <optional>

@@ -8,7 +8,6 @@ namespace sgsync::policy {
 using misp::Child;
 using misp::Describe;
 
-
 bool FilterRules::empty() const {
   return tags_or.empty() && tags_not.empty() && orgs_or.empty() && orgs_not.empty() &&
          type_attributes_not.empty() && type_objects_not.empty() && url_params.empty();
@@ -30,14 +29,16 @@ bool SameUrl(std::string_view a, std::string_view b) {
 namespace {
 
 bool IsNumericId(std::string_view s) {
-  return !s.empty() && s.size() <= 20 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && s.size() <= 20 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 }  // namespace
 
 bool HasRuleIds(const FilterRules& rules) {
   for (const auto* list : {&rules.tags_or, &rules.tags_not, &rules.orgs_or, &rules.orgs_not}) {
-    if (std::any_of(list->begin(), list->end(), [](const std::string& s) { return IsNumericId(s); })) return true;
+    if (std::any_of(list->begin(), list->end(), [](const std::string& s) { return IsNumericId(s); }))
+      return true;
   }
   return false;
 }

@@ -101,8 +101,8 @@ struct Link {
 // tag's name and the organisation's uuid, which the policy compares and which a MISP index accepts
 // as well as the id (spec 6.2).
 struct RuleIdNames {
-  std::map<std::string, std::string> tags;  // tag id -> name
-  std::map<std::string, std::string> orgs;  // organisation id -> uuid
+  std::map<std::string, std::string> tags;       // tag id -> name
+  std::map<std::string, std::string> orgs;       // organisation id -> uuid
   std::map<std::string, std::string> org_names;  // organisation id -> name, for the notes
 };
 // Whether `rules` name any tag or organisation by a numeric id.

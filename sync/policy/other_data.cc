@@ -335,7 +335,8 @@ ElementDecision DecideProposal(json::object proposal, const json::object& source
   std::string target;
   misp::ForEachAttribute(source, [&](const json::object& a) {
     if (!target.empty()) return;
-    if ((old_id != 0 && misp::IntOr(a, "id", -1) == old_id) || (!uuid.empty() && SameText(misp::StringOr(a, "uuid"), uuid)))
+    if ((old_id != 0 && misp::IntOr(a, "id", -1) == old_id) ||
+        (!uuid.empty() && SameText(misp::StringOr(a, "uuid"), uuid)))
       target = std::string(misp::StringOr(a, "uuid"));
   });
   if (!event.send || !event.event) {

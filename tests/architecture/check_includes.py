@@ -29,7 +29,7 @@ FOLDERS = {
     "daemon": "sgsync_daemon",
     "cli": "sgsyncctl",
 }
-PROGRAM_LAYER = {"sgsyncctl": 6}
+PROGRAM_LAYER = {"sgsyncctl": 7}
 
 
 def layers(source_dir):

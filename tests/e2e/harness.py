@@ -17,6 +17,10 @@ import unittest
 import urllib.error
 import urllib.request
 
+# Every sgsyncd the tests start checks each metric sample against its table (common/metrics.h): a
+# sample outside it stops the daemon, and the test that reached it fails.
+os.environ["SGSYNC_STRICT_METRICS"] = "1"
+
 ORG1 = ("ORG1", "ce867008-0536-4358-9f2e-20df12768cd3")
 ORG2 = ("ORG2", "1315aee3-d0b4-4569-a8f2-b99ad776f149")
 ORG3 = ("ORG3", "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33")

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     e.uuid = "event-" + std::to_string(i);
     e.local_timestamp = i;
     e.local_hash = std::string(64, 'a');
-    e.decision = "send";
+    e.decision = sgsync::state::LedgerDecision::kSend;
     e.decision_json = R"({"reasons":[{"rule":"push.attribute.downgrade","path":"Event.Attribute[0]"}]})";
     auto id = (*store)->RecordAndEnqueue(link->id, e, sgsync::Direction::kPush, i);
     if (!id.ok()) {

@@ -47,9 +47,9 @@ TEST_F(ConfigTest, MinimalFileTakesDocumentedDefaults) {
   EXPECT_TRUE(l.push);
   EXPECT_TRUE(l.pull);
   EXPECT_EQ(l.interval_seconds, 300);
-  EXPECT_EQ(l.overlap_seconds, 600);
-  EXPECT_EQ(l.conflict_policy, ConflictPolicy::kPreferNewer);
-  EXPECT_FALSE(l.tombstones);
+  EXPECT_EQ(l.engine.overlap_seconds, 600);
+  EXPECT_EQ(l.engine.conflict_policy, engine::ConflictPolicy::kPreferNewer);
+  EXPECT_FALSE(l.engine.tombstones);
   EXPECT_EQ(l.local.api_key.reveal(), kKey);
   EXPECT_EQ(c->state_db, "/var/lib/sgsync/state.db");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9464");
@@ -87,10 +87,12 @@ TEST_F(ConfigTest, WrongTypeNamesTheKeyAndWhatWasFound) {
 
 // Issue 16 item 4 (found again by issue 23's hostile tests): numbers from the file never throw.
 TEST_F(ConfigTest, AMetricsPortThatIsNotANumberOrTooLargeIsRefusedAtCheckTime) {
-  for (const char* bad : {"127.0.0.1:abc", "127.0.0.1:70000", "127.0.0.1:", ":9464", "127.0.0.1:99999999999999999999"}) {
+  for (const char* bad :
+       {"127.0.0.1:abc", "127.0.0.1:70000", "127.0.0.1:", ":9464", "127.0.0.1:99999999999999999999"}) {
     auto c = ParseConfig(Minimal("", "", std::string("[metrics]\nlisten = \"") + bad + "\"\n"), "f.toml");
     ASSERT_FALSE(c.ok()) << bad;
-    EXPECT_THAT(c.error().message, HasSubstr("metrics.listen: expected HOST:PORT with a port from 0 to 65535"))
+    EXPECT_THAT(c.error().message,
+                HasSubstr("metrics.listen: expected HOST:PORT with a port from 0 to 65535"))
         << bad;
   }
   auto ok = ParseHostPort("127.0.0.1:9464");
@@ -114,7 +116,9 @@ TEST_F(ConfigTest, PeerLimitsHaveDefaultsAndRanges) {
   EXPECT_EQ(set->max_documents_memory_mb, 512);
   auto bad = ParseConfig(Minimal("", "max_retry_after_seconds = 99999\n"), "f.toml");
   ASSERT_FALSE(bad.ok());
-  EXPECT_THAT(bad.error().message, HasSubstr("link \"portal\".remote.max_retry_after_seconds: must be between 0 and 3600, found 99999"));
+  EXPECT_THAT(
+      bad.error().message,
+      HasSubstr("link \"portal\".remote.max_retry_after_seconds: must be between 0 and 3600, found 99999"));
 }
 
 TEST_F(ConfigTest, TomlSyntaxErrorNamesLineAndColumn) {
@@ -222,13 +226,15 @@ TEST_F(ConfigTest, SharingIdentityChangesWithRulesNotWithInterval) {
 TEST_F(ConfigTest, OtherDataSwitchesDefaultOnAndPullBlocklistsReachThePolicyLink) {
   auto d = ParseConfig(Minimal(), "f.toml");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
-  EXPECT_TRUE(d->links[0].proposals && d->links[0].galaxy_clusters && d->links[0].analyst_data);
+  EXPECT_TRUE(d->links[0].engine.proposals && d->links[0].engine.galaxy_clusters &&
+              d->links[0].engine.analyst_data);
   auto c = ParseConfig(Minimal("proposals = false\ngalaxy_clusters = false\nanalyst_data = false\n"
                                "pull_blocked_events = [\"00000000-0000-4000-8000-000000000049\"]\n"
                                "pull_blocked_orgs = [\"1315AEE3-D0B4-4569-A8F2-B99AD776F149\"]"),
                        "f.toml");
   ASSERT_TRUE(c.ok()) << c.error().ToString();
-  EXPECT_FALSE(c->links[0].proposals || c->links[0].galaxy_clusters || c->links[0].analyst_data);
+  EXPECT_FALSE(c->links[0].engine.proposals || c->links[0].engine.galaxy_clusters ||
+               c->links[0].engine.analyst_data);
   auto link = MakePolicyLink(c->links[0], {"1315aee3-d0b4-4569-a8f2-b99ad776f149", "ORG2"},
                              {"ce867008-0536-4358-9f2e-20df12768cd3", "ORG1"});
   ASSERT_TRUE(link.ok()) << link.error().ToString();
@@ -254,6 +260,44 @@ TEST_F(ConfigTest, MissingFileIsAnIoErrorNamingIt) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, ErrorCode::kIo);
   EXPECT_THAT(c.error().message, HasSubstr("absent.toml"));
+}
+
+TEST_F(ConfigTest, EachEngineSettingIsReadIntoTheEngineOptionsAndShownUnderItsKey) {
+  auto c =
+      ParseConfig(Minimal("overlap_seconds = 60\nconflict_policy = \"manual\"\non_partial_write = \"retry\"\n"
+                          "tombstones = true\nsightings = false\nsightings_policy = 3\n"
+                          "sightings_anonymise = true\n"
+                          "sightings_anonymise_as = \"9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33\"\n"),
+                  "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  const engine::EngineOptions& o = c->links[0].engine;
+  EXPECT_EQ(o.overlap_seconds, 60);
+  EXPECT_EQ(o.conflict_policy, engine::ConflictPolicy::kManual);
+  EXPECT_EQ(o.on_partial_write, engine::PartialWrite::kRetry);
+  EXPECT_TRUE(o.tombstones);
+  EXPECT_FALSE(o.sightings);
+  EXPECT_EQ(o.sightings_policy.policy, 3);
+  EXPECT_TRUE(o.sightings_policy.anonymise);
+  EXPECT_EQ(o.sightings_policy.anonymise_as.uuid, "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33");
+  boost::json::object shown = Redacted(*c).at("links").as_array()[0].as_object();
+  EXPECT_EQ(shown.at("conflict_policy"), "manual");
+  EXPECT_EQ(shown.at("on_partial_write"), "retry");
+  EXPECT_EQ(shown.at("overlap_seconds"), 60);
+  std::string docs =
+      sgsync::testing::ReadFile(std::filesystem::path(SGSYNC_SOURCE_DIR) / "docs/configuration.md");
+  for (std::string_view key : EngineSettingKeys()) {
+    EXPECT_TRUE(shown.contains(key)) << key << " is not shown by GetConfig";
+    EXPECT_NE(docs.find("`" + std::string(key) + "`"), std::string::npos) << key << " is not documented";
+  }
+}
+
+TEST_F(ConfigTest, AnEngineSettingOutOfItsRangeNamesTheFileLineAndKey) {
+  auto c = ParseConfig(Minimal("on_partial_write = \"drop\"\n"), "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("t.toml:"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("on_partial_write: expected accept, retry or dead_letter, found \"drop\""),
+            std::string::npos)
+      << c.error().message;
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 namespace sgsync::misp {
 namespace {
 
-using sgsync::testing::ReadFile;
 using sgsync::testing::DataDir;
+using sgsync::testing::ReadFile;
 
 json::value Body(const std::string& capture) {
   return json::parse(ReadFile(DataDir() / "fixtures/misp/real-2.5.1/api" / capture))
@@ -56,7 +56,8 @@ TEST(MispApiTest, WithARejectListOneBadIndexRowIsLeftOutAndTheOthersKept) {
   ASSERT_EQ(rejected.size(), 2u);
   EXPECT_EQ(rejected[0].where, "[1].timestamp");
   EXPECT_EQ(rejected[1].where, "[2].uuid");
-  EXPECT_FALSE(DecodeEventIndex(json::parse(R"({"a":1})"), &rejected).ok()) << "a body that is no index fails";
+  EXPECT_FALSE(DecodeEventIndex(json::parse(R"({"a":1})"), &rejected).ok())
+      << "a body that is no index fails";
 }
 
 TEST(MispApiTest, DecodesTheRealSharingGroupIndexAndView) {

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <string>
 
-#include "misp/event.h"
 #include "misp-sim/generator.h"
+#include "misp/event.h"
 
 namespace sgsync::misp {
 namespace {

@@ -30,8 +30,10 @@ TEST(MispElementsTest, ADroppedObjectIsNamedOnceAndSoftDeletedElementsAreNotMiss
 }
 
 TEST(MispElementsTest, NothingIsMissingFromACompleteCopyWhereverItsElementsSit) {
-  json::object sent = Parse(R"({"Attribute": [{"uuid": "a1"}], "Object": [{"uuid": "o1", "Attribute": [{"uuid": "oa1"}]}]})");
-  json::object saved = Parse(R"({"Object": [{"uuid": "O1", "Attribute": [{"uuid": "a1"}, {"uuid": "oa1"}]}]})");
+  json::object sent =
+      Parse(R"({"Attribute": [{"uuid": "a1"}], "Object": [{"uuid": "o1", "Attribute": [{"uuid": "oa1"}]}]})");
+  json::object saved =
+      Parse(R"({"Object": [{"uuid": "O1", "Attribute": [{"uuid": "a1"}, {"uuid": "oa1"}]}]})");
   EXPECT_TRUE(ElementsMissingFrom(sent, saved).empty());
 }
 

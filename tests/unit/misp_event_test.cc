@@ -6,8 +6,8 @@
 namespace sgsync::misp {
 namespace {
 
-using sgsync::testing::ReadFile;
 using sgsync::testing::DataDir;
+using sgsync::testing::ReadFile;
 
 json::value ResponseBody(const std::string& capture) {
   auto root = json::parse(ReadFile(DataDir() / "fixtures/misp/real-2.5.1/api" / capture));
@@ -123,9 +123,7 @@ TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
 }
 
 TEST(MispEventTest, ReadsSightingsProposalsClustersAndAnalystData) {
-  auto fixture = [](const char* f) {
-    return json::parse(ReadFile(DataDir() / "fixtures/misp/events" / f));
-  };
+  auto fixture = [](const char* f) { return json::parse(ReadFile(DataDir() / "fixtures/misp/events" / f)); };
   DecodeOptions loose;
   loose.require_uuid = false;
   auto sightings = EventDocument::FromJson(fixture("pymisp/sighting_1.json"), loose);

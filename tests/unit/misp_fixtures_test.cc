@@ -9,9 +9,9 @@ namespace sgsync::misp {
 namespace {
 
 namespace fs = std::filesystem;
+using sgsync::testing::DataDir;
 using sgsync::testing::FilesBelow;
 using sgsync::testing::ReadFile;
-using sgsync::testing::DataDir;
 
 // Same values, and the same keys in the same order at every level.
 ::testing::AssertionResult SameInOrder(const json::value& a, const json::value& b, const std::string& path) {

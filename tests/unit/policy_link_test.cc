@@ -150,8 +150,9 @@ TEST(PolicyLinkTest, RuleIdsResolveToTagNamesAndOrganisationUuidsAndAnUnknownOne
   ASSERT_TRUE(notes.ok()) << notes.error().ToString();
   EXPECT_EQ(rules.tags_not, (std::vector<std::string>{"tlp:red", "tlp:amber"}));
   EXPECT_EQ(rules.orgs_or, std::vector<std::string>{"1315aee3-d0b4-4569-a8f2-b99ad776f149"});
-  EXPECT_EQ(*notes, (std::vector<std::string>{"push_rules.tags.NOT: 3 = tlp:red",
-                                              "push_rules.orgs.OR: 2 = ORG2 (1315aee3-d0b4-4569-a8f2-b99ad776f149)"}));
+  EXPECT_EQ(*notes, (std::vector<std::string>{
+                        "push_rules.tags.NOT: 3 = tlp:red",
+                        "push_rules.orgs.OR: 2 = ORG2 (1315aee3-d0b4-4569-a8f2-b99ad776f149)"}));
   EXPECT_FALSE(HasRuleIds(rules));
   FilterRules unknown;
   unknown.tags_or = {"77"};

@@ -25,7 +25,8 @@ constexpr const char* kEvent = R"({"uuid": "a1b2c3d4-0000-4000-8000-000000000001
      "value": "192.0.2.1", "distribution": "5", "timestamp": "1795807000"}]}]})";
 
 json::object Proposal(const std::string& old_id, const std::string& uuid) {
-  return json::object{{"id", "99"}, {"old_id", old_id}, {"uuid", uuid}, {"value", "proposed.example"},
+  return json::object{{"id", "99"},       {"old_id", old_id},
+                      {"uuid", uuid},     {"value", "proposed.example"},
                       {"type", "domain"}, {"category", "Network activity"}};
 }
 

@@ -1,6 +1,6 @@
-// The test cases of the MISP sync-rules specification's section 12 (docs/sharing-rules.md lists them) that the sharing policy decides, one
-// named test each (Case01 ... Case76). Cases about the wire protocol, merging on the receiver,
-// sightings, clusters and analyst data are tested with the components that do them
+// The test cases of the MISP sync-rules specification's section 12 (docs/sharing-rules.md lists them) that
+// the sharing policy decides, one named test each (Case01 ... Case76). Cases about the wire protocol, merging
+// on the receiver, sightings, clusters and analyst data are tested with the components that do them
 // (docs/sharing-rules.md, "Where each spec case is tested").
 #include <gtest/gtest.h>
 

@@ -20,7 +20,7 @@ LedgerEntry Entry(const std::string& uuid) {
   LedgerEntry e;
   e.uuid = uuid;
   e.local_timestamp = 1;
-  e.decision = "send";
+  e.decision = LedgerDecision::kSend;
   e.decision_json = std::string(2000, 'r');  // reasons are large; fills pages quickly
   return e;
 }

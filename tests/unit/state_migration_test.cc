@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include "state/schema.h"
 #include "sqlite/sqlite.h"
+#include "state/schema.h"
 #include "state/store.h"
 #include "tests/support/files.h"
 

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "sqlite/sqlite.h"
 #include "state/store.h"
 #include "tests/support/files.h"
 
@@ -32,7 +33,7 @@ class StateStoreTest : public ::testing::Test {
     e.origin = Side::kLocal;
     e.local_timestamp = local_ts;
     e.local_hash = "h" + std::to_string(local_ts);
-    e.decision = "send";
+    e.decision = LedgerDecision::kSend;
     e.decision_json = R"({"reasons":[]})";
     return e;
   }
@@ -108,6 +109,31 @@ TEST_F(StateStoreTest, CursorsMoveOnlyForwardUntilTheLinkIdentityChanges) {
   EXPECT_NE(c->generation, old_generation);
 }
 
+TEST_F(StateStoreTest, TheLedgerListsEveryDecisionOrOnlyTheOneAskedFor) {
+  LedgerEntry skipped = Entry("u2", 20);
+  skipped.decision = LedgerDecision::kSkip;
+  ASSERT_TRUE(store_->UpsertLedger(link_, Entry("u1", 10)).ok());
+  ASSERT_TRUE(store_->UpsertLedger(link_, skipped).ok());
+  auto all = store_->ListLedger(link_, std::nullopt, "", 0, "", 10);
+  ASSERT_TRUE(all.ok()) << all.error().ToString();
+  EXPECT_EQ(all->size(), 2u);
+  auto only = store_->ListLedger(link_, LedgerDecision::kSkip, "", 0, "", 10);
+  ASSERT_TRUE(only.ok());
+  ASSERT_EQ(only->size(), 1u);
+  EXPECT_EQ((*only)[0].entry.uuid, "u2");
+}
+
+TEST_F(StateStoreTest, ALedgerRowWithAnUnknownDecisionIsReportedAsCorruption) {
+  ASSERT_TRUE(store_->UpsertLedger(link_, Entry("u1", 10)).ok());
+  auto db = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->Exec("UPDATE ledger SET decision = 'maybe'").ok());
+  auto read = store_->GetLedger(link_, "u1");
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().code, ErrorCode::kCorruption);
+  EXPECT_NE(read.error().message.find("unknown decision 'maybe'"), std::string::npos) << read.error().message;
+}
+
 TEST_F(StateStoreTest, LedgerEntriesRoundTripEveryField) {
   LedgerEntry e = Entry("u1", 10);
   e.remote_timestamp = 11;
@@ -128,9 +154,9 @@ TEST_F(StateStoreTest, LedgerEntriesRoundTripEveryField) {
   EXPECT_EQ(g.decision_json, R"({"reasons":[]})");
   EXPECT_EQ(g.updated_at, 1000);
   EXPECT_FALSE(store_->GetLedger(link_, "nope")->has_value());
-  e.decision = "skip";
+  e.decision = LedgerDecision::kSkip;
   ASSERT_TRUE(store_->UpsertLedger(link_, e).ok());
-  EXPECT_EQ((*store_->GetLedger(link_, "u1"))->decision, "skip");
+  EXPECT_EQ((*store_->GetLedger(link_, "u1"))->decision, LedgerDecision::kSkip);
 }
 
 TEST_F(StateStoreTest, ChangedFindsNewAndNewerEventsOnTheAskedSide) {

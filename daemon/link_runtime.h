@@ -1,0 +1,38 @@
+// daemon/link_runtime.h: one configured link inside the Service, and the clock the scheduler uses
+// (private to daemon/: service.cc, discovery.cc, scheduler.cc).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "daemon/service.h"
+
+namespace sgsync::daemon {
+
+struct Service::LinkRuntime {
+  config::LinkConfig config;
+  std::unique_ptr<connector::MispClient> local, remote;
+  std::unique_ptr<engine::LinkEngine> engine;  // set once the MISPs told what the config does not
+  std::int64_t link_id = 0;
+  std::string local_version, remote_version;  // MISP versions at both ends (servers/getVersion)
+  std::vector<std::string> rule_notes;        // numeric rule ids and what they stand for
+  std::mutex mu;                              // guards engine creation and status
+  DirectionStatus status[2];
+};
+
+inline std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline std::int64_t NowS() { return NowMs() / 1000; }
+
+// The first wait after a failed run; it doubles up to the link's interval.
+inline constexpr std::int64_t kFirstBackoffMs = 5000;
+
+}  // namespace sgsync::daemon

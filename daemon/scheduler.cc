@@ -1,0 +1,229 @@
+// Service's schedulers: each link's direction on its interval with backoff, the side channels on
+// their own thread, start and stop.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "common/encoding.h"
+#include "config/client.h"
+#include "daemon/link_runtime.h"
+
+namespace sgsync::daemon {
+
+// Sightings, proposals, clusters and analyst data run on their own thread per link, so a backlog of
+// them never holds up events (MISP #5943, #10881): push, then pull, every interval, backing off
+// while they fail.
+void Service::SideChannelsLoop(LinkRuntime& link) {
+  const auto& lc = link.config;
+  std::int64_t backoff_ms = 0;
+  while (!stopping_) {
+    bool failed = false;
+    bool active = false;  // a paused link asks its MISPs nothing, not even who it is
+    {
+      std::lock_guard lock(link.mu);
+      active = (lc.push && !link.status[0].paused) || (lc.pull && !link.status[1].paused);
+    }
+    if (!active) {
+      SleepUntil(NowMs() + 1000);
+      continue;
+    }
+    if (auto s = Discover(link); !s.ok()) {
+      failed = true;
+    } else {
+      for (Direction d : {Direction::kPush, Direction::kPull}) {
+        bool enabled = d == Direction::kPush ? lc.push : lc.pull;
+        bool paused = false;
+        {
+          std::lock_guard lock(link.mu);
+          paused = link.status[d == Direction::kPush ? 0 : 1].paused;
+        }
+        if (!enabled || paused || stopping_) continue;
+        engine::RunOptions ro;
+        ro.stop = &stopping_;
+        auto stats = link.engine->RunSideChannels(d, ro);
+        if (!stats.ok() || stats->any_failed()) {
+          failed = true;
+          if (!stats.ok()) {
+            spdlog::warn("link {} {} sightings: {}", lc.name, DirectionName(d), stats.error().ToString());
+          }
+        }
+      }
+    }
+    if (stopping_) break;
+    if (failed) {
+      backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
+      SleepUntil(NowMs() + backoff_ms);
+    } else {
+      backoff_ms = 0;
+      SleepUntil(NowMs() + lc.interval_seconds * 1000);
+    }
+  }
+}
+
+void Service::SleepUntil(std::int64_t deadline_ms) {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    std::int64_t left = deadline_ms - NowMs();
+    if (left <= 0) return;
+    wake_.wait_for(lock, std::chrono::milliseconds(left));
+  }
+}
+
+void Service::Loop(LinkRuntime& link, Direction d) {
+  const auto& lc = link.config;
+  const std::string dir(DirectionName(d));
+  const int slot = d == Direction::kPush ? 0 : 1;
+  std::mt19937_64 rng(std::random_device{}());
+  std::int64_t backoff_ms = 0;
+  auto fail_wait = [&](const std::string& what) {
+    backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
+    // Full jitter keeps several links from retrying a recovering Portal in step.
+    std::int64_t wait =
+        backoff_ms / 2 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(backoff_ms / 2 + 1));
+    spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].last_outcome = RunOutcome::Failed(what);
+      link.status[slot].next_run_at = NowS() + wait / 1000;
+    }
+    SleepUntil(NowMs() + wait);
+  };
+  while (!stopping_) {
+    bool paused = false;
+    {
+      std::lock_guard lock(link.mu);
+      paused = link.status[slot].paused;
+    }
+    if (paused) {
+      SleepUntil(NowMs() + 1000);
+      continue;
+    }
+    if (auto s = Discover(link); !s.ok()) {
+      fail_wait("cannot start: " + s.error().ToString());
+      continue;
+    }
+    auto cursor = store_->GetCursor(link.link_id, d == Direction::kPush ? Direction::kPush : Direction::kPull,
+                                    state::CursorKind::kEvents);
+    if (!cursor.ok()) {
+      // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
+      // guess (a skipped reconciliation would be silent); it reports and tries again.
+      fail_wait("cannot read the cursor: " + cursor.error().ToString());
+      continue;
+    }
+    bool full = lc.full_reconciliation_seconds > 0 &&
+                NowS() - cursor->last_full_reconciliation >= lc.full_reconciliation_seconds;
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].running = true;
+      link.status[slot].last_run_started = NowS();
+    }
+    engine::RunOptions ro;
+    ro.full = full;
+    ro.stop = &stopping_;
+    auto stats = link.engine->Run(d, ro);
+    const RunOutcome outcome = RunOutcome::Of(stats);
+    if (outcome.succeeded()) {
+      if (full && cursor.ok()) {
+        auto m = store_->MarkFullReconciliation(link.link_id,
+                                                d == Direction::kPush ? Direction::kPush : Direction::kPull,
+                                                state::CursorKind::kEvents, NowS());
+        if (!m.ok()) spdlog::error("link {} {}: {}", lc.name, dir, m.error().ToString());
+      }
+    }
+    {
+      std::lock_guard lock(link.mu);
+      auto& st = link.status[slot];
+      st.running = false;
+      st.last_run_ended = NowS();
+      st.last_outcome = outcome;
+      if (stats.ok()) st.last_stats = *stats;
+    }
+    if (stats.ok() && !stats->not_modified) {
+      spdlog::info("link {} {}{}: listed {}, sent {}, already there {}, skipped {}, echo {}, failed {}",
+                   lc.name, dir, full ? " (full)" : "", stats->listed, stats->sent, stats->already,
+                   stats->skipped, stats->echo, stats->failed);
+    }
+    if (stopping_) break;
+    if (!stats.ok() || stats->aborted) {
+      fail_wait(outcome.Text());
+      continue;
+    }
+    backoff_ms = 0;
+    std::int64_t next = NowMs() + lc.interval_seconds * 1000;
+    {
+      std::lock_guard lock(link.mu);
+      link.status[slot].next_run_at = next / 1000;
+    }
+    SleepUntil(next);
+  }
+}
+
+Status Service::Start() {
+  stopping_ = false;
+  if (!config_.metrics_listen.empty() && !metrics_server_) {
+    SGSYNC_TRY(config::HostPort listen, config::ParseHostPort(config_.metrics_listen));
+    SGSYNC_TRY(metrics_server_,
+               httpd::HttpServer::Start(listen.host, listen.port, [this](const httpd::HttpRequest& r) {
+                 httpd::HttpResponse resp;
+                 if (r.target != "/metrics" || (r.method != "GET" && r.method != "HEAD")) {
+                   resp.status = 404;
+                   resp.body = "sgsyncd serves /metrics only\n";
+                   return resp;
+                 }
+                 resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                 resp.body = metrics_.Render();
+                 return resp;
+               }));
+    spdlog::info("metrics on http://{}:{}/metrics", listen.host, metrics_server_->port());
+  }
+  for (auto& link : links_) {
+    for (Direction d : {Direction::kPush, Direction::kPull}) {
+      if (!(d == Direction::kPush ? link->config.push : link->config.pull)) continue;
+      ++running_loops_;
+      threads_.emplace_back([this, l = link.get(), d] {
+        Loop(*l, d);
+        --running_loops_;
+      });
+    }
+    if (link->config.engine.sightings && (link->config.push || link->config.pull)) {
+      ++running_loops_;
+      threads_.emplace_back([this, l = link.get()] {
+        SideChannelsLoop(*l);
+        --running_loops_;
+      });
+    }
+  }
+  return {};
+}
+
+bool Service::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  // Join within the grace period; a run still in a request past it is left to the process exit.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config_.shutdown_grace_seconds);
+  while (running_loops_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  bool all = running_loops_.load() == 0;
+  for (auto& t : threads_) {
+    if (!t.joinable()) continue;
+    if (all) {
+      t.join();
+    } else {
+      t.detach();
+    }
+  }
+  threads_.clear();
+  if (!all) {
+    spdlog::error(
+        "some runs did not finish within {} s; exiting anyway (their work is retried at the next start)",
+        config_.shutdown_grace_seconds);
+  }
+  return all;
+}
+
+}  // namespace sgsync::daemon

@@ -1,0 +1,233 @@
+// StateStore's transactional work queue (state/store.h, "work queue").
+#include <algorithm>
+#include <ctime>
+#include <unordered_map>
+
+#include "sqlite/sqlite.h"
+#include "state/rows.h"
+#include "state/store.h"
+
+namespace sgsync::state {
+
+using namespace rows;  // NOLINT: the row helpers of this library
+
+Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const LedgerEntry& entry, Direction d,
+                                                  std::int64_t version) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  std::int64_t now = Now();
+  SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
+  SGSYNC_TRY(auto ins,
+             db_->Prepare("INSERT INTO work_queue (link_id, direction, uuid, version, state, "
+                          "next_attempt_at, created_at, updated_at) "
+                          "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (link_id, "
+                          "direction, uuid, version) DO UPDATE SET state = 'pending', attempts = 0, "
+                          "next_attempt_at = excluded.next_attempt_at, last_error = NULL, "
+                          "updated_at = excluded.updated_at WHERE state = 'done'"));
+  SGSYNC_TRY_STATUS(ins->Bind(1, link_id)
+                        .Bind(2, DirectionName(d))
+                        .Bind(3, entry.uuid)
+                        .Bind(4, version)
+                        .Bind(5, now)
+                        .Bind(6, now)
+                        .Bind(7, now)
+                        .Run());
+  SGSYNC_TRY(
+      auto id,
+      db_->Prepare(
+          "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
+  id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
+  SGSYNC_TRY(bool row, id->Step());
+  if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
+  std::int64_t item = id->Int(0);
+  SGSYNC_TRY_STATUS(tx.Commit());
+  return item;
+}
+
+Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction d, int max,
+                                                std::int64_t lease_seconds) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  std::int64_t now = Now();
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(std::string("SELECT ") + kWorkColumns +
+                   " FROM work_queue WHERE link_id = ? AND direction = ? AND ("
+                   "(state IN ('pending', 'failed') AND next_attempt_at <= ?) OR "
+                   "(state = 'leased' AND lease_expires_at <= ?)) ORDER BY next_attempt_at, id LIMIT ?"));
+  q->Bind(1, link_id)
+      .Bind(2, DirectionName(d))
+      .Bind(3, now)
+      .Bind(4, now)
+      .Bind(5, static_cast<std::int64_t>(max));
+  std::vector<WorkItem> items;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    items.push_back(ReadWork(*q));
+  }
+  for (auto& w : items) {
+    SGSYNC_TRY(
+        auto u,
+        db_->Prepare(
+            "UPDATE work_queue SET state = 'leased', lease_expires_at = ?, updated_at = ? WHERE id = ?"));
+    SGSYNC_TRY_STATUS(u->Bind(1, now + lease_seconds).Bind(2, now).Bind(3, w.id).Run());
+    w.state = WorkState::kLeased;
+    w.lease_expires_at = now + lease_seconds;
+  }
+  SGSYNC_TRY_STATUS(tx.Commit());
+  return items;
+}
+
+Status StateStore::Release(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE "
+                                  "'pending' END, lease_expires_at = NULL, updated_at = ? WHERE id = ? AND "
+                                  "state = 'leased'"));
+  return u->Bind(1, Now()).Bind(2, item_id).Run();
+}
+
+Result<int> StateStore::ReleaseAllLeases() {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u,
+             db_->Prepare("UPDATE work_queue SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE "
+                          "'pending' END, lease_expires_at = NULL, updated_at = ? WHERE state = 'leased'"));
+  SGSYNC_TRY_STATUS(u->Bind(1, Now()).Run());
+  return db_->Changes();
+}
+
+Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const LedgerEntry& entry) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  std::int64_t now = Now();
+  SGSYNC_TRY(
+      auto u,
+      db_->Prepare(
+          "UPDATE work_queue SET state = 'done', lease_expires_at = NULL, last_error = NULL, updated_at = ? "
+          "WHERE id = ? AND link_id = ?"));
+  SGSYNC_TRY_STATUS(u->Bind(1, now).Bind(2, item_id).Bind(3, link_id).Run());
+  SGSYNC_TRY_STATUS(ExpectOneRow(*db_, "work item", item_id));
+  SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
+  return tx.Commit();
+}
+
+Result<WorkState> StateStore::DeadLetter(std::int64_t item_id, const std::string& error) {
+  return FailAttempt(item_id, error, std::nullopt, true);
+}
+
+Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::string& error,
+                                          std::optional<std::int64_t> retry_at, bool dead_now) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT attempts FROM work_queue WHERE id = ?"));
+  q->Bind(1, item_id);
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row)
+    return Fail(ErrorCode::kNotFound, "work item " + std::to_string(item_id) + " does not exist",
+                db_->path());
+  int attempts = static_cast<int>(q->Int(0)) + 1;
+  std::int64_t now = Now();
+  WorkState next = dead_now || attempts >= options_.max_attempts ? WorkState::kDead : WorkState::kFailed;
+  std::int64_t delay = options_.backoff_base_seconds;
+  for (int i = 1; i < attempts && delay < options_.backoff_cap_seconds; ++i) delay *= 2;
+  delay = std::min(delay, options_.backoff_cap_seconds);
+  SGSYNC_TRY(
+      auto u,
+      db_->Prepare(
+          "UPDATE work_queue SET state = ?, attempts = ?, lease_expires_at = NULL, next_attempt_at = ?, "
+          "last_error = ?, updated_at = ? WHERE id = ?"));
+  SGSYNC_TRY_STATUS(u->Bind(1, WorkStateName(next))
+                        .Bind(2, static_cast<std::int64_t>(attempts))
+                        .Bind(3, retry_at.value_or(now + delay))
+                        .Bind(4, error)
+                        .Bind(5, now)
+                        .Bind(6, item_id)
+                        .Run());
+  SGSYNC_TRY_STATUS(tx.Commit());
+  return next;
+}
+
+Status StateStore::RetryDead(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = 'pending', next_attempt_at = ?, updated_at "
+                                  "= ? WHERE id = ? AND state = 'dead'"));
+  SGSYNC_TRY_STATUS(u->Bind(1, Now()).Bind(2, Now()).Bind(3, item_id).Run());
+  return ExpectOneRow(*db_, "dead work item", item_id);
+}
+
+Status StateStore::DropDead(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto u, db_->Prepare("DELETE FROM work_queue WHERE id = ? AND state = 'dead'"));
+  SGSYNC_TRY_STATUS(u->Bind(1, item_id).Run());
+  return ExpectOneRow(*db_, "dead work item", item_id);
+}
+
+Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare(
+          "SELECT state, count(*) FROM work_queue WHERE link_id = ? AND direction = ? GROUP BY state"));
+  q->Bind(1, link_id).Bind(2, DirectionName(d));
+  QueueCounts c;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    std::int64_t n = q->Int(1);
+    switch (StateFrom(q->Text(0))) {
+      case WorkState::kPending:
+        c.pending = n;
+        break;
+      case WorkState::kLeased:
+        c.leased = n;
+        break;
+      case WorkState::kDone:
+        c.done = n;
+        break;
+      case WorkState::kFailed:
+        c.failed = n;
+        break;
+      case WorkState::kDead:
+        c.dead = n;
+        break;
+    }
+  }
+  return c;
+}
+
+Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t link_id, Direction d) {
+  std::lock_guard lock(mu_);
+  // Dead letters do not hold the cursor: an event a peer never serves would hold it for ever. They
+  // stay visible (failures, retry) and a retry re-queues them.
+  SGSYNC_TRY(auto q, db_->Prepare("SELECT MIN(version) FROM work_queue WHERE link_id = ? AND direction = ? "
+                                  "AND state NOT IN ('done', 'dead')"));
+  q->Bind(1, link_id).Bind(2, DirectionName(d));
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row || q->IsNull(0)) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(q->Int(0));
+}
+
+Result<std::optional<WorkItem>> StateStore::GetWork(std::int64_t item_id) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare(std::string("SELECT ") + kWorkColumns + " FROM work_queue WHERE id = ?"));
+  q->Bind(1, item_id);
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row) return std::optional<WorkItem>();
+  return std::optional<WorkItem>(ReadWork(*q));
+}
+
+Result<std::vector<WorkItem>> StateStore::ListWork(std::int64_t link_id, WorkState s, int limit) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q, db_->Prepare(std::string("SELECT ") + kWorkColumns +
+                                  " FROM work_queue WHERE link_id = ? AND state = ? ORDER BY id LIMIT ?"));
+  q->Bind(1, link_id).Bind(2, WorkStateName(s)).Bind(3, static_cast<std::int64_t>(limit));
+  std::vector<WorkItem> out;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    out.push_back(ReadWork(*q));
+  }
+  return out;
+}
+
+}  // namespace sgsync::state

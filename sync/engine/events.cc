@@ -1,0 +1,247 @@
+// LinkEngine's events channel: a run from the index to the cursor (engine.h describes the steps).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <set>
+
+#include "common/encoding.h"
+#include "common/metric_families.h"
+#include "misp/content_hash.h"
+#include "misp/elements.h"
+#include "misp/event.h"
+#include "sync/engine/run.h"
+
+namespace sgsync::engine {
+
+std::string_view OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kSent:
+      return "sent";
+    case Outcome::kAlready:
+      return "already";
+    case Outcome::kSkipped:
+      return "skipped";
+    case Outcome::kHeld:
+      return "held";
+    case Outcome::kEcho:
+      return "echo";
+    case Outcome::kFailed:
+      return "failed";
+  }
+  return "?";
+}
+
+bool PlausibleTimestamp(std::int64_t ts) {
+  return ts > 0 && ts <= static_cast<std::int64_t>(std::time(nullptr)) + kFutureSkewSeconds;
+}
+
+LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
+                       connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
+                       Metrics* metrics)
+    : name_(std::move(name)),
+      link_id_(link_id),
+      link_(std::move(link)),
+      options_(options),
+      local_(local),
+      remote_(remote),
+      store_(store),
+      metrics_(metrics) {}
+
+Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
+  const Route route = RouteFor(d);
+  std::unique_lock running(route.push() ? push_run_ : pull_run_, std::defer_lock);
+  if (options.wait_if_running) {
+    running.lock();
+  } else if (!running.try_lock()) {
+    return Fail(ErrorCode::kUnavailable, std::string("a ") + std::string(DirectionName(d)) + " run of link " +
+                                             name_ + " is already in progress");
+  }
+  if (route.push() && !options_.remote_perm_sync) {
+    return Fail(ErrorCode::kPermissionDenied,
+                "the Portal account of link " + name_ +
+                    " has no perm_sync (its role is not a sync role): MISP accepts no pushed events from it "
+                    "(spec 12 case 36); ask the Portal's administrators for a sync user");
+  }
+  RunContext run(route, options);
+
+  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, d, state::CursorKind::kEvents));
+  std::int64_t newest = cursor.last_timestamp;
+  SGSYNC_TRY_STATUS(ListAndEnqueue(run, cursor, newest));
+  SGSYNC_TRY(state::QueueCounts counts, store_.CountQueue(link_id_, d));
+  run.stats.total = counts.pending + counts.failed + counts.leased;
+  run.Report();
+
+  // Work through the queue: this run's items and any earlier ones now due.
+  while (!run.ShouldStop()) {
+    SGSYNC_TRY(auto items, store_.Lease(link_id_, d, options_.batch, options_.lease_seconds));
+    if (items.empty()) break;
+    SGSYNC_TRY_STATUS(ProcessBatch(run, std::move(items)));
+  }
+  if (run.peer_down) {
+    run.stats.aborted = true;
+    run.stats.abort_reason = std::string(route.destination_name()) + " kept failing";
+  } else if (options.stop != nullptr && options.stop->load()) {
+    run.stats.aborted = true;
+    run.stats.abort_reason = "stopping";
+  }
+
+  // The cursor: past everything listed, but never past work not done.
+  SGSYNC_TRY(auto oldest, store_.OldestUnfinished(link_id_, d));
+  std::int64_t target = newest;
+  if (oldest) target = std::min(target, *oldest - 1);
+  if (target > cursor.last_timestamp) {
+    SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, d, state::CursorKind::kEvents, target));
+    cursor.last_timestamp = target;
+  }
+  run.stats.cursor = cursor.last_timestamp;
+
+  if (metrics_ != nullptr) {
+    SGSYNC_TRY(counts, store_.CountQueue(link_id_, d));
+    Labels base{{"link", name_}, {"direction", std::string(route.name())}};
+    auto with = [&](const char* k, const char* v) {
+      Labels l = base;
+      l.emplace_back(k, v);
+      return l;
+    };
+    metrics_->Set(metric::kQueueDepth, with("state", "pending"),
+                  static_cast<double>(counts.pending + counts.leased));
+    metrics_->Set(metric::kQueueDepth, with("state", "failed"), static_cast<double>(counts.failed));
+    metrics_->Set(metric::kQueueDepth, with("state", "dead"), static_cast<double>(counts.dead));
+    metrics_->Set(metric::kCursor, base, static_cast<double>(cursor.last_timestamp));
+    metrics_->Add(metric::kRuns, with("outcome", run.stats.aborted        ? "aborted"
+                                                 : run.stats.not_modified ? "not_modified"
+                                                                          : "ok"));
+    if (!run.stats.aborted) {
+      metrics_->Set(metric::kLastSuccess, base, static_cast<double>(std::time(nullptr)));
+    }
+  }
+  run.Report();
+  std::lock_guard lock(run.mu);
+  return run.stats;
+}
+
+// Lists the source's index since the cursor (conditionally: a 304 ends here), leaves out what
+// cannot be believed, what the ledger saw already, tombstones and sgsync's own echo, and enqueues the
+// rest; `newest` becomes the newest believable timestamp listed.
+Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest) {
+  const RunOptions& options = run.options;
+  const bool push = run.route.push();
+  const state::Side source_side = run.route.source_side;
+  connector::MispApi& source = *run.route.source;
+  const std::string dir(run.route.name());
+
+  std::int64_t since =
+      options.full ? 0 : std::max<std::int64_t>(0, cursor.last_timestamp - options_.overlap_seconds);
+  // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
+  json::object filter =
+      push ? json::object{{"minimal", 1}, {"published", 1}} : policy::PullIndexFilter(link_.pull_rules);
+  filter["minimal"] = 1;
+  filter["published"] = 1;
+  if (since > 0) filter["timestamp"] = std::to_string(since);
+  const std::string channel = "events " + dir, filter_text = json::serialize(filter);
+  std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
+  SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
+  if (page.not_modified) {
+    run.stats.not_modified = true;
+  } else {
+    RememberEtag(channel, filter_text, page.etag);
+    run.stats.listed = static_cast<std::int64_t>(page.rows.size());
+    std::vector<state::IndexPair> pairs;
+    std::map<std::string, std::int64_t> stamp;
+    pairs.reserve(page.rows.size());
+    for (const auto& bad : page.rejected) {
+      spdlog::warn("link {}: {} index row left out: {}", name_, dir, bad.ToString());
+      if (metrics_ != nullptr)
+        metrics_->Add(metric::kIndexRowsRejected,
+                      {{"link", name_}, {"direction", dir}, {"reason", "unreadable"}});
+    }
+    for (const auto& row : page.rows) {
+      if (!PlausibleTimestamp(row.timestamp)) {
+        spdlog::warn(
+            "link {}: {} index row {} left out: its timestamp {} is not plausible (not positive, or "
+            "more than {} s ahead of this clock)",
+            name_, dir, row.uuid, row.timestamp, kFutureSkewSeconds);
+        if (metrics_ != nullptr)
+          metrics_->Add(metric::kIndexRowsRejected,
+                        {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
+        continue;
+      }
+      newest = std::max(newest, row.timestamp);
+      // MISP's pull leaves the local MISP's blocklisted events out of the index (spec 7.8).
+      if (!push && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) {
+        spdlog::debug("link {}: {} is on the member's blocklists: not fetched", name_, row.uuid);
+        continue;
+      }
+      pairs.push_back({row.uuid, row.timestamp});
+      stamp[row.uuid] = row.timestamp;
+    }
+    SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
+    if (!push && options.full && page.rejected.empty()) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
+    if (!push && options.full && !page.rejected.empty())
+      spdlog::warn(
+          "link {}: deletions at the Portal not looked for: its index had rows that could not be read",
+          name_);
+    for (const auto& uuid : changed) {
+      std::int64_t ts = stamp[uuid];
+      SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+      if (!push) {
+        SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
+        if (tomb) continue;
+      }
+      // No echo: sgsync wrote this version here itself.
+      if (ledger && ledger->written_side == source_side && ledger->written_timestamp &&
+          *ledger->written_timestamp >= ts) {
+        SeenTimestamp(*ledger, source_side) = ts;
+        SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, *ledger));
+        ++run.stats.echo;
+        if (metrics_ != nullptr)
+          metrics_->Add(
+              metric::kEvents,
+              {{"link", name_}, {"direction", dir}, {"outcome", std::string(OutcomeName(Outcome::kEcho))}});
+        continue;
+      }
+      state::LedgerEntry entry = ledger.value_or(state::LedgerEntry{});
+      if (!ledger) {
+        entry.uuid = uuid;
+        entry.origin = source_side;
+        entry.decision = state::LedgerDecision::kQueued;
+      }
+      SGSYNC_TRY(std::int64_t id, store_.RecordAndEnqueue(link_id_, entry, run.route.direction, ts));
+      (void)id;
+      ++run.stats.queued;
+      if (options.full && ts < cursor.last_timestamp - options_.overlap_seconds) {
+        ++run.stats.late_arrivals;
+        spdlog::info("link {}: {} {} found by reconciliation (timestamp {} is behind the cursor {})", name_,
+                     dir, uuid, ts, cursor.last_timestamp);
+        if (metrics_ != nullptr)
+          metrics_->Add(metric::kReconciliationFound, {{"link", name_}, {"direction", dir}});
+      }
+    }
+  }
+  return {};
+}
+
+std::string LinkEngine::CachedEtag(const std::string& channel, const std::string& filter) {
+  std::lock_guard lock(etag_mu_);
+  auto it = etags_.find(channel);
+  return it != etags_.end() && it->second.first == filter ? it->second.second : "";
+}
+
+void LinkEngine::RememberEtag(const std::string& channel, const std::string& filter,
+                              const std::string& etag) {
+  std::lock_guard lock(etag_mu_);
+  etags_[channel] = {filter, etag};
+}
+
+Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid) {
+  const Route route = RouteFor(d);
+  connector::ViewForm form;
+  form.include_deleted = true;
+  form.exclude_local_tags = !route.push() && !link_.internal;
+  SGSYNC_TRY(auto doc, route.source->ViewEvent(uuid, form));
+  if (!doc) return policy::Evaluate(d, nullptr, link_);
+  return policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_);
+}
+
+}  // namespace sgsync::engine

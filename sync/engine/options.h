@@ -1,0 +1,73 @@
+// sync/engine/options.h: how one link's engine behaves, as the configuration sets it
+// (config/config.cc reads every field from the link's TOML table, docs/configuration.md) and
+// discovery completes it (what the Portal account may do, the member's organisation).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "sync/policy/sightings.h"
+
+namespace sgsync::engine {
+
+// What happens to an event changed on both sides since sgsync last wrote it (docs/operations.md).
+enum class ConflictPolicy {
+  kPreferNewer,   // MISP's rule: the write goes ahead; the destination keeps the strictly newer copy
+  kPreferPortal,  // the member's conflicting change is not pushed
+  kPreferLocal,   // the Portal's conflicting change is not pulled into the member's MISP
+  kManual,        // neither is written until an operator resolves the conflict
+};
+// "prefer-newer", "prefer-portal", "prefer-local", "manual": the configuration's and the conflict
+// resolutions' text.
+std::string_view ConflictPolicyName(ConflictPolicy p);
+std::optional<ConflictPolicy> ParseConflictPolicy(std::string_view text);
+
+// What to do with an event the receiver saved without some of its elements (issue 16 item 11).
+enum class PartialWrite {
+  kAccept,      // recorded as sent, the dropped elements in the ledger, a warning and a metric
+  kRetry,       // failed and retried (the receiver's copy is checked again), dead-lettered at last
+  kDeadLetter,  // straight to the dead letters
+};
+// "accept", "retry", "dead_letter": the configuration's text.
+std::string_view PartialWriteName(PartialWrite p);
+std::optional<PartialWrite> ParsePartialWrite(std::string_view text);
+
+// The start of a failed item's error when its event was saved in part (kRetry looks for it).
+inline constexpr const char* kPartialPrefix = "partial write: ";
+
+struct EngineOptions {
+  std::int64_t overlap_seconds = 600;
+  int max_in_flight = 4;  // concurrent event fetches and writes per run
+  int batch = 64;         // work items leased at a time
+  // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view). Bounded
+  // because one event may hold 100k attributes. Internal links, and pushes under tag rules, use
+  // events/view: only it serves local tags (events-restSearch-json-deleted-uuid.json).
+  int bulk_fetch = 16;
+  std::int64_t lease_seconds = 600;  // a crashed run's items become ready again after this
+  // Consecutive peer failures (unavailable, rate limited, timeout) that end a run early.
+  int peer_failures_to_abort = 3;
+  // The Portal account has perm_sync (servers/getVersion). Without it MISP pushes no events
+  // (spec 12 case 36): a push run is refused with a message saying so.
+  bool remote_perm_sync = true;
+  // Event deletions at the Portal reach the member: a full pull run that finds an event sgsync
+  // pulled gone from the Portal deletes the member's copy (the member's MISP blocklists its uuid),
+  // records a tombstone (never pulled again) and audits it. Off: the deletion is only reported.
+  bool tombstones = false;
+  ConflictPolicy conflict_policy = ConflictPolicy::kPreferNewer;
+  PartialWrite on_partial_write = PartialWrite::kAccept;
+  // Sightings travel on the side-channel runs (RunSideChannels): a big backlog never holds up events.
+  bool sightings = true;
+  policy::SightingsPolicy sightings_policy;  // the member's MISP's sighting settings (push)
+  // Proposals (ShadowAttribute) travel on the side-channel runs too (spec 8.2).
+  bool proposals = true;
+  // Analyst data (notes, opinions, relationships) too (spec 8.5), when the Portal account has
+  // perm_analyst_data (servers/getVersion).
+  bool analyst_data = true;
+  bool remote_perm_analyst_data = false;
+  // Custom galaxy clusters too (spec 8.3), when the Portal account has perm_galaxy_editor.
+  bool galaxy_clusters = true;
+  bool remote_perm_galaxy_editor = false;
+};
+
+}  // namespace sgsync::engine

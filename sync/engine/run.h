@@ -1,0 +1,78 @@
+// sync/engine/run.h: what one events run of LinkEngine carries between its steps (private to
+// sync/engine: events.cc, batch.cc, write.cc, conflicts.cc, tombstones.cc).
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "sync/engine/engine.h"
+
+namespace sgsync::engine {
+
+// Whether `e` says the MISP itself is in trouble (down, rate limiting, timing out), not the event.
+inline bool PeerTrouble(const Error& e) {
+  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kRateLimited ||
+         e.code == ErrorCode::kTimeout;
+}
+
+// Runs fn(i) for i in [0, n) on up to `width` threads; stops handing out work once `stop()` holds
+// and returns how many were handed out (a prefix of [0, n)).
+template <typename Fn, typename Stop>
+inline std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    while (true) {
+      if (stop()) return;
+      std::size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      fn(i);
+    }
+  };
+  std::size_t threads = std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, width)));
+  if (threads <= 1) {
+    worker();
+  } else {
+    std::vector<std::jthread> pool;
+    for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+  }
+  return std::min(next.load(), n);
+}
+
+// One event on its way through a run.
+struct LinkEngine::Prepared {
+  state::WorkItem item;
+  std::optional<state::LedgerEntry> ledger;  // as it was before this run
+  std::int64_t source_timestamp = 0;
+  std::string source_hash;
+  std::optional<policy::Decision> decision;
+  std::optional<json::object> prefetched;  // from a bulk restSearch
+  json::array sightings;                   // push: the sightings the event carried (EmbeddedSightings)
+  bool done = false;                       // finished (completed or failed); nothing more to do
+};
+
+class LinkEngine::RunContext {
+ public:
+  RunContext(Route r, const RunOptions& o) : route(r), options(o) {}
+  const Route route;
+  const RunOptions& options;
+  std::mutex mu;  // guards stats
+  RunStats stats;
+  std::atomic<int> peer_failures{0};
+  std::atomic<bool> peer_down{false};
+
+  bool ShouldStop() const { return peer_down.load() || (options.stop != nullptr && options.stop->load()); }
+  void Report() {
+    if (!options.progress) return;
+    RunStats copy;
+    {
+      std::lock_guard lock(mu);
+      copy = stats;
+    }
+    options.progress(copy);
+  }
+};
+
+}  // namespace sgsync::engine
