@@ -186,7 +186,7 @@ Status Service::Start() {
         --running_loops_;
       });
     }
-    if (link->config.engine.sightings && (link->config.push || link->config.pull)) {
+    if (link->config.engine.side_channels_on() && (link->config.push || link->config.pull)) {
       ++running_loops_;
       threads_.emplace_back([this, l = link.get()] {
         SideChannelsLoop(*l);

@@ -102,15 +102,15 @@ Result<std::unique_ptr<Service>> Service::Create(config::DaemonConfig config) {
   return s;
 }
 
-// Runs `run(engine, direction, options)` once for every link (`sightings_only`: those with sightings
+// Runs `run(engine, direction, options)` once for every link (`side_channels_only`: those with a side channel
 // on) and enabled direction, naming each result "<link> <direction><suffix>". One direction failing
 // does not keep the others from running; a link whose MISPs cannot be reached fails the whole call.
 template <typename Stats, typename RunFn>
 Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
-    std::optional<Direction> only, bool full, bool sightings_only, const std::string& suffix, RunFn run) {
+    std::optional<Direction> only, bool full, bool side_channels_only, const std::string& suffix, RunFn run) {
   std::vector<std::pair<std::string, Result<Stats>>> out;
   for (auto& link : links_) {
-    if (sightings_only && !link->config.engine.sightings) continue;
+    if (side_channels_only && !link->config.engine.side_channels_on()) continue;
     // A link that cannot start fails its own runs; the other links still run.
     Status discovered = Discover(*link);
     for (Direction d : {Direction::kPush, Direction::kPull}) {

@@ -127,7 +127,7 @@ class Service {
   Status Discover(LinkRuntime& link);
   template <typename Stats, typename RunFn>
   Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(std::optional<Direction> only,
-                                                                         bool full, bool sightings_only,
+                                                                         bool full, bool side_channels_only,
                                                                          const std::string& suffix,
                                                                          RunFn run);
   void Loop(LinkRuntime& link, Direction d);

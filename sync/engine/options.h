@@ -68,6 +68,9 @@ struct EngineOptions {
   // Custom galaxy clusters too (spec 8.3), when the Portal account has perm_galaxy_editor.
   bool galaxy_clusters = true;
   bool remote_perm_galaxy_editor = false;
+
+  // Whether any channel beside the events is on (the side-channel runs happen at all).
+  bool side_channels_on() const { return sightings || proposals || analyst_data || galaxy_clusters; }
 };
 
 }  // namespace sgsync::engine

@@ -563,9 +563,10 @@ class DaemonTest(unittest.TestCase):
 
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
-        # Sightings and proposals off: their channel costs one more conditional request and one
-        # proposal index per direction.
-        d = self.sgsyncd(sightings=False, proposals=False)
+        # Every side channel off (each switch means its own channel, issue 20): sightings cost one
+        # more conditional request per direction, proposals, clusters and analyst data one index
+        # each (issue 19 makes those cheaper).
+        d = self.sgsyncd(sightings=False, proposals=False, galaxy_clusters=False, analyst_data=False)
         d.start(os.path.join(self.tmp.name, "cheap.log"))
         harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
         time.sleep(2.5)  # the second cycle learns the ETags

@@ -23,13 +23,23 @@ class OperationsTest : public ::testing::Test {
     ASSERT_TRUE(member_.sim().AddOrg("ORG2", kOrg2, false).ok());
     ASSERT_TRUE(portal_.sim().AddOrg("ORG1", kOrg1, false).ok());
     std::string sync_key = *portal_.sim().AddUser("sync@org1.test", kOrg1, sim::Role::kSyncUser);
-    std::string member_key = Key("member.key", member_.admin_key());
-    std::string portal_key = Key("portal.key", sync_key);
+    member_key_ = Key("member.key", member_.admin_key());
+    portal_key_ = Key("portal.key", sync_key);
+    MakeService("");
+  }
+
+  // The service (and its operations) for a configuration whose link adds `link_settings`.
+  void MakeService(const std::string& link_settings) {
+    ops_.reset();
+    service_.reset();  // releases the state database's lock
+    const std::string& member_key = member_key_;
+    const std::string& portal_key = portal_key_;
     std::string toml = "[state]\ndatabase = \"" + (dir_.path() / "state.db").string() +
                        "\"\nmax_attempts = 1\n[admin]\nsocket = \"" + (dir_.path() / "a.sock").string() +
                        "\"\n[metrics]\nlisten = \"\"\n[[link]]\nname = \"portal\"\noverlap_seconds = 0\n"
-                       "blocked_tags_push = []\n[link.local]\nurl = \"" +
-                       member_.url() + "\"\ninsecure_http = true\napi_key_file = \"" + member_key +
+                       "blocked_tags_push = []\n" +
+                       link_settings + "[link.local]\nurl = \"" + member_.url() +
+                       "\"\ninsecure_http = true\napi_key_file = \"" + member_key +
                        "\"\n[link.remote]\nurl = \"" + portal_.url() +
                        "\"\ninsecure_http = true\napi_key_file = \"" + portal_key + "\"\norg_uuid = \"" +
                        kOrg2 + "\"\norg_name = \"ORG2\"\n";
@@ -61,6 +71,7 @@ class OperationsTest : public ::testing::Test {
   }
 
   sgsync::testing::TempDir dir_;
+  std::string member_key_, portal_key_;
   Instance member_{"ORG1", kOrg1};
   Instance portal_{"ORG2", kOrg2};
   std::unique_ptr<Service> service_;
@@ -181,6 +192,17 @@ TEST_F(OperationsTest, APauseIsRecordedWithWhoAskedAndAnUnknownLinkIsNotFound) {
   EXPECT_EQ((*links)[0].directions[0].status.paused_by, "operator bob");
   EXPECT_EQ(ops_->SetPaused("nope", std::nullopt, true, "operator bob").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(AuditActions(), (std::vector<std::string>{"Pause by operator bob", "Pause by operator bob"}));
+}
+
+TEST_F(OperationsTest, TheSideChannelsRunWhenAnyOfThemIsOnNotOnlyWhenSightingsAre) {
+  MakeService("sightings = false\n");
+  auto runs = service_->RunSideChannelsOnce();
+  ASSERT_TRUE(runs.ok()) << runs.error().ToString();
+  EXPECT_EQ(runs->size(), 2u) << "proposals, clusters and analyst data still travel, both directions";
+  MakeService("sightings = false\nproposals = false\nanalyst_data = false\ngalaxy_clusters = false\n");
+  runs = service_->RunSideChannelsOnce();
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(runs->empty());
 }
 
 TEST_F(OperationsTest, ABackupGoesOnlyToANewAbsolutePath) {
