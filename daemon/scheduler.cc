@@ -103,16 +103,14 @@ void Service::Loop(LinkRuntime& link, Direction d) {
       fail_wait("cannot start: " + s.error().ToString());
       continue;
     }
-    auto cursor = store_->GetCursor(link.link_id, d == Direction::kPush ? Direction::kPush : Direction::kPull,
-                                    state::CursorKind::kEvents);
-    if (!cursor.ok()) {
+    auto due = link.engine->FullReconciliationDue(d, lc.full_reconciliation_seconds);
+    if (!due.ok()) {
       // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
       // guess (a skipped reconciliation would be silent); it reports and tries again.
-      fail_wait("cannot read the cursor: " + cursor.error().ToString());
+      fail_wait("cannot read the cursor: " + due.error().ToString());
       continue;
     }
-    bool full = lc.full_reconciliation_seconds > 0 &&
-                NowS() - cursor->last_full_reconciliation >= lc.full_reconciliation_seconds;
+    const bool full = *due;
     {
       std::lock_guard lock(link.mu);
       link.status[slot].running = true;
@@ -123,14 +121,6 @@ void Service::Loop(LinkRuntime& link, Direction d) {
     ro.stop = &stopping_;
     auto stats = link.engine->Run(d, ro);
     const RunOutcome outcome = RunOutcome::Of(stats);
-    if (outcome.succeeded()) {
-      if (full && cursor.ok()) {
-        auto m = store_->MarkFullReconciliation(link.link_id,
-                                                d == Direction::kPush ? Direction::kPush : Direction::kPull,
-                                                state::CursorKind::kEvents, NowS());
-        if (!m.ok()) spdlog::error("link {} {}: {}", lc.name, dir, m.error().ToString());
-      }
-    }
     {
       std::lock_guard lock(link.mu);
       auto& st = link.status[slot];

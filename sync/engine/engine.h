@@ -137,6 +137,10 @@ class LinkEngine {
   // sightings ledger remembers what went.
   Result<SideChannelStats> RunSideChannels(Direction d, const RunOptions& options = {});
 
+  // Whether the last full reconciliation in direction `d` is `every_seconds` or more ago (never
+  // when `every_seconds` is 0). A full run that ends without being aborted records itself.
+  Result<bool> FullReconciliationDue(Direction d, std::int64_t every_seconds);
+
   // The policy's decision for `uuid` as the source serves it now; nothing is written.
   Result<policy::Decision> DryRun(Direction d, const std::string& uuid);
 

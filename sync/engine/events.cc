@@ -95,6 +95,10 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
     cursor.last_timestamp = target;
   }
   run.stats.cursor = cursor.last_timestamp;
+  if (options.full && !run.stats.aborted) {
+    SGSYNC_TRY_STATUS(store_.MarkFullReconciliation(link_id_, d, state::CursorKind::kEvents,
+                                                    static_cast<std::int64_t>(std::time(nullptr))));
+  }
 
   if (metrics_ != nullptr) {
     SGSYNC_TRY(counts, store_.CountQueue(link_id_, d));
@@ -232,6 +236,12 @@ void LinkEngine::RememberEtag(const std::string& channel, const std::string& fil
                               const std::string& etag) {
   std::lock_guard lock(etag_mu_);
   etags_[channel] = {filter, etag};
+}
+
+Result<bool> LinkEngine::FullReconciliationDue(Direction d, std::int64_t every_seconds) {
+  if (every_seconds <= 0) return false;
+  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, d, state::CursorKind::kEvents));
+  return static_cast<std::int64_t>(std::time(nullptr)) - cursor.last_full_reconciliation >= every_seconds;
 }
 
 Result<policy::Decision> LinkEngine::DryRun(Direction d, const std::string& uuid) {

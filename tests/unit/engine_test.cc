@@ -265,5 +265,16 @@ TEST_F(EngineTest, WithTombstonesOffAnEventDeletedAtThePortalIsOnlyReported) {
   EXPECT_FALSE(member_->View(uuids[0]).is_null());
 }
 
+TEST_F(EngineTest, AFullRunRecordsItselfSoTheNextIsDueOnlyAfterTheInterval) {
+  Engine();
+  EXPECT_TRUE(*engine_->FullReconciliationDue(Direction::kPush, 3600)) << "never done yet";
+  EXPECT_FALSE(*engine_->FullReconciliationDue(Direction::kPush, 0)) << "0 turns reconciliation off";
+  Run(Direction::kPush, /*full=*/false);
+  EXPECT_TRUE(*engine_->FullReconciliationDue(Direction::kPush, 3600)) << "an incremental run is not one";
+  Run(Direction::kPush, /*full=*/true);
+  EXPECT_FALSE(*engine_->FullReconciliationDue(Direction::kPush, 3600));
+  EXPECT_TRUE(*engine_->FullReconciliationDue(Direction::kPull, 3600)) << "each direction on its own";
+}
+
 }  // namespace
 }  // namespace sgsync::engine
