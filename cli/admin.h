@@ -14,7 +14,7 @@ namespace sgsync::cli {
 
 struct AdminArgs {
   std::string command;  // status, sync, pause, resume, events, explain, conflicts, resolve, failures,
-                        // retry, drop, config, reload, backup
+                        // retry, drop, audit, config, reload, backup
   std::string socket;   // the admin socket (unix path) or, with --tls-*, HOST:PORT
   std::string tls_ca, tls_cert, tls_key;  // mTLS to a TCP listener
   bool json = false;
@@ -29,9 +29,11 @@ struct AdminArgs {
   std::int64_t since = 0;
   int limit = 100;
   std::string page_token;
-  bool all = false;        // conflicts: include resolved
-  bool dead_only = false;  // failures
-  std::string path;        // backup
+  bool all = false;           // conflicts: include resolved
+  bool dead_only = false;     // failures
+  std::string path;           // backup
+  std::int64_t after_id = 0;  // audit: the next page
+  std::string format;         // audit: "" (a table, or --json) or "jsonl" (every page, a line per entry)
 };
 
 int RunAdmin(const AdminArgs& args);

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
   evaluate->add_option("--direction", eval.direction, "push (member -> peer) or pull (peer -> member)")
       ->required()
       ->check(CLI::IsMember({"push", "pull"}));
-  evaluate->add_option("--link", eval.link_path, "the link as JSON (tests/data/conformance/case2link.py format)")
+  evaluate
+      ->add_option("--link", eval.link_path, "the link as JSON (tests/data/conformance/case2link.py format)")
       ->required();
   evaluate
       ->add_option("--event", eval.event_path,
@@ -37,12 +38,15 @@ int main(int argc, char** argv) {
     c->add_flag("--json", onb.json, "the report as JSON (docs/onboarding.schema.json)");
     c->add_flag("--markdown", onb.markdown, "the report as Markdown, for the secretariat");
   };
-  CLI::App* check = onboarding->add_subcommand("check", "The member's checks, read from both MISPs (nothing written)");
+  CLI::App* check =
+      onboarding->add_subcommand("check", "The member's checks, read from both MISPs (nothing written)");
   check->add_flag("--canary", onb.canary,
                   "also send a test event both ways, read it back, and remove it where the keys allow");
-  check->add_option("--config", onb.config, "check this configuration file without a daemon (default: ask the running daemon)");
+  check->add_option("--config", onb.config,
+                    "check this configuration file without a daemon (default: ask the running daemon)");
   report_options(check);
-  CLI::App* probe = onboarding->add_subcommand("probe", "The secretariat's look at a member's MISP from outside");
+  CLI::App* probe =
+      onboarding->add_subcommand("probe", "The secretariat's look at a member's MISP from outside");
   probe->add_option("--url", onb.url, "the member MISP's URL")->required();
   probe->add_option("--key-file", onb.key_file, "a file holding the key the member handed over")
       ->required()
@@ -94,7 +98,8 @@ int main(int argc, char** argv) {
   CLI::App* events = command("events", "The events sgsync knows, with their decision and state");
   events->add_option("--link", admin.link, "only this link");
   events->add_option("--state", admin.state, "in_sync, skipped, pending, failed or dead");
-  events->add_option("--decision", admin.decision, "queued, send, skip, held_conflict, deleted_at_portal or tombstoned");
+  events->add_option("--decision", admin.decision,
+                     "queued, send, skip, held_conflict, deleted_at_portal or tombstoned");
   events->add_option("--since", admin.since, "updated at or after (Unix seconds)");
   events->add_option("--limit", admin.limit, "events per page (default 100)");
   events->add_option("--page-token", admin.page_token, "the next page, as the previous answer gave it");
@@ -117,6 +122,13 @@ int main(int argc, char** argv) {
   retry->add_option("id", admin.id, "the failure id")->required();
   CLI::App* drop = command("drop", "Drop a dead letter (the event is not retried)");
   drop->add_option("id", admin.id, "the failure id")->required();
+  CLI::App* audit = command("audit", "The audit trail: who changed what, and when (oldest first)");
+  audit->add_option("--link", admin.link, "only entries about this link");
+  audit->add_option("--since", admin.since, "at or after (Unix seconds)");
+  audit->add_option("--limit", admin.limit, "entries per page (default 100, at most 1000)");
+  audit->add_option("--after", admin.after_id, "the next page: the id the previous page ended with");
+  audit->add_option("--format", admin.format, "jsonl: every entry, one JSON object per line (for a SIEM)")
+      ->check(CLI::IsMember({"jsonl"}));
   command("config", "The running configuration, secrets redacted");
   command("reload", "Read the configuration file again");
   CLI::App* backup = command("backup", "Write an online backup of the state database");

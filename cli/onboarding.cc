@@ -39,13 +39,14 @@ int RunOnboardingCheck(const OnboardingArgs& args) {
   int rc = Report(args, "check", [&](const onboarding::CheckOptions& o, const onboarding::Sink& sink) {
     if (!args.config.empty()) return onboarding::RunMemberChecks(args.config, o, sink);
     // Through the running daemon: its configuration, each result as the daemon sends it.
-    call = StreamOnboarding(*args.admin, o.lang == onboarding::Lang::kJa ? "ja" : "en", o.canary,
-                            [&](const OnboardingRow& row) {
-      onboarding::CheckResult r{row.id, row.link, row.title, onboarding::Outcome::kSkip, row.found, row.remedy};
-      for (auto o2 : {onboarding::Outcome::kPass, onboarding::Outcome::kWarn, onboarding::Outcome::kFail})
-        if (onboarding::OutcomeName(o2) == row.outcome) r.outcome = o2;
-      sink(r);
-    });
+    call = StreamOnboarding(
+        *args.admin, o.lang == onboarding::Lang::kJa ? "ja" : "en", o.canary, [&](const OnboardingRow& row) {
+          onboarding::CheckResult r{row.id,    row.link,  row.title, onboarding::Outcome::kSkip,
+                                    row.found, row.remedy};
+          for (auto o2 : {onboarding::Outcome::kPass, onboarding::Outcome::kWarn, onboarding::Outcome::kFail})
+            if (onboarding::OutcomeName(o2) == row.outcome) r.outcome = o2;
+          sink(r);
+        });
   });
   return call != 0 ? call : rc;
 }

@@ -8,7 +8,7 @@
 namespace sgsync::cli {
 
 struct OnboardingArgs {
-  std::string config;  // check: the configuration file to check without a daemon; "" asks the daemon
+  std::string config;          // check: the configuration file to check without a daemon; "" asks the daemon
   AdminArgs* admin = nullptr;  // how to reach the daemon (--socket ...)
   std::string url, key_file, ca_file, latest = "2.5.1";  // probe
   bool insecure_http = false;

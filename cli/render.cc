@@ -170,6 +170,24 @@ std::string RenderFailures(const v1::ListFailuresResponse& r) {
   return t.Render();
 }
 
+std::string RenderAudit(const v1::ListAuditResponse& r) {
+  Table t({"ID", "AT", "ACTOR", "ACTION", "TARGET", "RESULT"});
+  for (const auto& e : r.entries())
+    t.Add({Num(e.id()), FormatTime(e.at()), e.actor(), e.action(), e.target(), e.result()});
+  std::string out = t.Render();
+  if (r.next_after_id() != 0) out += "more: --after " + Num(r.next_after_id()) + "\n";
+  return out;
+}
+
+std::string RenderAuditLine(const v1::AuditEntry& e) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(e, &out, o);
+  return out + "\n";
+}
+
 std::string RenderProgress(const v1::SyncProgress& p, double elapsed, bool terminal, int width) {
   std::int64_t done = p.sent() + p.skipped() + p.failed();
   std::string counts = "listed " + Num(p.listed()) + ", sent " + Num(p.sent()) + ", skipped " +

@@ -23,6 +23,10 @@ std::string RenderEvents(const v1::ListEventsResponse& r);
 std::string RenderExplain(const std::string& uuid, const v1::ExplainEventResponse& r);
 std::string RenderConflicts(const v1::ListConflictsResponse& r);
 std::string RenderFailures(const v1::ListFailuresResponse& r);
+// The audit trail as a table, and one entry as a line of JSON (sgsyncctl audit --format jsonl, for
+// a SIEM: the proto's field names, no whitespace).
+std::string RenderAudit(const v1::ListAuditResponse& r);
+std::string RenderAuditLine(const v1::AuditEntry& e);
 // One progress line: on a terminal a bar with counts and an ETA (`width` columns), otherwise a plain
 // line. `elapsed` is seconds since the run started.
 std::string RenderProgress(const v1::SyncProgress& p, double elapsed, bool terminal, int width = 60);

@@ -311,6 +311,24 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ListAudit(grpc::ServerContext*, const v1::ListAuditRequest* req,
+                         v1::ListAuditResponse* resp) override {
+    auto page = ops_.ListAudit(req->since(), req->link(), req->after_id(), req->page_size());
+    if (!page.ok()) return ToGrpc(page.error());
+    for (const auto& r : page->entries) {
+      v1::AuditEntry* e = resp->add_entries();
+      e->set_id(r.id);
+      e->set_at(r.at);
+      e->set_actor(r.actor);
+      e->set_action(r.action);
+      e->set_target(r.target);
+      e->set_result(r.result);
+      e->set_details(r.details);
+    }
+    resp->set_next_after_id(page->next_after_id);
+    return grpc::Status::OK;
+  }
+
   grpc::Status BackupState(grpc::ServerContext* ctx, const v1::BackupStateRequest* req,
                            v1::BackupStateResponse* resp) override {
     auto st = ops_.Backup(req->path(), Actor(ctx));

@@ -256,7 +256,8 @@ Result<Operations::ConflictRow> Operations::ResolveConflict(std::int64_t id, con
       if (!b.ok()) st = b.error();
     }
   }
-  Audit(actor, "ResolveConflict", std::to_string(id) + " " + found->conflict.uuid + " " + resolution,
+  Audit(actor, "ResolveConflict",
+        found->link + " conflict " + std::to_string(id) + " " + found->conflict.uuid + " " + resolution,
         st.ok() ? "ok" : st.error().ToString());
   if (!st.ok()) return st.error();
   auto after = FindConflict(id);
@@ -322,6 +323,26 @@ Result<Operations::FailureRow> Operations::FailureAction(std::int64_t id, const 
     out.item.state = state::WorkState::kDone;  // gone from the queue
   }
   return out;
+}
+
+// ---------------------------------------------------------------- the audit trail
+
+Result<Operations::AuditPage> Operations::ListAudit(std::int64_t since, const std::string& link,
+                                                    std::int64_t after_id, int limit) {
+  if (!link.empty()) {
+    bool known = false;
+    for (const auto& l : service_.Snapshot()) known = known || l.name == link;
+    if (!known) return Fail(ErrorCode::kNotFound, NoLink(link));
+  }
+  const int size = limit > 0 ? std::min(limit, 1000) : 100;
+  AuditPage page;
+  SGSYNC_TRY(page.entries,
+             service_.store().ListAudit(since, size + 1, after_id, link.empty() ? "" : link + " "));
+  if (static_cast<int>(page.entries.size()) > size) {
+    page.entries.pop_back();
+    page.next_after_id = page.entries.back().id;
+  }
+  return page;
 }
 
 // ---------------------------------------------------------------- control

@@ -105,6 +105,14 @@ class Operations {
   Result<FailureRow> RetryFailure(std::int64_t id, const std::string& actor);
   Result<FailureRow> DropFailure(std::int64_t id, const std::string& actor);
 
+  // ---- the audit trail
+  struct AuditPage {
+    std::vector<state::AuditRecord> entries;
+    std::int64_t next_after_id = 0;  // 0 on the last page
+  };
+  // Oldest first from `after_id`; `link` keeps the entries about that link (NotFound: no such link).
+  Result<AuditPage> ListAudit(std::int64_t since, const std::string& link, std::int64_t after_id, int limit);
+
   // ---- control
   Status SetPaused(const std::string& link, std::optional<Direction> d, bool paused,
                    const std::string& actor);

@@ -159,11 +159,14 @@ Status StateStore::Audit(const AuditRecord& r) {
       .Run();
 }
 
-Result<std::vector<AuditRecord>> StateStore::ListAudit(std::int64_t since, int limit) {
+Result<std::vector<AuditRecord>> StateStore::ListAudit(std::int64_t since, int limit, std::int64_t after_id,
+                                                       const std::string& target_prefix) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(auto q, db_->Prepare("SELECT id, at, actor, action, target, result, details FROM audit WHERE at "
-                                  ">= ? ORDER BY id LIMIT ?"));
-  q->Bind(1, since).Bind(2, static_cast<std::int64_t>(limit));
+  SGSYNC_TRY(
+      auto q,
+      db_->Prepare("SELECT id, at, actor, action, target, result, details FROM audit WHERE at >= ? "
+                   "AND id > ? AND (?3 = '' OR substr(target, 1, length(?3)) = ?3) ORDER BY id LIMIT ?4"));
+  q->Bind(1, since).Bind(2, after_id).Bind(3, target_prefix).Bind(4, static_cast<std::int64_t>(limit));
   std::vector<AuditRecord> out;
   while (true) {
     SGSYNC_TRY(bool row, q->Step());

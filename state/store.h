@@ -247,7 +247,10 @@ class StateStore {
 
   // ---- audit log
   Status Audit(const AuditRecord& record);  // `at` and `id` are set by the store
-  Result<std::vector<AuditRecord>> ListAudit(std::int64_t since, int limit = 100);
+  // Entries at or after `since` with an id above `after_id`, oldest first; `target_prefix` (a
+  // link's name and a space) keeps those whose target starts with it.
+  Result<std::vector<AuditRecord>> ListAudit(std::int64_t since, int limit = 100, std::int64_t after_id = 0,
+                                             const std::string& target_prefix = "");
 
   // ---- maintenance
   // Online backup to `dest` (sqlite3_backup); the copy is marked so that a store opened on it starts

@@ -135,6 +135,13 @@ class AdminTest(unittest.TestCase):
         self.assertIn("RetryFailure", actions)
         self.assertIn("TriggerSync", actions)
         self.assertTrue(all("operator" in a for a in actors), actors)
+        # The same trail through the admin API: a table, and every entry as a JSON line for a SIEM,
+        # paged through to the end whatever the page size.
+        lines = [json.loads(l) for l in self.ctl("audit", "--format", "jsonl", "--limit", "2").splitlines()]
+        self.assertEqual([l["action"] for l in lines], actions)
+        self.assertTrue(all(l["actor"] and l["at"] for l in lines), lines)
+        self.assertIn("RetryFailure", self.ctl("audit", "--link", "portal"))
+        self.ctl("audit", "--link", "nope", expect=2)
 
     def test_pause_and_resume_change_the_state(self):
         self.assertEqual(self.ctl("pause", "--direction", "pull", json_out=True)["state"], "paused")

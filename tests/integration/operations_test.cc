@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <ctime>
+
 #include "tests/support/files.h"
 #include "tests/support/policy_fixtures.h"
 #include "tests/support/sim_instance.h"
@@ -203,6 +205,28 @@ TEST_F(OperationsTest, TheSideChannelsRunWhenAnyOfThemIsOnNotOnlyWhenSightingsAr
   runs = service_->RunSideChannelsOnce();
   ASSERT_TRUE(runs.ok());
   EXPECT_TRUE(runs->empty());
+}
+
+TEST_F(OperationsTest, TheAuditTrailIsPagedOldestFirstAndFilteredByLink) {
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(ops_->SetPaused("portal", Direction::kPull, i % 2 == 0, "operator carol").ok());
+  ASSERT_TRUE(ops_->Backup((dir_.path() / "b.db").string(), "operator carol").ok());
+  auto first = ops_->ListAudit(0, "", 0, 2);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  ASSERT_EQ(first->entries.size(), 2u);
+  EXPECT_EQ(first->entries[0].action, "Pause");
+  EXPECT_EQ(first->entries[1].action, "Resume");
+  ASSERT_NE(first->next_after_id, 0);
+  auto rest = ops_->ListAudit(0, "", first->next_after_id, 2);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->entries.size(), 2u);
+  EXPECT_EQ(rest->entries[1].action, "BackupState");
+  EXPECT_EQ(rest->next_after_id, 0) << "the last page";
+  auto link = ops_->ListAudit(0, "portal", 0, 100);
+  ASSERT_TRUE(link.ok());
+  EXPECT_EQ(link->entries.size(), 3u) << "the backup concerns no link";
+  EXPECT_EQ(ops_->ListAudit(0, "nope", 0, 100).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(ops_->ListAudit(std::time(nullptr) + 60, "", 0, 100)->entries.empty()) << "since a later time";
 }
 
 TEST_F(OperationsTest, ABackupGoesOnlyToANewAbsolutePath) {

@@ -152,5 +152,19 @@ TEST(CliRenderTest, ProgressBarOnATerminalAndPlainLinesOtherwise) {
   EXPECT_NE(RenderProgress(p, 10.0, true).find("ETA done"), std::string::npos);
 }
 
+TEST(CliRenderTest, AuditTableAndJsonLines) {
+  v1::ListAuditResponse r;
+  v1::AuditEntry* e = r.add_entries();
+  e->set_id(7);
+  e->set_at(1795807699);
+  e->set_actor("certificate CN=ops");
+  e->set_action("ResolveConflict");
+  e->set_target("securegrid-portal conflict 3 5b7d1c2e-0000-4000-8000-000000000001 prefer-portal");
+  e->set_result("ok");
+  r.set_next_after_id(7);
+  ExpectGolden("audit.txt", RenderAudit(r));
+  ExpectGolden("audit.jsonl", RenderAuditLine(*e));
+}
+
 }  // namespace
 }  // namespace sgsync::cli
