@@ -296,6 +296,7 @@ Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& nam
   if (metrics != nullptr) {
     TableReader m(*metrics, name, "metrics");
     SGSYNC_TRY_STATUS(m.String("listen", &c.metrics_listen));
+    SGSYNC_TRY_STATUS(m.Integer("ready_failing_seconds", &c.ready_failing_seconds, 1, 7 * 86400));
     if (!c.metrics_listen.empty()) {
       if (auto hp = ParseHostPort(c.metrics_listen); !hp.ok())
         return m.ErrorAt(m.Node("listen"), "listen", hp.error().message + " (or \"\" for off)");

@@ -92,7 +92,9 @@ struct DaemonConfig {
   std::string admin_tls_cert, admin_tls_key, admin_tls_client_ca;
   std::string log_format = "text";                // text | json
   std::string log_level = "info";                 // trace debug info warn error
-  std::string metrics_listen = "127.0.0.1:9464";  // "" disables /metrics
+  std::string metrics_listen = "127.0.0.1:9464";  // "" disables /metrics, /healthz and /readyz
+  // /readyz answers 503 once a link's direction has been failing this long (docs/operations.md).
+  std::int64_t ready_failing_seconds = 900;
   std::int64_t shutdown_grace_seconds = 30;
   // What all answers being parsed at once (every link, every request in flight) may cost together.
   std::int64_t max_documents_memory_mb = 2048;

@@ -7,6 +7,7 @@
 
 #include "common/encoding.h"
 #include "config/client.h"
+#include "daemon/health.h"
 #include "daemon/link_runtime.h"
 
 namespace sgsync::daemon {
@@ -84,7 +85,7 @@ void Service::Loop(LinkRuntime& link, Direction d) {
     spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
     {
       std::lock_guard lock(link.mu);
-      link.status[slot].last_outcome = RunOutcome::Failed(what);
+      RecordOutcome(link.status[slot], RunOutcome::Failed(what), NowS());
       link.status[slot].next_run_at = NowS() + wait / 1000;
     }
     SleepUntil(NowMs() + wait);
@@ -126,7 +127,7 @@ void Service::Loop(LinkRuntime& link, Direction d) {
       auto& st = link.status[slot];
       st.running = false;
       st.last_run_ended = NowS();
-      st.last_outcome = outcome;
+      RecordOutcome(st, outcome, NowS());
       if (stats.ok()) st.last_stats = *stats;
     }
     if (stats.ok() && !stats->not_modified) {
@@ -149,23 +150,38 @@ void Service::Loop(LinkRuntime& link, Direction d) {
   }
 }
 
+httpd::HttpResponse Service::AnswerProbe(const httpd::HttpRequest& r) {
+  httpd::HttpResponse resp;
+  resp.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+  // The path alone decides (a query string such as ?verbose is ignored).
+  const std::string path = r.target.substr(0, r.target.find('?'));
+  if (r.method != "GET" && r.method != "HEAD") {
+    resp.status = 405;
+    resp.body = "GET only\n";
+  } else if (path == "/metrics") {
+    resp.headers.back().second = "text/plain; version=0.0.4; charset=utf-8";
+    resp.body = metrics_.Render();
+  } else if (path == "/healthz" || path == "/readyz") {
+    ProbeAnswer a = path == "/healthz" ? LivenessProbe()
+                                       : ReadinessProbe(Snapshot(), NowS(), config_.ready_failing_seconds);
+    resp.status = a.status;
+    resp.body = std::move(a.body);
+  } else {
+    resp.status = 404;
+    resp.body = "sgsyncd serves /metrics, /healthz and /readyz\n";
+  }
+  return resp;
+}
+
 Status Service::Start() {
   stopping_ = false;
   if (!config_.metrics_listen.empty() && !metrics_server_) {
     SGSYNC_TRY(config::HostPort listen, config::ParseHostPort(config_.metrics_listen));
     SGSYNC_TRY(metrics_server_,
-               httpd::HttpServer::Start(listen.host, listen.port, [this](const httpd::HttpRequest& r) {
-                 httpd::HttpResponse resp;
-                 if (r.target != "/metrics" || (r.method != "GET" && r.method != "HEAD")) {
-                   resp.status = 404;
-                   resp.body = "sgsyncd serves /metrics only\n";
-                   return resp;
-                 }
-                 resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-                 resp.body = metrics_.Render();
-                 return resp;
-               }));
-    spdlog::info("metrics on http://{}:{}/metrics", listen.host, metrics_server_->port());
+               httpd::HttpServer::Start(listen.host, listen.port,
+                                        [this](const httpd::HttpRequest& r) { return AnswerProbe(r); }));
+    spdlog::info("metrics on http://{}:{}/metrics (and /healthz, /readyz)", listen.host,
+                 metrics_server_->port());
   }
   for (auto& link : links_) {
     for (Direction d : {Direction::kPush, Direction::kPull}) {

@@ -178,6 +178,15 @@ Service::LinkRuntime* Service::Find(const std::string& name) {
   return nullptr;
 }
 
+void Service::RecordOutcome(DirectionStatus& st, RunOutcome outcome, std::int64_t now) {
+  if (outcome.succeeded()) {
+    st.failing_since = 0;
+  } else if (st.failing_since == 0) {
+    st.failing_since = now;
+  }
+  st.last_outcome = std::move(outcome);
+}
+
 Service::Readiness Service::LinkReadiness() {
   Readiness r;
   for (const auto& l : Snapshot()) {
@@ -266,7 +275,7 @@ Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, 
     auto& st = l->status[slot];
     st.running = false;
     st.last_run_ended = NowS();
-    st.last_outcome = RunOutcome::Of(stats);
+    RecordOutcome(st, RunOutcome::Of(stats), NowS());
     if (stats.ok()) st.last_stats = *stats;
   }
   return stats;

@@ -60,6 +60,7 @@ struct DirectionStatus {
   std::int64_t last_run_started = 0;
   std::int64_t last_run_ended = 0;
   RunOutcome last_outcome;
+  std::int64_t failing_since = 0;  // when the current run of failures began; 0 while runs succeed
   engine::RunStats last_stats;
   std::int64_t next_run_at = 0;
 };
@@ -104,6 +105,8 @@ class Service {
     int started = 0, failed = 0, pending = 0;
   };
   Readiness LinkReadiness();
+  // Records how a run ended (the status, and since when the direction has been failing).
+  static void RecordOutcome(DirectionStatus& st, RunOutcome outcome, std::int64_t now);
   // NotFound for an unknown link name; `d` absent means both directions. Written to the state
   // database first (a pause survives a reload and a restart), with who asked.
   Status SetPaused(const std::string& link, std::optional<Direction> d, bool paused,
@@ -133,6 +136,8 @@ class Service {
   void Loop(LinkRuntime& link, Direction d);
   void SideChannelsLoop(LinkRuntime& link);
   void SleepUntil(std::int64_t deadline_ms);
+  // /metrics, /healthz and /readyz on the metrics listener (daemon/health.h).
+  httpd::HttpResponse AnswerProbe(const httpd::HttpRequest& r);
 
   config::DaemonConfig config_;
   // Shared by every client: what all answers being parsed at once may cost (docs/security.md).

@@ -709,6 +709,36 @@ class DaemonTest(unittest.TestCase):
         self.assertNotIn(self.sims.member.admin_key, log)
         self.assertNotIn(self.sims.sync_key, log)
 
+    def test_health_probes_say_live_and_ready_and_why_not(self):
+        self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 102})
+        port = harness.free_port()
+        d = self.sgsyncd(metrics_listen=f"127.0.0.1:{port}", directions=["push"], sightings=False, proposals=False,
+                         galaxy_clusters=False, analyst_data=False)
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace("[metrics]\n", "[metrics]\nready_failing_seconds = 2\n"))
+
+        def probe(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+            except (urllib.error.URLError, ConnectionError):
+                return 0, ""  # not listening yet
+        d.start(os.path.join(self.tmp.name, "health.log"))
+        harness.wait_for(lambda: probe("/readyz") == (200, "ready\n"), what="ready")
+        self.assertEqual(probe("/healthz"), (200, "ok\n"))
+        self.assertEqual(probe("/nope")[0], 404)
+        self.sims.member.control("POST", "faults", {"error_rate": 1.0, "error_status": 503})
+        status, body = harness.wait_for(lambda: (lambda a: a if a[0] == 503 else None)(probe("/readyz")),
+                                        what="not ready while the member's MISP fails", timeout=30)
+        self.assertIn("link portal push: failing for", body)
+        self.assertEqual(probe("/healthz"), (200, "ok\n"), "alive all the same")
+        self.sims.member.control("DELETE", "faults")
+        harness.wait_for(lambda: probe("/readyz") == (200, "ready\n"), what="ready again", timeout=30)
+
 
 if __name__ == "__main__":
     MISP_SIM, SGSYNCD = sys.argv[1], sys.argv[2]
