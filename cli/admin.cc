@@ -230,6 +230,21 @@ int RunAdmin(const AdminArgs& a) {
     }
     return kOk;
   }
+  if (cmd == "resend") {
+    std::string link;
+    int rc = kOk;
+    if (!ResolveLink(c, a, &link, &rc)) return rc;
+    v1::ResendEventRequest req;
+    req.set_link(link);
+    req.set_uuid(a.uuid);
+    req.set_direction(DirectionOf(a.direction));
+    v1::ResendEventResponse resp;
+    s = c.stub().ResendEvent(c.Context(600).get(), req, &resp);
+    if (!s.ok()) return c.Failed(s);
+    Print(a, resp,
+          a.uuid + ": " + resp.outcome() + (resp.detail().empty() ? "" : " (" + resp.detail() + ")") + "\n");
+    return resp.outcome() == "failed" ? kFound : kOk;
+  }
   if (cmd == "resolve") {
     v1::ResolveConflictRequest req;
     req.set_id(a.id);

@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
   explain->add_option("uuid", admin.uuid, "the event uuid")->required();
   link_option(explain);
   direction_option(explain);
+  CLI::App* resend = command("resend", "Decide one event afresh and write it again where it may go");
+  resend->add_option("uuid", admin.uuid, "the event uuid")->required();
+  link_option(resend);
+  direction_option(resend);
   CLI::App* conflicts = command("conflicts", "Events changed on both sides");
   conflicts->add_option("--link", admin.link, "only this link");
   conflicts->add_flag("--all", admin.all, "resolved ones too");

@@ -236,6 +236,15 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ResendEvent(grpc::ServerContext* ctx, const v1::ResendEventRequest* req,
+                           v1::ResendEventResponse* resp) override {
+    auto r = ops_.Resend(req->link(), req->uuid(), FromProto(req->direction()), Actor(ctx));
+    if (!r.ok()) return ToGrpc(r.error());
+    resp->set_outcome(r->outcome);
+    resp->set_detail(r->detail);
+    return grpc::Status::OK;
+  }
+
   grpc::Status ListConflicts(grpc::ServerContext*, const v1::ListConflictsRequest* req,
                              v1::ListConflictsResponse* resp) override {
     auto list = ops_.ListConflicts(req->link(), req->include_resolved());

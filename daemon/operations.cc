@@ -203,6 +203,51 @@ Result<Operations::Explanation> Operations::Explain(const std::string& link, con
   return out;
 }
 
+// ---------------------------------------------------------------- resend
+
+Result<Operations::ResendResult> Operations::Resend(const std::string& link, const std::string& uuid,
+                                                    std::optional<Direction> direction,
+                                                    const std::string& actor) {
+  SGSYNC_TRY(std::int64_t id, service_.LinkId(link));
+  if (!direction) {
+    SGSYNC_TRY(auto ledger, service_.store().GetLedger(id, uuid));
+    if (!ledger) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "sgsync has no record of " + uuid + " on link " + link + ": give the direction to send it");
+    }
+    direction = ledger->origin == state::Side::kLocal ? Direction::kPush : Direction::kPull;
+  }
+  auto stats = service_.Resend(link, *direction, uuid);
+  ResendResult out;
+  if (stats.ok()) {
+    if (stats->sent > 0) {
+      out.outcome = "sent";
+    } else if (stats->already > 0) {
+      out.outcome = "already";
+      out.detail = "the destination has this version or a newer one";
+    } else if (stats->skipped > 0) {
+      out.outcome = "skipped";
+      out.detail = stats->skipped_by_reason.empty() ? "" : stats->skipped_by_reason.begin()->first;
+    } else if (stats->held > 0) {
+      out.outcome = "held";
+      out.detail = "a conflict holds it (sgsyncctl conflicts)";
+    } else {
+      out.outcome = "failed";
+      for (auto s : {state::WorkState::kFailed, state::WorkState::kDead}) {
+        auto items = service_.store().ListWork(id, s, 1000);
+        if (!items.ok()) continue;
+        for (const auto& w : *items) {
+          if (w.uuid == uuid && w.direction == *direction) out.detail = w.last_error;
+        }
+      }
+    }
+  }
+  Audit(actor, "ResendEvent", link + " " + uuid + " " + std::string(DirectionName(*direction)),
+        stats.ok() ? out.outcome + (out.detail.empty() ? "" : ": " + out.detail) : stats.error().ToString());
+  if (!stats.ok()) return stats.error();
+  return out;
+}
+
 // ---------------------------------------------------------------- conflicts
 
 Result<std::vector<Operations::ConflictRow>> Operations::ListConflicts(const std::string& link,

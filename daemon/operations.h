@@ -82,6 +82,15 @@ class Operations {
   Result<Explanation> Explain(const std::string& link, const std::string& uuid,
                               std::optional<Direction> direction);
 
+  // ---- resend
+  struct ResendResult {
+    std::string outcome;  // sent | already | skipped | held | failed
+    std::string detail;   // skipped: the rule; failed: the error
+  };
+  // `direction` absent: the one the ledger knows the event from (InvalidArgument when it knows none).
+  Result<ResendResult> Resend(const std::string& link, const std::string& uuid,
+                              std::optional<Direction> direction, const std::string& actor);
+
   // ---- conflicts
   struct ConflictRow {
     std::string link;

@@ -281,6 +281,18 @@ Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, 
   return stats;
 }
 
+Result<engine::RunStats> Service::Resend(const std::string& link, Direction d, const std::string& uuid) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  if (!(d == Direction::kPush ? l->config.push : l->config.pull)) {
+    return Fail(ErrorCode::kInvalidArgument, "link " + link + " does not run " +
+                                                 std::string(DirectionName(d)) + " (its directions setting)");
+  }
+  SGSYNC_TRY_STATUS(Discover(*l));
+  return l->engine->Resend(d, uuid);
+}
+
 Result<policy::Decision> Service::DryRun(const std::string& link, Direction d, const std::string& uuid) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);

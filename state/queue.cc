@@ -44,6 +44,29 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
   return item;
 }
 
+Result<WorkItem> StateStore::LeaseItem(std::int64_t item_id, std::int64_t lease_seconds) {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  std::int64_t now = Now();
+  SGSYNC_TRY(auto q, db_->Prepare(std::string("SELECT ") + kWorkColumns + " FROM work_queue WHERE id = ?"));
+  q->Bind(1, item_id);
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row) return Fail(ErrorCode::kNotFound, "no work item " + std::to_string(item_id), db_->path());
+  WorkItem w = ReadWork(*q);
+  if (w.state == WorkState::kLeased && w.lease_expires_at.value_or(0) > now) {
+    return Fail(ErrorCode::kFailedPrecondition,
+                "work item " + std::to_string(item_id) + " is in the hands of a run", db_->path());
+  }
+  SGSYNC_TRY(auto u,
+             db_->Prepare("UPDATE work_queue SET state = 'leased', lease_expires_at = ?, updated_at = ? "
+                          "WHERE id = ?"));
+  SGSYNC_TRY_STATUS(u->Bind(1, now + lease_seconds).Bind(2, now).Bind(3, item_id).Run());
+  SGSYNC_TRY_STATUS(tx.Commit());
+  w.state = WorkState::kLeased;
+  w.lease_expires_at = now + lease_seconds;
+  return w;
+}
+
 Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction d, int max,
                                                 std::int64_t lease_seconds) {
   std::lock_guard lock(mu_);

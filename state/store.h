@@ -200,6 +200,9 @@ class StateStore {
   // again (the caller wants the event looked at again: a changed sharing configuration).
   Result<std::int64_t> RecordAndEnqueue(std::int64_t link_id, const LedgerEntry& entry, Direction d,
                                         std::int64_t version);
+  // Leases one item whatever its backoff (an operator's resend): NotFound when it does not exist,
+  // FailedPrecondition while another run holds it.
+  Result<WorkItem> LeaseItem(std::int64_t item_id, std::int64_t lease_seconds);
   // Up to `max` items ready to run (pending, failed and due, or leased with an expired lease),
   // oldest first, leased for `lease_seconds`.
   Result<std::vector<WorkItem>> Lease(std::int64_t link_id, Direction d, int max, std::int64_t lease_seconds);

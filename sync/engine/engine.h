@@ -137,6 +137,12 @@ class LinkEngine {
   // sightings ledger remembers what went.
   Result<SideChannelStats> RunSideChannels(Direction d, const RunOptions& options = {});
 
+  // One event sent again at an operator's request: queued in direction `d` at the source's
+  // timestamp the ledger knows, then fetched, decided afresh and offered to the destination as in a
+  // run (it is written where the destination needs it and the policy lets it out). Waits for a run
+  // in progress in that direction. The stats count this event only.
+  Result<RunStats> Resend(Direction d, const std::string& uuid);
+
   // Whether the last full reconciliation in direction `d` is `every_seconds` or more ago (never
   // when `every_seconds` is 0). A full run that ends without being aborted records itself.
   Result<bool> FullReconciliationDue(Direction d, std::int64_t every_seconds);

@@ -238,6 +238,30 @@ void LinkEngine::RememberEtag(const std::string& channel, const std::string& fil
   etags_[channel] = {filter, etag};
 }
 
+Result<RunStats> LinkEngine::Resend(Direction d, const std::string& uuid) {
+  const Route route = RouteFor(d);
+  std::unique_lock running(route.push() ? push_run_ : pull_run_);
+  if (route.push() && !options_.remote_perm_sync) {
+    return Fail(ErrorCode::kPermissionDenied, "the Portal account of link " + name_ +
+                                                  " has no perm_sync: MISP accepts no pushed events from it");
+  }
+  SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+  state::LedgerEntry entry = ledger.value_or(state::LedgerEntry{});
+  if (!ledger) {
+    entry.uuid = uuid;
+    entry.origin = route.source_side;
+  }
+  const std::int64_t version = SeenTimestamp(entry, route.source_side).value_or(0);
+  SGSYNC_TRY(std::int64_t id, store_.RecordAndEnqueue(link_id_, entry, d, version));
+  SGSYNC_TRY(state::WorkItem item, store_.LeaseItem(id, options_.lease_seconds));
+  RunOptions options;
+  RunContext run(route, options);
+  run.stats.total = 1;
+  SGSYNC_TRY_STATUS(ProcessBatch(run, {std::move(item)}));
+  std::lock_guard lock(run.mu);
+  return run.stats;
+}
+
 Result<bool> LinkEngine::FullReconciliationDue(Direction d, std::int64_t every_seconds) {
   if (every_seconds <= 0) return false;
   SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, d, state::CursorKind::kEvents));

@@ -42,6 +42,9 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
     if (!refused.ok()) return FailItem(run, p.item, refused.error()), void(p.done = true);
     if (*refused) return Protected(run, p, "overwrite");
     w = dest.EditEvent(p.item.uuid, event);
+    // The destination lost the copy sgsync wrote (deleted there, restored from an older backup):
+    // filterEventIdsForPush asked for it, so it is added again.
+    if (!w.ok() && w.error().code == ErrorCode::kNotFound) w = dest.AddEvent(event);
   } else {
     w = dest.AddEvent(event);
   }

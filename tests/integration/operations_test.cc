@@ -229,6 +229,19 @@ TEST_F(OperationsTest, TheAuditTrailIsPagedOldestFirstAndFilteredByLink) {
   EXPECT_TRUE(ops_->ListAudit(std::time(nullptr) + 60, "", 0, 100)->entries.empty()) << "since a later time";
 }
 
+TEST_F(OperationsTest, AResendSaysWhatBecameOfTheEventAndIsAudited) {
+  std::string uuid = (*member_.sim().Seed(1, 2, 0, 3, 27, 5))[0];
+  Push();
+  auto again = ops_->Resend("portal", uuid, std::nullopt, "operator dave");
+  ASSERT_TRUE(again.ok()) << again.error().ToString();
+  EXPECT_EQ(again->outcome, "already");
+  auto unknown =
+      ops_->Resend("portal", "00000000-0000-4000-8000-000000000009", std::nullopt, "operator dave");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kInvalidArgument) << "no record and no direction given";
+  EXPECT_EQ(AuditActions().back(), "ResendEvent by operator dave");
+}
+
 TEST_F(OperationsTest, ABackupGoesOnlyToANewAbsolutePath) {
   EXPECT_EQ(ops_->Backup("relative.db", "operator bob").error().code, ErrorCode::kInvalidArgument);
   std::string path = (dir_.path() / "backup.db").string();

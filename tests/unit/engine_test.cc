@@ -276,5 +276,27 @@ TEST_F(EngineTest, AFullRunRecordsItselfSoTheNextIsDueOnlyAfterTheInterval) {
   EXPECT_TRUE(*engine_->FullReconciliationDue(Direction::kPull, 3600)) << "each direction on its own";
 }
 
+TEST_F(EngineTest, AResentEventThePortalLostIsAddedAgainAndAWithheldOneStaysHome) {
+  std::string shared = Seed(*member_, 1, 18)[0];
+  std::string private_one = (*member_->sim().Seed(1, 2, 0, 0, 19, 5))[0];
+  Engine();
+  ASSERT_EQ(Run(Direction::kPush).sent, 1);
+  ASSERT_TRUE(portal_->sim().Reset().ok());  // the Portal restored from a backup without it
+  ASSERT_TRUE(portal_->View(shared).is_null());
+  EXPECT_EQ(Run(Direction::kPush).sent, 0) << "nothing changed on the member: a run does not notice";
+  auto resent = engine_->Resend(Direction::kPush, shared);
+  ASSERT_TRUE(resent.ok()) << resent.error().ToString();
+  EXPECT_EQ(resent->sent, 1);
+  EXPECT_FALSE(portal_->View(shared).is_null());
+  auto again = engine_->Resend(Direction::kPush, shared);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->already, 1) << "the Portal has this version now";
+  auto withheld = engine_->Resend(Direction::kPush, private_one);
+  ASSERT_TRUE(withheld.ok());
+  EXPECT_EQ(withheld->skipped, 1);
+  EXPECT_EQ(withheld->skipped_by_reason.begin()->first, "push.event.distribution");
+  EXPECT_TRUE(portal_->View(private_one).is_null());
+}
+
 }  // namespace
 }  // namespace sgsync::engine
