@@ -68,7 +68,9 @@ class OperationsTest : public ::testing::Test {
 
   std::vector<std::string> AuditActions() {
     std::vector<std::string> out;
-    for (const auto& r : *service_->store().ListAudit(0)) out.push_back(r.action + " by " + r.actor);
+    auto audit = service_->store().ListAudit(0);  // kept alive for the loop (not a temporary's member)
+    EXPECT_TRUE(audit.ok());
+    for (const auto& r : *audit) out.push_back(r.action + " by " + r.actor);
     return out;
   }
 
