@@ -230,6 +230,20 @@ int RunAdmin(const AdminArgs& a) {
     }
     return kOk;
   }
+  if (cmd == "preview") {
+    std::string link;
+    int rc = kOk;
+    if (!ResolveLink(c, a, &link, &rc)) return rc;
+    v1::PreviewRunRequest req;
+    req.set_link(link);
+    req.set_direction(DirectionOf(a.direction));
+    req.set_limit(a.limit);
+    v1::PreviewRunResponse resp;
+    s = c.stub().PreviewRun(c.Context(600).get(), req, &resp);
+    if (!s.ok()) return c.Failed(s);
+    Print(a, resp, RenderPreview(resp));
+    return kOk;
+  }
   if (cmd == "resend") {
     std::string link;
     int rc = kOk;

@@ -107,6 +107,12 @@ int main(int argc, char** argv) {
   explain->add_option("uuid", admin.uuid, "the event uuid")->required();
   link_option(explain);
   direction_option(explain);
+  CLI::App* preview = command("preview", "What the next run would send and withhold, and why (read-only)");
+  link_option(preview);
+  preview->add_option("--direction", admin.direction, "push or pull")
+      ->required()
+      ->check(CLI::IsMember({"push", "pull"}));
+  preview->add_option("--limit", admin.limit, "events fetched and decided (default 100)");
   CLI::App* resend = command("resend", "Decide one event afresh and write it again where it may go");
   resend->add_option("uuid", admin.uuid, "the event uuid")->required();
   link_option(resend);

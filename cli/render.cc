@@ -179,6 +179,19 @@ std::string RenderAudit(const v1::ListAuditResponse& r) {
   return out;
 }
 
+std::string RenderPreview(const v1::PreviewRunResponse& r) {
+  std::string out = r.link() + " " + DirectionName(r.direction()) + ": " + Num(r.listed()) +
+                    " listed since the cursor, " + Num(r.changed()) + " to take up; of the " +
+                    Num(r.events_size()) + " examined, " + Num(r.would_send()) + " would be sent\n";
+  std::map<std::string, std::int64_t> rules(r.withheld_by_rule().begin(), r.withheld_by_rule().end());
+  for (const auto& [rule, n] : rules) out += "  withheld: " + Num(n) + " x " + rule + "\n";
+  if (r.events_size() == 0) return out;
+  Table t({"UUID", "TIMESTAMP", "WOULD", "RULE"});
+  for (const auto& e : r.events())
+    t.Add({e.uuid(), FormatTime(e.timestamp()), e.send() ? "send" : "withhold", e.rule()});
+  return out + t.Render();
+}
+
 std::string RenderAuditLine(const v1::AuditEntry& e) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;

@@ -26,6 +26,8 @@ std::string RenderFailures(const v1::ListFailuresResponse& r);
 // The audit trail as a table, and one entry as a line of JSON (sgsyncctl audit --format jsonl, for
 // a SIEM: the proto's field names, no whitespace).
 std::string RenderAudit(const v1::ListAuditResponse& r);
+// What the next run would send and withhold: counts, withheld by rule, then the events.
+std::string RenderPreview(const v1::PreviewRunResponse& r);
 std::string RenderAuditLine(const v1::AuditEntry& e);
 // One progress line: on a terminal a bar with counts and an ETA (`width` columns), otherwise a plain
 // line. `elapsed` is seconds since the run started.

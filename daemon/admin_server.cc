@@ -236,6 +236,30 @@ class AdminImpl final : public v1::SyncAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status PreviewRun(grpc::ServerContext*, const v1::PreviewRunRequest* req,
+                          v1::PreviewRunResponse* resp) override {
+    auto d = FromProto(req->direction());
+    if (!d)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give the direction to preview: push or pull");
+    auto p = service_.Preview(req->link(), *d, req->limit());
+    if (!p.ok()) return ToGrpc(p.error());
+    resp->set_link(req->link());
+    resp->set_direction(req->direction());
+    resp->set_listed(p->listed);
+    resp->set_changed(p->changed);
+    resp->set_would_send(p->would_send);
+    for (const auto& [rule, n] : p->withheld_by_rule) (*resp->mutable_withheld_by_rule())[rule] = n;
+    for (const auto& e : p->events) {
+      v1::PreviewEvent* out = resp->add_events();
+      out->set_uuid(e.uuid);
+      out->set_timestamp(e.timestamp);
+      out->set_send(e.send);
+      out->set_rule(e.rule);
+      out->set_detail(e.detail);
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status ResendEvent(grpc::ServerContext* ctx, const v1::ResendEventRequest* req,
                            v1::ResendEventResponse* resp) override {
     auto r = ops_.Resend(req->link(), req->uuid(), FromProto(req->direction()), Actor(ctx));

@@ -281,6 +281,14 @@ Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, 
   return stats;
 }
 
+Result<engine::RunPreview> Service::Preview(const std::string& link, Direction d, int limit) {
+  std::shared_lock lock(links_mu_);
+  LinkRuntime* l = Find(link);
+  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  SGSYNC_TRY_STATUS(Discover(*l));
+  return l->engine->Preview(d, limit > 0 ? std::min(limit, 1000) : 100);
+}
+
 Result<engine::RunStats> Service::Resend(const std::string& link, Direction d, const std::string& uuid) {
   std::shared_lock lock(links_mu_);
   LinkRuntime* l = Find(link);

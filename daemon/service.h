@@ -115,6 +115,8 @@ class Service {
   // progress; fails when the link cannot start.
   Result<engine::RunStats> Trigger(const std::string& link, Direction d, bool full,
                                    const std::function<void(const engine::RunStats&)>& progress);
+  // What the next run would do (LinkEngine::Preview); read-only on both MISPs.
+  Result<engine::RunPreview> Preview(const std::string& link, Direction d, int limit);
   // `uuid` queued again in direction `d` and taken through the engine at once (LinkEngine::Resend).
   Result<engine::RunStats> Resend(const std::string& link, Direction d, const std::string& uuid);
   // What the policy decides for `uuid` now: the event fetched from its source, no write.

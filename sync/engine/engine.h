@@ -117,6 +117,23 @@ struct RunStats {
   std::int64_t cursor = 0;  // after the run
 };
 
+// One event as a preview sees it: would the next run send it, and if not, by which rule.
+struct PreviewEvent {
+  std::string uuid;
+  std::int64_t timestamp = 0;
+  bool send = false;
+  std::string rule;  // the refusal's rule id ("push.event.distribution"), "" when sent
+  std::string detail;
+};
+
+struct RunPreview {
+  std::int64_t listed = 0;      // index rows since the cursor
+  std::int64_t changed = 0;     // of those, what the next run would take up
+  std::int64_t would_send = 0;  // of the examined ones
+  std::map<std::string, std::int64_t> withheld_by_rule;
+  std::vector<PreviewEvent> events;  // the examined ones, up to the limit
+};
+
 class LinkEngine {
  public:
   // `local` is the member's MISP, `remote` the Portal. The MISPs, the store and the metrics must
@@ -136,6 +153,11 @@ class LinkEngine {
   // destination's filterSightingUuidsForPush and sent with bulkSaveSightings, per event; the
   // sightings ledger remembers what went.
   Result<SideChannelStats> RunSideChannels(Direction d, const RunOptions& options = {});
+
+  // What the next run in direction `d` would do, read-only on both MISPs: the events changed since
+  // the cursor (less what the ledger saw and sgsync's own echo), the first `limit` of them fetched
+  // and decided by the policy. Nothing is queued or written.
+  Result<RunPreview> Preview(Direction d, int limit);
 
   // One event sent again at an operator's request: queued in direction `d` at the source's
   // timestamp the ledger knows, then fetched, decided afresh and offered to the destination as in a
@@ -160,6 +182,8 @@ class LinkEngine {
 
   // ---- the events channel: list and select (events.cc)
   Route RouteFor(Direction d) { return Route::For(d, local_, remote_); }
+  // The index filter of a run whose cursor is at `cursor` (0: from the beginning).
+  json::object IndexFilter(const Route& route, std::int64_t cursor) const;
   Status ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest);
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);  // tombstones.cc
   // ---- one batch of work items: fetch, decide, offer, write (batch.cc, write.cc)

@@ -125,6 +125,65 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   return run.stats;
 }
 
+json::object LinkEngine::IndexFilter(const Route& route, std::int64_t cursor) const {
+  const std::int64_t since = cursor > 0 ? std::max<std::int64_t>(0, cursor - options_.overlap_seconds) : 0;
+  // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
+  json::object filter = route.push() ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
+  filter["minimal"] = 1;
+  filter["published"] = 1;
+  if (since > 0) filter["timestamp"] = std::to_string(since);
+  return filter;
+}
+
+Result<RunPreview> LinkEngine::Preview(Direction d, int limit) {
+  const Route route = RouteFor(d);
+  SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, d, state::CursorKind::kEvents));
+  SGSYNC_TRY(connector::IndexPage page,
+             route.source->EventIndex(IndexFilter(route, cursor.last_timestamp), ""));
+  RunPreview out;
+  out.listed = static_cast<std::int64_t>(page.rows.size());
+  std::vector<state::IndexPair> pairs;
+  std::map<std::string, std::int64_t> stamp;
+  for (const auto& row : page.rows) {
+    if (!PlausibleTimestamp(row.timestamp)) continue;
+    if (!route.push() && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) continue;
+    pairs.push_back({row.uuid, row.timestamp});
+    stamp[row.uuid] = row.timestamp;
+  }
+  SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, route.source_side, pairs));
+  connector::ViewForm form;
+  form.include_deleted = true;
+  form.exclude_local_tags = !route.push() && !link_.internal;
+  for (const auto& uuid : changed) {
+    const std::int64_t ts = stamp[uuid];
+    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+    if (!route.push()) {
+      SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
+      if (tomb) continue;
+    }
+    // sgsync's own echo is not sent back (as ListAndEnqueue decides).
+    if (ledger && ledger->written_side == route.source_side && ledger->written_timestamp &&
+        *ledger->written_timestamp >= ts)
+      continue;
+    ++out.changed;
+    if (static_cast<int>(out.events.size()) >= limit) continue;
+    SGSYNC_TRY(auto doc, route.source->ViewEvent(uuid, form));
+    policy::Decision decision =
+        doc ? policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_)
+            : policy::Evaluate(d, nullptr, link_);
+    PreviewEvent e{uuid, ts, decision.send, "", ""};
+    if (const policy::Reason* why = decision.refusal()) {
+      e.rule = why->rule;
+      e.detail = why->detail;
+      ++out.withheld_by_rule[e.rule];
+    } else {
+      ++out.would_send;
+    }
+    out.events.push_back(std::move(e));
+  }
+  return out;
+}
+
 // Lists the source's index since the cursor (conditionally: a 304 ends here), leaves out what
 // cannot be believed, what the ledger saw already, tombstones and sgsync's own echo, and enqueues the
 // rest; `newest` becomes the newest believable timestamp listed.
@@ -135,14 +194,7 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
   connector::MispApi& source = *run.route.source;
   const std::string dir(run.route.name());
 
-  std::int64_t since =
-      options.full ? 0 : std::max<std::int64_t>(0, cursor.last_timestamp - options_.overlap_seconds);
-  // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
-  json::object filter =
-      push ? json::object{{"minimal", 1}, {"published", 1}} : policy::PullIndexFilter(link_.pull_rules);
-  filter["minimal"] = 1;
-  filter["published"] = 1;
-  if (since > 0) filter["timestamp"] = std::to_string(since);
+  const json::object filter = IndexFilter(run.route, options.full ? 0 : cursor.last_timestamp);
   const std::string channel = "events " + dir, filter_text = json::serialize(filter);
   std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
   SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));

@@ -143,6 +143,15 @@ class AdminTest(unittest.TestCase):
         self.assertIn("RetryFailure", self.ctl("audit", "--link", "portal"))
         self.ctl("audit", "--link", "nope", expect=2)
 
+    def test_preview_is_read_only_and_says_why(self):
+        out = self.ctl("preview", "--direction", "push")
+        self.assertIn("would be sent", out)
+        before = len(self.ctl("audit", "--format", "jsonl").splitlines())
+        p = self.ctl("preview", "--direction", "pull", json_out=True)
+        self.assertIn("listed", p)
+        self.assertEqual(len(self.ctl("audit", "--format", "jsonl").splitlines()), before, "a preview changes nothing")
+        self.ctl("preview", expect=2)  # usage: --direction is required
+
     def test_pause_and_resume_change_the_state(self):
         self.assertEqual(self.ctl("pause", "--direction", "pull", json_out=True)["state"], "paused")
         s = subprocess.run([SGSYNCCTL, "--socket", self.socket, "--json", "status"], capture_output=True, text=True)

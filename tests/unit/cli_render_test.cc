@@ -166,5 +166,23 @@ TEST(CliRenderTest, AuditTableAndJsonLines) {
   ExpectGolden("audit.jsonl", RenderAuditLine(*e));
 }
 
+TEST(CliRenderTest, PreviewCountsThenRulesThenEvents) {
+  v1::PreviewRunResponse r;
+  r.set_link("securegrid-portal");
+  r.set_direction(v1::DIRECTION_PUSH);
+  r.set_listed(5);
+  r.set_changed(3);
+  r.set_would_send(2);
+  (*r.mutable_withheld_by_rule())["push.event.distribution"] = 1;
+  for (int i = 0; i < 3; ++i) {
+    v1::PreviewEvent* e = r.add_events();
+    e->set_uuid("5b7d1c2e-0000-4000-8000-00000000000" + std::to_string(i));
+    e->set_timestamp(1795807600 + i);
+    e->set_send(i != 2);
+    if (i == 2) e->set_rule("push.event.distribution");
+  }
+  ExpectGolden("preview.txt", RenderPreview(r));
+}
+
 }  // namespace
 }  // namespace sgsync::cli

@@ -298,5 +298,26 @@ TEST_F(EngineTest, AResentEventThePortalLostIsAddedAgainAndAWithheldOneStaysHome
   EXPECT_TRUE(portal_->View(private_one).is_null());
 }
 
+TEST_F(EngineTest, APreviewSaysWhatTheNextRunWouldSendAndWithholdAndWritesNothing) {
+  auto shared = Seed(*member_, 2, 28);
+  std::string private_one = (*member_->sim().Seed(1, 2, 0, 0, 29, 5))[0];
+  Engine();
+  portal_->sim().ClearRequestLog();
+  auto preview = engine_->Preview(Direction::kPush, 100);
+  ASSERT_TRUE(preview.ok()) << preview.error().ToString();
+  EXPECT_EQ(preview->listed, 3);
+  EXPECT_EQ(preview->changed, 3);
+  EXPECT_EQ(preview->would_send, 2);
+  EXPECT_EQ(preview->withheld_by_rule, (std::map<std::string, std::int64_t>{{"push.event.distribution", 1}}));
+  EXPECT_TRUE(portal_->sim().RequestLog().empty()) << "the Portal is not even asked";
+  EXPECT_EQ(store_->CountQueue(link_id_, Direction::kPush)->pending, 0) << "nothing queued";
+  auto limited = engine_->Preview(Direction::kPush, 1);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(limited->events.size(), 1u);
+  EXPECT_EQ(limited->changed, 3) << "counted, though not all examined";
+  EXPECT_EQ(Run(Direction::kPush).sent, 2);
+  EXPECT_EQ(engine_->Preview(Direction::kPush, 100)->changed, 0) << "after the run, nothing is left to do";
+}
+
 }  // namespace
 }  // namespace sgsync::engine
