@@ -8,6 +8,7 @@
 // SIGHUP reloads the configuration (a bad new file is reported and the old one kept).
 // Exit codes: 0 ok, 1 a run or the start failed, 2 a bad command line or configuration.
 #include <pthread.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -17,15 +18,67 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
+#include "common/log_context.h"
 #include "daemon/admin_server.h"
 #include "daemon/service.h"
 #include "daemon/systemd_notify.h"
 
 namespace {
 
-// One JSON object per line: {"time": ..., "level": ..., "logger": ..., "message": ...}.
+// journald reads a "<N>" prefix on a line as its syslog priority (sd-daemon(3)), when it is the
+// one reading standard error (it sets JOURNAL_STREAM then).
+int SyslogPriority(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+    case spdlog::level::debug:
+      return 7;
+    case spdlog::level::info:
+      return 6;
+    case spdlog::level::warn:
+      return 4;
+    case spdlog::level::err:
+      return 3;
+    default:
+      return 2;
+  }
+}
+
+bool UnderJournald() { return std::getenv("JOURNAL_STREAM") != nullptr; }
+
+// The line's context (common/log_context.h) as " link=... direction=... run_id=... event_uuid=...".
+class ContextFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const sgsync::LogContext& c = sgsync::CurrentLogContext();
+    std::string text;
+    for (const auto& [key, value] :
+         {std::pair{"link", &c.link}, std::pair{"direction", &c.direction}, std::pair{"run_id", &c.run_id},
+          std::pair{"event_uuid", &c.event_uuid}}) {
+      if (!value->empty()) text += std::string(" ") + key + "=" + *value;
+    }
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<spdlog::custom_flag_formatter> clone() const override {
+    return std::make_unique<ContextFlag>();
+  }
+};
+
+class PriorityFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string text = "<" + std::to_string(SyslogPriority(msg.level)) + ">";
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<spdlog::custom_flag_formatter> clone() const override {
+    return std::make_unique<PriorityFlag>();
+  }
+};
+
+// One JSON object per line: {"time", "level", "message"}, and the context's non-empty fields
+// ("link", "direction", "run_id", "event_uuid"); under journald, "<N>" first for the priority.
 class JsonLinesSink : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -38,10 +91,20 @@ class JsonLinesSink : public spdlog::sinks::base_sink<std::mutex> {
                              {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
                                                    spdlog::level::to_string_view(msg.level).size())},
                              {"message", std::string(msg.payload.data(), msg.payload.size())}};
-    std::string text = boost::json::serialize(line) + "\n";
+    const sgsync::LogContext& c = sgsync::CurrentLogContext();
+    for (const auto& [key, value] :
+         {std::pair{"link", &c.link}, std::pair{"direction", &c.direction}, std::pair{"run_id", &c.run_id},
+          std::pair{"event_uuid", &c.event_uuid}}) {
+      if (!value->empty()) line[key] = *value;
+    }
+    std::string text = (journald_ ? "<" + std::to_string(SyslogPriority(msg.level)) + ">" : std::string()) +
+                       boost::json::serialize(line) + "\n";
     std::fwrite(text.data(), 1, text.size(), stderr);
   }
   void flush_() override { std::fflush(stderr); }
+
+ private:
+  const bool journald_ = UnderJournald();
 };
 
 void SetUpLogging(const sgsync::config::DaemonConfig& c) {
@@ -50,7 +113,11 @@ void SetUpLogging(const sgsync::config::DaemonConfig& c) {
     logger = std::make_shared<spdlog::logger>("sgsyncd", std::make_shared<JsonLinesSink>());
   } else {
     logger = std::make_shared<spdlog::logger>("sgsyncd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<PriorityFlag>('P').add_flag<ContextFlag>('K');
+    // The journal stamps each line itself: there, the priority prefix instead of the time.
+    formatter->set_pattern(UnderJournald() ? "%P%l %v%K" : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v%K");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(spdlog::level::from_str(c.log_level));
   logger->flush_on(spdlog::level::info);

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "common/encoding.h"
+#include "common/log_context.h"
 #include "config/client.h"
 #include "daemon/health.h"
 #include "daemon/link_runtime.h"
@@ -16,6 +17,7 @@ namespace sgsync::daemon {
 // them never holds up events (MISP #5943, #10881): push, then pull, every interval, backing off
 // while they fail.
 void Service::SideChannelsLoop(LinkRuntime& link) {
+  ScopedLogContext context({link.config.name, "", "", ""});
   const auto& lc = link.config;
   std::int64_t backoff_ms = 0;
   while (!stopping_) {
@@ -72,6 +74,7 @@ void Service::SleepUntil(std::int64_t deadline_ms) {
 }
 
 void Service::Loop(LinkRuntime& link, Direction d) {
+  ScopedLogContext context({link.config.name, std::string(DirectionName(d)), "", ""});
   const auto& lc = link.config;
   const std::string dir(DirectionName(d));
   const int slot = d == Direction::kPush ? 0 : 1;

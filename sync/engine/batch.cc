@@ -209,7 +209,11 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   // Fetch and decide.
   BulkFetch(run, batch);
   std::size_t handed = ForEachBounded(
-      batch.size(), options_.max_in_flight, [&](std::size_t i) { Fetch(run, batch[i]); },
+      batch.size(), options_.max_in_flight,
+      [&](std::size_t i) {
+        ScopedLogContext event({"", "", "", batch[i].item.uuid});
+        Fetch(run, batch[i]);
+      },
       [&] { return run.ShouldStop(); });
   for (std::size_t i = handed; i < batch.size(); ++i) {
     SGSYNC_TRY_STATUS(store_.Release(batch[i].item.id));
@@ -222,6 +226,7 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   std::vector<std::pair<std::string, std::int64_t>> offer;
   for (auto& p : batch) {
     if (p.done || !p.decision) continue;
+    ScopedLogContext event({"", "", "", p.item.uuid});
     if (!p.decision->send) {
       if (p.ledger && p.ledger->decision == state::LedgerDecision::kSend &&
           p.ledger->written_side == route.destination_side) {
@@ -281,7 +286,11 @@ Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> it
   }
 
   handed = ForEachBounded(
-      to_write.size(), options_.max_in_flight, [&](std::size_t i) { Write(run, *to_write[i]); },
+      to_write.size(), options_.max_in_flight,
+      [&](std::size_t i) {
+        ScopedLogContext event({"", "", "", to_write[i]->item.uuid});
+        Write(run, *to_write[i]);
+      },
       [&] { return run.ShouldStop(); });
   for (std::size_t i = handed; i < to_write.size(); ++i)
     SGSYNC_TRY_STATUS(store_.Release(to_write[i]->item.id));

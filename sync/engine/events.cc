@@ -64,6 +64,7 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
                     "(spec 12 case 36); ask the Portal's administrators for a sync user");
   }
   RunContext run(route, options);
+  ScopedLogContext context({name_, std::string(route.name()), NewRunId(), ""});
 
   SGSYNC_TRY(state::Cursor cursor, store_.GetCursor(link_id_, d, state::CursorKind::kEvents));
   std::int64_t newest = cursor.last_timestamp;
@@ -308,6 +309,7 @@ Result<RunStats> LinkEngine::Resend(Direction d, const std::string& uuid) {
   SGSYNC_TRY(state::WorkItem item, store_.LeaseItem(id, options_.lease_seconds));
   RunOptions options;
   RunContext run(route, options);
+  ScopedLogContext context({name_, std::string(route.name()), NewRunId(), uuid});
   run.stats.total = 1;
   SGSYNC_TRY_STATUS(ProcessBatch(run, {std::move(item)}));
   std::lock_guard lock(run.mu);

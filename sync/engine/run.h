@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/log_context.h"
 #include "sync/engine/engine.h"
 
 namespace sgsync::engine {
@@ -19,11 +20,14 @@ inline bool PeerTrouble(const Error& e) {
 }
 
 // Runs fn(i) for i in [0, n) on up to `width` threads; stops handing out work once `stop()` holds
-// and returns how many were handed out (a prefix of [0, n)).
+// and returns how many were handed out (a prefix of [0, n)). The workers log with the caller's
+// context (link, direction, run).
 template <typename Fn, typename Stop>
 inline std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
   std::atomic<std::size_t> next{0};
+  const LogContext parent = CurrentLogContext();
   auto worker = [&] {
+    ScopedLogContext context(parent);
     while (true) {
       if (stop()) return;
       std::size_t i = next.fetch_add(1);

@@ -3,6 +3,7 @@
 
 #include <future>
 
+#include "common/log_context.h"
 #include "sync/engine/engine.h"
 
 namespace sgsync::engine {
@@ -16,6 +17,8 @@ Result<SideChannelStats> LinkEngine::RunSideChannels(Direction d, const RunOptio
                 "a sightings and side-channel run of link " + name_ + " is already in progress");
   }
   const Route route = RouteFor(d);
+  ScopedLogContext context({name_, std::string(route.name()), NewRunId(), ""});
+  const LogContext parent = CurrentLogContext();
   SideChannelStats stats;
   // Proposals, clusters and analyst data are independent of one another: each is asked for at
   // the same time, so a cycle with nothing new waits for one round trip, not three. Each writes
@@ -33,7 +36,10 @@ Result<SideChannelStats> LinkEngine::RunSideChannels(Direction d, const RunOptio
       {options_.analyst_data, &LinkEngine::SyncAnalystData, "analyst data", &stats.analyst_data, {}}};
   for (Channel& c : channels) {
     if (c.enabled)
-      c.done = std::async(std::launch::async, [this, &c, &route] { return (this->*c.run)(route, *c.stats); });
+      c.done = std::async(std::launch::async, [this, &c, &route, &parent] {
+        ScopedLogContext inherited(parent);
+        return (this->*c.run)(route, *c.stats);
+      });
   }
   for (Channel& c : channels) {
     if (!c.enabled) continue;

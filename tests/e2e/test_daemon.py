@@ -709,6 +709,36 @@ class DaemonTest(unittest.TestCase):
         self.assertNotIn(self.sims.member.admin_key, log)
         self.assertNotIn(self.sims.sync_key, log)
 
+    def test_log_lines_carry_link_direction_run_and_event_in_json_and_text_and_a_journald_priority(self):
+        uuids = self.sims.member.control("POST", "seed", {"events": 2, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 103})["uuids"]
+        d = self.sgsyncd(directions=["push"])
+        with open(d.config) as f:
+            text = f.read()
+        with open(d.config, "w") as f:
+            f.write(text.replace('[log]\nlevel = "info"', '[log]\nformat = "json"\nlevel = "info"'))
+        rc, stats, err = d.once()
+        self.assertEqual(rc, 0, err)
+        lines = [json.loads(l) for l in err.splitlines() if l.startswith("{")]
+        written = [l for l in lines if l["message"].endswith(" written")]
+        self.assertEqual(sorted(l["event_uuid"] for l in written), sorted(uuids))
+        for l in written:
+            self.assertEqual((l["link"], l["direction"]), ("portal", "push"))
+            self.assertRegex(l["run_id"], r"^[0-9a-f]{8}$")
+        self.assertEqual(len({l["run_id"] for l in written}), 1, "one run")
+        # The text format shows the same fields as key=value; under journald, the priority first.
+        with open(d.config, "w") as f:
+            f.write(text)
+        self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 104})
+        os.environ["JOURNAL_STREAM"] = "8:12345"
+        try:
+            rc, stats, err = d.once(full=True)
+        finally:
+            del os.environ["JOURNAL_STREAM"]
+        self.assertEqual(rc, 0, err)
+        line = next(l for l in err.splitlines() if " written" in l)
+        self.assertTrue(line.startswith("<6>info "), line)
+        self.assertRegex(line, r" link=portal direction=push run_id=[0-9a-f]{8} event_uuid=[0-9a-f-]{36}$")
+
     def test_health_probes_say_live_and_ready_and_why_not(self):
         self.sims.member.control("POST", "seed", {"events": 1, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 102})
         port = harness.free_port()
