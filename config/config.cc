@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -78,6 +79,7 @@ Status ReadApiKey(TableReader& r, MispEndpointConfig* e) {
     e->api_key = Secret(key);
     e->api_key.source = "file " + file;
   }
+  e->api_key.loaded_at = static_cast<std::int64_t>(std::time(nullptr));
   // MISP's keys are 40 characters of [A-Za-z0-9] (AuthKey); anything else is a wrong file.
   bool plausible = e->api_key.reveal().size() == 40;
   for (char c : e->api_key.reveal()) plausible = plausible && std::isalnum(static_cast<unsigned char>(c));
@@ -356,6 +358,11 @@ Result<HostPort> ParseHostPort(std::string_view text) {
                 "expected HOST:PORT with a port from 0 to 65535, found \"" + std::string(text) + "\"");
   }
   return HostPort{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(value)};
+}
+
+std::string Secret::fingerprint() const {
+  if (value_.empty()) return "";
+  return "sha256:" + Sha256Hex(value_).substr(0, 16);
 }
 
 std::vector<std::string_view> EngineSettingKeys() {

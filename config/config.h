@@ -32,7 +32,11 @@ class Secret {
   explicit Secret(std::string value) : value_(std::move(value)) {}
   const std::string& reveal() const { return value_; }
   bool empty() const { return value_.empty(); }
+  // "sha256:" and the first 16 hex digits of the key's SHA-256: tells two keys apart in logs and
+  // status without saying anything usable about either.
+  std::string fingerprint() const;
   std::string source;  // "file /etc/sgsync/portal.key" or "environment SGSYNC_PORTAL_KEY": for messages
+  std::int64_t loaded_at = 0;  // when it was read (Unix seconds)
 
  private:
   std::string value_;

@@ -14,6 +14,7 @@ json::object Redacted(const DaemonConfig& c) {
     return json::object{{"url", e.url},
                         {"baseurl", e.baseurl},
                         {"api_key", "<redacted: " + e.api_key.source + ">"},
+                        {"api_key_fingerprint", e.api_key.fingerprint()},
                         {"ca_file", e.ca_file},
                         {"pin_sha256", e.pin_sha256},
                         {"client_cert", e.client_cert},

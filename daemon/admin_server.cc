@@ -139,6 +139,9 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       ls->set_local_misp_version(view.link.local_version);
       ls->set_remote_misp_version(view.link.remote_version);
       ls->set_open_conflicts(view.open_conflicts);
+      ls->set_local_key_fingerprint(view.link.local_key_fingerprint);
+      ls->set_remote_key_fingerprint(view.link.remote_key_fingerprint);
+      ls->set_keys_loaded_at(view.link.keys_loaded_at);
       for (const auto& dv : view.directions) {
         const DirectionStatus& st = dv.status;
         v1::DirectionStatus* ds = ls->add_directions();

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "common/encoding.h"
 #include "common/metric_families.h"
@@ -216,6 +217,9 @@ std::vector<Service::LinkSnapshot> Service::Snapshot() {
     s.push = l->status[0];
     s.pull = l->status[1];
     s.rule_notes = l->rule_notes;
+    s.local_key_fingerprint = l->config.local.api_key.fingerprint();
+    s.remote_key_fingerprint = l->config.remote.api_key.fingerprint();
+    s.keys_loaded_at = std::max(l->config.local.api_key.loaded_at, l->config.remote.api_key.loaded_at);
     out.push_back(std::move(s));
   }
   return out;
@@ -325,11 +329,45 @@ Result<std::int64_t> Service::LinkId(const std::string& link) {
   return *id;
 }
 
+void Service::CheckNewKeys(const config::LinkConfig& old, config::LinkConfig& fresh,
+                           std::vector<std::string>& changes) {
+  for (auto [before, after, which] : {std::tuple{&old.local, &fresh.local, "the member's MISP key"},
+                                      std::tuple{&old.remote, &fresh.remote, "the Portal key"}}) {
+    const std::string was = before->api_key.fingerprint(), now = after->api_key.fingerprint();
+    if (was == now) {
+      after->api_key = before->api_key;  // the same key: keep when it was loaded
+      continue;
+    }
+    auto client = config::MakeClient(*after, nullptr, fresh.name + "/key-check", nullptr, nullptr);
+    auto me = client.ok() ? (*client)->WhoAmI() : Result<misp::UserInfo>(client.error());
+    std::string change = "link " + fresh.name + ": " + which + " changed (" + was + " -> " + now + ")";
+    if (!me.ok() &&
+        (me.error().code == ErrorCode::kUnauthenticated || me.error().code == ErrorCode::kPermissionDenied)) {
+      change += " but " + after->url + " refuses the new key (" + me.error().message +
+                "): the old key stays in use";
+      after->api_key = before->api_key;
+      spdlog::error("{}", change);
+    } else if (!me.ok()) {
+      change += "; it could not be tried now (" + me.error().ToString() + "): it is used from now on";
+      spdlog::warn("{}", change);
+    } else {
+      change += "; " + after->url + " accepts it (" + me->email + "): reconnecting with it";
+      spdlog::info("{}", change);
+    }
+    changes.push_back(change);
+  }
+}
+
 Result<std::vector<std::string>> Service::ReloadFromFile() {
   std::string path = config().path;
   SGSYNC_TRY(config::DaemonConfig fresh, config::LoadConfig(path));
   std::vector<std::string> changes;
   config::DaemonConfig old = config();
+  for (auto& l : fresh.links) {
+    for (const auto& o : old.links) {
+      if (o.name == l.name) CheckNewKeys(o, l, changes);
+    }
+  }
   std::string a = json::serialize(config::Redacted(old)), b = json::serialize(config::Redacted(fresh));
   for (const auto& l : fresh.links) {
     bool found = false;
@@ -348,7 +386,7 @@ Result<std::vector<std::string>> Service::ReloadFromFile() {
     for (const auto& l : fresh.links) kept = kept || l.name == o.name;
     if (!kept) changes.push_back("link " + o.name + ": removed");
   }
-  if (a == b) changes.push_back("nothing changed");
+  if (a == b && changes.empty()) changes.push_back("nothing changed");
   SGSYNC_TRY_STATUS(Reload(std::move(fresh)));
   return changes;
 }

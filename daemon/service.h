@@ -98,6 +98,8 @@ class Service {
     std::string local_version, remote_version;
     DirectionStatus push, pull;
     std::vector<std::string> rule_notes;  // "push_rules.tags.NOT: 3 = tlp:red (the member's MISP ...)"
+    std::string local_key_fingerprint, remote_key_fingerprint;  // config::Secret::fingerprint
+    std::int64_t keys_loaded_at = 0;
   };
   std::vector<LinkSnapshot> Snapshot();
   // How many links have started (their MISPs answered), failed to (reported), or not tried yet.
@@ -123,7 +125,9 @@ class Service {
   Result<policy::Decision> DryRun(const std::string& link, Direction d, const std::string& uuid);
   // The link's id in the state store (NotFound when it never started). Changes nothing.
   Result<std::int64_t> LinkId(const std::string& link);
-  // Reads the configuration file again and reloads; returns what changed, in words.
+  // Reads the configuration file again and reloads; returns what changed, in words. A changed API
+  // key is tried on its MISP first: one the MISP refuses is not taken (the old key stays in use, and
+  // the answer says so); the fingerprints of the keys are named, never the keys.
   Result<std::vector<std::string>> ReloadFromFile();
 
  private:
@@ -132,6 +136,10 @@ class Service {
   Status LockStateDatabase();
   Status BuildLinks();
   Status Discover(LinkRuntime& link);
+  // Tries each API key of `fresh` that differs from `old`'s on its MISP; keeps the old one where the
+  // MISP refuses the new (ReloadFromFile).
+  static void CheckNewKeys(const config::LinkConfig& old, config::LinkConfig& fresh,
+                           std::vector<std::string>& changes);
   template <typename Stats, typename RunFn>
   Result<std::vector<std::pair<std::string, Result<Stats>>>> RunEachOnce(std::optional<Direction> only,
                                                                          bool full, bool side_channels_only,

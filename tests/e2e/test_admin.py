@@ -60,7 +60,8 @@ class AdminTest(unittest.TestCase):
     def ctl(self, *args, expect=0, json_out=False):
         cmd = [SGSYNCCTL, "--socket", self.socket] + (["--json"] if json_out else []) + list(args)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, expect, f"{' '.join(args)}: {r.stdout}{r.stderr}")
+        if expect is not None:
+            self.assertEqual(r.returncode, expect, f"{' '.join(args)}: {r.stdout}{r.stderr}")
         return json.loads(r.stdout) if json_out and r.stdout.strip() else r.stdout
 
     def test_a_socket_is_created_with_mode_0600(self):
@@ -151,6 +152,41 @@ class AdminTest(unittest.TestCase):
         self.assertIn("listed", p)
         self.assertEqual(len(self.ctl("audit", "--format", "jsonl").splitlines()), before, "a preview changes nothing")
         self.ctl("preview", expect=2)  # usage: --direction is required
+
+    def status_link(self):
+        return self.ctl("status", json_out=True, expect=None)["links"][0]
+
+    def test_a_rotated_key_is_tried_before_use_and_status_shows_its_fingerprint(self):
+        key_file = self.sims.portal_key_file
+        with open(key_file) as f:
+            original = f.read().strip()
+        before = self.status_link()["remote_key_fingerprint"]
+        self.assertRegex(before, r"^sha256:[0-9a-f]{16}$")
+        try:
+            # A key the Portal does not know: refused, and the old key stays in use.
+            harness.write_key(os.path.dirname(key_file), os.path.basename(key_file), "Z" * 40)
+            out = self.ctl("reload")
+            self.assertIn("the Portal key changed", out)
+            self.assertIn("refuses the new key", out)
+            self.assertIn("the old key stays in use", out)
+            self.assertEqual(self.status_link()["remote_key_fingerprint"], before)
+            # A second key of the same sync account's organisation: taken, and shown.
+            answer = self.sims.portal.control("POST", "setup", {"users": [{"email": "sync2@org1.test", "org_uuid": harness.ORG1[1], "role": "sync_user"}]})
+            second = answer["keys"]["sync2@org1.test"]
+            harness.write_key(os.path.dirname(key_file), os.path.basename(key_file), second)
+            out = self.ctl("reload")
+            self.assertIn("accepts it", out)
+            link = self.status_link()
+            self.assertNotEqual(link["remote_key_fingerprint"], before)
+            self.assertTrue(int(link["keys_loaded_at"]) > 0)
+            for text in (out, json.dumps(link), self.ctl("config")):
+                self.assertNotIn(second, text)
+                self.assertNotIn(original, text)
+            self.ctl("sync", "--direction", "pull", "--wait", expect=None)
+        finally:
+            harness.write_key(os.path.dirname(key_file), os.path.basename(key_file), original)
+            self.ctl("reload")
+        self.assertEqual(self.status_link()["remote_key_fingerprint"], before)
 
     def test_pause_and_resume_change_the_state(self):
         self.assertEqual(self.ctl("pause", "--direction", "pull", json_out=True)["state"], "paused")

@@ -26,6 +26,9 @@ v1::GetStatusResponse Status() {
   l->set_local_misp_version("2.5.1");
   l->set_remote_misp_version("2.5.1");
   l->set_open_conflicts(1);
+  l->set_local_key_fingerprint("sha256:4f2a9c0e1b7d3355");
+  l->set_remote_key_fingerprint("sha256:90ab12cd34ef5678");
+  l->set_keys_loaded_at(1795807000);
   v1::DirectionStatus* push = l->add_directions();
   push->set_direction(v1::DIRECTION_PUSH);
   push->set_state("idle");
