@@ -332,6 +332,15 @@ int RunAdmin(const AdminArgs& a) {
     Print(a, resp, human);
     return kOk;
   }
+  if (cmd == "vacuum") {
+    v1::VacuumStateResponse resp;
+    s = c.stub().VacuumState(c.Context(3600).get(), v1::VacuumStateRequest(), &resp);
+    if (!s.ok()) return c.Failed(s);
+    Print(a, resp,
+          "state database compacted: " + std::to_string(resp.bytes_before()) + " -> " +
+              std::to_string(resp.bytes_after()) + " bytes\n");
+    return kOk;
+  }
   if (cmd == "backup") {
     v1::BackupStateRequest req;
     req.set_path(a.path);

@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"jsonl"}));
   command("config", "The running configuration, secrets redacted");
   command("reload", "Read the configuration file again");
+  command("vacuum", "Compact the state database online (runs wait for it)");
   CLI::App* backup = command("backup", "Write an online backup of the state database");
   backup->add_option("path", admin.path, "where, on the daemon's host (absolute)")->required();
 

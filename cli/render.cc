@@ -72,6 +72,7 @@ std::string RenderJson(const google::protobuf::Message& m) {
 
 std::string RenderStatus(const v1::GetStatusResponse& r) {
   std::string out;
+  if (r.state_db_bytes() > 0) out += "state database: " + Num(r.state_db_bytes()) + " bytes\n";
   for (const auto& l : r.links()) {
     out += "link " + l.link() + "  (member's MISP " +
            (l.local_misp_version().empty() ? "?" : l.local_misp_version()) + ", Portal " +

@@ -251,6 +251,10 @@ Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& nam
     TableReader s(*state, name, "state");
     SGSYNC_TRY_STATUS(s.String("database", &c.state_db));
     SGSYNC_TRY_STATUS(s.Integer("max_attempts", &c.max_attempts, 1, 1000));
+    SGSYNC_TRY_STATUS(s.Integer("retention_done_work_days", &c.retention_done_work_days, 0, 36500));
+    SGSYNC_TRY_STATUS(s.Integer("retention_audit_days", &c.retention_audit_days, 0, 36500));
+    SGSYNC_TRY_STATUS(
+        s.Integer("retention_resolved_conflicts_days", &c.retention_resolved_conflicts_days, 0, 36500));
     SGSYNC_TRY_STATUS(s.NoUnknownKeys());
   }
   SGSYNC_TRY(const toml::table* admin, r.Table("admin", false));

@@ -89,6 +89,10 @@ struct DaemonConfig {
   std::string path;  // the file it was read from
   std::string state_db = "/var/lib/sgsync/state.db";
   int max_attempts = 8;  // tries of one event before it goes to the dead letters
+  // How long finished rows are kept, in days (0: for ever); docs/state.md, "Retention".
+  std::int64_t retention_done_work_days = 7;
+  std::int64_t retention_audit_days = 365;
+  std::int64_t retention_resolved_conflicts_days = 90;
   std::string admin_socket = "/run/sgsync/admin.sock";
   int admin_socket_mode = 0600;
   std::string admin_socket_group;

@@ -133,6 +133,9 @@ class AdminImpl final : public v1::SyncAdmin::Service {
                          v1::GetStatusResponse* resp) override {
     auto links = ops_.LinkStatus(req->link());
     if (!links.ok()) return ToGrpc(links.error());
+    auto size = ops_.StateSize();
+    if (!size.ok()) return ToGrpc(size.error());
+    resp->set_state_db_bytes(*size);
     for (const auto& view : *links) {
       v1::LinkStatus* ls = resp->add_links();
       ls->set_link(view.link.name);
@@ -362,6 +365,15 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       e->set_details(r.details);
     }
     resp->set_next_after_id(page->next_after_id);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status VacuumState(grpc::ServerContext* ctx, const v1::VacuumStateRequest*,
+                           v1::VacuumStateResponse* resp) override {
+    auto sizes = ops_.Vacuum(Actor(ctx));
+    if (!sizes.ok()) return ToGrpc(sizes.error());
+    resp->set_bytes_before(sizes->first);
+    resp->set_bytes_after(sizes->second);
     return grpc::Status::OK;
   }
 

@@ -142,7 +142,8 @@ Result<Operations::EventsPage> Operations::ListEvents(const std::string& link,
         page.next_page_token = name + "@" + page.events.back().row.entry.uuid;
         return page;
       }
-      std::string st = r.work_state == "done"
+      // No work item left (finished ones are pruned after a while) is as done.
+      std::string st = r.work_state == "done" || r.work_state.empty()
                            ? (r.entry.decision == state::LedgerDecision::kSkip ? "skipped" : "in_sync")
                            : r.work_state;
       page.events.push_back(EventRow{name, std::move(r), std::move(st)});
@@ -434,6 +435,19 @@ Status Operations::Backup(const std::string& path, const std::string& actor) {
   Status st = service_.store().Backup(path);
   Audit(actor, "BackupState", path, st.ok() ? "ok" : st.error().ToString());
   return st;
+}
+
+Result<std::int64_t> Operations::StateSize() { return service_.store().SizeBytes(); }
+
+Result<std::pair<std::int64_t, std::int64_t>> Operations::Vacuum(const std::string& actor) {
+  SGSYNC_TRY(std::int64_t before, service_.store().SizeBytes());
+  Status st = service_.store().Vacuum();
+  auto after = st.ok() ? service_.store().SizeBytes() : Result<std::int64_t>(st.error());
+  Audit(actor, "VacuumState", service_.config().state_db,
+        after.ok() ? "ok: " + std::to_string(before) + " -> " + std::to_string(*after) + " bytes"
+                   : after.error().ToString());
+  if (!after.ok()) return after.error();
+  return std::make_pair(before, *after);
 }
 
 void Operations::Audit(const std::string& actor, const std::string& action, const std::string& target,

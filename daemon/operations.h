@@ -130,6 +130,9 @@ class Operations {
   Result<engine::RunStats> Trigger(const std::string& link, Direction d, bool full, const std::string& actor,
                                    const std::function<void(const engine::RunStats&)>& progress);
   Status Backup(const std::string& path, const std::string& actor);
+  // The state database's size, and compacting it (VACUUM): sizes before and after.
+  Result<std::int64_t> StateSize();
+  Result<std::pair<std::int64_t, std::int64_t>> Vacuum(const std::string& actor);
   // Records `action` on `target` by `actor` with its result ("ok" or the error) and logs it.
   void Audit(const std::string& actor, const std::string& action, const std::string& target,
              const std::string& result);

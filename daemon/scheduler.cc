@@ -203,7 +203,40 @@ Status Service::Start() {
       });
     }
   }
+  ++running_loops_;
+  threads_.emplace_back([this] {
+    MaintenanceLoop();
+    --running_loops_;
+  });
   return {};
+}
+
+Result<state::StateStore::PruneCounts> Service::Prune() {
+  const std::int64_t now = NowS(), day = 86400;
+  state::StateStore::Retention r;
+  if (config_.retention_done_work_days > 0) r.done_work_before = now - config_.retention_done_work_days * day;
+  if (config_.retention_audit_days > 0) r.audit_before = now - config_.retention_audit_days * day;
+  if (config_.retention_resolved_conflicts_days > 0)
+    r.resolved_conflicts_before = now - config_.retention_resolved_conflicts_days * day;
+  SGSYNC_TRY(auto counts, store_->Prune(r));
+  if (counts.work_items + counts.audit + counts.conflicts + counts.sightings > 0) {
+    spdlog::info(
+        "retention: {} finished work item(s), {} audit entries, {} resolved conflict(s) and {} sightings "
+        "ledger row(s) of untracked events removed",
+        counts.work_items, counts.audit, counts.conflicts, counts.sightings);
+  }
+  return counts;
+}
+
+// Retention a minute after start, then every hour; in small transactions (StateStore::Prune).
+void Service::MaintenanceLoop() {
+  std::int64_t next = NowMs() + 60 * 1000;
+  while (!stopping_) {
+    SleepUntil(std::min(next, NowMs() + 1000));
+    if (stopping_ || NowMs() < next) continue;
+    if (auto pruned = Prune(); !pruned.ok()) spdlog::error("retention: {}", pruned.error().ToString());
+    next = NowMs() + 3600 * 1000;
+  }
 }
 
 bool Service::Stop() {

@@ -125,6 +125,8 @@ class Service {
   Result<policy::Decision> DryRun(const std::string& link, Direction d, const std::string& uuid);
   // The link's id in the state store (NotFound when it never started). Changes nothing.
   Result<std::int64_t> LinkId(const std::string& link);
+  // Applies the configured retention now (the daemon does so hourly); docs/state.md, "Retention".
+  Result<state::StateStore::PruneCounts> Prune();
   // Reads the configuration file again and reloads; returns what changed, in words. A changed API
   // key is tried on its MISP first: one the MISP refuses is not taken (the old key stays in use, and
   // the answer says so); the fingerprints of the keys are named, never the keys.
@@ -147,6 +149,7 @@ class Service {
                                                                          RunFn run);
   void Loop(LinkRuntime& link, Direction d);
   void SideChannelsLoop(LinkRuntime& link);
+  void MaintenanceLoop();
   void SleepUntil(std::int64_t deadline_ms);
   // /metrics, /healthz and /readyz on the metrics listener (daemon/health.h).
   httpd::HttpResponse AnswerProbe(const httpd::HttpRequest& r);

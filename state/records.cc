@@ -177,6 +177,63 @@ Result<std::vector<AuditRecord>> StateStore::ListAudit(std::int64_t since, int l
   return out;
 }
 
+Result<StateStore::PruneCounts> StateStore::Prune(const Retention& retention, int batch) {
+  PruneCounts counts;
+  // Each statement deletes at most `batch` rows in its own transaction; the lock is let go between
+  // them, so runs go on while a large backlog is pruned.
+  auto drain = [&](const char* sql, std::int64_t before, std::int64_t* counter) -> Status {
+    while (true) {
+      std::lock_guard lock(mu_);
+      SGSYNC_TRY(auto q, db_->Prepare(sql));
+      if (before > 0) {
+        q->Bind(1, before).Bind(2, static_cast<std::int64_t>(batch));
+      } else {
+        q->Bind(1, static_cast<std::int64_t>(batch));
+      }
+      SGSYNC_TRY_STATUS(q->Run());
+      const std::int64_t n = db_->Changes();
+      *counter += n;
+      if (n < batch) return {};
+    }
+  };
+  if (retention.done_work_before > 0) {
+    SGSYNC_TRY_STATUS(
+        drain("DELETE FROM work_queue WHERE id IN (SELECT id FROM work_queue WHERE state = 'done' AND "
+              "updated_at < ?1 LIMIT ?2)",
+              retention.done_work_before, &counts.work_items));
+  }
+  if (retention.audit_before > 0) {
+    SGSYNC_TRY_STATUS(drain("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?2)",
+                            retention.audit_before, &counts.audit));
+  }
+  if (retention.resolved_conflicts_before > 0) {
+    SGSYNC_TRY_STATUS(
+        drain("DELETE FROM conflicts WHERE id IN (SELECT id FROM conflicts WHERE resolved_at IS NOT "
+              "NULL AND resolved_at < ?1 LIMIT ?2)",
+              retention.resolved_conflicts_before, &counts.conflicts));
+  }
+  SGSYNC_TRY_STATUS(
+      drain("DELETE FROM sighting_ledger WHERE (link_id, direction, sighting_uuid) IN (SELECT s.link_id, "
+            "s.direction, s.sighting_uuid FROM sighting_ledger s WHERE NOT EXISTS (SELECT 1 FROM ledger l "
+            "WHERE l.link_id = s.link_id AND l.uuid = s.event_uuid) LIMIT ?1)",
+            0, &counts.sightings));
+  return counts;
+}
+
+Result<std::int64_t> StateStore::SizeBytes() {
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(auto q,
+             db_->Prepare("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"));
+  SGSYNC_TRY(bool row, q->Step());
+  if (!row) return Fail(ErrorCode::kInternal, "no page count", db_->path());
+  return q->Int(0);
+}
+
+Status StateStore::Vacuum() {
+  std::lock_guard lock(mu_);
+  return db_->Exec("VACUUM");
+}
+
 Status StateStore::Backup(const std::string& dest) {
   std::lock_guard lock(mu_);
   OpenOptions open;

@@ -254,7 +254,8 @@ Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t l
           "l.written_side, l.written_timestamp, l.written_hash, l.decision, l.decision_json, l.updated_at, "
           "COALESCE((SELECT w.state FROM work_queue w WHERE w.link_id = l.link_id AND w.uuid = l.uuid "
           "ORDER BY w.id DESC LIMIT 1), '') AS ws FROM ledger l WHERE l.link_id = ? AND l.uuid > ? AND "
-          "l.updated_at >= ? AND (? = '' OR l.decision = ?) AND (? = '' OR ws = ?) ORDER BY l.uuid LIMIT ?"));
+          "l.updated_at >= ? AND (? = '' OR l.decision = ?) AND (?6 = '' OR ws = ?6 OR (?6 = 'done' AND ws = '')) "
+          "ORDER BY l.uuid LIMIT ?8"));
   q->Bind(1, link_id)
       .Bind(2, after_uuid)
       .Bind(3, updated_since)

@@ -173,7 +173,8 @@ class StateStore {
   Result<std::optional<LedgerEntry>> GetLedger(std::int64_t link_id, const std::string& uuid);
   Status UpsertLedger(std::int64_t link_id, const LedgerEntry& entry);
   // A page of the ledger, by uuid after `after_uuid`, with the state of the event's newest work
-  // item ("" when none): what the admin API's ListEvents shows. Empty filters match everything.
+  // item ("" when none: never queued, or its finished items pruned, which `work_state` "done"
+  // matches too): what the admin API's ListEvents shows. Empty filters match everything.
   struct LedgerRow {
     LedgerEntry entry;
     std::string work_state;  // pending | leased | done | failed | dead | ""
@@ -259,6 +260,24 @@ class StateStore {
   // Online backup to `dest` (sqlite3_backup); the copy is marked so that a store opened on it starts
   // new cursor generations (continuity with the peers cannot be proven after a restore).
   Status Backup(const std::string& dest);
+
+  // ---- retention (docs/state.md, "Retention")
+  // Rows older than these (Unix seconds) go; 0 keeps them.
+  struct Retention {
+    std::int64_t done_work_before = 0;           // finished work items
+    std::int64_t audit_before = 0;               // audit entries
+    std::int64_t resolved_conflicts_before = 0;  // conflicts resolved before then
+  };
+  struct PruneCounts {
+    std::int64_t work_items = 0, audit = 0, conflicts = 0, sightings = 0;
+  };
+  // Deletes what `retention` lets go, and the sightings ledger's rows of events the ledger no longer
+  // tracks, in transactions of at most `batch` rows: a run waits for one short transaction at most.
+  Result<PruneCounts> Prune(const Retention& retention, int batch = 500);
+  // The database file's size in bytes (pages in use and free).
+  Result<std::int64_t> SizeBytes();
+  // Compacts the file (VACUUM). Runs wait for it (one store, one lock): seconds for a large file.
+  Status Vacuum();
   Result<int> SchemaVersion();
   // PRAGMA integrity_check: "ok" or SQLite's findings.
   Result<std::string> IntegrityCheck();

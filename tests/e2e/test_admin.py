@@ -73,6 +73,7 @@ class AdminTest(unittest.TestCase):
         link = s["links"][0]
         self.assertEqual(link["link"], "portal")
         self.assertEqual(link["local_misp_version"], "2.5.1")
+        self.assertGreater(int(s["state_db_bytes"]), 0)
         dirs = {d["direction"]: d for d in link["directions"]}
         self.assertEqual(set(dirs), {"DIRECTION_PUSH", "DIRECTION_PULL"})
         # Exit code 1 exactly when something is failing (here: the dead letter, until a test retries it).
@@ -143,6 +144,11 @@ class AdminTest(unittest.TestCase):
         self.assertTrue(all(l["actor"] and l["at"] for l in lines), lines)
         self.assertIn("RetryFailure", self.ctl("audit", "--link", "portal"))
         self.ctl("audit", "--link", "nope", expect=2)
+
+    def test_vacuum_compacts_the_state_database_and_is_audited(self):
+        out = self.ctl("vacuum")
+        self.assertRegex(out, r"state database compacted: \d+ -> \d+ bytes")
+        self.assertIn("VacuumState", self.ctl("audit"))
 
     def test_preview_is_read_only_and_says_why(self):
         out = self.ctl("preview", "--direction", "push")

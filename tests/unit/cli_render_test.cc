@@ -21,6 +21,7 @@ void ExpectGolden(const std::string& name, const std::string& got) {
 
 v1::GetStatusResponse Status() {
   v1::GetStatusResponse r;
+  r.set_state_db_bytes(1482752);
   v1::LinkStatus* l = r.add_links();
   l->set_link("securegrid-portal");
   l->set_local_misp_version("2.5.1");

@@ -134,6 +134,49 @@ TEST_F(StateStoreTest, ALedgerRowWithAnUnknownDecisionIsReportedAsCorruption) {
   EXPECT_NE(read.error().message.find("unknown decision 'maybe'"), std::string::npos) << read.error().message;
 }
 
+TEST_F(StateStoreTest, RetentionRemovesOnlyWhatIsOldAndFinishedInSmallBatches) {
+  // At t=1000: two finished items, an audit entry, a resolved conflict, a sighting of e1.
+  for (const char* uuid : {"e1", "e2"}) {
+    auto id = *store_->RecordAndEnqueue(link_, Entry(uuid, 50), Direction::kPush, 50);
+    ASSERT_TRUE(store_->Complete(id, link_, Entry(uuid, 50)).ok());
+  }
+  ASSERT_TRUE(store_->Audit(AuditRecord{0, 0, "op", "Pause", "portal push", "ok", ""}).ok());
+  Conflict c;
+  c.uuid = "e1";
+  auto conflict = store_->RecordConflict(link_, c);
+  ASSERT_TRUE(conflict.ok());
+  ASSERT_TRUE(store_->ResolveConflict(*conflict, "prefer-newer", "op").ok());
+  ASSERT_TRUE(store_->MarkSightingsSynced(link_, Direction::kPush, "e1", {"s1"}).ok());
+  ASSERT_TRUE(store_->MarkSightingsSynced(link_, Direction::kPush, "gone", {"s2", "s3"}).ok());
+  // At t=5000: one more of each, recent.
+  now_ = 5000;
+  auto fresh = *store_->RecordAndEnqueue(link_, Entry("e3", 60), Direction::kPush, 60);
+  ASSERT_TRUE(store_->Complete(fresh, link_, Entry("e3", 60)).ok());
+  ASSERT_TRUE(store_->Audit(AuditRecord{0, 0, "op", "Resume", "portal push", "ok", ""}).ok());
+  auto pending = *store_->RecordAndEnqueue(link_, Entry("e4", 70), Direction::kPush, 70);
+
+  StateStore::Retention r;
+  r.done_work_before = r.audit_before = r.resolved_conflicts_before = 4000;
+  auto pruned = store_->Prune(r, /*batch=*/1);
+  ASSERT_TRUE(pruned.ok()) << pruned.error().ToString();
+  EXPECT_EQ(pruned->work_items, 2);
+  EXPECT_EQ(pruned->audit, 1);
+  EXPECT_EQ(pruned->conflicts, 1);
+  EXPECT_EQ(pruned->sightings, 2) << "the rows of an event the ledger does not track";
+  EXPECT_TRUE(store_->GetWork(pending)->has_value()) << "unfinished work is never pruned";
+  EXPECT_TRUE(store_->GetWork(fresh)->has_value());
+  EXPECT_EQ(store_->ListAudit(0)->size(), 1u);
+  EXPECT_EQ(*store_->UnsyncedSightings(link_, Direction::kPush, {"s1"}), std::vector<std::string>{})
+      << "the sightings of a tracked event stay synced";
+  // A pruned event still lists as in sync (its work item is gone, its ledger stays).
+  auto in_sync = store_->ListLedger(link_, std::nullopt, "done", 0, "", 10);
+  ASSERT_TRUE(in_sync.ok());
+  EXPECT_EQ(in_sync->size(), 3u) << "e1, e2 (pruned) and e3 (done)";
+  EXPECT_EQ(store_->Prune(StateStore::Retention{})->work_items, 0) << "0 keeps everything";
+  EXPECT_GT(*store_->SizeBytes(), 0);
+  EXPECT_TRUE(store_->Vacuum().ok());
+}
+
 TEST_F(StateStoreTest, LedgerEntriesRoundTripEveryField) {
   LedgerEntry e = Entry("u1", 10);
   e.remote_timestamp = 11;
