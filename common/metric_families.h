@@ -32,6 +32,9 @@ inline constexpr MetricFamily kQueueDepth{"sgsync_queue_depth", T::kGauge,
 inline constexpr MetricFamily kLastSuccess{
     "sgsync_last_success_timestamp_seconds", T::kGauge,
     "When a run last ended without error, by link and direction (Unix seconds).", "link direction"};
+inline constexpr MetricFamily kInterval{"sgsync_interval_seconds", T::kGauge,
+                                        "The configured interval between runs, by link and direction.",
+                                        "link direction"};
 inline constexpr MetricFamily kCursor{"sgsync_cursor_timestamp_seconds", T::kGauge,
                                       "The event cursor, by link and direction.", "link direction"};
 inline constexpr MetricFamily kElementsDropped{
@@ -76,23 +79,12 @@ inline constexpr MetricFamily kRequestDuration{"sgsync_request_duration_seconds"
                                                "peer route"};
 
 inline constexpr const MetricFamily* kFamilies[] = {
-    &kEvents,
-    &kEventsSkipped,
-    &kRuns,
-    &kConflicts,
-    &kReconciliationFound,
-    &kQueueDepth,
-    &kLastSuccess,
-    &kCursor,
-    &kElementsDropped,
-    &kIndexRowsRejected,
-    &kProtected,
-    &kSightings,
-    &kProposals,
-    &kProposalsWithheld,
-    &kClusters,
-    &kAnalystData,
-    &kRequests,
+    &kEvents,          &kEventsSkipped,       &kRuns,
+    &kConflicts,       &kReconciliationFound, &kQueueDepth,
+    &kInterval,        &kLastSuccess,         &kCursor,
+    &kElementsDropped, &kIndexRowsRejected,   &kProtected,
+    &kSightings,       &kProposals,           &kProposalsWithheld,
+    &kClusters,        &kAnalystData,         &kRequests,
     &kRequestDuration,
 };
 

@@ -7,6 +7,7 @@
 
 #include "common/encoding.h"
 #include "common/log_context.h"
+#include "common/metric_families.h"
 #include "config/client.h"
 #include "daemon/health.h"
 #include "daemon/link_runtime.h"
@@ -189,6 +190,10 @@ Status Service::Start() {
   for (auto& link : links_) {
     for (Direction d : {Direction::kPush, Direction::kPull}) {
       if (!(d == Direction::kPush ? link->config.push : link->config.pull)) continue;
+      // What the alert rules compare the time since the last success with (deploy/prometheus/).
+      metrics_.Set(metric::kInterval,
+                   {{"link", link->config.name}, {"direction", std::string(DirectionName(d))}},
+                   static_cast<double>(link->config.interval_seconds));
       ++running_loops_;
       threads_.emplace_back([this, l = link.get(), d] {
         Loop(*l, d);
