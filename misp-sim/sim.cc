@@ -463,6 +463,8 @@ Result<Fault> FaultFromJson(const json::value& v) {
   f.truncate_body = misp::BoolOr(o, "truncate", false);
   f.stall_ms = static_cast<int>(IntOr(o, "stall_ms", 0));
   f.remaining = static_cast<int>(IntOr(o, "count", 0));
+  if (const json::value* r = o.if_contains("rate"))
+    f.rate = r->is_double() ? r->as_double() : static_cast<double>(IntOr(r, 1));
   return f;
 }
 
@@ -479,6 +481,7 @@ HttpResponse MispSim::Handle(const HttpRequest& request) {
     std::lock_guard lock(impl_->mu);
     for (auto it = impl_->faults.begin(); it != impl_->faults.end(); ++it) {
       if (route.path.rfind(it->route, 0) != 0) continue;
+      if (it->rate < 1.0 && std::uniform_real_distribution<double>(0, 1)(impl_->rng) >= it->rate) continue;
       fault = *it;
       if (it->remaining > 0 && --it->remaining == 0) impl_->faults.erase(it);
       break;

@@ -53,6 +53,9 @@ struct Fault {
   bool truncate_body = false;                    // announce the full length, send half
   int stall_ms = 0;                              // wait this long before answering at all
   int remaining = 0;                             // requests it applies to; 0: until cleared
+  // Share of the matching requests the fault takes at all; the others go on to the next fault of
+  // the list (so one list mixes 5% resets, 5% truncations, 20% errors ...).
+  double rate = 1.0;
 };
 
 // One request as the request log keeps it (the Authorization value is never kept).
