@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import harness  # noqa: E402
+import leaks  # noqa: E402
 
 MISP_SIM = SGSYNCD = None
 EVENTS, KILLS = 150, 10
@@ -48,9 +49,10 @@ class CrashTest(unittest.TestCase):
         out = member.control("POST", "seed", {"events": EVENTS, "attributes": 6, "objects": 2, "distribution": 3, "attribute_distribution": 5, "seed": 501})["uuids"]
         private = member.control("POST", "seed", {"events": max(3, EVENTS // 10), "attributes": 2, "distribution": 0, "attribute_distribution": 5, "seed": 502})["uuids"]
         mixed = member.control("POST", "seed", {"events": max(3, EVENTS // 10), "attributes": 6, "distribution": 3, "attribute_distribution": -1, "seed": 503})["uuids"]
+        bait = leaks.plant(member, out[0], max(3, EVENTS // 20), 1)
         into = portal.control("POST", "seed", {"events": EVENTS // 2, "attributes": 6, "objects": 1, "distribution": 3, "attribute_distribution": 5, "seed": 504})["uuids"]
         local, remote = sims.endpoints(member_max_in_flight=4, portal_max_in_flight=4)
-        d = sims.sgsyncd("crash", [harness.link_toml("portal", local, remote, interval_seconds=1, blocked_tags_push=[],
+        d = sims.sgsyncd("crash", [harness.link_toml("portal", local, remote, interval_seconds=1, blocked_tags_push=[leaks.BLOCKED],
                                                      overlap_seconds=0, sightings=False, proposals=False,
                                                      galaxy_clusters=False, analyst_data=False)], max_attempts=1000)
         log = os.path.join(tmp, "crash.log")
@@ -64,7 +66,7 @@ class CrashTest(unittest.TestCase):
             kills += 1
         d.start(log)
         try:
-            harness.wait_for(lambda: set(out) <= set(index(portal)) and set(into) <= set(index(member)),
+            harness.wait_for(lambda: set(out) | set(bait) <= set(index(portal)) and set(into) <= set(index(member)),
                              timeout=600, interval=1, what="convergence after the kills")
             time.sleep(2)  # a last cycle settles the ledger of what was written just now
         finally:
@@ -84,7 +86,9 @@ class CrashTest(unittest.TestCase):
             self.assertFalse([a for a in sent.get("Attribute", []) if str(a.get("distribution")) == "0"],
                              f"{uuid}: a distribution-0 attribute reached the Portal")
         self.assertEqual(len(on_portal), len(set(on_portal)), "no uuid twice at the Portal")
-        self.assertLessEqual(set(on_portal), set(out) | set(into) | set(mixed))
+        self.assertLessEqual(set(on_portal), set(out) | set(into) | set(mixed) | set(bait))
+        # Leaks end to end: nothing of what must stay home, in any event at the Portal.
+        self.assertEqual(leaks.scan(portal, list(on_portal)), [])
         # The ledger agrees with both sides.
         db = sqlite3.connect(d.config.replace(".toml", ".db"))
         ledger = {u: (o, d_, w) for u, o, d_, w in db.execute("SELECT uuid, origin, decision, written_side FROM ledger")}
@@ -102,7 +106,8 @@ class CrashTest(unittest.TestCase):
             self.assertEqual(ledger[uuid][1], "skip", uuid)
         unfinished = db.execute("SELECT count(*) FROM work_queue WHERE state != 'done'").fetchone()[0]
         self.assertEqual(unfinished, 0, "nothing left in the queue")
-        print(f"crash campaign: {kills} SIGKILLs at random moments; {len(out) + len(mixed)} events pushed "
+        print(f"crash campaign: {kills} SIGKILLs at random moments; {len(out) + len(mixed) + len(bait)} events pushed "
+              f"({len(bait)} with 4 elements each that must stay home: none arrived) "
               f"({len(private)} private withheld), {len(into)} pulled; converged in {took:.1f} s; every event "
               f"once with its content, nothing ineligible, the ledger agrees ({unattributed} recorded as already there "
               f"after a kill between write and commit)")

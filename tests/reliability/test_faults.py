@@ -19,6 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import harness  # noqa: E402
+import leaks  # noqa: E402
 
 MISP_SIM = SGSYNCD = None
 EVENTS = 40
@@ -58,13 +59,14 @@ class FaultsTest(unittest.TestCase):
         member, portal = sims.member, sims.portal
         shared_out = member.control("POST", "seed", {"events": EVENTS, "attributes": 4, "objects": 1, "distribution": 3, "attribute_distribution": 5, "seed": 401})["uuids"]
         private = member.control("POST", "seed", {"events": max(2, EVENTS // 10), "attributes": 2, "distribution": 0, "attribute_distribution": 5, "seed": 402})["uuids"]
+        bait = leaks.plant(member, shared_out[0], 4, 2)
         shared_in = portal.control("POST", "seed", {"events": EVENTS, "attributes": 4, "objects": 1, "distribution": 3, "attribute_distribution": 5, "seed": 403})["uuids"]
         for sim in (member, portal):
             for f in FAULTS:
                 sim.control("POST", "faults", f)
         local, remote = sims.endpoints()
         port = harness.free_port()
-        d = sims.sgsyncd("faults", [harness.link_toml("portal", local, remote, interval_seconds=1, blocked_tags_push=[],
+        d = sims.sgsyncd("faults", [harness.link_toml("portal", local, remote, interval_seconds=1, blocked_tags_push=[leaks.BLOCKED],
                                                       overlap_seconds=0, sightings=False, proposals=False,
                                                       galaxy_clusters=False, analyst_data=False)],
                          metrics_listen=f"127.0.0.1:{port}", max_attempts=1000)
@@ -73,7 +75,7 @@ class FaultsTest(unittest.TestCase):
         try:
             def converged():
                 # Read without faults in the way: the checks are not the campaign.
-                return set(shared_out) <= set(index(portal)) and set(shared_in) <= set(index(member))
+                return set(shared_out) | set(bait) <= set(index(portal)) and set(shared_in) <= set(index(member))
             harness.wait_for(lambda: self.quietly(sims, converged), timeout=600, interval=2, what="convergence")
             took = time.time() - started
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -89,13 +91,14 @@ class FaultsTest(unittest.TestCase):
         for uuid in shared_in:
             self.assertEqual(attribute_uuids(member.view(uuid)["Event"]), attribute_uuids(portal.view(uuid)["Event"]), uuid)
         self.assertFalse(set(private) & set(on_portal), "a distribution-0 event reached the Portal")
-        self.assertEqual(len(on_portal), len(shared_out) + len(shared_in), "no other event appeared at the Portal")
-        self.assertEqual(len(on_member), len(shared_out) + len(private) + len(shared_in))
+        self.assertEqual(len(on_portal), len(shared_out) + len(bait) + len(shared_in), "no other event appeared at the Portal")
+        self.assertEqual(len(on_member), len(shared_out) + len(bait) + len(private) + len(shared_in))
+        self.assertEqual(leaks.scan(portal, list(on_portal)), [], "what must stay home arrived")
         failed = sum(float(v) for v in re.findall(r'sgsync_requests_total\{[^}]*status="(?:5\d\d|429|0)"\} (\S+)', metrics))
         self.assertGreater(failed, 0, "the failed requests are counted")
         print(f"faults campaign: {len(shared_out)} events pushed and {len(shared_in)} pulled under mixed faults, "
               f"converged in {took:.1f} s; {int(failed)} failed requests counted (5xx, 429, no answer); "
-              f"nothing lost, duplicated or leaked")
+              f"nothing lost, duplicated or leaked ({len(bait)} events with 4 elements each that must stay home: none arrived)")
 
     @staticmethod
     def quietly(sims, check):
