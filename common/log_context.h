@@ -7,7 +7,9 @@
 // (Capture, then a ScopedLogContext from it in the new thread).
 #pragma once
 
+#include <array>
 #include <string>
+#include <utility>
 
 namespace sgsync {
 
@@ -20,6 +22,12 @@ struct LogContext {
 
 // The calling thread's context (empty fields when nothing is set).
 const LogContext& CurrentLogContext();
+
+// The context's fields by their key in the logs, in order: link, direction, run_id, event_uuid.
+inline std::array<std::pair<const char*, const std::string*>, 4> Fields(const LogContext& c) {
+  return {
+      {{"link", &c.link}, {"direction", &c.direction}, {"run_id", &c.run_id}, {"event_uuid", &c.event_uuid}}};
+}
 
 // Sets the non-empty fields of `fields` for the calling thread until it goes out of scope, then
 // restores what was there.

@@ -244,10 +244,7 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status PreviewRun(grpc::ServerContext*, const v1::PreviewRunRequest* req,
                           v1::PreviewRunResponse* resp) override {
-    auto d = FromProto(req->direction());
-    if (!d)
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give the direction to preview: push or pull");
-    auto p = service_.Preview(req->link(), *d, req->limit());
+    auto p = ops_.Preview(req->link(), FromProto(req->direction()), req->limit());
     if (!p.ok()) return ToGrpc(p.error());
     resp->set_link(req->link());
     resp->set_direction(req->direction());
@@ -310,22 +307,13 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   grpc::Status GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
                          v1::GetConfigResponse* resp) override {
-    std::string toml = config::RedactedToml(service_.config());
-    // Rules naming tags and organisations by id: what each id stands for, as resolved at start.
-    std::string notes;
-    for (const auto& l : service_.Snapshot()) {
-      for (const auto& n : l.rule_notes) notes += "# link " + l.name + ": " + n + "\n";
-    }
-    if (!notes.empty()) toml += "\n# Rule ids, resolved through the MISP they belong to:\n" + notes;
-    resp->set_toml(toml);
+    resp->set_toml(ops_.ConfigText());
     return grpc::Status::OK;
   }
 
   grpc::Status ReloadConfig(grpc::ServerContext* ctx, const v1::ReloadConfigRequest*,
                             v1::ReloadConfigResponse* resp) override {
-    auto changes = service_.ReloadFromFile();
-    ops_.Audit(Actor(ctx), "ReloadConfig", service_.config().path,
-               changes.ok() ? "ok" : changes.error().ToString());
+    auto changes = ops_.Reload(Actor(ctx));
     if (!changes.ok()) return ToGrpc(changes.error());
     resp->set_reloaded(true);
     for (const auto& c : *changes) resp->add_changes(c);

@@ -54,9 +54,7 @@ class ContextFlag : public spdlog::custom_flag_formatter {
   void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
     const sgsync::LogContext& c = sgsync::CurrentLogContext();
     std::string text;
-    for (const auto& [key, value] :
-         {std::pair{"link", &c.link}, std::pair{"direction", &c.direction}, std::pair{"run_id", &c.run_id},
-          std::pair{"event_uuid", &c.event_uuid}}) {
+    for (const auto& [key, value] : sgsync::Fields(c)) {
       if (!value->empty()) text += std::string(" ") + key + "=" + *value;
     }
     dest.append(text.data(), text.data() + text.size());
@@ -92,9 +90,7 @@ class JsonLinesSink : public spdlog::sinks::base_sink<std::mutex> {
                                                    spdlog::level::to_string_view(msg.level).size())},
                              {"message", std::string(msg.payload.data(), msg.payload.size())}};
     const sgsync::LogContext& c = sgsync::CurrentLogContext();
-    for (const auto& [key, value] :
-         {std::pair{"link", &c.link}, std::pair{"direction", &c.direction}, std::pair{"run_id", &c.run_id},
-          std::pair{"event_uuid", &c.event_uuid}}) {
+    for (const auto& [key, value] : sgsync::Fields(c)) {
       if (!value->empty()) line[key] = *value;
     }
     std::string text = (journald_ ? "<" + std::to_string(SyslogPriority(msg.level)) + ">" : std::string()) +

@@ -204,6 +204,14 @@ Result<Operations::Explanation> Operations::Explain(const std::string& link, con
   return out;
 }
 
+// ---------------------------------------------------------------- preview
+
+Result<engine::RunPreview> Operations::Preview(const std::string& link, std::optional<Direction> direction,
+                                               int limit) {
+  if (!direction) return Fail(ErrorCode::kInvalidArgument, "give the direction to preview: push or pull");
+  return service_.Preview(link, *direction, limit);
+}
+
 // ---------------------------------------------------------------- resend
 
 Result<Operations::ResendResult> Operations::Resend(const std::string& link, const std::string& uuid,
@@ -435,6 +443,23 @@ Status Operations::Backup(const std::string& path, const std::string& actor) {
   Status st = service_.store().Backup(path);
   Audit(actor, "BackupState", path, st.ok() ? "ok" : st.error().ToString());
   return st;
+}
+
+std::string Operations::ConfigText() {
+  std::string toml = config::RedactedToml(service_.config());
+  // Rules naming tags and organisations by id: what each id stands for, as resolved at start.
+  std::string notes;
+  for (const auto& l : service_.Snapshot()) {
+    for (const auto& n : l.rule_notes) notes += "# link " + l.name + ": " + n + "\n";
+  }
+  if (!notes.empty()) toml += "\n# Rule ids, resolved through the MISP they belong to:\n" + notes;
+  return toml;
+}
+
+Result<std::vector<std::string>> Operations::Reload(const std::string& actor) {
+  auto changes = service_.ReloadFromFile();
+  Audit(actor, "ReloadConfig", service_.config().path, changes.ok() ? "ok" : changes.error().ToString());
+  return changes;
 }
 
 Result<std::int64_t> Operations::StateSize() { return service_.store().SizeBytes(); }

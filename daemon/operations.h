@@ -82,6 +82,9 @@ class Operations {
   Result<Explanation> Explain(const std::string& link, const std::string& uuid,
                               std::optional<Direction> direction);
 
+  // ---- preview: what the next run in `direction` would do (LinkEngine::Preview); read-only.
+  Result<engine::RunPreview> Preview(const std::string& link, std::optional<Direction> direction, int limit);
+
   // ---- resend
   struct ResendResult {
     std::string outcome;  // sent | already | skipped | held | failed
@@ -130,6 +133,10 @@ class Operations {
   Result<engine::RunStats> Trigger(const std::string& link, Direction d, bool full, const std::string& actor,
                                    const std::function<void(const engine::RunStats&)>& progress);
   Status Backup(const std::string& path, const std::string& actor);
+  // The running configuration as TOML, secrets redacted, with what numeric rule ids stand for.
+  std::string ConfigText();
+  // Reads the configuration file again (Service::ReloadFromFile); what changed, in words; audited.
+  Result<std::vector<std::string>> Reload(const std::string& actor);
   // The state database's size, and compacting it (VACUUM): sizes before and after.
   Result<std::int64_t> StateSize();
   Result<std::pair<std::int64_t, std::int64_t>> Vacuum(const std::string& actor);

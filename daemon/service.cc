@@ -254,14 +254,7 @@ Status Service::SetPaused(const std::string& link, std::optional<Direction> d, b
 Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, bool full,
                                           const std::function<void(const engine::RunStats&)>& progress) {
   std::shared_lock lock(links_mu_);
-  LinkRuntime* l = Find(link);
-  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  bool enabled = d == Direction::kPush ? l->config.push : l->config.pull;
-  if (!enabled) {
-    return Fail(ErrorCode::kInvalidArgument, "link " + link + " does not run " +
-                                                 std::string(DirectionName(d)) + " (its directions setting)");
-  }
-  SGSYNC_TRY_STATUS(Discover(*l));
+  SGSYNC_TRY(LinkRuntime * l, Started(link, d));
   const int slot = d == Direction::kPush ? 0 : 1;
   engine::RunOptions ro;
   ro.full = full;
@@ -285,31 +278,33 @@ Result<engine::RunStats> Service::Trigger(const std::string& link, Direction d, 
   return stats;
 }
 
-Result<engine::RunPreview> Service::Preview(const std::string& link, Direction d, int limit) {
-  std::shared_lock lock(links_mu_);
+Result<Service::LinkRuntime*> Service::Started(const std::string& link, std::optional<Direction> runs) {
   LinkRuntime* l = Find(link);
   if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
+  if (runs && !(*runs == Direction::kPush ? l->config.push : l->config.pull)) {
+    return Fail(
+        ErrorCode::kInvalidArgument,
+        "link " + link + " does not run " + std::string(DirectionName(*runs)) + " (its directions setting)");
+  }
   SGSYNC_TRY_STATUS(Discover(*l));
+  return l;
+}
+
+Result<engine::RunPreview> Service::Preview(const std::string& link, Direction d, int limit) {
+  std::shared_lock lock(links_mu_);
+  SGSYNC_TRY(LinkRuntime * l, Started(link, std::nullopt));
   return l->engine->Preview(d, limit > 0 ? std::min(limit, 1000) : 100);
 }
 
 Result<engine::RunStats> Service::Resend(const std::string& link, Direction d, const std::string& uuid) {
   std::shared_lock lock(links_mu_);
-  LinkRuntime* l = Find(link);
-  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  if (!(d == Direction::kPush ? l->config.push : l->config.pull)) {
-    return Fail(ErrorCode::kInvalidArgument, "link " + link + " does not run " +
-                                                 std::string(DirectionName(d)) + " (its directions setting)");
-  }
-  SGSYNC_TRY_STATUS(Discover(*l));
+  SGSYNC_TRY(LinkRuntime * l, Started(link, d));
   return l->engine->Resend(d, uuid);
 }
 
 Result<policy::Decision> Service::DryRun(const std::string& link, Direction d, const std::string& uuid) {
   std::shared_lock lock(links_mu_);
-  LinkRuntime* l = Find(link);
-  if (l == nullptr) return Fail(ErrorCode::kNotFound, "no link named \"" + link + "\"");
-  SGSYNC_TRY_STATUS(Discover(*l));
+  SGSYNC_TRY(LinkRuntime * l, Started(link, std::nullopt));
   return l->engine->DryRun(d, uuid);
 }
 

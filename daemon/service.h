@@ -138,6 +138,9 @@ class Service {
   Status LockStateDatabase();
   Status BuildLinks();
   Status Discover(LinkRuntime& link);
+  // The link named, discovered (its engine ready); `runs`: it must run that direction. The caller
+  // holds links_mu_. NotFound for an unknown name, InvalidArgument for a direction it does not run.
+  Result<LinkRuntime*> Started(const std::string& link, std::optional<Direction> runs);
   // Tries each API key of `fresh` that differs from `old`'s on its MISP; keeps the old one where the
   // MISP refuses the new (ReloadFromFile).
   static void CheckNewKeys(const config::LinkConfig& old, config::LinkConfig& fresh,

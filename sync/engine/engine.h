@@ -185,6 +185,19 @@ class LinkEngine {
   // The index filter of a run whose cursor is at `cursor` (0: from the beginning).
   json::object IndexFilter(const Route& route, std::int64_t cursor) const;
   Status ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest);
+  // One row of the source's index a run takes up: changed since the ledger saw it, not tombstoned,
+  // not blocklisted; `echo` when sgsync itself wrote this version there (not sent back).
+  struct Candidate {
+    std::string uuid;
+    std::int64_t timestamp = 0;
+    std::optional<state::LedgerEntry> ledger;
+    bool echo = false;
+  };
+  // The run's selection from an index page, shared by runs and previews. `report`: log and count
+  // the rows left out (a run does, a preview does not); `newest` (when given) becomes the newest
+  // believable timestamp listed.
+  Result<std::vector<Candidate>> Select(const Route& route, const connector::IndexPage& page, bool report,
+                                        std::int64_t* newest);
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);  // tombstones.cc
   // ---- one batch of work items: fetch, decide, offer, write (batch.cc, write.cc)
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);

@@ -143,36 +143,20 @@ Result<RunPreview> LinkEngine::Preview(Direction d, int limit) {
              route.source->EventIndex(IndexFilter(route, cursor.last_timestamp), ""));
   RunPreview out;
   out.listed = static_cast<std::int64_t>(page.rows.size());
-  std::vector<state::IndexPair> pairs;
-  std::map<std::string, std::int64_t> stamp;
-  for (const auto& row : page.rows) {
-    if (!PlausibleTimestamp(row.timestamp)) continue;
-    if (!route.push() && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) continue;
-    pairs.push_back({row.uuid, row.timestamp});
-    stamp[row.uuid] = row.timestamp;
-  }
-  SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, route.source_side, pairs));
+  // The run's own selection, quietly (nothing counted or logged for the rows it leaves out).
+  SGSYNC_TRY(std::vector<Candidate> candidates, Select(route, page, /*report=*/false, nullptr));
   connector::ViewForm form;
   form.include_deleted = true;
   form.exclude_local_tags = !route.push() && !link_.internal;
-  for (const auto& uuid : changed) {
-    const std::int64_t ts = stamp[uuid];
-    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
-    if (!route.push()) {
-      SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
-      if (tomb) continue;
-    }
-    // sgsync's own echo is not sent back (as ListAndEnqueue decides).
-    if (ledger && ledger->written_side == route.source_side && ledger->written_timestamp &&
-        *ledger->written_timestamp >= ts)
-      continue;
+  for (const auto& c : candidates) {
+    if (c.echo) continue;  // sgsync's own echo is not sent back
     ++out.changed;
     if (static_cast<int>(out.events.size()) >= limit) continue;
-    SGSYNC_TRY(auto doc, route.source->ViewEvent(uuid, form));
+    SGSYNC_TRY(auto doc, route.source->ViewEvent(c.uuid, form));
     policy::Decision decision =
         doc ? policy::Evaluate(d, std::optional<json::object>(std::move(*doc).TakeEvent()), link_)
             : policy::Evaluate(d, nullptr, link_);
-    PreviewEvent e{uuid, ts, decision.send, "", ""};
+    PreviewEvent e{c.uuid, c.timestamp, decision.send, "", ""};
     if (const policy::Reason* why = decision.refusal()) {
       e.rule = why->rule;
       e.detail = why->detail;
@@ -191,30 +175,72 @@ Result<RunPreview> LinkEngine::Preview(Direction d, int limit) {
 Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest) {
   const RunOptions& options = run.options;
   const bool push = run.route.push();
-  const state::Side source_side = run.route.source_side;
-  connector::MispApi& source = *run.route.source;
   const std::string dir(run.route.name());
 
   const json::object filter = IndexFilter(run.route, options.full ? 0 : cursor.last_timestamp);
   const std::string channel = "events " + dir, filter_text = json::serialize(filter);
   std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
-  SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
+  SGSYNC_TRY(connector::IndexPage page, run.route.source->EventIndex(filter, etag));
   if (page.not_modified) {
     run.stats.not_modified = true;
-  } else {
-    RememberEtag(channel, filter_text, page.etag);
-    run.stats.listed = static_cast<std::int64_t>(page.rows.size());
-    std::vector<state::IndexPair> pairs;
-    std::map<std::string, std::int64_t> stamp;
-    pairs.reserve(page.rows.size());
+    return {};
+  }
+  RememberEtag(channel, filter_text, page.etag);
+  run.stats.listed = static_cast<std::int64_t>(page.rows.size());
+  SGSYNC_TRY(std::vector<Candidate> candidates, Select(run.route, page, /*report=*/true, &newest));
+  if (!push && options.full && page.rejected.empty()) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
+  if (!push && options.full && !page.rejected.empty())
+    spdlog::warn("link {}: deletions at the Portal not looked for: its index had rows that could not be read",
+                 name_);
+  for (auto& c : candidates) {
+    if (c.echo) {
+      // No echo: sgsync wrote this version here itself. The ledger learns the source saw it.
+      SeenTimestamp(*c.ledger, run.route.source_side) = c.timestamp;
+      SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, *c.ledger));
+      ++run.stats.echo;
+      if (metrics_ != nullptr)
+        metrics_->Add(
+            metric::kEvents,
+            {{"link", name_}, {"direction", dir}, {"outcome", std::string(OutcomeName(Outcome::kEcho))}});
+      continue;
+    }
+    state::LedgerEntry entry = c.ledger.value_or(state::LedgerEntry{});
+    if (!c.ledger) {
+      entry.uuid = c.uuid;
+      entry.origin = run.route.source_side;
+      entry.decision = state::LedgerDecision::kQueued;
+    }
+    SGSYNC_TRY_STATUS(store_.RecordAndEnqueue(link_id_, entry, run.route.direction, c.timestamp));
+    ++run.stats.queued;
+    if (options.full && c.timestamp < cursor.last_timestamp - options_.overlap_seconds) {
+      ++run.stats.late_arrivals;
+      spdlog::info("link {}: {} {} found by reconciliation (timestamp {} is behind the cursor {})", name_,
+                   dir, c.uuid, c.timestamp, cursor.last_timestamp);
+      if (metrics_ != nullptr)
+        metrics_->Add(metric::kReconciliationFound, {{"link", name_}, {"direction", dir}});
+    }
+  }
+  return {};
+}
+
+Result<std::vector<LinkEngine::Candidate>> LinkEngine::Select(const Route& route,
+                                                              const connector::IndexPage& page, bool report,
+                                                              std::int64_t* newest) {
+  const std::string dir(route.name());
+  if (report) {
     for (const auto& bad : page.rejected) {
       spdlog::warn("link {}: {} index row left out: {}", name_, dir, bad.ToString());
       if (metrics_ != nullptr)
         metrics_->Add(metric::kIndexRowsRejected,
                       {{"link", name_}, {"direction", dir}, {"reason", "unreadable"}});
     }
-    for (const auto& row : page.rows) {
-      if (!PlausibleTimestamp(row.timestamp)) {
+  }
+  std::vector<state::IndexPair> pairs;
+  std::map<std::string, std::int64_t> stamp;
+  pairs.reserve(page.rows.size());
+  for (const auto& row : page.rows) {
+    if (!PlausibleTimestamp(row.timestamp)) {
+      if (report) {
         spdlog::warn(
             "link {}: {} index row {} left out: its timestamp {} is not plausible (not positive, or "
             "more than {} s ahead of this clock)",
@@ -222,61 +248,33 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
         if (metrics_ != nullptr)
           metrics_->Add(metric::kIndexRowsRejected,
                         {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
-        continue;
       }
-      newest = std::max(newest, row.timestamp);
-      // MISP's pull leaves the local MISP's blocklisted events out of the index (spec 7.8).
-      if (!push && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) {
-        spdlog::debug("link {}: {} is on the member's blocklists: not fetched", name_, row.uuid);
-        continue;
-      }
-      pairs.push_back({row.uuid, row.timestamp});
-      stamp[row.uuid] = row.timestamp;
+      continue;
     }
-    SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, source_side, pairs));
-    if (!push && options.full && page.rejected.empty()) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
-    if (!push && options.full && !page.rejected.empty())
-      spdlog::warn(
-          "link {}: deletions at the Portal not looked for: its index had rows that could not be read",
-          name_);
-    for (const auto& uuid : changed) {
-      std::int64_t ts = stamp[uuid];
-      SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
-      if (!push) {
-        SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
-        if (tomb) continue;
-      }
-      // No echo: sgsync wrote this version here itself.
-      if (ledger && ledger->written_side == source_side && ledger->written_timestamp &&
-          *ledger->written_timestamp >= ts) {
-        SeenTimestamp(*ledger, source_side) = ts;
-        SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, *ledger));
-        ++run.stats.echo;
-        if (metrics_ != nullptr)
-          metrics_->Add(
-              metric::kEvents,
-              {{"link", name_}, {"direction", dir}, {"outcome", std::string(OutcomeName(Outcome::kEcho))}});
-        continue;
-      }
-      state::LedgerEntry entry = ledger.value_or(state::LedgerEntry{});
-      if (!ledger) {
-        entry.uuid = uuid;
-        entry.origin = source_side;
-        entry.decision = state::LedgerDecision::kQueued;
-      }
-      SGSYNC_TRY(std::int64_t id, store_.RecordAndEnqueue(link_id_, entry, run.route.direction, ts));
-      (void)id;
-      ++run.stats.queued;
-      if (options.full && ts < cursor.last_timestamp - options_.overlap_seconds) {
-        ++run.stats.late_arrivals;
-        spdlog::info("link {}: {} {} found by reconciliation (timestamp {} is behind the cursor {})", name_,
-                     dir, uuid, ts, cursor.last_timestamp);
-        if (metrics_ != nullptr)
-          metrics_->Add(metric::kReconciliationFound, {{"link", name_}, {"direction", dir}});
-      }
+    if (newest != nullptr) *newest = std::max(*newest, row.timestamp);
+    // MISP's pull leaves the local MISP's blocklisted events out of the index (spec 7.8).
+    if (!route.push() && policy::PullBlocklisted(link_, row.uuid, row.orgc_uuid)) {
+      if (report) spdlog::debug("link {}: {} is on the member's blocklists: not fetched", name_, row.uuid);
+      continue;
     }
+    pairs.push_back({row.uuid, row.timestamp});
+    stamp[row.uuid] = row.timestamp;
   }
-  return {};
+  SGSYNC_TRY(std::vector<std::string> changed, store_.Changed(link_id_, route.source_side, pairs));
+  std::vector<Candidate> out;
+  out.reserve(changed.size());
+  for (auto& uuid : changed) {
+    const std::int64_t ts = stamp[uuid];
+    if (!route.push()) {
+      SGSYNC_TRY(bool tomb, store_.HasTombstone(link_id_, uuid));
+      if (tomb) continue;
+    }
+    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
+    const bool echo = ledger && ledger->written_side == route.source_side && ledger->written_timestamp &&
+                      *ledger->written_timestamp >= ts;
+    out.push_back(Candidate{std::move(uuid), ts, std::move(ledger), echo});
+  }
+  return out;
 }
 
 std::string LinkEngine::CachedEtag(const std::string& channel, const std::string& filter) {

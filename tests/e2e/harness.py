@@ -283,6 +283,17 @@ def read(path):
         return f.read()
 
 
+def uuid_list(sim, key=None):
+    """The uuids of the events `sim` lists to `key` (its admin by default), in index order."""
+    status, _, rows = sim.request("POST", "/events/index", {"minimal": 1}, key=key)
+    assert status == 200, (status, rows)
+    return [r["uuid"] for r in rows]
+
+
+def uuids_on(sim, key=None):
+    return set(uuid_list(sim, key))
+
+
 def uuid_from(seed, n):
     """A stable version-4 uuid made from a seed string and a counter."""
     h = hashlib.sha256(f"{seed}/{n}".encode()).hexdigest()

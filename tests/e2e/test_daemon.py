@@ -20,10 +20,7 @@ import harness  # noqa: E402
 MISP_SIM = SGSYNCD = None
 
 
-def uuids_on(sim, key=None):
-    status, _, rows = sim.request("POST", "/events/index", {"minimal": 1}, key=key)
-    assert status == 200, (status, rows)
-    return {r["uuid"] for r in rows}
+uuids_on = harness.uuids_on
 
 
 def adds_by_uuid(sim):

@@ -40,10 +40,7 @@ def attribute_uuids(event):
     return uuids
 
 
-def index(sim):
-    status, _, body = sim.request("POST", "/events/index", {"minimal": 1})
-    assert status == 200, body
-    return {row["uuid"]: row for row in body}
+index = harness.uuids_on
 
 
 class FaultsTest(unittest.TestCase):
