@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -25,9 +26,14 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+// The person at the keyboard, as far as this process knows: under sudo the user who ran sudo
+// (the daemon sees root's uid from the socket itself), otherwise the account's name. sgsyncd
+// records it next to the uid and pid the kernel gives, never instead of them.
 std::string OperatorName() {
+  if (const char* sudo_user = std::getenv("SUDO_USER"); sudo_user != nullptr && *sudo_user != '\0')
+    return std::string(sudo_user) + "(sudo)";
   struct passwd* pw = ::getpwuid(::getuid());
-  return (pw != nullptr ? std::string(pw->pw_name) : "uid") + " (uid " + std::to_string(::getuid()) + ")";
+  return pw != nullptr ? std::string(pw->pw_name) : "uid" + std::to_string(::getuid());
 }
 
 class Client {

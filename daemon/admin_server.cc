@@ -17,6 +17,7 @@
 
 #include "common/metric_families.h"
 #include "daemon/operations.h"
+#include "daemon/peer_socket.h"
 #include "onboarding/onboarding.h"
 #include "sgsync/admin/v1/admin.grpc.pb.h"
 
@@ -376,9 +377,10 @@ class AdminImpl final : public v1::SyncAdmin::Service {
   }
 
  private:
-  // Who made a call: the client certificate on TCP; on the Unix socket, the name the client states
-  // (x-sgsync-operator), which only users the socket's mode admits can send.
-  static std::string Actor(grpc::ServerContext* ctx) {
+  // Who made a call: the client certificate's subject on TCP; on the Unix socket, the connecting
+  // process's uid and pid as the kernel gives them (SO_PEERCRED), with the operator name the client
+  // states (x-sgsync-operator) alongside, for the person behind a shared account.
+  std::string Actor(grpc::ServerContext* ctx) const {
     auto auth = ctx->auth_context();
     if (auth) {
       for (const char* prop : {"x509_subject", "x509_common_name"}) {
@@ -386,10 +388,12 @@ class AdminImpl final : public v1::SyncAdmin::Service {
         if (!v.empty()) return std::string("certificate ") + std::string(v[0].data(), v[0].size());
       }
     }
-    std::string who = "unknown";
+    std::string stated = "unknown";
     auto it = ctx->client_metadata().find("x-sgsync-operator");
-    if (it != ctx->client_metadata().end()) who = std::string(it->second.data(), it->second.size());
-    return "unix socket, operator " + who;
+    if (it != ctx->client_metadata().end()) stated = std::string(it->second.data(), it->second.size());
+    auto cred = peers_ ? peers_->Lookup(ctx->peer()) : std::nullopt;
+    return "unix socket " + (cred ? cred->Describe() : "peer " + ctx->peer() + " without credentials") +
+           ", operator " + stated;
   }
 
   grpc::Status SetPaused(grpc::ServerContext* ctx, const v1::LinkDirection* req, v1::PauseResponse* resp,
@@ -409,6 +413,9 @@ class AdminImpl final : public v1::SyncAdmin::Service {
 
   daemon::Service& service_;
   Operations ops_;
+
+ public:
+  const PeerSocket* peers_ = nullptr;  // set before the first call can arrive
 };
 
 std::string ReadPem(const std::string& path) {
@@ -422,14 +429,13 @@ std::string ReadPem(const std::string& path) {
 
 struct AdminServer::Impl {
   std::unique_ptr<AdminImpl> service;
+  std::unique_ptr<PeerSocket> socket;
   std::unique_ptr<grpc::Server> server;
-  std::string socket_path;
 };
 
 Result<std::unique_ptr<AdminServer>> AdminServer::Start(Service& service, const config::DaemonConfig& c) {
   auto impl = std::make_unique<Impl>();
   impl->service = std::make_unique<AdminImpl>(service);
-  impl->socket_path = c.admin_socket;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -440,10 +446,10 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(Service& service, const 
     return Fail(ErrorCode::kIo,
                 "the admin socket's directory " + dir.string() + " does not exist (admin.socket)");
   }
-  // A socket left by a previous process (sgsyncd holds the state lock, so it is not in use).
-  std::error_code ec;
-  if (std::filesystem::is_socket(c.admin_socket, ec)) std::filesystem::remove(c.admin_socket, ec);
-  builder.AddListeningPort("unix:" + c.admin_socket, grpc::InsecureServerCredentials());
+  auto socket = PeerSocket::Listen(c.admin_socket, static_cast<unsigned>(c.admin_socket_mode));
+  if (!socket.ok()) return socket.error();
+  impl->socket = std::move(*socket);
+  impl->service->peers_ = impl->socket.get();
   int tcp_port = 0;
   if (!c.admin_tcp_listen.empty()) {
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
@@ -455,14 +461,11 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(Service& service, const 
     ssl.pem_key_cert_pairs.push_back({ReadPem(c.admin_tls_key), ReadPem(c.admin_tls_cert)});
     builder.AddListeningPort(c.admin_tcp_listen, grpc::SslServerCredentials(ssl), &tcp_port);
   }
-  // The socket is born with the configured mode: nobody else can connect in between.
-  mode_t old = ::umask(static_cast<mode_t>(0777 & ~c.admin_socket_mode));
   impl->server = builder.BuildAndStart();
-  ::umask(old);
   if (!impl->server) {
     return Fail(ErrorCode::kUnavailable,
-                "cannot listen on the admin socket " + c.admin_socket +
-                    (c.admin_tcp_listen.empty() ? "" : " or on " + c.admin_tcp_listen));
+                "cannot start the admin API" +
+                    (c.admin_tcp_listen.empty() ? std::string() : " on " + c.admin_tcp_listen));
   }
   if (::chmod(c.admin_socket.c_str(), static_cast<mode_t>(c.admin_socket_mode)) != 0) {
     return Fail(ErrorCode::kIo, "chmod " + c.admin_socket + ": " + std::strerror(errno));
@@ -475,6 +478,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::Start(Service& service, const 
       return Fail(ErrorCode::kIo, "chown " + c.admin_socket + ": " + std::strerror(errno));
     }
   }
+  impl->socket->Serve(impl->server.get());
   spdlog::info("admin API on unix:{}{}", c.admin_socket,
                tcp_port ? " and " + c.admin_tcp_listen.substr(0, c.admin_tcp_listen.rfind(':')) + ":" +
                               std::to_string(tcp_port) + " (mTLS)"
@@ -489,10 +493,10 @@ AdminServer::~AdminServer() { Stop(); }
 
 void AdminServer::Stop() {
   if (impl_ && impl_->server) {
+    impl_->socket->Stop();  // no new connections while the server drains
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     impl_->server.reset();
-    std::error_code ec;
-    std::filesystem::remove(impl_->socket_path, ec);
+    impl_->socket.reset();  // removes the socket file
   }
 }
 

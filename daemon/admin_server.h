@@ -6,9 +6,9 @@
 // certificates signed by the configured CA (the configuration refuses a TCP listener without
 // them). Every call that changes something (TriggerSync, Pause, Resume, ResolveConflict,
 // RetryFailure, DropFailure, ReloadConfig, BackupState) is written to the audit log with who made
-// it: the client certificate's subject on TCP; on the Unix socket, the operator name the client
-// states (only users the socket's mode admits can connect at all). Nothing it returns holds a
-// secret (docs/admin-api.md).
+// it: the client certificate's subject on TCP; on the Unix socket, the peer's uid and pid from the
+// kernel (daemon/peer_socket.h), with the operator name the client states beside them. Nothing it returns
+// holds a secret (docs/admin-api.md).
 #pragma once
 
 #include <memory>

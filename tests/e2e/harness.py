@@ -161,12 +161,12 @@ def link_toml(name, local, remote, **settings):
     return "\n".join(lines) + "\n"
 
 
-def daemon_toml(state_db, links, metrics_listen="", extra="", max_attempts=8, admin_socket=None):
+def daemon_toml(state_db, links, metrics_listen="", extra="", max_attempts=8, admin_socket=None, admin_extra=""):
     # A Unix socket path holds at most 107 bytes: a short name beside the database.
     admin_socket = admin_socket or os.path.join(
         os.path.dirname(state_db), "a" + hashlib.sha1(state_db.encode()).hexdigest()[:8] + ".sock")
     return (f"shutdown_grace_seconds = 10\n{extra}\n[state]\ndatabase = {toml_value(state_db)}\n"
-            f"max_attempts = {max_attempts}\n[admin]\nsocket = {toml_value(admin_socket)}\n"
+            f"max_attempts = {max_attempts}\n[admin]\nsocket = {toml_value(admin_socket)}\n{admin_extra}"
             f"[log]\nlevel = \"info\"\n[metrics]\nlisten = {toml_value(metrics_listen)}\n\n" + "".join(links))
 
 
@@ -257,11 +257,11 @@ class TwoSims:
                   "max_in_flight": portal_max_in_flight, "timeout_seconds": 60}
         return local, remote
 
-    def sgsyncd(self, name, links, metrics_listen="", extra="", max_attempts=8):
+    def sgsyncd(self, name, links, metrics_listen="", extra="", max_attempts=8, admin_extra=""):
         path = os.path.join(self.work, name + ".toml")
         db = os.path.join(self.work, name + ".db")
         with open(path, "w") as f:
-            f.write(daemon_toml(db, links, metrics_listen, extra, max_attempts))
+            f.write(daemon_toml(db, links, metrics_listen, extra, max_attempts, admin_extra=admin_extra))
         return Sgsyncd(self.sgsyncd_bin, path,
                        os.path.join(self.work, "a" + hashlib.sha1(db.encode()).hexdigest()[:8] + ".sock"))
 

@@ -6,6 +6,7 @@ usage: test_admin.py MISP_SIM SGSYNCD SGSYNCCTL [unittest arguments]"""
 import json
 import os
 import pty
+import re
 import select
 import sqlite3
 import stat
@@ -136,7 +137,11 @@ class AdminTest(unittest.TestCase):
         actors = {r[0] for r in db.execute("SELECT actor FROM audit")}
         self.assertIn("RetryFailure", actions)
         self.assertIn("TriggerSync", actions)
-        self.assertTrue(all("operator" in a for a in actors), actors)
+        # Who: the kernel's word on the Unix socket (SO_PEERCRED: this test's uid, sgsyncctl's pid),
+        # with the operator name the client states alongside.
+        for actor in actors:
+            self.assertRegex(actor, rf"^unix socket uid {os.getuid()}( \([^)]+\))?, pid \d+, operator \S+$")
+            self.assertNotIn(f"pid {os.getpid()},", actor)
         # The same trail through the admin API: a table, and every entry as a JSON line for a SIEM,
         # paged through to the end whatever the page size.
         lines = [json.loads(l) for l in self.ctl("audit", "--format", "jsonl", "--limit", "2").splitlines()]
@@ -326,6 +331,64 @@ class AdminTest(unittest.TestCase):
         plain = self.ctl("sync", "--direction", "push", "--wait")
         self.assertNotIn("\r", plain)
         self.assertIn("portal push: listed", plain)
+
+
+class AdminTlsTest(unittest.TestCase):
+    """The admin API over TCP with client certificates: who made a call is the certificate's subject."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sims = harness.TwoSims(MISP_SIM, SGSYNCD, cls.tmp.name)
+        d = lambda n: os.path.join(cls.tmp.name, n)
+        # A client certificate from the CA that signed the daemon's, and one from a stranger's CA.
+        for name, ca, ca_key in (("ops", "ca.pem", "ca.key"), ("stranger", "stranger-ca.pem", "stranger-ca.key")):
+            if name == "stranger":
+                harness.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                             "-nodes", "-days", "2", "-subj", "/CN=stranger-ca", "-keyout", d(ca_key), "-out", d(ca)])
+            harness.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                         "-subj", f"/O=ORG1/CN={name}-laptop", "-keyout", d(name + ".key"), "-out", d(name + ".csr")])
+            harness.run(["openssl", "x509", "-req", "-in", d(name + ".csr"), "-CA", d(ca), "-CAkey", d(ca_key),
+                         "-CAcreateserial", "-days", "2", "-out", d(name + ".pem")])
+        local, remote = cls.sims.endpoints()
+        pki = cls.sims.pki
+        admin = (f'tcp_listen = "127.0.0.1:0"\ntls_cert = {harness.toml_value(pki.cert)}\n'
+                 f'tls_key = {harness.toml_value(pki.key)}\ntls_client_ca = {harness.toml_value(pki.ca)}\n')
+        cls.daemon = cls.sims.sgsyncd("tls", [harness.link_toml("portal", local, remote, interval_seconds=3600)],
+                                      admin_extra=admin)
+        cls.log = d("tls.log")
+        cls.daemon.start(cls.log)
+        line = harness.wait_for(lambda: re.search(r"and 127\.0\.0\.1:(\d+) \(mTLS\)", harness.read(cls.log)),
+                                what="the admin TCP listener")
+        cls.address = f"127.0.0.1:{line.group(1)}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.sims.stop()
+        cls.tmp.cleanup()
+
+    def ctl(self, who, *args):
+        d = lambda n: os.path.join(self.tmp.name, n)
+        cmd = [SGSYNCCTL, "--socket", self.address, "--tls-ca", self.sims.pki.ca, "--tls-cert", d(who + ".pem"),
+               "--tls-key", d(who + ".key"), "--json"] + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    def test_a_call_over_tls_is_audited_with_the_client_certificate_subject(self):
+        r = self.ctl("ops", "pause", "--direction", "pull")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.ctl("ops", "resume", "--direction", "pull").returncode, 0)
+        db = sqlite3.connect(self.daemon.config.replace(".toml", ".db"))
+        actors = [a for (a,) in db.execute("SELECT actor FROM audit WHERE action IN ('Pause', 'Resume')")]
+        self.assertEqual(len(actors), 2, actors)
+        for actor in actors:
+            self.assertTrue(actor.startswith("certificate ") and "ops-laptop" in actor and "ORG1" in actor, actor)
+
+    def test_a_certificate_from_another_ca_is_refused_and_changes_nothing(self):
+        r = self.ctl("stranger", "pause", "--direction", "push")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        status = json.loads(self.ctl("ops", "status").stdout)["links"][0]
+        self.assertNotIn("paused", [d["state"] for d in status["directions"]])
 
 
 if __name__ == "__main__":
