@@ -81,7 +81,8 @@ void Service::Loop(LinkRuntime& link, Direction d) {
   const int slot = d == Direction::kPush ? 0 : 1;
   std::mt19937_64 rng(std::random_device{}());
   std::int64_t backoff_ms = 0;
-  auto fail_wait = [&](const std::string& what) {
+  auto fail_wait = [&](const RunOutcome& failed) {
+    const std::string what = failed.Text();
     backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
     // Full jitter keeps several links from retrying a recovering Portal in step.
     std::int64_t wait =
@@ -89,7 +90,7 @@ void Service::Loop(LinkRuntime& link, Direction d) {
     spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
     {
       std::lock_guard lock(link.mu);
-      RecordOutcome(link.status[slot], RunOutcome::Failed(what), NowS());
+      RecordOutcome(link.status[slot], failed, NowS());
       link.status[slot].next_run_at = NowS() + wait / 1000;
     }
     SleepUntil(NowMs() + wait);
@@ -105,14 +106,14 @@ void Service::Loop(LinkRuntime& link, Direction d) {
       continue;
     }
     if (auto s = Discover(link); !s.ok()) {
-      fail_wait("cannot start: " + s.error().ToString());
+      fail_wait(RunOutcome::Failed("cannot start: " + s.error().ToString()));
       continue;
     }
     auto due = link.engine->FullReconciliationDue(d, lc.full_reconciliation_seconds);
     if (!due.ok()) {
       // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
       // guess (a skipped reconciliation would be silent); it reports and tries again.
-      fail_wait("cannot read the cursor: " + due.error().ToString());
+      fail_wait(RunOutcome::Failed("cannot read the cursor: " + due.error().ToString()));
       continue;
     }
     const bool full = *due;
@@ -141,7 +142,8 @@ void Service::Loop(LinkRuntime& link, Direction d) {
     }
     if (stopping_) break;
     if (!stats.ok() || stats->aborted) {
-      fail_wait(outcome.Text());
+      // An aborted run counts as a failure (readiness, backoff); an error is recorded as it came.
+      fail_wait(outcome.kind == RunOutcome::Kind::kError ? outcome : RunOutcome::Failed(outcome.Text()));
       continue;
     }
     backoff_ms = 0;

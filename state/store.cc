@@ -66,12 +66,52 @@ std::int64_t StateStore::Now() const {
   return options_.clock ? options_.clock() : static_cast<std::int64_t>(std::time(nullptr));
 }
 
+namespace {
+
+// A damaged database is named with the way out: the operator cannot repair it in place, and both
+// remedies are safe because sgsync finds by uuid what already crossed.
+Error DamagedDatabase(const Error& e, const std::string& path) {
+  return Fail(ErrorCode::kCorruption,
+              "the state database is damaged (" + e.message +
+                  "): stop sgsyncd, then restore the last backup over it (sgsyncctl backup writes one; "
+                  "docs/operations.md) or move it aside to start afresh; either way what already crossed is "
+                  "found again by uuid and nothing is sent twice",
+              path);
+}
+
+// PRAGMA quick_check reads every page: damage anywhere is found before a run trusts the ledger.
+Status CheckIntact(Database& db) {
+  SGSYNC_TRY(auto q, db.Prepare("PRAGMA quick_check(5)"));
+  std::vector<std::string> problems;
+  while (true) {
+    SGSYNC_TRY(bool row, q->Step());
+    if (!row) break;
+    std::string line = q->Text(0);
+    if (line != "ok") problems.push_back(std::move(line));
+  }
+  if (problems.empty()) return {};
+  std::string joined;
+  for (const auto& p : problems) joined += (joined.empty() ? "" : "; ") + p;
+  return Fail(ErrorCode::kCorruption, "quick_check: " + joined, db.path());
+}
+
+}  // namespace
+
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, StoreOptions options) {
   OpenOptions open;
   open.synchronous_full = options.synchronous_full;
   open.busy_timeout_ms = options.busy_timeout_ms;
   open.max_pages = options.max_database_pages;
-  SGSYNC_TRY(std::unique_ptr<Database> db, Database::Open(path, open));
+  auto opened = Database::Open(path, open);
+  if (!opened.ok()) {
+    if (opened.error().code == ErrorCode::kCorruption) return DamagedDatabase(opened.error(), path);
+    return opened.error();
+  }
+  std::unique_ptr<Database> db = std::move(*opened);
+  if (Status intact = CheckIntact(*db); !intact.ok()) {
+    return intact.error().code == ErrorCode::kCorruption ? DamagedDatabase(intact.error(), path)
+                                                         : intact.error();
+  }
   SGSYNC_TRY_STATUS(Migrate(*db));
   std::unique_ptr<StateStore> store(new StateStore(std::move(db), std::move(options)));
   SGSYNC_TRY_STATUS(store->StartNewGenerationsIfRestored());
@@ -254,7 +294,8 @@ Result<std::vector<StateStore::LedgerRow>> StateStore::ListLedger(std::int64_t l
           "l.written_side, l.written_timestamp, l.written_hash, l.decision, l.decision_json, l.updated_at, "
           "COALESCE((SELECT w.state FROM work_queue w WHERE w.link_id = l.link_id AND w.uuid = l.uuid "
           "ORDER BY w.id DESC LIMIT 1), '') AS ws FROM ledger l WHERE l.link_id = ? AND l.uuid > ? AND "
-          "l.updated_at >= ? AND (? = '' OR l.decision = ?) AND (?6 = '' OR ws = ?6 OR (?6 = 'done' AND ws = '')) "
+          "l.updated_at >= ? AND (? = '' OR l.decision = ?) AND (?6 = '' OR ws = ?6 OR (?6 = 'done' AND ws = "
+          "'')) "
           "ORDER BY l.uuid LIMIT ?8"));
   q->Bind(1, link_id)
       .Bind(2, after_uuid)

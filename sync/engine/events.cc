@@ -185,7 +185,6 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
     run.stats.not_modified = true;
     return {};
   }
-  RememberEtag(channel, filter_text, page.etag);
   run.stats.listed = static_cast<std::int64_t>(page.rows.size());
   SGSYNC_TRY(std::vector<Candidate> candidates, Select(run.route, page, /*report=*/true, &newest));
   if (!push && options.full && page.rejected.empty()) SGSYNC_TRY_STATUS(FindDeletions(run, page.rows));
@@ -220,6 +219,9 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
         metrics_->Add(metric::kReconciliationFound, {{"link", name_}, {"direction", dir}});
     }
   }
+  // Only now is every listed change durably queued: a 304 next time must not hide one that a failed
+  // write of the state (a full disk, a read-only file) left unqueued.
+  RememberEtag(channel, filter_text, page.etag);
   return {};
 }
 
