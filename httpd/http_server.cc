@@ -1,5 +1,7 @@
 #include "httpd/http_server.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -186,13 +188,16 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, s
 void HttpServer::Stop() {
   if (!impl_ || impl_->stopping.exchange(true)) return;
   boost::system::error_code ec;
-  // Wake the blocking accept with a connection of our own, then close.
+  // Wake the blocking accept with a connection of our own (or, failing that, by shutting the
+  // listening descriptor down), and close the acceptor only once its thread is gone: an Asio
+  // object is not to be changed while another thread is inside it (ThreadSanitizer saw it).
   {
     tcp::socket poke(impl_->io);
     poke.connect(impl_->acceptor.local_endpoint(), ec);
+    if (ec) ::shutdown(impl_->acceptor.native_handle(), SHUT_RDWR);
   }
-  impl_->acceptor.close(ec);
   if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+  impl_->acceptor.close(ec);
   std::vector<std::thread> workers;
   {
     std::lock_guard lock(impl_->mu);
