@@ -1,16 +1,23 @@
 // sgsyncctl: the operator's command line for sgsync.
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "cli/admin.h"
 #include "cli/evaluate.h"
 #include "cli/onboarding.h"
+#include "common/core_dumps.h"
 
 #ifndef SGSYNC_VERSION
 #define SGSYNC_VERSION "unknown"
 #endif
 
 int main(int argc, char** argv) {
+  // Before any key is read: a core file must never carry one (common/core_dumps.h).
+  if (!sgsync::ForbidCoreDumps())
+    std::fprintf(stderr, "sgsyncctl: cannot forbid core dumps: %s\n", std::strerror(errno));
   CLI::App app{"sgsyncctl: operate sgsync, the SecureGRID federation sync service"};
   app.set_version_flag("--version", std::string("sgsyncctl ") + SGSYNC_VERSION);
   app.require_subcommand(1);

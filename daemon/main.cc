@@ -15,12 +15,15 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
+#include "common/core_dumps.h"
 #include "common/log_context.h"
 #include "daemon/admin_server.h"
 #include "daemon/service.h"
@@ -157,6 +160,9 @@ std::string StatsLine(const std::string& what, const sgsync::engine::RunStats& s
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any key is read: a core file must never carry one (common/core_dumps.h).
+  if (!sgsync::ForbidCoreDumps())
+    std::fprintf(stderr, "sgsyncd: cannot forbid core dumps: %s\n", std::strerror(errno));
   CLI::App app{"sgsyncd: exchanges MISP events between a member's MISP and the SecureGRID Portal"};
   std::string config_path, direction;
   bool check = false, once = false, full = false;
