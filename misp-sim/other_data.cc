@@ -66,6 +66,12 @@ auto MispSim::Impl::PushProposals(const HttpRequest& req, const Route& r, const 
       auto del = db->Prepare("DELETE FROM proposals WHERE id = ?");
       (void)(*del)->Bind(1, id).Run();
     }
+    // MISP saves the row as sent (EventsController::pushProposals) and shadow_attributes.event_org_id
+    // is NOT NULL without a default (db_schema.json): a row without it fails the INSERT, and MISP
+    // answers 500 with the rows before it saved (seen on real MISP 2.5.1: "Field 'event_org_id'
+    // doesn't have a default value").
+    if (StringOr(row, "event_org_id").empty() && IntOr(row, "event_org_id", 0) == 0)
+      return ErrorResponse(500, "An Internal Error Has Occurred.", url);
     row.erase("id");
     row["event_id"] = std::to_string(e->id);
     if (IntOr(row, "old_id", 0) != 0) {

@@ -57,6 +57,7 @@ struct EventMetadata {
   std::int64_t timestamp = 0;
   bool locked = false;    // received through sync (spec 7.7); false: created on that MISP
   std::string orgc_uuid;  // the creator organisation
+  std::string org_id;     // that MISP's own id of the owner organisation (a proposal row needs it)
 };
 
 // Every call is one or more requests to the MISP; an expected failure (the MISP down, refusing, or

@@ -324,6 +324,7 @@ Result<std::map<std::string, EventMetadata>> MispClient::EventsMetadata(
     if (!asked.count(m.uuid)) continue;
     m.timestamp = misp::IntOr(e, "timestamp", 0);
     m.locked = misp::BoolOr(e, "locked", false);
+    m.org_id = std::string(misp::StringOr(e, "org_id"));
     const json::value* orgc = e.if_contains("Orgc");
     m.orgc_uuid = orgc != nullptr && orgc->is_object()
                       ? AsciiLower(misp::StringOr(orgc->get_object(), "uuid"))

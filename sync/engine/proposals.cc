@@ -57,6 +57,12 @@ Status LinkEngine::SyncProposals(const Route& route, ChannelStats& stats) {
     by_event[event].push_back(std::move(row));
   }
   if (by_event.empty()) return Status();
+  // The receiving MISP stores a pushed proposal row as it comes (EventsController::pushProposals),
+  // and its event_org_id column has no default: the row must name the owner of the destination's
+  // copy, by the destination's own id (as ShadowAttribute::capture does on MISP's own pull).
+  std::vector<std::string> events;
+  for (const auto& [event, rows] : by_event) events.push_back(event);
+  SGSYNC_TRY(auto held_events, dest.EventsMetadata(events));
 
   // What the destination already has, so a cycle with nothing new writes nothing.
   SGSYNC_TRY(json::array held, dest.Proposals(since));
@@ -105,6 +111,14 @@ Status LinkEngine::SyncProposals(const Route& route, ChannelStats& stats) {
       allowed.push_back(std::move(pd.element));
     }
     if (allowed.empty()) continue;
+    auto copy = held_events.find(event);
+    if (copy == held_events.end() || copy->second.org_id.empty()) {
+      ++stats.failed;
+      spdlog::warn("link {}: {} proposals of {}: the {} does not show its copy of the event (or its owner)",
+                   name_, dir, event, route.destination_name());
+      continue;
+    }
+    for (auto& row : allowed) row.as_object()["event_org_id"] = copy->second.org_id;
     auto added = dest.PushProposals(event, allowed);
     if (!added.ok()) {
       ++stats.failed;

@@ -339,6 +339,17 @@ class DaemonTest(unittest.TestCase):
         rc, stats, err = d.once()
         self.assertEqual(rc, 0, err)
         self.assertIn((mine["uuid"], mine["value"], mine["timestamp"]), self.proposals_on(self.sims.portal))
+        # Each pushed row names the owner of the receiver's copy by the receiver's own id: real MISP
+        # stores the row as sent and refuses one without event_org_id (500), as misp-sim now does.
+        for sim in (self.sims.member, self.sims.portal):
+            held = sim.view(uuid)["Event"]["org_id"]
+            rows = [row for r in sim.requests() if r["target"].startswith("/events/pushProposals")
+                    for row in json.loads(r["body"])]
+            self.assertTrue(rows)
+            self.assertEqual({row["event_org_id"] for row in rows}, {held})
+        status, _, _ = self.sims.portal.request("POST", f"/events/pushProposals/{uuid}",
+                                                [dict(self.proposal(uuid, 4, harness.ORG1, now - 30))])
+        self.assertEqual(status, 500, "a proposal row without event_org_id")
 
     def note(self, n, org, distribution, modified, locked=False, kind="Note"):
         entry = {"uuid": harness.uuid_from("analyst-data", n), "distribution": str(distribution),
