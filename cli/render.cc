@@ -78,6 +78,10 @@ std::string RenderStatus(const v1::GetStatusResponse& r) {
            (l.local_misp_version().empty() ? "?" : l.local_misp_version()) + ", Portal " +
            (l.remote_misp_version().empty() ? "?" : l.remote_misp_version()) + ", open conflicts " +
            Num(l.open_conflicts()) + ")\n";
+    if (l.sync_window_start() > 0) {
+      out += "  sync window: events changed since " + FormatTime(l.sync_window_start()) + " (" +
+             l.sync_window() + ")\n";
+    }
     if (!l.local_key_fingerprint().empty() || !l.remote_key_fingerprint().empty()) {
       out += "  keys: member's MISP " + l.local_key_fingerprint() + ", Portal " + l.remote_key_fingerprint() +
              " (loaded " + FormatTime(l.keys_loaded_at()) + ")\n";

@@ -1,5 +1,10 @@
 #include "config/engine_settings.h"
 
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <string>
+
 #include "misp/api.h"
 
 namespace sgsync::config {
@@ -7,6 +12,45 @@ namespace sgsync::config {
 namespace {
 
 using Options = engine::EngineOptions;
+
+// "2026-09-01" (midnight UTC) or "2026-09-01T12:30:00Z", as epoch seconds; nullopt for anything
+// else, an impossible date included (the fields must survive a round trip through timegm).
+std::optional<std::int64_t> ParseUtcDate(const std::string& text) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  char tail = 0;
+  int n = 0;
+  if (text.size() == 10) {
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10) return std::nullopt;
+  } else if (text.size() == 20) {
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &sec, &tail) != 7 ||
+        tail != 'Z')
+      return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  const std::time_t t = ::timegm(&tm);
+  std::tm back{};
+  if (::gmtime_r(&t, &back) == nullptr || back.tm_year != y - 1900 || back.tm_mon != mo - 1 ||
+      back.tm_mday != d || back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+    return std::nullopt;
+  return static_cast<std::int64_t>(t);
+}
+
+std::string UtcText(std::int64_t t) {
+  const std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 const EngineSetting kEngineSettings[] = {
     {"overlap_seconds",
@@ -39,6 +83,32 @@ const EngineSetting kEngineSettings[] = {
        return {};
      },
      [](const Options& o) { return json::value(engine::PartialWriteName(o.on_partial_write)); }},
+    {"initial_sync_since",
+     [](TableReader& r, std::string_view k, Options& o) -> Status {
+       std::string text = o.initial_sync_since > 0 ? UtcText(o.initial_sync_since) : "";
+       SGSYNC_TRY_STATUS(r.String(k, &text));
+       if (text.empty()) {
+         o.initial_sync_since = 0;
+         return {};
+       }
+       auto t = ParseUtcDate(text);
+       if (!t) {
+         return r.ErrorAt(
+             r.Node(k), k,
+             "expected a date (\"2026-09-01\") or a UTC time (\"2026-09-01T00:00:00Z\"), found \"" + text +
+                 "\"");
+       }
+       o.initial_sync_since = *t;
+       return {};
+     },
+     [](const Options& o) {
+       return json::value(o.initial_sync_since > 0 ? UtcText(o.initial_sync_since) : std::string());
+     }},
+    {"initial_sync_days",
+     [](TableReader& r, std::string_view k, Options& o) {
+       return r.Integer(k, &o.initial_sync_days, 0, 36500);
+     },
+     [](const Options& o) { return json::value(o.initial_sync_days); }},
     {"tombstones", [](TableReader& r, std::string_view k, Options& o) { return r.Bool(k, &o.tombstones); },
      [](const Options& o) { return json::value(o.tombstones); }},
     {"sightings", [](TableReader& r, std::string_view k, Options& o) { return r.Bool(k, &o.sightings); },

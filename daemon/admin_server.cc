@@ -146,6 +146,8 @@ class AdminImpl final : public v1::SyncAdmin::Service {
       ls->set_local_key_fingerprint(view.link.local_key_fingerprint);
       ls->set_remote_key_fingerprint(view.link.remote_key_fingerprint);
       ls->set_keys_loaded_at(view.link.keys_loaded_at);
+      ls->set_sync_window_start(view.link.sync_window_start);
+      ls->set_sync_window(view.link.sync_window);
       for (const auto& dv : view.directions) {
         const DirectionStatus& st = dv.status;
         v1::DirectionStatus* ds = ls->add_directions();

@@ -100,6 +100,10 @@ class Service {
     std::vector<std::string> rule_notes;  // "push_rules.tags.NOT: 3 = tlp:red (the member's MISP ...)"
     std::string local_key_fingerprint, remote_key_fingerprint;  // config::Secret::fingerprint
     std::int64_t keys_loaded_at = 0;
+    // The sync window (engine::EngineOptions): its start now, 0 when there is none, and the
+    // configuration that sets it ("initial_sync_days = 90").
+    std::int64_t sync_window_start = 0;
+    std::string sync_window;
   };
   std::vector<LinkSnapshot> Snapshot();
   // How many links have started (their MISPs answered), failed to (reported), or not tried yet.

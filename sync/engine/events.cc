@@ -127,7 +127,9 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
 }
 
 json::object LinkEngine::IndexFilter(const Route& route, std::int64_t cursor) const {
-  const std::int64_t since = cursor > 0 ? std::max<std::int64_t>(0, cursor - options_.overlap_seconds) : 0;
+  std::int64_t since = cursor > 0 ? std::max<std::int64_t>(0, cursor - options_.overlap_seconds) : 0;
+  // The window holds for full runs too: a reconciliation must not send the history it leaves out.
+  since = std::max(since, options_.WindowStart(static_cast<std::int64_t>(std::time(nullptr))));
   // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
   json::object filter = route.push() ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
   filter["minimal"] = 1;

@@ -69,6 +69,18 @@ struct EngineOptions {
   bool galaxy_clusters = true;
   bool remote_perm_galaxy_editor = false;
 
+  // The sync window (docs/configuration.md, "A member joining with a large history"): events whose
+  // last change is older than its start are never listed, by the first run or by a full
+  // reconciliation. A fixed start (epoch seconds, 0: none) and a rolling one (days back from now,
+  // 0: none); the later of the two applies.
+  std::int64_t initial_sync_since = 0;
+  int initial_sync_days = 0;
+  // The window's start at `now` (epoch seconds), 0 when there is none.
+  std::int64_t WindowStart(std::int64_t now) const {
+    std::int64_t rolling = initial_sync_days > 0 ? now - std::int64_t{initial_sync_days} * 86400 : 0;
+    return initial_sync_since > rolling ? initial_sync_since : rolling;
+  }
+
   // Whether any channel beside the events is on (the side-channel runs happen at all).
   bool side_channels_on() const { return sightings || proposals || analyst_data || galaxy_clusters; }
 };

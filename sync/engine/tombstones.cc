@@ -24,8 +24,10 @@ Status LinkEngine::FindDeletions(RunContext& run, const std::vector<misp::EventI
   for (const auto& row : listed) present.insert(row.uuid);
   SGSYNC_TRY(auto written, store_.ListWritten(link_id_, state::Side::kLocal));
   std::vector<std::pair<std::string, std::int64_t>> missing;
+  // An event older than the sync window is not listed, not gone: it is not asked about.
+  const std::int64_t window = options_.WindowStart(static_cast<std::int64_t>(std::time(nullptr)));
   for (const auto& w : written) {
-    if (!present.count(w.uuid)) missing.emplace_back(w.uuid, w.timestamp);
+    if (!present.count(w.uuid) && w.timestamp >= window) missing.emplace_back(w.uuid, w.timestamp);
   }
   if (missing.empty()) return {};
   SGSYNC_TRY(auto answered, remote_.FilterEventIdsForPush(missing));

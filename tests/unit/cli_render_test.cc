@@ -30,6 +30,8 @@ v1::GetStatusResponse Status() {
   l->set_local_key_fingerprint("sha256:4f2a9c0e1b7d3355");
   l->set_remote_key_fingerprint("sha256:90ab12cd34ef5678");
   l->set_keys_loaded_at(1795807000);
+  l->set_sync_window_start(1788220800);
+  l->set_sync_window("initial_sync_since = 2026-09-01T00:00:00Z");
   v1::DirectionStatus* push = l->add_directions();
   push->set_direction(v1::DIRECTION_PUSH);
   push->set_state("idle");
@@ -45,7 +47,7 @@ v1::GetStatusResponse Status() {
   v1::DirectionStatus* pull = l->add_directions();
   pull->set_direction(v1::DIRECTION_PULL);
   pull->set_state("paused");
-  pull->set_paused_by("unix socket, operator yamada");
+  pull->set_paused_by("unix socket uid 1000 (yamada), pid 4242, operator yamada");
   pull->set_paused_at(1795807000);
   pull->set_received(40);
   return r;

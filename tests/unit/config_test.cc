@@ -39,6 +39,26 @@ class ConfigTest : public ::testing::Test {
   TempDir dir_;
 };
 
+TEST_F(ConfigTest, TheSyncWindowTakesADateOrAUtcTimeAndDaysAndRefusesAnImpossibleDate) {
+  auto c =
+      ParseConfig(Minimal("initial_sync_since = \"2026-09-01\"\ninitial_sync_days = 90\n"), "sgsync.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->links[0].engine.initial_sync_since, 1788220800);  // 2026-09-01T00:00:00Z
+  EXPECT_EQ(c->links[0].engine.initial_sync_days, 90);
+  c = ParseConfig(Minimal("initial_sync_since = \"2026-09-01T12:30:00Z\"\n"), "sgsync.toml");
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_EQ(c->links[0].engine.initial_sync_since, 1788220800 + 12 * 3600 + 30 * 60);
+  for (const char* bad : {"2026-02-30", "2026-9-1", "yesterday", "2026-09-01T12:30:00+09:00"}) {
+    auto e = ParseConfig(Minimal(std::string("initial_sync_since = \"") + bad + "\"\n"), "sgsync.toml");
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_THAT(e.error().message, HasSubstr("initial_sync_since")) << bad;
+  }
+  EXPECT_FALSE(ParseConfig(Minimal("initial_sync_days = -1\n"), "sgsync.toml").ok());
+  auto defaults = ParseConfig(Minimal(), "sgsync.toml");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->links[0].engine.WindowStart(1'800'000'000), 0) << "no window unless configured";
+}
+
 TEST_F(ConfigTest, MinimalFileTakesDocumentedDefaults) {
   auto c = ParseConfig(Minimal(), "sgsync.toml");
   ASSERT_TRUE(c.ok()) << c.error().ToString();

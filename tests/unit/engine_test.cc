@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <functional>
 
@@ -317,6 +318,45 @@ TEST_F(EngineTest, APreviewSaysWhatTheNextRunWouldSendAndWithholdAndWritesNothin
   EXPECT_EQ(limited->changed, 3) << "counted, though not all examined";
   EXPECT_EQ(Run(Direction::kPush).sent, 2);
   EXPECT_EQ(engine_->Preview(Direction::kPush, 100)->changed, 0) << "after the run, nothing is left to do";
+}
+
+}  // namespace
+}  // namespace sgsync::engine
+
+namespace sgsync::engine {
+namespace {
+
+TEST_F(EngineTest, TheSyncWindowLeavesOlderEventsHomeOnTheFirstRunAndOnAFullRun) {
+  auto uuids = Seed(*member_, 3, 31);
+  std::int64_t seeded = 0;
+  for (const auto& u : uuids)
+    seeded =
+        std::max<std::int64_t>(seeded, std::stoll(std::string(member_->View(u).at("timestamp").as_string())));
+  member_->EditInfo(uuids[0], "changed inside the window", 600);
+  Engine(With([&](EngineOptions& o) { o.initial_sync_since = seeded + 300; }));
+  RunStats first = Run(Direction::kPush);
+  EXPECT_EQ(first.listed, 1) << "only the event changed inside the window is listed";
+  EXPECT_EQ(first.sent, 1);
+  EXPECT_FALSE(portal_->View(uuids[0]).is_null());
+  EXPECT_EQ(Run(Direction::kPush, /*full=*/true).sent, 0) << "a full run keeps to the window";
+  EXPECT_TRUE(portal_->View(uuids[1]).is_null());
+  EXPECT_TRUE(portal_->View(uuids[2]).is_null());
+  // An old event that changes enters the window with its new timestamp.
+  member_->EditInfo(uuids[1], "changed later", 900);
+  EXPECT_EQ(Run(Direction::kPush).sent, 1);
+  EXPECT_FALSE(portal_->View(uuids[1]).is_null());
+}
+
+TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {
+  EngineOptions o;
+  const std::int64_t now = 1'800'000'000;
+  EXPECT_EQ(o.WindowStart(now), 0) << "no window by default";
+  o.initial_sync_days = 10;
+  EXPECT_EQ(o.WindowStart(now), now - 10 * 86400);
+  o.initial_sync_since = now - 86400;
+  EXPECT_EQ(o.WindowStart(now), now - 86400);
+  o.initial_sync_since = now - 30 * 86400;
+  EXPECT_EQ(o.WindowStart(now), now - 10 * 86400);
 }
 
 }  // namespace
