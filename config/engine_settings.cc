@@ -121,6 +121,11 @@ const EngineSetting kEngineSettings[] = {
     {"galaxy_clusters",
      [](TableReader& r, std::string_view k, Options& o) { return r.Bool(k, &o.galaxy_clusters); },
      [](const Options& o) { return json::value(o.galaxy_clusters); }},
+    {"other_channels_interval_seconds",
+     [](TableReader& r, std::string_view k, Options& o) {
+       return r.Integer(k, &o.other_channels_interval_seconds, 0, 7 * 86400);
+     },
+     [](const Options& o) { return json::value(o.other_channels_interval_seconds); }},
     {"sightings_policy",
      [](TableReader& r, std::string_view k, Options& o) {
        return r.Integer(k, &o.sightings_policy.policy, 0, 3);

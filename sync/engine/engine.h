@@ -68,6 +68,8 @@ struct SideChannelStats {
   ChannelStats proposals;     // spec 8.2; withheld: what they change does not leave
   ChannelStats clusters;      // spec 8.3
   ChannelStats analyst_data;  // notes, opinions, relationships (spec 8.5)
+  // Proposals, clusters and analyst data were not asked for: their interval had not passed.
+  bool other_channels_not_due = false;
   // Whether anything failed on any channel (sgsyncd backs off, --once exits 1).
   bool any_failed() const {
     return sightings.failed_events > 0 || proposals.failed > 0 || clusters.failed > 0 ||
@@ -275,6 +277,9 @@ class LinkEngine {
   std::map<std::string, std::string> analyst_decided_;
   // Clusters decided, by "<direction> <uuid>", at the version decided (same guard and lifetime).
   std::map<std::string, std::int64_t> cluster_decided_;
+  // When proposals, clusters and analyst data last ran without a failure, per direction (push,
+  // pull; same guard; 0 after a restart: the first cycle asks).
+  std::int64_t other_channels_done_[2] = {0, 0};
   std::mutex etag_mu_;
   std::map<std::string, std::pair<std::string, std::string>> etags_;
 };

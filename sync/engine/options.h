@@ -68,6 +68,12 @@ struct EngineOptions {
   // Custom galaxy clusters too (spec 8.3), when the Portal account has perm_galaxy_editor.
   bool galaxy_clusters = true;
   bool remote_perm_galaxy_editor = false;
+  // Proposals, clusters and analyst data have no conditional request and no index entry that says
+  // they changed: they are asked for at most this often (seconds; 0: every cycle), so that an idle
+  // cycle costs the conditional index requests only. A full side-channel run (sgsyncd --once --full)
+  // and the first after a start ask at once. Sightings are asked
+  // every cycle: their index request is conditional.
+  std::int64_t other_channels_interval_seconds = 3600;
 
   // The sync window (docs/configuration.md, "A member joining with a large history"): events whose
   // last change is older than its start are never listed, by the first run or by a full

@@ -1,6 +1,7 @@
 // LinkEngine::RunSideChannels: the channels beside the events (engine.h).
 #include <spdlog/spdlog.h>
 
+#include <ctime>
 #include <future>
 
 #include "common/log_context.h"
@@ -30,10 +31,15 @@ Result<SideChannelStats> LinkEngine::RunSideChannels(Direction d, const RunOptio
     ChannelStats* stats;
     std::future<Status> done;
   };
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  std::int64_t& done = other_channels_done_[d == Direction::kPush ? 0 : 1];
+  const bool due = options.full || options_.other_channels_interval_seconds == 0 || done == 0 ||
+                   now - done >= options_.other_channels_interval_seconds;
+  stats.other_channels_not_due = !due;
   Channel channels[] = {
-      {options_.proposals, &LinkEngine::SyncProposals, "proposals", &stats.proposals, {}},
-      {options_.galaxy_clusters, &LinkEngine::SyncClusters, "clusters", &stats.clusters, {}},
-      {options_.analyst_data, &LinkEngine::SyncAnalystData, "analyst data", &stats.analyst_data, {}}};
+      {due && options_.proposals, &LinkEngine::SyncProposals, "proposals", &stats.proposals, {}},
+      {due && options_.galaxy_clusters, &LinkEngine::SyncClusters, "clusters", &stats.clusters, {}},
+      {due && options_.analyst_data, &LinkEngine::SyncAnalystData, "analyst data", &stats.analyst_data, {}}};
   for (Channel& c : channels) {
     if (c.enabled)
       c.done = std::async(std::launch::async, [this, &c, &route, &parent] {
@@ -48,6 +54,9 @@ Result<SideChannelStats> LinkEngine::RunSideChannels(Direction d, const RunOptio
       spdlog::warn("link {}: {} {}: {}", name_, route.name(), c.what, st.error().ToString());
     }
   }
+  // A failed channel is asked again at the next cycle, not after the interval.
+  if (due && stats.proposals.failed == 0 && stats.clusters.failed == 0 && stats.analyst_data.failed == 0)
+    done = now;
   if (options_.sightings) SGSYNC_TRY_STATUS(SyncSightings(route, options, stats.sightings));
   return stats;
 }

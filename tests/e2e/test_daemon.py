@@ -590,6 +590,25 @@ class DaemonTest(unittest.TestCase):
             self.assertEqual((r["method"], r["target"], r["status"]), ("POST", "/events/index", 304))
             self.assertIn("if-none-match", r["headers"])
 
+    def test_an_idle_cycle_with_every_channel_on_costs_conditional_index_requests_only(self):
+        self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 42})
+        # The defaults: sightings every cycle (a conditional index), proposals, clusters and analyst
+        # data every other_channels_interval_seconds (an hour), asked once at the start.
+        d = self.sgsyncd()
+        d.start(os.path.join(self.tmp.name, "idle-defaults.log"))
+        harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
+        harness.wait_for(lambda: any(r["target"].startswith("/shadow_attributes/index") for r in self.sims.portal.requests()),
+                         what="the other channels asked once at the start")
+        time.sleep(3.5)  # later cycles learn the ETags
+        self.sims.member.control("DELETE", "requests")
+        self.sims.portal.control("DELETE", "requests")
+        time.sleep(3.5)  # three cycles at interval_seconds = 1
+        requests = [r for sim in (self.sims.member, self.sims.portal) for r in sim.requests()
+                    if not r["target"].startswith("/_sim")]
+        self.assertTrue(requests)
+        for r in requests:
+            self.assertEqual((r["method"], r["target"], r["status"]), ("POST", "/events/index", 304), r["target"])
+
     def test_portal_down_then_up_converges(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 6, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 51})["uuids"])
         self.sims.portal.control("POST", "faults", {"error_rate": 1.0, "error_status": 503})

@@ -347,6 +347,40 @@ TEST_F(EngineTest, TheSyncWindowLeavesOlderEventsHomeOnTheFirstRunAndOnAFullRun)
   EXPECT_FALSE(portal_->View(uuids[1]).is_null());
 }
 
+TEST_F(EngineTest, ProposalsClustersAndAnalystDataAreAskedForOnlyOnceTheirIntervalHasPassed) {
+  Seed(*member_, 1, 41);
+  Engine();  // the default: every 3600 s
+  auto asked = [&](Instance& where) {
+    int n = 0;
+    for (const auto& r : where.sim().RequestLog()) {
+      if (r.target.rfind("/shadow_attributes/index", 0) == 0 || r.target.rfind("/analyst_data/", 0) == 0 ||
+          r.target.rfind("/galaxy_clusters/", 0) == 0)
+        ++n;
+    }
+    return n;
+  };
+  auto first = engine_->RunSideChannels(Direction::kPull);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_FALSE(first->other_channels_not_due) << "the first cycle after a start asks";
+  const int after_first = asked(*portal_);
+  EXPECT_GT(after_first, 0);
+  auto second = engine_->RunSideChannels(Direction::kPull);
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second->other_channels_not_due);
+  EXPECT_EQ(asked(*portal_), after_first) << "an idle cycle within the interval asks nothing more";
+  RunOptions full;
+  full.full = true;
+  auto forced = engine_->RunSideChannels(Direction::kPull, full);
+  ASSERT_TRUE(forced.ok());
+  EXPECT_FALSE(forced->other_channels_not_due);
+  EXPECT_GT(asked(*portal_), after_first) << "a full run asks at once";
+  Engine(With([](EngineOptions& o) { o.other_channels_interval_seconds = 0; }));
+  ASSERT_TRUE(engine_->RunSideChannels(Direction::kPull).ok());
+  auto again = engine_->RunSideChannels(Direction::kPull);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->other_channels_not_due) << "0: every cycle";
+}
+
 TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {
   EngineOptions o;
   const std::int64_t now = 1'800'000'000;
