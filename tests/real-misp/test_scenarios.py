@@ -176,6 +176,16 @@ class RealMispTest(unittest.TestCase):
         print(f"\nidle cycle, side channels off: {runs:.0f} runs, {sum(requests.values()):.0f} requests, all "
               f"events/index answered 304")
 
+    def test_an_idle_cycle_with_every_channel_on_asks_only_conditional_index_requests(self):
+        runs, requests = self.idle_cycle("idle-defaults", interval=3, cycles=4, sightings=True, proposals=True,
+                                         galaxy_clusters=True, analyst_data=True)
+        self.assertGreaterEqual(runs, 4)
+        for labels, n in requests.items():
+            self.assertIn('route="/events/index"', labels, labels)
+            self.assertIn('status="304"', labels, labels)
+        print(f"\nidle cycle, every channel on (defaults): {runs:.0f} event runs, {sum(requests.values()):.0f} "
+              f"requests, all events/index answered 304 (events and sightings)")
+
     def test_kill_9_mid_push_and_resume_leaves_every_event_once(self):
         d, tag = self.config("kill", interval_seconds=2)
         out = self.seed_member(tag, 25, attributes=20)
