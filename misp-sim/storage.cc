@@ -396,6 +396,9 @@ auto MispSim::Impl::EventVisible(const StoredEvent& e, const User& u) -> bool {
 
 auto MispSim::Impl::RenderFor(StoredEvent stored, const User& u, const ViewOptions& o) -> json::object {
   json::object e = std::move(stored.event);
+  // Real MISP shows the owner's local id on every event (events-view-uuid.json); an event loaded
+  // from a document without it takes it from the stored owner.
+  if (stored.org_id > 0 && StringOr(e, "org_id").empty()) e["org_id"] = std::to_string(stored.org_id);
   bool owner = u.site_admin() || stored.org_id == u.org_id;
   auto element_visible = [&](const json::object& el) {
     if (misp::BoolOr(el, "deleted", false) && !(o.include_deleted && (u.perm_sync() || owner))) return false;
