@@ -123,6 +123,10 @@ Result<DaemonConfig> LoadConfig(const std::string& path);
 // The same from text (tests); `name` stands for the file in messages; key files are still read.
 Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& name);
 
+// The settings that make a link's sync window, as the configuration spells them
+// ("initial_sync_since = 2026-09-01T00:00:00Z, initial_sync_days = 90"); empty without a window.
+std::string DescribeSyncWindow(const engine::EngineOptions& o);
+
 // The policy's link for `link` (parsed when the file was read), completed with what was learnt
 // from the two MISPs: the organisation of sgsync's account on the remote, and the local host
 // organisation when not configured.

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "config/config.h"
 #include "misp/api.h"
 
 namespace sgsync::config {
@@ -149,5 +150,18 @@ const EngineSetting kEngineSettings[] = {
 }  // namespace
 
 std::span<const EngineSetting> EngineSettings() { return kEngineSettings; }
+
+std::string DescribeSyncWindow(const engine::EngineOptions& o) {
+  std::string out;
+  for (const EngineSetting& s : kEngineSettings) {
+    const bool set = (s.key == "initial_sync_since" && o.initial_sync_since > 0) ||
+                     (s.key == "initial_sync_days" && o.initial_sync_days > 0);
+    if (!set) continue;
+    json::value v = s.show(o);
+    out += (out.empty() ? "" : ", ") + std::string(s.key) + " = " +
+           (v.is_string() ? std::string(v.as_string()) : json::serialize(v));
+  }
+  return out;
+}
 
 }  // namespace sgsync::config

@@ -223,17 +223,7 @@ std::vector<Service::LinkSnapshot> Service::Snapshot() {
     s.keys_loaded_at = std::max(l->config.local.api_key.loaded_at, l->config.remote.api_key.loaded_at);
     const engine::EngineOptions& eo = l->config.engine;
     s.sync_window_start = eo.WindowStart(static_cast<std::int64_t>(std::time(nullptr)));
-    if (eo.initial_sync_since > 0) {
-      const std::time_t since = static_cast<std::time_t>(eo.initial_sync_since);
-      std::tm tm{};
-      char text[32] = "";
-      if (::gmtime_r(&since, &tm) != nullptr) std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-      s.sync_window = std::string("initial_sync_since = ") + text;
-    }
-    if (eo.initial_sync_days > 0) {
-      s.sync_window += (s.sync_window.empty() ? "" : ", ") + std::string("initial_sync_days = ") +
-                       std::to_string(eo.initial_sync_days);
-    }
+    s.sync_window = config::DescribeSyncWindow(eo);
     out.push_back(std::move(s));
   }
   return out;

@@ -4,6 +4,7 @@ A test PKI made with the openssl command line, misp-sim processes (a member's MI
 Portal), an sgsyncd configuration written as an operator would write it, and sgsyncd itself,
 run once or as a daemon that tests signal and kill. Nothing here imitates sgsync: the binaries
 under test are the ones the build produced."""
+import contextlib
 import hashlib
 import json
 import os
@@ -161,10 +162,14 @@ def link_toml(name, local, remote, **settings):
     return "\n".join(lines) + "\n"
 
 
+def admin_socket_for(state_db):
+    """The admin socket daemon_toml gives a daemon by default: a Unix socket path holds at most 107
+    bytes, so a short name beside the database."""
+    return os.path.join(os.path.dirname(state_db), "a" + hashlib.sha1(state_db.encode()).hexdigest()[:8] + ".sock")
+
+
 def daemon_toml(state_db, links, metrics_listen="", extra="", max_attempts=8, admin_socket=None, admin_extra=""):
-    # A Unix socket path holds at most 107 bytes: a short name beside the database.
-    admin_socket = admin_socket or os.path.join(
-        os.path.dirname(state_db), "a" + hashlib.sha1(state_db.encode()).hexdigest()[:8] + ".sock")
+    admin_socket = admin_socket or admin_socket_for(state_db)
     return (f"shutdown_grace_seconds = 10\n{extra}\n[state]\ndatabase = {toml_value(state_db)}\n"
             f"max_attempts = {max_attempts}\n[admin]\nsocket = {toml_value(admin_socket)}\n{admin_extra}"
             f"[log]\nlevel = \"info\"\n[metrics]\nlisten = {toml_value(metrics_listen)}\n\n" + "".join(links))
@@ -262,8 +267,7 @@ class TwoSims:
         db = os.path.join(self.work, name + ".db")
         with open(path, "w") as f:
             f.write(daemon_toml(db, links, metrics_listen, extra, max_attempts, admin_extra=admin_extra))
-        return Sgsyncd(self.sgsyncd_bin, path,
-                       os.path.join(self.work, "a" + hashlib.sha1(db.encode()).hexdigest()[:8] + ".sock"))
+        return Sgsyncd(self.sgsyncd_bin, path, admin_socket_for(db))
 
     def reset(self):
         self.member.control("POST", "reset")
@@ -276,6 +280,17 @@ class TwoSims:
     def stop(self):
         self.member.stop()
         self.portal.stop()
+
+
+@contextlib.contextmanager
+def two_sims_in_temp_dir(misp_sim_bin, sgsyncd_bin):
+    """TwoSims in a temporary directory of their own, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sims = TwoSims(misp_sim_bin, sgsyncd_bin, tmp)
+        try:
+            yield sims, tmp
+        finally:
+            sims.stop()
 
 
 def read(path):

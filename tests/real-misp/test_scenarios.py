@@ -10,12 +10,10 @@ record are switched off while the suite runs and restored afterwards.
 
 Usage: test_scenarios.py PAIR.json SGSYNCD SGSYNCCTL [unittest arguments]
 """
-import json
 import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,8 +69,7 @@ class RealMispTest(unittest.TestCase):
         with open(path, "w") as f:
             f.write(harness.daemon_toml(os.path.join(work, scenario + ".db"), [harness.link_toml("portal", local, remote, **link)],
                                         metrics_listen=metrics_listen))
-        d = harness.Sgsyncd(SGSYNCD, path, os.path.join(work, "a" + __import__("hashlib").sha1(
-            os.path.join(work, scenario + ".db").encode()).hexdigest()[:8] + ".sock"))
+        d = harness.Sgsyncd(SGSYNCD, path, harness.admin_socket_for(os.path.join(work, scenario + ".db")))
         self.daemons.append(d)
         return d, tag
 
@@ -164,9 +161,6 @@ class RealMispTest(unittest.TestCase):
 
     def test_a_no_change_cycle_in_daemon_mode_costs_one_conditional_request_per_direction(self):
         runs, requests = self.idle_cycle("idle", interval=3, cycles=4)
-        if os.environ.get("REAL_MISP_DEBUG"):
-            print(runs, json.dumps({k: v for k, v in requests.items()}, indent=1))
-            print(harness.read(os.path.join(self.tmp.name, "idle.log"))[-6000:])
         self.assertGreaterEqual(runs, 4, "several idle runs happened")
         self.assertTrue(requests, "the idle runs asked something")
         for labels, n in requests.items():

@@ -10,7 +10,6 @@ import os
 import random
 import sqlite3
 import sys
-import tempfile
 import time
 import unittest
 
@@ -33,12 +32,8 @@ def content(event):
 
 class CrashTest(unittest.TestCase):
     def test_killed_at_random_moments_it_converges_with_every_event_once_and_nothing_ineligible(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            sims = harness.TwoSims(MISP_SIM, SGSYNCD, tmp)
-            try:
-                self.campaign(sims, tmp)
-            finally:
-                sims.stop()
+        with harness.two_sims_in_temp_dir(MISP_SIM, SGSYNCD) as (sims, tmp):
+            self.campaign(sims, tmp)
 
     def campaign(self, sims, tmp):
         member, portal = sims.member, sims.portal

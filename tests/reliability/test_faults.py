@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
@@ -45,12 +44,8 @@ index = harness.uuids_on
 
 class FaultsTest(unittest.TestCase):
     def test_under_mixed_faults_both_ways_converge_with_nothing_lost_duplicated_or_leaked(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            sims = harness.TwoSims(MISP_SIM, SGSYNCD, tmp)
-            try:
-                self.campaign(sims, tmp)
-            finally:
-                sims.stop()
+        with harness.two_sims_in_temp_dir(MISP_SIM, SGSYNCD) as (sims, tmp):
+            self.campaign(sims, tmp)
 
     def campaign(self, sims, tmp):
         member, portal = sims.member, sims.portal

@@ -102,8 +102,6 @@ class StateStressTest(unittest.TestCase):
             listed = harness.wait_for(arrived, timeout=60, what=what)
         except AssertionError as e:
             missing = set(expected) - set(harness.uuid_list(self.sims.portal))
-            if os.environ.get("STRESS_DEBUG"):
-                subprocess.run(["gdb", "-p", str(self.daemon.proc.pid), "-batch", "-ex", "thread apply all bt"])
             raise AssertionError(f"{e}: {len(missing)} missing; the daemon's log ends:\n"
                                  f"{harness.read(self.log)[-4000:]}") from None
         twice = {u for u in listed if listed.count(u) > 1}

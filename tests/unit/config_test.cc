@@ -45,6 +45,8 @@ TEST_F(ConfigTest, TheSyncWindowTakesADateOrAUtcTimeAndDaysAndRefusesAnImpossibl
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   EXPECT_EQ(c->links[0].engine.initial_sync_since, 1788220800);  // 2026-09-01T00:00:00Z
   EXPECT_EQ(c->links[0].engine.initial_sync_days, 90);
+  EXPECT_EQ(DescribeSyncWindow(c->links[0].engine),
+            "initial_sync_since = 2026-09-01T00:00:00Z, initial_sync_days = 90");
   c = ParseConfig(Minimal("initial_sync_since = \"2026-09-01T12:30:00Z\"\n"), "sgsync.toml");
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   EXPECT_EQ(c->links[0].engine.initial_sync_since, 1788220800 + 12 * 3600 + 30 * 60);
@@ -57,6 +59,7 @@ TEST_F(ConfigTest, TheSyncWindowTakesADateOrAUtcTimeAndDaysAndRefusesAnImpossibl
   auto defaults = ParseConfig(Minimal(), "sgsync.toml");
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->links[0].engine.WindowStart(1'800'000'000), 0) << "no window unless configured";
+  EXPECT_EQ(DescribeSyncWindow(defaults->links[0].engine), "");
 }
 
 TEST_F(ConfigTest, MinimalFileTakesDocumentedDefaults) {
