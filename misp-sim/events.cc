@@ -347,6 +347,18 @@ auto MispSim::Impl::CountAttributes(const json::object& e) -> std::int64_t {
   return n;
 }
 
+namespace {
+
+bool HasElements(const json::object& e) {
+  for (const char* key : {"Attribute", "Object", "EventReport"}) {
+    const json::value* v = e.if_contains(key);
+    if (v != nullptr && v->is_array() && !v->as_array().empty()) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -> HttpResponse {
   const std::string url = r.path;
   auto body = ReadEventBody(req, url);
@@ -375,20 +387,17 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
     (*q)->Bind(1, uuid);
     if (*(*q)->Step()) return ErrorResponse(403, "Event blocked by event blocklist.", url);
   }
-  policy::Receiver receiver{"misp-sim",     config.base_url, {u.org_uuid, u.org_name},
-                            u.site_admin(), u.perm_sync(),   u.perm_publish(),
-                            ServerUrls()};
-  std::vector<policy::Reason> reasons;
-  std::vector<std::string> warnings;
-  if (!policy::AssessArrival(e, receiver, &reasons, &warnings)) {
+  // Event::_add: a published event with no attribute, object or report is refused; a user
+  // without perm_publish cannot publish by adding.
+  misp::EventView ev(e);
+  if (ev.published() && !HasElements(e)) {
     return SaveFail("Could not add Event", "/events/add", "Received a published event that was empty");
   }
-  e = policy::MaterializeArrival(std::move(e), receiver);
-  CaptureGroups(e, u);
+  if (ev.published() && !u.perm_publish()) ev.set_published(false);
+  CaptureGroupsOnAdd(e, u);
   DropUncreatableObjects(e);
   DedupeAttributes(e);
   // Orgc: a sync user or site admin may create for another org; others become the creator.
-  misp::EventView ev(e);
   std::string orgc_uuid(ev.orgc_uuid()), orgc_name(ev.orgc_name());
   if (orgc_uuid.empty() || !(u.perm_sync() || u.site_admin())) {
     orgc_uuid = u.org_uuid;
@@ -459,111 +468,6 @@ auto MispSim::Impl::DedupeAttributes(json::object& e) -> void {
     kept.push_back(std::move(a));
   }
   *list = std::move(kept);
-}
-
-auto MispSim::Impl::DropUncapturable(json::object& in, const std::vector<policy::Reason>& reasons) -> void {
-  std::set<std::string> drop;
-  for (const auto& r : reasons) {
-    if (r.rule == "receiver.sharing_group.capture" && r.path != "Event") drop.insert(r.path);
-  }
-  if (drop.empty()) return;
-  auto prune = [&](json::object& holder, const char* key, const std::string& base) {
-    json::value* list = holder.if_contains(key);
-    if (list == nullptr || !list->is_array()) return;
-    json::array kept(list->storage());
-    for (std::size_t i = 0; i < list->as_array().size(); ++i) {
-      if (!drop.count(misp::Index(misp::Child(base, key), i))) kept.push_back(std::move(list->as_array()[i]));
-    }
-    *list = std::move(kept);
-  };
-  if (json::value* objects = in.if_contains("Object"); objects != nullptr && objects->is_array()) {
-    for (std::size_t i = 0; i < objects->as_array().size(); ++i) {
-      if (objects->as_array()[i].is_object())
-        prune(objects->as_array()[i].as_object(), "Attribute", misp::Index("Event.Object", i));
-    }
-  }
-  prune(in, "Attribute", "Event");
-  prune(in, "Object", "Event");
-  prune(in, "EventReport", "Event");
-}
-
-auto MispSim::Impl::CaptureGroups(json::object& e, const User& u) -> void {
-  auto capture = [&](json::object& el) {
-    json::value* sgv = el.if_contains("SharingGroup");
-    if (sgv == nullptr || !sgv->is_object() || misp::IntOr(el, "distribution", 0) != 4) return;
-    json::object& incoming = sgv->as_object();
-    std::string uuid(StringOr(incoming, "uuid"));
-    if (!misp::IsUuid(uuid)) return;
-    std::int64_t id;
-    json::object group;
-    if (auto existing = LoadGroup(uuid)) {
-      id = existing->first;
-      group = std::move(existing->second);
-      std::string have_mod(StringOr(group, "modified")), new_mod(StringOr(incoming, "modified"));
-      bool may = u.site_admin() || (u.perm_sync() && !misp::BoolOr(group, "local", false));
-      if (may && (new_mod.empty() || new_mod > have_mod)) {
-        for (const char* k : {"name", "releasability", "description", "created", "modified", "roaming"}) {
-          if (const json::value* v = incoming.if_contains(k)) group[k] = *v;
-        }
-        MergeMembers(group, incoming);
-        (void)SaveGroup(id, group);
-      }
-    } else {
-      group = incoming;
-      group["local"] = false;
-      group.erase("id");
-      auto ins = db->Prepare("INSERT INTO sharing_groups (uuid, json) VALUES (?, ?)");
-      (void)(*ins)->Bind(1, uuid).Bind(2, json::serialize(group)).Run();
-      id = db->LastInsertId();
-    }
-    group["id"] = std::to_string(id);
-    el["SharingGroup"] = std::move(group);
-    el["sharing_group_id"] = std::to_string(id);
-  };
-  capture(e);
-  for (const char* key : {"Attribute", "EventReport", "Object"}) {
-    json::value* list = e.if_contains(key);
-    if (list == nullptr || !list->is_array()) continue;
-    for (auto& item : list->as_array()) {
-      if (!item.is_object()) continue;
-      capture(item.as_object());
-      if (std::string_view(key) != "Object") continue;
-      if (json::value* attrs = item.as_object().if_contains("Attribute");
-          attrs != nullptr && attrs->is_array()) {
-        for (auto& a : attrs->as_array()) {
-          if (a.is_object()) capture(a.as_object());
-        }
-      }
-    }
-  }
-}
-
-auto MispSim::Impl::MergeMembers(json::object& group, const json::object& incoming) -> void {
-  auto list = [](json::object& o, const char* key) -> json::array& {
-    if (!o.contains(key) || !o[key].is_array()) o[key] = json::array();
-    return o[key].as_array();
-  };
-  json::array& orgs = list(group, "SharingGroupOrg");
-  for (auto uuid : misp::SharingGroupView(incoming).org_uuids()) {
-    bool present = false;
-    for (auto have : misp::SharingGroupView(group).org_uuids()) present |= policy::SameText(have, uuid);
-    if (!present)
-      orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", uuid}}}});
-  }
-  json::array& servers = list(group, "SharingGroupServer");
-  for (auto& row : servers) {
-    if (row.is_object()) row.as_object()["all_orgs"] = false;
-  }
-  for (const auto& row : misp::SharingGroupView(incoming).servers()) {
-    bool present = false;
-    for (const auto& have : misp::SharingGroupView(group).servers())
-      present |= policy::SameUrl(have.url, row.url);
-    if (!present) {
-      servers.push_back(json::object{{"server_id", std::to_string(row.server_id)},
-                                     {"all_orgs", false},
-                                     {"Server", json::object{{"url", row.url}, {"name", row.name}}}});
-    }
-  }
 }
 
 auto MispSim::Impl::MergeList(json::object& stored, json::object& incoming, const char* key, bool objects,
@@ -641,22 +545,9 @@ auto MispSim::Impl::Edit(const HttpRequest& req, const Route& r, const User& u) 
              (u.perm_sync() && misp::BoolOr(stored->event, "locked", false));
   if (!may)
     return SaveFail("Could not edit Event", edit_url, "You are not authorised to do that.", stored->id);
-  // Sharing groups of new elements are captured as on add; on edit an uncapturable event group
-  // is an error (spec 3.4).
-  policy::Receiver receiver{"misp-sim",     config.base_url, {u.org_uuid, u.org_name},
-                            u.site_admin(), u.perm_sync(),   u.perm_publish(),
-                            ServerUrls()};
-  std::vector<policy::Reason> reasons;
-  std::vector<std::string> warnings;
-  (void)policy::AssessArrival(in, receiver, &reasons, &warnings);
-  for (const auto& reason : reasons) {
-    if (reason.rule == "receiver.sharing_group.capture" && reason.path == "Event") {
-      return SaveFail("Could not edit Event", edit_url,
-                      "User not authorised to create the associated sharing group", stored->id);
-    }
+  if (auto refused = CaptureGroupsOnEdit(in, u)) {
+    return SaveFail("Could not edit Event", edit_url, json::value(*refused), stored->id);
   }
-  DropUncapturable(in, reasons);
-  CaptureGroups(in, u);
   json::object& e = stored->event;
   for (const char* field :
        {"date", "threat_level_id", "analysis", "info", "published", "distribution", "timestamp",

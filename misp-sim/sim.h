@@ -2,9 +2,10 @@
 //
 // MispSim answers MISP 2.5.1's REST API as the real captures in tests/data/fixtures/misp/real-2.5.1/
 // show it, keeps its data in SQLite, and applies MISP's access rules (spec 3.1, 4.2) and the
-// receiving side's rules (spec 3.4, 4.5, 7.5: the sgsync policy's receiver model is reused for
-// sharing-group capture). Every behaviour and its source is listed in docs/misp-sim.md; what MISP
-// does that misp-sim does not is listed there too.
+// receiving side's rules (spec 3.4, 4.5, 7.5; its sharing-group capture is written from MISP's
+// source in capture.cc, not taken from sgsync's receiver model, so the two can disagree). Every
+// behaviour and its source is listed in docs/misp-sim.md; what MISP does that misp-sim does not is
+// listed there too.
 //
 // Thread-safe: requests are served concurrently, the data is guarded by one mutex.
 #pragma once

@@ -181,17 +181,32 @@ struct MispSim::Impl {
   // (spec 7.5, case 54).
   static void DedupeAttributes(json::object& e);
 
-  // On edit, an element whose sharing group will not be captured is dropped (spec 3.4).
-  static void DropUncapturable(json::object& in, const std::vector<policy::Reason>& reasons);
+  // ------------------------------------------- sharing groups of a written event (capture.cc)
+  // MISP 2.5.1's capture of the sharing groups an event arrives with, written from MISP's source
+  // and independent of sgsync's receiver model (docs/misp-sim.md, "Receiving a sharing group").
 
-  // SharingGroup::captureSG against the groups this instance holds (spec 4.5): a new group is
-  // stored (local false); an existing local group is reused unchanged (case 61); an existing
-  // captured group is updated by a sync user or site admin when the payload's `modified` is empty
-  // or later: fields overwritten, organisations and servers added, never removed, `all_orgs`
-  // reset (case 62, 11.26). The element then carries the stored group and its local id.
-  void CaptureGroups(json::object& e, const User& u);
-
-  static void MergeMembers(json::object& group, const json::object& incoming);
+  // events/add (Event::__captureObjects): every distribution-4 element's group captured; an
+  // element whose group is not becomes distribution 0.
+  void CaptureGroupsOnAdd(json::object& e, const User& u);
+  // events/edit (Event::_edit, editAttribute, editObject): the error MISP answers when the event's
+  // own group is refused; attributes and objects whose group is refused are dropped.
+  std::optional<std::string> CaptureGroupsOnEdit(json::object& in, const User& u);
+  // Event::captureSGForElement: false (and distribution 0) when the group is not captured.
+  bool CaptureForElement(json::object& el, const User& u, bool with_server);
+  // SharingGroup::captureSG: the local id of the group, or nothing when MISP returns false.
+  // `with_server` is captureSG's `$server` argument, set when the event itself is being written.
+  std::optional<std::int64_t> CaptureSharingGroup(const json::object& sg, const User& u, bool with_server);
+  // SharingGroup::checkIfAuthorised.
+  bool SharingGroupAccessible(std::int64_t id, const User& u);
+  bool AuthorisedToSaveNewGroup(const json::object& sg, const User& u);
+  std::int64_t OwnerOfNewGroup(const json::object& sg, const User& u);
+  std::int64_t GroupOwnerId(const json::object& group);
+  std::optional<std::int64_t> CaptureServerId(const json::object& server);
+  bool CaptureGroupOrgs(json::object& group, const json::object& sg, const User& u);
+  bool CaptureGroupServers(json::object& group, const json::object& sg);
+  static void AddGroupOrg(json::object& group, std::int64_t org_id, const std::string& uuid,
+                          const std::string& name, bool extend);
+  void AttachGroup(json::object& el, std::int64_t id);
 
   // Merges `incoming` elements into `stored` by uuid: strictly newer timestamps win, new ones are
   // added, absent ones stay (spec 7.5).

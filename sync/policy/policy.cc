@@ -1,4 +1,5 @@
 #include "sync/policy/policy.h"
+#include "sync/policy/receiver.h"
 
 #include <algorithm>
 

@@ -24,16 +24,6 @@ namespace sgsync::policy {
 Decision Evaluate(Direction direction, std::optional<json::object> event, const Link& link);
 Decision Evaluate(Direction direction, const json::object* event, const Link& link);
 
-// The receiving side (spec 3.4, 4.5): what a MISP stores when `writer` adds `sent` through its REST
-// API. AssessArrival says whether it accepts the event, with a reason and a warning for every
-// element whose sharing group it will not accept; MaterializeArrival builds the stored document;
-// PredictArrival does both (nothing when the event is refused).
-bool AssessArrival(const json::object& sent, const Receiver& receiver, std::vector<Reason>* reasons,
-                   std::vector<std::string>* warnings);
-json::object MaterializeArrival(json::object sent, const Receiver& receiver);
-std::optional<json::object> PredictArrival(const json::object& sent, const Receiver& receiver,
-                                           std::vector<Reason>* reasons, std::vector<std::string>* warnings);
-
 // MISP's SharingGroup::checkIfServerInSG (spec 4.3): may the link's remote receive an element of
 // this group? `why` says which test decided.
 bool ServerInSharingGroup(const misp::SharingGroupView& sg, const Link& link, std::string* why);

@@ -4,6 +4,7 @@
 
 #include "misp/event.h"
 #include "sync/policy/policy.h"
+#include "sync/policy/receiver.h"
 
 namespace sgsync::policy {
 namespace {

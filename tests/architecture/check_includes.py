@@ -31,6 +31,13 @@ FOLDERS = {
 }
 PROGRAM_LAYER = {"sgsyncctl": 7}
 
+# Includes refused whatever the layers say: misp-sim is the other side of the tests, so it must not
+# reuse sgsync's model of the receiving MISP (issue 18); its capture is its own (misp-sim/capture.cc).
+FORBIDDEN = {
+    ("misp-sim", "sync/policy/receiver.h"):
+        "misp-sim must not reuse sgsync's receiver model; misp-sim/capture.cc is written from MISP's source",
+}
+
 
 def layers(source_dir):
     text = (source_dir / "cmake" / "layers.cmake").read_text()
@@ -71,6 +78,13 @@ def self_test(source_dir):
         if check(root) != 1:
             print("self-test: the model including the policy was not caught")
             return 1
+        model.write_text('#include "common/result.h"\n')
+        (root / "misp-sim").mkdir()
+        (root / "sync" / "policy" / "receiver.h").write_text("")
+        (root / "misp-sim" / "events.cc").write_text('#include "sync/policy/receiver.h"\n')
+        if check(root) != 1:
+            print("self-test: misp-sim including the receiver model was not caught")
+            return 1
     print("self-test: passed")
     return 0
 
@@ -108,6 +122,9 @@ def check(source_dir):
                 target = owner(m.group(1))
                 if target is None:
                     problems.append(f"{rel}:{n}: includes {m.group(1)}, which no folder of the house holds")
+                    continue
+                if (folder, m.group(1)) in FORBIDDEN:
+                    problems.append(f"{rel}:{n}: includes {m.group(1)}: {FORBIDDEN[(folder, m.group(1))]}")
                     continue
                 if target == here:
                     continue

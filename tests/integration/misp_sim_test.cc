@@ -5,8 +5,11 @@
 
 #include <set>
 
+#include <boost/algorithm/string/replace.hpp>
+
 #include "common/encoding.h"
 #include "misp-sim/sim.h"
+#include "misp/event.h"
 #include "misp/json.h"
 #include "tests/support/files.h"
 #include "tests/support/http_client.h"
@@ -188,6 +191,119 @@ TEST_F(MispSimTest, SpecCase61And62_ExistingGroupsAreReusedOrUpdatedByNewerCaptu
   EXPECT_EQ(c.at("SharingGroupOrg").as_array().size(), 2u) << "case 62: org C added, none removed";
   for (const auto& row : c.at("SharingGroupServer").as_array())
     EXPECT_EQ(row.at("all_orgs"), json::value(false));
+}
+
+// The receiving side's capture, as MISP 2.5.1's source has it (misp-sim/capture.cc). Each of these
+// is a place where sgsync's own receiver model (sync/policy/receiver.cc) predicts otherwise, so a
+// test written against the model alone would not notice.
+class MispSimCaptureTest : public MispSimTest {
+ protected:
+  // ORG1's sync account pushes an event at distribution 4 with one attribute, its group `sg`.
+  sgsync::testing::HttpResult PushWithGroup(const std::string& sg, const std::string& uuid) {
+    std::string body = R"({"Event":{"uuid":")" + uuid +
+                       R"(","info":"captured","distribution":"4","published":true,"timestamp":"100","SharingGroup":)" +
+                       sg + R"(,"Attribute":[{"type":"ip-dst","category":"Network activity","value":"192.0.2.7","timestamp":"100"}]}})";
+    return Call(sync_key_, "POST", "/events/add", body);
+  }
+
+  std::string GroupJson(const std::string& name, const std::vector<std::string>& org_uuids,
+                        const std::string& server_url, bool row_all_orgs) {
+    json::array orgs;
+    for (const auto& o : org_uuids) orgs.push_back(json::object{{"extend", false}, {"Organisation", json::object{{"uuid", o}, {"name", o.substr(0, 4)}}}});
+    json::array servers;
+    if (!server_url.empty())
+      servers.push_back(json::object{{"all_orgs", row_all_orgs}, {"Server", json::object{{"url", server_url}, {"name", "p"}}}});
+    return json::serialize(json::object{{"uuid", "99999999-9999-4999-8999-999999999999"},
+                                        {"name", name},
+                                        {"modified", "2026-06-01 00:00:00"},
+                                        {"organisation_uuid", kOrg3},
+                                        {"Organisation", json::object{{"uuid", kOrg3}, {"name", "ORG3"}}},
+                                        {"SharingGroupOrg", std::move(orgs)},
+                                        {"SharingGroupServer", std::move(servers)}});
+  }
+
+  json::object Stored(const std::string& uuid) {
+    return Body(Call(kAdminKey, "GET", "/events/view/" + uuid)).at("Event").as_object();
+  }
+};
+
+TEST_F(MispSimCaptureTest, AGroupAcceptedThroughThisInstancesAllOrgsRowGainsTheWriterAndLosesAllOrgs) {
+  // checkIfAuthorisedToSave accepts a sync user through this instance's row with all_orgs; then
+  // captureSGServers reads all_orgs from the row's Server record (absent), so it is stored false,
+  // and captureCreatorOrg adds the writer's organisation (ORG1), which the group did not list.
+  const std::string uuid = "aaaaaaaa-0001-4000-8000-000000000001";
+  ASSERT_EQ(PushWithGroup(GroupJson("all orgs here", {kOrg3}, base_, true), uuid).status, 200);
+  json::object e = Stored(uuid);
+  EXPECT_EQ(e.at("distribution"), json::value("4"));
+  std::set<std::string> members;
+  for (auto org : misp::SharingGroupView(e.at("SharingGroup").as_object()).org_uuids()) members.emplace(org);
+  EXPECT_EQ(members, (std::set<std::string>{kOrg1, kOrg3}));
+  for (const auto& row : misp::SharingGroupView(e.at("SharingGroup").as_object()).servers()) {
+    EXPECT_EQ(row.server_id, 0);
+    EXPECT_FALSE(row.all_orgs);
+  }
+}
+
+TEST_F(MispSimCaptureTest, AGroupThisInstanceAlreadyHoldsIsAttachedForASyncAccountThatIsNotAMember) {
+  // captureSGExisting lets a sync user attach a held group without being a member, and an older
+  // (or equal) copy changes nothing; sgsync's model, which cannot see the held groups, predicts
+  // distribution 0 here.
+  ASSERT_TRUE(sim_->AddSharingGroup(GroupJson("held", {kOrg2, kOrg3}, "", false)).ok());
+  const std::string uuid = "aaaaaaaa-0002-4000-8000-000000000002";
+  ASSERT_EQ(PushWithGroup(GroupJson("held", {kOrg2, kOrg3}, base_ + "/elsewhere", false), uuid).status, 200);
+  json::object e = Stored(uuid);
+  EXPECT_EQ(e.at("distribution"), json::value("4"));
+  EXPECT_EQ(e.at("SharingGroup").at("name"), json::value("held"));
+  EXPECT_EQ(misp::SharingGroupView(e.at("SharingGroup").as_object()).org_uuids().size(), 2u)
+      << "not updated: the copy is not newer";
+}
+
+TEST_F(MispSimCaptureTest, ANewGroupWithoutANameIsNotCapturedAndTheEventStaysHome) {
+  const std::string uuid = "aaaaaaaa-0003-4000-8000-000000000003";
+  ASSERT_EQ(PushWithGroup(GroupJson("", {kOrg1, kOrg3}, "", false), uuid).status, 200);
+  json::object e = Stored(uuid);
+  EXPECT_EQ(e.at("distribution"), json::value("0"));
+  EXPECT_EQ(e.at("sharing_group_id"), json::value("0"));
+}
+
+TEST_F(MispSimCaptureTest, ThisInstancesUrlIsComparedExactlySoATrailingSlashIsAnotherServer) {
+  // checkIfAuthorisedToSave compares a row's url with MISP.baseurl by PHP ==.
+  const std::string uuid = "aaaaaaaa-0004-4000-8000-000000000004";
+  ASSERT_EQ(PushWithGroup(GroupJson("slash", {kOrg1, kOrg3}, base_ + "/", false), uuid).status, 200);
+  EXPECT_EQ(Stored(uuid).at("distribution"), json::value("0"));
+  const std::string exact = "aaaaaaaa-0005-4000-8000-000000000005";
+  std::string sg = GroupJson("exact", {kOrg1, kOrg3}, base_, false);
+  boost::replace_all(sg, "99999999-9999-4999-8999-999999999999", "99999999-9999-4999-8999-000000000005");
+  ASSERT_EQ(PushWithGroup(sg, exact).status, 200);
+  EXPECT_EQ(Stored(exact).at("distribution"), json::value("4"));
+}
+
+TEST_F(MispSimCaptureTest, OnEditARefusedEventGroupIsAnErrorAndARefusedAttributeIsDropped) {
+  const std::string uuid = "aaaaaaaa-0006-4000-8000-000000000006";
+  std::string body = R"({"Event":{"uuid":")" + uuid +
+                     R"(","info":"locked","distribution":"3","locked":true,"timestamp":"100","Attribute":[{"uuid":"bbbbbbbb-0006-4000-8000-000000000001","type":"ip-dst","category":"Network activity","value":"192.0.2.8","timestamp":"100"}]}})";
+  ASSERT_EQ(Call(sync_key_, "POST", "/events/add", body).status, 200);
+  json::object edit = Stored(uuid);
+  edit["timestamp"] = "200";
+  std::string outside = GroupJson("outside", {kOrg3}, "", false);
+  edit["Attribute"].as_array().push_back(json::object{{"uuid", "bbbbbbbb-0006-4000-8000-000000000002"},
+                                                      {"type", "ip-dst"},
+                                                      {"category", "Network activity"},
+                                                      {"value", "192.0.2.9"},
+                                                      {"timestamp", "200"},
+                                                      {"distribution", "4"},
+                                                      {"SharingGroup", json::parse(outside)}});
+  auto r = Call(sync_key_, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", edit}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Stored(uuid).at("Attribute").as_array().size(), 1u) << "editAttribute drops it";
+  edit["timestamp"] = "300";
+  edit["Attribute"].as_array().pop_back();
+  edit["distribution"] = "4";
+  edit["SharingGroup"] = json::parse(outside);
+  r = Call(sync_key_, "POST", "/events/edit/" + uuid, json::serialize(json::object{{"Event", edit}}));
+  EXPECT_NE(r.body.find("User not authorised to create the associated sharing group"), std::string::npos)
+      << r.body;
+  EXPECT_EQ(Stored(uuid).at("distribution"), json::value("3"));
 }
 
 TEST_F(MispSimTest, SpecCase77_AWrongOrMissingKeyGetsMisps403) {

@@ -8,6 +8,7 @@
 #include "misp/event.h"
 #include "sync/policy/other_data.h"
 #include "sync/policy/policy.h"
+#include "sync/policy/receiver.h"
 #include "sync/policy/sightings.h"
 #include "tests/support/policy_fixtures.h"
 
