@@ -36,7 +36,10 @@ Statement& Statement::Bind(int index, std::int64_t v) {
 }
 
 Statement& Statement::Bind(int index, std::string_view v) {
-  sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  // SQLite binds a null pointer as NULL: an empty view that points nowhere (std::string_view{}, what
+  // a JSON field reader returns for a missing field) must still be the empty text.
+  sqlite3_bind_text(stmt_, index, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
+                    SQLITE_TRANSIENT);
   return *this;
 }
 
