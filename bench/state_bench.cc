@@ -72,6 +72,37 @@ void BM_Changed100k(benchmark::State& state) {
   }
 }
 
+// Per-link change detection (issue 19): 100k tracked events over ten links of 10k each; one link's
+// run costs its own rows only. A 20-row page (an incremental run) is looked up row by row; a page
+// of the link's 10k rows scans that link's rows, not the 100k.
+void ChangedAmongTenLinks(benchmark::State& state, std::size_t page) {
+  testing::TempDir dir;
+  auto store = std::move(*state::StateStore::Open((dir.path() / "bench.db").string()));
+  auto entries = Entries(1000);
+  const std::ptrdiff_t per_link = kEvents / 10;
+  std::int64_t target = 0;
+  for (std::ptrdiff_t l = 0; l < 10; ++l) {
+    auto link = store->RegisterLink("link" + std::to_string(l), "h")->id;
+    std::vector<state::LedgerEntry> part(entries.begin() + l * per_link, entries.begin() + (l + 1) * per_link);
+    if (!store->UpsertLedgerBatch(link, part).ok()) std::abort();
+    if (l == 3) target = link;
+  }
+  std::vector<state::IndexPair> index;
+  for (std::size_t i = 0; i < page; ++i) {
+    const auto& e = entries[static_cast<std::size_t>(3 * per_link) + i];
+    index.push_back({e.uuid, *e.local_timestamp + (i % 10 == 0 ? 5 : 0)});
+  }
+  for (auto _ : state) {
+    auto changed = store->Changed(target, state::Side::kLocal, index);
+    if (!changed.ok() || changed->size() != (page + 9) / 10) std::abort();
+    benchmark::DoNotOptimize(changed);
+  }
+}
+void BM_ChangedSmallPageAmongTenLinks(benchmark::State& state) { ChangedAmongTenLinks(state, 20); }
+void BM_ChangedFullPageAmongTenLinks(benchmark::State& state) { ChangedAmongTenLinks(state, kEvents / 10); }
+
+BENCHMARK(BM_ChangedSmallPageAmongTenLinks)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ChangedFullPageAmongTenLinks)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LedgerUpsert100kInBatches)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_Changed100k)->Unit(benchmark::kMillisecond);
 

@@ -35,4 +35,9 @@ inline std::int64_t NowS() { return NowMs() / 1000; }
 // The first wait after a failed run; it doubles up to the link's interval.
 inline constexpr std::int64_t kFirstBackoffMs = 5000;
 
+// How old the events channel's index may be for the sightings channel to use it instead of asking
+// again (engine::RunOptions::shared_index_max_age_seconds): two of the link's cycles. Older, the
+// events loop is busy with a backlog, and sightings ask for themselves rather than wait for it.
+inline std::int64_t SharedIndexMaxAge(const config::LinkConfig& link) { return 2 * link.interval_seconds + 10; }
+
 }  // namespace sgsync::daemon

@@ -45,6 +45,7 @@ void Service::SideChannelsLoop(LinkRuntime& link) {
         if (!enabled || paused || stopping_) continue;
         engine::RunOptions ro;
         ro.stop = &stopping_;
+        ro.shared_index_max_age_seconds = SharedIndexMaxAge(lc);
         auto stats = link.engine->RunSideChannels(d, ro);
         if (!stats.ok() || stats->any_failed()) {
           failed = true;

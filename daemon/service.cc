@@ -126,6 +126,7 @@ Result<std::vector<std::pair<std::string, Result<Stats>>>> Service::RunEachOnce(
       engine::RunOptions ro;
       ro.full = full;
       ro.stop = &stopping_;
+      ro.shared_index_max_age_seconds = SharedIndexMaxAge(link->config);
       out.emplace_back(link->config.name + " " + std::string(DirectionName(d)) + suffix,
                        run(*link->engine, d, ro));
     }

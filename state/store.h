@@ -152,6 +152,9 @@ struct Pause {
 
 class StateStore {
  public:
+  // Index pages up to this many rows are checked against the ledger row by row (Changed).
+  static constexpr std::size_t kChangedPointQueryLimit = 512;
+
   // Opens (creating when missing) and migrates the database at `path`. Fails, naming the file, when
   // its directory is missing, it is not writable, it is not a SQLite database, or it was written by
   // a newer sgsync (both schema versions named).
@@ -191,6 +194,8 @@ class StateStore {
   // Many entries in one transaction.
   Status UpsertLedgerBatch(std::int64_t link_id, const std::vector<LedgerEntry>& entries);
   // The uuids of `index` that the ledger has not seen on `side`, or saw with an older timestamp.
+  // Its cost follows this link's index and ledger only: a page of a few rows (an incremental run)
+  // is looked up row by row, a large one against one scan of this link's ledger rows.
   Result<std::vector<std::string>> Changed(std::int64_t link_id, Side side,
                                            const std::vector<IndexPair>& index);
 

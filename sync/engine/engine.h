@@ -87,6 +87,10 @@ struct RunOptions {
   std::function<void(const struct RunStats&)> progress;
   const std::atomic<bool>* stop = nullptr;  // set: finish the events in hand, take no more
   bool wait_if_running = false;             // wait for a run in progress in this direction instead of failing
+  // Sightings: take the events index that the events channel of this direction read (or saw
+  // answered 304) at most this many seconds ago, instead of asking the source again, so that an
+  // idle cycle costs one conditional request per direction (0: always ask; a full run always asks).
+  std::int64_t shared_index_max_age_seconds = 0;
 };
 
 struct RunStats {
@@ -186,6 +190,10 @@ class LinkEngine {
   Route RouteFor(Direction d) { return Route::For(d, local_, remote_); }
   // The index filter of a run whose cursor is at `cursor` (0: from the beginning).
   json::object IndexFilter(const Route& route, std::int64_t cursor) const;
+  // The same without a timestamp: what the sightings channel lists, and what the events channel
+  // lists when sightings are on (it then leaves out older rows itself, IndexSince).
+  json::object BaseIndexFilter(const Route& route) const;
+  std::int64_t IndexSince(std::int64_t cursor) const;
   Status ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::int64_t& newest);
   // One row of the source's index a run takes up: changed since the ledger saw it, not tombstoned,
   // not blocklisted; `echo` when sgsync itself wrote this version there (not sent back).
@@ -282,6 +290,20 @@ class LinkEngine {
   std::int64_t other_channels_done_[2] = {0, 0};
   std::mutex etag_mu_;
   std::map<std::string, std::pair<std::string, std::string>> etags_;
+
+  // What the sightings channel needs from the last events index each direction (push, pull) read
+  // in full: the rows whose sighting timestamp was past the sightings cursor then (issue 19: one
+  // request per direction in an idle cycle, not one per channel). `generation` grows with every
+  // page read in full; `confirmed_at` is also set by a 304 (the page is still the source's).
+  struct SightingsSnapshot {
+    std::string filter;
+    std::uint64_t generation = 0;
+    std::int64_t confirmed_at = 0;
+    std::vector<std::pair<std::string, std::int64_t>> rows;  // (event uuid, sighting timestamp)
+  };
+  std::mutex snapshot_mu_;
+  SightingsSnapshot snapshot_[2];
+  std::uint64_t sightings_done_generation_[2] = {0, 0};  // guarded by side_channels_run_
 };
 
 // Index timestamps (event and sighting) further ahead of this clock than this are not believed: one

@@ -126,15 +126,23 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   return run.stats;
 }
 
-json::object LinkEngine::IndexFilter(const Route& route, std::int64_t cursor) const {
+std::int64_t LinkEngine::IndexSince(std::int64_t cursor) const {
   std::int64_t since = cursor > 0 ? std::max<std::int64_t>(0, cursor - options_.overlap_seconds) : 0;
   // The window holds for full runs too: a reconciliation must not send the history it leaves out.
-  since = std::max(since, options_.WindowStart(static_cast<std::int64_t>(std::time(nullptr))));
+  return std::max(since, options_.WindowStart(static_cast<std::int64_t>(std::time(nullptr))));
+}
+
+json::object LinkEngine::BaseIndexFilter(const Route& route) const {
   // Push: what MISP's own push selects (published events). Pull: the pull rules as index filters.
   json::object filter = route.push() ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
   filter["minimal"] = 1;
   filter["published"] = 1;
-  if (since > 0) filter["timestamp"] = std::to_string(since);
+  return filter;
+}
+
+json::object LinkEngine::IndexFilter(const Route& route, std::int64_t cursor) const {
+  json::object filter = BaseIndexFilter(route);
+  if (std::int64_t since = IndexSince(cursor); since > 0) filter["timestamp"] = std::to_string(since);
   return filter;
 }
 
@@ -179,13 +187,36 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
   const bool push = run.route.push();
   const std::string dir(run.route.name());
 
-  const json::object filter = IndexFilter(run.route, options.full ? 0 : cursor.last_timestamp);
+  // With sightings on, the index is asked for without a timestamp, the same request the sightings
+  // channel would make: its rows are kept for that channel (SightingsSnapshot) and the rows older
+  // than the cursor are left out here, as MISP's `timestamp` filter would (Event.timestamp >=).
+  const bool shared = options_.sightings;
+  const std::int64_t since = IndexSince(options.full ? 0 : cursor.last_timestamp);
+  const json::object filter = shared ? BaseIndexFilter(run.route) : IndexFilter(run.route, options.full ? 0 : cursor.last_timestamp);
   const std::string channel = "events " + dir, filter_text = json::serialize(filter);
   std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
   SGSYNC_TRY(connector::IndexPage page, run.route.source->EventIndex(filter, etag));
+  const int slot = push ? 0 : 1;
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   if (page.not_modified) {
     run.stats.not_modified = true;
+    if (shared) {
+      std::lock_guard lock(snapshot_mu_);
+      if (snapshot_[slot].filter == filter_text) snapshot_[slot].confirmed_at = now;
+    }
     return {};
+  }
+  std::vector<std::pair<std::string, std::int64_t>> sighted;
+  if (shared) {
+    SGSYNC_TRY(state::Cursor sightings_cursor,
+               store_.GetCursor(link_id_, run.route.direction, state::CursorKind::kSightings));
+    for (const auto& row : page.rows) {
+      if (row.sighting_timestamp > sightings_cursor.last_timestamp)
+        sighted.emplace_back(row.uuid, row.sighting_timestamp);
+    }
+    if (since > 0) {
+      std::erase_if(page.rows, [since](const misp::EventIndexEntry& row) { return row.timestamp < since; });
+    }
   }
   run.stats.listed = static_cast<std::int64_t>(page.rows.size());
   SGSYNC_TRY(std::vector<Candidate> candidates, Select(run.route, page, /*report=*/true, &newest));
@@ -224,6 +255,14 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
   // Only now is every listed change durably queued: a 304 next time must not hide one that a failed
   // write of the state (a full disk, a read-only file) left unqueued.
   RememberEtag(channel, filter_text, page.etag);
+  if (shared) {
+    std::lock_guard lock(snapshot_mu_);
+    SightingsSnapshot& snap = snapshot_[slot];
+    snap.filter = filter_text;
+    ++snap.generation;
+    snap.confirmed_at = now;
+    snap.rows = std::move(sighted);
+  }
   return {};
 }
 

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 #include <future>
 #include <map>
 #include <set>
@@ -26,36 +27,64 @@ Status LinkEngine::SyncSightings(const Route& route, const RunOptions& options, 
 
   SGSYNC_TRY(state::Cursor cursor,
              store_.GetCursor(link_id_, route.direction, state::CursorKind::kSightings));
-  json::object filter = push ? json::object{} : policy::PullIndexFilter(link_.pull_rules);
-  filter["minimal"] = 1;
-  filter["published"] = 1;
+  const json::object filter = BaseIndexFilter(route);
   const std::string channel = "sightings " + dir, filter_text = json::serialize(filter);
-  std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
-  SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
-  if (page.not_modified) {
+  const int slot = push ? 0 : 1;
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  // The events channel's last index of this direction, when it is recent enough: no request.
+  std::vector<std::pair<std::string, std::int64_t>> listed;
+  std::optional<std::uint64_t> generation;
+  if (!options.full && options.shared_index_max_age_seconds > 0) {
+    std::lock_guard lock(snapshot_mu_);
+    const SightingsSnapshot& snap = snapshot_[slot];
+    if (snap.generation > 0 && snap.filter == filter_text &&
+        now - snap.confirmed_at <= options.shared_index_max_age_seconds) {
+      generation = snap.generation;
+      if (snap.generation != sightings_done_generation_[slot]) listed = snap.rows;
+    }
+  }
+  std::string page_etag;
+  if (generation && *generation == sightings_done_generation_[slot]) {
     stats.not_modified = true;
     stats.cursor = cursor.last_timestamp;
     return {};
   }
+  if (!generation) {
+    std::string etag = options.full ? "" : CachedEtag(channel, filter_text);
+    SGSYNC_TRY(connector::IndexPage page, source.EventIndex(filter, etag));
+    if (page.not_modified) {
+      stats.not_modified = true;
+      stats.cursor = cursor.last_timestamp;
+      return {};
+    }
+    page_etag = page.etag;
+    for (auto& row : page.rows) {
+      if (row.sighting_timestamp > 0) listed.emplace_back(std::move(row.uuid), row.sighting_timestamp);
+    }
+  }
   // Events with new sightings that both sides hold: on push, those the Portal has (sgsync sent
   // them, or pulled them from it); on pull, those the member has.
-  std::vector<const misp::EventIndexEntry*> due;
+  struct Due {
+    std::string uuid;
+    std::int64_t sighting_timestamp;
+  };
+  std::vector<Due> due;
   std::int64_t newest = cursor.last_timestamp;
-  for (const auto& row : page.rows) {
-    if (row.sighting_timestamp <= cursor.last_timestamp && !options.full) continue;
-    if (row.sighting_timestamp == 0) continue;
-    if (!PlausibleTimestamp(row.sighting_timestamp)) {
+  for (auto& [uuid, sighting_timestamp] : listed) {
+    if (sighting_timestamp <= cursor.last_timestamp && !options.full) continue;
+    if (sighting_timestamp == 0) continue;
+    if (!PlausibleTimestamp(sighting_timestamp)) {
       spdlog::warn("link {}: {} sightings of {} left out: sighting timestamp {} is not plausible", name_, dir,
-                   row.uuid, row.sighting_timestamp);
+                   uuid, sighting_timestamp);
       if (metrics_ != nullptr)
         metrics_->Add(metric::kIndexRowsRejected,
                       {{"link", name_}, {"direction", dir}, {"reason", "implausible_timestamp"}});
       continue;
     }
-    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, row.uuid));
+    SGSYNC_TRY(auto ledger, store_.GetLedger(link_id_, uuid));
     if (!ledger) continue;
     if (!DestinationHolds(*ledger, route.destination_side)) continue;
-    due.push_back(&row);
+    due.push_back(Due{std::move(uuid), sighting_timestamp});
   }
   bool all_ok = true;
   for (std::size_t from = 0; from < due.size(); from += kEventsPerSearch) {
@@ -65,7 +94,7 @@ Status LinkEngine::SyncSightings(const Route& route, const RunOptions& options, 
     }
     std::size_t to = std::min(due.size(), from + kEventsPerSearch);
     std::vector<std::string> uuids;
-    for (std::size_t i = from; i < to; ++i) uuids.push_back(due[i]->uuid);
+    for (std::size_t i = from; i < to; ++i) uuids.push_back(due[i].uuid);
     auto rows = source.SightingsForEvents(uuids);
     if (!rows.ok()) {
       spdlog::warn("link {}: {} sightings of {} events: {}", name_, dir, uuids.size(),
@@ -85,7 +114,7 @@ Status LinkEngine::SyncSightings(const Route& route, const RunOptions& options, 
       by_event[AsciiLower(std::string(misp::StringOr(*s, "event_uuid")))].push_back(r);
     }
     for (std::size_t i = from; i < to; ++i) {
-      const std::string& event = due[i]->uuid;
+      const std::string& event = due[i].uuid;
       ++stats.events;
       const json::array& event_rows = by_event[AsciiLower(event)];
       SGSYNC_TRY(bool sent_all, SendEventSightings(route, event, event_rows, stats));
@@ -94,10 +123,14 @@ Status LinkEngine::SyncSightings(const Route& route, const RunOptions& options, 
         all_ok = false;
       }
     }
-    for (std::size_t i = from; i < to; ++i) newest = std::max(newest, due[i]->sighting_timestamp);
+    for (std::size_t i = from; i < to; ++i) newest = std::max(newest, due[i].sighting_timestamp);
   }
-  // An incomplete run asks for the whole index again next time.
-  RememberEtag(channel, filter_text, all_ok ? page.etag : "");
+  // An incomplete run asks for the whole index (or takes the shared rows) again next time.
+  if (generation) {
+    if (all_ok) sightings_done_generation_[slot] = *generation;
+  } else {
+    RememberEtag(channel, filter_text, all_ok ? page_etag : "");
+  }
   if (all_ok && newest > cursor.last_timestamp) {
     SGSYNC_TRY_STATUS(store_.AdvanceCursor(link_id_, route.direction, state::CursorKind::kSightings, newest));
     cursor.last_timestamp = newest;

@@ -571,9 +571,9 @@ class DaemonTest(unittest.TestCase):
 
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
-        # Every side channel off (each switch means its own channel, issue 20): sightings cost one
-        # more conditional request per direction, proposals, clusters and analyst data one index
-        # each (issue 19 makes those cheaper).
+        # Every side channel off (each switch means its own channel, issue 20): the events index is
+        # then asked with the cursor's timestamp (with sightings on it is asked without one and
+        # shared with them; the next test).
         d = self.sgsyncd(sightings=False, proposals=False, galaxy_clusters=False, analyst_data=False)
         d.start(os.path.join(self.tmp.name, "cheap.log"))
         harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
@@ -592,8 +592,9 @@ class DaemonTest(unittest.TestCase):
 
     def test_an_idle_cycle_with_every_channel_on_costs_conditional_index_requests_only(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 42})
-        # The defaults: sightings every cycle (a conditional index), proposals, clusters and analyst
-        # data every other_channels_interval_seconds (an hour), asked once at the start.
+        # The defaults: sightings every cycle, from the events channel's own conditional index
+        # request (issue 19: one request per direction, not one per channel), proposals, clusters
+        # and analyst data every other_channels_interval_seconds (an hour), asked once at the start.
         d = self.sgsyncd()
         d.start(os.path.join(self.tmp.name, "idle-defaults.log"))
         harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 3, what="the first push")
@@ -608,6 +609,9 @@ class DaemonTest(unittest.TestCase):
         self.assertTrue(requests)
         for r in requests:
             self.assertEqual((r["method"], r["target"], r["status"]), ("POST", "/events/index", 304), r["target"])
+        # About three cycles: one request each to each MISP (two, with sightings asking their own).
+        for sim in (self.sims.member, self.sims.portal):
+            self.assertIn(len([r for r in sim.requests() if not r["target"].startswith("/_sim")]), (2, 3, 4))
 
     def test_portal_down_then_up_converges(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 6, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 51})["uuids"])

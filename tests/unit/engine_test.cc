@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <functional>
@@ -379,6 +381,57 @@ TEST_F(EngineTest, ProposalsClustersAndAnalystDataAreAskedForOnlyOnceTheirInterv
   auto again = engine_->RunSideChannels(Direction::kPull);
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->other_channels_not_due) << "0: every cycle";
+}
+
+TEST_F(EngineTest, SightingsTakeTheEventsChannelsIndexSoAnIdleCycleAsksOnceADirection) {
+  std::string uuid = Seed(*member_, 1, 43)[0];
+  Engine(With([](EngineOptions& o) {
+    o.proposals = o.galaxy_clusters = o.analyst_data = false;  // sightings only beside the events
+    o.sightings_policy.policy = 2;                               // everyone sees every sighting
+  }));
+  RunOptions shared;
+  shared.shared_index_max_age_seconds = 60;
+  ASSERT_EQ(Run(Direction::kPush).sent, 1);
+  ASSERT_TRUE(engine_->RunSideChannels(Direction::kPush, shared).ok());
+  auto index_requests = [&] {
+    int n = 0;
+    for (const auto& r : member_->sim().RequestLog()) n += r.target == "/events/index";
+    return n;
+  };
+  // Idle: the events run's conditional request is the only one; sightings ask nothing.
+  member_->sim().ClearRequestLog();
+  EXPECT_TRUE(Run(Direction::kPush).not_modified);
+  auto idle = engine_->RunSideChannels(Direction::kPush, shared);
+  ASSERT_TRUE(idle.ok()) << idle.error().ToString();
+  EXPECT_TRUE(idle->sightings.not_modified);
+  EXPECT_EQ(index_requests(), 1);
+  // A sighting on the member moves the event's sighting timestamp, not its timestamp: the events
+  // run reads the index in full (nothing to send), the sightings run sends from those rows.
+  std::string attribute(member_->View(uuid).at("Attribute").at(0).at("uuid").as_string());
+  auto [status, body] = member_->Call(
+      "POST", "/sightings/bulkSaveSightings/" + uuid,
+      json::array{json::object{{"uuid", "5b7d1c2e-0c3c-4b5e-9f5a-0d6a3c1e2f01"},
+                               {"attribute_uuid", attribute},
+                               {"event_uuid", uuid},
+                               {"date_sighting", std::to_string(std::time(nullptr))},
+                               {"type", "0"},
+                               {"org_id", "1"},
+                               {"Organisation", json::object{{"uuid", kOrg1}, {"name", "ORG1"}}}}});
+  ASSERT_EQ(status, 200) << json::serialize(body);
+  member_->sim().ClearRequestLog();
+  RunStats events = Run(Direction::kPush);
+  EXPECT_FALSE(events.not_modified);
+  EXPECT_EQ(events.queued, 0) << "the event itself did not change";
+  auto sent = engine_->RunSideChannels(Direction::kPush, shared);
+  ASSERT_TRUE(sent.ok()) << sent.error().ToString();
+  EXPECT_EQ(sent->sightings.sent, 1) << sent->sightings.withheld << " withheld, " << sent->sightings.events
+                                     << " events";
+  EXPECT_EQ(index_requests(), 1) << "the sightings came from the events run's index";
+  // Without a recent index of the events channel, sightings ask for themselves.
+  RunOptions own;
+  member_->sim().ClearRequestLog();
+  ASSERT_TRUE(engine_->RunSideChannels(Direction::kPush, own).ok());
+  EXPECT_EQ(index_requests(), 1);
 }
 
 TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {

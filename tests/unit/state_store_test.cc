@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <map>
 
 #include "sqlite/sqlite.h"
@@ -210,6 +212,35 @@ TEST_F(StateStoreTest, ChangedFindsNewAndNewerEventsOnTheAskedSide) {
   EXPECT_EQ(*store_->Changed(link_, Side::kLocal, index), (std::vector<std::string>{"b", "c"}));
   EXPECT_EQ(*store_->Changed(link_, Side::kRemote, index), (std::vector<std::string>{"a", "c"}))
       << "a has no remote timestamp; b's remote 25 is newer than 21";
+}
+
+TEST_F(StateStoreTest, ChangedAnswersTheSameForALargePageAndIgnoresOtherLinksRows) {
+  // A page larger than kChangedPointQueryLimit takes the scan path; both paths must agree, and
+  // another link's row for the same uuid (newer there) must not make this link's event "seen".
+  auto other = store_->RegisterLink("other", "h2")->id;
+  const std::size_t n = StateStore::kChangedPointQueryLimit * 2 + 7;
+  std::vector<LedgerEntry> mine, theirs;
+  std::vector<IndexPair> index;
+  std::set<std::string> expected;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::string uuid = "e" + std::to_string(i);
+    if (i % 3 != 0) mine.push_back(Entry(uuid, 100));    // seen here at 100
+    theirs.push_back(Entry(uuid, 1000));                  // seen by the other link, newer
+    std::int64_t ts = i % 5 == 0 ? 101 : 100;
+    index.push_back({uuid, ts});
+    if (i % 3 == 0 || ts > 100) expected.insert(uuid);
+  }
+  ASSERT_TRUE(store_->UpsertLedgerBatch(link_, mine).ok());
+  ASSERT_TRUE(store_->UpsertLedgerBatch(other, theirs).ok());
+  auto large = *store_->Changed(link_, Side::kLocal, index);
+  EXPECT_EQ(std::set<std::string>(large.begin(), large.end()), expected);
+  std::vector<IndexPair> small(index.begin(), index.begin() + 40);
+  std::set<std::string> small_expected;
+  for (const auto& p : small)
+    if (expected.count(p.uuid)) small_expected.insert(p.uuid);
+  auto few = *store_->Changed(link_, Side::kLocal, small);
+  EXPECT_EQ(std::set<std::string>(few.begin(), few.end()), small_expected);
+  EXPECT_TRUE(store_->Changed(other, Side::kLocal, index)->empty()) << "the other link saw every one at 1000";
 }
 
 TEST_F(StateStoreTest, EnqueueIsIdempotentAndRecordsTheLedgerInTheSameTransaction) {
