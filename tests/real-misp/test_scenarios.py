@@ -177,8 +177,10 @@ class RealMispTest(unittest.TestCase):
         for labels, n in requests.items():
             self.assertIn('route="/events/index"', labels, labels)
             self.assertIn('status="304"', labels, labels)
+        # The sightings read the events channel's index (issue 19): one request per event run.
+        self.assertEqual(sum(requests.values()), runs, f"one request per run: {requests}")
         print(f"\nidle cycle, every channel on (defaults): {runs:.0f} event runs, {sum(requests.values()):.0f} "
-              f"requests, all events/index answered 304 (events and sightings)")
+              f"requests, all events/index answered 304 (shared by events and sightings)")
 
     def test_kill_9_mid_push_and_resume_leaves_every_event_once(self):
         d, tag = self.config("kill", interval_seconds=2)
