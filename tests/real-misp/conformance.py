@@ -6,7 +6,7 @@ all_orgs, roaming) created on the origin through sharing_groups/add, its origin 
 origin's site admin (on behalf of the case's creator organisation) and published; then moved
 either by `sgsyncd --once` in the case's direction (the link's flags as e2e_cases.py maps them) or,
 with --native, by MISP's own sync (push: instance 1 publishes with its server record's push on;
-pull: instance 1 runs servers/pull/<server>/<event uuid>). What arrived is read back from the
+pull: instance 1 runs servers/pull/<server>/full, narrowed to the case's event). What arrived is read back from the
 destination and compared with what real MISP delivered when the case was recorded
 (tests/data/conformance/compare.py). Uuids are fresh for every run (MISP blocklists a deleted
 event's uuid) and mapped back to the case's before comparing; both copies are deleted afterwards.
@@ -16,9 +16,9 @@ report says, per case: passed (sgsync and native match the recording), failed (n
 sgsync does not, with the difference), not reproducible natively (native differs from the
 recording: the rebuild, not sgsync, is in question), not run (outside what this harness rebuilds).
 
-Rebuilt here: cases with one sync and no edit, sighting or proposal step, no instance setting and
-no server flag (internal, rules, unpublish_event, remove_missing_tags): the matrix, sharing-group,
-local-tag, object, report, empty-event, unpublished, orgc and deleted cases.
+Rebuilt here: cases with one sync and no edit, sighting or proposal step, with their instance-1
+settings (host_org_id, filtering on type, sighting policy) and server flags (internal, push and
+pull rules, unpublish_event, remove_missing_tags) set for the case and restored after it.
 
 usage: conformance.py PAIR.json SGSYNCD [--native-only | --sgsync-only] [CASE_ID ...]"""
 import ast
@@ -63,23 +63,86 @@ def empty_rules(rules):
     return True
 
 
+# The instance-1 settings a case may change (README: host_org_id, filtering on type, sighting policy).
+SETTINGS = ("MISP.host_org_id", "MISP.enable_synchronisation_filtering_on_type", "Plugin.Sightings_policy")
+
+
 def why_not_rebuilt(case):
     steps = steps_of(case)
     syncs = [s["sync"] for s in steps if "sync" in s]
-    link = case["link"]
     if any("action" in s for s in steps):
         return "an edit, sighting or proposal step"
     if len(syncs) != 1:
         return "more than one sync"
     if syncs[0] not in ("publish", "publish+pull_full"):
         return f"sync by {syncs[0]}"
-    if case.get("settings"):
-        return "instance settings"
-    if link.get("internal") or link.get("unpublish_event") or link.get("remove_missing_tags"):
-        return "server flags"
-    if not empty_rules(link.get("push_rules")) or not empty_rules(link.get("pull_rules")):
-        return "push or pull rules"
+    for key in case.get("settings") or {}:
+        where, name = key.split(":", 1)
+        if where != "instance1" or name not in SETTINGS:
+            return f"setting {key}"
     return None
+
+
+class Configure:
+    """Instance 1's settings and server record as the case had them, restored afterwards. The
+    server record's flags and rules matter to MISP's own sync only; sgsync takes the same from its
+    link settings (e2e_cases.link_settings)."""
+
+    def __init__(self, pair, case, native):
+        self.pair, self.case, self.native = pair, case, native
+        self.settings_before, self.server_before = {}, None
+
+    def apply(self):
+        m = self.pair.member
+        for key, value in (self.case.get("settings") or {}).items():
+            name = key.split(":", 1)[1]
+            _, current = m.request("GET", f"/servers/getSetting/{name}")
+            self.settings_before[name] = current.get("value")
+            m.request("POST", f"/servers/serverSettingsEdit/{name}", {"value": value, "force": 1})
+        if not self.native:
+            return
+        link = self.case["link"]
+        s = m.server(self.pair.server_id)
+        self.server_before = {k: s.get(k) for k in ("internal", "unpublish_event", "remove_missing_tags",
+                                                    "push_rules", "pull_rules")}
+        fields = {"internal": bool(link.get("internal")), "unpublish_event": bool(link.get("unpublish_event")),
+                  "remove_missing_tags": bool(link.get("remove_missing_tags")),
+                  "pull_rules": json.dumps(link.get("pull_rules") or {}),
+                  "push_rules": json.dumps(self.push_rules_here(link.get("push_rules_by_name") or link.get("push_rules") or {}))}
+        m.edit_server(self.pair.server_id, fields)
+
+    def push_rules_here(self, rules):
+        """MISP stores push rules with instance 1's tag and organisation ids: the case's names
+        (the tags exist once the case's event is added) looked up on this instance."""
+        m = self.pair.member
+        out = json.loads(json.dumps(rules))
+        if any((rules.get("tags") or {}).values()):
+            _, tags = m.request("GET", "/tags/index")
+            ids = {t["name"]: str(t["id"]) for t in (tags.get("Tag") if isinstance(tags, dict) else tags)}
+            for op, names in (rules.get("tags") or {}).items():
+                out["tags"][op] = [ids.get(n, n) for n in names]
+        for op, orgs in (rules.get("orgs") or {}).items():
+            mapped = []
+            for o in orgs:
+                uuid = str(o).split()[-1]
+                if len(uuid) == 36:
+                    _, org = m.request("GET", f"/organisations/view/{uuid}")
+                    mapped.append(str(org["Organisation"]["id"]))
+                else:
+                    mapped.append(str(o))
+            out["orgs"][op] = mapped
+        return out
+
+    def restore(self):
+        m = self.pair.member
+        for name, value in self.settings_before.items():
+            m.request("POST", f"/servers/serverSettingsEdit/{name}", {"value": "" if value is None else value, "force": 1},
+                      expect=None)
+        if self.server_before is not None:
+            before = dict(self.server_before)
+            for k in ("internal", "unpublish_event", "remove_missing_tags"):
+                before[k] = bool(before[k])
+            m.edit_server(self.pair.server_id, before)
 
 
 class Rebuild:
@@ -145,7 +208,8 @@ class Rebuild:
         for k in ("Org", "attribute_count", "publish_timestamp", "locked", "proposal_email_lock", "protected",
                   "CryptographicKey", "RelatedEvent", "sighting_timestamp", "org_id", "orgc_id"):
             e.pop(k, None)
-        e["info"] = f"{e.get('info', '')} [{self.run}]"
+        self.marker = f"sgsync-conformance-{self.run}-{uuidlib.uuid4().hex[:8]}"
+        e["info"] = f"{e.get('info', '')} [{self.marker}]"
         published = bool(e.pop("published", False))
         e["published"] = False
         e["Attribute"] = [self.element(a) for a in e.get("Attribute") or []]
@@ -214,7 +278,13 @@ def run_sgsync(pair, case, rb, sgsyncd, work, n, since):
 def run_native(pair, case, rb):
     if case["direction"] == "push":
         return  # the publish itself pushed (server record push on, no background jobs)
-    pair.member.request("POST", f"/servers/pull/{pair.server_id}/{rb.uuid}")
+    # A full pull, as recorded, narrowed to the case's event: the server record's pull rules get
+    # url_params {"eventinfo": marker} beside the case's own rules, so the pair's other events are
+    # neither listed nor pulled (MISP merges url_params into the index filter, spec 6.2).
+    rules = dict(case["link"].get("pull_rules") or {})
+    rules["url_params"] = json.dumps({"eventinfo": rb.marker})
+    pair.member.edit_server(pair.server_id, {"pull_rules": json.dumps(rules)})
+    pair.member.request("POST", f"/servers/pull/{pair.server_id}/full")
 
 
 def main():
@@ -247,9 +317,11 @@ def main():
                         results[case["id"]] = f"not run: {why}"
                         continue
                     rb = Rebuild(pair, case, pair.run)
+                    conf = Configure(pair, case, mode == "native")
                     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
                     try:
                         published = rb.create()
+                        conf.apply()
                         if published:
                             rb.publish(native=mode == "native")
                         if mode == "sgsync":
@@ -265,6 +337,7 @@ def main():
                         results.setdefault(case["id"], {})[mode] = (False, f"rebuild failed: {e}")
                     finally:
                         rb.clean()
+                        conf.restore()
     finally:
         pair.restore_native_sync(native_before)
     tally = {"passed": [], "failed": [], "not reproducible natively": [], "not run": []}
