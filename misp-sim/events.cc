@@ -394,6 +394,7 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
     return SaveFail("Could not add Event", "/events/add", "Received a published event that was empty");
   }
   if (ev.published() && !u.perm_publish()) ev.set_published(false);
+  if (TagRace(e)) return ErrorResponse(500, "An Internal Error Has Occurred.", url);
   CaptureGroupsOnAdd(e, u);
   DropUncreatableObjects(e);
   DedupeAttributes(e);
@@ -545,6 +546,7 @@ auto MispSim::Impl::Edit(const HttpRequest& req, const Route& r, const User& u) 
              (u.perm_sync() && misp::BoolOr(stored->event, "locked", false));
   if (!may)
     return SaveFail("Could not edit Event", edit_url, "You are not authorised to do that.", stored->id);
+  if (TagRace(in)) return ErrorResponse(500, "An Internal Error Has Occurred.", url);
   if (auto refused = CaptureGroupsOnEdit(in, u)) {
     return SaveFail("Could not edit Event", edit_url, json::value(*refused), stored->id);
   }

@@ -471,6 +471,7 @@ Result<Fault> FaultFromJson(const json::value& v) {
 }  // namespace
 
 HttpResponse MispSim::Handle(const HttpRequest& request) {
+  const auto arrived = std::chrono::steady_clock::now();
   Route route = ParseRoute(request.target);
   if (route.path.rfind("/_sim/", 0) == 0) return HandleControl(request, route.path.substr(6));
   // Pick the fault (if any) under the lock, wait outside it, answer under it again.
@@ -504,6 +505,7 @@ HttpResponse MispSim::Handle(const HttpRequest& request) {
     }
   } else {
     std::lock_guard lock(impl_->mu);
+    impl_->arrived = arrived;
     response = impl_->Dispatch(request);
   }
   if (fault && (fault->reset_after_bytes || fault->truncate_body)) {

@@ -4,6 +4,8 @@
 // sim.cc (dispatch, control routes, the public MispSim). Private to misp-sim/.
 #pragma once
 
+#include <chrono>
+
 #include "misp-sim/sim_internal.h"
 
 namespace sgsync::sim {
@@ -18,6 +20,11 @@ struct MispSim::Impl {
   // The MISP settings servers/getSetting answers (set with POST /_sim/settings); the others as
   // MISP 2.5.1's defaults.
   std::map<std::string, json::value> settings;
+  // When the request being dispatched arrived (before any injected latency), and when each tag was
+  // created: an add that arrived before the add creating one of its tags finished fails as MISP's
+  // racing inserts do (TagRace, events.cc).
+  std::chrono::steady_clock::time_point arrived;
+  std::map<std::string, std::chrono::steady_clock::time_point> tag_born;
 
   // ---------------------------------------------------------------- storage
 
@@ -83,6 +90,12 @@ struct MispSim::Impl {
   // Tag::captureTag (spec 5): by name, case-insensitive; a new tag takes the payload's colour and
   // exportable flag, an existing tag keeps its own (events-add-metadata-new.json).
   json::object CaptureTag(const json::object& in);
+  // Real MISP 2.5.1 creates a tag inside the add that first names it; two adds naming the same new
+  // tag at once both insert it and the second fails on the unique name ("SQLSTATE[23000]: Integrity
+  // constraint violation: 1062 Duplicate entry '<tag>' for key 'name'", answered 500; seen in
+  // MISP's error.log by bench/real_misp.py with four concurrent adds). True when the event written
+  // names a tag that was created after this request arrived.
+  bool TagRace(const json::object& e);
 
   void CanonicalTags(json::object& el);
 

@@ -218,6 +218,30 @@ auto MispSim::Impl::FullOrg(std::int64_t id) -> json::object {
                       {"landingpage", nullptr}};
 }
 
+auto MispSim::Impl::TagRace(const json::object& e) -> bool {
+  auto named_late = [&](const json::object& holder) {
+    const json::value* tags = holder.if_contains("Tag");
+    if (tags == nullptr || !tags->is_array()) return false;
+    for (const auto& t : tags->as_array()) {
+      if (!t.is_object()) continue;
+      auto born = tag_born.find(std::string(StringOr(t.as_object(), "name")));
+      if (born != tag_born.end() && born->second > arrived) return true;
+    }
+    return false;
+  };
+  if (named_late(e)) return true;
+  for (const char* key : {"Attribute", "Object"}) {
+    const json::value* list = e.if_contains(key);
+    if (list == nullptr || !list->is_array()) continue;
+    for (const auto& el : list->as_array()) {
+      if (!el.is_object()) continue;
+      if (named_late(el.as_object())) return true;
+      if (std::string_view(key) == "Object" && TagRace(el.as_object())) return true;
+    }
+  }
+  return false;
+}
+
 auto MispSim::Impl::CaptureTag(const json::object& in) -> json::object {
   std::string name(StringOr(in, "name"));
   auto q = db->Prepare("SELECT id, name, colour, exportable FROM tags WHERE name = ?");
@@ -239,6 +263,7 @@ auto MispSim::Impl::CaptureTag(const json::object& in) -> json::object {
     auto ins = db->Prepare("INSERT INTO tags (name, colour, exportable) VALUES (?, ?, ?)");
     (void)(*ins)->Bind(1, name).Bind(2, colour).Bind(3, static_cast<std::int64_t>(exportable)).Run();
     id = db->LastInsertId();
+    tag_born[name] = std::chrono::steady_clock::now();
   }
   const json::value* rel = in.if_contains("relationship_type");
   return json::object{{"id", std::to_string(id)},

@@ -76,6 +76,7 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
   }
   run.peer_failures = 0;
   p.done = true;
+  p.reached = outcome == Outcome::kSent || outcome == Outcome::kAlready;
   {
     std::lock_guard lock(run.mu);
     if (outcome == Outcome::kSent) ++run.stats.sent;

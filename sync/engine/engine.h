@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 
@@ -214,7 +215,10 @@ class LinkEngine {
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);
+  // Write goes alone when the event names a tag not yet written to the destination (tags_written_),
+  // then WriteEvent: an add or an edit, the receiver's answer checked.
   void Write(RunContext& run, Prepared& p);
+  void WriteEvent(RunContext& run, Prepared& p);
   Error PartialError(const std::vector<misp::MissingElement>& missing, const Route& route) const;
   void RecheckPartial(RunContext& run, Prepared& p);
   void SendSightingsAfterPush(RunContext& run, Prepared& p);
@@ -303,6 +307,13 @@ class LinkEngine {
   };
   std::mutex snapshot_mu_;
   SightingsSnapshot snapshot_[2];
+
+  // MISP creates a tag in the add that first names it, and two adds creating the same tag at once
+  // fail on its unique name (500 on MISP 2.5.1, bench/real_misp.py): a write naming a tag not yet
+  // written to that side (push: the Portal, pull: the member) goes alone, the others in parallel.
+  std::mutex tags_mu_;
+  std::set<std::string> tags_written_[2];  // guarded by tags_mu_
+  std::mutex first_tag_write_[2];
   std::uint64_t sightings_done_generation_[2] = {0, 0};  // guarded by side_channels_run_
 };
 

@@ -55,6 +55,7 @@ struct LinkEngine::Prepared {
   std::optional<json::object> prefetched;  // from a bulk restSearch
   json::array sightings;                   // push: the sightings the event carried (EmbeddedSightings)
   bool done = false;                       // finished (completed or failed); nothing more to do
+  bool reached = false;                    // the destination holds this version (sent, or already there)
 };
 
 class LinkEngine::RunContext {

@@ -15,7 +15,57 @@
 
 namespace sgsync::engine {
 
+namespace {
+
+// Every tag name the event and its elements carry.
+std::set<std::string> TagNames(const json::object& e) {
+  std::set<std::string> out;
+  auto collect = [&](const json::object& holder) {
+    const json::value* tags = holder.if_contains("Tag");
+    if (tags == nullptr || !tags->is_array()) return;
+    for (const auto& t : tags->get_array()) {
+      if (t.is_object()) out.emplace(misp::StringOr(t.get_object(), "name"));
+    }
+  };
+  collect(e);
+  for (const char* key : {"Attribute", "Object"}) {
+    const json::value* list = e.if_contains(key);
+    if (list == nullptr || !list->is_array()) continue;
+    for (const auto& el : list->get_array()) {
+      if (!el.is_object()) continue;
+      collect(el.get_object());
+      if (std::string_view(key) != "Object") continue;
+      if (const json::value* attrs = el.get_object().if_contains("Attribute"); attrs && attrs->is_array()) {
+        for (const auto& a : attrs->get_array())
+          if (a.is_object()) collect(a.get_object());
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void LinkEngine::Write(RunContext& run, Prepared& p) {
+  const Route& route = run.route;
+  const int side = route.push() ? 0 : 1;
+  const std::set<std::string> tags = TagNames(*p.decision->event);
+  auto all_known = [&] {
+    std::lock_guard lock(tags_mu_);
+    return std::includes(tags_written_[side].begin(), tags_written_[side].end(), tags.begin(), tags.end());
+  };
+  std::unique_lock<std::mutex> alone(first_tag_write_[side], std::defer_lock);
+  if (!all_known()) {
+    alone.lock();
+    if (all_known()) alone.unlock();  // the write that held it made them known
+  }
+  WriteEvent(run, p);
+  if (!p.reached) return;
+  std::lock_guard lock(tags_mu_);
+  tags_written_[side].insert(tags.begin(), tags.end());
+}
+
+void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
   const Route& route = run.route;
   connector::MispApi& dest = *route.destination;
   const json::object& event = *p.decision->event;

@@ -434,6 +434,36 @@ TEST_F(EngineTest, SightingsTakeTheEventsChannelsIndexSoAnIdleCycleAsksOnceADire
   EXPECT_EQ(index_requests(), 1);
 }
 
+TEST_F(EngineTest, EventsNamingANewTagAreNotWrittenAtOnceSoTheReceiverCreatesItOnce) {
+  // Real MISP creates a tag in the add that first names it, and adds racing to create the same tag
+  // fail (500); misp-sim answers so too (TagRace). Eight events with one new tag, four in flight,
+  // each add slowed to 150 ms so that the race has room: every one is sent in the first run.
+  for (int i = 0; i < 8; ++i) {
+    auto [status, body] = member_->Call(
+        "POST", "/events/add",
+        json::object{{"Event", json::object{{"info", "tagged " + std::to_string(i)},
+                                           {"distribution", "3"},
+                                           {"published", true},
+                                           {"Tag", json::array{json::object{{"name", "campaign:new-at-the-portal"}}}},
+                                           {"Attribute", json::array{json::object{{"type", "domain"},
+                                                                                  {"category", "Network activity"},
+                                                                                  {"value", "t" + std::to_string(i) + ".example"},
+                                                                                  {"distribution", "5"}}}}}}});
+    ASSERT_EQ(status, 200) << json::serialize(body);
+  }
+  sim::Fault slow;
+  slow.route = "/events/add";
+  slow.latency_ms = 150;
+  portal_->sim().AddFault(slow);
+  Engine();
+  RunStats stats = Run(Direction::kPush);
+  EXPECT_EQ(stats.sent, 8);
+  EXPECT_EQ(stats.failed, 0);
+  int refused = 0;
+  for (const auto& r : portal_->sim().RequestLog()) refused += r.target == "/events/add" && r.status == 500;
+  EXPECT_EQ(refused, 0) << "no add met another creating the same tag";
+}
+
 TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {
   EngineOptions o;
   const std::int64_t now = 1'800'000'000;
