@@ -158,10 +158,12 @@ class Bench:
         start = time.monotonic()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         wall = time.monotonic() - start
+        with open(os.path.join(self.work, f"once{n_round}.log"), "w") as f:
+            f.write(r.stderr)  # kept for a look at what was asked (the requests are its debug lines)
         if r.returncode != 0:
             raise RuntimeError(f"sgsyncd --once exited {r.returncode}: {r.stderr[-2000:]}")
         t = re.search(r"TIME ([0-9.]+) ([0-9.]+) ([0-9.]+) ([0-9]+)", r.stderr)
-        requests = len(re.findall(r"\] (GET|POST|HEAD) \S+ -> ", r.stderr))
+        requests = len(re.findall(r" debug (GET|POST|HEAD) \S+ -> ", r.stderr))
         figures = {"wall": wall, "cpu": float(t.group(2)) + float(t.group(3)), "rss_mib": int(t.group(4)) / 1024,
                    "requests": requests}
         figures.update(self.idle(direction, tag, since, in_flight, n_round))

@@ -3,28 +3,32 @@
 
 Each case is rebuilt on the pair: its sharing groups (organisations, server rows with their
 all_orgs, roaming) created on the origin through sharing_groups/add, its origin event added by the
-origin's site admin (on behalf of the case's creator organisation) and published; then moved
-either by `sgsyncd --once` in the case's direction (the link's flags as e2e_cases.py maps them) or,
-with --native, by MISP's own sync (push: instance 1 publishes with its server record's push on;
-pull: instance 1 runs servers/pull/<server>/full, narrowed to the case's event). What arrived is read back from the
-destination and compared with what real MISP delivered when the case was recorded
-(tests/data/conformance/compare.py). Uuids are fresh for every run (MISP blocklists a deleted
-event's uuid) and mapped back to the case's before comparing; both copies are deleted afterwards.
+origin's site admin (on behalf of the case's creator organisation), instance 1's settings and
+server flags set as the case had them; then the recorded steps are replayed: each sync either by
+`sgsyncd --once` in the case's direction (the link's flags as e2e_cases.py maps them) or, natively,
+by MISP's own sync (push: instance 1 publishes with its server record's push on, or runs
+servers/push/<server>/full; pull: servers/pull/<server>/full or /update, narrowed to the case's
+event), and each edit of the origin (an attribute added, hard- or soft-deleted, a tag removed, the
+info or a distribution changed, an organisation removed from the sharing group) through the same
+REST call the recorder used. For edit cases the origin's first version is the final origin event
+with each edit undone, guided by the destination's copy after the first sync, which is also
+compared. What arrived is read back from the destination and compared with what real MISP
+delivered when the case was recorded (tests/data/conformance/compare.py). Uuids are fresh for
+every run (MISP blocklists a deleted event's uuid) and mapped back to the case's before comparing;
+both copies are deleted afterwards, settings and the server record restored.
 
 The harness proves itself: a case counts only where the native run reproduces the recording. The
 report says, per case: passed (sgsync and native match the recording), failed (native matches,
 sgsync does not, with the difference), not reproducible natively (native differs from the
-recording: the rebuild, not sgsync, is in question), not run (outside what this harness rebuilds).
-
-Rebuilt here: cases with one sync and no edit, sighting or proposal step, with their instance-1
-settings (host_org_id, filtering on type, sighting policy) and server flags (internal, push and
-pull rules, unpublish_event, remove_missing_tags) set for the case and restored after it.
+recording: the rebuild, not sgsync, is in question), not run (outside what this harness rebuilds:
+the sighting and proposal cases).
 
 usage: conformance.py PAIR.json SGSYNCD [--native-only | --sgsync-only] [CASE_ID ...]"""
 import ast
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,20 +71,103 @@ def empty_rules(rules):
 SETTINGS = ("MISP.host_org_id", "MISP.enable_synchronisation_filtering_on_type", "Plugin.Sightings_policy")
 
 
+# The origin's edits between two syncs that the harness replays (Edits below), by the words the
+# recording's steps use.
+EDIT_ACTIONS = ("attribute added", "attribute hard-deleted", "attribute soft-deleted", "object attribute soft-deleted",
+                "attribute tag removed", "event tag removed", "event info edited", "event distribution",
+                "attribute distribution", "removed from the event sharing group")
+SYNCS = ("publish", "publish+pull_full", "pull_full", "push_full", "publish+pull_update")
+
+
+def action_kind(text):
+    text = text.removeprefix("origin: ")
+    for kind in sorted(EDIT_ACTIONS, key=len, reverse=True):
+        if kind in text:
+            return kind
+    return None
+
+
 def why_not_rebuilt(case):
     steps = steps_of(case)
     syncs = [s["sync"] for s in steps if "sync" in s]
-    if any("action" in s for s in steps):
-        return "an edit, sighting or proposal step"
-    if len(syncs) != 1:
+    actions = [s["action"] for s in steps if "action" in s]
+    if any(not a.startswith("origin: ") or action_kind(a) is None for a in actions):
+        return "a sighting or proposal step"
+    first_is_action = bool(steps) and "action" in steps[0]
+    if actions and not first_is_action and (len(syncs) != 2 or not case.get("first_arrived_event")):
+        return "an edit between syncs without the first arrival recorded"
+    if first_is_action and (len(syncs) != 1 or any(action_kind(a) != "attribute soft-deleted" for a in actions)):
+        return "an edit before the first sync other than a soft delete"
+    if not actions and len(syncs) != 1:
         return "more than one sync"
-    if syncs[0] not in ("publish", "publish+pull_full"):
-        return f"sync by {syncs[0]}"
+    if any(x not in SYNCS for x in syncs):
+        return f"sync by {', '.join(syncs)}"
     for key in case.get("settings") or {}:
         where, name = key.split(":", 1)
         if where != "instance1" or name not in SETTINGS:
             return f"setting {key}"
     return None
+
+
+def by_uuid(event):
+    """Every attribute of the event (objects' too) and the objects, by uuid."""
+    out = {}
+    for a in event.get("Attribute") or []:
+        out[a["uuid"]] = a
+    for o in event.get("Object") or []:
+        out[o["uuid"]] = o
+        for a in o.get("Attribute") or []:
+            out[a["uuid"]] = a
+    return out
+
+
+def first_version(case):
+    """The origin event before the recorded edits: the final origin event with each edit undone,
+    guided by the destination's copy after the first sync (first_arrived_event)."""
+    final, first = copy.deepcopy(case["origin_event"]), case.get("first_arrived_event")
+    now = by_uuid(final)
+    if first is None:  # an edit before the only sync (a soft delete): the origin held it undeleted
+        first = copy.deepcopy(final)
+        for a in by_uuid(first).values():
+            a["deleted"] = False
+    was = by_uuid(first)
+    for step in steps_of(case):
+        kind = action_kind(step.get("action", ""))
+        if kind == "attribute added":
+            final["Attribute"] = [a for a in final.get("Attribute") or [] if a["uuid"] in was]
+        elif kind == "attribute hard-deleted":
+            for u, a in was.items():
+                if u not in now and "type" in a:
+                    final.setdefault("Attribute", []).append(copy.deepcopy(a))
+        elif kind in ("attribute soft-deleted", "object attribute soft-deleted"):
+            for u, a in now.items():
+                if a.get("deleted") and u in was and not was[u].get("deleted"):
+                    a["deleted"] = False
+        elif kind == "attribute tag removed":
+            for u, a in now.items():
+                if u in was and "type" in a:
+                    names = {t["name"] for t in a.get("Tag") or []}
+                    a["Tag"] = (a.get("Tag") or []) + [t for t in was[u].get("Tag") or [] if t["name"] not in names]
+        elif kind == "event tag removed":
+            names = {t["name"] for t in final.get("Tag") or []}
+            final["Tag"] = (final.get("Tag") or []) + [t for t in first.get("Tag") or [] if t["name"] not in names]
+        elif kind == "event info edited":
+            final["info"] = first.get("info", final.get("info"))
+        elif kind == "event distribution":
+            final["distribution"] = re.search(r"distribution (\d) ->", step["action"]).group(1)
+        elif kind == "attribute distribution":
+            before = re.search(r"distribution (\d) ->", step["action"]).group(1)
+            for u, a in now.items():
+                if u in was and "type" in a and str(a.get("distribution")) != str(was[u].get("distribution")):
+                    a["distribution"] = before
+        elif kind == "removed from the event sharing group":
+            org = re.search(r"origin: (\S+) removed", step["action"]).group(1)
+            rows = final["SharingGroup"].setdefault("SharingGroupOrg", [])
+            for row in (first.get("SharingGroup") or {}).get("SharingGroupOrg") or []:
+                if row["Organisation"]["name"] == org:
+                    rows.append(copy.deepcopy(row))
+    final["published"] = True
+    return final
 
 
 class Configure:
@@ -202,9 +289,9 @@ class Rebuild:
                          for t in el["Tag"]]
         return el
 
-    def create(self):
+    def create(self, origin_event=None):
         self.groups = {}
-        e = self.element(copy.deepcopy(self.case["origin_event"]))
+        e = self.element(copy.deepcopy(origin_event or self.case["origin_event"]))
         for k in ("Org", "attribute_count", "publish_timestamp", "locked", "proposal_email_lock", "protected",
                   "CryptographicKey", "RelatedEvent", "sighting_timestamp", "org_id", "orgc_id"):
             e.pop(k, None)
@@ -234,6 +321,56 @@ class Rebuild:
                     recorded = result.get("http_status")
         if not (native and status == recorded):
             raise RuntimeError(f"events/publish answered {status} {str(answer)[:300]} (recorded: {recorded})")
+
+    def edit(self, step):
+        """Replays one recorded edit of the origin through MISP's REST API, as the recorder did."""
+        kind, text = action_kind(step["action"]), step["action"]
+        o, final = self.origin, self.case["origin_event"]
+        _, view = o.request("GET", f"/events/view/{self.uuid}/deleted[]:0/deleted[]:1")
+        ev = view["Event"]
+        held = by_uuid(ev)
+        wanted = {self.new(u): a for u, a in by_uuid(final).items()}
+        if kind == "attribute added":
+            for u, a in wanted.items():
+                if u not in held and "type" in a:
+                    body = {k: a[k] for k in ("type", "category", "value", "to_ids", "distribution", "comment") if k in a}
+                    body["uuid"] = u
+                    o.request("POST", f"/attributes/add/{self.origin_id}", body)
+        elif kind == "attribute hard-deleted":
+            for u in held:
+                if u not in wanted and "type" in held[u]:
+                    o.request("POST", f"/attributes/delete/{u}/1")
+        elif kind in ("attribute soft-deleted", "object attribute soft-deleted"):
+            for u, a in wanted.items():
+                if a.get("deleted") and u in held and not held[u].get("deleted"):
+                    o.request("POST", f"/attributes/delete/{u}")
+        elif kind == "attribute tag removed":
+            for u, a in wanted.items():
+                if u in held and "type" in a:
+                    keep = {t["name"] for t in a.get("Tag") or []}
+                    for t in held[u].get("Tag") or []:
+                        if t["name"] not in keep:
+                            o.request("POST", f"/attributes/removeTag/{held[u]['id']}/{t['id']}")
+        elif kind == "event tag removed":
+            keep = {t["name"] for t in final.get("Tag") or []}
+            for t in ev.get("Tag") or []:
+                if t["name"] not in keep:
+                    o.request("POST", f"/events/removeTag/{self.origin_id}/{t['id']}")
+        elif kind in ("event info edited", "event distribution"):
+            body = {"info": f"{final.get('info', '')} [{self.marker}]", "distribution": str(final["distribution"]),
+                    "timestamp": str(int(ev["timestamp"]) + 1)}
+            if body["distribution"] == "4":
+                body["sharing_group_id"] = ev["sharing_group_id"]
+            o.request("POST", f"/events/edit/{self.uuid}", {"Event": body})
+        elif kind == "attribute distribution":
+            for u, a in wanted.items():
+                if u in held and "type" in a and str(a.get("distribution")) != str(held[u].get("distribution")):
+                    o.request("POST", f"/attributes/edit/{u}", {"Attribute": {"distribution": str(a["distribution"])}})
+        elif kind == "removed from the event sharing group":
+            org = re.search(r"origin: (\S+) removed", text).group(1)
+            uuid = next(r["Organisation"]["uuid"] for r in ev["SharingGroup"]["SharingGroupOrg"]
+                        if r["Organisation"]["name"] == org)
+            o.request("POST", f"/sharing_groups/removeOrg/{ev['SharingGroup']['id']}/{uuid}")
 
     def arrived(self):
         got = self.dest.view(self.uuid, deleted=True)
@@ -275,16 +412,20 @@ def run_sgsync(pair, case, rb, sgsyncd, work, n, since):
     return rc, err
 
 
-def run_native(pair, case, rb):
-    if case["direction"] == "push":
+def run_native(pair, case, rb, sync):
+    if sync == "publish":
         return  # the publish itself pushed (server record push on, no background jobs)
-    # A full pull, as recorded, narrowed to the case's event: the server record's pull rules get
-    # url_params {"eventinfo": marker} beside the case's own rules, so the pair's other events are
-    # neither listed nor pulled (MISP merges url_params into the index filter, spec 6.2).
+    if sync == "push_full":
+        pair.member.request("POST", f"/servers/push/{pair.server_id}/full")
+        return
+    # A pull as recorded (full, or update), narrowed to the case's event: the server record's pull
+    # rules get url_params {"eventinfo": marker} beside the case's own rules, so the pair's other
+    # events are neither listed nor pulled (MISP merges url_params into the index filter, spec 6.2).
     rules = dict(case["link"].get("pull_rules") or {})
     rules["url_params"] = json.dumps({"eventinfo": rb.marker})
     pair.member.edit_server(pair.server_id, {"pull_rules": json.dumps(rules)})
-    pair.member.request("POST", f"/servers/pull/{pair.server_id}/full")
+    technique = "update" if sync.endswith("pull_update") else "full"
+    pair.member.request("POST", f"/servers/pull/{pair.server_id}/{technique}")
 
 
 def main():
@@ -320,17 +461,32 @@ def main():
                     conf = Configure(pair, case, mode == "native")
                     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
                     try:
-                        published = rb.create()
+                        edits = any("action" in st for st in steps_of(case))
+                        rb.create(first_version(case) if edits else None)
                         conf.apply()
-                        if published:
-                            rb.publish(native=mode == "native")
-                        if mode == "sgsync":
-                            rc, err = run_sgsync(pair, case, rb, sgsyncd, work, n, since)
-                            if rc != 0:
-                                results.setdefault(case["id"], {})[mode] = (False, f"sgsyncd --once exited {rc}: {err[-1500:]}")
+                        syncs_done = 0
+                        for step in steps_of(case):
+                            if "action" in step:
+                                # A second apart, as the recorder's steps were: MISP compares
+                                # timestamps in whole seconds, and an edit in the second of the
+                                # first sync would not be newer than the copy it made.
+                                time.sleep(1.1)
+                                rb.edit(step)
                                 continue
-                        else:
-                            run_native(pair, case, rb)
+                            sync = step["sync"]
+                            if sync.startswith("publish"):
+                                rb.publish(native=mode == "native")
+                            if mode == "sgsync":
+                                rc, err = run_sgsync(pair, case, rb, sgsyncd, work, n, since)
+                                if rc != 0:
+                                    raise RuntimeError(f"sgsyncd --once exited {rc}: {err[-1500:]}")
+                            else:
+                                run_native(pair, case, rb, sync)
+                            syncs_done += 1
+                            if case.get("first_arrived_event") and syncs_done == 1:
+                                ok, diff = compare(case["first_arrived_event"], rb.arrived(), work)
+                                if not ok:
+                                    raise RuntimeError("after the first sync: " + diff)
                         ok, diff = compare(case["arrived_event"], rb.arrived(), work)
                         results.setdefault(case["id"], {})[mode] = (ok, diff)
                     except Exception as e:  # noqa: BLE001 - a case that cannot be rebuilt is reported, not hidden
