@@ -25,7 +25,7 @@ state::LedgerEntry LinkEngine::SeenEntry(const Prepared& p, const Route& route,
   SeenTimestamp(entry, route.source_side) = p.source_timestamp;
   if (!p.source_hash.empty()) SeenHash(entry, route.source_side) = p.source_hash;
   entry.decision = decision;
-  if (p.decision) entry.decision_json = json::serialize(p.decision->ToJson());
+  if (p.decision) entry.decision_json = json::serialize(p.decision->RecordJson());
   return entry;
 }
 

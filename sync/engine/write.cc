@@ -133,7 +133,7 @@ void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
         p.decision->warnings.push_back(where + " saved the event without " + std::to_string(missing.size()) +
                                        " of its elements (receiver_dropped); accepted (on_partial_write)");
         state::LedgerEntry entry = WrittenEntry(p, route, event);
-        json::value decision = p.decision->ToJson();
+        json::value decision = p.decision->RecordJson();
         decision.as_object()["receiver_dropped"] = std::move(dropped);
         entry.decision_json = json::serialize(decision);
         {

@@ -51,6 +51,10 @@ struct Decision {
   // {"decision": "send"|"skip", "event": {"Event": ...}|null, "arrival": {"Event": ...}|null,
   //  "reasons": [...], "warnings": [...]}
   json::value ToJson() const;
+  // What the ledger keeps of a decision: the verdict, its reasons and warnings, without the event
+  // as sent and its predicted arrival (explain and the admin API read only these; keeping the
+  // documents put two copies of every event in every ledger row, 84 KB for 100 attributes).
+  json::value RecordJson() const;
   // The first refusal, when the event is not sent.
   const Reason* refusal() const;
   // What the receiving MISP will store; empty when it stores nothing.

@@ -48,16 +48,21 @@ const Reason* Decision::refusal() const {
 }
 
 json::value Decision::ToJson() const {
-  json::object o;
-  o["decision"] = send ? "send" : "skip";
+  json::value v = RecordJson();
   auto wrap = [](const std::optional<json::object>& e) -> json::value {
     if (!e) return nullptr;
     json::object w;
     w["Event"] = *e;
     return w;
   };
-  o["event"] = wrap(event);
-  o["arrival"] = wrap(Arrival());
+  v.as_object()["event"] = wrap(event);
+  v.as_object()["arrival"] = wrap(Arrival());
+  return v;
+}
+
+json::value Decision::RecordJson() const {
+  json::object o;
+  o["decision"] = send ? "send" : "skip";
   json::array rs;
   for (const auto& r : reasons) {
     json::object j;

@@ -464,6 +464,22 @@ TEST_F(EngineTest, EventsNamingANewTagAreNotWrittenAtOnceSoTheReceiverCreatesItO
   EXPECT_EQ(refused, 0) << "no add met another creating the same tag";
 }
 
+TEST_F(EngineTest, TheLedgerKeepsTheDecisionAndItsReasonsNotTheEvent) {
+  // 84 KB a row for 100 attributes when the event as sent and its arrival were kept (bench/run):
+  // a 150k-attribute event would have put two copies of itself in one row.
+  std::string uuid = Seed(*member_, 1, 47)[0];
+  Engine();
+  ASSERT_EQ(Run(Direction::kPush).sent, 1);
+  auto ledger = store_->GetLedger(link_id_, uuid);
+  ASSERT_TRUE(ledger.ok() && ledger->has_value());
+  json::object decision = json::parse((*ledger)->decision_json).as_object();
+  EXPECT_EQ(decision.at("decision"), json::value("send"));
+  EXPECT_TRUE(decision.contains("reasons"));
+  EXPECT_FALSE(decision.contains("event"));
+  EXPECT_FALSE(decision.contains("arrival"));
+  EXPECT_EQ((*ledger)->decision_json.find(uuid), std::string::npos) << "no copy of the event";
+}
+
 TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {
   EngineOptions o;
   const std::int64_t now = 1'800'000'000;
