@@ -116,8 +116,7 @@ auto MispSim::Impl::AuthorisedToSaveNewGroup(const json::object& sg, const User&
   for (const json::object* row : Rows(sg, "SharingGroupOrg")) {
     const json::object* org = Record(row->if_contains("Organisation"));
     if (org != nullptr && PhpString(org->if_contains("uuid")) == u.org_uuid &&
-        (u.perm_sync() || PhpString(row->if_contains("extend")) == "1" ||
-         (row->contains("extend") && row->at("extend").is_bool() && row->at("extend").as_bool()))) {
+        (u.perm_sync() || PhpString(row->if_contains("extend")) == "1")) {  // `== 1`: true, 1 or "1"
       org_check = true;
       break;
     }

@@ -347,18 +347,6 @@ auto MispSim::Impl::CountAttributes(const json::object& e) -> std::int64_t {
   return n;
 }
 
-namespace {
-
-bool HasElements(const json::object& e) {
-  for (const char* key : {"Attribute", "Object", "EventReport"}) {
-    const json::value* v = e.if_contains(key);
-    if (v != nullptr && v->is_array() && !v->as_array().empty()) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -> HttpResponse {
   const std::string url = r.path;
   auto body = ReadEventBody(req, url);
@@ -390,7 +378,7 @@ auto MispSim::Impl::Add(const HttpRequest& req, const Route& r, const User& u) -
   // Event::_add: a published event with no attribute, object or report is refused; a user
   // without perm_publish cannot publish by adding.
   misp::EventView ev(e);
-  if (ev.published() && !HasElements(e)) {
+  if (ev.published() && !misp::HasElements(e)) {
     return SaveFail("Could not add Event", "/events/add", "Received a published event that was empty");
   }
   if (ev.published() && !u.perm_publish()) ev.set_published(false);

@@ -233,6 +233,14 @@ std::optional<std::string_view> TagView::relationship_type() const {
   return std::nullopt;
 }
 
+bool HasElements(const json::object& event) {
+  for (const char* key : {"Attribute", "Object", "EventReport"}) {
+    const json::value* v = event.if_contains(key);
+    if (v != nullptr && v->is_array() && !v->get_array().empty()) return true;
+  }
+  return false;
+}
+
 std::vector<TagView> TagsOf(json::object& element) {
   std::vector<TagView> out;
   for (std::string_view key : {"Tag", "EventTag", "AttributeTag"}) {

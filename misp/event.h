@@ -55,6 +55,10 @@ class TagView {
 
 // Tags of an element in document order, in whichever form the element carries them.
 std::vector<TagView> TagsOf(json::object& element);
+
+// Whether the event carries any attribute, object or report (deleted or not): MISP refuses to add a
+// published event that carries none (Event::_add).
+bool HasElements(const json::object& event);
 // Removes the tags for which `drop(tag)` is true, in both forms; returns the names removed.
 template <typename Pred>
 std::vector<std::string> RemoveTagsIf(json::object& element, Pred drop);

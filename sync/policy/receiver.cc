@@ -115,20 +115,12 @@ bool GroupAccepted(const json::object& el, const Receiver& r, std::string* why) 
   return sgv != nullptr && sgv->is_object() && Capturable(SharingGroupView(sgv->get_object()), r, why);
 }
 
-bool AnyElements(const json::object& e) {
-  for (const char* key : {"Attribute", "Object", "EventReport"}) {
-    const json::value* v = e.if_contains(key);
-    if (v != nullptr && v->is_array() && !v->get_array().empty()) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 bool AssessArrival(const json::object& sent, const Receiver& r, std::vector<Reason>* reasons,
                    std::vector<std::string>* warnings) {
   misp::EventView ev(const_cast<json::object&>(sent));
-  if (ev.published() && !AnyElements(sent)) {
+  if (ev.published() && !misp::HasElements(sent)) {
     reasons->push_back(Reason{"receiver.empty", "7.5, 12 case 64", "Event", "refuse", "", "",
                               r.name + " refuses a published event with no attribute, object or report"});
     return false;

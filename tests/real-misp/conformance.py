@@ -257,7 +257,7 @@ class Rebuild:
         """Creates the element's sharing group on the origin as the recorder did (site admin,
         REST, rows as recorded: all_orgs kept by putting it on the Server record too); its id."""
         key = sg["uuid"]
-        if key in self.fresh:
+        if key in self.groups:
             return self.groups[key]
         rows = []
         for row in sg.get("SharingGroupServer") or []:
