@@ -45,16 +45,20 @@ std::string Describe(const std::string& kind, const json::object& e) {
 }  // namespace
 
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const json::object& saved) {
-  std::set<std::string> held;
+  UuidSet held;
   EachElement(saved, [&](const char*, const json::object& e, const std::string&) {
-    held.insert(AsciiLower(StringOr(e, "uuid")));
+    held.Insert(StringOr(e, "uuid"));
   });
+  return ElementsMissingFrom(sent, held);
+}
+
+std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held) {
   std::vector<MissingElement> out;
   std::set<std::string> missing_objects;
   EachElement(sent, [&](const char* kind, const json::object& e, const std::string& path) {
     if (BoolOr(e, "deleted", false)) return;
-    std::string uuid = AsciiLower(StringOr(e, "uuid"));
-    if (uuid.empty() || held.count(uuid)) return;
+    std::string_view uuid = StringOr(e, "uuid");
+    if (uuid.empty() || held.Contains(uuid)) return;
     // An object's attributes go with it: the object is named, not each of them again.
     std::string parent = path.substr(0, path.find(".Attribute"));
     if (std::string(kind) == "Attribute" && missing_objects.count(parent)) return;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "misp/json.h"
+#include "misp/uuid_set.h"
 
 namespace sgsync::misp {
 
@@ -24,5 +25,8 @@ struct MissingElement {
 // case, wherever in `saved` they sit: a standalone attribute that became an object's is not
 // missing). Soft-deleted elements are left out: MISP's answers do not show them.
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const json::object& saved);
+// The same, against the uuids of the elements the receiver holds (what misp::SavedEventReader keeps
+// of an add or edit answer).
+std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held);
 
 }  // namespace sgsync::misp

@@ -500,7 +500,9 @@ Result<EventDocument> EventDocument::Parse(std::string_view bytes, const DecodeO
 }
 
 EventDocument EventDocument::Wrap(json::object event) {
-  json::object top;
+  // In the event's own storage (a parsed document's arena): a default-storage envelope would copy
+  // the whole event into the heap instead of taking it.
+  json::object top(event.storage());
   top["Event"] = std::move(event);
   return EventDocument(json::value(std::move(top)), Envelope::kWrapped);
 }

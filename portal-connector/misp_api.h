@@ -15,6 +15,7 @@
 #include "common/result.h"
 #include "misp/api.h"
 #include "misp/event.h"
+#include "misp/saved_event.h"
 
 namespace sgsync::connector {
 
@@ -39,7 +40,9 @@ struct ViewForm {
 struct WriteResult {
   bool written = false;
   std::string existing_id;  // an add of a known uuid: the remote's id from Location (spec 7.2)
-  json::value body;         // MISP's answer
+  // What MISP answered it saved: the event's uuid and id and its elements' uuids, read as the answer
+  // arrived (misp/saved_event.h), never the answer's tree.
+  misp::SavedEvent saved;
 };
 
 // What a MISP holds about an event without its content (restSearch metadata:1).
@@ -75,8 +78,9 @@ class MispApi {
   // nullopt when the remote does not serve it (404: missing or hidden alike).
   virtual Result<std::optional<misp::EventDocument>> ViewEvent(const std::string& uuid,
                                                                const ViewForm& form) = 0;
-  // POST events/add and events/edit/<uuid or id>, answered with the whole saved event (WriteResult
-  // body), which the engine compares with what it sent (misp::ElementsMissingFrom).
+  // POST events/add and events/edit/<uuid or id>, answered with the whole saved event, of which
+  // WriteResult keeps the element uuids the engine compares with what it sent
+  // (misp::ElementsMissingFrom). A large event's body is streamed out, not held as text.
   // An add or edit is counted as written only when the answer is the saved event itself: a 200
   // whose body is an error, or another event than the one sent, is kRefused / kCorruption
   // (docs/security.md).

@@ -257,20 +257,20 @@ Result<std::optional<misp::EventDocument>> MispClient::ViewEvent(const std::stri
   return std::optional<misp::EventDocument>(std::move(*doc));
 }
 
-Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::object& sent,
+Result<WriteResult> MispClient::CheckWriteAnswer(misp::SavedEvent saved, const json::object& sent,
                                                  const std::string& target) {
   const std::string where = transport_->options().base_url + target;
-  const json::value* ev = body.is_object() ? body.get_object().if_contains("Event") : nullptr;
-  if (ev == nullptr || !ev->is_object()) {
+  if (!saved.has_event) {
     // A 200 without the saved event: MISP's error form ({"name", "message", "errors"}) or junk.
-    std::string text = misp::DecodeMispError(body).Text();
+    std::string text;
+    if (auto parsed = misp::ParseJson(saved.head, limits_); parsed.ok()) text = misp::DecodeMispError(*parsed).Text();
     return Fail(ErrorCode::kRefused,
                 "MISP answered 200 without the saved event" + (text.empty() ? std::string() : ": " + text) +
                     "; the write is not counted",
                 where);
   }
   std::string_view want = misp::StringOr(sent, "uuid");
-  std::string_view got = misp::StringOr(ev->get_object(), "uuid");
+  std::string_view got = saved.uuid;
   if (!want.empty() && AsciiLower(want) != AsciiLower(got)) {
     return Fail(ErrorCode::kCorruption,
                 "MISP answered with event " + std::string(got.empty() ? "(no uuid)" : got.substr(0, 40)) +
@@ -278,32 +278,97 @@ Result<WriteResult> MispClient::CheckWriteAnswer(json::value body, const json::o
                 where);
   }
   WriteResult w;
-  w.body = std::move(body);
+  w.saved = std::move(saved);
   w.written = true;
   return w;
+}
+
+namespace {
+
+// {"Event": <event>} produced piece by piece from the event's tree, never held as one string.
+class EventBodyProducer {
+ public:
+  explicit EventBodyProducer(const json::object& event) : serializer_(std::make_shared<json::serializer>()) {
+    serializer_->reset(&event);
+  }
+  std::size_t operator()(char* out, std::size_t size) {
+    std::size_t n = 0;
+    auto copy = [&](std::string_view text) {
+      while (n < size && offset_ < text.size()) out[n++] = text[offset_++];
+      if (offset_ == text.size()) ++stage_, offset_ = 0;
+    };
+    while (n < size && stage_ < 3) {
+      if (stage_ == 0) {
+        copy(kPrefix);
+      } else if (stage_ == 1) {
+        n += serializer_->read(out + n, size - n).size();
+        if (serializer_->done()) ++stage_;
+      } else {
+        copy(kSuffix);
+      }
+    }
+    return n;
+  }
+
+  static constexpr std::string_view kPrefix = "{\"Event\":";
+  static constexpr std::string_view kSuffix = "}";
+
+ private:
+  std::shared_ptr<json::serializer> serializer_;  // shared: std::function copies its producer
+  int stage_ = 0;                                 // prefix, event, suffix, done
+  std::size_t offset_ = 0;
+};
+
+// Bodies up to this size are sent as one string; a larger event is streamed (its length counted by a
+// second serialisation first), so it is never held as text beside its tree.
+constexpr std::size_t kWholeBodyBytes = std::size_t{1} << 20;
+
+}  // namespace
+
+Result<WriteResult> MispClient::WriteEvent(const std::string& target, const json::object& event, bool add) {
+  HttpRequest req{"POST", target, {}, {}, false};
+  EventBodyProducer whole(event);
+  std::vector<char> buf(64 * 1024);
+  std::size_t n = 0;
+  while (req.body.size() <= kWholeBodyBytes && (n = whole(buf.data(), buf.size())) > 0) req.body.append(buf.data(), n);
+  if (n > 0) {
+    std::size_t length = req.body.size();
+    while ((n = whole(buf.data(), buf.size())) > 0) length += n;
+    req.body.clear();
+    req.body.shrink_to_fit();
+    req.streamed_body = StreamedBody{length, [&event] {
+                                       return std::function<std::size_t(char*, std::size_t)>(EventBodyProducer(event));
+                                     }};
+  }
+  std::unique_ptr<misp::SavedEventReader> reader;
+  req.body_reset = [&] { reader = std::make_unique<misp::SavedEventReader>(limits_); };
+  req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
+  auto r = transport_->Send(req);
+  if (!r.ok())
+    return r.error().code == ErrorCode::kParse || r.error().code == ErrorCode::kLimitExceeded
+               ? r.error().Within(transport_->options().base_url + target)
+               : r.error();
+  if (add && r->status == 404 && r->headers.count("location")) {
+    // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
+    WriteResult w;
+    const std::string& loc = r->headers["location"];
+    w.existing_id = loc.substr(loc.find_last_of('/') + 1);
+    return w;
+  }
+  if (r->status != 200) return ErrorFor(*r, target);
+  auto saved = reader->Finish();
+  if (!saved.ok()) return saved.error().Within(transport_->options().base_url + target);
+  return CheckWriteAnswer(std::move(*saved), event, target);
 }
 
 Result<WriteResult> MispClient::AddEvent(const json::object& event) {
   // The whole saved event is asked for (not metadata:1, which MISP's own push uses): the engine
   // compares it with what was sent, since MISP may accept an event and drop some of its elements.
-  const std::string target = "/events/add";
-  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
-  if (r.status == 404 && r.headers.count("location")) {
-    // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
-    WriteResult w;
-    const std::string& loc = r.headers["location"];
-    w.existing_id = loc.substr(loc.find_last_of('/') + 1);
-    return w;
-  }
-  SGSYNC_TRY(json::value body, Json(r, target));
-  return CheckWriteAnswer(std::move(body), event, target);
+  return WriteEvent("/events/add", event, true);
 }
 
 Result<WriteResult> MispClient::EditEvent(const std::string& uuid_or_id, const json::object& event) {
-  const std::string target = "/events/edit/" + uuid_or_id;
-  SGSYNC_TRY(auto r, Call("POST", target, json::serialize(json::object{{"Event", event}}), false));
-  SGSYNC_TRY(json::value body, Json(r, target));
-  return CheckWriteAnswer(std::move(body), event, target);
+  return WriteEvent("/events/edit/" + uuid_or_id, event, false);
 }
 
 Result<std::map<std::string, EventMetadata>> MispClient::EventsMetadata(

@@ -106,8 +106,12 @@ class MispClient : public MispApi {
   Result<json::value> StreamJson(const std::string& method, const std::string& target,
                                  const std::string& body, HttpResponse* meta);
   Error ErrorFor(const HttpResponse& r, const std::string& target);
+  // POSTs {"Event": event} to events/add or events/edit: the body held whole when small, streamed
+  // when large; the answer read as it arrives (misp::SavedEventReader). `add`: a 404 with Location
+  // is "already there" (its id), not an error.
+  Result<WriteResult> WriteEvent(const std::string& target, const json::object& event, bool add);
   // The answer of an add or edit of `sent`: the saved event with the same uuid, or an error.
-  Result<WriteResult> CheckWriteAnswer(json::value body, const json::object& sent, const std::string& target);
+  Result<WriteResult> CheckWriteAnswer(misp::SavedEvent saved, const json::object& sent, const std::string& target);
 
   std::unique_ptr<HttpsTransport> transport_;
   misp::JsonLimits limits_;

@@ -218,12 +218,8 @@ struct HttpsTransport::Impl {
     if (idle.size() < options.max_connections) idle.push_back(std::move(c));
   }
 
-  // One exchange. `reused` tells whether the connection came from the pool.
-  template <typename Stream>
-  Result<HttpResponse> Exchange(Connection& c, Stream& stream, const HttpRequest& req,
-                                Clock::time_point deadline, bool* keep) {
-    boost::system::error_code ec;
-    http::request<http::string_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
+  template <typename Body>
+  void SetHeaders(http::request<Body>& out, const HttpRequest& req) {
     out.set(http::field::host, host);
     out.set(http::field::authorization, api_key);
     out.set(http::field::accept, "application/json");
@@ -231,19 +227,77 @@ struct HttpsTransport::Impl {
     out.set(http::field::accept_encoding, "gzip");
     if (!options.user_agent.empty()) out.set(http::field::user_agent, options.user_agent);
     for (const auto& [k, v] : req.headers) out.set(k, v);
+    out.keep_alive(true);
+  }
+
+  template <typename Stream, typename Remaining>
+  Status WriteWhole(Connection& c, Stream& stream, const HttpRequest& req, Remaining remaining) {
+    boost::system::error_code ec;
+    http::request<http::string_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
+    SetHeaders(out, req);
     if (options.gzip_requests && req.body.size() > 1024) {
       out.set(http::field::content_encoding, "gzip");
       out.body() = GzipCompress(req.body);
     } else {
       out.body() = req.body;
     }
-    out.keep_alive(true);
     out.prepare_payload();
-    auto remaining = [&] { return deadline - Clock::now(); };
     c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
     http::async_write(stream, out, [&](boost::system::error_code e, std::size_t) { ec = e; });
     Drive(c);
     if (ec) return MapError(ec, req.target, "sending the request");
+    return {};
+  }
+
+  // The header with its Content-Length, then the body as the producer makes it, 64 KiB at a time,
+  // each piece under the body-progress deadline.
+  template <typename Stream, typename Remaining>
+  Status WriteStreamed(Connection& c, Stream& stream, const HttpRequest& req, Remaining remaining) {
+    boost::system::error_code ec;
+    http::request<http::buffer_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
+    SetHeaders(out, req);
+    out.content_length(req.streamed_body->length);
+    out.body().data = nullptr;
+    out.body().more = true;
+    http::request_serializer<http::buffer_body> sr{out};
+    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
+    http::async_write_header(stream, sr, [&](boost::system::error_code e, std::size_t) { ec = e; });
+    Drive(c);
+    if (ec) return MapError(ec, req.target, "sending the request header");
+    auto produce = req.streamed_body->start();
+    std::vector<char> buf(64 * 1024);
+    std::size_t sent = 0;
+    for (;;) {
+      std::size_t n = produce(buf.data(), buf.size());
+      sent += n;
+      if (sent > req.streamed_body->length || (n == 0 && sent != req.streamed_body->length)) {
+        // The producer and the length it announced disagree: the peer would read a broken body.
+        throw std::logic_error("a streamed request body of " + std::to_string(sent) +
+                               " bytes where its Content-Length said " +
+                               std::to_string(req.streamed_body->length));
+      }
+      out.body().data = n > 0 ? buf.data() : nullptr;
+      out.body().size = n;
+      out.body().more = n > 0;
+      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
+      http::async_write(stream, sr, [&](boost::system::error_code e, std::size_t) { ec = e; });
+      Drive(c);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        return MapError(ec, req.target, "sending the request body (" + std::to_string(sent) + " of " +
+                                            std::to_string(req.streamed_body->length) + " bytes)");
+      }
+      if (n == 0) return {};
+    }
+  }
+
+  // One exchange. `reused` tells whether the connection came from the pool.
+  template <typename Stream>
+  Result<HttpResponse> Exchange(Connection& c, Stream& stream, const HttpRequest& req,
+                                Clock::time_point deadline, bool* keep) {
+    boost::system::error_code ec;
+    auto remaining = [&] { return deadline - Clock::now(); };
+    SGSYNC_TRY_STATUS(req.streamed_body ? WriteStreamed(c, stream, req, remaining) : WriteWhole(c, stream, req, remaining));
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(options.max_response_bytes);
     parser.header_limit(64 * 1024);

@@ -110,6 +110,15 @@ std::optional<std::chrono::seconds> ParseRetryAfter(
     std::string_view value, std::chrono::seconds max,
     std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
+// A request body written piece by piece instead of held whole (a 150k-attribute event is 67 MB of
+// JSON): `start` begins it afresh (once per attempt) and gives a producer that fills up to `size`
+// bytes of `out` and returns how many it wrote, 0 once the body is over. The producer must write
+// exactly `length` bytes in all: it is the Content-Length already sent. Never gzip-compressed.
+struct StreamedBody {
+  std::size_t length = 0;
+  std::function<std::function<std::size_t(char* out, std::size_t size)>()> start;
+};
+
 struct HttpRequest {
   std::string method;                          // GET, HEAD, POST
   std::string target;                          // path below the base URL, e.g. "/events/index"
@@ -121,6 +130,7 @@ struct HttpRequest {
   // retried exchange starts the sink afresh. Other statuses always collect their body.
   std::function<Status(std::string_view)> body_sink = nullptr;
   std::function<void()> body_reset = nullptr;
+  std::optional<StreamedBody> streamed_body = std::nullopt;  // when set, sent instead of `body`
 };
 
 struct HttpResponse {

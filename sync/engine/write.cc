@@ -112,10 +112,8 @@ void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
   if (!w.ok()) return FailItem(run, p.item, w.error()), void(p.done = true);
   // What the receiver saved, compared with what was sent (issue 16 item 11): MISP may accept an
   // event and drop some of its elements without a word.
-  const json::value* saved = w->body.is_object() ? w->body.get_object().if_contains("Event") : nullptr;
-  auto missing = saved != nullptr && saved->is_object()
-                     ? misp::ElementsMissingFrom(event, saved->get_object())
-                     : std::vector<misp::MissingElement>{};
+  auto missing = w->written ? misp::ElementsMissingFrom(event, w->saved.element_uuids)
+                            : std::vector<misp::MissingElement>{};
   if (!missing.empty()) {
     const std::string where(route.destination_name());
     json::array dropped;

@@ -7,6 +7,7 @@
 
 #include <sstream>
 
+#include "common/encoding.h"
 #include "misp-sim/sim.h"
 #include "portal-connector/misp_client.h"
 #include "tests/support/files.h"
@@ -142,6 +143,46 @@ TEST_F(MispClientTest, SpecCase33_AddTwiceGivesTheExistingIdAndAnOlderEditIsNotN
   auto newer = client_->EditEvent(again->existing_id, Event(kUuid, "200"));
   ASSERT_TRUE(newer.ok()) << newer.error().ToString();
   EXPECT_EQ(sim_->RequestLog().back().target, "/events/edit/" + again->existing_id);
+}
+
+// An event larger than the client holds as one string (1 MiB) is streamed out from its tree with
+// its Content-Length counted first: the receiver gets the same bytes, and the answer's elements are
+// read as it arrives (issue 19: a 150k-attribute event is never held as text beside its tree).
+TEST_F(MispClientTest, ALargeEventIsStreamedOutWhole_AndItsSavedElementsAreReadFromTheAnswer) {
+  json::object event = Event(kUuid, "100");
+  json::array& attributes = event["Attribute"].as_array();
+  const json::object first = attributes[0].as_object();
+  attributes.clear();
+  for (int i = 0; i < 4000; ++i) {
+    json::object a = first;
+    char uuid[37];
+    std::snprintf(uuid, sizeof uuid, "0b5f7c1e-0000-4000-8000-%012d", i);
+    a["uuid"] = uuid;
+    a["value"] = "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256);  // MISP refuses duplicates
+    a["comment"] = std::string(240, 'c');
+    attributes.push_back(std::move(a));
+  }
+  const std::string body = json::serialize(json::object{{"Event", event}});
+  ASSERT_GT(body.size(), std::size_t{1} << 20) << "the test must cross the streaming threshold";
+
+  auto add = client_->AddEvent(event);
+  ASSERT_TRUE(add.ok()) << add.error().ToString();
+  EXPECT_TRUE(add->written);
+  EXPECT_EQ(AsciiLower(add->saved.uuid), kUuid);
+  EXPECT_FALSE(add->saved.id.empty());
+  EXPECT_EQ(add->saved.element_uuids.size(), 4000u);
+  const sim::LoggedRequest& sent = sim_->RequestLog().back();
+  EXPECT_EQ(sent.headers.at("content-length"), std::to_string(body.size()));
+  EXPECT_EQ(sent.body, body.substr(0, sent.body.size())) << "misp-sim logs the first MiB of what it got";
+
+  event["timestamp"] = "200";
+  auto edit = client_->EditEvent(kUuid, event);
+  ASSERT_TRUE(edit.ok()) << edit.error().ToString();
+  EXPECT_EQ(edit->saved.element_uuids.size(), 4000u);
+  auto back = client_->ViewEvent(kUuid, ViewForm{});
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((**back).event_json().at("Attribute").as_array().size(), 4000u);
+  EXPECT_EQ((**back).event_json().at("timestamp"), "200");
 }
 
 TEST_F(MispClientTest, SpecCase51_TheIndexIsConditionalAndTheViewUsesThePullForm) {
