@@ -110,6 +110,9 @@ const EngineSetting kEngineSettings[] = {
        return r.Integer(k, &o.initial_sync_days, 0, 36500);
      },
      [](const Options& o) { return json::value(o.initial_sync_days); }},
+    {"batch_memory_mb",
+     [](TableReader& r, std::string_view k, Options& o) { return r.Integer(k, &o.batch_memory_mb, 0, 65536); },
+     [](const Options& o) { return json::value(o.batch_memory_mb); }},
     {"tombstones", [](TableReader& r, std::string_view k, Options& o) { return r.Bool(k, &o.tombstones); },
      [](const Options& o) { return json::value(o.tombstones); }},
     {"sightings", [](TableReader& r, std::string_view k, Options& o) { return r.Bool(k, &o.sightings); },

@@ -61,6 +61,7 @@ struct EventMetadata {
   bool locked = false;    // received through sync (spec 7.7); false: created on that MISP
   std::string orgc_uuid;  // the creator organisation
   std::string org_id;     // that MISP's own id of the owner organisation (a proposal row needs it)
+  std::int64_t attribute_count = 0;  // as that MISP counts them (what sizes the engine's batches)
 };
 
 // Every call is one or more requests to the MISP; an expected failure (the MISP down, refusing, or

@@ -390,6 +390,7 @@ Result<std::map<std::string, EventMetadata>> MispClient::EventsMetadata(
     m.timestamp = misp::IntOr(e, "timestamp", 0);
     m.locked = misp::BoolOr(e, "locked", false);
     m.org_id = std::string(misp::StringOr(e, "org_id"));
+    m.attribute_count = misp::IntOr(e, "attribute_count", 0);
     const json::value* orgc = e.if_contains("Orgc");
     m.orgc_uuid = orgc != nullptr && orgc->is_object()
                       ? AsciiLower(misp::StringOr(orgc->get_object(), "uuid"))

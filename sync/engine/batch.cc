@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <set>
 
@@ -146,26 +147,37 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
   bool tag_rules = !link_.push_rules.tags_or.empty() || !link_.push_rules.tags_not.empty();
   if (options_.bulk_fetch <= 0 || link_.internal || (push && tag_rules)) return;
   connector::MispApi& source = *run.route.source;
-  for (std::size_t from = 0; from < batch.size() && !run.ShouldStop(); from += options_.bulk_fetch) {
-    std::size_t to = std::min(batch.size(), from + static_cast<std::size_t>(options_.bulk_fetch));
-    json::array uuids;
-    std::map<std::string, Prepared*> by_uuid;
-    for (std::size_t i = from; i < to; ++i) {
-      uuids.emplace_back(batch[i].item.uuid);
-      by_uuid[AsciiLower(batch[i].item.uuid)] = &batch[i];
-    }
-    // deleted [0, 1]: soft-deleted elements included, as the view's deleted filters do (spec 3.3).
-    auto docs = source.RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
-    if (!docs.ok()) {
-      spdlog::debug("link {}: bulk fetch failed ({}); fetching one by one", name_, docs.error().ToString());
-      return;
-    }
-    for (auto& doc : *docs) {
-      json::object event = std::move(doc).TakeEvent();
-      auto it = by_uuid.find(AsciiLower(misp::StringOr(event, "uuid")));
-      if (it != by_uuid.end()) it->second->prefetched = std::move(event);
-    }
-  }
+  // The groups go out at once (up to max_in_flight): on a slow MISP, four restSearch one after the
+  // other were most of a batch's time before its first write.
+  const std::size_t width = static_cast<std::size_t>(options_.bulk_fetch);
+  const std::size_t groups = (batch.size() + width - 1) / width;
+  std::atomic<bool> failed{false};  // a MISP whose restSearch fails is not asked again this batch
+  ForEachBounded(
+      groups, options_.max_in_flight,
+      [&](std::size_t g) {
+        if (failed) return;
+        const std::size_t from = g * width, to = std::min(batch.size(), from + width);
+        json::array uuids;
+        std::map<std::string, Prepared*> by_uuid;
+        for (std::size_t i = from; i < to; ++i) {
+          uuids.emplace_back(batch[i].item.uuid);
+          by_uuid[AsciiLower(batch[i].item.uuid)] = &batch[i];
+        }
+        // deleted [0, 1]: soft-deleted elements included, as the view's deleted filters do (spec 3.3).
+        auto docs = source.RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
+        if (!docs.ok()) {
+          failed = true;
+          spdlog::debug("link {}: bulk fetch failed ({}); fetching its events one by one", name_,
+                        docs.error().ToString());
+          return;
+        }
+        for (auto& doc : *docs) {
+          json::object event = std::move(doc).TakeEvent();
+          auto it = by_uuid.find(AsciiLower(misp::StringOr(event, "uuid")));
+          if (it != by_uuid.end()) it->second->prefetched = std::move(event);
+        }
+      },
+      [&] { return run.ShouldStop(); });
 }
 
 void LinkEngine::Fetch(RunContext& run, Prepared& p) {
@@ -201,7 +213,61 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
   Decide(run, p, std::move(**doc).TakeEvent());
 }
 
+std::vector<std::vector<state::WorkItem>> LinkEngine::Waves(RunContext& run, std::vector<state::WorkItem> items) {
+  std::vector<std::vector<state::WorkItem>> waves;
+  if (options_.batch_memory_mb <= 0 || items.size() <= 1) {
+    waves.push_back(std::move(items));
+    return waves;
+  }
+  std::vector<std::string> uuids;
+  for (const auto& item : items) uuids.push_back(item.uuid);
+  auto sizes = run.route.source->EventsMetadata(uuids);
+  if (!sizes.ok()) {
+    // Not a reason to fail the batch: its events are fetched as before, in one wave.
+    spdlog::debug("link {}: the batch's sizes could not be read ({}); one wave", name_, sizes.error().ToString());
+    waves.push_back(std::move(items));
+    return waves;
+  }
+  const std::int64_t budget = std::int64_t{options_.batch_memory_mb} << 20;
+  std::int64_t used = 0;
+  for (auto& item : items) {
+    auto it = sizes->find(AsciiLower(item.uuid));
+    const std::int64_t cost = (it == sizes->end() ? 0 : std::max<std::int64_t>(0, it->second.attribute_count)) *
+                              kParsedBytesPerAttribute;
+    if (waves.empty() || (used > 0 && used + cost > budget)) {
+      waves.emplace_back();
+      used = 0;
+    }
+    waves.back().push_back(std::move(item));
+    used += cost;
+  }
+  if (waves.size() > 1)
+    spdlog::debug("link {}: {} events in {} waves of at most {} MiB", name_, uuids.size(), waves.size(),
+                  options_.batch_memory_mb);
+  return waves;
+}
+
 Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> items) {
+  auto waves = Waves(run, std::move(items));
+  // The waves not reached (a stop, a failure of the state store) go back to the queue at once.
+  auto release_from = [&](std::size_t first) -> Status {
+    for (std::size_t w = first; w < waves.size(); ++w)
+      for (const auto& item : waves[w]) SGSYNC_TRY_STATUS(store_.Release(item.id));
+    return {};
+  };
+  for (std::size_t w = 0; w < waves.size(); ++w) {
+    if (run.ShouldStop()) return release_from(w);
+    Status st = ProcessWave(run, std::move(waves[w]));
+    if (!st.ok()) {
+      if (Status released = release_from(w + 1); !released.ok())
+        spdlog::error("link {}: releasing the batch's other waves: {}", name_, released.error().ToString());
+      return st;
+    }
+  }
+  return {};
+}
+
+Status LinkEngine::ProcessWave(RunContext& run, std::vector<state::WorkItem> items) {
   const Route& route = run.route;
   connector::MispApi& dest = *route.destination;
   std::vector<Prepared> batch(items.size());

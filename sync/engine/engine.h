@@ -212,6 +212,10 @@ class LinkEngine {
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);  // tombstones.cc
   // ---- one batch of work items: fetch, decide, offer, write (batch.cc, write.cc)
   Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
+  // The batch cut into waves whose events fit options_.batch_memory_mb together, by the attribute
+  // counts the source gives (one restSearch with metadata:1); one wave when they cannot be known.
+  std::vector<std::vector<state::WorkItem>> Waves(RunContext& run, std::vector<state::WorkItem> items);
+  Status ProcessWave(RunContext& run, std::vector<state::WorkItem> items);
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);

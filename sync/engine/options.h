@@ -36,6 +36,10 @@ std::optional<PartialWrite> ParsePartialWrite(std::string_view text);
 // The start of a failed item's error when its event was saved in part (kRetry looks for it).
 inline constexpr const char* kPartialPrefix = "partial write: ";
 
+// What one attribute of a fetched event costs once parsed: a 150k-attribute event (67 MB of JSON)
+// held about 195 MiB in sgsyncd (docs/performance.md).
+inline constexpr std::int64_t kParsedBytesPerAttribute = 1400;
+
 struct EngineOptions {
   std::int64_t overlap_seconds = 600;
   int max_in_flight = 4;  // concurrent event fetches and writes per run
@@ -44,6 +48,11 @@ struct EngineOptions {
   // because one event may hold 100k attributes. Internal links, and pushes under tag rules, use
   // events/view: only it serves local tags (events-restSearch-json-deleted-uuid.json).
   int bulk_fetch = 16;
+  // What the events of one batch may cost in memory once parsed (MiB; 0: no bound). A batch of
+  // more than one event first asks the source for the events' attribute counts (one restSearch
+  // with metadata:1) and is processed in waves that fit, an event larger than the bound alone:
+  // 64 events of 100k attributes are never held at once. Estimated at kParsedBytesPerAttribute.
+  int batch_memory_mb = 256;
   std::int64_t lease_seconds = 600;  // a crashed run's items become ready again after this
   // Consecutive peer failures (unavailable, rate limited, timeout) that end a run early.
   int peer_failures_to_abort = 3;

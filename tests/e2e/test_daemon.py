@@ -565,8 +565,12 @@ class DaemonTest(unittest.TestCase):
         rc, stats, err = d.once()
         self.assertEqual(rc, 0, err)
         self.assertEqual(events, uuids_on(self.sims.portal))
-        targets = [r["target"] for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
-        self.assertEqual(targets.count("/events/restSearch"), 2, "20 events in pages of 16")
+        requests = [r for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
+        targets = [r["target"] for r in requests]
+        searches = [json.loads(r["body"]) for r in requests if r["target"] == "/events/restSearch"]
+        self.assertEqual(len([b for b in searches if "metadata" not in b]), 2, "20 events in pages of 16")
+        self.assertEqual(len([b for b in searches if b.get("metadata")]), 1,
+                         "the batch's sizes (batch_memory_mb), asked once for the 20")
         self.assertFalse([t for t in targets if t.startswith("/events/view")])
 
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):

@@ -290,7 +290,8 @@ TEST_F(ConfigTest, EachEngineSettingIsReadIntoTheEngineOptionsAndShownUnderItsKe
       ParseConfig(Minimal("overlap_seconds = 60\nconflict_policy = \"manual\"\non_partial_write = \"retry\"\n"
                           "tombstones = true\nsightings = false\nsightings_policy = 3\n"
                           "sightings_anonymise = true\n"
-                          "sightings_anonymise_as = \"9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33\"\n"),
+                          "sightings_anonymise_as = \"9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33\"\n"
+                          "batch_memory_mb = 64\n"),
                   "t.toml");
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   const engine::EngineOptions& o = c->links[0].engine;
@@ -302,10 +303,12 @@ TEST_F(ConfigTest, EachEngineSettingIsReadIntoTheEngineOptionsAndShownUnderItsKe
   EXPECT_EQ(o.sightings_policy.policy, 3);
   EXPECT_TRUE(o.sightings_policy.anonymise);
   EXPECT_EQ(o.sightings_policy.anonymise_as.uuid, "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33");
+  EXPECT_EQ(o.batch_memory_mb, 64);
   boost::json::object shown = Redacted(*c).at("links").as_array()[0].as_object();
   EXPECT_EQ(shown.at("conflict_policy"), "manual");
   EXPECT_EQ(shown.at("on_partial_write"), "retry");
   EXPECT_EQ(shown.at("overlap_seconds"), 60);
+  EXPECT_EQ(shown.at("batch_memory_mb"), 64);
   std::string docs =
       sgsync::testing::ReadFile(std::filesystem::path(SGSYNC_SOURCE_DIR) / "docs/configuration.md");
   for (std::string_view key : EngineSettingKeys()) {

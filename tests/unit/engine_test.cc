@@ -217,9 +217,41 @@ TEST_F(EngineTest, WhenTheBulkFetchFailsEachEventIsFetchedAlone) {
   Engine();
   RunStats run = Run(Direction::kPush);
   EXPECT_EQ(run.sent, 3);
-  EXPECT_EQ(member_->Count("/events/restSearch"), 1u);
+  EXPECT_EQ(member_->Count("/events/restSearch"), 2u) << "the batch's sizes (failed too), then the bulk fetch";
   EXPECT_EQ(member_->Count("/events/view/"), 3u);
   for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
+}
+
+// Issue 19: a batch is sized by what its events cost once parsed, not by their number. The source's
+// attribute counts (restSearch metadata:1) cut it into waves that fit batch_memory_mb; an event
+// larger than the bound is fetched and written alone.
+TEST_F(EngineTest, ABatchIsFetchedInWavesThatFitItsMemoryBoundLargeEventsAlone) {
+  auto big = member_->sim().Seed(4, 1000, 0, 3, 15, 5);  // 1000 attributes: about 1.4 MB each parsed
+  ASSERT_TRUE(big.ok());
+  auto bulk_sizes = [&] {
+    std::vector<std::size_t> sizes;  // uuids asked for by each bulk fetch, in order
+    for (const auto& r : member_->sim().RequestLog()) {
+      if (r.target != "/events/restSearch") continue;
+      json::object body = json::parse(r.body).as_object();
+      if (!body.contains("metadata")) sizes.push_back(body.at("uuid").as_array().size());
+    }
+    return sizes;
+  };
+  Engine(With([](EngineOptions& o) { o.batch_memory_mb = 2; }));
+  RunStats run = Run(Direction::kPush);
+  EXPECT_EQ(run.sent, 4);
+  EXPECT_EQ(bulk_sizes(), (std::vector<std::size_t>{1, 1, 1, 1})) << "each event alone: two do not fit 2 MiB";
+  EXPECT_EQ(portal_->Count("/events/filterEventIdsForPush"), 4u);
+  for (const auto& u : *big) EXPECT_EQ(portal_->View(u).at("Attribute").as_array().size(), 1000u) << u;
+
+  // The same batch under the default bound: one wave, one bulk fetch.
+  auto more = member_->sim().Seed(4, 1000, 0, 3, 16, 5);
+  ASSERT_TRUE(more.ok());
+  member_->sim().ClearRequestLog();
+  Engine();
+  EXPECT_EQ(Run(Direction::kPush).sent, 4);
+  EXPECT_EQ(bulk_sizes(), (std::vector<std::size_t>{4}));
+  EXPECT_EQ(member_->Count("/events/restSearch"), 2u) << "the sizes, then the events";
 }
 
 TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent) {
