@@ -171,7 +171,7 @@ TEST_F(MispClientTest, ALargeEventIsStreamedOutWhole_AndItsSavedElementsAreReadF
   EXPECT_EQ(AsciiLower(add->saved.uuid), kUuid);
   EXPECT_FALSE(add->saved.id.empty());
   EXPECT_EQ(add->saved.element_uuids.size(), 4000u);
-  const sim::LoggedRequest& sent = sim_->RequestLog().back();
+  const sim::LoggedRequest sent = sim_->RequestLog().back();  // RequestLog() is a copy
   EXPECT_EQ(sent.headers.at("content-length"), std::to_string(body.size()));
   EXPECT_EQ(sent.body, body.substr(0, sent.body.size())) << "misp-sim logs the first MiB of what it got";
 
