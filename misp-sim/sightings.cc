@@ -222,7 +222,11 @@ auto MispSim::Impl::SightingsRestSearch(const HttpRequest& req, const Route& r, 
       if (!id.is_string()) continue;
       auto e = LoadEvent(std::string(id.as_string()));
       if (!e || !EventVisible(*e, u)) continue;
-      bool owner = u.site_admin() || e->org_id == u.org_id;
+      // No site-admin exemption here, unlike a view: restSearch filters with
+      // Sighting::filterSightingsByAttributeACL, which compares the event's owner org with the
+      // caller's only (MISP 2.5.1 app/Model/Sighting.php; seen on the real pair: the Portal's site
+      // admin was answered [] for ORG1's sighting on an ORG1-owned event under policy 0).
+      bool owner = e->org_id == u.org_id;
       std::map<std::string, std::string> values;
       for (auto& a : misp::EventView(e->event).attribute_views())
         values[std::string(a.uuid())] = std::string(a.value());

@@ -41,9 +41,13 @@ def synced_before_last_step(case):
     return bool(syncs) and syncs[0] < len(steps) - 1
 
 
-def sighting_uuids(sim, event_uuid):
+def sighting_uuids(sim, event_uuid, key=None):
+    """`key`: whose view; on the Portal, ORG1's sync account, which owns what it pushed there (under
+    policy 0 MISP's sightings/restSearch shows the Portal's site admin of ORG2 none of ORG1's
+    sightings on an ORG1-owned event: Sighting::filterSightingsByAttributeACL)."""
     status, _, body = sim.request("POST", "/sightings/restSearch/event",
-                                  {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]})
+                                  {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]},
+                                  key=key)
     if status != 200:
         raise RuntimeError(f"sightings/restSearch/event: {status} {body}")
     return sorted(r["Sighting"]["uuid"] for r in body["response"])
@@ -143,7 +147,8 @@ def main():
                 if "arrived_sightings" in case and case["id"] not in KNOWN_SIM_DIFFERENCES:
                     sightings_compared += 1
                     want = sorted(s["uuid"] for s in case["arrived_sightings"] or [])
-                    have = sighting_uuids(dest, case["origin_event"]["uuid"]) if got is not None else []
+                    have = (sighting_uuids(dest, case["origin_event"]["uuid"], key=sims.sync_key if push else None)
+                            if got is not None else [])
                     if want != have:
                         sightings_why = f"sightings: real MISP delivered {want}, sgsync {have}"
                 elif case["id"] in KNOWN_SIM_DIFFERENCES:

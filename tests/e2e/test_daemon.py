@@ -261,9 +261,15 @@ class DaemonTest(unittest.TestCase):
         status, _, body = sim.request("POST", f"/sightings/bulkSaveSightings/{event_uuid}", rows)
         self.assertEqual(status, 200, body)
 
-    def sightings_on(self, sim, event_uuid):
+    def sightings_on(self, sim, event_uuid, key=None):
+        # On the Portal read as ORG1's sync account, which owns what sgsync pushed there: under
+        # policy 0 MISP's sightings/restSearch shows the Portal's site admin (ORG2) none of ORG1's
+        # sightings on an ORG1-owned event (Sighting::filterSightingsByAttributeACL).
+        if key is None and sim is self.sims.portal:
+            key = self.sims.sync_key
         status, _, body = sim.request("POST", "/sightings/restSearch/event",
-                                      {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]})
+                                      {"returnFormat": "json", "last": 0, "includeUuid": True, "uuid": [event_uuid]},
+                                      key=key)
         self.assertEqual(status, 200, body)
         return body["response"]
 

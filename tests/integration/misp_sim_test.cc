@@ -399,6 +399,37 @@ TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTime
   EXPECT_GE(sighting_timestamp(), before);
 }
 
+// Sighting policy 0 in sightings/restSearch has no site-admin exemption (MISP 2.5.1
+// Sighting::filterSightingsByAttributeACL): on the Portal, an event pushed by ORG1's sync account is
+// owned by ORG1, so ORG1's sighting on it is answered to ORG1 and not to the Portal's site admin of
+// ORG2, who still sees it in the event's view (Sighting::createConditions exempts site admins).
+TEST_F(MispSimTest, SightingsRestSearchHidesAnotherOrgsSightingFromASiteAdminOfAnotherOrgButTheViewShowsIt) {
+  auto added = Call(sync_key_, "POST", "/events/add",
+                    R"({"Event":{"uuid":"7c1e2d3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f","info":"pushed by ORG1",)"
+                    R"("distribution":"1","published":true,"timestamp":"100","Orgc":{"uuid":")" +
+                        std::string(kOrg1) + R"(","name":"ORG1"},"Attribute":[{"type":"ip-dst","category":"Network activity",)"
+                    R"("value":"198.51.100.7","distribution":"5","timestamp":"100",)"
+                    R"("uuid":"7c1e2d3f-4a5b-4c6d-8e7f-0a1b2c3d4e60"}]}})");
+  ASSERT_EQ(added.status, 200) << added.body;
+  const std::string event = "7c1e2d3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f";
+  auto saved = Call(sync_key_, "POST", "/sightings/bulkSaveSightings/" + event,
+                    R"([{"uuid":"7c1e2d3f-4a5b-4c6d-8e7f-0a1b2c3d4e61","attribute_uuid":)"
+                    R"("7c1e2d3f-4a5b-4c6d-8e7f-0a1b2c3d4e60","date_sighting":"1000","type":"0","source":"s",)"
+                    R"("Organisation":{"uuid":")" + std::string(kOrg1) + R"(","name":"ORG1"}}])");
+  ASSERT_EQ(saved.status, 200) << saved.body;
+  auto found = [&](const std::string& key) {
+    json::value r = Body(Call(key, "POST", "/sightings/restSearch/event",
+                              R"({"returnFormat":"json","last":0,"uuid":[")" + event + R"("]})"));
+    return r.at("response").as_array().size();
+  };
+  EXPECT_EQ(found(sync_key_), 1u) << "ORG1 owns the event";
+  EXPECT_EQ(found(kAdminKey), 0u) << "the site admin of ORG2 gets no exemption in restSearch";
+  json::value view = Body(Call(kAdminKey, "GET", "/events/view/" + event));
+  const json::value& attribute = view.at("Event").at("Attribute").at(0);
+  ASSERT_TRUE(attribute.as_object().contains("Sighting")) << view;
+  EXPECT_EQ(attribute.at("Sighting").as_array().size(), 1u) << "a view exempts site admins";
+}
+
 TEST_F(MispSimTest, SpecCase71_AKnownSightingIsSkippedAndANewExpirationReplacesTheOrgsEarlierOne) {
   std::string uuid = CreateEvent(3, {5});
   std::string attribute(FirstAttributeUuid(uuid));
