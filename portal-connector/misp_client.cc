@@ -61,6 +61,15 @@ Result<json::value> MispClient::Json(const HttpResponse& r, const std::string& t
   return std::move(*v);
 }
 
+Result<HttpResponse> MispClient::SendStreaming(const HttpRequest& req, const std::string& target) {
+  auto r = transport_->Send(req);
+  if (!r.ok())
+    return r.error().code == ErrorCode::kParse || r.error().code == ErrorCode::kLimitExceeded
+               ? r.error().Within(transport_->options().base_url + target)
+               : r.error();
+  return r;
+}
+
 Result<json::value> MispClient::StreamJson(const std::string& method, const std::string& target,
                                            const std::string& body, HttpResponse* meta) {
   std::unique_ptr<misp::JsonReader> reader;
@@ -68,13 +77,9 @@ Result<json::value> MispClient::StreamJson(const std::string& method, const std:
   HttpRequest req{method, target, {}, body, true};
   req.body_reset = [&] { reader = std::make_unique<misp::JsonReader>(limits); };
   req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
-  auto r = transport_->Send(req);
-  if (!r.ok())
-    return r.error().code == ErrorCode::kParse || r.error().code == ErrorCode::kLimitExceeded
-               ? r.error().Within(transport_->options().base_url + target)
-               : r.error();
-  if (meta != nullptr) *meta = *r;
-  if (r->status != 200) return ErrorFor(*r, target);
+  SGSYNC_TRY(HttpResponse r, SendStreaming(req, target));
+  if (meta != nullptr) *meta = r;
+  if (r.status != 200) return ErrorFor(r, target);
   auto v = reader->Finish();
   if (!v.ok()) return v.error().Within(transport_->options().base_url + target);
   return std::move(*v);
@@ -343,19 +348,15 @@ Result<WriteResult> MispClient::WriteEvent(const std::string& target, const json
   std::unique_ptr<misp::SavedEventReader> reader;
   req.body_reset = [&] { reader = std::make_unique<misp::SavedEventReader>(limits_); };
   req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
-  auto r = transport_->Send(req);
-  if (!r.ok())
-    return r.error().code == ErrorCode::kParse || r.error().code == ErrorCode::kLimitExceeded
-               ? r.error().Within(transport_->options().base_url + target)
-               : r.error();
-  if (add && r->status == 404 && r->headers.count("location")) {
+  SGSYNC_TRY(HttpResponse r, SendStreaming(req, target));
+  if (add && r.status == 404 && r.headers.count("location")) {
     // Already there: MISP names its id in Location (events-add-same-uuid-again.json).
     WriteResult w;
-    const std::string& loc = r->headers["location"];
+    const std::string& loc = r.headers["location"];
     w.existing_id = loc.substr(loc.find_last_of('/') + 1);
     return w;
   }
-  if (r->status != 200) return ErrorFor(*r, target);
+  if (r.status != 200) return ErrorFor(r, target);
   auto saved = reader->Finish();
   if (!saved.ok()) return saved.error().Within(transport_->options().base_url + target);
   return CheckWriteAnswer(std::move(*saved), event, target);

@@ -102,6 +102,9 @@ class MispClient : public MispApi {
   Result<HttpResponse> Call(const std::string& method, const std::string& target, const std::string& body,
                             bool idempotent, std::map<std::string, std::string> headers = {});
   Result<json::value> Json(const HttpResponse& r, const std::string& target);
+  // Sends a request whose 200 answer goes to its body_sink; the sink's own failures (a malformed or
+  // oversized answer) are named with the URL.
+  Result<HttpResponse> SendStreaming(const HttpRequest& req, const std::string& target);
   // A JSON answer streamed into the codec's reader as it arrives (large events, restSearch).
   Result<json::value> StreamJson(const std::string& method, const std::string& target,
                                  const std::string& body, HttpResponse* meta);
