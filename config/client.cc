@@ -7,7 +7,8 @@ namespace sgsync::config {
 Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConfig& e, Metrics* metrics,
                                                           const std::string& peer,
                                                           std::shared_ptr<misp::MemoryBudget> budget,
-                                                          std::shared_ptr<connector::EndpointLimit> limit) {
+                                                          std::shared_ptr<connector::EndpointLimit> limit,
+                                                          std::shared_ptr<connector::EndpointLimit> process_limit) {
   connector::TransportOptions o;
   o.base_url = e.url;
   o.allow_insecure_http = e.insecure_http;
@@ -18,6 +19,7 @@ Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConf
   o.user_agent = connector::SgsyncUserAgent();
   o.proxy = e.proxy;
   o.endpoint_limit = std::move(limit);
+  o.process_limit = std::move(process_limit);
   if (metrics != nullptr) {
     o.observer = [metrics, peer](std::string_view method, std::string_view route, int status,
                                  double seconds) {

@@ -311,6 +311,9 @@ Result<DaemonConfig> ParseConfig(const std::string& text, const std::string& nam
   }
   SGSYNC_TRY_STATUS(r.Integer("shutdown_grace_seconds", &c.shutdown_grace_seconds, 0, 3600));
   SGSYNC_TRY_STATUS(r.Integer("max_documents_memory_mb", &c.max_documents_memory_mb, 1, 1 << 20));
+  SGSYNC_TRY_STATUS(r.Integer("workers", &c.workers, 1, 256));
+  SGSYNC_TRY_STATUS(r.Integer("max_requests_in_flight", &c.max_requests_in_flight, 1, 4096));
+  SGSYNC_TRY_STATUS(r.Integer("run_time_slice_seconds", &c.run_time_slice_seconds, 1, 86400));
   const toml::node* links = r.Node("link");
   if (links == nullptr || !links->is_array_of_tables()) {
     return r.ErrorAt(links, "link", "expected at least one [[link]] table");

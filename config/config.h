@@ -106,6 +106,12 @@ struct DaemonConfig {
   std::int64_t shutdown_grace_seconds = 30;
   // What all answers being parsed at once (every link, every request in flight) may cost together.
   std::int64_t max_documents_memory_mb = 2048;
+  // The scheduler (docs/operations.md, "Many links"): threads that take turns at every link's runs,
+  // requests in flight to all MISPs together, and how long a run works before it lets the others
+  // have a turn when it still has work queued.
+  int workers = 8;
+  int max_requests_in_flight = 64;
+  std::int64_t run_time_slice_seconds = 10;
   std::vector<LinkConfig> links;
 };
 

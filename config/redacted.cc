@@ -52,6 +52,9 @@ json::object Redacted(const DaemonConfig& c) {
                       {"metrics_listen", c.metrics_listen},
                       {"shutdown_grace_seconds", c.shutdown_grace_seconds},
                       {"max_documents_memory_mb", c.max_documents_memory_mb},
+                      {"workers", c.workers},
+                      {"max_requests_in_flight", c.max_requests_in_flight},
+                      {"run_time_slice_seconds", c.run_time_slice_seconds},
                       {"links", std::move(links)}};
 }
 

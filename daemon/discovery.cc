@@ -36,13 +36,14 @@ std::shared_ptr<connector::EndpointLimit> Service::LimitFor(const config::MispEn
 
 Status Service::BuildLinks() {
   links_.clear();
+  if (!process_limit_) process_limit_ = std::make_shared<connector::EndpointLimit>(config_.max_requests_in_flight);
   for (const auto& lc : config_.links) {
     auto rt = std::make_unique<LinkRuntime>();
     rt->config = lc;
     SGSYNC_TRY(rt->local, config::MakeClient(lc.local, &metrics_, lc.name + "/local", documents_budget_,
-                                             LimitFor(lc.local)));
+                                             LimitFor(lc.local), process_limit_));
     SGSYNC_TRY(rt->remote, config::MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_,
-                                              LimitFor(lc.remote)));
+                                              LimitFor(lc.remote), process_limit_));
     rt->status[0].enabled = lc.push;
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));

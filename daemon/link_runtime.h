@@ -22,6 +22,9 @@ struct Service::LinkRuntime {
   std::vector<std::string> rule_notes;        // numeric rule ids and what they stand for
   std::mutex mu;                              // guards engine creation and status
   DirectionStatus status[2];
+  // The current wait after failures of push, pull and the side channels (daemon/scheduler.cc);
+  // each touched only by its own task's turn.
+  std::int64_t backoff_ms[3] = {0, 0, 0};
 };
 
 inline std::int64_t NowMs() {

@@ -1,5 +1,5 @@
-// Service's schedulers: each link's direction on its interval with backoff, the side channels on
-// their own thread, start and stop.
+// Service's turns on the task scheduler: each link's direction on its interval with backoff and a
+// time slice, each link's side channels, the maintenance; start and stop.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -14,147 +14,128 @@
 
 namespace sgsync::daemon {
 
-// Sightings, proposals, clusters and analyst data run on their own thread per link, so a backlog of
+namespace {
+
+using Clock = TaskScheduler::Clock;
+
+Clock::time_point InMs(std::int64_t ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+
+// The next wait after a failure: 5 s doubling up to the interval, with full jitter so that several
+// links do not retry a recovering Portal in step.
+std::int64_t NextBackoff(std::int64_t& backoff_ms, std::int64_t interval_seconds) {
+  backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, interval_seconds * 1000);
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return backoff_ms / 2 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(backoff_ms / 2 + 1));
+}
+
+// How often a paused direction looks whether it was resumed (SetPaused also wakes it at once).
+constexpr std::int64_t kPausedPollMs = 1000;
+
+}  // namespace
+
+// Sightings, proposals, clusters and analyst data are a task of their own per link, so a backlog of
 // them never holds up events (MISP #5943, #10881): push, then pull, every interval, backing off
 // while they fail.
-void Service::SideChannelsLoop(LinkRuntime& link) {
+Clock::time_point Service::SideChannelsTurn(LinkRuntime& link) {
   ScopedLogContext context({link.config.name, "", "", ""});
   const auto& lc = link.config;
-  std::int64_t backoff_ms = 0;
-  while (!stopping_) {
-    bool failed = false;
-    bool active = false;  // a paused link asks its MISPs nothing, not even who it is
-    {
-      std::lock_guard lock(link.mu);
-      active = (lc.push && !link.status[0].paused) || (lc.pull && !link.status[1].paused);
-    }
-    if (!active) {
-      SleepUntil(NowMs() + 1000);
-      continue;
-    }
-    if (auto s = Discover(link); !s.ok()) {
-      failed = true;
-    } else {
-      for (Direction d : {Direction::kPush, Direction::kPull}) {
-        bool enabled = d == Direction::kPush ? lc.push : lc.pull;
-        bool paused = false;
-        {
-          std::lock_guard lock(link.mu);
-          paused = link.status[d == Direction::kPush ? 0 : 1].paused;
-        }
-        if (!enabled || paused || stopping_) continue;
-        engine::RunOptions ro;
-        ro.stop = &stopping_;
-        ro.shared_index_max_age_seconds = SharedIndexMaxAge(lc);
-        auto stats = link.engine->RunSideChannels(d, ro);
-        if (!stats.ok() || stats->any_failed()) {
-          failed = true;
-          if (!stats.ok()) {
-            spdlog::warn("link {} {} sightings: {}", lc.name, DirectionName(d), stats.error().ToString());
-          }
+  bool active = false;  // a paused link asks its MISPs nothing, not even who it is
+  {
+    std::lock_guard lock(link.mu);
+    active = (lc.push && !link.status[0].paused) || (lc.pull && !link.status[1].paused);
+  }
+  if (!active) return InMs(kPausedPollMs);
+  bool failed = false;
+  if (auto s = Discover(link); !s.ok()) {
+    failed = true;
+  } else {
+    for (Direction d : {Direction::kPush, Direction::kPull}) {
+      bool enabled = d == Direction::kPush ? lc.push : lc.pull;
+      bool paused = false;
+      {
+        std::lock_guard lock(link.mu);
+        paused = link.status[d == Direction::kPush ? 0 : 1].paused;
+      }
+      if (!enabled || paused || stopping_) continue;
+      engine::RunOptions ro;
+      ro.stop = &stopping_;
+      ro.shared_index_max_age_seconds = SharedIndexMaxAge(lc);
+      auto stats = link.engine->RunSideChannels(d, ro);
+      if (!stats.ok() || stats->any_failed()) {
+        failed = true;
+        if (!stats.ok()) {
+          spdlog::warn("link {} {} sightings: {}", lc.name, DirectionName(d), stats.error().ToString());
         }
       }
     }
-    if (stopping_) break;
-    if (failed) {
-      backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
-      SleepUntil(NowMs() + backoff_ms);
-    } else {
-      backoff_ms = 0;
-      SleepUntil(NowMs() + lc.interval_seconds * 1000);
-    }
   }
+  if (failed) return InMs(NextBackoff(link.backoff_ms[2], lc.interval_seconds));
+  link.backoff_ms[2] = 0;
+  return InMs(lc.interval_seconds * 1000);
 }
 
-void Service::SleepUntil(std::int64_t deadline_ms) {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    std::int64_t left = deadline_ms - NowMs();
-    if (left <= 0) return;
-    wake_.wait_for(lock, std::chrono::milliseconds(left));
-  }
-}
-
-void Service::Loop(LinkRuntime& link, Direction d) {
+Clock::time_point Service::DirectionTurn(LinkRuntime& link, Direction d) {
   ScopedLogContext context({link.config.name, std::string(DirectionName(d)), "", ""});
   const auto& lc = link.config;
   const std::string dir(DirectionName(d));
   const int slot = d == Direction::kPush ? 0 : 1;
-  std::mt19937_64 rng(std::random_device{}());
-  std::int64_t backoff_ms = 0;
   auto fail_wait = [&](const RunOutcome& failed) {
-    const std::string what = failed.Text();
-    backoff_ms = backoff_ms == 0 ? kFirstBackoffMs : std::min(backoff_ms * 2, lc.interval_seconds * 1000);
-    // Full jitter keeps several links from retrying a recovering Portal in step.
-    std::int64_t wait =
-        backoff_ms / 2 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(backoff_ms / 2 + 1));
-    spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, what, wait / 1000.0);
-    {
-      std::lock_guard lock(link.mu);
-      RecordOutcome(link.status[slot], failed, NowS());
-      link.status[slot].next_run_at = NowS() + wait / 1000;
-    }
-    SleepUntil(NowMs() + wait);
+    const std::int64_t wait = NextBackoff(link.backoff_ms[slot], lc.interval_seconds);
+    spdlog::warn("link {} {}: {}; next try in {:.1f} s", lc.name, dir, failed.Text(), wait / 1000.0);
+    std::lock_guard lock(link.mu);
+    RecordOutcome(link.status[slot], failed, NowS());
+    link.status[slot].next_run_at = NowS() + wait / 1000;
+    return InMs(wait);
   };
-  while (!stopping_) {
-    bool paused = false;
-    {
-      std::lock_guard lock(link.mu);
-      paused = link.status[slot].paused;
-    }
-    if (paused) {
-      SleepUntil(NowMs() + 1000);
-      continue;
-    }
-    if (auto s = Discover(link); !s.ok()) {
-      fail_wait(RunOutcome::Failed("cannot start: " + s.error().ToString()));
-      continue;
-    }
-    auto due = link.engine->FullReconciliationDue(d, lc.full_reconciliation_seconds);
-    if (!due.ok()) {
-      // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
-      // guess (a skipped reconciliation would be silent); it reports and tries again.
-      fail_wait(RunOutcome::Failed("cannot read the cursor: " + due.error().ToString()));
-      continue;
-    }
-    const bool full = *due;
-    {
-      std::lock_guard lock(link.mu);
-      link.status[slot].running = true;
-      link.status[slot].last_run_started = NowS();
-    }
-    engine::RunOptions ro;
-    ro.full = full;
-    ro.stop = &stopping_;
-    auto stats = link.engine->Run(d, ro);
-    const RunOutcome outcome = RunOutcome::Of(stats);
-    {
-      std::lock_guard lock(link.mu);
-      auto& st = link.status[slot];
-      st.running = false;
-      st.last_run_ended = NowS();
-      RecordOutcome(st, outcome, NowS());
-      if (stats.ok()) st.last_stats = *stats;
-    }
-    if (stats.ok() && !stats->not_modified) {
-      spdlog::info("link {} {}{}: listed {}, sent {}, already there {}, skipped {}, echo {}, failed {}",
-                   lc.name, dir, full ? " (full)" : "", stats->listed, stats->sent, stats->already,
-                   stats->skipped, stats->echo, stats->failed);
-    }
-    if (stopping_) break;
-    if (!stats.ok() || stats->aborted) {
-      // An aborted run counts as a failure (readiness, backoff); an error is recorded as it came.
-      fail_wait(outcome.kind == RunOutcome::Kind::kError ? outcome : RunOutcome::Failed(outcome.Text()));
-      continue;
-    }
-    backoff_ms = 0;
-    std::int64_t next = NowMs() + lc.interval_seconds * 1000;
-    {
-      std::lock_guard lock(link.mu);
-      link.status[slot].next_run_at = next / 1000;
-    }
-    SleepUntil(next);
+  {
+    std::lock_guard lock(link.mu);
+    if (link.status[slot].paused) return InMs(kPausedPollMs);
   }
+  if (auto s = Discover(link); !s.ok()) return fail_wait(RunOutcome::Failed("cannot start: " + s.error().ToString()));
+  auto due = link.engine->FullReconciliationDue(d, lc.full_reconciliation_seconds);
+  if (!due.ok()) {
+    // Without the cursor sgsyncd cannot tell whether a full reconciliation is due: it does not
+    // guess (a skipped reconciliation would be silent); it reports and tries again.
+    return fail_wait(RunOutcome::Failed("cannot read the cursor: " + due.error().ToString()));
+  }
+  const bool full = *due;
+  {
+    std::lock_guard lock(link.mu);
+    link.status[slot].running = true;
+    link.status[slot].last_run_started = NowS();
+  }
+  engine::RunOptions ro;
+  ro.full = full;
+  ro.stop = &stopping_;
+  ro.yield_at = Clock::now() + std::chrono::seconds(config_.run_time_slice_seconds);
+  auto stats = link.engine->Run(d, ro);
+  const RunOutcome outcome = RunOutcome::Of(stats);
+  {
+    std::lock_guard lock(link.mu);
+    auto& st = link.status[slot];
+    st.running = false;
+    st.last_run_ended = NowS();
+    RecordOutcome(st, outcome, NowS());
+    if (stats.ok()) st.last_stats = *stats;
+  }
+  if (stats.ok() && !stats->not_modified) {
+    spdlog::info("link {} {}{}: listed {}, sent {}, already there {}, skipped {}, echo {}, failed {}{}", lc.name,
+                 dir, full ? " (full)" : "", stats->listed, stats->sent, stats->already, stats->skipped,
+                 stats->echo, stats->failed, stats->yielded ? "; its time slice is up, more queued" : "");
+  }
+  if (!stats.ok() || stats->aborted) {
+    if (stopping_) return Clock::now();
+    // An aborted run counts as a failure (readiness, backoff); an error is recorded as it came.
+    return fail_wait(outcome.kind == RunOutcome::Kind::kError ? outcome : RunOutcome::Failed(outcome.Text()));
+  }
+  link.backoff_ms[slot] = 0;
+  // Work left after its time slice: again as soon as the links already waiting had their turn.
+  const std::int64_t wait_ms = stats->yielded ? 0 : lc.interval_seconds * 1000;
+  {
+    std::lock_guard lock(link.mu);
+    link.status[slot].next_run_at = (NowMs() + wait_ms) / 1000;
+  }
+  return InMs(wait_ms);
 }
 
 httpd::HttpResponse Service::AnswerProbe(const httpd::HttpRequest& r) {
@@ -190,6 +171,8 @@ Status Service::Start() {
     spdlog::info("metrics on http://{}:{}/metrics (and /healthz, /readyz)", listen.host,
                  metrics_server_->port());
   }
+  auto scheduler = std::make_unique<TaskScheduler>(config_.workers);
+  const auto now = Clock::now();
   for (auto& link : links_) {
     for (Direction d : {Direction::kPush, Direction::kPull}) {
       if (!(d == Direction::kPush ? link->config.push : link->config.pull)) continue;
@@ -197,26 +180,31 @@ Status Service::Start() {
       metrics_.Set(metric::kInterval,
                    {{"link", link->config.name}, {"direction", std::string(DirectionName(d))}},
                    static_cast<double>(link->config.interval_seconds));
-      ++running_loops_;
-      threads_.emplace_back([this, l = link.get(), d] {
-        Loop(*l, d);
-        --running_loops_;
-      });
+      scheduler->Add(TaskName(link->config.name, d), [this, l = link.get(), d] { return DirectionTurn(*l, d); },
+                      now);
     }
     if (link->config.engine.side_channels_on() && (link->config.push || link->config.pull)) {
-      ++running_loops_;
-      threads_.emplace_back([this, l = link.get()] {
-        SideChannelsLoop(*l);
-        --running_loops_;
-      });
+      scheduler->Add(link->config.name + " side channels", [this, l = link.get()] { return SideChannelsTurn(*l); },
+                      now);
     }
   }
-  ++running_loops_;
-  threads_.emplace_back([this] {
-    MaintenanceLoop();
-    --running_loops_;
-  });
+  // Retention a minute after start, then every hour; in small transactions (StateStore::Prune).
+  scheduler->Add(
+      "maintenance",
+      [this] {
+        if (auto pruned = Prune(); !pruned.ok()) spdlog::error("retention: {}", pruned.error().ToString());
+        return Clock::now() + std::chrono::hours(1);
+      },
+      now + std::chrono::minutes(1));
+  scheduler->Start();
+  spdlog::debug("{} worker thread(s) take turns at {} link(s)", scheduler->workers(), links_.size());
+  std::lock_guard lock(scheduler_mu_);
+  scheduler_ = std::move(scheduler);
   return {};
+}
+
+std::string Service::TaskName(const std::string& link, Direction d) {
+  return link + " " + std::string(DirectionName(d));
 }
 
 Result<state::StateStore::PruneCounts> Service::Prune() {
@@ -236,38 +224,17 @@ Result<state::StateStore::PruneCounts> Service::Prune() {
   return counts;
 }
 
-// Retention a minute after start, then every hour; in small transactions (StateStore::Prune).
-void Service::MaintenanceLoop() {
-  std::int64_t next = NowMs() + 60 * 1000;
-  while (!stopping_) {
-    SleepUntil(std::min(next, NowMs() + 1000));
-    if (stopping_ || NowMs() < next) continue;
-    if (auto pruned = Prune(); !pruned.ok()) spdlog::error("retention: {}", pruned.error().ToString());
-    next = NowMs() + 3600 * 1000;
-  }
-}
-
 bool Service::Stop() {
+  stopping_ = true;
+  std::unique_ptr<TaskScheduler> scheduler;
   {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
+    std::lock_guard lock(scheduler_mu_);
+    scheduler = std::move(scheduler_);
   }
-  wake_.notify_all();
-  // Join within the grace period; a run still in a request past it is left to the process exit.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config_.shutdown_grace_seconds);
-  while (running_loops_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  bool all = running_loops_.load() == 0;
-  for (auto& t : threads_) {
-    if (!t.joinable()) continue;
-    if (all) {
-      t.join();
-    } else {
-      t.detach();
-    }
-  }
-  threads_.clear();
+  if (!scheduler) return true;
+  // Runs finish the events in hand within the grace period; one still in a request past it is left
+  // to the process exit (its worker keeps the scheduler's state alive).
+  const bool all = scheduler->Stop(Clock::now() + std::chrono::seconds(config_.shutdown_grace_seconds));
   if (!all) {
     spdlog::error(
         "some runs did not finish within {} s; exiting anyway (their work is retried at the next start)",

@@ -250,7 +250,13 @@ Status Service::SetPaused(const std::string& link, std::optional<Direction> d, b
     st.paused_by = paused ? actor : "";
     st.paused_at = paused ? NowS() : 0;
   }
-  wake_.notify_all();
+  if (!paused) {
+    // A resumed direction runs at once rather than at its next look.
+    std::lock_guard g(scheduler_mu_);
+    for (Direction dir : {Direction::kPush, Direction::kPull}) {
+      if (scheduler_ && (!d || *d == dir)) scheduler_->Wake(TaskName(link, dir));
+    }
+  }
   spdlog::info("link {} {}: {} by {}", link, d ? std::string(DirectionName(*d)) : "push and pull",
                paused ? "paused" : "resumed", actor);
   return {};

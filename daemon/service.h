@@ -3,10 +3,13 @@
 // For each link the service builds the two MISP clients, learns from the MISPs what the
 // configuration does not say (the organisation of sgsync's account on the Portal, the member's
 // host organisation when not configured), registers the link in the state store and runs the
-// engine: one thread per link and direction, every `interval_seconds`, with a full
-// reconciliation run every `full_reconciliation_seconds`. A run that fails or is cut short because
-// a MISP is failing backs off exponentially (5 s doubling to the interval, with jitter) instead of
-// hammering it. The Prometheus /metrics endpoint is served on `metrics.listen`.
+// engine: each link and direction every `interval_seconds`, with a full reconciliation run every
+// `full_reconciliation_seconds`, as turns on a fixed pool of `workers` threads (TaskScheduler): a
+// run with work left after `run_time_slice_seconds` hands its worker on and continues after the
+// links already waiting, so a large backlog does not delay the others. Requests in flight are
+// capped per MISP and for the whole process (`max_requests_in_flight`). A run that fails or is cut
+// short because a MISP is failing backs off exponentially (5 s doubling to the interval, with
+// jitter) instead of hammering it. The Prometheus /metrics endpoint is served on `metrics.listen`.
 //
 // Stop() asks every run to finish the events in hand and take no more, and waits up to the
 // shutdown grace period; everything sgsync remembers is transactional, so an abandoned run leaves
@@ -29,6 +32,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "config/config.h"
+#include "daemon/task_scheduler.h"
 #include "httpd/http_server.h"
 #include "portal-connector/misp_client.h"
 #include "state/store.h"
@@ -70,7 +74,8 @@ class Service {
   static Result<std::unique_ptr<Service>> Create(config::DaemonConfig config);
   ~Service();
 
-  // Starts the metrics endpoint and one scheduler thread per link and enabled direction.
+  // Starts the metrics endpoint and the scheduler: `workers` threads taking turns at every link's
+  // enabled directions and side channels.
   Status Start();
   // Runs every link's enabled directions once (push, then pull) and returns; `only` restricts
   // the direction. For `sgsyncd --once`, tests and the demo.
@@ -154,10 +159,10 @@ class Service {
                                                                          bool full, bool side_channels_only,
                                                                          const std::string& suffix,
                                                                          RunFn run);
-  void Loop(LinkRuntime& link, Direction d);
-  void SideChannelsLoop(LinkRuntime& link);
-  void MaintenanceLoop();
-  void SleepUntil(std::int64_t deadline_ms);
+  // The scheduler's turns (daemon/scheduler.cc): each returns when its next turn is due.
+  TaskScheduler::Clock::time_point DirectionTurn(LinkRuntime& link, Direction d);
+  TaskScheduler::Clock::time_point SideChannelsTurn(LinkRuntime& link);
+  static std::string TaskName(const std::string& link, Direction d);
   // /metrics, /healthz and /readyz on the metrics listener (daemon/health.h).
   httpd::HttpResponse AnswerProbe(const httpd::HttpRequest& r);
 
@@ -167,6 +172,8 @@ class Service {
   Metrics metrics_;
   // Requests in flight per MISP across all links and runs, by URL (docs/operations.md).
   std::map<std::string, std::shared_ptr<connector::EndpointLimit>> endpoint_limits_;
+  // Requests in flight to all MISPs together (max_requests_in_flight); resized only by a restart.
+  std::shared_ptr<connector::EndpointLimit> process_limit_;
   std::shared_ptr<connector::EndpointLimit> LimitFor(const config::MispEndpointConfig& e);
   std::unique_ptr<state::StateStore> store_;
   std::unique_ptr<httpd::HttpServer> metrics_server_;
@@ -174,12 +181,11 @@ class Service {
   std::vector<std::unique_ptr<LinkRuntime>> links_;
   // Guards links_ and config_ against a reload while the admin API reads them.
   mutable std::shared_mutex links_mu_;
-  std::vector<std::thread> threads_;
+  // Every link's runs take turns on its workers (config workers); null while stopped.
+  std::unique_ptr<TaskScheduler> scheduler_;
+  std::mutex scheduler_mu_;  // guards scheduler_ (Stop and Start against SetPaused's wake)
   std::atomic<bool> stopping_{false};
-  std::atomic<int> running_loops_{0};
   int lock_fd_ = -1;
-  std::mutex mu_;
-  std::condition_variable wake_;
 };
 
 // A transport for one MISP endpoint of the configuration, reporting to `metrics` as `peer`.

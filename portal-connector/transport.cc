@@ -95,15 +95,13 @@ struct HttpsTransport::Impl {
   Result<std::unique_ptr<Connection>> Connect(const std::string& target, Clock::time_point deadline) {
     auto c = std::make_unique<Connection>();
     boost::system::error_code ec;
+    // Resolved in this thread: Asio's async_resolve would start a resolver thread for the
+    // connection's io_context that lives as long as the kept-alive connection (one idle thread per
+    // connection: 80 for 30 links).
     tcp::resolver resolver(c->io);
-    tcp::resolver::results_type endpoints;
     const bool via_proxy = !proxy_host.empty();
-    resolver.async_resolve(via_proxy ? proxy_host : host, via_proxy ? proxy_port : port,
-                           [&](boost::system::error_code e, tcp::resolver::results_type r) {
-                             ec = e;
-                             endpoints = std::move(r);
-                           });
-    Drive(*c);
+    tcp::resolver::results_type endpoints =
+        resolver.resolve(via_proxy ? proxy_host : host, via_proxy ? proxy_port : port, ec);
     if (ec)
       return Fail(ErrorCode::kUnavailable, "cannot resolve " + host + ": " + ec.message(), Where(target));
     if (tls_ctx) {
@@ -608,7 +606,16 @@ Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {
           "no request slot for this MISP before the deadline (requests in flight, or its Retry-After)",
           impl_->Where(request.target));
     }
+    EndpointLimit* process = impl_->options.process_limit.get();
+    if (process != nullptr && !process->Acquire(deadline)) {
+      if (limit != nullptr) limit->Release();
+      return Fail(ErrorCode::kRateLimited,
+                  "no request slot before the deadline: sgsyncd's requests in flight to all MISPs "
+                  "(max_requests_in_flight) were all taken",
+                  impl_->Where(request.target));
+    }
     Result<HttpResponse> r = impl_->Once(request, deadline);
+    if (process != nullptr) process->Release();
     if (limit != nullptr) limit->Release();
     // Method, URL, outcome and time only: never a header (the API key is one) or a body.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();

@@ -94,6 +94,9 @@ struct TransportOptions {
   // Shared with the other transports to the same MISP (sgsyncd makes one per URL); none: unbounded
   // beyond max_connections.
   std::shared_ptr<EndpointLimit> endpoint_limit;
+  // Shared by every transport of the process (sgsyncd's max_requests_in_flight): taken after the
+  // endpoint's slot, so a MISP holding its clients back (Retry-After) holds no slot of the others.
+  std::shared_ptr<EndpointLimit> process_limit;
 };
 
 // "/events/view/5b7d.../deleted[]:1" -> "/events/view": the route of a MISP target, for metrics.

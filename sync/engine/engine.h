@@ -24,11 +24,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/metrics.h"
@@ -92,6 +94,10 @@ struct RunOptions {
   // answered 304) at most this many seconds ago, instead of asking the source again, so that an
   // idle cycle costs one conditional request per direction (0: always ask; a full run always asks).
   std::int64_t shared_index_max_age_seconds = 0;
+  // Set: once this time has passed, the run takes no further batch and returns with `yielded`
+  // (the work left stays queued, the cursor behind it) so that other links get their turn; the
+  // daemon's scheduler runs it again after them (run_time_slice_seconds).
+  std::optional<std::chrono::steady_clock::time_point> yield_at;
 };
 
 struct RunStats {
@@ -120,6 +126,7 @@ struct RunStats {
   std::int64_t total = 0;                                 // work items this run set out to handle
   std::map<std::string, std::int64_t> skipped_by_reason;  // policy rule id -> count
   bool aborted = false;                                   // stopped early: peer failing, or asked to stop
+  bool yielded = false;  // its time slice ended with work still queued (RunOptions::yield_at); not a failure
   std::string abort_reason;
   std::int64_t cursor = 0;  // after the run
 };

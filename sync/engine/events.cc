@@ -85,6 +85,9 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   } else if (options.stop != nullptr && options.stop->load()) {
     run.stats.aborted = true;
     run.stats.abort_reason = "stopping";
+  } else if (run.SliceUp()) {
+    SGSYNC_TRY(state::QueueCounts left, store_.CountQueue(link_id_, d));
+    run.stats.yielded = left.pending > 0;
   }
 
   // The cursor: past everything listed, but never past work not done.

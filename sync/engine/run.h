@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -68,7 +69,12 @@ class LinkEngine::RunContext {
   std::atomic<int> peer_failures{0};
   std::atomic<bool> peer_down{false};
 
-  bool ShouldStop() const { return peer_down.load() || (options.stop != nullptr && options.stop->load()); }
+  // The run's time slice is over (RunOptions::yield_at): no further event is handed out, those in
+  // hand are finished, the rest go back to the queue for the next turn.
+  bool SliceUp() const { return options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at; }
+  bool ShouldStop() const {
+    return peer_down.load() || (options.stop != nullptr && options.stop->load()) || SliceUp();
+  }
   void Report() {
     if (!options.progress) return;
     RunStats copy;

@@ -579,6 +579,73 @@ class DaemonTest(unittest.TestCase):
                          "the batch's sizes (batch_memory_mb), asked once for the 20")
         self.assertFalse([t for t in targets if t.startswith("/events/view")])
 
+    def test_a_link_with_a_large_backlog_takes_turns_so_another_links_small_change_is_not_held_behind_it(self):
+        # One worker for every run: without time slices the pull link would wait for the whole
+        # backlog (40 adds of 300 ms, one at a time: about 12 s) before its turn.
+        backlog = set(self.sims.member.control("POST", "seed", {"events": 40, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 301})["uuids"])
+        self.sims.portal.control("POST", "faults", {"route": "/events/add", "latency_ms": 300})
+        local, remote = self.sims.endpoints(portal_max_in_flight=1)
+        common = {"blocked_tags_push": [], "overlap_seconds": 0, "interval_seconds": 1, "sightings": False,
+                  "proposals": False, "galaxy_clusters": False, "analyst_data": False}
+        d = self.sims.sgsyncd("fair-turns", [
+            harness.link_toml("backlog", local, remote, directions=["push"], **common),
+            harness.link_toml("small", local, remote, directions=["pull"], pull_rules={"tags": {"OR": ["fresh"]}}, **common)],
+            extra="workers = 1\nrun_time_slice_seconds = 1")
+        self.daemons.append(d)
+        d.start(os.path.join(self.tmp.name, "fair-turns.log"))
+        harness.wait_for(lambda: len(uuids_on(self.sims.portal) & backlog) >= 2, what="the backlog under way")
+        now = int(time.time())
+        fresh = {"uuid": harness.uuid_from("fair", 1), "info": "one small change", "distribution": "3", "analysis": "0",
+                 "threat_level_id": "2", "published": True, "date": "2026-12-01", "timestamp": str(now),
+                 "Tag": [{"name": "fresh", "colour": "#339900", "exportable": True}],
+                 "Attribute": [{"uuid": harness.uuid_from("fair", 2), "type": "domain", "category": "Network activity",
+                                "value": "fresh.example", "distribution": "5", "timestamp": str(now)}]}
+        status, _, body = self.sims.portal.request("POST", "/events/add", {"Event": fresh})
+        self.assertEqual(status, 200, body)
+        harness.wait_for(lambda: fresh["uuid"] in uuids_on(self.sims.member), timeout=60, what="the small change pulled")
+        on_portal = len(uuids_on(self.sims.portal) & backlog)
+        self.assertLess(on_portal, 30, "the pull waited for most of the backlog")
+        harness.wait_for(lambda: backlog <= uuids_on(self.sims.portal), timeout=120, what="the whole backlog")
+        log = harness.read(os.path.join(self.tmp.name, "fair-turns.log"))
+        self.assertIn("its time slice is up, more queued", log)
+        self.assertEqual(adds_by_uuid(self.sims.portal), {u: 1 for u in backlog} | {fresh["uuid"]: 1})
+
+    def test_thirty_links_run_on_the_configured_workers_not_threads_per_link(self):
+        uuids = set(self.sims.member.control("POST", "seed", {"events": 5, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 302})["uuids"])
+        local, remote = self.sims.endpoints(member_max_in_flight=2, portal_max_in_flight=2)
+        common = {"blocked_tags_push": [], "overlap_seconds": 0, "interval_seconds": 1}
+        links = [harness.link_toml(f"member-{i}", local, remote, **common) for i in range(30)]
+        d = self.sims.sgsyncd("thirty-links", links, extra="workers = 2\nmax_requests_in_flight = 3")
+        self.daemons.append(d)
+        d.start(os.path.join(self.tmp.name, "thirty-links.log"))
+        peak = 0
+
+        def threads():
+            with open(f"/proc/{d.proc.pid}/status") as f:
+                return int(next(l.split()[1] for l in f if l.startswith("Threads:")))
+
+        def converged():
+            nonlocal peak
+            peak = max(peak, threads())
+            path = d.config.replace(".toml", ".db")
+            if not os.path.exists(path):
+                return False
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                ran = db.execute("SELECT COUNT(DISTINCT link_id) FROM cursors WHERE last_timestamp > 0").fetchone()[0]
+            except sqlite3.OperationalError:  # the daemon is still creating its schema
+                return False
+            finally:
+                db.close()
+            return uuids <= uuids_on(self.sims.portal) and ran >= 30
+        harness.wait_for(converged, timeout=120, interval=0.05, what="every link's first runs")
+        for _ in range(40):  # idle cycles
+            peak = max(peak, threads())
+            time.sleep(0.05)
+        # Three threads per link before (push, pull, side channels): 90. Now 2 workers, each with up to
+        # max_in_flight (2) helpers in a batch, beside the admin API's and the metrics listener's.
+        self.assertLess(peak, 30, f"{peak} threads for 30 links on 2 workers")
+
     def test_a_cycle_with_nothing_new_costs_one_conditional_index_request_per_direction(self):
         self.sims.member.control("POST", "seed", {"events": 3, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 41})
         # Every side channel off (each switch means its own channel, issue 20): the events index is

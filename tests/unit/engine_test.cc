@@ -254,6 +254,37 @@ TEST_F(EngineTest, ABatchIsFetchedInWavesThatFitItsMemoryBoundLargeEventsAlone) 
   EXPECT_EQ(member_->Count("/events/restSearch"), 2u) << "the sizes, then the events";
 }
 
+// The daemon's time slice (RunOptions::yield_at): a run past it hands out no further event,
+// finishes those in hand and returns `yielded` with the rest queued, not failed; the next run
+// continues with them, and nothing is sent twice or lost.
+TEST_F(EngineTest, ARunPastItsTimeSliceReturnsWithTheRestQueuedAndTheNextRunContinues) {
+  auto uuids = Seed(*member_, 12, 41);
+  sim::Fault slow;
+  slow.route = "/events/add";
+  slow.latency_ms = 100;
+  portal_->sim().AddFault(slow);
+  Engine(With([](EngineOptions& o) { o.max_in_flight = 1; }));
+  RunOptions o;
+  o.yield_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  auto first = engine_->Run(Direction::kPush, o);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_TRUE(first->yielded);
+  EXPECT_FALSE(first->aborted) << "a slice that ends is not a failure";
+  EXPECT_GE(first->sent, 1);
+  EXPECT_LT(first->sent, 12);
+  auto queued = store_->CountQueue(link_id_, Direction::kPush);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(queued->pending, 12 - first->sent) << "the rest wait in the queue, none leased";
+  EXPECT_EQ(queued->leased, 0);
+
+  portal_->sim().ClearFaults();
+  RunStats rest = Run(Direction::kPush);
+  EXPECT_FALSE(rest.yielded);
+  EXPECT_EQ(first->sent + rest.sent, 12);
+  EXPECT_EQ(portal_->Count("/events/add"), 12u) << "each event added once";
+  for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
+}
+
 TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent) {
   auto uuids = Seed(*member_, 3, 15);
   std::int64_t bad_ts =

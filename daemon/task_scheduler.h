@@ -1,0 +1,61 @@
+// daemon/task_scheduler.h: a fixed pool of worker threads taking turns at many repeating tasks
+// (every link's push, pull and side channels, and the daemon's maintenance), so that the number of
+// threads does not grow with the number of links.
+//
+// Each task is a function that does one turn of work and says when it wants the next. Workers take
+// the task that has waited longest since it became due: a task due again at once (a run that used
+// up its time slice with work left) queues behind every task already due, so a link with a large
+// backlog takes turns with the others instead of holding a worker until it is done. A task is never
+// run by two workers at once.
+//
+// Thread-safe. Stop() lets the turns in hand finish, up to a deadline; a turn still running after it
+// is left to finish on its own (the scheduler's state outlives this object for it).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sgsync::daemon {
+
+class TaskScheduler {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // One turn; returns when the task wants its next (now or earlier: as soon as a worker is free,
+  // behind the tasks already waiting).
+  using Turn = std::function<Clock::time_point()>;
+
+  // `workers` threads at most (at least 1), started by the first Start(); fewer when there are
+  // fewer tasks.
+  explicit TaskScheduler(int workers);
+  ~TaskScheduler();
+  TaskScheduler(const TaskScheduler&) = delete;
+  TaskScheduler& operator=(const TaskScheduler&) = delete;
+
+  // Adds a task named `name` (unique; logs and Wake use it), first due at `first`. Before Start().
+  void Add(std::string name, Turn turn, Clock::time_point first);
+  void Start();
+  // The task named is due now if it is waiting (a resumed link runs at once); a task in its turn
+  // is not affected. False for an unknown name.
+  bool Wake(const std::string& name);
+  // Stops handing out turns and waits until `deadline` for the turns in hand; true when every
+  // worker returned.
+  bool Stop(Clock::time_point deadline);
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+  // Turns running now, and the most that ever ran at once (tests, /metrics).
+  int busy() const;
+  int most_busy() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  const int max_workers_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace sgsync::daemon
