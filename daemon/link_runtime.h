@@ -25,6 +25,9 @@ struct Service::LinkRuntime {
   // The current wait after failures of push, pull and the side channels (daemon/scheduler.cc);
   // each touched only by its own task's turn.
   std::int64_t backoff_ms[3] = {0, 0, 0};
+  // Push and pull: the last turn ended its time slice with work queued, so the next continues a
+  // backlog (TaskScheduler's lower class, the full run_time_slice_seconds).
+  bool continuing[2] = {false, false};
 };
 
 inline std::int64_t NowMs() {

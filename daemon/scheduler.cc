@@ -18,7 +18,9 @@ namespace {
 
 using Clock = TaskScheduler::Clock;
 
-Clock::time_point InMs(std::int64_t ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+using Next = TaskScheduler::Next;
+
+Next InMs(std::int64_t ms) { return Next{Clock::now() + std::chrono::milliseconds(ms), false}; }
 
 // The next wait after a failure: 5 s doubling up to the interval, with full jitter so that several
 // links do not retry a recovering Portal in step.
@@ -31,12 +33,16 @@ std::int64_t NextBackoff(std::int64_t& backoff_ms, std::int64_t interval_seconds
 // How often a paused direction looks whether it was resumed (SetPaused also wakes it at once).
 constexpr std::int64_t kPausedPollMs = 1000;
 
+// A regular turn's slice: a run that meets a backlog hands its worker on after this long and goes
+// on as a continuation (run_time_slice_seconds each), behind the links looking for small changes.
+constexpr std::chrono::milliseconds kRegularSlice{1000};
+
 }  // namespace
 
 // Sightings, proposals, clusters and analyst data are a task of their own per link, so a backlog of
 // them never holds up events (MISP #5943, #10881): push, then pull, every interval, backing off
 // while they fail.
-Clock::time_point Service::SideChannelsTurn(LinkRuntime& link) {
+Next Service::SideChannelsTurn(LinkRuntime& link) {
   ScopedLogContext context({link.config.name, "", "", ""});
   const auto& lc = link.config;
   bool active = false;  // a paused link asks its MISPs nothing, not even who it is
@@ -74,7 +80,7 @@ Clock::time_point Service::SideChannelsTurn(LinkRuntime& link) {
   return InMs(lc.interval_seconds * 1000);
 }
 
-Clock::time_point Service::DirectionTurn(LinkRuntime& link, Direction d) {
+Next Service::DirectionTurn(LinkRuntime& link, Direction d) {
   ScopedLogContext context({link.config.name, std::string(DirectionName(d)), "", ""});
   const auto& lc = link.config;
   const std::string dir(DirectionName(d));
@@ -107,7 +113,8 @@ Clock::time_point Service::DirectionTurn(LinkRuntime& link, Direction d) {
   engine::RunOptions ro;
   ro.full = full;
   ro.stop = &stopping_;
-  ro.yield_at = Clock::now() + std::chrono::seconds(config_.run_time_slice_seconds);
+  const std::chrono::milliseconds slice = std::chrono::seconds(config_.run_time_slice_seconds);
+  ro.yield_at = Clock::now() + (link.continuing[slot] ? slice : std::min(slice, kRegularSlice));
   auto stats = link.engine->Run(d, ro);
   const RunOutcome outcome = RunOutcome::Of(stats);
   {
@@ -123,8 +130,9 @@ Clock::time_point Service::DirectionTurn(LinkRuntime& link, Direction d) {
                  dir, full ? " (full)" : "", stats->listed, stats->sent, stats->already, stats->skipped,
                  stats->echo, stats->failed, stats->yielded ? "; its time slice is up, more queued" : "");
   }
+  link.continuing[slot] = stats.ok() && stats->yielded;
   if (!stats.ok() || stats->aborted) {
-    if (stopping_) return Clock::now();
+    if (stopping_) return Next{Clock::now(), false};
     // An aborted run counts as a failure (readiness, backoff); an error is recorded as it came.
     return fail_wait(outcome.kind == RunOutcome::Kind::kError ? outcome : RunOutcome::Failed(outcome.Text()));
   }
@@ -135,7 +143,7 @@ Clock::time_point Service::DirectionTurn(LinkRuntime& link, Direction d) {
     std::lock_guard lock(link.mu);
     link.status[slot].next_run_at = (NowMs() + wait_ms) / 1000;
   }
-  return InMs(wait_ms);
+  return Next{Clock::now() + std::chrono::milliseconds(wait_ms), stats->yielded};
 }
 
 httpd::HttpResponse Service::AnswerProbe(const httpd::HttpRequest& r) {
@@ -193,7 +201,7 @@ Status Service::Start() {
       "maintenance",
       [this] {
         if (auto pruned = Prune(); !pruned.ok()) spdlog::error("retention: {}", pruned.error().ToString());
-        return Clock::now() + std::chrono::hours(1);
+        return Next{Clock::now() + std::chrono::hours(1), false};
       },
       now + std::chrono::minutes(1));
   scheduler->Start();

@@ -5,8 +5,8 @@
 // host organisation when not configured), registers the link in the state store and runs the
 // engine: each link and direction every `interval_seconds`, with a full reconciliation run every
 // `full_reconciliation_seconds`, as turns on a fixed pool of `workers` threads (TaskScheduler): a
-// run with work left after `run_time_slice_seconds` hands its worker on and continues after the
-// links already waiting, so a large backlog does not delay the others. Requests in flight are
+// run with work left after its time slice hands its worker on and continues behind the links
+// looking for changes, so a large backlog does not delay the others. Requests in flight are
 // capped per MISP and for the whole process (`max_requests_in_flight`). A run that fails or is cut
 // short because a MISP is failing backs off exponentially (5 s doubling to the interval, with
 // jitter) instead of hammering it. The Prometheus /metrics endpoint is served on `metrics.listen`.
@@ -160,8 +160,8 @@ class Service {
                                                                          const std::string& suffix,
                                                                          RunFn run);
   // The scheduler's turns (daemon/scheduler.cc): each returns when its next turn is due.
-  TaskScheduler::Clock::time_point DirectionTurn(LinkRuntime& link, Direction d);
-  TaskScheduler::Clock::time_point SideChannelsTurn(LinkRuntime& link);
+  TaskScheduler::Next DirectionTurn(LinkRuntime& link, Direction d);
+  TaskScheduler::Next SideChannelsTurn(LinkRuntime& link);
   static std::string TaskName(const std::string& link, Direction d);
   // /metrics, /healthz and /readyz on the metrics listener (daemon/health.h).
   httpd::HttpResponse AnswerProbe(const httpd::HttpRequest& r);

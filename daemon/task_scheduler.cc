@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>
-#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -15,57 +15,93 @@ struct TaskScheduler::State {
     std::string name;
     Turn turn;
     bool waiting = true;  // false while a worker runs its turn
+    bool continuation = false;
     Clock::time_point due;
     std::uint64_t seq = 0;  // when it became waiting: ties on `due` go to the longest waiting
   };
+  using Queue = std::set<std::tuple<Clock::time_point, std::uint64_t, std::size_t>>;
+
+  explicit State(int workers) : max_continuations(std::max(1, workers - 1)) {}
+
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Task> tasks;
-  // (due, seq, index into tasks) of the waiting tasks, earliest first.
-  std::set<std::tuple<Clock::time_point, std::uint64_t, std::size_t>> queue;
+  // (due, seq, index into tasks) of the waiting tasks of each class, earliest first.
+  Queue regular, continuations;
   std::uint64_t next_seq = 0;
   bool stopping = false;
-  int busy = 0, most_busy = 0, running_workers = 0;
+  const int max_continuations;
+  int busy = 0, most_busy = 0, running_workers = 0, continuing = 0, most_continuing = 0;
 
-  void Enqueue(std::size_t i, Clock::time_point due) {
+  Queue& QueueOf(const Task& t) { return t.continuation ? continuations : regular; }
+
+  void Enqueue(std::size_t i, Next next) {
     Task& t = tasks[i];
     t.waiting = true;
-    t.due = due;
+    t.continuation = next.continuation;
+    t.due = next.due;
     t.seq = next_seq++;
-    queue.emplace(t.due, t.seq, i);
+    QueueOf(t).emplace(t.due, t.seq, i);
+  }
+
+  // The task a free worker takes now, if any; otherwise when to look again (max(): on a notify).
+  std::optional<std::size_t> Pick(Clock::time_point now, Clock::time_point& wake_at) {
+    wake_at = Clock::time_point::max();
+    if (!regular.empty()) {
+      auto [due, seq, i] = *regular.begin();
+      if (due <= now) {
+        regular.erase(regular.begin());
+        return i;
+      }
+      wake_at = due;
+    }
+    if (!continuations.empty() && continuing < max_continuations) {
+      auto [due, seq, i] = *continuations.begin();
+      if (due <= now) {
+        continuations.erase(continuations.begin());
+        return i;
+      }
+      wake_at = std::min(wake_at, due);
+    }
+    return std::nullopt;
   }
 
   void Work() {
     std::unique_lock lock(mu);
     while (!stopping) {
-      if (queue.empty()) {
-        cv.wait(lock);
+      Clock::time_point wake_at;
+      std::optional<std::size_t> picked = Pick(Clock::now(), wake_at);
+      if (!picked) {
+        if (wake_at == Clock::time_point::max()) {
+          cv.wait(lock);
+        } else {
+          cv.wait_until(lock, wake_at);
+        }
         continue;
       }
-      auto [due, seq, i] = *queue.begin();
-      if (Clock::now() < due) {
-        cv.wait_until(lock, due);
-        continue;
-      }
-      queue.erase(queue.begin());
-      Task& t = tasks[i];
+      Task& t = tasks[*picked];
       t.waiting = false;
+      const bool continuation = t.continuation;
       most_busy = std::max(most_busy, ++busy);
+      if (continuation) most_continuing = std::max(most_continuing, ++continuing);
       Turn turn = t.turn;
       lock.unlock();
-      Clock::time_point next = turn();
+      Next next = turn();
       lock.lock();
       --busy;
-      // A task due again already waits behind those that became due before it returned.
-      Enqueue(i, std::max(next, Clock::now()));
-      cv.notify_one();
+      if (continuation) --continuing;
+      // A task due again already waits behind those of its class that became due before it returned.
+      next.due = std::max(next.due, Clock::now());
+      Enqueue(*picked, next);
+      cv.notify_all();  // a continuation's slot may be free again: any worker may take it
     }
     --running_workers;
     cv.notify_all();
   }
 };
 
-TaskScheduler::TaskScheduler(int workers) : state_(std::make_shared<State>()), max_workers_(std::max(1, workers)) {}
+TaskScheduler::TaskScheduler(int workers)
+    : state_(std::make_shared<State>(std::max(1, workers))), max_workers_(std::max(1, workers)) {}
 
 TaskScheduler::~TaskScheduler() { Stop(Clock::now()); }
 
@@ -75,7 +111,7 @@ void TaskScheduler::Add(std::string name, Turn turn, Clock::time_point first) {
   t.name = std::move(name);
   t.turn = std::move(turn);
   state_->tasks.push_back(std::move(t));
-  state_->Enqueue(state_->tasks.size() - 1, first);
+  state_->Enqueue(state_->tasks.size() - 1, Next{first, false});
 }
 
 void TaskScheduler::Start() {
@@ -92,8 +128,8 @@ bool TaskScheduler::Wake(const std::string& name) {
     State::Task& t = state_->tasks[i];
     if (t.name != name) continue;
     if (t.waiting && t.due > Clock::now()) {
-      state_->queue.erase({t.due, t.seq, i});
-      state_->Enqueue(i, Clock::now());
+      state_->QueueOf(t).erase({t.due, t.seq, i});
+      state_->Enqueue(i, Next{Clock::now(), t.continuation});
       state_->cv.notify_one();
     }
     return true;
@@ -128,6 +164,11 @@ int TaskScheduler::busy() const {
 int TaskScheduler::most_busy() const {
   std::lock_guard lock(state_->mu);
   return state_->most_busy;
+}
+
+int TaskScheduler::most_continuations() const {
+  std::lock_guard lock(state_->mu);
+  return state_->most_continuing;
 }
 
 }  // namespace sgsync::daemon

@@ -2,11 +2,13 @@
 // (every link's push, pull and side channels, and the daemon's maintenance), so that the number of
 // threads does not grow with the number of links.
 //
-// Each task is a function that does one turn of work and says when it wants the next. Workers take
-// the task that has waited longest since it became due: a task due again at once (a run that used
-// up its time slice with work left) queues behind every task already due, so a link with a large
-// backlog takes turns with the others instead of holding a worker until it is done. A task is never
-// run by two workers at once.
+// Each task is a function that does one turn of work and says when it wants the next, and whether
+// that next turn continues a backlog. Workers take the task that has waited longest since it became
+// due, in two classes: a task's regular turns (a link looking for changes on its interval) go
+// before continuations (a run that used up its time slice with work still queued), and
+// continuations never hold more than all workers but one. So a link with a large backlog takes
+// turns with the others instead of holding a worker until it is done, and a link's small change
+// waits for no backlog. A task is never run by two workers at once.
 //
 // Thread-safe. Stop() lets the turns in hand finish, up to a deadline; a turn still running after it
 // is left to finish on its own (the scheduler's state outlives this object for it).
@@ -25,12 +27,16 @@ namespace sgsync::daemon {
 class TaskScheduler {
  public:
   using Clock = std::chrono::steady_clock;
-  // One turn; returns when the task wants its next (now or earlier: as soon as a worker is free,
-  // behind the tasks already waiting).
-  using Turn = std::function<Clock::time_point()>;
+  // When a task wants its next turn (now or earlier: as soon as a worker is free, behind the tasks
+  // of its class already waiting), and whether that turn continues a backlog.
+  struct Next {
+    Clock::time_point due;
+    bool continuation = false;
+  };
+  using Turn = std::function<Next()>;
 
   // `workers` threads at most (at least 1), started by the first Start(); fewer when there are
-  // fewer tasks.
+  // fewer tasks. Continuations run on at most `workers - 1` of them at once (all, with one).
   explicit TaskScheduler(int workers);
   ~TaskScheduler();
   TaskScheduler(const TaskScheduler&) = delete;
@@ -47,9 +53,11 @@ class TaskScheduler {
   bool Stop(Clock::time_point deadline);
 
   int workers() const { return static_cast<int>(threads_.size()); }
-  // Turns running now, and the most that ever ran at once (tests, /metrics).
+  // Turns running now, and the most that ever ran at once (tests).
   int busy() const;
   int most_busy() const;
+  // The most continuations that ever ran at once (tests).
+  int most_continuations() const;
 
  private:
   struct State;

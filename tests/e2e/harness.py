@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -189,7 +190,17 @@ class Sgsyncd:
             cmd += ["--direction", direction]
         if full:
             cmd.append("--full")
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            # A hung run says where it hangs: every thread's stack (gdb, when installed), then its output.
+            stacks = hung_stacks(p.pid)
+            p.kill()
+            out, err = p.communicate()
+            raise RuntimeError(f"sgsyncd --once did not end within 600 s: {' '.join(cmd)}\n{stacks}\n"
+                               f"its stderr:\n{err[-4000:]}")
+        r = subprocess.CompletedProcess(cmd, p.returncode, out, err)
         if check and r.returncode not in (0, 1):
             raise RuntimeError(f"sgsyncd --once exited {r.returncode}: {r.stderr}")
         lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
@@ -220,6 +231,16 @@ class Sgsyncd:
                 self.proc.wait()
         if self.log:
             self.log.close()
+
+
+def hung_stacks(pid):
+    """Every thread's stack of process `pid`, for a test that found it hung; what it can say when gdb
+    is missing."""
+    if shutil.which("gdb") is None:
+        return "(no gdb to show the threads' stacks)"
+    r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout[-20000:]
 
 
 def wait_for(predicate, timeout=60, interval=0.1, what="condition"):

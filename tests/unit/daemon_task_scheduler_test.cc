@@ -30,7 +30,7 @@ TEST(DaemonTaskSchedulerTest, ManyTasksRunOnNoMoreWorkersThanConfigured) {
             std::this_thread::sleep_for(milliseconds(2));
             --concurrent;
             ++turns;
-            return Clock::now() + milliseconds(5);
+            return TaskScheduler::Next{Clock::now() + milliseconds(5)};
           },
           Clock::now());
   }
@@ -55,10 +55,11 @@ TEST(DaemonTaskSchedulerTest, ATaskIsNeverInTwoTurnsAtOnce) {
         std::this_thread::sleep_for(milliseconds(3));
         --inside;
         ++turns;
-        return Clock::now();  // due again at once: the other workers are free to take it, and must not
+        // Due again at once: the other workers are free to take it, and must not.
+        return TaskScheduler::Next{Clock::now()};
       },
       Clock::now());
-  s.Add("other", [] { return Clock::now() + milliseconds(1); }, Clock::now());
+  s.Add("other", [] { return TaskScheduler::Next{Clock::now() + milliseconds(1)}; }, Clock::now());
   s.Start();
   while (turns.load() < 30) std::this_thread::sleep_for(milliseconds(2));
   s.Stop(Clock::now() + std::chrono::seconds(5));
@@ -82,7 +83,7 @@ TEST(DaemonTaskSchedulerTest, ATaskDueAgainAtOnceWaitsBehindTheTasksAlreadyDue) 
       [&] {
         record("busy");
         std::this_thread::sleep_for(milliseconds(20));
-        return Clock::now();
+        return TaskScheduler::Next{Clock::now()};
       },
       start);
   std::atomic<int> small_turns{0};
@@ -92,7 +93,7 @@ TEST(DaemonTaskSchedulerTest, ATaskDueAgainAtOnceWaitsBehindTheTasksAlreadyDue) 
         [&, name] {
           record(name);
           ++small_turns;
-          return Clock::now() + std::chrono::hours(1);
+          return TaskScheduler::Next{Clock::now() + std::chrono::hours(1)};
         },
         start + milliseconds(10));  // due while "busy" is in its first turn
   }
@@ -104,6 +105,77 @@ TEST(DaemonTaskSchedulerTest, ATaskDueAgainAtOnceWaitsBehindTheTasksAlreadyDue) 
   EXPECT_EQ((std::vector<std::string>{order[1], order[2], order[3]}), (std::vector<std::string>{"a", "b", "c"}));
 }
 
+// Four workers, six links continuing backlogs (each turn a continuation again): continuations never
+// take more than three workers, so a link looking for changes always finds one.
+TEST(DaemonTaskSchedulerTest, ContinuationsNeverTakeTheLastWorker) {
+  TaskScheduler s(4);
+  std::atomic<int> regular_turns{0};
+  std::atomic<bool> stop{false};
+  for (int i = 0; i < 6; ++i) {
+    s.Add(
+        "backlog " + std::to_string(i),
+        [&] {
+          std::this_thread::sleep_for(milliseconds(30));
+          return TaskScheduler::Next{Clock::now(), !stop.load()};
+        },
+        Clock::now());
+  }
+  s.Add(
+      "small changes",
+      [&] {
+        ++regular_turns;
+        return TaskScheduler::Next{Clock::now() + milliseconds(5)};
+      },
+      Clock::now() + milliseconds(40));
+  s.Start();
+  while (regular_turns.load() < 20) std::this_thread::sleep_for(milliseconds(2));
+  stop = true;
+  s.Stop(Clock::now() + std::chrono::seconds(5));
+  EXPECT_EQ(s.most_continuations(), 3) << "all workers but one";
+}
+
+// One worker, two links continuing backlogs in 50 ms turns, and a link's regular turn due at 75 ms,
+// after backlog 1 has been waiting since 50 ms: the regular turn goes first (by due time alone,
+// backlog 1 would).
+TEST(DaemonTaskSchedulerTest, ARegularTurnGoesBeforeAContinuationThatWaitedLonger) {
+  TaskScheduler s(1);
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::atomic<bool> regular_done{false};
+  const auto start = Clock::now();
+  for (const char* name : {"backlog 1", "backlog 2"}) {
+    s.Add(
+        name,
+        [&, name] {
+          {
+            std::lock_guard lock(mu);
+            order.push_back(name);
+          }
+          std::this_thread::sleep_for(milliseconds(50));
+          return TaskScheduler::Next{Clock::now(), true};
+        },
+        start);
+  }
+  s.Add(
+      "small change",
+      [&] {
+        {
+          std::lock_guard lock(mu);
+          order.push_back("small change");
+        }
+        regular_done = true;
+        return TaskScheduler::Next{Clock::now() + std::chrono::hours(1)};
+      },
+      start + milliseconds(75));
+  s.Start();
+  while (!regular_done.load()) std::this_thread::sleep_for(milliseconds(2));
+  s.Stop(Clock::now() + std::chrono::seconds(5));
+  std::lock_guard lock(mu);
+  ASSERT_GE(order.size(), 3u);
+  EXPECT_EQ((std::vector<std::string>{order[0], order[1], order[2]}),
+            (std::vector<std::string>{"backlog 1", "backlog 2", "small change"}));
+}
+
 TEST(DaemonTaskSchedulerTest, WakeMakesAWaitingTaskDueNow) {
   TaskScheduler s(2);
   std::atomic<int> turns{0};
@@ -111,7 +183,7 @@ TEST(DaemonTaskSchedulerTest, WakeMakesAWaitingTaskDueNow) {
       "sleepy",
       [&] {
         ++turns;
-        return Clock::now() + std::chrono::hours(1);
+        return TaskScheduler::Next{Clock::now() + std::chrono::hours(1)};
       },
       Clock::now());
   s.Start();
@@ -137,7 +209,7 @@ TEST(DaemonTaskSchedulerTest, StopWaitsForTheTurnInHandUpToItsDeadline) {
         flags->started = true;
         while (!flags->release.load()) std::this_thread::sleep_for(milliseconds(2));
         flags->returned = true;
-        return Clock::now();
+        return TaskScheduler::Next{Clock::now()};
       },
       Clock::now());
   s.Start();
@@ -150,7 +222,9 @@ TEST(DaemonTaskSchedulerTest, StopWaitsForTheTurnInHandUpToItsDeadline) {
 
 TEST(DaemonTaskSchedulerTest, StopReturnsAtOnceWhenNoTurnIsInHand) {
   TaskScheduler s(4);
-  s.Add("later", [] { return Clock::now() + std::chrono::hours(1); }, Clock::now() + std::chrono::hours(1));
+  s.Add(
+      "later", [] { return TaskScheduler::Next{Clock::now() + std::chrono::hours(1)}; },
+      Clock::now() + std::chrono::hours(1));
   s.Start();
   EXPECT_TRUE(s.Stop(Clock::now() + std::chrono::seconds(5)));
 }
