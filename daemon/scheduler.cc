@@ -115,6 +115,10 @@ Next Service::DirectionTurn(LinkRuntime& link, Direction d) {
   ro.stop = &stopping_;
   const std::chrono::milliseconds slice = std::chrono::seconds(config_.run_time_slice_seconds);
   ro.yield_at = Clock::now() + (link.continuing[slot] ? slice : std::min(slice, kRegularSlice));
+  ro.others_waiting = [this] {
+    std::lock_guard lock(scheduler_mu_);
+    return scheduler_ != nullptr && scheduler_->AnyWaiting();
+  };
   auto stats = link.engine->Run(d, ro);
   const RunOutcome outcome = RunOutcome::Of(stats);
   {

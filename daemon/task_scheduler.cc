@@ -156,6 +156,13 @@ bool TaskScheduler::Stop(Clock::time_point deadline) {
   return all;
 }
 
+bool TaskScheduler::AnyWaiting() const {
+  std::lock_guard lock(state_->mu);
+  const auto now = Clock::now();
+  auto due = [&](const State::Queue& q) { return !q.empty() && std::get<0>(*q.begin()) <= now; };
+  return due(state_->regular) || (due(state_->continuations) && state_->continuing < state_->max_continuations);
+}
+
 int TaskScheduler::busy() const {
   std::lock_guard lock(state_->mu);
   return state_->busy;

@@ -53,6 +53,8 @@ class TaskScheduler {
   bool Stop(Clock::time_point deadline);
 
   int workers() const { return static_cast<int>(threads_.size()); }
+  // Whether a task is due and waiting for a worker (a run past its time slice hands on only then).
+  bool AnyWaiting() const;
   // Turns running now, and the most that ever ran at once (tests).
   int busy() const;
   int most_busy() const;

@@ -15,14 +15,36 @@ auto MispSim::Impl::ProposalIndex(const Route& r, const User& u) -> HttpResponse
     since = std::stoll(it->second);
   bool deleted = r.Has("deleted[]", "1");
   json::array out;
-  auto q = db->Prepare("SELECT event_id, json FROM proposals WHERE timestamp >= ? ORDER BY id");
+  auto q = db->Prepare("SELECT id, event_id, json FROM proposals WHERE timestamp >= ? ORDER BY id");
   (*q)->Bind(1, since);
   while (*(*q)->Step()) {
-    auto e = LoadEvent(std::to_string((*q)->Int(0)));
+    auto e = LoadEvent(std::to_string((*q)->Int(1)));
     if (!e || !EventVisible(*e, u)) continue;
-    json::object p = json::parse((*q)->Text(1)).as_object();
+    json::object p = json::parse((*q)->Text(2)).as_object();
     if (!deleted && misp::BoolOr(p, "deleted", false)) continue;
-    out.push_back(json::object{{"ShadowAttribute", std::move(p)}});
+    // The columns ShadowAttributesController::index selects (not event_org_id, not email), then
+    // what it adds: org_uuid, old_uuid, event_uuid and Org {name, uuid}.
+    json::object row;
+    for (const char* k : {"old_id", "type", "category", "uuid", "to_ids", "value", "comment", "org_id", "timestamp",
+                          "first_seen", "last_seen", "deleted", "proposal_to_delete", "disable_correlation"})
+      if (const json::value* v = p.if_contains(k)) row[k] = *v;
+    row["id"] = std::to_string((*q)->Int(0));
+    row["event_id"] = std::to_string(e->id);
+    // Org: the fields the index asks for, and the id CakePHP adds as the association's key
+    // (shadow-attributes-index-pull-form.json).
+    json::object org;
+    if (const json::value* o = p.if_contains("Org"); o != nullptr && o->is_object()) {
+      org = json::object{{"name", StringOr(o->as_object(), "name")}, {"uuid", StringOr(o->as_object(), "uuid")}};
+    } else {
+      json::object ref = OrgRef(IntOr(p, "org_id", 0), false);
+      org = json::object{{"name", StringOr(ref, "name")}, {"uuid", StringOr(ref, "uuid")}};
+    }
+    org["id"] = std::to_string(IntOr(p, "org_id", 0));
+    row["org_uuid"] = org.at("uuid");
+    if (IntOr(p, "old_id", 0) != 0 && p.contains("old_uuid")) row["old_uuid"] = p.at("old_uuid");
+    row["event_uuid"] = StringOr(e->event, "uuid");
+    row["Org"] = std::move(org);
+    out.push_back(json::object{{"ShadowAttribute", std::move(row)}});
   }
   return JsonResponse(200, out);
 }
@@ -66,12 +88,15 @@ auto MispSim::Impl::PushProposals(const HttpRequest& req, const Route& r, const 
       auto del = db->Prepare("DELETE FROM proposals WHERE id = ?");
       (void)(*del)->Bind(1, id).Run();
     }
-    // MISP saves the row as sent (EventsController::pushProposals) and shadow_attributes.event_org_id
-    // is NOT NULL without a default (db_schema.json): a row without it fails the INSERT, and MISP
-    // answers 500 with the rows before it saved (seen on real MISP 2.5.1: "Field 'event_org_id'
-    // doesn't have a default value").
-    if (StringOr(row, "event_org_id").empty() && IntOr(row, "event_org_id", 0) == 0)
-      return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    // MISP saves the row as sent (EventsController::pushProposals), and these columns of
+    // shadow_attributes are NOT NULL without a default (db_schema.json; event_id the controller
+    // sets): a row without one fails the INSERT, and MISP answers 500 with the rows before it saved
+    // (real MISP 2.5.1: "Field 'org_id' doesn't have a default value";
+    // tests/data/real-misp/differences.json, push_proposals_required_columns).
+    for (const char* column : {"type", "category", "uuid", "org_id", "event_org_id", "comment", "event_uuid"}) {
+      const json::value* v = row.if_contains(column);
+      if (v == nullptr || v->is_null()) return ErrorResponse(500, "An Internal Error Has Occurred.", url);
+    }
     row.erase("id");
     row["event_id"] = std::to_string(e->id);
     if (IntOr(row, "old_id", 0) != 0) {

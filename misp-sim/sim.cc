@@ -364,11 +364,23 @@ Status MispSim::LoadProposal(const std::string& text) {
   SGSYNC_TRY(json::value v, misp::ParseJson(text));
   if (v.is_object() && v.as_object().contains("ShadowAttribute")) v = v.as_object()["ShadowAttribute"];
   if (!v.is_object()) return Fail(ErrorCode::kInvalidArgument, "expected a proposal object");
-  auto e = impl_->LoadEvent(std::string(StringOr(v.as_object(), "event_uuid")));
+  json::object& row = v.as_object();
+  auto e = impl_->LoadEvent(std::string(StringOr(row, "event_uuid")));
   if (!e) return Fail(ErrorCode::kNotFound, "the proposal's event is not stored", "event_uuid");
+  // A proposal made on a MISP is stored with its proposer's organisation and the event's owner by
+  // their local ids (shadow_attributes.org_id and event_org_id are NOT NULL, db_schema.json), and
+  // its index serves them; a row given without them is completed so.
+  if (!row.contains("org_id")) {
+    const json::value* org = row.if_contains("Org");
+    std::string uuid(org != nullptr && org->is_object() ? StringOr(org->as_object(), "uuid") : StringOr(row, "org_uuid"));
+    std::string name(org != nullptr && org->is_object() ? StringOr(org->as_object(), "name") : "");
+    if (uuid.empty()) uuid = impl_->config.org_uuid, name = impl_->config.org_name;  // made here
+    row["org_id"] = std::to_string(impl_->CaptureOrg(uuid, name));
+  }
+  if (!row.contains("event_org_id")) row["event_org_id"] = std::string(StringOr(e->event, "orgc_id"));
   SGSYNC_TRY(auto s,
              impl_->db->Prepare("INSERT INTO proposals (event_id, timestamp, json) VALUES (?, ?, ?)"));
-  return s->Bind(1, e->id).Bind(2, IntOr(v.as_object(), "timestamp", 0)).Bind(3, json::serialize(v)).Run();
+  return s->Bind(1, e->id).Bind(2, IntOr(row, "timestamp", 0)).Bind(3, json::serialize(v)).Run();
 }
 
 void MispSim::set_base_url(const std::string& url) {

@@ -535,7 +535,14 @@ Result<std::vector<EventDocument>> DecodeEventList(json::value root, const Decod
       return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(event), epath);
     }
     SGSYNC_TRY_STATUS(ValidateEvent(event.get_object(), epath, options));
-    out.push_back(EventDocument::Wrap(std::move(event.get_object())));
+    if (items->size() == 1) {
+      // Alone, the event keeps the parse's arena (a 150k-attribute event is not copied).
+      out.push_back(EventDocument::Wrap(std::move(event.get_object())));
+    } else {
+      // The events of one answer go to different threads, which change them (the policy strips
+      // tags, adds keys): a shared arena is not thread-safe, so each gets storage of its own.
+      out.push_back(EventDocument::Wrap(json::object(event.get_object(), json::storage_ptr())));
+    }
   }
   return out;
 }

@@ -308,7 +308,8 @@ class EventDocument {
 };
 
 // Splits a response holding several events ({"response": [...]}, or a bare list of events) into
-// documents in the {"Event": {...}} envelope, each validated.
+// documents in the {"Event": {...}} envelope, each validated. Each document owns its storage (they
+// may be changed on different threads); a single event keeps the parsed answer's.
 Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options = {});
 
 // Checks types and values of an event object. `path` is where the event sits ("Event").

@@ -94,10 +94,14 @@ struct RunOptions {
   // answered 304) at most this many seconds ago, instead of asking the source again, so that an
   // idle cycle costs one conditional request per direction (0: always ask; a full run always asks).
   std::int64_t shared_index_max_age_seconds = 0;
-  // Set: once this time has passed, the run takes no further batch and returns with `yielded`
-  // (the work left stays queued, the cursor behind it) so that other links get their turn; the
-  // daemon's scheduler runs it again after them (run_time_slice_seconds).
+  // Set: once this time has passed (and `others_waiting`, when set, says so), the run hands out no
+  // further event, finishes those in hand and returns with `yielded` (the work left stays queued,
+  // the cursor behind it) so that other links get their turn; the daemon's scheduler runs it again
+  // after them (run_time_slice_seconds).
   std::optional<std::chrono::steady_clock::time_point> yield_at;
+  // Set: past `yield_at`, the run yields only while this answers true (other work waits for the
+  // worker); alone, it goes on.
+  std::function<bool()> others_waiting;
 };
 
 struct RunStats {

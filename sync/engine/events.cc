@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <set>
 
@@ -85,7 +86,9 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   } else if (options.stop != nullptr && options.stop->load()) {
     run.stats.aborted = true;
     run.stats.abort_reason = "stopping";
-  } else if (run.SliceUp()) {
+  } else if (options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at) {
+    // Past the slice with events still queued: they were left for the next turn (had no one
+    // waited, the run would have gone on until the queue was empty).
     SGSYNC_TRY(state::QueueCounts left, store_.CountQueue(link_id_, d));
     run.stats.yielded = left.pending > 0;
   }

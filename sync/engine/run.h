@@ -71,7 +71,10 @@ class LinkEngine::RunContext {
 
   // The run's time slice is over (RunOptions::yield_at): no further event is handed out, those in
   // hand are finished, the rest go back to the queue for the next turn.
-  bool SliceUp() const { return options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at; }
+  bool SliceUp() const {
+    return options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at &&
+           (!options.others_waiting || options.others_waiting());
+  }
   bool ShouldStop() const {
     return peer_down.load() || (options.stop != nullptr && options.stop->load()) || SliceUp();
   }

@@ -285,6 +285,28 @@ TEST_F(EngineTest, ARunPastItsTimeSliceReturnsWithTheRestQueuedAndTheNextRunCont
   for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
 }
 
+// Past its slice, a run with nobody waiting for its worker goes on until its queue is empty.
+TEST_F(EngineTest, ARunPastItsTimeSliceGoesOnWhenNoOtherWorkWaits) {
+  Seed(*member_, 8, 42);
+  sim::Fault slow;
+  slow.route = "/events/add";
+  slow.latency_ms = 50;
+  portal_->sim().AddFault(slow);
+  Engine(With([](EngineOptions& o) { o.max_in_flight = 1; }));
+  RunOptions o;
+  o.yield_at = std::chrono::steady_clock::now();
+  int asked = 0;
+  o.others_waiting = [&asked] {
+    ++asked;
+    return false;
+  };
+  auto run = engine_->Run(Direction::kPush, o);
+  ASSERT_TRUE(run.ok()) << run.error().ToString();
+  EXPECT_FALSE(run->yielded);
+  EXPECT_EQ(run->sent, 8);
+  EXPECT_GT(asked, 0) << "it did look whether others waited";
+}
+
 TEST_F(EngineTest, AnEventThatFailsHoldsTheCursorBelowItsTimestampUntilItIsSent) {
   auto uuids = Seed(*member_, 3, 15);
   std::int64_t bad_ts =

@@ -122,6 +122,33 @@ TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
   EXPECT_EQ(bad.error().where, "response[0].Event.uuid");
 }
 
+// The events of one restSearch answer are decided and written on different threads, each changing
+// its own (tags stripped, keys added): they must not share the answer's arena, which is not
+// thread-safe (two threads once spun for ever in a corrupted object, e2e.daemon under load). A
+// single event keeps the arena: a 150k-attribute event is not copied.
+TEST(MispEventTest, EventsOfOneAnswerDoNotShareItsArenaButALoneEventKeepsIt) {
+  auto two = ParseJson(R"({"response":[{"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","info":"a"}},)"
+                       R"({"Event":{"uuid":"426aa0b6-efbc-4b2a-9da5-ffa0b18015e3","info":"b"}}]})");
+  ASSERT_TRUE(two.ok());
+  const json::memory_resource* arena = two->storage().get();
+  auto list = DecodeEventList(std::move(*two));
+  ASSERT_TRUE(list.ok()) << list.error().ToString();
+  ASSERT_EQ(list->size(), 2u);
+  const json::memory_resource* first = (*list)[0].event_json().storage().get();
+  const json::memory_resource* second = (*list)[1].event_json().storage().get();
+  EXPECT_NE(first, arena) << "in the answer's arena";
+  EXPECT_NE(second, arena) << "in the answer's arena";
+  EXPECT_EQ(first, json::storage_ptr().get()) << "the heap, which is thread-safe";
+  EXPECT_EQ((*list)[1].event().info(), "b");
+
+  auto one = ParseJson(R"({"response":[{"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e3","info":"a"}}]})");
+  ASSERT_TRUE(one.ok());
+  const json::memory_resource* its = one->storage().get();
+  auto single = DecodeEventList(std::move(*one));
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ((*single)[0].event_json().storage().get(), its) << "a lone event is not copied";
+}
+
 TEST(MispEventTest, ReadsSightingsProposalsClustersAndAnalystData) {
   auto fixture = [](const char* f) { return json::parse(ReadFile(DataDir() / "fixtures/misp/events" / f)); };
   DecodeOptions loose;
