@@ -90,6 +90,16 @@ class EngineTest : public ::testing::Test {
     return stats.ok() ? *stats : RunStats{};
   }
 
+  // An engine writing one event at a time to a Portal whose adds each take `latency_ms`: runs long
+  // enough for a time slice to end in the middle.
+  void PushOneAtATimeWithSlowAdds(int latency_ms) {
+    sim::Fault slow;
+    slow.route = "/events/add";
+    slow.latency_ms = latency_ms;
+    portal_->sim().AddFault(slow);
+    Engine(With([](EngineOptions& o) { o.max_in_flight = 1; }));
+  }
+
   // A member event pushed, changed at the Portal (pulled back: the member's copy is locked now),
   // then changed on the member, newer there: the push that follows meets a conflict.
   std::string PushConflict(ConflictPolicy policy) {
@@ -259,11 +269,7 @@ TEST_F(EngineTest, ABatchIsFetchedInWavesThatFitItsMemoryBoundLargeEventsAlone) 
 // continues with them, and nothing is sent twice or lost.
 TEST_F(EngineTest, ARunPastItsTimeSliceReturnsWithTheRestQueuedAndTheNextRunContinues) {
   auto uuids = Seed(*member_, 12, 41);
-  sim::Fault slow;
-  slow.route = "/events/add";
-  slow.latency_ms = 100;
-  portal_->sim().AddFault(slow);
-  Engine(With([](EngineOptions& o) { o.max_in_flight = 1; }));
+  PushOneAtATimeWithSlowAdds(100);
   RunOptions o;
   o.yield_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
   auto first = engine_->Run(Direction::kPush, o);
@@ -288,11 +294,7 @@ TEST_F(EngineTest, ARunPastItsTimeSliceReturnsWithTheRestQueuedAndTheNextRunCont
 // Past its slice, a run with nobody waiting for its worker goes on until its queue is empty.
 TEST_F(EngineTest, ARunPastItsTimeSliceGoesOnWhenNoOtherWorkWaits) {
   Seed(*member_, 8, 42);
-  sim::Fault slow;
-  slow.route = "/events/add";
-  slow.latency_ms = 50;
-  portal_->sim().AddFault(slow);
-  Engine(With([](EngineOptions& o) { o.max_in_flight = 1; }));
+  PushOneAtATimeWithSlowAdds(50);
   RunOptions o;
   o.yield_at = std::chrono::steady_clock::now();
   int asked = 0;
