@@ -119,19 +119,85 @@ Result<int> StateStore::ReleaseAllLeases() {
   return db_->Changes();
 }
 
+struct StateStore::PendingCompletion {
+  std::int64_t item_id;
+  std::int64_t link_id;
+  const LedgerEntry* entry;
+  Status status;
+  bool done = false;
+};
+
+namespace {
+// A group's size is bounded so that its transaction stays short for the readers and writers behind it.
+constexpr std::size_t kMaxCompletionGroup = 64;
+}  // namespace
+
 Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const LedgerEntry& entry) {
+  PendingCompletion me{item_id, link_id, &entry, {}};
+  std::unique_lock group(group_mu_);
+  group_.push_back(&me);
+  group_cv_.wait(group, [&] { return me.done || group_.front() == &me; });
+  if (me.done) return me.status;
+  // At the front: this thread writes itself and every completion queued behind it so far.
+  std::vector<PendingCompletion*> batch(group_.begin(),
+                                        group_.begin() + static_cast<std::ptrdiff_t>(
+                                                             std::min(group_.size(), kMaxCompletionGroup)));
+  group.unlock();
+  CommitCompletions(batch);
+  group.lock();
+  completion_counts_.completions += static_cast<std::int64_t>(batch.size());
+  ++completion_counts_.commits;
+  for (PendingCompletion* p : batch) {
+    p->done = true;
+    group_.pop_front();  // the batch is the front of the queue: nobody else takes from it
+  }
+  group_cv_.notify_all();
+  return me.status;
+}
+
+void StateStore::CommitCompletions(const std::vector<PendingCompletion*>& group) {
   std::lock_guard lock(mu_);
-  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
-  std::int64_t now = Now();
-  SGSYNC_TRY(
-      auto u,
-      db_->Prepare(
-          "UPDATE work_queue SET state = 'done', lease_expires_at = NULL, last_error = NULL, updated_at = ? "
-          "WHERE id = ? AND link_id = ?"));
-  SGSYNC_TRY_STATUS(u->Bind(1, now).Bind(2, item_id).Bind(3, link_id).Run());
-  SGSYNC_TRY_STATUS(ExpectOneRow(*db_, "work item", item_id));
-  SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
-  return tx.Commit();
+  auto tx = Transaction::Begin(*db_);
+  if (!tx.ok()) {
+    for (PendingCompletion* p : group) p->status = tx.error();
+    return;
+  }
+  const std::int64_t now = Now();
+  auto one = [&](const PendingCompletion& p) -> Status {
+    SGSYNC_TRY(auto u, db_->Prepare("UPDATE work_queue SET state = 'done', lease_expires_at = NULL, "
+                                    "last_error = NULL, updated_at = ? WHERE id = ? AND link_id = ?"));
+    SGSYNC_TRY_STATUS(u->Bind(1, now).Bind(2, p.item_id).Bind(3, p.link_id).Run());
+    SGSYNC_TRY_STATUS(ExpectOneRow(*db_, "work item", p.item_id));
+    return WriteLedger(*db_, p.link_id, *p.entry, now);
+  };
+  bool any_written = false;
+  for (PendingCompletion* p : group) {
+    // A savepoint each: one item's failure is undone alone, and the rest of the group commits.
+    Status mark = db_->Exec("SAVEPOINT completion");
+    p->status = mark.ok() ? one(*p) : mark;
+    if (!mark.ok()) continue;
+    if (!p->status.ok()) {
+      Status undone = db_->Exec("ROLLBACK TO completion");
+      if (!undone.ok()) {  // its half-written rows could commit with the others: none is written
+        for (PendingCompletion* q : group) q->status = undone.error();
+        return;
+      }
+    }
+    Status released = db_->Exec("RELEASE completion");
+    if (!released.ok() && p->status.ok()) p->status = released;
+    any_written = any_written || p->status.ok();
+  }
+  if (!any_written) return;  // nothing to keep: the transaction rolls back as it goes out of scope
+  Status committed = tx->Commit();
+  if (committed.ok()) return;
+  for (PendingCompletion* p : group) {
+    if (p->status.ok()) p->status = committed.error();
+  }
+}
+
+StateStore::CompletionCounts StateStore::completion_counts() const {
+  std::lock_guard lock(group_mu_);
+  return completion_counts_;
 }
 
 Result<WorkState> StateStore::DeadLetter(std::int64_t item_id, const std::string& error) {

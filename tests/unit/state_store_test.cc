@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
-#include <set>
-
+#include <chrono>
 #include <map>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include "sqlite/sqlite.h"
 #include "state/store.h"
@@ -307,6 +309,48 @@ TEST_F(StateStoreTest, CompleteMarksDoneAndRecordsTheAcknowledgement) {
   now_ += 1000;
   EXPECT_TRUE(store_->Lease(link_, Direction::kPush, 10, 60)->empty()) << "done items never run again";
   EXPECT_EQ(store_->Complete(9999, link_, ack).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, CompletionsQueuedTogetherShareATransactionAndABadOneIsUndoneAlone) {
+  constexpr int kGood = 15;
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < kGood; ++i)
+    ids.push_back(*store_->RecordAndEnqueue(link_, Entry("g" + std::to_string(i), 50), Direction::kPush, 50));
+  const std::int64_t poison = *store_->RecordAndEnqueue(link_, Entry("poison", 50), Direction::kPush, 50);
+  // Another writer holds the database, as a second process may: the first completion waits for it
+  // and the others queue behind that one. It also makes the poison item's ledger write fail after
+  // its queue row was already marked done within the group's transaction.
+  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END").ok());
+  ASSERT_TRUE((*other)->Exec("BEGIN IMMEDIATE").ok());
+  std::vector<Status> results(kGood + 1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kGood; ++i)
+    threads.emplace_back([&, i] { results[i] = store_->Complete(ids[i], link_, Entry("g" + std::to_string(i), 50)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Queued behind the first completion, so written in the group of the others.
+  LedgerEntry bad = Entry("poison", 50);
+  bad.local_hash = "poison";
+  threads.emplace_back([&] { results[kGood] = store_->Complete(poison, link_, bad); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE((*other)->Exec("COMMIT").ok());
+  for (auto& t : threads) t.join();
+
+  for (int i = 0; i < kGood; ++i) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].error().ToString();
+  ASSERT_FALSE(results[kGood].ok());
+  EXPECT_NE(results[kGood].error().ToString().find("refused by the test"), std::string::npos)
+      << results[kGood].error().ToString();
+  const auto queue = store_->CountQueue(link_, Direction::kPush);
+  EXPECT_EQ(queue->done, kGood);
+  EXPECT_EQ(queue->pending, 1) << "the poison item's queue row was undone with its ledger write";
+  for (int i = 0; i < kGood; ++i)
+    EXPECT_EQ((*store_->GetLedger(link_, "g" + std::to_string(i)))->decision, LedgerDecision::kSend);
+  EXPECT_EQ((*store_->GetLedger(link_, "poison"))->local_hash, "h50");
+  const auto counts = store_->completion_counts();
+  EXPECT_EQ(counts.completions, kGood + 1);
+  EXPECT_LE(counts.commits, 3) << "completions that queued together are written in one transaction";
 }
 
 TEST_F(StateStoreTest, FailuresBackOffExponentiallyThenGoDead) {
