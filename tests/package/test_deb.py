@@ -4,7 +4,11 @@ maintainer scripts are what an operator expects; the systemd unit verifies and i
 is at most 2.0; and, as root in CI (or with SGSYNC_TEST_INSTALL=1), it installs with dpkg -i,
 runs, checks the installed example configuration, and removes leaving the state.
 
-usage: test_deb.py SOURCE_DIR [unittest arguments]"""
+usage: test_deb.py SOURCE_DIR [--from-build BUILD_DIR] [unittest arguments]
+
+With --from-build (as CTest runs it) the package is made from the build under test
+(deploy/build-deb --from-build): what is packaged is tested, not the optimiser, and the suite does
+not pay for a release build of its own."""
 import os
 import re
 import shutil
@@ -15,6 +19,7 @@ import tempfile
 import unittest
 
 SOURCE = None
+FROM_BUILD = None
 DEB = None
 
 
@@ -29,7 +34,10 @@ def run(cmd, **kw):
 
 def setUpModule():
     global DEB
-    r = run([os.path.join(SOURCE, "deploy", "build-deb"), "--no-install"], timeout=1500)
+    cmd = [os.path.join(SOURCE, "deploy", "build-deb"), "--no-install"]
+    if FROM_BUILD:
+        cmd += ["--from-build", FROM_BUILD]
+    r = run(cmd, timeout=1500)
     if r.returncode != 0:
         raise RuntimeError("deploy/build-deb failed:\n" + r.stderr[-4000:])
     DEB = r.stdout.strip().splitlines()[-1]
@@ -149,4 +157,7 @@ class PackageInstallTest(unittest.TestCase):
 
 if __name__ == "__main__":
     SOURCE = sys.argv[1]
-    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
+    rest = sys.argv[2:]
+    if rest[:1] == ["--from-build"]:
+        FROM_BUILD, rest = rest[1], rest[2:]
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
