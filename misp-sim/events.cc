@@ -5,6 +5,7 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "misp-sim/sim_impl.h"
 
@@ -465,21 +466,30 @@ auto MispSim::Impl::MergeList(json::object& stored, json::object& incoming, cons
   if (in == nullptr || !in->is_array()) return;
   json::value* have = stored.if_contains(key);
   if (have == nullptr || !have->is_array()) have = &(stored[key] = json::array());
+  // Positions, not pointers: a push_back may move the array. Indexed once, so that an edit of an
+  // event of n elements costs n lookups, not n^2 comparisons (4 000 attributes took over 30 s
+  // under ASan). The last of equal uuids wins, as the scan it replaces did.
+  json::array& list = have->as_array();
+  std::unordered_map<std::string, std::size_t> position;
+  position.reserve(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (list[i].is_object()) position[AsciiLower(StringOr(list[i].as_object(), "uuid"))] = i;
+  }
   for (auto& item : in->as_array()) {
     if (!item.is_object()) continue;
     json::object& n = item.as_object();
     std::string uuid(StringOr(n, "uuid"));
-    json::object* match = nullptr;
-    for (auto& h : have->as_array()) {
-      if (h.is_object() && policy::SameText(StringOr(h.as_object(), "uuid"), uuid)) match = &h.as_object();
-    }
-    if (match == nullptr) {
+    std::string folded = AsciiLower(uuid);
+    auto found = position.find(folded);
+    if (found == position.end()) {
       // A uuid that belongs to another event is skipped ("Duplicate UUID", spec 7.5, case 57).
       if (std::string_view(key) != "EventReport" && BelongsToAnotherEvent(uuid, event_id)) continue;
       if (objects && !ObjectCreatable(n)) continue;  // "Description cannot be empty." (see above)
-      have->as_array().push_back(std::move(item));
+      list.push_back(std::move(item));
+      position[std::move(folded)] = list.size() - 1;
       continue;
     }
+    json::object* match = &list[found->second].as_object();
     if (IntOr(n, "timestamp", 0) <= IntOr(*match, "timestamp", 0))
       continue;  // the object gate hides its attributes too
     for (auto& kv : n) {

@@ -171,21 +171,26 @@ void StateStore::CommitCompletions(const std::vector<PendingCompletion*>& group)
     return WriteLedger(*db_, p.link_id, *p.entry, now);
   };
   bool any_written = false;
-  for (PendingCompletion* p : group) {
-    // A savepoint each: one item's failure is undone alone, and the rest of the group commits.
-    Status mark = db_->Exec("SAVEPOINT completion");
-    p->status = mark.ok() ? one(*p) : mark;
-    if (!mark.ok()) continue;
-    if (!p->status.ok()) {
-      Status undone = db_->Exec("ROLLBACK TO completion");
-      if (!undone.ok()) {  // its half-written rows could commit with the others: none is written
-        for (PendingCompletion* q : group) q->status = undone.error();
-        return;
+  if (group.size() == 1) {  // alone, the transaction is its savepoint: on failure it all rolls back
+    group[0]->status = one(*group[0]);
+    any_written = group[0]->status.ok();
+  } else {
+    for (PendingCompletion* p : group) {
+      // A savepoint each: one item's failure is undone alone, and the rest of the group commits.
+      Status mark = db_->Exec("SAVEPOINT completion");
+      p->status = mark.ok() ? one(*p) : mark;
+      if (!mark.ok()) continue;
+      if (!p->status.ok()) {
+        Status undone = db_->Exec("ROLLBACK TO completion");
+        if (!undone.ok()) {  // its half-written rows could commit with the others: none is written
+          for (PendingCompletion* q : group) q->status = undone.error();
+          return;
+        }
       }
+      Status released = db_->Exec("RELEASE completion");
+      if (!released.ok() && p->status.ok()) p->status = released;
+      any_written = any_written || p->status.ok();
     }
-    Status released = db_->Exec("RELEASE completion");
-    if (!released.ok() && p->status.ok()) p->status = released;
-    any_written = any_written || p->status.ok();
   }
   if (!any_written) return;  // nothing to keep: the transaction rolls back as it goes out of scope
   Status committed = tx->Commit();

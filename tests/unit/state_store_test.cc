@@ -353,6 +353,25 @@ TEST_F(StateStoreTest, CompletionsQueuedTogetherShareATransactionAndABadOneIsUnd
   EXPECT_LE(counts.commits, 3) << "completions that queued together are written in one transaction";
 }
 
+// Alone, a completion is written without a savepoint: its failure rolls the whole transaction
+// back, so its queue row, already marked done within it, is pending again.
+TEST_F(StateStoreTest, ALoneCompletionRefusedAtItsLedgerWriteLeavesItsItemPending) {
+  const std::int64_t id = *store_->RecordAndEnqueue(link_, Entry("alone", 50), Direction::kPush, 50);
+  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
+                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END").ok());
+  LedgerEntry bad = Entry("alone", 50);
+  bad.local_hash = "poison";
+  const Status refused = store_->Complete(id, link_, bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().ToString().find("refused by the test"), std::string::npos) << refused.error().ToString();
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->pending, 1);
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->done, 0);
+  EXPECT_EQ((*store_->GetLedger(link_, "alone"))->local_hash, "h50");
+  EXPECT_EQ(store_->completion_counts().commits, 1);
+}
+
 TEST_F(StateStoreTest, FailuresBackOffExponentiallyThenGoDead) {
   auto id = *store_->RecordAndEnqueue(link_, Entry("e1", 50), Direction::kPush, 50);
   ASSERT_EQ(*store_->FailAttempt(id, "portal down"), WorkState::kFailed);
