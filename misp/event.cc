@@ -540,8 +540,11 @@ Result<std::vector<EventDocument>> DecodeEventList(json::value root, const Decod
       out.push_back(EventDocument::Wrap(std::move(event.get_object())));
     } else {
       // The events of one answer go to different threads, which change them (the policy strips
-      // tags, adds keys): a shared arena is not thread-safe, so each gets storage of its own.
-      out.push_back(EventDocument::Wrap(json::object(event.get_object(), json::storage_ptr())));
+      // tags, adds keys): a shared arena is not thread-safe, so each gets an arena of its own. An
+      // arena, not the heap: the copy is then one bump per value instead of a malloc, and its
+      // destruction frees a few blocks instead of every value.
+      out.push_back(EventDocument::Wrap(
+          json::object(event.get_object(), json::make_shared_resource<json::monotonic_resource>())));
     }
   }
   return out;
