@@ -3,10 +3,13 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <deque>
 #include <memory>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "common/encoding.h"
@@ -16,46 +19,72 @@ namespace {
 
 // Keys that differ between two instances holding the same event, or that travel on their own
 // (sightings, proposals) and have their own ledgers.
+constexpr std::string_view kInstanceLocal[] = {"id",
+                                               "event_id",
+                                               "object_id",
+                                               "org_id",
+                                               "orgc_id",
+                                               "sharing_group_id",
+                                               "user_id",
+                                               "tag_id",
+                                               "attribute_id",
+                                               "sync_user_id",
+                                               "locked",
+                                               "publish_timestamp",
+                                               "sighting_timestamp",
+                                               "Org",
+                                               "RelatedEvent",
+                                               "Galaxy",
+                                               "attribute_count",
+                                               "proposal_email_lock",
+                                               "Sighting",
+                                               "ShadowAttribute",
+                                               "colour",
+                                               "hide_tag",
+                                               "numerical_value",
+                                               "is_galaxy",
+                                               "is_custom_galaxy",
+                                               "event_creator_email",
+                                               "Feed"};
+
+// Asked for every key of every element, twice an event: the candidates are grouped by length, so
+// most keys are settled by their length and the rest by a comparison or two (no hashing).
 bool IsInstanceLocal(std::string_view key) {
-  static const std::unordered_set<std::string_view> kKeys = {"id",
-                                                             "event_id",
-                                                             "object_id",
-                                                             "org_id",
-                                                             "orgc_id",
-                                                             "sharing_group_id",
-                                                             "user_id",
-                                                             "tag_id",
-                                                             "attribute_id",
-                                                             "sync_user_id",
-                                                             "locked",
-                                                             "publish_timestamp",
-                                                             "sighting_timestamp",
-                                                             "Org",
-                                                             "RelatedEvent",
-                                                             "Galaxy",
-                                                             "attribute_count",
-                                                             "proposal_email_lock",
-                                                             "Sighting",
-                                                             "ShadowAttribute",
-                                                             "colour",
-                                                             "hide_tag",
-                                                             "numerical_value",
-                                                             "is_galaxy",
-                                                             "is_custom_galaxy",
-                                                             "event_creator_email",
-                                                             "Feed"};
-  return kKeys.count(key) != 0;
+  static constexpr std::size_t kLongest = 32;
+  static const auto by_length = [] {
+    std::array<std::vector<std::string_view>, kLongest + 1> t;
+    for (std::string_view k : kInstanceLocal) t.at(k.size()).push_back(k);
+    return t;
+  }();
+  if (key.size() > kLongest) return false;
+  for (std::string_view k : by_length[key.size()]) {
+    if (k == key) return true;
+  }
+  return false;
 }
 
-// Sink that digests in 64 KiB pieces so a 50 MB event never builds a 50 MB string.
+// Sink that digests in 64 KiB pieces so a 50 MB event never builds a 50 MB string. A plain buffer,
+// not a std::string: most of what is put is one character or a few.
 class Digest {
  public:
-  Digest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-  void Put(std::string_view s) {
-    buf_.append(s);
-    if (buf_.size() >= (64u << 10)) Flush();
+  Digest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free), buf_(new char[kSize]) {
+    EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
   }
-  void Put(char c) { buf_.push_back(c); }
+  void Put(std::string_view s) {
+    if (s.size() > kSize - used_) {
+      Flush();
+      if (s.size() >= kSize) {
+        EVP_DigestUpdate(ctx_.get(), s.data(), s.size());
+        return;
+      }
+    }
+    std::memcpy(buf_.get() + used_, s.data(), s.size());
+    used_ += s.size();
+  }
+  void Put(char c) {
+    if (used_ == kSize) Flush();
+    buf_[used_++] = c;
+  }
   std::string Hex() {
     Flush();
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -65,12 +94,14 @@ class Digest {
   }
 
  private:
+  static constexpr std::size_t kSize = std::size_t{64} << 10;
   void Flush() {
-    EVP_DigestUpdate(ctx_.get(), buf_.data(), buf_.size());
-    buf_.clear();
+    EVP_DigestUpdate(ctx_.get(), buf_.get(), used_);
+    used_ = 0;
   }
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
-  std::string buf_;
+  std::unique_ptr<char[]> buf_;
+  std::size_t used_ = 0;
 };
 
 class TextSink {
@@ -129,66 +160,132 @@ std::string_view SortKey(const json::value& v) {
   return {};
 }
 
+// Writes the canonical form of one document to a sink. The elements of an event mostly share
+// their shape (every attribute has the same keys in the same order), so the sorted order of an
+// object's keys is kept per depth and reused while the next object at that depth has the same keys
+// in the same order: one comparison per key instead of a look-up in the instance-local keys and a
+// sort. Kept in a deque: a deeper level added while a shallower one is in use moves nothing.
 template <typename Sink>
-void PutValue(const json::value& v, Sink& sink);
+class Canonical {
+ public:
+  explicit Canonical(Sink& sink) : sink_(sink) {}
 
-template <typename Sink>
-void PutObject(const json::object& o, Sink& sink) {
-  std::vector<const json::key_value_pair*> fields;
-  fields.reserve(o.size());
-  for (const auto& kv : o) {
-    if (!IsInstanceLocal(kv.key())) fields.push_back(&kv);
+  void Object(const json::object& o, std::size_t depth) {
+    Level& level = At(depth);
+    if (!SameShape(o, level)) {
+      level.keys.clear();
+      level.order.clear();
+      for (const auto& kv : o) {
+        if (!IsInstanceLocal(kv.key())) level.order.push_back(level.keys.size());
+        level.keys.push_back(kv.key());
+      }
+      std::sort(level.order.begin(), level.order.end(),
+                [&](std::size_t x, std::size_t y) { return level.keys[x] < level.keys[y]; });
+    }
+    const json::key_value_pair* fields = o.begin();  // an object's entries are contiguous
+    sink_.Put('{');
+    for (std::size_t i : level.order) {
+      const json::key_value_pair& kv = fields[i];
+      PutText(kv.key(), sink_);
+      sink_.Put('=');
+      Value(kv.value(), depth + 1);
+      sink_.Put(',');
+    }
+    sink_.Put('}');
   }
-  std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
-  sink.Put('{');
-  for (const auto* kv : fields) {
-    PutText(kv->key(), sink);
-    sink.Put('=');
-    PutValue(kv->value(), sink);
-    sink.Put(',');
-  }
-  sink.Put('}');
-}
 
-// Elements with identities (uuid, or tag name) are ordered by it: two instances may list them in
-// different orders. Arrays of plain values keep their order.
-template <typename Sink>
-void PutArray(const json::array& a, Sink& sink) {
-  std::vector<std::pair<std::string_view, const json::value*>> items;
-  items.reserve(a.size());
-  for (const auto& v : a) items.emplace_back(SortKey(v), &v);
-  std::stable_sort(items.begin(), items.end(),
-                   [](const auto& x, const auto& y) { return x.first < y.first; });
-  sink.Put('[');
-  for (const auto& item : items) {
-    PutValue(*item.second, sink);
-    sink.Put(',');
+  // Elements with identities (uuid, or tag name) are ordered by it: two instances may list them in
+  // different orders. Arrays of plain values keep their order.
+  void Array(const json::array& a, std::size_t depth) {
+    std::vector<Item>& items = At(depth).items;
+    items.clear();
+    for (const auto& v : a) {
+      std::string_view key = SortKey(v);
+      items.push_back(Item{Prefix(key), key, &v});
+    }
+    // The order of the keys as strings: their first 8 bytes as a big-endian number decide, the
+    // whole keys only when those are equal (a uuid's first 8 bytes rarely are).
+    auto by_key = [](const Item& x, const Item& y) {
+      return x.prefix != y.prefix ? x.prefix < y.prefix : x.key < y.key;
+    };
+    if (!std::is_sorted(items.begin(), items.end(), by_key))
+      std::stable_sort(items.begin(), items.end(), by_key);
+    sink_.Put('[');
+    for (const Item& item : items) {
+      Value(*item.value, depth + 1);
+      sink_.Put(',');
+    }
+    sink_.Put(']');
   }
-  sink.Put(']');
-}
 
-template <typename Sink>
-void PutValue(const json::value& v, Sink& sink) {
-  if (v.is_object()) {
-    PutObject(v.get_object(), sink);
-  } else if (v.is_array()) {
-    PutArray(v.get_array(), sink);
-  } else {
-    PutScalar(v, sink);
+  void Value(const json::value& v, std::size_t depth) {
+    if (v.is_object()) {
+      Object(v.get_object(), depth);
+    } else if (v.is_array()) {
+      Array(v.get_array(), depth);
+    } else {
+      PutScalar(v, sink_);
+    }
   }
-}
+
+ private:
+  struct Item {
+    std::uint64_t prefix;  // the key's first 8 bytes, big-endian, zeros past its end
+    std::string_view key;
+    const json::value* value;
+  };
+
+  // Two prefixes compare as their bytes do: where they differ, the keys differ the same way (a key
+  // that ended there is the shorter, and a byte it lacks reads 0, less than any byte the other has
+  // there unless that byte is 0 too, when the prefixes tie and the keys themselves decide).
+  static std::uint64_t Prefix(std::string_view key) {
+    std::uint64_t p = 0;
+    for (std::size_t i = 0; i < 8; ++i) {
+      p = (p << 8) | (i < key.size() ? static_cast<unsigned char>(key[i]) : 0u);
+    }
+    return p;
+  }
+
+  // What one depth keeps between objects: the keys of the object last written there, in its order
+  // (all of them: an object with the same keys in the same order is filtered and sorted alike),
+  // the positions of its kept keys in sorted order, and the scratch of the array being written.
+  // The keys are views into that object, which lives as long as the whole document being written.
+  struct Level {
+    std::vector<std::string_view> keys;
+    std::vector<std::size_t> order;
+    std::vector<Item> items;
+  };
+
+  Level& At(std::size_t depth) {
+    while (levels_.size() <= depth) levels_.emplace_back();
+    return levels_[depth];
+  }
+
+  // The same keys in the same order as the object last written at this depth.
+  static bool SameShape(const json::object& o, const Level& level) {
+    if (level.keys.size() != o.size()) return false;
+    const json::key_value_pair* fields = o.begin();
+    for (std::size_t i = 0; i < level.keys.size(); ++i) {
+      if (level.keys[i] != std::string_view(fields[i].key())) return false;
+    }
+    return true;
+  }
+
+  Sink& sink_;
+  std::deque<Level> levels_;
+};
 
 }  // namespace
 
 std::string ContentHash(const json::object& event) {
   Digest d;
-  PutObject(event, d);
+  Canonical<Digest>(d).Object(event, 0);
   return d.Hex();
 }
 
 std::string CanonicalForm(const json::object& event) {
   TextSink s;
-  PutObject(event, s);
+  Canonical<TextSink>(s).Object(event, 0);
   return std::move(s.out);
 }
 
