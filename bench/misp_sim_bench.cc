@@ -1,9 +1,13 @@
 // misp-sim throughput: events/view and events/add of 100-attribute events, handled in process
 // (the simulator's own cost) and over HTTP keep-alive on loopback (with Beast's cost on both ends),
 // and events/edit of events of 1 000 to 8 000 attributes, whose cost must grow linearly (an edit
-// once compared every sent attribute with every stored one). Targets: 2 000 views/s and 500 adds/s
-// on one core. Figures go into docs/performance.md.
+// once compared every sent attribute with every stored one), and a bulk restSearch of 16 uuids from
+// stores of 1 000 to 8 000 events, whose cost must not grow with the store (it once parsed every
+// stored event). Targets: 2 000 views/s and 500 adds/s on one core. Figures go into
+// docs/performance.md.
 #include <benchmark/benchmark.h>
+
+#include <algorithm>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -88,6 +92,25 @@ void BM_SimEditInProcess(benchmark::State& state) {
   state.SetComplexityN(state.range(0));
 }
 
+// The engine's bulk fetch: 16 named events of 20 attributes, from a store of N such events.
+void BM_SimRestSearchOf16FromAStoreOf(benchmark::State& state) {
+  auto s = MakeSim();
+  auto uuids = s->Seed(static_cast<int>(state.range(0)), 20, 0, 3, 5);
+  if (!uuids.ok()) std::abort();
+  boost::json::array wanted;
+  for (std::size_t i = 0; i < 16; ++i) wanted.emplace_back((*uuids)[i * uuids->size() / 16]);
+  const std::string body = boost::json::serialize(boost::json::object{{"uuid", wanted}});
+  for (auto _ : state) {
+    auto r = s->Handle(Req("POST", "/events/restSearch", body));
+    const bool sixteen = std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) {
+      return h.first == "X-Result-Count" && h.second == "16";
+    });
+    if (r.status != 200 || !sixteen) std::abort();
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetComplexityN(state.range(0));
+}
+
 void BM_SimViewOverHttpKeepAlive(benchmark::State& state) {
   auto s = MakeSim();
   auto uuids = s->Seed(1, 100, 0, 3, 1);
@@ -113,6 +136,7 @@ void BM_SimViewOverHttpKeepAlive(benchmark::State& state) {
 BENCHMARK(BM_SimViewInProcess)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SimAddInProcess)->Unit(benchmark::kMicrosecond)->Iterations(1000);
 BENCHMARK(BM_SimEditInProcess)->Unit(benchmark::kMillisecond)->Arg(1000)->Arg(2000)->Arg(4000)->Arg(8000)->Complexity(benchmark::oN);
+BENCHMARK(BM_SimRestSearchOf16FromAStoreOf)->Unit(benchmark::kMillisecond)->Arg(1000)->Arg(2000)->Arg(4000)->Arg(8000)->Complexity();
 BENCHMARK(BM_SimViewOverHttpKeepAlive)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -233,7 +233,21 @@ auto MispSim::Impl::RestSearch(const HttpRequest& req, const User& u, const std:
   std::int64_t limit = IntOr(f, "limit", 0), page = IntOr(f, "page", 1);
   json::array out;
   std::int64_t total = 0;
-  auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
+  // The rows the filters below can match, chosen by the columns that mirror the stored event's
+  // uuid, published and timestamp (SaveEvent): a bulk fetch of 16 uuids parsed every stored event,
+  // 2 s a request with 10 000 events of 100 attributes. Named uuids are looked up in the uuid index
+  // (an OR in the condition would make SQLite scan). The checks on the parsed event stay.
+  const std::string select = "SELECT id, org_id, json FROM events WHERE ";
+  const std::string narrowed = "(?2 IS NULL OR published = ?2) AND timestamp >= ?3 ORDER BY id";
+  auto q = db->Prepare(uuids.empty() ? select + narrowed
+                                     : select + "uuid IN (SELECT value FROM json_each(?1)) AND " + narrowed);
+  if (!uuids.empty()) {
+    json::array list;
+    for (const auto& x : uuids) list.emplace_back(x);
+    (*q)->Bind(1, json::serialize(list));
+  }
+  (*q)->Bind(2, published ? std::optional<std::int64_t>(*published) : std::nullopt);
+  (*q)->Bind(3, ts_from);
   while (*(*q)->Step()) {
     StoredEvent e{(*q)->Int(0), (*q)->Int(1), ParseStored((*q)->TextView(2))};
     if (!EventVisible(e, u)) continue;

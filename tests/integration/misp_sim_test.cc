@@ -399,6 +399,34 @@ TEST_F(MispSimTest, OnlyPublishingOrReceivingSightingsMovesTheEventsSightingTime
   EXPECT_GE(sighting_timestamp(), before);
 }
 
+// events/restSearch narrows its rows with SQL on the stored uuid, published and timestamp columns
+// (a bulk fetch once parsed every stored event): the answer is still the named events in id order,
+// whatever the order of the list, with the other filters applied.
+TEST_F(MispSimTest, EventsRestSearchAnswersTheNamedUuidsInIdOrderWithItsOtherFilters) {
+  const std::string a = CreateEvent(1, {5});
+  const std::string b = CreateEvent(1, {5}, "", /*published=*/false);
+  const std::string c = CreateEvent(1, {5});
+  (void)CreateEvent(1, {5});
+  auto search = [&](const std::string& filter) {
+    auto r = Call(kAdminKey, "POST", "/events/restSearch", filter);
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::vector<std::string> found;
+    const json::value body = Body(r);
+    for (const auto& e : body.at("response").as_array())
+      found.emplace_back(e.at("Event").at("uuid").as_string());
+    return found;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(search(R"({"uuid":[")" + c + R"(",")" + a + R"(","00000000-0000-4000-8000-000000000000"]})"), (V{a, c}));
+  EXPECT_EQ(search(R"({"uuid":")" + b + R"("})"), (V{b}));
+  EXPECT_EQ(search(R"({"uuid":[")" + a + R"(",")" + b + R"(",")" + c + R"("],"published":true})"), (V{a, c}));
+  EXPECT_EQ(search(R"({"uuid":[")" + a + R"(",")" + b + R"("],"published":false})"), (V{b}));
+  EXPECT_EQ(search(R"({"uuid":[")" + a + R"(",")" + b + R"("],"timestamp":100})"), (V{a, b}));
+  EXPECT_EQ(search(R"({"uuid":[")" + a + R"(",")" + b + R"("],"timestamp":101})"), V{});
+  EXPECT_EQ(search(R"({"published":false})"), (V{b}));
+  EXPECT_EQ(search(R"({"uuid":[]})").size(), 4u) << "an empty list names no filter, as before";
+}
+
 // Sighting policy 0 in sightings/restSearch has no site-admin exemption (MISP 2.5.1
 // Sighting::filterSightingsByAttributeACL): on the Portal, an event pushed by ORG1's sync account is
 // owned by ORG1, so ORG1's sighting on it is answered to ORG1 and not to the Portal's site admin of
