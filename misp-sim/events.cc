@@ -33,7 +33,8 @@ auto MispSim::Impl::EventIndex(const HttpRequest& req, const User& u, const std:
   }
   std::int64_t limit = IntOr(filters, "limit", 0), page = IntOr(filters, "page", 1);
   std::vector<StoredEvent> matches;
-  auto q = db->Prepare("SELECT id, org_id, json FROM events ORDER BY id");
+  // Each row's meta (SaveEvent): its element lists are neither read nor parsed here.
+  auto q = db->Prepare("SELECT id, org_id, coalesce(meta, json) FROM events ORDER BY id");
   while (*(*q)->Step()) {
     StoredEvent e{(*q)->Int(0), (*q)->Int(1), ParseStored((*q)->TextView(2))};
     if (!EventVisible(e, u)) continue;

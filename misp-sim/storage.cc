@@ -10,13 +10,14 @@
 namespace sgsync::sim {
 
 auto MispSim::Impl::CreateSchema() -> Status {
-  return db->Exec(R"sql(
+  SGSYNC_TRY_STATUS(db->Exec(R"sql(
 CREATE TABLE IF NOT EXISTS orgs (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, name TEXT NOT NULL, local INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, org_id INTEGER NOT NULL, role TEXT NOT NULL, api_key TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS servers (id INTEGER PRIMARY KEY, url TEXT NOT NULL, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sharing_groups (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL, org_id INTEGER NOT NULL,
-timestamp INTEGER NOT NULL, published INTEGER NOT NULL, sighting_timestamp INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL);
+timestamp INTEGER NOT NULL, published INTEGER NOT NULL, sighting_timestamp INTEGER NOT NULL DEFAULT 0, json TEXT NOT NULL,
+meta TEXT);
 CREATE TABLE IF NOT EXISTS sightings (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL COLLATE NOCASE, event_id INTEGER NOT NULL,
 attribute_id TEXT NOT NULL, attribute_uuid TEXT NOT NULL, org_id INTEGER NOT NULL, date_sighting INTEGER NOT NULL,
 source TEXT NOT NULL, type TEXT NOT NULL);
@@ -29,7 +30,13 @@ exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS element_uuids (uuid TEXT PRIMARY KEY COLLATE NOCASE, event_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-)sql");
+)sql"));
+  // A file made before the meta column: its rows keep NULL there, and the index reads their json.
+  auto columns = db->Prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'meta'");
+  if (!columns.ok()) return columns.error();
+  SGSYNC_TRY(bool has_meta, (*columns)->Step());
+  if (!has_meta) SGSYNC_TRY_STATUS(db->Exec("ALTER TABLE events ADD COLUMN meta TEXT"));
+  return Status();
 }
 
 auto MispSim::Impl::NextId(const char* counter) -> std::int64_t {
@@ -152,10 +159,17 @@ auto MispSim::Impl::SaveEvent(StoredEvent& e) -> Status {
     }
   }
   RegisterElements(e);
+  // meta: the event without its element lists, all that the index reads (EventIndex): a store of
+  // 20 000 events of 100 attributes took seconds an index when each row's whole event was parsed.
+  json::object meta;
+  for (const auto& kv : e.event) {
+    if (kv.key() != "Attribute" && kv.key() != "Object" && kv.key() != "ShadowAttribute")
+      meta.emplace(kv.key(), kv.value());
+  }
   auto s = db->Prepare(
-      "INSERT INTO events (id, uuid, org_id, timestamp, published, json) VALUES (?, ?, ?, ?, ?, ?) "
+      "INSERT INTO events (id, uuid, org_id, timestamp, published, json, meta) VALUES (?, ?, ?, ?, ?, ?, ?) "
       "ON CONFLICT (id) DO UPDATE SET timestamp = excluded.timestamp, published = excluded.published, json "
-      "= excluded.json");
+      "= excluded.json, meta = excluded.meta");
   if (!s.ok()) return s.error();
   SGSYNC_TRY_STATUS((*s)->Bind(1, e.id)
                         .Bind(2, StringOr(e.event, "uuid"))
@@ -163,6 +177,7 @@ auto MispSim::Impl::SaveEvent(StoredEvent& e) -> Status {
                         .Bind(4, IntOr(e.event, "timestamp", 0))
                         .Bind(5, static_cast<std::int64_t>(misp::BoolOr(e.event, "published", false)))
                         .Bind(6, json::serialize(e.event))
+                        .Bind(7, json::serialize(meta))
                         .Run());
   // Sightings captured with an event leave its sighting_timestamp alone, as MISP 2.5.1's
   // Sighting::captureSightings does (only events/publishSightings and a bulkSaveSightings receipt

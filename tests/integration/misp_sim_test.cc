@@ -3,7 +3,10 @@
 // error statuses, each as the real MISP 2.5.1 captures show them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
+
+#include <sqlite3.h>
 
 #include <boost/algorithm/string/replace.hpp>
 
@@ -656,6 +659,69 @@ TEST_F(MispSimTest, SpecCase78_TheMinimalIndexCarriesAnETagAndAnswers304WhenNoth
   for (const auto& kv : row) keys.emplace_back(kv.key());
   EXPECT_EQ(keys, (std::vector<std::string>{"id", "timestamp", "sighting_timestamp", "published", "uuid",
                                             "orgc_uuid"}));
+}
+
+// The index reads each event's meta (its fields without the element lists), written with every save:
+// an edit's new info, timestamp and tags are what the next index shows.
+TEST_F(MispSimTest, TheIndexShowsAnEditedEventAsItNowIs) {
+  const std::string uuid = CreateEvent(3, {5}, R"(,"Tag":[{"name":"tlp:green"}])");
+  auto row = [&] {
+    const json::value rows = Body(Call(kAdminKey, "POST", "/events/index", "{}"));
+    EXPECT_EQ(rows.as_array().size(), 1u);
+    return rows.as_array()[0].as_object();
+  };
+  EXPECT_EQ(row().at("info"), json::value("t"));
+  auto edit = Call(kAdminKey, "POST", "/events/edit/" + uuid,
+                   R"({"Event":{"info":"edited","timestamp":"200","Tag":[{"name":"tlp:amber"}]}})");
+  ASSERT_EQ(edit.status, 200) << edit.body;
+  const json::object now = row();
+  EXPECT_EQ(now.at("info"), json::value("edited"));
+  EXPECT_EQ(now.at("timestamp"), json::value("200"));
+  std::vector<std::string> tags;
+  for (const auto& t : now.at("EventTag").as_array()) tags.emplace_back(t.at("Tag").at("name").as_string());
+  EXPECT_NE(std::find(tags.begin(), tags.end(), "tlp:amber"), tags.end()) << json::serialize(now);
+  EXPECT_EQ(now.at("attribute_count"), row().at("attribute_count"));
+}
+
+// A misp-sim file made before the meta column: opened again, the column is added, and its rows
+// (meta NULL) are listed from their whole event.
+TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
+  sgsync::testing::TempDir dir;
+  const std::string file = (dir.path() / "sim.db").string();
+  std::string uuid;
+  {
+    auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
+    ASSERT_TRUE(sim.ok()) << sim.error().ToString();
+    HttpRequest add;
+    add.method = "POST";
+    add.target = "/events/add";
+    add.headers["authorization"] = kAdminKey;
+    add.body = R"({"Event":{"info":"old","distribution":"3","published":true,"timestamp":"100",)"
+               R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})";
+    auto r = (*sim)->Handle(add);
+    ASSERT_EQ(r.status, 200) << r.body;
+    uuid = std::string(json::parse(r.body).at("Event").at("uuid").as_string());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE events DROP COLUMN meta", nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  // Another admin key: misp-sim adds its admin user each time it opens a file.
+  const std::string second_admin(40, 'c');
+  auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, second_admin, "", ""});
+  ASSERT_TRUE(sim.ok()) << sim.error().ToString();
+  HttpRequest index;
+  index.method = "POST";
+  index.target = "/events/index";
+  index.headers["authorization"] = second_admin;
+  index.body = "{}";
+  auto r = (*sim)->Handle(index);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json::value rows = json::parse(r.body);
+  ASSERT_EQ(rows.as_array().size(), 1u) << r.body;
+  EXPECT_EQ(rows.as_array()[0].at("uuid"), json::value(uuid));
+  EXPECT_EQ(rows.as_array()[0].at("info"), json::value("old"));
 }
 
 TEST_F(MispSimTest, TheIndexFiltersOnEventTagsAndCreatorOrgsAndSorts) {
