@@ -683,6 +683,16 @@ TEST_F(MispSimTest, TheIndexShowsAnEditedEventAsItNowIs) {
   EXPECT_EQ(now.at("attribute_count"), row().at("attribute_count"));
 }
 
+// A POST handled in process, as the HTTP server would pass it on.
+HttpResponse Post(MispSim& sim, const std::string& key, const std::string& target, std::string body) {
+  HttpRequest req;
+  req.method = "POST";
+  req.target = target;
+  req.headers["authorization"] = key;
+  req.body = std::move(body);
+  return sim.Handle(req);
+}
+
 // A misp-sim file made before the meta column: opened again, the column is added, and its rows
 // (meta NULL) are listed from their whole event.
 TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
@@ -692,13 +702,9 @@ TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
   {
     auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
     ASSERT_TRUE(sim.ok()) << sim.error().ToString();
-    HttpRequest add;
-    add.method = "POST";
-    add.target = "/events/add";
-    add.headers["authorization"] = kAdminKey;
-    add.body = R"({"Event":{"info":"old","distribution":"3","published":true,"timestamp":"100",)"
-               R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})";
-    auto r = (*sim)->Handle(add);
+    auto r = Post(**sim, kAdminKey, "/events/add",
+                  R"({"Event":{"info":"old","distribution":"3","published":true,"timestamp":"100",)"
+                  R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
     ASSERT_EQ(r.status, 200) << r.body;
     uuid = std::string(json::parse(r.body).at("Event").at("uuid").as_string());
   }
@@ -711,12 +717,7 @@ TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
   const std::string second_admin(40, 'c');
   auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, second_admin, "", ""});
   ASSERT_TRUE(sim.ok()) << sim.error().ToString();
-  HttpRequest index;
-  index.method = "POST";
-  index.target = "/events/index";
-  index.headers["authorization"] = second_admin;
-  index.body = "{}";
-  auto r = (*sim)->Handle(index);
+  auto r = Post(**sim, second_admin, "/events/index", "{}");
   ASSERT_EQ(r.status, 200) << r.body;
   const json::value rows = json::parse(r.body);
   ASSERT_EQ(rows.as_array().size(), 1u) << r.body;
