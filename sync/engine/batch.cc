@@ -47,6 +47,7 @@ void LinkEngine::FailItem(RunContext& run, const state::WorkItem& item, const Er
   if (e.code == ErrorCode::kRateLimited && e.retry_after_seconds > 0)
     retry_at = static_cast<std::int64_t>(std::time(nullptr)) + e.retry_after_seconds;
   auto st = store_.FailAttempt(item.id, e.ToString(), retry_at);
+  run.progressed = true;
   {
     std::lock_guard lock(run.mu);
     ++run.stats.failed;
@@ -76,6 +77,7 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
     return;
   }
   run.peer_failures = 0;
+  run.progressed = true;
   p.done = true;
   p.reached = outcome == Outcome::kSent || outcome == Outcome::kAlready;
   {

@@ -97,7 +97,8 @@ struct RunOptions {
   // Set: once this time has passed (and `others_waiting`, when set, says so), the run hands out no
   // further event, finishes those in hand and returns with `yielded` (the work left stays queued,
   // the cursor behind it) so that other links get their turn; the daemon's scheduler runs it again
-  // after them (run_time_slice_seconds).
+  // after them (run_time_slice_seconds). A run always finishes at least one item before it yields,
+  // however long its listing took: every turn moves the link on.
   std::optional<std::chrono::steady_clock::time_point> yield_at;
   // Set: past `yield_at`, the run yields only while this answers true (other work waits for the
   // worker); alone, it goes on.

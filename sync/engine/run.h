@@ -68,11 +68,16 @@ class LinkEngine::RunContext {
   RunStats stats;
   std::atomic<int> peer_failures{0};
   std::atomic<bool> peer_down{false};
+  // An item of this run has reached its end (sent, already there, skipped, held or failed).
+  std::atomic<bool> progressed{false};
 
   // The run's time slice is over (RunOptions::yield_at): no further event is handed out, those in
-  // hand are finished, the rest go back to the queue for the next turn.
+  // hand are finished, the rest go back to the queue for the next turn. Not before one item has
+  // been finished: a listing longer than the slice would otherwise end every turn with nothing done,
+  // and the link would never move while other links wait (the cursor stays behind queued work, so
+  // each turn lists the same events again).
   bool SliceUp() const {
-    return options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at &&
+    return progressed.load() && options.yield_at && std::chrono::steady_clock::now() >= *options.yield_at &&
            (!options.others_waiting || options.others_waiting());
   }
   bool ShouldStop() const {

@@ -291,6 +291,26 @@ TEST_F(EngineTest, ARunPastItsTimeSliceReturnsWithTheRestQueuedAndTheNextRunCont
   for (const auto& u : uuids) EXPECT_FALSE(portal_->View(u).is_null()) << u;
 }
 
+// A listing that outlasts the slice (a large index, a slow MISP) does not make the turn empty: the
+// cursor stays behind queued work, so every turn would list again and the link would never move
+// while other links wait.
+TEST_F(EngineTest, ARunWhoseListingOutlastsItsSliceStillFinishesAnEventBeforeItYields) {
+  Seed(*member_, 6, 43);
+  PushOneAtATimeWithSlowAdds(20);
+  sim::Fault slow_index;
+  slow_index.route = "/events/index";
+  slow_index.latency_ms = 300;
+  member_->sim().AddFault(slow_index);
+  RunOptions o;
+  o.yield_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  o.others_waiting = [] { return true; };
+  auto first = engine_->Run(Direction::kPush, o);
+  ASSERT_TRUE(first.ok()) << first.error().ToString();
+  EXPECT_GE(first->sent, 1) << "the turn moved the link on";
+  EXPECT_TRUE(first->yielded) << "and then gave the worker up";
+  EXPECT_LT(first->sent, 6);
+}
+
 // Past its slice, a run with nobody waiting for its worker goes on until its queue is empty.
 TEST_F(EngineTest, ARunPastItsTimeSliceGoesOnWhenNoOtherWorkWaits) {
   Seed(*member_, 8, 42);
