@@ -13,6 +13,7 @@
 #include "misp/json.h"
 #include "tests/support/files.h"
 #include "tests/support/http_client.h"
+#include "tests/support/policy_fixtures.h"
 
 namespace sgsync::sim {
 namespace {
@@ -22,9 +23,9 @@ namespace fs = std::filesystem;
 using sgsync::testing::ReadFile;
 using sgsync::testing::DataDir;
 
-constexpr const char* kOrg1 = "ce867008-0536-4358-9f2e-20df12768cd3";
-constexpr const char* kOrg2 = "1315aee3-d0b4-4569-a8f2-b99ad776f149";
-constexpr const char* kOrg3 = "9f3c7e20-3b1a-4d6e-8a51-2f6c0d9e7a33";
+using sgsync::testing::kOrg1;
+using sgsync::testing::kOrg2;
+using sgsync::testing::kOrg3;
 const std::string kAdmin(40, 'a'), kSync(40, 's'), kUser(40, 'u');
 
 fs::path Api() { return DataDir() / "fixtures/misp/real-2.5.1/api"; }
