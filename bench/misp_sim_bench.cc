@@ -111,6 +111,20 @@ void BM_SimRestSearchOf16FromAStoreOf(benchmark::State& state) {
   state.SetComplexityN(state.range(0));
 }
 
+// events/view by uuid from a store of N events of 5 attributes: an index lookup, not a scan.
+void BM_SimViewByUuidFromAStoreOf(benchmark::State& state) {
+  auto s = MakeSim();
+  auto uuids = s->Seed(static_cast<int>(state.range(0)), 5, 0, 3, 5);
+  if (!uuids.ok()) std::abort();
+  const std::string target = "/events/view/" + uuids->back();
+  for (auto _ : state) {
+    auto r = s->Handle(Req("GET", target, ""));
+    if (r.status != 200) std::abort();
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetComplexityN(state.range(0));
+}
+
 void BM_SimViewOverHttpKeepAlive(benchmark::State& state) {
   auto s = MakeSim();
   auto uuids = s->Seed(1, 100, 0, 3, 1);
@@ -137,6 +151,7 @@ BENCHMARK(BM_SimViewInProcess)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SimAddInProcess)->Unit(benchmark::kMicrosecond)->Iterations(1000);
 BENCHMARK(BM_SimEditInProcess)->Unit(benchmark::kMillisecond)->Arg(1000)->Arg(2000)->Arg(4000)->Arg(8000)->Complexity(benchmark::oN);
 BENCHMARK(BM_SimRestSearchOf16FromAStoreOf)->Unit(benchmark::kMillisecond)->Arg(1000)->Arg(2000)->Arg(4000)->Arg(8000)->Complexity();
+BENCHMARK(BM_SimViewByUuidFromAStoreOf)->Unit(benchmark::kMicrosecond)->Arg(1000)->Arg(4000)->Arg(16000)->Complexity();
 BENCHMARK(BM_SimViewOverHttpKeepAlive)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -30,6 +30,9 @@ exportable INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS event_blocklist (uuid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS element_uuids (uuid TEXT PRIMARY KEY COLLATE NOCASE, event_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Events are found by uuid whatever its case (FindEvent: uuid = ? COLLATE NOCASE), which the UNIQUE
+-- index (binary) cannot serve: without this one every view, edit and add scanned the table.
+CREATE INDEX IF NOT EXISTS events_uuid_nocase ON events(uuid COLLATE NOCASE);
 )sql"));
   // A file made before the meta column: its rows keep NULL there, and the index reads their json.
   auto columns = db->Prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'meta'");
