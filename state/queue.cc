@@ -32,14 +32,17 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
                         .Bind(6, now)
                         .Bind(7, now)
                         .Run());
-  SGSYNC_TRY(
-      auto id,
-      db_->Prepare(
-          "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
-  id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
-  SGSYNC_TRY(bool row, id->Step());
-  if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
-  std::int64_t item = id->Int(0);
+  std::int64_t item = 0;
+  {
+    SGSYNC_TRY(
+        auto id,
+        db_->Prepare(
+            "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
+    id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
+    SGSYNC_TRY(bool row, id->Step());
+    if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
+    item = id->Int(0);
+  }  // reset before the commit (Database::Commit says why)
   SGSYNC_TRY_STATUS(tx.Commit());
   return item;
 }
@@ -53,6 +56,7 @@ Result<WorkItem> StateStore::LeaseItem(std::int64_t item_id, std::int64_t lease_
   SGSYNC_TRY(bool row, q->Step());
   if (!row) return Fail(ErrorCode::kNotFound, "no work item " + std::to_string(item_id), db_->path());
   WorkItem w = ReadWork(*q);
+  q->Reset();  // before the commit (Database::Commit says why)
   if (w.state == WorkState::kLeased && w.lease_expires_at.value_or(0) > now) {
     return Fail(ErrorCode::kFailedPrecondition,
                 "work item " + std::to_string(item_id) + " is in the hands of a run", db_->path());
@@ -220,6 +224,7 @@ Result<WorkState> StateStore::FailAttempt(std::int64_t item_id, const std::strin
     return Fail(ErrorCode::kNotFound, "work item " + std::to_string(item_id) + " does not exist",
                 db_->path());
   int attempts = static_cast<int>(q->Int(0)) + 1;
+  q->Reset();  // before the commit (Database::Commit says why)
   std::int64_t now = Now();
   WorkState next = dead_now || attempts >= options_.max_attempts ? WorkState::kDead : WorkState::kFailed;
   std::int64_t delay = options_.backoff_base_seconds;

@@ -121,6 +121,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, St
 Status StateStore::StartNewGenerationsIfRestored() {
   SGSYNC_TRY(auto q, db_->Prepare("SELECT value FROM meta WHERE key = 'restored_from_backup'"));
   SGSYNC_TRY(bool restored, q->Step());
+  q->Reset();  // before the commit below (Database::Commit says why)
   if (!restored) return {};
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
   // Keep the timestamps (the ledger still knows what was sent) but mark the break, so the engine
@@ -171,6 +172,7 @@ Result<LinkRegistration> StateStore::RegisterLink(const std::string& name, const
     reg.id = q->Int(0);
     reg.identity_changed = q->Text(1) != identity_hash;
   }
+  q->Reset();  // before the commit (Database::Commit says why)
   if (reg.identity_changed) {
     SGSYNC_TRY(auto upd, db_->Prepare("UPDATE links SET identity_hash = ?, updated_at = ? WHERE id = ?"));
     SGSYNC_TRY_STATUS(upd->Bind(1, identity_hash).Bind(2, now).Bind(3, reg.id).Run());

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
@@ -51,6 +53,32 @@ class StateStoreTest : public ::testing::Test {
 TEST_F(StateStoreTest, ANewDatabaseHasTheCurrentSchemaAndPassesIntegrityCheck) {
   EXPECT_EQ(*store_->SchemaVersion(), 4);
   EXPECT_EQ(*store_->IntegrityCheck(), "ok");
+}
+
+// Each enqueue is a transaction of its own. Its commit must leave the log free to be checkpointed:
+// an enqueue committed with its SELECT still open kept the -wal file growing by about 24 KB an item
+// (2.4 GB for the 100 000 events of a first push), where a checkpoint every 10 000 pages holds it
+// near 40 MB.
+TEST(StateStoreWalTest, EnqueueingManyItemsOneByOneKeepsTheWriteAheadLogBounded) {
+  TempDir dir;
+  const std::string file = (dir.path() / "state.db").string();
+  StoreOptions o;
+  o.synchronous_full = false;  // no fsync a commit: the same log, written faster
+  auto store = StateStore::Open(file, o);
+  ASSERT_TRUE(store.ok()) << store.error().ToString();
+  auto link = (*store)->RegisterLink("portal", "hash-1");
+  ASSERT_TRUE(link.ok());
+  std::uintmax_t largest = 0;
+  for (int i = 0; i < 12000; ++i) {
+    LedgerEntry e;
+    e.uuid = "0b0c5b1e-0000-4000-8000-" + std::to_string(100000000000 + i);
+    e.origin = Side::kLocal;
+    e.local_timestamp = 1000 + i;
+    e.decision = LedgerDecision::kQueued;
+    ASSERT_TRUE((*store)->RecordAndEnqueue(link->id, e, Direction::kPush, 1000 + i).ok());
+    if (i % 1000 == 999) largest = std::max(largest, std::filesystem::file_size(file + "-wal"));
+  }
+  EXPECT_LT(largest, std::uintmax_t{64} << 20) << "the -wal file reached " << (largest >> 20) << " MiB";
 }
 
 // Issue 16 item 6: a pause lives in the database, by link name and direction, with who and when.
