@@ -165,7 +165,8 @@ Status Database::Commit() {
   // COMMIT, so the checkpoint that follows it cannot run, and the -wal file grows with every such
   // commit (2.4 GB for 100 000 events enqueued one by one). Reset statements before committing.
   for (sqlite3_stmt* s = sqlite3_next_stmt(db_, nullptr); s != nullptr; s = sqlite3_next_stmt(db_, s)) {
-    if (sqlite3_stmt_busy(s)) throw std::logic_error("COMMIT with a statement still open: " + std::string(sqlite3_sql(s)));
+    if (sqlite3_stmt_busy(s))
+      throw std::logic_error("COMMIT with a statement still open: " + std::string(sqlite3_sql(s)));
   }
 #endif
   return Exec("COMMIT");

@@ -736,9 +736,10 @@ TEST(MispSimFileTest, AnEventIsFoundByItsUuidInAnyCaseThroughAnIndex) {
   {
     auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
     ASSERT_TRUE(sim.ok()) << sim.error().ToString();
-    auto r = Post(**sim, kAdminKey, "/events/add",
-                  R"({"Event":{"info":"e","distribution":"3","published":true,"timestamp":"100",)"
-                  R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
+    auto r =
+        Post(**sim, kAdminKey, "/events/add",
+             R"({"Event":{"info":"e","distribution":"3","published":true,"timestamp":"100",)"
+             R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
     ASSERT_EQ(r.status, 200) << r.body;
     uuid = std::string(json::parse(r.body).at("Event").at("uuid").as_string());
     std::string upper = uuid;
@@ -752,12 +753,14 @@ TEST(MispSimFileTest, AnEventIsFoundByItsUuidInAnyCaseThroughAnIndex) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* plan = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT id, org_id, json FROM events WHERE uuid = ? COLLATE NOCASE",
-                               -1, &plan, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(
+                db, "EXPLAIN QUERY PLAN SELECT id, org_id, json FROM events WHERE uuid = ? COLLATE NOCASE",
+                -1, &plan, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
   std::string detail;
-  while (sqlite3_step(plan) == SQLITE_ROW) detail += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
+  while (sqlite3_step(plan) == SQLITE_ROW)
+    detail += reinterpret_cast<const char*>(sqlite3_column_text(plan, 3));
   sqlite3_finalize(plan);
   sqlite3_close(db);
   EXPECT_NE(detail.find("USING INDEX"), std::string::npos) << detail;
