@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <memory>
 #include <set>
 
 #include <sqlite3.h>
@@ -684,14 +685,38 @@ TEST_F(MispSimTest, TheIndexShowsAnEditedEventAsItNowIs) {
   EXPECT_EQ(now.at("attribute_count"), row().at("attribute_count"));
 }
 
-// A POST handled in process, as the HTTP server would pass it on.
-HttpResponse Post(MispSim& sim, const std::string& key, const std::string& target, std::string body) {
+// A request handled in process, as the HTTP server would pass it on.
+HttpResponse Send(MispSim& sim, const std::string& method, const std::string& key, const std::string& target,
+                  std::string body = "") {
   HttpRequest req;
-  req.method = "POST";
+  req.method = method;
   req.target = target;
   req.headers["authorization"] = key;
   req.body = std::move(body);
   return sim.Handle(req);
+}
+
+HttpResponse Post(MispSim& sim, const std::string& key, const std::string& target, std::string body) {
+  return Send(sim, "POST", key, target, std::move(body));
+}
+
+// A file-backed misp-sim (admin key kAdminKey) at `file`.
+std::unique_ptr<MispSim> SimOnFile(const std::string& file) {
+  auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
+  EXPECT_TRUE(sim.ok()) << sim.error().ToString();
+  return sim.ok() ? std::move(*sim) : nullptr;
+}
+
+// Adds a published event of one attribute as the admin; its uuid, or "" when the add failed.
+std::string AddOneEvent(MispSim& sim, const std::string& info) {
+  auto r =
+      Post(sim, kAdminKey, "/events/add",
+           R"({"Event":{"info":")" + info +
+               R"(","distribution":"3","published":true,"timestamp":"100",)"
+               R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  if (r.status != 200) return "";
+  return std::string(json::parse(r.body).at("Event").at("uuid").as_string());
 }
 
 // A misp-sim file made before the meta column: opened again, the column is added, and its rows
@@ -701,13 +726,10 @@ TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
   const std::string file = (dir.path() / "sim.db").string();
   std::string uuid;
   {
-    auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
-    ASSERT_TRUE(sim.ok()) << sim.error().ToString();
-    auto r = Post(**sim, kAdminKey, "/events/add",
-                  R"({"Event":{"info":"old","distribution":"3","published":true,"timestamp":"100",)"
-                  R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
-    ASSERT_EQ(r.status, 200) << r.body;
-    uuid = std::string(json::parse(r.body).at("Event").at("uuid").as_string());
+    auto sim = SimOnFile(file);
+    ASSERT_NE(sim, nullptr);
+    uuid = AddOneEvent(*sim, "old");
+    ASSERT_FALSE(uuid.empty());
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
@@ -732,23 +754,13 @@ TEST(MispSimFileTest, AFileMadeBeforeTheMetaColumnIsStillListed) {
 TEST(MispSimFileTest, AnEventIsFoundByItsUuidInAnyCaseThroughAnIndex) {
   sgsync::testing::TempDir dir;
   const std::string file = (dir.path() / "sim.db").string();
-  std::string uuid;
   {
-    auto sim = MispSim::Create(SimConfig{file, "", "ORG2", kOrg2, kAdminKey, "", ""});
-    ASSERT_TRUE(sim.ok()) << sim.error().ToString();
-    auto r =
-        Post(**sim, kAdminKey, "/events/add",
-             R"({"Event":{"info":"e","distribution":"3","published":true,"timestamp":"100",)"
-             R"("Attribute":[{"type":"ip-dst","category":"Network activity","value":"198.51.100.1"}]}})");
-    ASSERT_EQ(r.status, 200) << r.body;
-    uuid = std::string(json::parse(r.body).at("Event").at("uuid").as_string());
-    std::string upper = uuid;
+    auto sim = SimOnFile(file);
+    ASSERT_NE(sim, nullptr);
+    std::string upper = AddOneEvent(*sim, "e");
+    ASSERT_FALSE(upper.empty());
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    HttpRequest view;
-    view.method = "GET";
-    view.target = "/events/view/" + upper;
-    view.headers["authorization"] = kAdminKey;
-    EXPECT_EQ((*sim)->Handle(view).status, 200) << "found in upper case";
+    EXPECT_EQ(Send(*sim, "GET", kAdminKey, "/events/view/" + upper).status, 200) << "found in upper case";
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
