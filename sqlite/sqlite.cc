@@ -78,6 +78,7 @@ std::string_view Statement::TextView(int col) const {
 }
 
 void Statement::Reset() {
+  db_->vm_steps_ += sqlite3_stmt_status(stmt_, SQLITE_STMTSTATUS_VM_STEP, /*resetFlg=*/1);
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
 }
@@ -169,7 +170,9 @@ Status Database::Commit() {
       throw std::logic_error("COMMIT with a statement still open: " + std::string(sqlite3_sql(s)));
   }
 #endif
-  return Exec("COMMIT");
+  SGSYNC_TRY_STATUS(Exec("COMMIT"));
+  ++commits_;
+  return {};
 }
 void Database::Rollback() noexcept {
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);

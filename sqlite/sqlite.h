@@ -98,6 +98,11 @@ class Database {
   Status Begin();  // BEGIN IMMEDIATE: the writer lock is taken up front, so commits do not deadlock
   Status Commit();
   void Rollback() noexcept;
+  // What this connection did since it was opened, for tests and benchmarks that pin a cost:
+  // transactions committed, and SQLite's virtual-machine steps (a row visited costs a few; counted
+  // as each statement is reset).
+  std::int64_t commits() const { return commits_; }
+  std::int64_t vm_steps() const { return vm_steps_; }
 
   // The Error for the connection's last failure: the file, the SQL, SQLite's message.
   Error LastError(std::string_view what) const;
@@ -112,6 +117,9 @@ class Database {
   sqlite3* db_;
   std::string path_;
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> cache_;
+  std::int64_t commits_ = 0;
+  std::int64_t vm_steps_ = 0;
+  friend class Statement;  // adds its steps as it is reset
 };
 
 // RAII transaction: rolls back unless Commit() succeeded.

@@ -15,7 +15,25 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
                                                   std::int64_t version) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
-  std::int64_t now = Now();
+  SGSYNC_TRY(std::int64_t item, EnqueueInTransaction(link_id, entry, d, version, Now()));
+  SGSYNC_TRY_STATUS(tx.Commit());
+  return item;
+}
+
+Status StateStore::RecordAndEnqueueMany(std::int64_t link_id, Direction d,
+                                        const std::vector<Enqueue>& items) {
+  if (items.empty()) return {};
+  std::lock_guard lock(mu_);
+  SGSYNC_TRY(Transaction tx, Transaction::Begin(*db_));
+  const std::int64_t now = Now();
+  for (const auto& item : items)
+    SGSYNC_TRY_STATUS(EnqueueInTransaction(link_id, item.entry, d, item.version, now));
+  return tx.Commit();
+}
+
+// The ledger entry written and the item enqueued, inside the caller's transaction (mu_ held).
+Result<std::int64_t> StateStore::EnqueueInTransaction(std::int64_t link_id, const LedgerEntry& entry,
+                                                      Direction d, std::int64_t version, std::int64_t now) {
   SGSYNC_TRY_STATUS(WriteLedger(*db_, link_id, entry, now));
   SGSYNC_TRY(auto ins,
              db_->Prepare("INSERT INTO work_queue (link_id, direction, uuid, version, state, "
@@ -32,19 +50,14 @@ Result<std::int64_t> StateStore::RecordAndEnqueue(std::int64_t link_id, const Le
                         .Bind(6, now)
                         .Bind(7, now)
                         .Run());
-  std::int64_t item = 0;
-  {
-    SGSYNC_TRY(
-        auto id,
-        db_->Prepare(
-            "SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? AND version = ?"));
-    id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
-    SGSYNC_TRY(bool row, id->Step());
-    if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
-    item = id->Int(0);
-  }  // reset before the commit (Database::Commit says why)
-  SGSYNC_TRY_STATUS(tx.Commit());
-  return item;
+  SGSYNC_TRY(auto id,
+             db_->Prepare("SELECT id FROM work_queue WHERE link_id = ? AND direction = ? AND uuid = ? "
+                          "AND version = ?"));
+  id->Bind(1, link_id).Bind(2, DirectionName(d)).Bind(3, entry.uuid).Bind(4, version);
+  SGSYNC_TRY(bool row, id->Step());
+  if (!row) return Fail(ErrorCode::kInternal, "enqueued item vanished", db_->path());
+  // `id` is reset as it goes out of scope, before the caller commits (Database::Commit says why).
+  return id->Int(0);
 }
 
 Result<WorkItem> StateStore::LeaseItem(std::int64_t item_id, std::int64_t lease_seconds) {
@@ -78,9 +91,11 @@ Result<std::vector<WorkItem>> StateStore::Lease(std::int64_t link_id, Direction 
   std::int64_t now = Now();
   SGSYNC_TRY(
       auto q,
+      // Through the index by state (work_queue_ready): the link's done items are never read.
       db_->Prepare(std::string("SELECT ") + kWorkColumns +
-                   " FROM work_queue WHERE link_id = ? AND direction = ? AND ("
-                   "(state IN ('pending', 'failed') AND next_attempt_at <= ?) OR "
+                   " FROM work_queue INDEXED BY work_queue_ready WHERE link_id = ? AND direction = ? AND "
+                   "state IN ('pending', 'failed', 'leased') AND ("
+                   "(state != 'leased' AND next_attempt_at <= ?) OR "
                    "(state = 'leased' AND lease_expires_at <= ?)) ORDER BY next_attempt_at, id LIMIT ?"));
   q->Bind(1, link_id)
       .Bind(2, DirectionName(d))
@@ -204,6 +219,11 @@ void StateStore::CommitCompletions(const std::vector<PendingCompletion*>& group)
   }
 }
 
+StateStore::Work StateStore::work() const {
+  std::lock_guard lock(mu_);
+  return {db_->commits(), db_->vm_steps()};
+}
+
 StateStore::CompletionCounts StateStore::completion_counts() const {
   std::lock_guard lock(group_mu_);
   return completion_counts_;
@@ -265,8 +285,8 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
   std::lock_guard lock(mu_);
   SGSYNC_TRY(
       auto q,
-      db_->Prepare(
-          "SELECT state, count(*) FROM work_queue WHERE link_id = ? AND direction = ? GROUP BY state"));
+      db_->Prepare("SELECT state, count(*) FROM work_queue INDEXED BY work_queue_ready WHERE link_id = ? AND "
+                   "direction = ? AND state IN ('pending', 'leased', 'failed', 'dead') GROUP BY state"));
   q->Bind(1, link_id).Bind(2, DirectionName(d));
   QueueCounts c;
   while (true) {
@@ -280,8 +300,7 @@ Result<QueueCounts> StateStore::CountQueue(std::int64_t link_id, Direction d) {
       case WorkState::kLeased:
         c.leased = n;
         break;
-      case WorkState::kDone:
-        c.done = n;
+      case WorkState::kDone:  // not asked for
         break;
       case WorkState::kFailed:
         c.failed = n;
@@ -298,8 +317,9 @@ Result<std::optional<std::int64_t>> StateStore::OldestUnfinished(std::int64_t li
   std::lock_guard lock(mu_);
   // Dead letters do not hold the cursor: an event a peer never serves would hold it for ever. They
   // stay visible (failures, retry) and a retry re-queues them.
-  SGSYNC_TRY(auto q, db_->Prepare("SELECT MIN(version) FROM work_queue WHERE link_id = ? AND direction = ? "
-                                  "AND state NOT IN ('done', 'dead')"));
+  SGSYNC_TRY(auto q, db_->Prepare(
+                         "SELECT MIN(version) FROM work_queue INDEXED BY work_queue_ready "
+                         "WHERE link_id = ? AND direction = ? AND state IN ('pending', 'leased', 'failed')"));
   q->Bind(1, link_id).Bind(2, DirectionName(d));
   SGSYNC_TRY(bool row, q->Step());
   if (!row || q->IsNull(0)) return std::optional<std::int64_t>();

@@ -230,11 +230,29 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
   if (!push && options.full && !page.rejected.empty())
     spdlog::warn("link {}: deletions at the Portal not looked for: its index had rows that could not be read",
                  name_);
+  // Written a chunk to a transaction: one commit (one fsync) for a thousand events where a first
+  // run's listing used to commit each, yet short enough that other links' writes do not wait long
+  // for the store.
+  constexpr std::size_t kChunk = 1000;
+  std::vector<state::LedgerEntry> echoes;
+  std::vector<state::StateStore::Enqueue> queue;
+  auto flush = [&](std::size_t at_least) -> Status {
+    if (echoes.size() >= at_least) {
+      SGSYNC_TRY_STATUS(store_.UpsertLedgerBatch(link_id_, echoes));
+      echoes.clear();
+    }
+    if (queue.size() >= at_least) {
+      SGSYNC_TRY_STATUS(store_.RecordAndEnqueueMany(link_id_, run.route.direction, queue));
+      queue.clear();
+    }
+    return {};
+  };
   for (auto& c : candidates) {
+    SGSYNC_TRY_STATUS(flush(kChunk));
     if (c.echo) {
       // No echo: sgsync wrote this version here itself. The ledger learns the source saw it.
       SeenTimestamp(*c.ledger, run.route.source_side) = c.timestamp;
-      SGSYNC_TRY_STATUS(store_.UpsertLedger(link_id_, *c.ledger));
+      echoes.push_back(std::move(*c.ledger));
       ++run.stats.echo;
       if (metrics_ != nullptr)
         metrics_->Add(
@@ -248,7 +266,7 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
       entry.origin = run.route.source_side;
       entry.decision = state::LedgerDecision::kQueued;
     }
-    SGSYNC_TRY_STATUS(store_.RecordAndEnqueue(link_id_, entry, run.route.direction, c.timestamp));
+    queue.push_back({std::move(entry), c.timestamp});
     ++run.stats.queued;
     if (options.full && c.timestamp < cursor.last_timestamp - options_.overlap_seconds) {
       ++run.stats.late_arrivals;
@@ -258,6 +276,7 @@ Status LinkEngine::ListAndEnqueue(RunContext& run, state::Cursor& cursor, std::i
         metrics_->Add(metric::kReconciliationFound, {{"link", name_}, {"direction", dir}});
     }
   }
+  SGSYNC_TRY_STATUS(flush(1));
   // Only now is every listed change durably queued: a 304 next time must not hide one that a failed
   // write of the state (a full disk, a read-only file) left unqueued.
   RememberEtag(channel, filter_text, page.etag);

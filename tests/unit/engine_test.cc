@@ -221,6 +221,26 @@ TEST_F(EngineTest, APeerThatKeepsFailingEndsTheRunEarlyAndTheUntriedItemsWait) {
   EXPECT_EQ(after.sent, 10 - run.failed);
 }
 
+// Each enqueue was a transaction of its own: a first push of 100 000 events committed (and
+// fsynced) 100 000 times before its first write. A listing is now queued a thousand to a commit.
+TEST_F(EngineTest, AFirstRunQueuesItsWholeListingInAFewCommitsNotOneAnEvent) {
+  Seed(*member_, 300, 17);
+  portal_->sim().AddFault(Failing("/events/filterEventIdsForPush", 503));
+  portal_->sim().AddFault(Failing("/events/add", 503));
+  Engine(With([](EngineOptions& o) {
+    o.max_in_flight = 1;
+    o.peer_failures_to_abort = 1;  // the run ends at its first write: what it committed is the listing's
+  }));
+  const std::int64_t before = store_->work().commits;
+  RunStats run = Run(Direction::kPush);
+  EXPECT_TRUE(run.aborted);
+  EXPECT_EQ(run.queued, 300);
+  const auto queue = store_->CountQueue(link_id_, Direction::kPush);
+  EXPECT_EQ(queue->pending + queue->failed + queue->leased, 300);
+  // The rest are the first batch's: its lease, and its untried items given back one by one (66 in all).
+  EXPECT_LT(store_->work().commits - before, 100) << "300 events queued, one commit each";
+}
+
 TEST_F(EngineTest, WhenTheBulkFetchFailsEachEventIsFetchedAlone) {
   auto uuids = Seed(*member_, 3, 14);
   member_->sim().AddFault(Failing("/events/restSearch", 500));
