@@ -174,6 +174,25 @@ Status StateStore::Complete(std::int64_t item_id, std::int64_t link_id, const Le
   return me.status;
 }
 
+std::vector<Status> StateStore::CompleteMany(std::int64_t link_id, const std::vector<Completion>& items) {
+  std::vector<PendingCompletion> pending;
+  pending.reserve(items.size());
+  for (const auto& c : items) pending.push_back({c.item_id, link_id, &c.entry, {}});
+  for (std::size_t from = 0; from < pending.size(); from += kMaxCompletionGroup) {
+    std::vector<PendingCompletion*> group;
+    for (std::size_t i = from; i < std::min(pending.size(), from + kMaxCompletionGroup); ++i)
+      group.push_back(&pending[i]);
+    CommitCompletions(group);
+    std::lock_guard lock(group_mu_);
+    completion_counts_.completions += static_cast<std::int64_t>(group.size());
+    ++completion_counts_.commits;
+  }
+  std::vector<Status> out;
+  out.reserve(pending.size());
+  for (auto& p : pending) out.push_back(std::move(p.status));
+  return out;
+}
+
 void StateStore::CommitCompletions(const std::vector<PendingCompletion*>& group) {
   std::lock_guard lock(mu_);
   auto tx = Transaction::Begin(*db_);

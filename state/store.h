@@ -229,6 +229,14 @@ class StateStore {
   // batch's parallel writes cost one fsync, not one each; each caller still gets its own status, and
   // one item's failure leaves the others of its group written.
   Status Complete(std::int64_t item_id, std::int64_t link_id, const LedgerEntry& entry);
+  // Complete for many items at once, as the engine completes what a wave of work finished: one
+  // transaction for up to 64 items, a savepoint each, so one item's failure leaves the others
+  // written. Each item gets its own status, in order; durable when this returns.
+  struct Completion {
+    std::int64_t item_id = 0;
+    LedgerEntry entry;
+  };
+  std::vector<Status> CompleteMany(std::int64_t link_id, const std::vector<Completion>& items);
   // How many completions and how many transactions wrote them, since the store was opened.
   struct CompletionCounts {
     std::int64_t completions = 0;

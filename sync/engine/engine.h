@@ -238,7 +238,10 @@ class LinkEngine {
   Error PartialError(const std::vector<misp::MissingElement>& missing, const Route& route) const;
   void RecheckPartial(RunContext& run, Prepared& p);
   void SendSightingsAfterPush(RunContext& run, Prepared& p);
+  // p has reached its end: its completion (the item done, `entry` in the ledger) is written with
+  // others of its wave (CompleteFinished): once max_in_flight have gathered, and at the wave's end.
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, Outcome outcome);
+  void CompleteFinished(RunContext& run);
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
   static state::LedgerEntry SeenEntry(const Prepared& p, const Route& route, state::LedgerDecision decision);
   static state::LedgerEntry WrittenEntry(const Prepared& p, const Route& route, const json::object& written);

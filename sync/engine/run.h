@@ -64,12 +64,21 @@ class LinkEngine::RunContext {
   RunContext(Route r, const RunOptions& o) : route(r), options(o) {}
   const Route route;
   const RunOptions& options;
-  std::mutex mu;  // guards stats
+  std::mutex mu;  // guards stats and finished
   RunStats stats;
   std::atomic<int> peer_failures{0};
   std::atomic<bool> peer_down{false};
   // An item of this run has reached its end (sent, already there, skipped, held or failed).
   std::atomic<bool> progressed{false};
+  // Items finished (LinkEngine::Finish) whose completion is not written to the store yet: written
+  // together, in one transaction, once as many have gathered as the run has writes in flight, and
+  // when the wave ends (LinkEngine::CompleteFinished).
+  struct Finished {
+    Prepared* p;
+    state::LedgerEntry entry;
+    Outcome outcome;
+  };
+  std::vector<Finished> finished;  // guarded by mu
 
   // The run's time slice is over (RunOptions::yield_at): no further event is handed out, those in
   // hand are finished, the rest go back to the queue for the next turn. Not before one item has

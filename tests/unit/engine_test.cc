@@ -241,6 +241,21 @@ TEST_F(EngineTest, AFirstRunQueuesItsWholeListingInAFewCommitsNotOneAnEvent) {
   EXPECT_LT(store_->work().commits - before, 100) << "300 events queued, one commit each";
 }
 
+// One durable transaction an event was a third of sgsyncd's CPU for a small event: completions are
+// written as many at a time as the run has writes in flight (4 by default).
+TEST_F(EngineTest, CompletionsAreWrittenAsManyToATransactionAsTheRunHasWritesInFlight) {
+  auto uuids = Seed(*member_, 40, 19);
+  Engine();
+  const auto before = store_->completion_counts();
+  EXPECT_EQ(Run(Direction::kPush).sent, 40);
+  const auto after = store_->completion_counts();
+  EXPECT_EQ(after.completions - before.completions, 40);
+  EXPECT_LE(after.commits - before.commits, 40 / 4 + 1) << "40 events of one wave, 4 in flight";
+  for (const auto& u : uuids)
+    EXPECT_EQ((*store_->GetLedger(link_id_, u))->decision, state::LedgerDecision::kSend);
+  EXPECT_EQ(Run(Direction::kPush).sent, 0) << "each completion was recorded";
+}
+
 TEST_F(EngineTest, WhenTheBulkFetchFailsEachEventIsFetchedAlone) {
   auto uuids = Seed(*member_, 3, 14);
   member_->sim().AddFault(Failing("/events/restSearch", 500));

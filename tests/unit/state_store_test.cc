@@ -447,6 +447,32 @@ TEST_F(StateStoreTest, CompletionsQueuedTogetherShareATransactionAndABadOneIsUnd
   EXPECT_LE(counts.commits, 3) << "completions that queued together are written in one transaction";
 }
 
+TEST_F(StateStoreTest, CompletingManyWritesThemInOneTransactionAndAFailureOnlyItsOwn) {
+  std::vector<StateStore::Completion> completions;
+  for (int i = 0; i < 3; ++i) {
+    const std::string uuid = "c" + std::to_string(i);
+    const std::int64_t id = *store_->RecordAndEnqueue(link_, Entry(uuid, 50), Direction::kPush, 50);
+    completions.push_back({id, Entry(uuid, 50)});
+  }
+  ASSERT_EQ(store_->Lease(link_, Direction::kPush, 10, 60)->size(), 3u);
+  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)
+                  ->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
+                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+                  .ok());
+  completions[1].entry.local_hash = "poison";
+  const std::vector<Status> written = store_->CompleteMany(link_, completions);
+  ASSERT_EQ(written.size(), 3u);
+  EXPECT_TRUE(written[0].ok());
+  ASSERT_FALSE(written[1].ok());
+  EXPECT_NE(written[1].error().ToString().find("refused by the test"), std::string::npos);
+  EXPECT_TRUE(written[2].ok());
+  EXPECT_EQ(store_->completion_counts().commits, 1);
+  EXPECT_EQ(store_->ListWork(link_, WorkState::kDone)->size(), 2u);
+  EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->leased, 1) << "the refused one is still in hand";
+}
+
 // Alone, a completion is written without a savepoint: its failure rolls the whole transaction
 // back, so its queue row, already marked done within it, is pending again.
 TEST_F(StateStoreTest, ALoneCompletionRefusedAtItsLedgerWriteLeavesItsItemPending) {
