@@ -45,6 +45,21 @@ class StateStoreTest : public ::testing::Test {
     return e;
   }
 
+  // A second connection to the store's file, with a trigger refusing ledger rows whose local_hash
+  // is "poison" on `statement` ("INSERT" or "UPDATE"): a write that fails inside a transaction.
+  std::unique_ptr<sqlite::Database> RefusePoisonedLedgerRows(const std::string& statement) {
+    auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
+    if (!other.ok()) {
+      ADD_FAILURE() << other.error().ToString();
+      return nullptr;
+    }
+    const Status created = (*other)->Exec("CREATE TRIGGER refuse BEFORE " + statement +
+                                          " ON ledger WHEN NEW.local_hash = 'poison' "
+                                          "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    EXPECT_TRUE(created.ok());
+    return std::move(*other);
+  }
+
   TempDir dir_;
   std::int64_t now_ = 1000;
   std::unique_ptr<StateStore> store_;
@@ -296,12 +311,8 @@ TEST_F(StateStoreTest, ManyEventsAreRecordedAndQueuedInOneTransactionAllOrNone) 
   ASSERT_TRUE(store_->RecordAndEnqueueMany(link_, Direction::kPush, items).ok());
   EXPECT_EQ(store_->CountQueue(link_, Direction::kPush)->pending, 500);
 
-  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
-  ASSERT_TRUE(other.ok());
-  ASSERT_TRUE((*other)
-                  ->Exec("CREATE TRIGGER refuse BEFORE INSERT ON ledger WHEN NEW.local_hash = 'poison' "
-                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
-                  .ok());
+  auto other = RefusePoisonedLedgerRows("INSERT");
+  ASSERT_NE(other, nullptr);
   std::vector<StateStore::Enqueue> more;
   for (int i = 0; i < 10; ++i) more.push_back({Entry("n" + std::to_string(i), 700 + i), 700 + i});
   more[7].entry.local_hash = "poison";
@@ -414,11 +425,9 @@ TEST_F(StateStoreTest, CompletionsQueuedTogetherShareATransactionAndABadOneIsUnd
   // Another writer holds the database, as a second process may: the first completion waits for it
   // and the others queue behind that one. It also makes the poison item's ledger write fail after
   // its queue row was already marked done within the group's transaction.
-  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
-  ASSERT_TRUE(other.ok());
-  ASSERT_TRUE((*other)->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
-                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END").ok());
-  ASSERT_TRUE((*other)->Exec("BEGIN IMMEDIATE").ok());
+  auto other = RefusePoisonedLedgerRows("UPDATE");
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(other->Exec("BEGIN IMMEDIATE").ok());
   std::vector<Status> results(kGood + 1);
   std::vector<std::thread> threads;
   for (int i = 0; i < kGood; ++i)
@@ -429,7 +438,7 @@ TEST_F(StateStoreTest, CompletionsQueuedTogetherShareATransactionAndABadOneIsUnd
   bad.local_hash = "poison";
   threads.emplace_back([&] { results[kGood] = store_->Complete(poison, link_, bad); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  ASSERT_TRUE((*other)->Exec("COMMIT").ok());
+  ASSERT_TRUE(other->Exec("COMMIT").ok());
   for (auto& t : threads) t.join();
 
   for (int i = 0; i < kGood; ++i) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].error().ToString();
@@ -455,12 +464,8 @@ TEST_F(StateStoreTest, CompletingManyWritesThemInOneTransactionAndAFailureOnlyIt
     completions.push_back({id, Entry(uuid, 50)});
   }
   ASSERT_EQ(store_->Lease(link_, Direction::kPush, 10, 60)->size(), 3u);
-  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
-  ASSERT_TRUE(other.ok());
-  ASSERT_TRUE((*other)
-                  ->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
-                         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
-                  .ok());
+  auto other = RefusePoisonedLedgerRows("UPDATE");
+  ASSERT_NE(other, nullptr);
   completions[1].entry.local_hash = "poison";
   const std::vector<Status> written = store_->CompleteMany(link_, completions);
   ASSERT_EQ(written.size(), 3u);
@@ -477,10 +482,8 @@ TEST_F(StateStoreTest, CompletingManyWritesThemInOneTransactionAndAFailureOnlyIt
 // back, so its queue row, already marked done within it, is pending again.
 TEST_F(StateStoreTest, ALoneCompletionRefusedAtItsLedgerWriteLeavesItsItemPending) {
   const std::int64_t id = *store_->RecordAndEnqueue(link_, Entry("alone", 50), Direction::kPush, 50);
-  auto other = sqlite::Database::Open((dir_.path() / "state.db").string(), sqlite::OpenOptions{});
-  ASSERT_TRUE(other.ok());
-  ASSERT_TRUE((*other)->Exec("CREATE TRIGGER refuse BEFORE UPDATE ON ledger WHEN NEW.local_hash = 'poison' "
-                             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END").ok());
+  auto other = RefusePoisonedLedgerRows("UPDATE");
+  ASSERT_NE(other, nullptr);
   LedgerEntry bad = Entry("alone", 50);
   bad.local_hash = "poison";
   const Status refused = store_->Complete(id, link_, bad);
