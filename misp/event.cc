@@ -535,17 +535,9 @@ Result<std::vector<EventDocument>> DecodeEventList(json::value root, const Decod
       return Fail(ErrorCode::kParse, "expected an event object, found " + Describe(event), epath);
     }
     SGSYNC_TRY_STATUS(ValidateEvent(event.get_object(), epath, options));
-    if (items->size() == 1) {
-      // Alone, the event keeps the parse's arena (a 150k-attribute event is not copied).
-      out.push_back(EventDocument::Wrap(std::move(event.get_object())));
-    } else {
-      // The events of one answer go to different threads, which change them (the policy strips
-      // tags, adds keys): a shared arena is not thread-safe, so each gets an arena of its own. An
-      // arena, not the heap: the copy is then one bump per value instead of a malloc, and its
-      // destruction frees a few blocks instead of every value.
-      out.push_back(EventDocument::Wrap(
-          json::object(event.get_object(), json::make_shared_resource<json::monotonic_resource>())));
-    }
+    // Taken, not copied: the events keep the answer's arena, which several threads may allocate
+    // from at once (JsonReader's arena is thread-safe), and which goes when the last of them does.
+    out.push_back(EventDocument::Wrap(std::move(event.get_object())));
   }
   return out;
 }

@@ -308,8 +308,9 @@ class EventDocument {
 };
 
 // Splits a response holding several events ({"response": [...]}, or a bare list of events) into
-// documents in the {"Event": {...}} envelope, each validated. Each document owns its storage (they
-// may be changed on different threads); a single event keeps the parsed answer's.
+// documents in the {"Event": {...}} envelope, each validated. The documents keep `root`'s storage
+// (nothing is copied), and may be changed on different threads only if that storage is thread-safe:
+// the heap, or the arena of a JsonReader (ParseJson), which every answer of a MISP is parsed into.
 Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options = {});
 
 // Checks types and values of an event object. `path` is where the event sits ("Event").

@@ -76,6 +76,8 @@ class JsonReader {
 
   JsonLimits limits_;
   std::shared_ptr<MemoryCount> count_;
+  class Arena;
+  Arena* arena_ = nullptr;  // the document's arena, owned by the parser and then by the tree
   json::stream_parser parser_;
   std::size_t bytes_seen_ = 0;
   std::optional<Error> failed_;
