@@ -151,12 +151,51 @@ void PutScalar(const json::value& v, Sink& sink) {
   PutText(std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)), sink);
 }
 
-std::string_view SortKey(const json::value& v) {
+// Keys are short: compared inline, eight bytes at a time, instead of through a call to memcmp (a
+// tenth of the hash's time went to memcmp calls for keys of 2-20 bytes).
+bool SameKey(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  const char* x = a.data();
+  const char* y = b.data();
+  std::size_t n = a.size();
+  for (; n >= 8; n -= 8, x += 8, y += 8) {
+    std::uint64_t p, q;
+    std::memcpy(&p, x, 8);
+    std::memcpy(&q, y, 8);
+    if (p != q) return false;
+  }
+  for (; n > 0; --n)
+    if (*x++ != *y++) return false;
+  return true;
+}
+
+// The position of "uuid" in the last element looked at: the elements of one list mostly share their
+// shape, so the next one has it at the same place, found with one comparison instead of a look-up.
+// An object's keys are unique, so a key found there is the key if_contains would find.
+const json::value* FindUuid(const json::object& o, std::size_t& hint) {
+  if (hint < o.size()) {
+    const json::key_value_pair& kv = o.begin()[hint];
+    if (SameKey(kv.key(), "uuid")) return &kv.value();
+  }
+  for (std::size_t i = 0; i < o.size(); ++i) {
+    const json::key_value_pair& kv = o.begin()[i];
+    if (SameKey(kv.key(), "uuid")) {
+      hint = i;
+      return &kv.value();
+    }
+  }
+  return nullptr;
+}
+
+std::string_view SortKey(const json::value& v, std::size_t& uuid_hint) {
   if (!v.is_object()) return {};
   const json::object& o = v.get_object();
-  if (const json::value* u = o.if_contains("uuid"); u != nullptr && u->is_string()) return u->get_string();
+  if (const json::value* u = FindUuid(o, uuid_hint); u != nullptr && u->is_string()) return u->get_string();
   if (const json::value* n = o.if_contains("name"); n != nullptr && n->is_string()) return n->get_string();
-  if (const json::value* t = o.if_contains("Tag"); t != nullptr && t->is_object()) return SortKey(*t);
+  if (const json::value* t = o.if_contains("Tag"); t != nullptr && t->is_object()) {
+    std::size_t tag_hint = 0;
+    return SortKey(*t, tag_hint);
+  }
   return {};
 }
 
@@ -199,8 +238,9 @@ class Canonical {
   void Array(const json::array& a, std::size_t depth) {
     std::vector<Item>& items = At(depth).items;
     items.clear();
+    std::size_t uuid_hint = 0;
     for (const auto& v : a) {
-      std::string_view key = SortKey(v);
+      std::string_view key = SortKey(v, uuid_hint);
       items.push_back(Item{Prefix(key), key, &v});
     }
     // The order of the keys as strings: their first 8 bytes as a big-endian number decide, the
@@ -266,7 +306,7 @@ class Canonical {
     if (level.keys.size() != o.size()) return false;
     const json::key_value_pair* fields = o.begin();
     for (std::size_t i = 0; i < level.keys.size(); ++i) {
-      if (level.keys[i] != std::string_view(fields[i].key())) return false;
+      if (!SameKey(level.keys[i], fields[i].key())) return false;
     }
     return true;
   }

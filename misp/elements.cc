@@ -1,6 +1,6 @@
 #include "misp/elements.h"
 
-#include <set>
+#include <string_view>
 
 #include "common/encoding.h"
 
@@ -12,27 +12,22 @@ const json::array* ListOf(const json::object& holder, const char* key) {
   return v != nullptr && v->is_array() ? &v->get_array() : nullptr;
 }
 
-// Calls fn(kind, element, path) for every element of an event.
+// Calls fn(element) for every element of an event: attributes, objects and theirs, reports.
 template <typename Fn>
 void EachElement(const json::object& event, Fn fn) {
-  auto attributes = [&](const json::object& holder, const std::string& path) {
-    if (const json::array* list = ListOf(holder, "Attribute")) {
-      for (std::size_t i = 0; i < list->size(); ++i)
-        if ((*list)[i].is_object()) fn("Attribute", (*list)[i].get_object(), Index(Child(path, "Attribute"), i));
+  for (const char* key : {"Attribute", "Object", "EventReport"}) {
+    const json::array* list = ListOf(event, key);
+    if (list == nullptr) continue;
+    for (const json::value& v : *list) {
+      if (!v.is_object()) continue;
+      fn(v.get_object());
+      if (key == std::string_view("Object")) {
+        if (const json::array* inner = ListOf(v.get_object(), "Attribute")) {
+          for (const json::value& a : *inner)
+            if (a.is_object()) fn(a.get_object());
+        }
+      }
     }
-  };
-  attributes(event, "Event");
-  if (const json::array* objects = ListOf(event, "Object")) {
-    for (std::size_t i = 0; i < objects->size(); ++i) {
-      if (!(*objects)[i].is_object()) continue;
-      std::string path = Index("Event.Object", i);
-      fn("Object", (*objects)[i].get_object(), path);
-      attributes((*objects)[i].get_object(), path);
-    }
-  }
-  if (const json::array* reports = ListOf(event, "EventReport")) {
-    for (std::size_t i = 0; i < reports->size(); ++i)
-      if ((*reports)[i].is_object()) fn("EventReport", (*reports)[i].get_object(), Index("Event.EventReport", i));
   }
 }
 
@@ -46,25 +41,52 @@ std::string Describe(const std::string& kind, const json::object& e) {
 
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const json::object& saved) {
   UuidSet held;
-  EachElement(saved, [&](const char*, const json::object& e, const std::string&) {
-    held.Insert(StringOr(e, "uuid"));
-  });
+  EachElement(saved, [&](const json::object& e) { held.Insert(StringOr(e, "uuid")); });
   return ElementsMissingFrom(sent, held);
 }
 
+// Paths and descriptions are made for the missing elements only: made for every element, their
+// strings were most of this check's cost (it runs on every write, for every element sent).
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held) {
   std::vector<MissingElement> out;
-  std::set<std::string> missing_objects;
-  EachElement(sent, [&](const char* kind, const json::object& e, const std::string& path) {
-    if (BoolOr(e, "deleted", false)) return;
+  auto missing = [&](const json::object& e) {
+    if (BoolOr(e, "deleted", false)) return false;
     std::string_view uuid = StringOr(e, "uuid");
-    if (uuid.empty() || held.Contains(uuid)) return;
-    // An object's attributes go with it: the object is named, not each of them again.
-    std::string parent = path.substr(0, path.find(".Attribute"));
-    if (std::string(kind) == "Attribute" && missing_objects.count(parent)) return;
-    if (std::string(kind) == "Object") missing_objects.insert(path);
-    out.push_back(MissingElement{kind, std::string(StringOr(e, "uuid")), path, Describe(kind, e)});
-  });
+    return !uuid.empty() && !held.Contains(uuid);
+  };
+  auto add = [&](const char* kind, const json::object& e, std::string path) {
+    out.push_back(MissingElement{kind, std::string(StringOr(e, "uuid")), std::move(path), Describe(kind, e)});
+  };
+  auto attributes = [&](const json::object& holder, const std::string& path) {
+    const json::array* list = ListOf(holder, "Attribute");
+    if (list == nullptr) return;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const json::value& v = (*list)[i];
+      if (v.is_object() && missing(v.get_object()))
+        add("Attribute", v.get_object(), Index(Child(path, "Attribute"), i));
+    }
+  };
+  attributes(sent, "Event");
+  if (const json::array* objects = ListOf(sent, "Object")) {
+    for (std::size_t i = 0; i < objects->size(); ++i) {
+      if (!(*objects)[i].is_object()) continue;
+      const json::object& o = (*objects)[i].get_object();
+      std::string path = Index("Event.Object", i);
+      // An object's attributes go with it: the object is named, not each of them again.
+      if (missing(o)) {
+        add("Object", o, std::move(path));
+      } else {
+        attributes(o, path);
+      }
+    }
+  }
+  if (const json::array* reports = ListOf(sent, "EventReport")) {
+    for (std::size_t i = 0; i < reports->size(); ++i) {
+      const json::value& v = (*reports)[i];
+      if (v.is_object() && missing(v.get_object()))
+        add("EventReport", v.get_object(), Index("Event.EventReport", i));
+    }
+  }
   return out;
 }
 

@@ -9,20 +9,28 @@
 namespace sgsync::misp {
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return c - 'A' + 10;  // IsUuid has checked it is a hex digit
-}
+// The value of each hex digit, -1 for any other byte.
+constexpr std::array<std::int8_t, 256> kHexValue = [] {
+  std::array<std::int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) t[c] = static_cast<std::int8_t>(c - 'A' + 10);
+  return t;
+}();
 
+// What IsUuid accepts, decoded in the same pass: every element of every write is looked up here
+// (misp::ElementsMissingFrom), and checking first then decoding read each uuid twice.
 std::optional<std::array<std::uint8_t, 16>> Pack(std::string_view text) {
-  if (!IsUuid(text)) return std::nullopt;
-  std::array<std::uint8_t, 16> out{};
-  std::size_t n = 0;
-  for (std::size_t i = 0; i + 1 < text.size(); ++i) {
-    if (text[i] == '-') continue;
-    out[n++] = static_cast<std::uint8_t>(HexValue(text[i]) << 4 | HexValue(text[i + 1]));
-    ++i;
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
+    return std::nullopt;
+  static constexpr std::size_t kPairAt[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+  std::array<std::uint8_t, 16> out;
+  for (std::size_t i = 0; i < 16; ++i) {
+    const int hi = kHexValue[static_cast<unsigned char>(text[kPairAt[i]])];
+    const int lo = kHexValue[static_cast<unsigned char>(text[kPairAt[i] + 1])];
+    if ((hi | lo) < 0) return std::nullopt;
+    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
   }
   return out;
 }

@@ -92,6 +92,18 @@ TEST(MispContentHashTest, ElementsAreOrderedByTheirWholeKeys) {
   EXPECT_EQ(CanonicalForm(json::parse(doc).get_object()), expected);
 }
 
+// The uuid that orders an element is looked for where the element before had it; an element with
+// its uuid elsewhere, a uuid that is not a string (ordered first, as without a key), or none
+// (ordered by its name), is ordered as if each were looked up afresh.
+TEST(MispContentHashTest, ElementsAreOrderedByTheirUuidWhereverItSitsInTheElement) {
+  const char* doc =
+      R"({"A":[{"uuid":"c","v":"1"},{"v":"2","uuid":"a"},{"v":"3","w":"x","uuid":"b"},{"uuid":7,"v":"4"},)"
+      R"({"name":"0","v":"5"},{"uuid":"ab","v":"6"}]})";
+  EXPECT_EQ(CanonicalForm(json::parse(doc).get_object()),
+            "{1:A=[{4:uuid=1:7,1:v=1:4,},{4:name=1:0,1:v=1:5,},{4:uuid=1:a,1:v=1:2,},{4:uuid=2:ab,1:v=1:6,},"
+            "{4:uuid=1:b,1:v=1:3,1:w=1:x,},{4:uuid=1:c,1:v=1:1,},],}");
+}
+
 // The ledgers of every installation hold these hashes: a faster canonical form must give the same
 // bytes, or every tracked event would look changed after an upgrade. Pinned on 2026-12-02 from the
 // form the ledgers hold, on real events of several shapes (objects, galaxies, event reports,

@@ -2,6 +2,10 @@
 // (misp::SavedEventReader): the event's uuid and id and its elements' uuids, nothing else kept.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+
+#include "common/encoding.h"
 #include "misp/elements.h"
 #include "misp/saved_event.h"
 #include "tests/support/files.h"
@@ -138,6 +142,29 @@ TEST(MispUuidSetTest, FindsAUuidInEitherCaseAndKeepsTextThatIsNotAUuid) {
   EXPECT_TRUE(set.Contains("NOT-A-UUID"));
   EXPECT_FALSE(set.Contains(""));
   EXPECT_EQ(set.ToStrings(), (std::set<std::string>{"55172a7e-dbba-41aa-8759-814e1983d0cb", "not-a-uuid"}));
+}
+
+// A uuid is packed into 16 bytes only when IsUuid accepts it: one byte off anywhere (a non-hex
+// digit, a dash out of place, a missing dash) and the text is kept as text, not as a near-miss uuid.
+TEST(MispUuidSetTest, TextOneByteOffAUuidIsKeptAsTextWhereverTheByteIs) {
+  const std::string uuid = "55172a7e-dbba-41aa-8759-814e1983d0cb";
+  for (std::size_t at = 0; at < uuid.size(); ++at) {
+    for (char bad : {'g', 'G', '-', '/', ':', '@', '`', '\x80', 'a'}) {
+      std::string off = uuid;
+      off[at] = bad;
+      if (IsUuid(off)) continue;  // a hex digit for another
+      UuidSet set;
+      set.Insert(off);
+      EXPECT_FALSE(set.Contains(uuid)) << off;
+      EXPECT_TRUE(set.Contains(off)) << off;
+      EXPECT_EQ(set.ToStrings(), (std::set<std::string>{AsciiLower(off)})) << off;
+    }
+  }
+  UuidSet set;
+  set.Insert(uuid.substr(0, 35));
+  set.Insert(uuid + "0");
+  EXPECT_FALSE(set.Contains(uuid));
+  EXPECT_EQ(set.size(), 2u);
 }
 
 TEST(MispSavedEventTest, AnOverlongUuidIsNotKeptSoItsElementCountsAsMissing) {
