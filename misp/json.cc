@@ -134,8 +134,8 @@ class BoundedResource final : public json::memory_resource {
 // events of one bulk answer go to different threads, which change them (the policy strips tags,
 // adds keys); they keep the arena they were parsed into instead of a copy each (the copy was 5% of
 // sgsyncd's CPU in a push, docs/performance.md). While the parser alone allocates, it takes no lock
-// (a lock per value made parsing a fifth slower); the reader shares the arena as it hands the
-// document over, before any other thread can see it.
+// (nothing else can reach the tree yet, and parsing allocates for every value); the reader shares
+// the arena as it hands the document over, before any other thread can see it.
 class JsonReader::Arena final : public json::memory_resource {
  public:
   // `self` learns where the arena lives: make_shared_resource builds it inside its own holder.
