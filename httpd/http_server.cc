@@ -50,6 +50,9 @@ struct HttpServer::Impl {
   template <typename Stream>
   void Exchange(Stream& stream, const std::string& peer) {
     beast::flat_buffer buffer;
+    // Beast reads as much as the buffer's free capacity, at least 512 bytes: unreserved, a 45 KB
+    // event arrived 512 bytes (one SSL_read) at a time.
+    buffer.reserve(64 * 1024);
     while (!stopping) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(max_body);

@@ -33,14 +33,14 @@ Status Expect(bool ok, const std::string& path, std::string what, const json::va
 
 Status CheckUuidField(const json::object& o, std::string_view key, std::string_view path, bool required) {
   const json::value* v = o.if_contains(key);
-  std::string where = Child(path, key);
   if (v == nullptr || v->is_null()) {
-    if (required) return Fail(ErrorCode::kParse, "expected a uuid, found nothing", where);
+    if (required) return Fail(ErrorCode::kParse, "expected a uuid, found nothing", Child(path, key));
     return {};
   }
   // MISP writes an empty string for "no uuid" in a few optional fields (extends_uuid).
   if (!required && v->is_string() && v->get_string().empty()) return {};
-  return Expect(v->is_string() && IsUuid(v->get_string()), where, "a uuid", *v);
+  if (v->is_string() && IsUuid(v->get_string())) return {};
+  return Expect(false, Child(path, key), "a uuid", *v);
 }
 
 Status CheckNonNegative(const json::object& o, std::string_view key, std::string_view path) {

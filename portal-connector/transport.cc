@@ -65,6 +65,12 @@ class Inflater {
 
 // One kept-alive connection: its own io_context, driven by the thread that uses it.
 struct Connection {
+  // Beast reads as much as the buffer's free capacity, at least 512 bytes: an empty buffer read a
+  // 16 KiB TLS record 512 bytes at a time, each an asynchronous round through Asio (32 rounds a
+  // record; a fifth of sgsyncd's CPU in a push, docs/performance.md). Reserved, a read takes a
+  // whole record.
+  Connection() { buffer.reserve(kReadBufferBytes); }
+  static constexpr std::size_t kReadBufferBytes = 64 * 1024;
   asio::io_context io;
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
