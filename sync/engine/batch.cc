@@ -37,7 +37,12 @@ state::LedgerEntry LinkEngine::WrittenEntry(const Prepared& p, const Route& rout
   state::LedgerEntry entry = SeenEntry(p, route, state::LedgerDecision::kSend);
   entry.written_side = route.destination_side;
   entry.written_timestamp = p.source_timestamp;
-  entry.written_hash = misp::ContentHash(written);
+  // Unchanged by the policy, the event hashes as the source did: one hash an event instead of two
+  // (the second was a twelfth of a push's CPU; PolicyLinkTest.AnEventTheRulesLeaveUnchanged...).
+  const bool as_decided = p.decision && p.decision->event && &written == &*p.decision->event;
+  entry.written_hash = as_decided && p.decision->Unchanged() && !p.source_hash.empty()
+                           ? p.source_hash
+                           : misp::ContentHash(written);
   SeenTimestamp(entry, route.destination_side) = p.source_timestamp;
   return entry;
 }

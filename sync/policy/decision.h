@@ -57,6 +57,10 @@ struct Decision {
   json::value RecordJson() const;
   // The first refusal, when the event is not sent.
   const Reason* refusal() const;
+  // Sent with no reason but "keep": every change carries a reason, so the event leaves with what
+  // the content hash covers as it came (misp/content_hash.h: only instance-local keys, such as
+  // ids and sightings, may differ). The engine then records the source's hash as the one written.
+  bool Unchanged() const;
   // What the receiving MISP will store; empty when it stores nothing.
   std::optional<json::object> Arrival() const;
 };

@@ -47,6 +47,11 @@ const Reason* Decision::refusal() const {
   return nullptr;
 }
 
+bool Decision::Unchanged() const {
+  return send && event &&
+         std::all_of(reasons.begin(), reasons.end(), [](const Reason& r) { return r.action == "keep"; });
+}
+
 json::value Decision::ToJson() const {
   json::value v = RecordJson();
   auto wrap = [](const std::optional<json::object>& e) -> json::value {

@@ -622,6 +622,29 @@ TEST_F(EngineTest, TheLedgerKeepsTheDecisionAndItsReasonsNotTheEvent) {
   EXPECT_EQ((*ledger)->decision_json.find(uuid), std::string::npos) << "no copy of the event";
 }
 
+// One content hash an event where the policy changed nothing (Decision::Unchanged): the source's is
+// recorded as the one written. Where the policy changed the event, what was written is hashed itself.
+TEST_F(EngineTest, TheLedgerRecordsTheHashOfWhatWasWrittenChangedByThePolicyOrNot) {
+  const std::string as_is = Seed(*member_, 1, 49)[0];
+  auto mixed = member_->sim().Seed(1, 20, 0, 3, 50, /*attribute_distribution=*/-1);
+  ASSERT_TRUE(mixed.ok());
+  Engine();
+  ASSERT_EQ(Run(Direction::kPush).sent, 2);
+  auto same = store_->GetLedger(link_id_, as_is);
+  ASSERT_TRUE(same.ok() && same->has_value());
+  ASSERT_TRUE((*same)->local_hash.has_value());
+  EXPECT_EQ((*same)->written_hash, (*same)->local_hash);
+  auto changed = store_->GetLedger(link_id_, (*mixed)[0]);
+  ASSERT_TRUE(changed.ok() && changed->has_value());
+  bool any_change = false;
+  const json::value decision = json::parse((*changed)->decision_json);
+  for (const auto& r : decision.at("reasons").as_array()) any_change |= r.at("action") != json::value("keep");
+  ASSERT_TRUE(any_change) << "the seed gives the policy something to remove or downgrade";
+  ASSERT_TRUE((*changed)->written_hash.has_value());
+  EXPECT_EQ((*changed)->written_hash->size(), 64u);
+  EXPECT_NE((*changed)->written_hash, (*changed)->local_hash);
+}
+
 TEST(EngineOptionsTest, TheLaterOfTheFixedAndTheRollingWindowStartsApplies) {
   EngineOptions o;
   const std::int64_t now = 1'800'000'000;
