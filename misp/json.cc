@@ -325,23 +325,27 @@ Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_vi
                                            std::string_view path) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return std::optional<std::int64_t>();
-  SGSYNC_TRY(std::int64_t i, ReadInt(*v, Child(path, key)));
-  return std::optional<std::int64_t>(i);
+  // The path is built for an error only: these run for several fields of every element.
+  auto i = ReadInt(*v, {});
+  if (!i.ok()) return ReadInt(*v, Child(path, key)).error();
+  return std::optional<std::int64_t>(*i);
 }
 
 Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return std::optional<bool>();
-  SGSYNC_TRY(bool b, ReadBool(*v, Child(path, key)));
-  return std::optional<bool>(b);
+  auto b = ReadBool(*v, {});
+  if (!b.ok()) return ReadBool(*v, Child(path, key)).error();
+  return std::optional<bool>(*b);
 }
 
 Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
                                                   std::string_view path) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return std::optional<std::string_view>();
-  SGSYNC_TRY(std::string_view s, ReadString(*v, Child(path, key)));
-  return std::optional<std::string_view>(s);
+  auto s = ReadString(*v, {});
+  if (!s.ok()) return ReadString(*v, Child(path, key)).error();
+  return std::optional<std::string_view>(*s);
 }
 
 std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback) {

@@ -84,6 +84,8 @@ std::vector<Case> Cases() {
        "Event.Attribute[0].to_ids", "expected a boolean"},
       {"attribute_deleted", Ev(R"("Attribute":[{"deleted":2}])"), ErrorCode::kParse,
        "Event.Attribute[0].deleted", "expected a boolean"},
+      {"attribute_timestamp_text", Ev(R"("Attribute":[{},{"timestamp":"soon"}])"), ErrorCode::kParse,
+       "Event.Attribute[1].timestamp", "expected an integer"},
       {"attribute_type", Ev(R"("Attribute":[{"type":["ip-dst"]}])"), ErrorCode::kParse,
        "Event.Attribute[0].type", "expected an attribute type"},
       {"attribute_sg_missing", Ev(R"("Attribute":[{"distribution":4}])"), ErrorCode::kParse,
