@@ -321,31 +321,34 @@ Result<std::string_view> ReadString(const json::value& v, std::string_view path)
   return Fail(ErrorCode::kParse, "expected a string, found " + Describe(v), std::string(path));
 }
 
+namespace {
+
+// An optional field read with `read`; the field's path is built for an error only, because these run
+// for several fields of every element (the read is pure, so reading again with the path is harmless).
+template <typename T>
+Result<std::optional<T>> ReadOptional(const json::object& o, std::string_view key, std::string_view path,
+                                      Result<T> (*read)(const json::value&, std::string_view)) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<T>();
+  Result<T> r = read(*v, {});
+  if (!r.ok()) return read(*v, Child(path, key)).error();
+  return std::optional<T>(*r);
+}
+
+}  // namespace
+
 Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key,
                                            std::string_view path) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr || v->is_null()) return std::optional<std::int64_t>();
-  // The path is built for an error only: these run for several fields of every element.
-  auto i = ReadInt(*v, {});
-  if (!i.ok()) return ReadInt(*v, Child(path, key)).error();
-  return std::optional<std::int64_t>(*i);
+  return ReadOptional(o, key, path, &ReadInt);
 }
 
 Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr || v->is_null()) return std::optional<bool>();
-  auto b = ReadBool(*v, {});
-  if (!b.ok()) return ReadBool(*v, Child(path, key)).error();
-  return std::optional<bool>(*b);
+  return ReadOptional(o, key, path, &ReadBool);
 }
 
 Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
                                                   std::string_view path) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr || v->is_null()) return std::optional<std::string_view>();
-  auto s = ReadString(*v, {});
-  if (!s.ok()) return ReadString(*v, Child(path, key)).error();
-  return std::optional<std::string_view>(*s);
+  return ReadOptional(o, key, path, &ReadString);
 }
 
 std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback) {
