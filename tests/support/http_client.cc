@@ -25,7 +25,9 @@ HttpResult Request(std::uint16_t port, const std::string& method, const std::str
   req.body() = body;
   req.prepare_payload();
   http::write(socket, req);
+  // Room for more than 512 bytes a read, which is what Beast reads into an empty buffer.
   boost::beast::flat_buffer buffer;
+  buffer.reserve(64 * 1024);
   http::response_parser<http::string_body> parser;
   parser.body_limit(1u << 30);
   if (method == "HEAD") parser.skip(true);
