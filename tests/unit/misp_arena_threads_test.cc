@@ -11,18 +11,14 @@
 #include <vector>
 
 #include "misp/event.h"
+#include "tests/support/misp_answers.h"
 
 namespace sgsync::misp {
 namespace {
 
 TEST(MispArenaThreadsTest, TheLastEventOfAnAnswerToBeFreedFreesItsArenaAfterTheOthersOnOtherThreads) {
   constexpr int kEvents = 4;
-  std::string answer = R"({"response":[)";
-  for (int i = 0; i < kEvents; ++i) {
-    answer += std::string(i ? "," : "") + R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e)" +
-              std::to_string(i) + R"(","info":"e)" + std::to_string(i) + R"("}})";
-  }
-  answer += "]}";
+  const std::string answer = sgsync::testing::RestSearchAnswerOf(kEvents);
   // Every value moved from keeps the arena: the answer, its list and the events taken out of it
   // are all gone when this ends, and only `events` holds the arena.
   std::vector<json::object> events = [&answer] {

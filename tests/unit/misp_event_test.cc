@@ -7,6 +7,7 @@
 
 #include "misp/event.h"
 #include "tests/support/files.h"
+#include "tests/support/misp_answers.h"
 
 namespace sgsync::misp {
 namespace {
@@ -135,12 +136,7 @@ TEST(MispEventTest, DecodesAListOfEventsInEitherForm) {
 TEST(MispEventTest, EventsOfOneAnswerKeepItsArenaAndCanBeChangedOnManyThreadsAtOnce) {
   constexpr int kEvents = 8;
   constexpr int kKeysEach = 20000;
-  std::string answer = R"({"response":[)";
-  for (int i = 0; i < kEvents; ++i) {
-    answer += std::string(i ? "," : "") + R"({"Event":{"uuid":"326aa0b6-efbc-4b2a-9da5-ffa0b18015e)" +
-              std::to_string(i) + R"(","info":"e)" + std::to_string(i) + R"("}})";
-  }
-  answer += "]}";
+  const std::string answer = sgsync::testing::RestSearchAnswerOf(kEvents);
   auto parsed = ParseJson(answer);
   ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
   const json::memory_resource* arena = parsed->storage().get();
