@@ -49,10 +49,11 @@ std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const 
 // strings were most of this check's cost (it runs on every write, for every element sent).
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held) {
   std::vector<MissingElement> out;
+  // The uuid first: almost every element is held, and then its `deleted` flag need not be looked up
+  // (that look-up was 2% of a push's CPU, docs/performance.md).
   auto missing = [&](const json::object& e) {
-    if (BoolOr(e, "deleted", false)) return false;
     std::string_view uuid = StringOr(e, "uuid");
-    return !uuid.empty() && !held.Contains(uuid);
+    return !uuid.empty() && !held.Contains(uuid) && !BoolOr(e, "deleted", false);
   };
   auto add = [&](const char* kind, const json::object& e, std::string path) {
     out.push_back(MissingElement{kind, std::string(StringOr(e, "uuid")), std::move(path), Describe(kind, e)});

@@ -26,13 +26,102 @@ std::vector<View> ViewsOf(json::array* list) {
 
 // ---- validation ----
 
+// The keys validation reads of an element (an attribute, object, report, or the event itself), found
+// in one pass over its entries. An attribute has about twenty keys and validation asks for up to
+// sixteen, most of them absent; a look-up each (hashing the key, then comparing) was most of
+// validation's cost. Keys of a parsed object are unique, so the entry found is the one a look-up
+// would find.
+struct ElementFields {
+  explicit ElementFields(const json::object& o) {
+    for (const json::key_value_pair& kv : o) {
+      const std::string_view k = kv.key();
+      const json::value* v = &kv.value();
+      switch (k.size()) {
+        case 3:
+          if (k == "Tag") tag = v;
+          break;
+        case 4:
+          if (k == "uuid") {
+            uuid = v;
+          } else if (k == "type") {
+            type = v;
+          }
+          break;
+        case 6:
+          if (k == "to_ids") to_ids = v;
+          break;
+        case 7:
+          if (k == "deleted") deleted = v;
+          break;
+        case 8:
+          if (k == "EventTag") {
+            event_tag = v;
+          } else if (k == "Sighting") {
+            sighting = v;
+          }
+          break;
+        case 9:
+          if (k == "timestamp") {
+            timestamp = v;
+          } else if (k == "Attribute") {
+            attribute = v;
+          }
+          break;
+        case 12:
+          if (k == "distribution") {
+            distribution = v;
+          } else if (k == "AttributeTag") {
+            attribute_tag = v;
+          } else if (k == "SharingGroup") {
+            sharing_group = v;
+          }
+          break;
+        case 13:
+          if (k == "template_uuid") template_uuid = v;
+          break;
+        case 15:
+          if (k == "ShadowAttribute") {
+            shadow_attribute = v;
+          } else if (k == "ObjectReference") {
+            object_reference = v;
+          }
+          break;
+        case 16:
+          if (k == "sharing_group_id") sharing_group_id = v;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  // Every element.
+  const json::value* uuid = nullptr;
+  const json::value* distribution = nullptr;
+  const json::value* sharing_group_id = nullptr;
+  const json::value* timestamp = nullptr;
+  const json::value* deleted = nullptr;
+  const json::value* tag = nullptr;
+  const json::value* event_tag = nullptr;
+  const json::value* attribute_tag = nullptr;
+  const json::value* sharing_group = nullptr;
+  // Attributes.
+  const json::value* type = nullptr;
+  const json::value* to_ids = nullptr;
+  const json::value* sighting = nullptr;
+  const json::value* shadow_attribute = nullptr;
+  // Objects.
+  const json::value* template_uuid = nullptr;
+  const json::value* attribute = nullptr;
+  const json::value* object_reference = nullptr;
+};
+
 Status Expect(bool ok, const std::string& path, std::string what, const json::value& found) {
   if (ok) return {};
   return Fail(ErrorCode::kParse, "expected " + std::move(what) + ", found " + Describe(found), path);
 }
 
-Status CheckUuidField(const json::object& o, std::string_view key, std::string_view path, bool required) {
-  const json::value* v = o.if_contains(key);
+// `v` is the value of `key` in the object at `path`, null when the key is absent.
+Status CheckUuid(const json::value* v, std::string_view key, std::string_view path, bool required) {
   if (v == nullptr || v->is_null()) {
     if (required) return Fail(ErrorCode::kParse, "expected a uuid, found nothing", Child(path, key));
     return {};
@@ -43,25 +132,37 @@ Status CheckUuidField(const json::object& o, std::string_view key, std::string_v
   return Expect(false, Child(path, key), "a uuid", *v);
 }
 
-Status CheckNonNegative(const json::object& o, std::string_view key, std::string_view path) {
-  SGSYNC_TRY(auto v, OptInt(o, key, path));
-  if (v && *v < 0) {
-    return Fail(ErrorCode::kParse, "expected a timestamp (seconds since 1970), found " + std::to_string(*v),
+Status CheckUuidField(const json::object& o, std::string_view key, std::string_view path, bool required) {
+  return CheckUuid(o.if_contains(key), key, path, required);
+}
+
+Status CheckNonNegative(const json::value* v, std::string_view key, std::string_view path) {
+  SGSYNC_TRY(auto n, OptInt(v, key, path));
+  if (n && *n < 0) {
+    return Fail(ErrorCode::kParse, "expected a timestamp (seconds since 1970), found " + std::to_string(*n),
                 Child(path, key));
   }
   return {};
 }
 
-Status CheckOptionalType(const json::object& o, std::string_view key, std::string_view path, json::kind kind,
+Status CheckNonNegative(const json::object& o, std::string_view key, std::string_view path) {
+  return CheckNonNegative(o.if_contains(key), key, path);
+}
+
+Status CheckOptionalType(const json::value* v, std::string_view key, std::string_view path, json::kind kind,
                          std::string_view what) {
-  const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null() || v->kind() == kind) return {};
   return Expect(false, Child(path, key), std::string(what), *v);
 }
 
-Status CheckDistribution(const json::object& o, std::string_view path, int max_level) {
-  SGSYNC_TRY(auto level, OptInt(o, "distribution", path));
-  SGSYNC_TRY(auto sg_id, OptInt(o, "sharing_group_id", path));
+Status CheckOptionalType(const json::object& o, std::string_view key, std::string_view path, json::kind kind,
+                         std::string_view what) {
+  return CheckOptionalType(o.if_contains(key), key, path, kind, what);
+}
+
+Status CheckDistribution(const ElementFields& f, std::string_view path, int max_level) {
+  SGSYNC_TRY(auto level, OptInt(f.distribution, "distribution", path));
+  SGSYNC_TRY(auto sg_id, OptInt(f.sharing_group_id, "sharing_group_id", path));
   if (!level) return {};
   if (*level < 0 || *level > max_level) {
     return Fail(
@@ -69,7 +170,8 @@ Status CheckDistribution(const json::object& o, std::string_view path, int max_l
         "expected a distribution level 0.." + std::to_string(max_level) + ", found " + std::to_string(*level),
         Child(path, "distribution"));
   }
-  if (*level == 4 && sg_id.value_or(0) <= 0 && ObjectField(o, "SharingGroup") == nullptr) {
+  const bool has_group_object = f.sharing_group != nullptr && f.sharing_group->is_object();
+  if (*level == 4 && sg_id.value_or(0) <= 0 && !has_group_object) {
     return Fail(ErrorCode::kParse,
                 "distribution 4 (sharing group) needs a sharing_group_id or a SharingGroup",
                 Child(path, "distribution"));
@@ -77,9 +179,10 @@ Status CheckDistribution(const json::object& o, std::string_view path, int max_l
   return {};
 }
 
-Status CheckTags(const json::object& o, std::string_view path) {
-  for (std::string_view key : {"Tag", "EventTag", "AttributeTag"}) {
-    const json::value* list = o.if_contains(key);
+Status CheckTags(const ElementFields& f, std::string_view path) {
+  const std::pair<std::string_view, const json::value*> lists[] = {
+      {"Tag", f.tag}, {"EventTag", f.event_tag}, {"AttributeTag", f.attribute_tag}};
+  for (const auto& [key, list] : lists) {
     if (list == nullptr || list->is_null()) continue;
     std::string lpath = Child(path, key);
     SGSYNC_TRY_STATUS(Expect(list->is_array(), lpath, "an array of tags", *list));
@@ -110,8 +213,7 @@ Status CheckTags(const json::object& o, std::string_view path) {
   return {};
 }
 
-Status CheckSharingGroup(const json::object& o, std::string_view path) {
-  const json::value* v = o.if_contains("SharingGroup");
+Status CheckSharingGroup(const json::value* v, std::string_view path) {
   if (v == nullptr || v->is_null()) return {};
   std::string sgpath = Child(path, "SharingGroup");
   // MISP serialises an element without a group as an empty SharingGroup list in some exports.
@@ -142,53 +244,63 @@ Status CheckSharingGroup(const json::object& o, std::string_view path) {
 }
 
 // What attributes, objects, reports and the event share: uuid, distribution, timestamps, flags, tags.
-Status CheckElement(const json::object& o, std::string_view path, int max_level, bool require_uuid) {
-  SGSYNC_TRY_STATUS(CheckUuidField(o, "uuid", path, require_uuid));
-  SGSYNC_TRY_STATUS(CheckDistribution(o, path, max_level));
-  SGSYNC_TRY_STATUS(CheckNonNegative(o, "timestamp", path));
-  SGSYNC_TRY(auto deleted, OptBool(o, "deleted", path));
+Status CheckElement(const ElementFields& f, std::string_view path, int max_level, bool require_uuid) {
+  SGSYNC_TRY_STATUS(CheckUuid(f.uuid, "uuid", path, require_uuid));
+  SGSYNC_TRY_STATUS(CheckDistribution(f, path, max_level));
+  SGSYNC_TRY_STATUS(CheckNonNegative(f.timestamp, "timestamp", path));
+  SGSYNC_TRY(auto deleted, OptBool(f.deleted, "deleted", path));
   (void)deleted;
-  SGSYNC_TRY_STATUS(CheckTags(o, path));
-  return CheckSharingGroup(o, path);
+  SGSYNC_TRY_STATUS(CheckTags(f, path));
+  return CheckSharingGroup(f.sharing_group, path);
 }
 
+// Calls fn(item, path) for every item of `list` (the value of `key` in the object at `path`; null:
+// absent). An item's path is built only when it fails: the checks are pure, so the failing item is
+// checked again with its path to name it (a path for every attribute was a string built per item).
 template <typename Fn>
-Status ForEachObjectIn(const json::object& o, std::string_view key, std::string_view path, Fn fn) {
-  const json::value* list = o.if_contains(key);
+Status ForEachObjectIn(const json::value* list, std::string_view key, std::string_view path, Fn fn) {
   if (list == nullptr || list->is_null()) return {};
-  std::string lpath = Child(path, key);
-  SGSYNC_TRY_STATUS(Expect(list->is_array(), lpath, "an array", *list));
+  if (!list->is_array()) return Expect(false, Child(path, key), "an array", *list);
   const json::array& items = list->get_array();
   for (std::size_t i = 0; i < items.size(); ++i) {
-    std::string ipath = Index(lpath, i);
+    if (items[i].is_object() && fn(items[i].get_object(), std::string_view()).ok()) continue;
+    const std::string ipath = Index(Child(path, key), i);
     SGSYNC_TRY_STATUS(Expect(items[i].is_object(), ipath, "an object", items[i]));
-    SGSYNC_TRY_STATUS(fn(items[i].get_object(), ipath));
+    return fn(items[i].get_object(), ipath);
   }
   return {};
 }
 
+template <typename Fn>
+Status ForEachObjectIn(const json::object& o, std::string_view key, std::string_view path, Fn fn) {
+  return ForEachObjectIn(o.if_contains(key), key, path, fn);
+}
+
 Status CheckAttribute(const json::object& a, std::string_view path) {
-  SGSYNC_TRY_STATUS(CheckElement(a, path, 5, false));
-  SGSYNC_TRY_STATUS(CheckOptionalType(a, "type", path, json::kind::string, "an attribute type (string)"));
-  SGSYNC_TRY(auto to_ids, OptBool(a, "to_ids", path));
+  const ElementFields f(a);
+  SGSYNC_TRY_STATUS(CheckElement(f, path, 5, false));
+  SGSYNC_TRY_STATUS(
+      CheckOptionalType(f.type, "type", path, json::kind::string, "an attribute type (string)"));
+  SGSYNC_TRY(auto to_ids, OptBool(f.to_ids, "to_ids", path));
   (void)to_ids;
   SGSYNC_TRY_STATUS(
-      ForEachObjectIn(a, "Sighting", path, [](const json::object& s, const std::string& p) -> Status {
+      ForEachObjectIn(f.sighting, "Sighting", path, [](const json::object& s, std::string_view p) -> Status {
         SGSYNC_TRY_STATUS(CheckUuidField(s, "uuid", p, false));
         return CheckNonNegative(s, "date_sighting", p);
       }));
-  return ForEachObjectIn(a, "ShadowAttribute", path,
-                         [](const json::object& s, const std::string& p) -> Status {
+  return ForEachObjectIn(f.shadow_attribute, "ShadowAttribute", path,
+                         [](const json::object& s, std::string_view p) -> Status {
                            return CheckUuidField(s, "uuid", p, false);
                          });
 }
 
 Status CheckObject(const json::object& o, std::string_view path) {
-  SGSYNC_TRY_STATUS(CheckElement(o, path, 5, false));
-  SGSYNC_TRY_STATUS(CheckUuidField(o, "template_uuid", path, false));
-  SGSYNC_TRY_STATUS(ForEachObjectIn(o, "Attribute", path, CheckAttribute));
-  return ForEachObjectIn(o, "ObjectReference", path,
-                         [](const json::object& r, const std::string& p) -> Status {
+  const ElementFields f(o);
+  SGSYNC_TRY_STATUS(CheckElement(f, path, 5, false));
+  SGSYNC_TRY_STATUS(CheckUuid(f.template_uuid, "template_uuid", path, false));
+  SGSYNC_TRY_STATUS(ForEachObjectIn(f.attribute, "Attribute", path, CheckAttribute));
+  return ForEachObjectIn(f.object_reference, "ObjectReference", path,
+                         [](const json::object& r, std::string_view p) -> Status {
                            SGSYNC_TRY_STATUS(CheckUuidField(r, "uuid", p, false));
                            SGSYNC_TRY_STATUS(CheckUuidField(r, "referenced_uuid", p, false));
                            SGSYNC_TRY_STATUS(CheckNonNegative(r, "timestamp", p));
@@ -416,7 +528,7 @@ std::vector<AnalystDataView> EventView::analyst_data() const {
 }
 
 Status ValidateEvent(const json::object& e, std::string_view path, const DecodeOptions& options) {
-  SGSYNC_TRY_STATUS(CheckElement(e, path, 4, options.require_uuid));
+  SGSYNC_TRY_STATUS(CheckElement(ElementFields(e), path, 4, options.require_uuid));
   SGSYNC_TRY_STATUS(CheckNonNegative(e, "publish_timestamp", path));
   SGSYNC_TRY_STATUS(CheckNonNegative(e, "sighting_timestamp", path));
   for (std::string_view flag : {"published", "locked", "disable_correlation"}) {
@@ -432,13 +544,13 @@ Status ValidateEvent(const json::object& e, std::string_view path, const DecodeO
   }
   SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Attribute", path, CheckAttribute));
   SGSYNC_TRY_STATUS(ForEachObjectIn(e, "Object", path, CheckObject));
-  SGSYNC_TRY_STATUS(ForEachObjectIn(
-      e, "EventReport", path,
-      [](const json::object& r, const std::string& p) -> Status { return CheckElement(r, p, 5, false); }));
-  return ForEachObjectIn(e, "ShadowAttribute", path,
-                         [](const json::object& s, const std::string& p) -> Status {
-                           return CheckUuidField(s, "uuid", p, false);
-                         });
+  SGSYNC_TRY_STATUS(
+      ForEachObjectIn(e, "EventReport", path, [](const json::object& r, std::string_view p) -> Status {
+        return CheckElement(ElementFields(r), p, 5, false);
+      }));
+  return ForEachObjectIn(e, "ShadowAttribute", path, [](const json::object& s, std::string_view p) -> Status {
+    return CheckUuidField(s, "uuid", p, false);
+  });
 }
 
 json::object& EventDocument::EventObject() {

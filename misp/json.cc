@@ -344,9 +344,8 @@ namespace {
 // An optional field read with `read`; the field's path is built for an error only, because these run
 // for several fields of every element (the read is pure, so reading again with the path is harmless).
 template <typename T>
-Result<std::optional<T>> ReadOptional(const json::object& o, std::string_view key, std::string_view path,
+Result<std::optional<T>> ReadOptional(const json::value* v, std::string_view key, std::string_view path,
                                       Result<T> (*read)(const json::value&, std::string_view)) {
-  const json::value* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) return std::optional<T>();
   Result<T> r = read(*v, {});
   if (!r.ok()) return read(*v, Child(path, key)).error();
@@ -357,16 +356,25 @@ Result<std::optional<T>> ReadOptional(const json::object& o, std::string_view ke
 
 Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_view key,
                                            std::string_view path) {
-  return ReadOptional(o, key, path, &ReadInt);
+  return ReadOptional(o.if_contains(key), key, path, &ReadInt);
+}
+
+Result<std::optional<std::int64_t>> OptInt(const json::value* v, std::string_view key,
+                                           std::string_view path) {
+  return ReadOptional(v, key, path, &ReadInt);
 }
 
 Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path) {
-  return ReadOptional(o, key, path, &ReadBool);
+  return ReadOptional(o.if_contains(key), key, path, &ReadBool);
+}
+
+Result<std::optional<bool>> OptBool(const json::value* v, std::string_view key, std::string_view path) {
+  return ReadOptional(v, key, path, &ReadBool);
 }
 
 Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
                                                   std::string_view path) {
-  return ReadOptional(o, key, path, &ReadString);
+  return ReadOptional(o.if_contains(key), key, path, &ReadString);
 }
 
 std::int64_t IntOr(const json::object& o, std::string_view key, std::int64_t fallback) {

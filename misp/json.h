@@ -112,6 +112,10 @@ Result<std::optional<std::int64_t>> OptInt(const json::object& o, std::string_vi
 Result<std::optional<bool>> OptBool(const json::object& o, std::string_view key, std::string_view path);
 Result<std::optional<std::string_view>> OptString(const json::object& o, std::string_view key,
                                                   std::string_view path);
+// The same for a value already found in its object (`v` null: the key is absent), for readers that
+// find several keys in one pass over an object's entries instead of a look-up each.
+Result<std::optional<std::int64_t>> OptInt(const json::value* v, std::string_view key, std::string_view path);
+Result<std::optional<bool>> OptBool(const json::value* v, std::string_view key, std::string_view path);
 
 // Lenient readers for values already validated: they never fail and give `fallback` for an absent
 // or unreadable value.

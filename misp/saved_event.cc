@@ -236,9 +236,11 @@ Status SavedEventReader::Write(std::string_view chunk) {
                     "byte " + std::to_string(m.limits.max_document_bytes));
     return *m.failed;
   }
-  std::string& head = m.parser.handler().out.head;
-  if (head.size() < SavedEvent::kHeadBytes)
-    head.append(chunk.substr(0, SavedEvent::kHeadBytes - head.size()));
+  // The head is read only for an answer without "Event": once the event has begun, the rest of the
+  // answer is not copied into it (it was most of this reader's copying, a whole event per add).
+  SavedEvent& out = m.parser.handler().out;
+  if (!out.has_event && out.head.size() < SavedEvent::kHeadBytes)
+    out.head.append(chunk.substr(0, SavedEvent::kHeadBytes - out.head.size()));
   boost::system::error_code ec;
   std::size_t used = m.parser.write_some(true, chunk.data(), chunk.size(), ec);
   if (!ec && used < chunk.size()) ec = json::error::extra_data;

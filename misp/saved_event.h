@@ -29,7 +29,8 @@ struct SavedEvent {
   // Attribute[], Event.EventReport[].
   UuidSet element_uuids;
   // The answer's first bytes (at most kHeadBytes): an answer without "Event" is MISP's error form
-  // ({"name", "message", "errors"}), which the caller decodes from these.
+  // ({"name", "message", "errors"}), which the caller decodes from these. Once the answer's event
+  // has begun (has_event), no more is kept: the head may then end anywhere.
   std::string head;
   static constexpr std::size_t kHeadBytes = 64 * 1024;
 };

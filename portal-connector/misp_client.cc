@@ -333,12 +333,15 @@ constexpr std::size_t kWholeBodyBytes = std::size_t{1} << 20;
 Result<WriteResult> MispClient::WriteEvent(const std::string& target, const json::object& event, bool add) {
   HttpRequest req{"POST", target, {}, {}, false};
   EventBodyProducer whole(event);
-  std::vector<char> buf(64 * 1024);
+  // Uninitialised: zeroing it was 64 KiB of memset for every write.
+  constexpr std::size_t kPiece = 64 * 1024;
+  const auto buf = std::make_unique_for_overwrite<char[]>(kPiece);
   std::size_t n = 0;
-  while (req.body.size() <= kWholeBodyBytes && (n = whole(buf.data(), buf.size())) > 0) req.body.append(buf.data(), n);
+  while (req.body.size() <= kWholeBodyBytes && (n = whole(buf.get(), kPiece)) > 0)
+    req.body.append(buf.get(), n);
   if (n > 0) {
     std::size_t length = req.body.size();
-    while ((n = whole(buf.data(), buf.size())) > 0) length += n;
+    while ((n = whole(buf.get(), kPiece)) > 0) length += n;
     req.body.clear();
     req.body.shrink_to_fit();
     req.streamed_body = StreamedBody{length, [&event] {

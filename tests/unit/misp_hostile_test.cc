@@ -80,6 +80,11 @@ std::vector<Case> Cases() {
        ErrorCode::kParse, "Event.Attribute[1].distribution", "0..5, found 6"},
       {"attribute_bad_uuid", Ev(R"("Attribute":[{"uuid":"zz"}])"), ErrorCode::kParse,
        "Event.Attribute[0].uuid", "expected a uuid"},
+      // Items are checked without their paths and named only once one fails: the first to fail is
+      // the one named, with its own fault, not a later one's.
+      {"first_of_two_bad_attributes",
+       Ev(R"("Attribute":[{"uuid":"c3e8b3a2-5f4b-4d1e-9a0f-0c2a1b3c4d5e"},{"to_ids":"maybe"},{"uuid":"zz"}])"),
+       ErrorCode::kParse, "Event.Attribute[1].to_ids", "expected a boolean"},
       {"attribute_to_ids", Ev(R"("Attribute":[{"to_ids":"maybe"}])"), ErrorCode::kParse,
        "Event.Attribute[0].to_ids", "expected a boolean"},
       {"attribute_deleted", Ev(R"("Attribute":[{"deleted":2}])"), ErrorCode::kParse,

@@ -95,10 +95,22 @@ TEST(MispSavedEventTest, AnAnswerWithoutAnEventKeepsItsHeadForTheErrorText) {
 }
 
 TEST(MispSavedEventTest, TheHeadIsCutAtItsLimitWhateverTheAnswersSize) {
+  std::string big = R"({"name": "Could not add Event", "message": ")" + std::string(200000, 'x') + R"("})";
+  auto saved = ReadInChunks(big, 4096);
+  ASSERT_TRUE(saved.ok());
+  EXPECT_FALSE(saved->has_event);
+  EXPECT_EQ(saved->head.size(), SavedEvent::kHeadBytes);
+}
+
+// The head serves only an answer without the event; an add's answer is the whole event, which was
+// copied into it (up to 64 KiB) on every write.
+TEST(MispSavedEventTest, OnceTheEventHasBegunTheRestOfTheAnswerIsNotCopiedIntoTheHead) {
   std::string big = R"({"Event": {"uuid": "u", "info": ")" + std::string(200000, 'x') + R"("}})";
   auto saved = ReadInChunks(big, 4096);
   ASSERT_TRUE(saved.ok());
-  EXPECT_EQ(saved->head.size(), SavedEvent::kHeadBytes);
+  EXPECT_TRUE(saved->has_event);
+  EXPECT_EQ(saved->uuid, "u");
+  EXPECT_EQ(saved->head.size(), 4096u);  // the chunk in which the event began, and nothing after
 }
 
 TEST(MispSavedEventTest, RefusesMalformedTruncatedTooDeepAndOverlongAnswersNamingTheByte) {
