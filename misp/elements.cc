@@ -37,6 +37,21 @@ std::string Describe(const std::string& kind, const json::object& e) {
   return "report " + std::string(StringOr(e, "name"));
 }
 
+// An element's uuid and deleted flag in one pass over its entries.
+void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted) {
+  uuid = {};
+  deleted = false;
+  for (const json::key_value_pair& kv : e) {
+    const std::string_view k = kv.key();
+    if (k.size() == 4 && k == "uuid") {
+      if (kv.value().is_string()) uuid = kv.value().get_string();
+    } else if (k.size() == 7 && k == "deleted") {
+      auto d = ReadBool(kv.value(), {});
+      deleted = d.ok() && *d;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const json::object& saved) {
@@ -45,47 +60,63 @@ std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const 
   return ElementsMissingFrom(sent, held);
 }
 
+std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held) {
+  return SentElements(sent).MissingFrom(held);
+}
+
+SentElements::SentElements(const json::object& sent) {
+  auto add = [&](const json::object& e, Kind kind, std::size_t index, std::size_t object) {
+    Element el{{}, &e, index, object, kind, false};
+    ReadIdentity(e, el.uuid, el.deleted);
+    elements_.push_back(el);
+  };
+  auto list = [&](const json::object& holder, const char* key, Kind kind, std::size_t object) {
+    const json::array* items = ListOf(holder, key);
+    if (items == nullptr) return;
+    for (std::size_t i = 0; i < items->size(); ++i) {
+      const json::value& v = (*items)[i];
+      if (!v.is_object()) continue;
+      add(v.get_object(), kind, i, object);
+      if (kind == Kind::kObject)
+        if (const json::array* inner = ListOf(v.get_object(), "Attribute"))
+          for (std::size_t k = 0; k < inner->size(); ++k)
+            if ((*inner)[k].is_object()) add((*inner)[k].get_object(), Kind::kObjectAttribute, k, i);
+    }
+  };
+  list(sent, "Attribute", Kind::kAttribute, 0);
+  list(sent, "Object", Kind::kObject, 0);
+  list(sent, "EventReport", Kind::kReport, 0);
+}
+
 // Paths and descriptions are made for the missing elements only: made for every element, their
 // strings were most of this check's cost (it runs on every write, for every element sent).
-std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held) {
+std::vector<MissingElement> SentElements::MissingFrom(const UuidSet& held) const {
   std::vector<MissingElement> out;
-  // The uuid first: almost every element is held, and then its `deleted` flag need not be looked up
-  // (that look-up was 2% of a push's CPU, docs/performance.md).
-  auto missing = [&](const json::object& e) {
-    std::string_view uuid = StringOr(e, "uuid");
-    return !uuid.empty() && !held.Contains(uuid) && !BoolOr(e, "deleted", false);
-  };
-  auto add = [&](const char* kind, const json::object& e, std::string path) {
-    out.push_back(MissingElement{kind, std::string(StringOr(e, "uuid")), std::move(path), Describe(kind, e)});
-  };
-  auto attributes = [&](const json::object& holder, const std::string& path) {
-    const json::array* list = ListOf(holder, "Attribute");
-    if (list == nullptr) return;
-    for (std::size_t i = 0; i < list->size(); ++i) {
-      const json::value& v = (*list)[i];
-      if (v.is_object() && missing(v.get_object()))
-        add("Attribute", v.get_object(), Index(Child(path, "Attribute"), i));
-    }
-  };
-  attributes(sent, "Event");
-  if (const json::array* objects = ListOf(sent, "Object")) {
-    for (std::size_t i = 0; i < objects->size(); ++i) {
-      if (!(*objects)[i].is_object()) continue;
-      const json::object& o = (*objects)[i].get_object();
-      std::string path = Index("Event.Object", i);
-      // An object's attributes go with it: the object is named, not each of them again.
-      if (missing(o)) {
-        add("Object", o, std::move(path));
-      } else {
-        attributes(o, path);
-      }
-    }
-  }
-  if (const json::array* reports = ListOf(sent, "EventReport")) {
-    for (std::size_t i = 0; i < reports->size(); ++i) {
-      const json::value& v = (*reports)[i];
-      if (v.is_object() && missing(v.get_object()))
-        add("EventReport", v.get_object(), Index("Event.EventReport", i));
+  // The uuid first: almost every element is held, and a deleted one is then not missing anyway.
+  auto missing = [&](const Element& e) { return !e.uuid.empty() && !held.Contains(e.uuid) && !e.deleted; };
+  bool object_missing = false;  // an object's attributes go with it: the object is named, not each again
+  for (const Element& e : elements_) {
+    if (e.kind == Kind::kObjectAttribute && object_missing) continue;
+    if (e.kind == Kind::kObject) object_missing = missing(e);
+    if (!missing(e)) continue;
+    switch (e.kind) {
+      case Kind::kAttribute:
+        out.push_back({"Attribute", std::string(e.uuid), Index("Event.Attribute", e.index),
+                       Describe("Attribute", *e.element)});
+        break;
+      case Kind::kObject:
+        out.push_back(
+            {"Object", std::string(e.uuid), Index("Event.Object", e.index), Describe("Object", *e.element)});
+        break;
+      case Kind::kObjectAttribute:
+        out.push_back({"Attribute", std::string(e.uuid),
+                       Index(Child(Index("Event.Object", e.object), "Attribute"), e.index),
+                       Describe("Attribute", *e.element)});
+        break;
+      case Kind::kReport:
+        out.push_back({"EventReport", std::string(e.uuid), Index("Event.EventReport", e.index),
+                       Describe("EventReport", *e.element)});
+        break;
     }
   }
   return out;

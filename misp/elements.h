@@ -6,7 +6,9 @@
 // answered it saved (the add/edit answer, or a view of its copy) tells which.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "misp/json.h"
@@ -28,5 +30,28 @@ std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const 
 // The same, against the uuids of the elements the receiver holds (what misp::SavedEventReader keeps
 // of an add or edit answer).
 std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const UuidSet& held);
+
+// The elements of an event about to be written, read before the write, while the event is in the
+// processor's caches. Read after the exchange (the answer parsed, other writes' work done
+// meanwhile), most elements' uuids missed the cache: that look-up was 3% of a push's CPU. Holds
+// views into `sent`, which must outlive it.
+class SentElements {
+ public:
+  explicit SentElements(const json::object& sent);
+  // What ElementsMissingFrom(sent, held) gives; reads `sent` again only for the missing elements.
+  std::vector<MissingElement> MissingFrom(const UuidSet& held) const;
+
+ private:
+  enum class Kind : unsigned char { kAttribute, kObject, kObjectAttribute, kReport };
+  struct Element {
+    std::string_view uuid;
+    const json::object* element;
+    std::size_t index;   // in its list
+    std::size_t object;  // an object's attribute: its object's index in Event.Object
+    Kind kind;
+    bool deleted;
+  };
+  std::vector<Element> elements_;  // in the event's order: an object is followed by its attributes
+};
 
 }  // namespace sgsync::misp

@@ -82,6 +82,9 @@ void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
     if (route.push()) return false;
     return RefuseMemberEvent(p);
   };
+  // Read now, while the event is in the caches (it was just decided or its tags read); compared
+  // with the receiver's answer after the exchange.
+  const misp::SentElements sent(event);
   const json::value* orgc = event.if_contains("Orgc");
   const bool claims_member =
       !link_.local.org.uuid.empty() && orgc != nullptr && orgc->is_object() &&
@@ -112,8 +115,7 @@ void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
   if (!w.ok()) return FailItem(run, p.item, w.error()), void(p.done = true);
   // What the receiver saved, compared with what was sent (issue 16 item 11): MISP may accept an
   // event and drop some of its elements without a word.
-  auto missing = w->written ? misp::ElementsMissingFrom(event, w->saved.element_uuids)
-                            : std::vector<misp::MissingElement>{};
+  auto missing = w->written ? sent.MissingFrom(w->saved.element_uuids) : std::vector<misp::MissingElement>{};
   if (!missing.empty()) {
     const std::string where(route.destination_name());
     json::array dropped;

@@ -37,5 +37,26 @@ TEST(MispElementsTest, NothingIsMissingFromACompleteCopyWhereverItsElementsSit) 
   EXPECT_TRUE(ElementsMissingFrom(sent, saved).empty());
 }
 
+// SentElements reads the event before the write; the answer is compared with it afterwards.
+TEST(MispElementsTest, ASoftDeletedObjectIsNotMissingButItsLiveAttributesAreCheckedReadBeforeTheWrite) {
+  json::object sent = Parse(R"({"Object": [
+      {"uuid": "o1", "name": "file", "deleted": "1", "Attribute": [
+        {"uuid": "oa1", "type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e"},
+        {"uuid": "oa2", "type": "sha1", "value": "da39a3ee5e6b4b0d3255bfef95601890afd80709", "deleted": true}]},
+      {"uuid": "o2", "name": "domain-ip", "Attribute": [{"uuid": "oa3", "type": "domain", "value": "x.example"}]}],
+    "EventReport": [{"uuid": "r1", "name": "report one"}]})");
+  const SentElements before(sent);
+  UuidSet held;
+  held.Insert("OA3");
+  auto missing = before.MissingFrom(held);
+  ASSERT_EQ(missing.size(), 3u);
+  EXPECT_EQ(missing[0].path, "Event.Object[0].Attribute[0]");
+  EXPECT_EQ(missing[0].what, "md5 d41d8cd98f00b204e9800998ecf8427e");
+  EXPECT_EQ(missing[1].path, "Event.Object[1]") << "o2 is missing; oa3, held elsewhere, is not named again";
+  EXPECT_EQ(missing[2].kind, "EventReport");
+  EXPECT_EQ(missing[2].path, "Event.EventReport[0]");
+  EXPECT_EQ(missing[2].what, "report report one");
+}
+
 }  // namespace
 }  // namespace sgsync::misp
