@@ -1,5 +1,6 @@
 #include "misp/elements.h"
 
+#include <stdexcept>
 #include <string_view>
 
 #include "common/encoding.h"
@@ -64,28 +65,52 @@ std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const 
   return SentElements(sent).MissingFrom(held);
 }
 
-SentElements::SentElements(const json::object& sent) {
-  auto add = [&](const json::object& e, Kind kind, std::size_t index, std::size_t object) {
-    Element el{{}, &e, index, object, kind, false};
-    ReadIdentity(e, el.uuid, el.deleted);
+SentElements::SentElements(const json::object& sent) : sent_(sent) {
+  const json::array* attributes = ListOf(sent, "Attribute");
+  const json::array* objects = ListOf(sent, "Object");
+  const json::array* reports = ListOf(sent, "EventReport");
+  std::size_t count = (attributes ? attributes->size() : 0) + (reports ? reports->size() : 0);
+  if (objects != nullptr) {
+    for (const json::value& o : *objects) {
+      ++count;
+      if (!o.is_object()) continue;
+      if (const json::array* inner = ListOf(o.get_object(), "Attribute")) count += inner->size();
+    }
+  }
+  elements_.reserve(count);
+  auto add = [&](const json::value& v, Kind kind, std::size_t index, std::size_t object) {
+    if (!v.is_object()) return;
+    Element el{{}, static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(object), kind, false};
+    ReadIdentity(v.get_object(), el.uuid, el.deleted);
     elements_.push_back(el);
   };
-  auto list = [&](const json::object& holder, const char* key, Kind kind, std::size_t object) {
-    const json::array* items = ListOf(holder, key);
-    if (items == nullptr) return;
-    for (std::size_t i = 0; i < items->size(); ++i) {
-      const json::value& v = (*items)[i];
-      if (!v.is_object()) continue;
-      add(v.get_object(), kind, i, object);
-      if (kind == Kind::kObject)
-        if (const json::array* inner = ListOf(v.get_object(), "Attribute"))
-          for (std::size_t k = 0; k < inner->size(); ++k)
-            if ((*inner)[k].is_object()) add((*inner)[k].get_object(), Kind::kObjectAttribute, k, i);
+  if (attributes != nullptr)
+    for (std::size_t i = 0; i < attributes->size(); ++i) add((*attributes)[i], Kind::kAttribute, i, 0);
+  if (objects != nullptr) {
+    for (std::size_t i = 0; i < objects->size(); ++i) {
+      const json::value& o = (*objects)[i];
+      add(o, Kind::kObject, i, 0);
+      if (!o.is_object()) continue;
+      if (const json::array* inner = ListOf(o.get_object(), "Attribute"))
+        for (std::size_t k = 0; k < inner->size(); ++k) add((*inner)[k], Kind::kObjectAttribute, k, i);
     }
-  };
-  list(sent, "Attribute", Kind::kAttribute, 0);
-  list(sent, "Object", Kind::kObject, 0);
-  list(sent, "EventReport", Kind::kReport, 0);
+  }
+  if (reports != nullptr)
+    for (std::size_t i = 0; i < reports->size(); ++i) add((*reports)[i], Kind::kReport, i, 0);
+}
+
+const json::object& SentElements::At(const Element& e) const {
+  switch (e.kind) {
+    case Kind::kAttribute:
+      return (*ListOf(sent_, "Attribute"))[e.index].get_object();
+    case Kind::kObject:
+      return (*ListOf(sent_, "Object"))[e.index].get_object();
+    case Kind::kObjectAttribute:
+      return (*ListOf((*ListOf(sent_, "Object"))[e.object].get_object(), "Attribute"))[e.index].get_object();
+    case Kind::kReport:
+      return (*ListOf(sent_, "EventReport"))[e.index].get_object();
+  }
+  throw std::logic_error("SentElements: an element of no kind");
 }
 
 // Paths and descriptions are made for the missing elements only: made for every element, their
@@ -102,20 +127,20 @@ std::vector<MissingElement> SentElements::MissingFrom(const UuidSet& held) const
     switch (e.kind) {
       case Kind::kAttribute:
         out.push_back({"Attribute", std::string(e.uuid), Index("Event.Attribute", e.index),
-                       Describe("Attribute", *e.element)});
+                       Describe("Attribute", At(e))});
         break;
       case Kind::kObject:
         out.push_back(
-            {"Object", std::string(e.uuid), Index("Event.Object", e.index), Describe("Object", *e.element)});
+            {"Object", std::string(e.uuid), Index("Event.Object", e.index), Describe("Object", At(e))});
         break;
       case Kind::kObjectAttribute:
         out.push_back({"Attribute", std::string(e.uuid),
                        Index(Child(Index("Event.Object", e.object), "Attribute"), e.index),
-                       Describe("Attribute", *e.element)});
+                       Describe("Attribute", At(e))});
         break;
       case Kind::kReport:
         out.push_back({"EventReport", std::string(e.uuid), Index("Event.EventReport", e.index),
-                       Describe("EventReport", *e.element)});
+                       Describe("EventReport", At(e))});
         break;
     }
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,14 +44,17 @@ class SentElements {
 
  private:
   enum class Kind : unsigned char { kAttribute, kObject, kObjectAttribute, kReport };
+  // 32 bytes, reserved exactly: a 150k-attribute event's list is 4.8 MB beside its 195 MB tree.
   struct Element {
     std::string_view uuid;
-    const json::object* element;
-    std::size_t index;   // in its list
-    std::size_t object;  // an object's attribute: its object's index in Event.Object
+    std::uint32_t index;   // in its list
+    std::uint32_t object;  // an object's attribute: its object's index in Event.Object
     Kind kind;
     bool deleted;
   };
+  const json::object& At(const Element& e) const;  // the element itself, for a missing one
+
+  const json::object& sent_;
   std::vector<Element> elements_;  // in the event's order: an object is followed by its attributes
 };
 
