@@ -16,23 +16,6 @@
 namespace sgsync::sim {
 namespace {
 
-// PHP's empty(): null, false, 0, "0", "" and an empty array or object.
-bool PhpEmpty(const json::value* v) {
-  if (v == nullptr || v->is_null()) return true;
-  if (v->is_bool()) return !v->as_bool();
-  if (v->is_int64()) return v->as_int64() == 0;
-  if (v->is_uint64()) return v->as_uint64() == 0;
-  if (v->is_double()) return v->as_double() == 0;
-  if (v->is_string()) return v->as_string().empty() || v->as_string() == "0";
-  if (v->is_array()) return v->as_array().empty();
-  return v->as_object().empty();
-}
-
-bool PhpIsset(const json::object& o, const char* key) {
-  const json::value* v = o.if_contains(key);
-  return v != nullptr && !v->is_null();
-}
-
 std::string PhpString(const json::value* v) {
   if (v == nullptr || v->is_null()) return "";
   if (v->is_string()) return std::string(v->as_string());

@@ -225,8 +225,11 @@ auto MispSim::Impl::RestSearch(const HttpRequest& req, const User& u, const std:
   ViewOptions o;
   if (const json::value* d = f.if_contains("deleted"); d != nullptr && d->is_array())
     o.include_deleted = true;
-  o.exclude_local_tags =
-      true;  // restSearch did not return the owner's local tag (events-restSearch-json-deleted-uuid.json)
+  // Event::fetchEvent (MISP 2.5.1): `excludeLocalTags` when given, by PHP's empty(); else local tags
+  // are left out for a sync user who is not a site admin (events-restSearch-json-deleted-uuid.json)
+  // and kept for anyone else.
+  o.exclude_local_tags = PhpIsset(f, "excludeLocalTags") ? !PhpEmpty(f.if_contains("excludeLocalTags"))
+                                                         : u.perm_sync() && !u.site_admin();
   std::optional<bool> published;
   if (f.contains("published")) published = misp::BoolOr(f, "published", false);
   bool metadata = misp::BoolOr(f, "metadata", false);

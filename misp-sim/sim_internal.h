@@ -250,6 +250,23 @@ inline void Reorder(json::object& o, FieldDefaults fields) {
 inline const std::optional<json::value> kOmit;
 inline json::value Null() { return json::value(nullptr); }
 
+// PHP's empty(): null, false, 0, "0", "" and an empty array or object.
+inline bool PhpEmpty(const json::value* v) {
+  if (v == nullptr || v->is_null()) return true;
+  if (v->is_bool()) return !v->as_bool();
+  if (v->is_int64()) return v->as_int64() == 0;
+  if (v->is_uint64()) return v->as_uint64() == 0;
+  if (v->is_double()) return v->as_double() == 0;
+  if (v->is_string()) return v->as_string().empty() || v->as_string() == "0";
+  if (v->is_array()) return v->as_array().empty();
+  return v->as_object().empty();
+}
+
+inline bool PhpIsset(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && !v->is_null();
+}
+
 inline bool IsDigits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }

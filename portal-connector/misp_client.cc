@@ -220,6 +220,13 @@ Result<IndexPage> MispClient::EventIndex(const json::object& filter, const std::
   return page;
 }
 
+json::object RestSearchFilter(const ViewForm& form) {
+  json::object f;
+  if (form.include_deleted) f["deleted"] = json::array{0, 1};
+  f["excludeLocalTags"] = form.exclude_local_tags ? 1 : 0;
+  return f;
+}
+
 Result<std::vector<misp::EventDocument>> MispClient::RestSearch(const json::object& filter,
                                                                 std::int64_t* total) {
   json::object f = filter;

@@ -172,16 +172,21 @@ void LinkEngine::Decide(RunContext& run, Prepared& p, json::object event) {
   p.decision = policy::Evaluate(run.route.direction, std::optional<json::object>(std::move(event)), link_);
 }
 
+connector::ViewForm LinkEngine::SourceForm(const RunContext& run) const {
+  connector::ViewForm form;
+  form.include_deleted = true;
+  form.exclude_local_tags = !run.route.push() && !link_.internal;
+  return form;
+}
+
 // One restSearch per `bulk_fetch` events instead of one events/view each (real MISP 2.5.1: 200
 // events in ~1 s instead of ~19 s). What it does not return is fetched singly afterwards, so an
 // event the bulk answer lacks is never taken for "not served".
 void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
-  // restSearch leaves local tags out. They matter on internal links (they travel) and to push
-  // rules on tags (MISP matches local tags too, spec 6.1): then each event is viewed instead.
-  const bool push = run.route.push();
-  bool tag_rules = !link_.push_rules.tags_or.empty() || !link_.push_rules.tags_not.empty();
-  if (options_.bulk_fetch <= 0 || link_.internal || (push && tag_rules)) return;
+  if (options_.bulk_fetch <= 0) return;
   connector::MispApi& source = *run.route.source;
+  // The same form as a single view: local tags asked for where they count (RestSearchFilter).
+  const json::object form = connector::RestSearchFilter(SourceForm(run));
   // The groups go out at once (up to max_in_flight): on a slow MISP, four restSearch one after the
   // other were most of a batch's time before its first write.
   const std::size_t width = static_cast<std::size_t>(options_.bulk_fetch);
@@ -198,8 +203,9 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
           uuids.emplace_back(batch[i].item.uuid);
           by_uuid[AsciiLower(batch[i].item.uuid)] = &batch[i];
         }
-        // deleted [0, 1]: soft-deleted elements included, as the view's deleted filters do (spec 3.3).
-        auto docs = source.RestSearch(json::object{{"uuid", std::move(uuids)}, {"deleted", json::array{0, 1}}});
+        json::object filter = form;
+        filter["uuid"] = std::move(uuids);
+        auto docs = source.RestSearch(filter);
         if (!docs.ok()) {
           failed = true;
           spdlog::debug("link {}: bulk fetch failed ({}); fetching its events one by one", name_,
@@ -229,12 +235,7 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
     p.prefetched.reset();
     return Decide(run, p, std::move(event));
   }
-  connector::ViewForm form;
-  form.include_deleted = true;
-  // Push reads the member's event whole (local tags included: the policy strips them unless the
-  // link is internal); pull asks the Portal for what MISP's own pull asks (spec 3.3).
-  form.exclude_local_tags = !run.route.push() && !link_.internal;
-  auto doc = source.ViewEvent(p.item.uuid, form);
+  auto doc = source.ViewEvent(p.item.uuid, SourceForm(run));
   if (!doc.ok()) return FailItem(run, p.item, doc.error()), void(p.done = true);
   {
     std::lock_guard lock(run.mu);

@@ -228,6 +228,11 @@ class LinkEngine {
   // counts the source gives (one restSearch with metadata:1); one wave when they cannot be known.
   std::vector<std::vector<state::WorkItem>> Waves(RunContext& run, std::vector<state::WorkItem> items);
   Status ProcessWave(RunContext& run, std::vector<state::WorkItem> items);
+  // How the source's events are read, in bulk or one by one alike. Push reads the member's event
+  // whole: local tags included, because MISP's push rules match them (spec 6.1) and an internal link
+  // carries them; the policy strips them otherwise. Pull asks the Portal for what MISP's own pull
+  // asks (spec 3.3): no local tags unless the link is internal.
+  connector::ViewForm SourceForm(const RunContext& run) const;
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);

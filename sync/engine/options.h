@@ -45,8 +45,7 @@ struct EngineOptions {
   int max_in_flight = 4;  // concurrent event fetches and writes per run
   int batch = 64;         // work items leased at a time
   // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view). Bounded
-  // because one event may hold 100k attributes. Internal links, and pushes under tag rules, use
-  // events/view: only it serves local tags (events-restSearch-json-deleted-uuid.json).
+  // because one event may hold 100k attributes.
   int bulk_fetch = 16;
   // What the events of one batch may cost in memory once parsed (MiB; 0: no bound). A batch of
   // more than one event first asks the source for the events' attribute counts (one restSearch

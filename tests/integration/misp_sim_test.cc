@@ -571,6 +571,26 @@ TEST_F(MispSimTest, DeletedElementsNeedTheNamedParameterFormAndLocalTagsHideOnRe
       << "a plain view shows the owner's local tag";
 }
 
+// Real MISP 2.5.1 answered the same four ways on this machine (docs/misp-sim.md, "Events").
+TEST_F(MispSimTest, RestSearchLeavesLocalTagsOutForASyncUserUnlessExcludeLocalTagsSaysOtherwise) {
+  std::string uuid = CreateEvent(3, {5}, R"(,"Tag":[{"name":"own","local":true},{"name":"tlp:green"}])");
+  auto tags_for = [&](const std::string& key, const std::string& extra) {
+    auto r = Call(key, "POST", "/events/restSearch",
+                  R"({"returnFormat":"json","uuid":")" + uuid + R"(","deleted":[0,1])" + extra + "}");
+    const json::value body = Body(r);
+    std::vector<std::string> names;
+    for (const auto& t : body.at("response").at(0).at("Event").at("Tag").as_array())
+      names.emplace_back(t.at("name").as_string());
+    return names;
+  };
+  const std::vector<std::string> with_local{"own", "tlp:green"}, without{"tlp:green"};
+  EXPECT_EQ(tags_for(sync_key_, ""), without) << "a sync user's default";
+  EXPECT_EQ(tags_for(sync_key_, R"(,"excludeLocalTags":0)"), with_local);
+  EXPECT_EQ(tags_for(sync_key_, R"(,"excludeLocalTags":false)"), with_local);
+  EXPECT_EQ(tags_for(kAdminKey, ""), with_local) << "a site admin's default";
+  EXPECT_EQ(tags_for(kAdminKey, R"(,"excludeLocalTags":1)"), without);
+}
+
 TEST_F(MispSimTest, TheSyncUsersAddKeepsOrgcLocksAndAnswers404WithLocationTheSecondTime) {
   std::string body =
       std::string(
