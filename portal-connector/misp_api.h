@@ -37,9 +37,9 @@ struct ViewForm {
 };
 
 // The events/restSearch filter under which events come back as ViewEvent(form) shows them:
-// `deleted: [0, 1]` and `excludeLocalTags` always said. Unsaid, MISP 2.5.1 leaves local tags out for
-// a sync user who is not a site admin, and keeps them for anyone else (`Event::fetchEvent`;
-// docs/connector.md).
+// `deleted: [0, 1]`, `excludeGalaxy: 1`, and `excludeLocalTags` always said. Unsaid, MISP 2.5.1
+// leaves local tags out for a sync user who is not a site admin, and keeps them for anyone else
+// (`Event::fetchEvent`; docs/connector.md).
 json::object RestSearchFilter(const ViewForm& form);
 
 // What an add or edit did.

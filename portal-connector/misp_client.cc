@@ -224,6 +224,10 @@ json::object RestSearchFilter(const ViewForm& form) {
   json::object f;
   if (form.include_deleted) f["deleted"] = json::array{0, 1};
   f["excludeLocalTags"] = form.exclude_local_tags ? 1 : 0;
+  // As the view's excludeGalaxy:1 and MISP's own push and pull fetches (Event::uploadEventToServersRouter,
+  // Server::__pullEvent): the clusters travel on their own channel, and a receiver turns an event's
+  // Galaxy list into tags it already has. includeEventCorrelations is not a restSearch filter.
+  f["excludeGalaxy"] = 1;
   return f;
 }
 

@@ -223,6 +223,22 @@ TEST_F(MispClientTest, FilterEventIdsForPushSendsMispsBody) {
             json::parse(R"([{"Event":{"uuid":")" + kUuid + R"(","timestamp":"100"}}])"));
 }
 
+// The bulk fetch asks restSearch for what the view form asks with named parameters.
+TEST_F(MispClientTest, TheBulkFetchFilterSaysWhatTheViewFormSays) {
+  ViewForm push{.include_deleted = true, .exclude_local_tags = false};
+  ViewForm pull{.include_deleted = true, .exclude_local_tags = true};
+  EXPECT_EQ(json::value(RestSearchFilter(push)),
+            json::parse(R"({"deleted": [0, 1], "excludeLocalTags": 0, "excludeGalaxy": 1})"));
+  EXPECT_EQ(json::value(RestSearchFilter(pull)),
+            json::parse(R"({"deleted": [0, 1], "excludeLocalTags": 1, "excludeGalaxy": 1})"));
+  for (const ViewForm& form : {push, pull}) {
+    ASSERT_TRUE(client_->ViewEvent(kUuid, form).ok());
+    const std::string path = sim_->RequestLog().back().target;
+    EXPECT_NE(path.find("/deleted[]:0/deleted[]:1/excludeGalaxy:1"), std::string::npos) << path;
+    EXPECT_EQ(path.find("excludeLocalTags:1") != std::string::npos, form.exclude_local_tags) << path;
+  }
+}
+
 // The request bodies and paths of the calls MISP's sync makes, against the real captures.
 json::value CaptureRequestBody(const std::string& name) {
   return json::parse(
