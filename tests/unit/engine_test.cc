@@ -311,6 +311,19 @@ TEST_F(EngineTest, APushUnderTagRulesMatchesLocalTagsReadInBulkNotOneViewAnEvent
   EXPECT_EQ(member_->Count("/events/view/"), 0u);
 }
 
+// sgsync's TLP policy sees a member's local tags too: read in bulk by a sync user without
+// `excludeLocalTags: 0`, a local tlp:red was not in the event the policy judged, and the event left.
+TEST_F(EngineTest, ALocallyTaggedTlpRedEventIsHeldByTheBlockedTagsWhenReadInBulk) {
+  local_ = Client(member_->url(), *member_->sim().AddUser("sgsync@org1.test", kOrg1, sim::Role::kSyncUser));
+  std::string red = AddTagged(*member_, "red", {{"tlp:green", false}, {"tlp:red", true}});
+  Engine({}, R"("blocked_tags": {"push": ["tlp:red"]})");
+  RunStats run = Run(Direction::kPush);
+  EXPECT_EQ(run.sent, 0);
+  EXPECT_EQ(run.skipped_by_reason["sgsync.blocked_tag"], 1);
+  EXPECT_TRUE(portal_->View(red).is_null());
+  EXPECT_EQ(member_->Count("/events/view/"), 0u) << "read in bulk";
+}
+
 // An internal link carries local tags (spec 3.3, INT-PULL): the Portal's, read in bulk by its sync
 // user, arrive on the member.
 TEST_F(EngineTest, AnInternalPullBringsThePortalsLocalTagsReadInBulk) {
