@@ -114,7 +114,36 @@ def push_proposals_required_columns(member, portal, sync_key):
     return out
 
 
-SCENARIOS = [sighting_timestamp, sightings_search_acl, push_proposals_required_columns]
+def restsearch_local_tags(member, portal, sync_key):
+    """events/restSearch leaves local tags out for a sync user unless excludeLocalTags says otherwise,
+    and keeps them for a site admin unless it says 1 (Event::fetchEvent); sgsync's bulk fetch says it.
+    Counted: the local tags of the event and its attribute in each answer (two are there)."""
+    now = int(time.time())
+    ev = {"uuid": str(uuidlib.uuid4()), "info": "differences: restSearch local tags", "distribution": "3",
+          "analysis": "0", "threat_level_id": "2", "date": time.strftime("%Y-%m-%d"), "published": False,
+          "timestamp": str(now),
+          "Tag": [{"name": "differences:global"}, {"name": "differences:local", "local": 1}],
+          "Attribute": [{"uuid": str(uuidlib.uuid4()), "type": "ip-dst", "category": "Network activity",
+                         "value": f"198.51.100.{now % 200 + 1}", "distribution": "5", "timestamp": str(now),
+                         "Tag": [{"name": "differences:attribute-local", "local": 1}]}]}
+    saved = portal.must("POST", "/events/add", {"Event": ev})["Event"]
+
+    def local_tags(key, extra):
+        body = dict({"returnFormat": "json", "uuid": saved["uuid"], "deleted": [0, 1]}, **extra)
+        found = portal.must("POST", "/events/restSearch", body, key)["response"][0]["Event"]
+        tags = list(found.get("Tag") or []) + [t for a in found.get("Attribute") or [] for t in a.get("Tag") or []]
+        return sum(1 for t in tags if t.get("local") in (True, 1, "1"))
+    out = {"sync_user": local_tags(sync_key, {}),
+           "sync_user_exclude_0": local_tags(sync_key, {"excludeLocalTags": 0}),
+           "sync_user_exclude_false": local_tags(sync_key, {"excludeLocalTags": False}),
+           "sync_user_exclude_1": local_tags(sync_key, {"excludeLocalTags": 1}),
+           "site_admin": local_tags(None, {}),
+           "site_admin_exclude_1": local_tags(None, {"excludeLocalTags": 1})}
+    portal.request("POST", f"/events/delete/{saved['uuid']}")
+    return out
+
+
+SCENARIOS = [sighting_timestamp, sightings_search_acl, push_proposals_required_columns, restsearch_local_tags]
 
 
 def run_all(member, portal, sync_key):
