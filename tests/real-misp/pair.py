@@ -113,14 +113,15 @@ class Pair:
     def restore_native_sync(self, before):
         self.member.edit_server(self.server_id, before)
 
-    def event(self, n, tag, distribution="3", attributes=3, **extra):
+    def event(self, n, tag, distribution="3", attributes=3, local_tags=(), **extra):
         """An unpublished-by-construction event body of this run, carrying `tag` (what scopes each
-        scenario's link to its own events)."""
+        scenario's link to its own events) and `local_tags` as local tags."""
         now = str(int(time.time()))
         e = {"uuid": str(uuidlib.uuid4()), "info": f"sgsync real-MISP suite {self.run} {tag} {n}",
              "distribution": str(distribution), "analysis": "0", "threat_level_id": "2", "published": False,
              "date": time.strftime("%Y-%m-%d"), "timestamp": now,
-             "Tag": [{"name": tag, "colour": "#336699", "exportable": True}],
+             "Tag": [{"name": tag, "colour": "#336699", "exportable": True}] +
+                    [{"name": name, "local": 1} for name in local_tags],
              "Attribute": [{"uuid": str(uuidlib.uuid4()), "type": "domain", "category": "Network activity",
                             "value": f"{self.run}-{tag}-{n}-{i}.example.org".replace(":", "-"),
                             "distribution": "5", "to_ids": True} for i in range(attributes)]}

@@ -300,8 +300,7 @@ class RealMispTest(unittest.TestCase):
     def test_a_member_event_held_by_a_local_tag_stays_home_and_its_neighbour_crosses(self):
         hold = self.pair.tag("hold")
         d, tag = self.config("localhold", push_rules={"tags": {"OR": [self.pair.tag("localhold")], "NOT": [hold]}})
-        scope = {"name": tag, "colour": "#336699", "exportable": True}
-        held = self.pair.member.add_event(self.pair.event(0, tag, Tag=[scope, {"name": hold, "local": 1}]))["uuid"]
+        held = self.pair.member.add_event(self.pair.event(0, tag, local_tags=[hold]))["uuid"]
         crosses = self.seed_member(tag, 1)[0]
         stats = self.once(d)
         self.assertEqual(stats["push"]["sent"], 1, stats["push"])
@@ -311,8 +310,7 @@ class RealMispTest(unittest.TestCase):
     def test_an_internal_pull_brings_the_portals_local_tags_read_by_its_sync_user(self):
         d, tag = self.config("internal", internal=True, host_org_id_set=True)
         mine = self.pair.tag("internal-local")
-        scope = {"name": tag, "colour": "#336699", "exportable": True}
-        uuid = self.pair.portal.add_event(self.pair.event(100, tag, Tag=[scope, {"name": mine, "local": 1}]))["uuid"]
+        uuid = self.pair.portal.add_event(self.pair.event(100, tag, local_tags=[mine]))["uuid"]
         stats = self.once(d)
         self.assertEqual(stats["pull"]["sent"], 1, stats["pull"])
         got = {t["name"]: t.get("local") for t in self.pair.member.view(uuid).get("Tag", [])}
