@@ -1,15 +1,17 @@
 #include "portal-connector/transport.h"
 
+#include <netdb.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <cctype>
 #include <charconv>
@@ -19,13 +21,13 @@
 #include <thread>
 
 #include "common/encoding.h"
+#include "portal-connector/socket_stream.h"
 
 namespace sgsync::connector {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -63,30 +65,23 @@ class Inflater {
   bool done_ = false;
 };
 
-// One kept-alive connection: its own io_context, driven by the thread that uses it.
+// One kept-alive connection, used by one thread at a time.
 struct Connection {
   // Beast reads as much as the buffer's free capacity, at least 512 bytes: an empty buffer read a
-  // 16 KiB TLS record 512 bytes at a time, each an asynchronous round through Asio (32 rounds a
-  // record; a push took 30% fewer perf samples once reserved, docs/performance.md). Reserved, a
-  // read takes a whole record.
+  // 16 KiB TLS record 512 bytes at a time (32 reads a record; a push took 30% fewer perf samples
+  // once reserved, docs/performance.md). Reserved, a read takes a whole record.
   Connection() { buffer.reserve(kReadBufferBytes); }
   static constexpr std::size_t kReadBufferBytes = 64 * 1024;
-  asio::io_context io;
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  detail::SocketStream stream;
+  bool tls = false;
   beast::flat_buffer buffer;
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  // The next operation (a Beast read or write of several socket operations) ends within `limit`.
+  void Within(Clock::duration limit) { stream.set_deadline(Clock::now() + limit); }
 };
 
 // A body goes out and comes in through a buffer of this size. Left uninitialised: zeroing it was
 // 64 KiB of memset for every request (docs/performance.md).
 constexpr std::size_t kBodyPieceBytes = 64 * 1024;
-
-// Runs the io_context until the started operation completes.
-void Drive(Connection& c) {
-  c.io.restart();
-  c.io.run();
-}
 
 }  // namespace
 
@@ -104,24 +99,21 @@ struct HttpsTransport::Impl {
 
   Result<std::unique_ptr<Connection>> Connect(const std::string& target, Clock::time_point deadline) {
     auto c = std::make_unique<Connection>();
-    boost::system::error_code ec;
-    // Resolved in this thread: Asio's async_resolve would start a resolver thread for the
-    // connection's io_context that lives as long as the kept-alive connection (one idle thread per
-    // connection: 80 for 30 links).
-    tcp::resolver resolver(c->io);
     const bool via_proxy = !proxy_host.empty();
-    tcp::resolver::results_type endpoints =
-        resolver.resolve(via_proxy ? proxy_host : host, via_proxy ? proxy_port : port, ec);
-    if (ec)
-      return Fail(ErrorCode::kUnavailable, "cannot resolve " + host + ": " + ec.message(), Where(target));
-    if (tls_ctx) {
-      c->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c->io, *tls_ctx);
-    } else {
-      c->plain = std::make_unique<beast::tcp_stream>(c->io);
-    }
-    c->lowest().expires_after(std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
-    c->lowest().async_connect(endpoints, [&](boost::system::error_code e, const tcp::endpoint&) { ec = e; });
-    Drive(*c);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    addrinfo* found = nullptr;
+    const int gai = ::getaddrinfo(via_proxy ? proxy_host.c_str() : host.c_str(),
+                                  via_proxy ? proxy_port.c_str() : port.c_str(), &hints, &found);
+    if (gai != 0)
+      return Fail(ErrorCode::kUnavailable, "cannot resolve " + host + ": " + ::gai_strerror(gai),
+                  Where(target));
+    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
+    boost::system::error_code ec = c->stream.Connect(
+        addresses.get(),
+        Clock::now() + std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
     if (ec == beast::error::timeout) return Fail(ErrorCode::kTimeout, "connecting timed out", Where(target));
     if (ec) {
       std::string to = via_proxy ? "the proxy " + proxy_host + ":" + proxy_port : host + ":" + port;
@@ -131,26 +123,12 @@ struct HttpsTransport::Impl {
     if (!tls_ctx) return c;
 
     // SNI, host name verification, and the reason OpenSSL gives when verification fails.
-    if (!SSL_set_tlsext_host_name(c->tls->native_handle(), host.c_str())) {
-      return Fail(ErrorCode::kInternal, "cannot set SNI", Where(target));
-    }
+    c->tls = true;
     std::string verify_reason;
-    asio::ssl::host_name_verification check_name(host);
-    c->tls->set_verify_callback([&](bool preverified, asio::ssl::verify_context& vctx) {
-      X509_STORE_CTX* store = vctx.native_handle();
-      if (!preverified) {
-        verify_reason = X509_verify_cert_error_string(X509_STORE_CTX_get_error(store));
-        return false;
-      }
-      if (X509_STORE_CTX_get_error_depth(store) == 0 && !check_name(preverified, vctx)) {
-        verify_reason = "the certificate does not name " + host;
-        return false;
-      }
-      return true;
-    });
-    c->lowest().expires_after(std::min<Clock::duration>(options.timeouts.handshake, deadline - Clock::now()));
-    c->tls->async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code e) { ec = e; });
-    Drive(*c);
+    ec = c->stream.Handshake(
+        tls_ctx->native_handle(), host,
+        Clock::now() + std::min<Clock::duration>(options.timeouts.handshake, deadline - Clock::now()),
+        &verify_reason);
     if (ec == beast::error::timeout)
       return Fail(ErrorCode::kTimeout, "the TLS handshake timed out", Where(target));
     if (ec) {
@@ -158,7 +136,7 @@ struct HttpsTransport::Impl {
       return Fail(ErrorCode::kRefused, "TLS verification failed: " + why, Where(target));
     }
     if (!options.tls.pin_sha256.empty()) {
-      X509* cert = SSL_get1_peer_certificate(c->tls->native_handle());
+      X509* cert = SSL_get1_peer_certificate(c->stream.ssl());
       if (cert == nullptr)
         return Fail(ErrorCode::kRefused, "the server sent no certificate to check the pin against",
                     Where(target));
@@ -193,16 +171,13 @@ struct HttpsTransport::Impl {
     boost::system::error_code ec;
     http::request<http::empty_body> req{http::verb::connect, host + ":" + port, 11};
     req.set(http::field::host, host + ":" + port);
-    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
-    http::async_write(c.lowest(), req, [&](boost::system::error_code e, std::size_t) { ec = e; });
-    Drive(c);
+    c.Within(std::min<Clock::duration>(options.timeouts.connect, deadline - Clock::now()));
+    http::write(c.stream, req, ec);
     if (ec)
       return Fail(ErrorCode::kUnavailable, "the proxy closed the connection: " + ec.message(), Where(target));
     http::response_parser<http::empty_body> parser;
     parser.skip(true);  // a CONNECT answer has no body; what follows belongs to the tunnel
-    http::async_read_header(c.lowest(), c.buffer, parser,
-                            [&](boost::system::error_code e, std::size_t) { ec = e; });
-    Drive(c);
+    http::read_header(c.stream, c.buffer, parser, ec);
     if (ec) return Fail(ErrorCode::kUnavailable, "no answer from the proxy: " + ec.message(), Where(target));
     if (parser.get().result_int() != 200) {
       return Fail(ErrorCode::kUnavailable,
@@ -238,8 +213,8 @@ struct HttpsTransport::Impl {
     out.keep_alive(true);
   }
 
-  template <typename Stream, typename Remaining>
-  Status WriteWhole(Connection& c, Stream& stream, const HttpRequest& req, Remaining remaining) {
+  template <typename Remaining>
+  Status WriteWhole(Connection& c, const HttpRequest& req, Remaining remaining) {
     boost::system::error_code ec;
     http::request<http::string_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
     SetHeaders(out, req);
@@ -250,17 +225,16 @@ struct HttpsTransport::Impl {
       out.body() = req.body;
     }
     out.prepare_payload();
-    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
-    http::async_write(stream, out, [&](boost::system::error_code e, std::size_t) { ec = e; });
-    Drive(c);
+    c.Within(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
+    http::write(c.stream, out, ec);
     if (ec) return MapError(ec, req.target, "sending the request");
     return {};
   }
 
   // The header with its Content-Length, then the body as the producer makes it, 64 KiB at a time,
   // each piece under the body-progress deadline.
-  template <typename Stream, typename Remaining>
-  Status WriteStreamed(Connection& c, Stream& stream, const HttpRequest& req, Remaining remaining) {
+  template <typename Remaining>
+  Status WriteStreamed(Connection& c, const HttpRequest& req, Remaining remaining) {
     boost::system::error_code ec;
     http::request<http::buffer_body> out{http::string_to_verb(req.method), prefix + req.target, 11};
     SetHeaders(out, req);
@@ -268,9 +242,8 @@ struct HttpsTransport::Impl {
     out.body().data = nullptr;
     out.body().more = true;
     http::request_serializer<http::buffer_body> sr{out};
-    c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
-    http::async_write_header(stream, sr, [&](boost::system::error_code e, std::size_t) { ec = e; });
-    Drive(c);
+    c.Within(std::min<Clock::duration>(options.timeouts.response_header, remaining()));
+    http::write_header(c.stream, sr, ec);
     if (ec) return MapError(ec, req.target, "sending the request header");
     auto produce = req.streamed_body->start();
     const auto buf = std::make_unique_for_overwrite<char[]>(kBodyPieceBytes);
@@ -287,9 +260,8 @@ struct HttpsTransport::Impl {
       out.body().data = n > 0 ? buf.get() : nullptr;
       out.body().size = n;
       out.body().more = n > 0;
-      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
-      http::async_write(stream, sr, [&](boost::system::error_code e, std::size_t) { ec = e; });
-      Drive(c);
+      c.Within(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
+      http::write(c.stream, sr, ec);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
         return MapError(ec, req.target, "sending the request body (" + std::to_string(sent) + " of " +
@@ -300,19 +272,16 @@ struct HttpsTransport::Impl {
   }
 
   // One exchange. `reused` tells whether the connection came from the pool.
-  template <typename Stream>
-  Result<HttpResponse> Exchange(Connection& c, Stream& stream, const HttpRequest& req,
-                                Clock::time_point deadline, bool* keep) {
+  Result<HttpResponse> Exchange(Connection& c, const HttpRequest& req, Clock::time_point deadline,
+                                bool* keep) {
     boost::system::error_code ec;
     auto remaining = [&] { return deadline - Clock::now(); };
-    SGSYNC_TRY_STATUS(req.streamed_body ? WriteStreamed(c, stream, req, remaining) : WriteWhole(c, stream, req, remaining));
+    SGSYNC_TRY_STATUS(req.streamed_body ? WriteStreamed(c, req, remaining) : WriteWhole(c, req, remaining));
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(options.max_response_bytes);
     parser.header_limit(64 * 1024);
     if (req.method == "HEAD") parser.skip(true);
-    http::async_read_header(stream, c.buffer, parser,
-                            [&](boost::system::error_code e, std::size_t) { ec = e; });
-    Drive(c);
+    http::read_header(c.stream, c.buffer, parser, ec);
     if (ec) return MapError(ec, req.target, "waiting for the response header");
     HttpResponse r;
     r.status = static_cast<int>(parser.get().result_int());
@@ -347,10 +316,8 @@ struct HttpsTransport::Impl {
       }
       parser.get().body().data = buf.get();
       parser.get().body().size = kBodyPieceBytes;
-      c.lowest().expires_after(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
-      http::async_read_some(stream, c.buffer, parser,
-                            [&](boost::system::error_code e, std::size_t) { ec = e; });
-      Drive(c);
+      c.Within(std::min<Clock::duration>(options.timeouts.body_progress, remaining()));
+      http::read_some(c.stream, c.buffer, parser, ec);
       if (ec == http::error::need_buffer) ec = {};
       std::size_t n = kBodyPieceBytes - parser.get().body().size;
       received += n;
@@ -401,15 +368,13 @@ struct HttpsTransport::Impl {
       SGSYNC_TRY(c, Connect(req.target, deadline));
     }
     bool keep = false;
-    Result<HttpResponse> r =
-        c->tls ? Exchange(*c, *c->tls, req, deadline, &keep) : Exchange(*c, *c->plain, req, deadline, &keep);
+    Result<HttpResponse> r = Exchange(*c, req, deadline, &keep);
     // A kept-alive connection the server had closed meanwhile: one fresh try, for any request,
     // because nothing was read back (the server did not answer it).
     if (!r.ok() && reused && r.error().code == ErrorCode::kUnavailable &&
         r.error().message.find("waiting for the response header") != std::string::npos && req.idempotent) {
       SGSYNC_TRY(c, Connect(req.target, deadline));
-      r = c->tls ? Exchange(*c, *c->tls, req, deadline, &keep)
-                 : Exchange(*c, *c->plain, req, deadline, &keep);
+      r = Exchange(*c, req, deadline, &keep);
     }
     if (r.ok() && keep) GiveBack(std::move(c));
     return r;
@@ -559,7 +524,7 @@ Result<PeerCertificate> HttpsTransport::InspectCertificate() {
     return Fail(ErrorCode::kInvalidArgument, "plain http: no certificate to inspect",
                 impl_->options.base_url);
   SGSYNC_TRY(auto c, impl_->Connect("/", Clock::now() + impl_->options.timeouts.total));
-  X509* cert = SSL_get1_peer_certificate(c->tls->native_handle());
+  X509* cert = SSL_get1_peer_certificate(c->stream.ssl());
   if (cert == nullptr)
     return Fail(ErrorCode::kRefused, "the server sent no certificate", impl_->options.base_url);
   PeerCertificate out;
