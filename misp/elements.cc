@@ -80,8 +80,13 @@ SentElements::SentElements(const json::object& sent) : sent_(sent) {
   elements_.reserve(count);
   auto add = [&](const json::value& v, Kind kind, std::size_t index, std::size_t object) {
     if (!v.is_object()) return;
-    Element el{{}, static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(object), kind, false};
+    Element el{{},    {},   static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(object), kind,
+               false, false};
     ReadIdentity(v.get_object(), el.uuid, el.deleted);
+    if (auto packed = UuidSet::Pack(el.uuid)) {
+      el.packed = *packed;
+      el.is_uuid = true;
+    }
     elements_.push_back(el);
   };
   if (attributes != nullptr)
@@ -118,7 +123,9 @@ const json::object& SentElements::At(const Element& e) const {
 std::vector<MissingElement> SentElements::MissingFrom(const UuidSet& held) const {
   std::vector<MissingElement> out;
   // The uuid first: almost every element is held, and a deleted one is then not missing anyway.
-  auto missing = [&](const Element& e) { return !e.uuid.empty() && !held.Contains(e.uuid) && !e.deleted; };
+  auto missing = [&](const Element& e) {
+    return !e.uuid.empty() && !(e.is_uuid ? held.Contains(e.packed) : held.Contains(e.uuid)) && !e.deleted;
+  };
   bool object_missing = false;  // an object's attributes go with it: the object is named, not each again
   for (const Element& e : elements_) {
     if (e.kind == Kind::kObjectAttribute && object_missing) continue;

@@ -19,9 +19,11 @@ constexpr std::array<std::int8_t, 256> kHexValue = [] {
   return t;
 }();
 
+}  // namespace
+
 // What IsUuid accepts, decoded in the same pass: every element of every write is looked up here
 // (misp::ElementsMissingFrom), and checking first then decoding read each uuid twice.
-std::optional<std::array<std::uint8_t, 16>> Pack(std::string_view text) {
+std::optional<UuidSet::Bytes> UuidSet::Pack(std::string_view text) {
   if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
     return std::nullopt;
   static constexpr std::size_t kPairAt[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
@@ -34,8 +36,6 @@ std::optional<std::array<std::uint8_t, 16>> Pack(std::string_view text) {
   }
   return out;
 }
-
-}  // namespace
 
 void UuidSet::Insert(std::string_view text) {
   if (auto packed = Pack(text)) {
@@ -55,11 +55,13 @@ void UuidSet::Sort() const {
 }
 
 bool UuidSet::Contains(std::string_view text) const {
-  if (auto packed = Pack(text)) {
-    Sort();
-    return std::binary_search(uuids_.begin(), uuids_.end(), *packed);
-  }
+  if (auto packed = Pack(text)) return Contains(*packed);
   return other_.count(AsciiLower(text)) > 0;
+}
+
+bool UuidSet::Contains(const Bytes& uuid) const {
+  Sort();
+  return std::binary_search(uuids_.begin(), uuids_.end(), uuid);
 }
 
 std::size_t UuidSet::size() const {

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -17,16 +18,20 @@ namespace sgsync::misp {
 
 class UuidSet {
  public:
+  using Bytes = std::array<std::uint8_t, 16>;
+  // The 16 bytes of `text` when it is a uuid (any case), what IsUuid accepts; nullopt otherwise.
+  static std::optional<Bytes> Pack(std::string_view text);
+
   void Insert(std::string_view text);
   // Sorts what was inserted since the last call first (so not thread-safe with Insert).
   bool Contains(std::string_view text) const;
+  bool Contains(const Bytes& uuid) const;
   std::size_t size() const;
   bool empty() const { return size() == 0; }
   // Every member as lower-case text (tests, diagnostics).
   std::set<std::string> ToStrings() const;
 
  private:
-  using Bytes = std::array<std::uint8_t, 16>;
   void Sort() const;
 
   mutable std::vector<Bytes> uuids_;

@@ -85,20 +85,24 @@ class EngineTest : public ::testing::Test {
 
   // A published event of one attribute added by `where`'s site admin, carrying `tags` (name, local).
   static std::string AddTagged(Instance& where, const std::string& info,
-                               const std::vector<std::pair<std::string, bool>>& tags) {
+                               const std::vector<std::pair<std::string, bool>>& tags,
+                               const std::vector<std::string>& attribute_tags = {}) {
     json::array tag_list;
     for (const auto& [name, local] : tags) tag_list.push_back(json::object{{"name", name}, {"local", local}});
+    json::array attribute_tag_list;
+    for (const auto& name : attribute_tags) attribute_tag_list.push_back(json::object{{"name", name}});
     auto [status, body] = where.Call(
         "POST", "/events/add",
-        json::object{
-            {"Event", json::object{{"info", info},
-                                   {"distribution", "3"},
-                                   {"published", true},
-                                   {"Tag", std::move(tag_list)},
-                                   {"Attribute", json::array{json::object{{"type", "domain"},
-                                                                          {"category", "Network activity"},
-                                                                          {"value", info + ".example"},
-                                                                          {"distribution", "5"}}}}}}});
+        json::object{{"Event", json::object{{"info", info},
+                                            {"distribution", "3"},
+                                            {"published", true},
+                                            {"Tag", std::move(tag_list)},
+                                            {"Attribute", json::array{json::object{
+                                                              {"type", "domain"},
+                                                              {"category", "Network activity"},
+                                                              {"value", info + ".example"},
+                                                              {"distribution", "5"},
+                                                              {"Tag", std::move(attribute_tag_list)}}}}}}});
     EXPECT_EQ(status, 200) << json::serialize(body);
     return status == 200 ? std::string(body.at("Event").at("uuid").as_string()) : std::string();
   }
@@ -652,17 +656,22 @@ TEST_F(EngineTest, SightingsTakeTheEventsChannelsIndexSoAnIdleCycleAsksOnceADire
 TEST_F(EngineTest, EventsNamingANewTagAreNotWrittenAtOnceSoTheReceiverCreatesItOnce) {
   // Real MISP creates a tag in the add that first names it, and adds racing to create the same tag
   // fail (500); misp-sim answers so too (TagRace). Eight events with one new tag, four in flight,
-  // each add slowed to 150 ms so that the race has room: every one is sent in the first run.
+  // each add slowed to 150 ms so that the race has room: every one is sent in the first run. Four
+  // more carry their new tag on their attribute only: it counts as much.
   for (int i = 0; i < 8; ++i)
     ASSERT_FALSE(
         AddTagged(*member_, "tagged-" + std::to_string(i), {{"campaign:new-at-the-portal", false}}).empty());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_FALSE(
+        AddTagged(*member_, "attribute-tagged-" + std::to_string(i), {}, {"campaign:new-on-an-attribute"})
+            .empty());
   sim::Fault slow;
   slow.route = "/events/add";
   slow.latency_ms = 150;
   portal_->sim().AddFault(slow);
   Engine();
   RunStats stats = Run(Direction::kPush);
-  EXPECT_EQ(stats.sent, 8);
+  EXPECT_EQ(stats.sent, 12);
   EXPECT_EQ(stats.failed, 0);
   int refused = 0;
   for (const auto& r : portal_->sim().RequestLog()) refused += r.target == "/events/add" && r.status == 500;

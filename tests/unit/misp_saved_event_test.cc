@@ -156,6 +156,20 @@ TEST(MispUuidSetTest, FindsAUuidInEitherCaseAndKeepsTextThatIsNotAUuid) {
   EXPECT_EQ(set.ToStrings(), (std::set<std::string>{"55172a7e-dbba-41aa-8759-814e1983d0cb", "not-a-uuid"}));
 }
 
+// misp::SentElements decodes each sent uuid once, before the write, and looks the bytes up after it.
+TEST(MispUuidSetTest, AUuidDecodedOnceIsFoundAsItsTextIs) {
+  UuidSet set;
+  set.Insert("55172A7E-DBBA-41AA-8759-814E1983D0CB");
+  auto packed = UuidSet::Pack("55172a7e-dbba-41aa-8759-814e1983d0cb");
+  ASSERT_TRUE(packed.has_value());
+  EXPECT_TRUE(set.Contains(*packed));
+  auto other = UuidSet::Pack("55172a7e-dbba-41aa-8759-814e1983d0cc");
+  ASSERT_TRUE(other.has_value());
+  EXPECT_FALSE(set.Contains(*other));
+  EXPECT_FALSE(UuidSet::Pack("not-a-uuid").has_value());
+  EXPECT_FALSE(UuidSet::Pack("55172a7e-dbba-41aa-8759-814e1983d0c").has_value());
+}
+
 // A uuid is packed into 16 bytes only when IsUuid accepts it: one byte off anywhere (a non-hex
 // digit, a dash out of place, a missing dash) and the text is kept as text, not as a near-miss uuid.
 TEST(MispUuidSetTest, TextOneByteOffAUuidIsKeptAsTextWhereverTheByteIs) {
