@@ -619,7 +619,8 @@ EventDocument EventDocument::Wrap(json::object event) {
   return EventDocument(json::value(std::move(top)), Envelope::kWrapped);
 }
 
-Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options) {
+Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options,
+                                                   std::shared_ptr<const void> arena) {
   json::array* items = nullptr;
   std::string path;
   if (root.is_array()) {
@@ -650,6 +651,7 @@ Result<std::vector<EventDocument>> DecodeEventList(json::value root, const Decod
     // Taken, not copied: the events keep the answer's arena, which several threads may allocate
     // from at once (JsonReader's arena is thread-safe), and which goes when the last of them does.
     out.push_back(EventDocument::Wrap(std::move(event.get_object())));
+    out.back().arena_ = arena;
   }
   return out;
 }

@@ -297,12 +297,19 @@ class EventDocument {
   const json::value& root() const { return root_; }
   std::string Serialize() const { return ToJson(root_); }
   // Moves the event object out (a 150k-attribute event is not copied); the document is spent.
+  // When arena() is set, the event lives in it: whoever keeps the event keeps that too.
   json::object TakeEvent() && { return std::move(EventObject()); }
+  // The caller-owned arena the document lives in (ArenaOwner::kCaller), or null when its values
+  // hold their storage themselves.
+  const std::shared_ptr<const void>& arena() const { return arena_; }
 
  private:
+  friend Result<std::vector<EventDocument>> DecodeEventList(json::value, const DecodeOptions&,
+                                                            std::shared_ptr<const void>);
   EventDocument(json::value root, Envelope envelope) : root_(std::move(root)), envelope_(envelope) {}
   json::object& EventObject();
 
+  std::shared_ptr<const void> arena_;  // first: it outlives root_
   json::value root_;
   Envelope envelope_;
 };
@@ -311,7 +318,9 @@ class EventDocument {
 // documents in the {"Event": {...}} envelope, each validated. The documents keep `root`'s storage
 // (nothing is copied), and may be changed on different threads only if that storage is thread-safe:
 // the heap, or the arena of a JsonReader (ParseJson), which every answer of a MISP is parsed into.
-Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options = {});
+// `arena`: the caller-owned arena `root` lives in (ArenaOwner::kCaller), kept by every document.
+Result<std::vector<EventDocument>> DecodeEventList(json::value root, const DecodeOptions& options = {},
+                                                   std::shared_ptr<const void> arena = nullptr);
 
 // Checks types and values of an event object. `path` is where the event sits ("Event").
 Status ValidateEvent(const json::object& event, std::string_view path, const DecodeOptions& options = {});

@@ -176,7 +176,15 @@ class JsonReader::Arena final : public json::memory_resource {
   json::monotonic_resource arena_;
 };
 
-JsonReader::JsonReader(JsonLimits limits)
+}  // namespace sgsync::misp
+
+// Values in a caller-owned arena skip their destructors: the arena frees all at once.
+template <>
+struct boost::json::is_deallocate_trivial<sgsync::misp::JsonReader::Arena> : std::true_type {};
+
+namespace sgsync::misp {
+
+JsonReader::JsonReader(JsonLimits limits, ArenaOwner owner)
     : limits_(std::move(limits)),
       count_(std::make_shared<MemoryCount>()),
       parser_(json::storage_ptr(), ParseOptions(limits_)) {
@@ -184,7 +192,12 @@ JsonReader::JsonReader(JsonLimits limits)
       json::make_shared_resource<BoundedResource>(limits_.max_memory_bytes, limits_.budget, count_);
   // A document is built once and freed whole, so an arena (monotonic resource) serves it: it
   // halves the memory of a big event compared with one heap allocation per value.
-  parser_.reset(json::make_shared_resource<Arena>(std::move(upstream), &arena_));
+  if (owner == ArenaOwner::kCaller) {
+    owned_arena_ = std::make_shared<Arena>(std::move(upstream), &arena_);
+    parser_.reset(json::storage_ptr(owned_arena_.get()));
+  } else {
+    parser_.reset(json::make_shared_resource<Arena>(std::move(upstream), &arena_));
+  }
 }
 
 std::size_t JsonReader::memory_used() const { return count_->used.load(); }

@@ -80,6 +80,8 @@ class MispApi {
   // POST /events/index with If-None-Match (`etag`, or "" to ask for one); `filter` as
   // policy::PullIndexFilter builds it.
   virtual Result<IndexPage> EventIndex(const json::object& filter, const std::string& etag) = 0;
+  // The documents share the answer's arena (EventDocument::arena()): an event taken out of one
+  // (TakeEvent) is kept with it.
   virtual Result<std::vector<misp::EventDocument>> RestSearch(const json::object& filter,
                                                               std::int64_t* total = nullptr) = 0;
   // nullopt when the remote does not serve it (404: missing or hidden alike).

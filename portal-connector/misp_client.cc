@@ -71,17 +71,20 @@ Result<HttpResponse> MispClient::SendStreaming(const HttpRequest& req, const std
 }
 
 Result<json::value> MispClient::StreamJson(const std::string& method, const std::string& target,
-                                           const std::string& body, HttpResponse* meta) {
+                                           const std::string& body, HttpResponse* meta,
+                                           std::shared_ptr<const void>* arena) {
   std::unique_ptr<misp::JsonReader> reader;
   const misp::JsonLimits& limits = limits_;
+  const misp::ArenaOwner owner = arena != nullptr ? misp::ArenaOwner::kCaller : misp::ArenaOwner::kTree;
   HttpRequest req{method, target, {}, body, true};
-  req.body_reset = [&] { reader = std::make_unique<misp::JsonReader>(limits); };
+  req.body_reset = [&] { reader = std::make_unique<misp::JsonReader>(limits, owner); };
   req.body_sink = [&](std::string_view piece) { return reader->Write(piece); };
   SGSYNC_TRY(HttpResponse r, SendStreaming(req, target));
   if (meta != nullptr) *meta = r;
   if (r.status != 200) return ErrorFor(r, target);
   auto v = reader->Finish();
   if (!v.ok()) return v.error().Within(transport_->options().base_url + target);
+  if (arena != nullptr) *arena = reader->TakeArena();
   return std::move(*v);
 }
 
@@ -236,12 +239,15 @@ Result<std::vector<misp::EventDocument>> MispClient::RestSearch(const json::obje
   json::object f = filter;
   f["returnFormat"] = "json";
   HttpResponse r;
-  SGSYNC_TRY(json::value v, StreamJson("POST", "/events/restSearch", json::serialize(f), &r));
+  // Every document keeps the answer's arena, and nothing of the answer lives elsewhere: its events
+  // are freed whole with it, not value by value (ArenaOwner::kCaller).
+  std::shared_ptr<const void> arena;
+  SGSYNC_TRY(json::value v, StreamJson("POST", "/events/restSearch", json::serialize(f), &r, &arena));
   if (total != nullptr) {
     json::value count(r.headers.count("x-result-count") ? r.headers["x-result-count"] : "0");
     *total = misp::IntOr(&count, 0);
   }
-  auto docs = misp::DecodeEventList(std::move(v));
+  auto docs = misp::DecodeEventList(std::move(v), {}, std::move(arena));
   if (!docs.ok()) return docs.error().Within(transport_->options().base_url + "/events/restSearch");
   return docs;
 }

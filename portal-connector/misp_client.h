@@ -105,9 +105,11 @@ class MispClient : public MispApi {
   // Sends a request whose 200 answer goes to its body_sink; the sink's own failures (a malformed or
   // oversized answer) are named with the URL.
   Result<HttpResponse> SendStreaming(const HttpRequest& req, const std::string& target);
-  // A JSON answer streamed into the codec's reader as it arrives (large events, restSearch).
+  // A JSON answer streamed into the codec's reader as it arrives (large events, restSearch). With
+  // `arena`, the tree is in an arena the caller keeps there (misp::ArenaOwner::kCaller).
   Result<json::value> StreamJson(const std::string& method, const std::string& target,
-                                 const std::string& body, HttpResponse* meta);
+                                 const std::string& body, HttpResponse* meta,
+                                 std::shared_ptr<const void>* arena = nullptr);
   Error ErrorFor(const HttpResponse& r, const std::string& target);
   // POSTs {"Event": event} to events/add or events/edit: the body held whole when small, streamed
   // when large; the answer read as it arrives (misp::SavedEventReader). `add`: a 404 with Location

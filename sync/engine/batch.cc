@@ -213,9 +213,12 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
           return;
         }
         for (auto& doc : *docs) {
+          std::shared_ptr<const void> arena = doc.arena();
           json::object event = std::move(doc).TakeEvent();
           auto it = by_uuid.find(AsciiLower(misp::StringOr(event, "uuid")));
-          if (it != by_uuid.end()) it->second->prefetched = std::move(event);
+          if (it == by_uuid.end()) continue;
+          it->second->arena = std::move(arena);
+          it->second->prefetched = std::move(event);
         }
       },
       [&] { return run.ShouldStop(); });

@@ -48,6 +48,9 @@ inline std::size_t ForEachBounded(std::size_t n, int width, Fn fn, Stop stop) {
 
 // One event on its way through a run.
 struct LinkEngine::Prepared {
+  // The arena of the bulk answer `prefetched` came in, which the decided event lives in too
+  // (EventDocument::arena): first, so that it goes after them.
+  std::shared_ptr<const void> arena;
   state::WorkItem item;
   std::optional<state::LedgerEntry> ledger;  // as it was before this run
   std::int64_t source_timestamp = 0;

@@ -213,6 +213,9 @@ TEST_F(MispClientTest, SpecCase51_TheIndexIsConditionalAndTheViewUsesThePullForm
   ASSERT_TRUE(found.ok()) << found.error().ToString();
   EXPECT_EQ(found->size(), 1u);
   EXPECT_EQ(total, 1);
+  // Freed whole with the answer's arena, which every document keeps (misp::ArenaOwner::kCaller).
+  ASSERT_NE(found->front().arena(), nullptr);
+  EXPECT_TRUE(found->front().event_json().storage().is_not_shared_and_deallocate_is_trivial());
 }
 
 TEST_F(MispClientTest, FilterEventIdsForPushSendsMispsBody) {

@@ -212,5 +212,41 @@ TEST(MispHostileInputTest, DocumentsInFlightShareOneBudgetAndGiveItBackWhenFreed
   EXPECT_EQ(budget->in_use(), 0u);
 }
 
+// ArenaOwner::kCaller (MispClient::RestSearch): the values hold no count of their arena and free
+// nothing themselves; the memory goes back when the caller's handle goes. With kTree, the last
+// value gives it back.
+TEST(MispHostileInputTest, ACallerOwnedArenaGoesWithItsHandleNotWithItsValues) {
+  std::string doc = TinyElements(1000);
+  auto budget = std::make_shared<MemoryBudget>(std::size_t{64} << 20);
+  JsonLimits limits;
+  limits.budget = budget;
+  {
+    JsonReader reader(limits, ArenaOwner::kCaller);
+    ASSERT_TRUE(reader.Write(doc).ok());
+    auto tree = reader.Finish();
+    ASSERT_TRUE(tree.ok()) << tree.error().ToString();
+    std::shared_ptr<const void> arena = reader.TakeArena();
+    ASSERT_NE(arena, nullptr);
+    EXPECT_FALSE(tree->storage().is_shared()) << "no count taken for each value";
+    EXPECT_TRUE(tree->storage().is_not_shared_and_deallocate_is_trivial())
+        << "freed whole, not value by value";
+    { json::value moved = std::move(*tree); }
+    tree = json::value();
+    EXPECT_GT(budget->in_use(), 0u) << "the values are gone, the arena is not";
+    arena.reset();
+    EXPECT_EQ(budget->in_use(), 0u) << "the arena went with its handle";
+  }
+  {
+    JsonReader reader(limits);
+    ASSERT_TRUE(reader.Write(doc).ok());
+    auto tree = reader.Finish();
+    ASSERT_TRUE(tree.ok());
+    EXPECT_EQ(reader.TakeArena(), nullptr) << "the tree keeps its own arena";
+    EXPECT_TRUE(tree->storage().is_shared());
+    EXPECT_GT(budget->in_use(), 0u);
+  }
+  EXPECT_EQ(budget->in_use(), 0u);
+}
+
 }  // namespace
 }  // namespace sgsync::misp
