@@ -1,5 +1,6 @@
 #include "misp/elements.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string_view>
 
@@ -38,8 +39,9 @@ std::string Describe(const std::string& kind, const json::object& e) {
   return "report " + std::string(StringOr(e, "name"));
 }
 
-// An element's uuid and deleted flag in one pass over its entries.
-void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted) {
+// An element's uuid and deleted flag in one pass over its entries; and its tags' names, when asked.
+void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted,
+                  std::vector<std::string_view>* tag_names = nullptr) {
   uuid = {};
   deleted = false;
   for (const json::key_value_pair& kv : e) {
@@ -49,6 +51,9 @@ void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted) 
     } else if (k.size() == 7 && k == "deleted") {
       auto d = ReadBool(kv.value(), {});
       deleted = d.ok() && *d;
+    } else if (tag_names != nullptr && k.size() == 3 && k == "Tag" && kv.value().is_array()) {
+      for (const json::value& t : kv.value().get_array())
+        if (t.is_object()) tag_names->push_back(StringOr(t.get_object(), "name"));
     }
   }
 }
@@ -82,7 +87,7 @@ SentElements::SentElements(const json::object& sent) : sent_(sent) {
     if (!v.is_object()) return;
     Element el{{},    {},   static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(object), kind,
                false, false};
-    ReadIdentity(v.get_object(), el.uuid, el.deleted);
+    ReadIdentity(v.get_object(), el.uuid, el.deleted, kind == Kind::kReport ? nullptr : &tag_names_);
     if (auto packed = UuidSet::Pack(el.uuid)) {
       el.packed = *packed;
       el.is_uuid = true;
@@ -102,6 +107,12 @@ SentElements::SentElements(const json::object& sent) : sent_(sent) {
   }
   if (reports != nullptr)
     for (std::size_t i = 0; i < reports->size(); ++i) add((*reports)[i], Kind::kReport, i, 0);
+  if (const json::array* tags = ListOf(sent, "Tag")) {
+    for (const json::value& t : *tags)
+      if (t.is_object()) tag_names_.push_back(StringOr(t.get_object(), "name"));
+  }
+  std::sort(tag_names_.begin(), tag_names_.end());
+  tag_names_.erase(std::unique(tag_names_.begin(), tag_names_.end()), tag_names_.end());
 }
 
 const json::object& SentElements::At(const Element& e) const {

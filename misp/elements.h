@@ -36,12 +36,16 @@ std::vector<MissingElement> ElementsMissingFrom(const json::object& sent, const 
 // processor's caches. Read after the exchange (the answer parsed, other writes' work done
 // meanwhile), most elements' uuids missed the cache: that look-up was 3% of a push's CPU. Each uuid
 // is decoded to its 16 bytes here too, so the look-up after the exchange reads no text of `sent`
-// (done then, it was still 2.7%). Holds views into `sent`, which must outlive it.
+// (done then, it was still 2.7%). The same pass gathers the tag names the event and its elements
+// carry (a receiver creates a tag the first time a write names it: LinkEngine::Write). Holds views
+// into `sent`, which must outlive it.
 class SentElements {
  public:
   explicit SentElements(const json::object& sent);
   // What ElementsMissingFrom(sent, held) gives; reads `sent` again only for the missing elements.
   std::vector<MissingElement> MissingFrom(const UuidSet& held) const;
+  // Every tag name on the event, its attributes, objects and their attributes; sorted, unique.
+  const std::vector<std::string_view>& tag_names() const { return tag_names_; }
 
  private:
   enum class Kind : unsigned char { kAttribute, kObject, kObjectAttribute, kReport };
@@ -59,6 +63,7 @@ class SentElements {
 
   const json::object& sent_;
   std::vector<Element> elements_;  // in the event's order: an object is followed by its attributes
+  std::vector<std::string_view> tag_names_;
 };
 
 }  // namespace sgsync::misp

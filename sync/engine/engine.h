@@ -239,7 +239,7 @@ class LinkEngine {
   // Write goes alone when the event names a tag not yet written to the destination (tags_written_),
   // then WriteEvent: an add or an edit, the receiver's answer checked.
   void Write(RunContext& run, Prepared& p);
-  void WriteEvent(RunContext& run, Prepared& p);
+  void WriteEvent(RunContext& run, Prepared& p, const misp::SentElements& sent);
   Error PartialError(const std::vector<misp::MissingElement>& missing, const Route& route) const;
   void RecheckPartial(RunContext& run, Prepared& p);
   void SendSightingsAfterPush(RunContext& run, Prepared& p);

@@ -15,56 +15,13 @@
 
 namespace sgsync::engine {
 
-namespace {
-
-// Every tag name the event and its elements carry, sorted and unique; views into `e`. Elements of
-// one list share their shape, so where the last one had its "Tag" key is tried first (a look-up
-// by name in each attribute was 2% of a push's CPU).
-std::vector<std::string_view> TagNames(const json::object& e) {
-  std::vector<std::string_view> out;
-  std::size_t hint = 0;
-  auto tags_of = [&](const json::object& holder) -> const json::value* {
-    if (hint < holder.size() && holder.begin()[hint].key() == "Tag") return &holder.begin()[hint].value();
-    for (std::size_t i = 0; i < holder.size(); ++i) {
-      if (holder.begin()[i].key() == "Tag") {
-        hint = i;
-        return &holder.begin()[i].value();
-      }
-    }
-    return nullptr;
-  };
-  auto collect = [&](const json::object& holder) {
-    const json::value* tags = tags_of(holder);
-    if (tags == nullptr || !tags->is_array()) return;
-    for (const auto& t : tags->get_array()) {
-      if (t.is_object()) out.push_back(misp::StringOr(t.get_object(), "name"));
-    }
-  };
-  collect(e);
-  for (const char* key : {"Attribute", "Object"}) {
-    const json::value* list = e.if_contains(key);
-    if (list == nullptr || !list->is_array()) continue;
-    for (const auto& el : list->get_array()) {
-      if (!el.is_object()) continue;
-      collect(el.get_object());
-      if (std::string_view(key) != "Object") continue;
-      if (const json::value* attrs = el.get_object().if_contains("Attribute"); attrs && attrs->is_array()) {
-        for (const auto& a : attrs->get_array())
-          if (a.is_object()) collect(a.get_object());
-      }
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-}  // namespace
-
 void LinkEngine::Write(RunContext& run, Prepared& p) {
   const Route& route = run.route;
   const int side = route.push() ? 0 : 1;
-  const std::vector<std::string_view> tags = TagNames(*p.decision->event);
+  // Read now, while the event is in the caches (it was just decided); its elements are compared
+  // with the receiver's answer after the exchange, its tag names decide whether it goes alone.
+  const misp::SentElements sent(*p.decision->event);
+  const std::vector<std::string_view>& tags = sent.tag_names();
   auto all_known = [&] {
     std::lock_guard lock(tags_mu_);
     return std::includes(tags_written_[side].begin(), tags_written_[side].end(), tags.begin(), tags.end());
@@ -74,13 +31,13 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
     alone.lock();
     if (all_known()) alone.unlock();  // the write that held it made them known
   }
-  WriteEvent(run, p);
+  WriteEvent(run, p, sent);
   if (!p.reached) return;
   std::lock_guard lock(tags_mu_);
   for (std::string_view t : tags) tags_written_[side].emplace(t);
 }
 
-void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
+void LinkEngine::WriteEvent(RunContext& run, Prepared& p, const misp::SentElements& sent) {
   const Route& route = run.route;
   connector::MispApi& dest = *route.destination;
   const json::object& event = *p.decision->event;
@@ -97,9 +54,6 @@ void LinkEngine::WriteEvent(RunContext& run, Prepared& p) {
     if (route.push()) return false;
     return RefuseMemberEvent(p);
   };
-  // Read now, while the event is in the caches (it was just decided or its tags read); compared
-  // with the receiver's answer after the exchange.
-  const misp::SentElements sent(event);
   const json::value* orgc = event.if_contains("Orgc");
   const bool claims_member =
       !link_.local.org.uuid.empty() && orgc != nullptr && orgc->is_object() &&

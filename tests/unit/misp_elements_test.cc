@@ -58,5 +58,20 @@ TEST(MispElementsTest, ASoftDeletedObjectIsNotMissingButItsLiveAttributesAreChec
   EXPECT_EQ(missing[2].what, "report report one");
 }
 
+// The names that decide whether a write goes alone (a receiver creates a tag the first time a write
+// names it): on the event, its attributes, its objects and their attributes, each once.
+TEST(MispElementsTest, TheSentTagNamesAreEveryElementsSortedAndEachOnce) {
+  json::object sent = Parse(R"({"Tag": [{"name": "tlp:green"}, {"name": "campaign:x"}],
+    "Attribute": [{"uuid": "a1", "Tag": [{"name": "tlp:green"}, {"name": "kill-chain:delivery"}]},
+                  {"uuid": "a2"}, {"uuid": "a3", "Tag": [{"name": "on-a-third-attribute"}]}],
+    "Object": [{"uuid": "o1", "Tag": [{"name": "on-an-object"}],
+                "Attribute": [{"uuid": "oa1", "Tag": [{"name": "on-an-object-attribute"}]}]}]})");
+  const SentElements elements(sent);
+  EXPECT_EQ(elements.tag_names(),
+            (std::vector<std::string_view>{"campaign:x", "kill-chain:delivery", "on-a-third-attribute",
+                                           "on-an-object", "on-an-object-attribute", "tlp:green"}));
+  EXPECT_TRUE(SentElements(Parse(R"({"Attribute": [{"uuid": "a1"}]})")).tag_names().empty());
+}
+
 }  // namespace
 }  // namespace sgsync::misp
