@@ -5,7 +5,8 @@
 // by a deadline: the socket is non-blocking, an operation is tried at once and waits in poll(2)
 // only when the kernel has nothing to give or take. There is no event loop: through Asio, each TLS
 // record read was a round through its scheduler (epoll_wait, a timerfd update for the operation's
-// deadline, a handler queued and run), a fifth of sgsyncd's CPU in a push (docs/performance.md).
+// deadline, a handler queued and run): a fifth of a push's perf samples were under Asio's
+// scheduler, the kernel's socket work included (docs/performance.md).
 //
 // It is a Beast SyncReadStream and SyncWriteStream, so Beast's synchronous HTTP reads and writes
 // run over it. Failures are the codes Asio's streams gave (asio::error::eof, connection_reset,
