@@ -73,7 +73,6 @@ struct Connection {
   Connection() { buffer.reserve(kReadBufferBytes); }
   static constexpr std::size_t kReadBufferBytes = 64 * 1024;
   detail::SocketStream stream;
-  bool tls = false;
   beast::flat_buffer buffer;
   // The next operation (a Beast read or write of several socket operations) ends within `limit`.
   void Within(Clock::duration limit) { stream.set_deadline(Clock::now() + limit); }
@@ -123,7 +122,6 @@ struct HttpsTransport::Impl {
     if (!tls_ctx) return c;
 
     // SNI, host name verification, and the reason OpenSSL gives when verification fails.
-    c->tls = true;
     std::string verify_reason;
     ec = c->stream.Handshake(
         tls_ctx->native_handle(), host,
