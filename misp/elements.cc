@@ -39,6 +39,12 @@ std::string Describe(const std::string& kind, const json::object& e) {
   return "report " + std::string(StringOr(e, "name"));
 }
 
+// The names of a Tag list's tags.
+void AddTagNames(const json::array& tags, std::vector<std::string_view>& out) {
+  for (const json::value& t : tags)
+    if (t.is_object()) out.push_back(StringOr(t.get_object(), "name"));
+}
+
 // An element's uuid and deleted flag in one pass over its entries; and its tags' names, when asked.
 void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted,
                   std::vector<std::string_view>* tag_names = nullptr) {
@@ -52,8 +58,7 @@ void ReadIdentity(const json::object& e, std::string_view& uuid, bool& deleted,
       auto d = ReadBool(kv.value(), {});
       deleted = d.ok() && *d;
     } else if (tag_names != nullptr && k.size() == 3 && k == "Tag" && kv.value().is_array()) {
-      for (const json::value& t : kv.value().get_array())
-        if (t.is_object()) tag_names->push_back(StringOr(t.get_object(), "name"));
+      AddTagNames(kv.value().get_array(), *tag_names);
     }
   }
 }
@@ -107,10 +112,7 @@ SentElements::SentElements(const json::object& sent) : sent_(sent) {
   }
   if (reports != nullptr)
     for (std::size_t i = 0; i < reports->size(); ++i) add((*reports)[i], Kind::kReport, i, 0);
-  if (const json::array* tags = ListOf(sent, "Tag")) {
-    for (const json::value& t : *tags)
-      if (t.is_object()) tag_names_.push_back(StringOr(t.get_object(), "name"));
-  }
+  if (const json::array* tags = ListOf(sent, "Tag")) AddTagNames(*tags, tag_names_);
   std::sort(tag_names_.begin(), tag_names_.end());
   tag_names_.erase(std::unique(tag_names_.begin(), tag_names_.end()), tag_names_.end());
 }

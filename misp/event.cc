@@ -649,7 +649,8 @@ Result<std::vector<EventDocument>> DecodeEventList(json::value root, const Decod
     }
     SGSYNC_TRY_STATUS(ValidateEvent(event.get_object(), epath, options));
     // Taken, not copied: the events keep the answer's arena, which several threads may allocate
-    // from at once (JsonReader's arena is thread-safe), and which goes when the last of them does.
+    // from at once (JsonReader's arena is thread-safe), and which goes when the last of them does
+    // (or, caller-owned, with the last document or engine item holding `arena`).
     out.push_back(EventDocument::Wrap(std::move(event.get_object())));
     out.back().arena_ = arena;
   }

@@ -87,7 +87,7 @@ class JsonReader {
   JsonLimits limits_;
   std::shared_ptr<MemoryCount> count_;
   class Arena;
-  Arena* arena_ = nullptr;  // the document's arena, owned by the parser and then by the tree
+  Arena* arena_ = nullptr;  // the document's arena, owned by the parser and then by the tree (kTree)
   std::shared_ptr<Arena> owned_arena_;  // ArenaOwner::kCaller: the arena, until TakeArena
   json::stream_parser parser_;
   std::size_t bytes_seen_ = 0;

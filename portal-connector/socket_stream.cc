@@ -110,6 +110,34 @@ bool SocketStream::Wait(short events, error_code& ec) {
   }
 }
 
+template <typename Call>
+int SocketStream::UntilDone(Call call, error_code& ec) {
+  for (;;) {
+    ERR_clear_error();
+    bio_state_.last_errno = 0;
+    const int r = call();
+    if (r > 0) return r;
+    const int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ && Wait(POLLIN, ec)) continue;
+    if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, ec)) continue;
+    if (!ec) ec = SslError(r);
+    return 0;
+  }
+}
+
+template <typename Call>
+long SocketStream::UntilReady(Call call, short events, error_code& ec) {
+  for (;;) {
+    const long n = call();
+    if (n >= 0) return n;
+    if (!Retryable(errno)) {
+      ec = FromErrno(errno);
+      return -1;
+    }
+    if (!Wait(events, ec)) return -1;
+  }
+}
+
 error_code SocketStream::Connect(const addrinfo* addresses, Clock::time_point deadline) {
   deadline_ = deadline;
   error_code ec = asio::error::host_not_found;
@@ -158,23 +186,15 @@ error_code SocketStream::Handshake(SSL_CTX* ctx, const std::string& host, Clock:
   // As Asio's host_name_verification checked it (X509_check_ip_asc or X509_check_host, flags 0).
   if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1)
     X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
-  for (;;) {
-    ERR_clear_error();
-    const int r = SSL_connect(ssl_);
-    if (r == 1) return {};
-    const int e = SSL_get_error(ssl_, r);
-    error_code ec;
-    if (e == SSL_ERROR_WANT_READ && Wait(POLLIN, ec)) continue;
-    if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, ec)) continue;
-    if (ec) return ec;
-    const long verified = SSL_get_verify_result(ssl_);
-    if (verified != X509_V_OK && verify_reason != nullptr) {
-      *verify_reason = verified == X509_V_ERR_HOSTNAME_MISMATCH || verified == X509_V_ERR_IP_ADDRESS_MISMATCH
-                           ? "the certificate does not name " + host
-                           : X509_verify_cert_error_string(verified);
-    }
-    return SslError(r);
+  error_code ec;
+  if (UntilDone([&] { return SSL_connect(ssl_); }, ec) > 0) return {};
+  const long verified = SSL_get_verify_result(ssl_);
+  if (verified != X509_V_OK && verify_reason != nullptr) {
+    *verify_reason = verified == X509_V_ERR_HOSTNAME_MISMATCH || verified == X509_V_ERR_IP_ADDRESS_MISMATCH
+                         ? "the certificate does not name " + host
+                         : X509_verify_cert_error_string(verified);
   }
+  return ec;
 }
 
 error_code SocketStream::SslError(int ret) {
@@ -195,58 +215,21 @@ error_code SocketStream::SslError(int ret) {
 std::size_t SocketStream::Read(char* data, std::size_t size, error_code& ec) {
   ec = {};
   const int want = static_cast<int>(std::min<std::size_t>(size, INT_MAX));
-  for (;;) {
-    if (ssl_ == nullptr) {
-      const ssize_t n = ::recv(fd_, data, static_cast<std::size_t>(want), 0);
-      if (n > 0) return static_cast<std::size_t>(n);
-      if (n == 0) {
-        ec = asio::error::eof;
-        return 0;
-      }
-      if (!Retryable(errno)) {
-        ec = FromErrno(errno);
-        return 0;
-      }
-      if (!Wait(POLLIN, ec)) return 0;
-      continue;
-    }
-    ERR_clear_error();
-    bio_state_.last_errno = 0;
-    const int r = SSL_read(ssl_, data, want);
-    if (r > 0) return static_cast<std::size_t>(r);
-    const int e = SSL_get_error(ssl_, r);
-    if (e == SSL_ERROR_WANT_READ && Wait(POLLIN, ec)) continue;
-    if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, ec)) continue;
-    if (!ec) ec = SslError(r);
-    return 0;
-  }
+  if (ssl_ != nullptr)
+    return static_cast<std::size_t>(UntilDone([&] { return SSL_read(ssl_, data, want); }, ec));
+  const long n = UntilReady([&] { return ::recv(fd_, data, static_cast<std::size_t>(want), 0); }, POLLIN, ec);
+  if (n == 0) ec = asio::error::eof;
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 std::size_t SocketStream::Write(const char* data, std::size_t size, error_code& ec) {
   ec = {};
   const int want = static_cast<int>(std::min<std::size_t>(size, INT_MAX));
-  for (;;) {
-    if (ssl_ == nullptr) {
-      const ssize_t n = ::send(fd_, data, static_cast<std::size_t>(want), MSG_NOSIGNAL);
-      if (n >= 0) return static_cast<std::size_t>(n);
-      if (!Retryable(errno)) {
-        ec = FromErrno(errno);
-        return 0;
-      }
-      if (!Wait(POLLOUT, ec)) return 0;
-      continue;
-    }
-    // Retried with the same buffer and length, as OpenSSL requires after WANT_WRITE.
-    ERR_clear_error();
-    bio_state_.last_errno = 0;
-    const int r = SSL_write(ssl_, data, want);
-    if (r > 0) return static_cast<std::size_t>(r);
-    const int e = SSL_get_error(ssl_, r);
-    if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, ec)) continue;
-    if (e == SSL_ERROR_WANT_READ && Wait(POLLIN, ec)) continue;
-    if (!ec) ec = SslError(r);
-    return 0;
-  }
+  if (ssl_ != nullptr)
+    return static_cast<std::size_t>(UntilDone([&] { return SSL_write(ssl_, data, want); }, ec));
+  const long n = UntilReady([&] { return ::send(fd_, data, static_cast<std::size_t>(want), MSG_NOSIGNAL); },
+                            POLLOUT, ec);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 }  // namespace sgsync::connector::detail

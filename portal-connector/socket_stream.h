@@ -78,9 +78,7 @@ class SocketStream {
   template <typename MutableBufferSequence>
   std::size_t read_some(const MutableBufferSequence& buffers) {
     boost::system::error_code ec;
-    std::size_t n = read_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
+    return OrThrow(read_some(buffers, ec), ec);
   }
 
   // SyncWriteStream: Beast hands a header as a dozen small pieces; they are gathered (up to 64 KiB)
@@ -111,16 +109,29 @@ class SocketStream {
   template <typename ConstBufferSequence>
   std::size_t write_some(const ConstBufferSequence& buffers) {
     boost::system::error_code ec;
-    std::size_t n = write_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
+    return OrThrow(write_some(buffers, ec), ec);
   }
 
  private:
   static constexpr std::size_t kGatherBytes = 64 * 1024;
 
+  // The throwing forms of the stream concepts (Beast's own code uses the error_code ones).
+  static std::size_t OrThrow(std::size_t n, const boost::system::error_code& ec) {
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
   std::size_t Read(char* data, std::size_t size, boost::system::error_code& ec);
   std::size_t Write(const char* data, std::size_t size, boost::system::error_code& ec);
+  // Runs an OpenSSL call on the session (SSL_connect, SSL_read, SSL_write) until it succeeds,
+  // waiting in poll for what it asks for: its positive result, or 0 with ec set (SslError, or the
+  // deadline). A call retried after WANT_WRITE gets the same buffer and length, as OpenSSL requires.
+  template <typename Call>
+  int UntilDone(Call call, boost::system::error_code& ec);
+  // The same for a call on the plain socket (recv, send) that waits for `events`: its result (0 at
+  // a recv's end of stream), or -1 with ec set.
+  template <typename Call>
+  long UntilReady(Call call, short events, boost::system::error_code& ec);
   // Waits until the socket is ready for `events` (POLLIN, POLLOUT); false with ec set on the
   // deadline or a poll failure.
   bool Wait(short events, boost::system::error_code& ec);
