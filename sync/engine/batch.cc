@@ -1,5 +1,5 @@
-// One batch of work items: fetched (in bulk where it can), decided by the policy, offered to the
-// destination, written, and each completed with its ledger entry.
+// One wave of work items made ready to write: fetched (in bulk where it can), decided by the policy
+// and offered to the destination; each completed with its ledger entry once it reaches its end.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -89,15 +89,19 @@ void LinkEngine::Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, 
   {
     std::lock_guard lock(run.mu);
     run.finished.push_back({&p, std::move(entry), outcome});
-    full = run.finished.size() >= static_cast<std::size_t>(std::max(1, options_.max_in_flight));
+    full = run.finished.size() >= FullCompletion();
   }
-  if (full) CompleteFinished(run);
+  if (full) CompleteFinished(run, FullCompletion());
 }
 
-void LinkEngine::CompleteFinished(RunContext& run) {
+void LinkEngine::CompleteFinished(RunContext& run, std::size_t at_least) {
+  std::lock_guard completing(run.completing);
   std::vector<RunContext::Finished> finished;
   {
     std::lock_guard lock(run.mu);
+    // Another writer may have taken them while this one waited for `completing`: the rest wait for
+    // a full transaction of their own.
+    if (run.finished.size() < at_least) return;
     finished.swap(run.finished);
   }
   if (finished.empty()) return;
@@ -187,8 +191,8 @@ void LinkEngine::BulkFetch(RunContext& run, std::vector<Prepared>& batch) {
   connector::MispApi& source = *run.route.source;
   // The same form as a single view: local tags asked for where they count (RestSearchFilter).
   const json::object form = connector::RestSearchFilter(SourceForm(run));
-  // The groups go out at once (up to max_in_flight): on a slow MISP, four restSearch one after the
-  // other were most of a batch's time before its first write.
+  // The groups of a wave larger than bulk_fetch go out at once (up to max_in_flight): on a slow MISP,
+  // four restSearch one after the other were most of a batch's time before its first write.
   const std::size_t width = static_cast<std::size_t>(options_.bulk_fetch);
   const std::size_t groups = (batch.size() + width - 1) / width;
   std::atomic<bool> failed{false};  // a MISP whose restSearch fails is not asked again this batch
@@ -252,71 +256,12 @@ void LinkEngine::Fetch(RunContext& run, Prepared& p) {
   Decide(run, p, std::move(**doc).TakeEvent());
 }
 
-std::vector<std::vector<state::WorkItem>> LinkEngine::Waves(RunContext& run, std::vector<state::WorkItem> items) {
-  std::vector<std::vector<state::WorkItem>> waves;
-  if (options_.batch_memory_mb <= 0 || items.size() <= 1) {
-    waves.push_back(std::move(items));
-    return waves;
-  }
-  std::vector<std::string> uuids;
-  for (const auto& item : items) uuids.push_back(item.uuid);
-  auto sizes = run.route.source->EventsMetadata(uuids);
-  if (!sizes.ok()) {
-    // Not a reason to fail the batch: its events are fetched as before, in one wave.
-    spdlog::debug("link {}: the batch's sizes could not be read ({}); one wave", name_, sizes.error().ToString());
-    waves.push_back(std::move(items));
-    return waves;
-  }
-  const std::int64_t budget = std::int64_t{options_.batch_memory_mb} << 20;
-  std::int64_t used = 0;
-  for (auto& item : items) {
-    auto it = sizes->find(AsciiLower(item.uuid));
-    const std::int64_t cost = (it == sizes->end() ? 0 : std::max<std::int64_t>(0, it->second.attribute_count)) *
-                              kParsedBytesPerAttribute;
-    if (waves.empty() || (used > 0 && used + cost > budget)) {
-      waves.emplace_back();
-      used = 0;
-    }
-    waves.back().push_back(std::move(item));
-    used += cost;
-  }
-  if (waves.size() > 1)
-    spdlog::debug("link {}: {} events in {} waves of at most {} MiB", name_, uuids.size(), waves.size(),
-                  options_.batch_memory_mb);
-  return waves;
-}
-
-Status LinkEngine::ProcessBatch(RunContext& run, std::vector<state::WorkItem> items) {
-  auto waves = Waves(run, std::move(items));
-  // The waves not reached (a stop, a failure of the state store) go back to the queue at once.
-  auto release_from = [&](std::size_t first) -> Status {
-    for (std::size_t w = first; w < waves.size(); ++w)
-      for (const auto& item : waves[w]) SGSYNC_TRY_STATUS(store_.Release(item.id));
-    return {};
-  };
-  for (std::size_t w = 0; w < waves.size(); ++w) {
-    if (run.ShouldStop()) return release_from(w);
-    Status st = ProcessWave(run, std::move(waves[w]));
-    if (!st.ok()) {
-      if (Status released = release_from(w + 1); !released.ok())
-        spdlog::error("link {}: releasing the batch's other waves: {}", name_, released.error().ToString());
-      return st;
-    }
-  }
-  return {};
-}
-
-Status LinkEngine::ProcessWave(RunContext& run, std::vector<state::WorkItem> items) {
+Status LinkEngine::PrepareWave(RunContext& run, std::vector<state::WorkItem> items, Wave& wave) {
   const Route& route = run.route;
   connector::MispApi& dest = *route.destination;
-  std::vector<Prepared> batch(items.size());
+  std::vector<Prepared>& batch = wave.batch;
+  batch.resize(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) batch[i].item = std::move(items[i]);
-  // However the wave ends, what it finished is completed before `batch` goes out of scope.
-  struct CompleteAtEnd {
-    LinkEngine& engine;
-    RunContext& run;
-    ~CompleteAtEnd() { engine.CompleteFinished(run); }
-  } complete_at_end{*this, run};
 
   // Fetch and decide.
   BulkFetch(run, batch);
@@ -383,11 +328,10 @@ Status LinkEngine::ProcessWave(RunContext& run, std::vector<state::WorkItem> ite
   }
   std::set<std::string> need;
   for (const auto& u : *needed) need.insert(AsciiLower(u));
-  std::vector<Prepared*> to_write;
   for (auto& p : batch) {
     if (p.done || !p.decision || !p.decision->send) continue;
     if (need.count(AsciiLower(p.item.uuid))) {
-      to_write.push_back(&p);
+      wave.to_write.push_back(&p);
       continue;
     }
     if (p.item.last_error.rfind(kPartialPrefix, 0) == 0) {
@@ -396,16 +340,6 @@ Status LinkEngine::ProcessWave(RunContext& run, std::vector<state::WorkItem> ite
     }
     Finish(run, p, SeenEntry(p, route, state::LedgerDecision::kSend), Outcome::kAlready);
   }
-
-  handed = ForEachBounded(
-      to_write.size(), options_.max_in_flight,
-      [&](std::size_t i) {
-        ScopedLogContext event({"", "", "", to_write[i]->item.uuid});
-        Write(run, *to_write[i]);
-      },
-      [&] { return run.ShouldStop(); });
-  for (std::size_t i = handed; i < to_write.size(); ++i)
-    SGSYNC_TRY_STATUS(store_.Release(to_write[i]->item.id));
   return {};
 }
 

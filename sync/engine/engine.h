@@ -23,14 +23,16 @@
 // may run concurrently.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
-#include <set>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/metrics.h"
@@ -222,12 +224,25 @@ class LinkEngine {
   Result<std::vector<Candidate>> Select(const Route& route, const connector::IndexPage& page, bool report,
                                         std::int64_t* newest);
   Status FindDeletions(RunContext& run, const std::vector<misp::EventIndexEntry>& listed);  // tombstones.cc
-  // ---- one batch of work items: fetch, decide, offer, write (batch.cc, write.cc)
-  Status ProcessBatch(RunContext& run, std::vector<state::WorkItem> items);
+  // ---- the queue worked through in waves (waves.cc): each wave is prepared (fetched, decided,
+  // offered: batch.cc) while the one before it is written (write.cc) by the run's writers
+  // (WritePool), so the destination never waits for the source between two waves.
+  struct Wave;
+  struct PendingWave {
+    std::vector<state::WorkItem> items;  // leased
+    std::int64_t cost = 0;               // what its events are estimated to cost parsed (bytes)
+  };
+  class WritePool;
+  // Works through `pending`, then (when `lease_more`) through what the queue still holds, batch by
+  // batch, until it is empty or the run stops. What is not reached goes back to the queue.
+  Status ProcessQueue(RunContext& run, std::deque<PendingWave> pending, bool lease_more);
   // The batch cut into waves whose events fit options_.batch_memory_mb together, by the attribute
-  // counts the source gives (one restSearch with metadata:1); one wave when they cannot be known.
-  std::vector<std::vector<state::WorkItem>> Waves(RunContext& run, std::vector<state::WorkItem> items);
-  Status ProcessWave(RunContext& run, std::vector<state::WorkItem> items);
+  // counts the source gives (one restSearch with metadata:1); one wave when they cannot be known,
+  // whose cost is then the whole bound (it is never prepared beside another).
+  std::vector<PendingWave> Waves(RunContext& run, std::vector<state::WorkItem> items);
+  // Fetches and decides the wave's events, completes those refused, held or already there, and
+  // leaves in wave.to_write those the destination needs.
+  Status PrepareWave(RunContext& run, std::vector<state::WorkItem> items, Wave& wave);
   // How the source's events are read, in bulk or one by one alike. Push reads the member's event
   // whole: local tags included, because MISP's push rules match them (spec 6.1) and an internal link
   // carries them; the policy strips them otherwise. Pull asks the Portal for what MISP's own pull
@@ -244,9 +259,11 @@ class LinkEngine {
   void RecheckPartial(RunContext& run, Prepared& p);
   void SendSightingsAfterPush(RunContext& run, Prepared& p);
   // p has reached its end: its completion (the item done, `entry` in the ledger) is written with
-  // others of its wave (CompleteFinished): once max_in_flight have gathered, and at the wave's end.
+  // others (CompleteFinished): once max_in_flight have gathered, and before its wave is freed.
   void Finish(RunContext& run, Prepared& p, state::LedgerEntry entry, Outcome outcome);
-  void CompleteFinished(RunContext& run);
+  // Writes the completions gathered, when there are at least `at_least` (all of them, by default).
+  void CompleteFinished(RunContext& run, std::size_t at_least = 1);
+  std::size_t FullCompletion() const { return static_cast<std::size_t>(std::max(1, options_.max_in_flight)); }
   void FailItem(RunContext& run, const state::WorkItem& item, const Error& e);
   static state::LedgerEntry SeenEntry(const Prepared& p, const Route& route, state::LedgerDecision decision);
   static state::LedgerEntry WrittenEntry(const Prepared& p, const Route& route, const json::object& written);

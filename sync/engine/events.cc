@@ -75,11 +75,7 @@ Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   run.Report();
 
   // Work through the queue: this run's items and any earlier ones now due.
-  while (!run.ShouldStop()) {
-    SGSYNC_TRY(auto items, store_.Lease(link_id_, d, options_.batch, options_.lease_seconds));
-    if (items.empty()) break;
-    SGSYNC_TRY_STATUS(ProcessBatch(run, std::move(items)));
-  }
+  SGSYNC_TRY_STATUS(ProcessQueue(run, {}, true));
   if (run.peer_down) {
     run.stats.aborted = true;
     run.stats.abort_reason = std::string(route.destination_name()) + " kept failing";
@@ -377,7 +373,9 @@ Result<RunStats> LinkEngine::Resend(Direction d, const std::string& uuid) {
   RunContext run(route, options);
   ScopedLogContext context({name_, std::string(route.name()), NewRunId(), uuid});
   run.stats.total = 1;
-  SGSYNC_TRY_STATUS(ProcessBatch(run, {std::move(item)}));
+  std::deque<PendingWave> one;
+  one.push_back({{std::move(item)}, 0});
+  SGSYNC_TRY_STATUS(ProcessQueue(run, std::move(one), false));
   std::lock_guard lock(run.mu);
   return run.stats;
 }

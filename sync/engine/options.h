@@ -44,9 +44,12 @@ struct EngineOptions {
   std::int64_t overlap_seconds = 600;
   int max_in_flight = 4;  // concurrent event fetches and writes per run
   int batch = 64;         // work items leased at a time
-  // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view). Bounded
-  // because one event may hold 100k attributes.
-  int bulk_fetch = 16;
+  // Events fetched per restSearch request (bulk fetch; 0 fetches each with events/view): a wave of
+  // `batch` events in one, since a wave's memory is bounded by batch_memory_mb. On real MISP 2.5.1,
+  // one restSearch of 64 events took a third of the CPU of four of 16 (100 against 300 ms: each
+  // request costs MISP about 55 ms before it reads anything), CPU the destination's adds share on
+  // a machine running both (docs/performance.md).
+  int bulk_fetch = 64;
   // What the events of one batch may cost in memory once parsed (MiB; 0: no bound). A batch of
   // more than one event first asks the source for the events' attribute counts (one restSearch
   // with metadata:1) and is processed in waves that fit, an event larger than the bound alone:

@@ -62,6 +62,14 @@ struct LinkEngine::Prepared {
   bool reached = false;                    // the destination holds this version (sent, or already there)
 };
 
+// A wave of a run, prepared: its events fetched, decided and offered to the destination. Those it
+// needs are in `to_write`, written by the run's WritePool; the rest are finished already.
+struct LinkEngine::Wave {
+  std::vector<Prepared> batch;
+  std::vector<Prepared*> to_write;  // into `batch`
+  std::int64_t cost = 0;            // PendingWave::cost
+};
+
 class LinkEngine::RunContext {
  public:
   RunContext(Route r, const RunOptions& o) : route(r), options(o) {}
@@ -75,13 +83,16 @@ class LinkEngine::RunContext {
   std::atomic<bool> progressed{false};
   // Items finished (LinkEngine::Finish) whose completion is not written to the store yet: written
   // together, in one transaction, once as many have gathered as the run has writes in flight, and
-  // when the wave ends (LinkEngine::CompleteFinished).
+  // before their wave is freed (LinkEngine::CompleteFinished).
   struct Finished {
     Prepared* p;
     state::LedgerEntry entry;
     Outcome outcome;
   };
   std::vector<Finished> finished;  // guarded by mu
+  // Held through each CompleteFinished: a wave is freed only after its last completion, which
+  // another thread may have taken out of `finished` and still be writing, is done.
+  std::mutex completing;
 
   // The run's time slice is over (RunOptions::yield_at): no further event is handed out, those in
   // hand are finished, the rest go back to the queue for the next turn. Not before one item has

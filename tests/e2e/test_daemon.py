@@ -566,7 +566,7 @@ class DaemonTest(unittest.TestCase):
     # ------------------------------------------------------------------ cost and resilience
 
     def test_events_are_fetched_in_bulk_with_restsearch(self):
-        events = set(self.sims.member.control("POST", "seed", {"events": 20, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
+        events = set(self.sims.member.control("POST", "seed", {"events": 70, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
         d = self.sgsyncd(directions=["push"])
         rc, stats, err = d.once()
         self.assertEqual(rc, 0, err)
@@ -574,9 +574,10 @@ class DaemonTest(unittest.TestCase):
         requests = [r for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
         targets = [r["target"] for r in requests]
         searches = [json.loads(r["body"]) for r in requests if r["target"] == "/events/restSearch"]
-        self.assertEqual(len([b for b in searches if "metadata" not in b]), 2, "20 events in pages of 16")
-        self.assertEqual(len([b for b in searches if b.get("metadata")]), 1,
-                         "the batch's sizes (batch_memory_mb), asked once for the 20")
+        self.assertEqual([len(b["uuid"]) for b in searches if "metadata" not in b], [64, 6],
+                         "70 events: a batch's wave in one request each")
+        self.assertEqual([len(b["uuid"]) for b in searches if b.get("metadata")], [64, 6],
+                         "each batch's sizes (batch_memory_mb), asked once for the batch")
         self.assertFalse([t for t in targets if t.startswith("/events/view")])
 
     def test_a_link_with_a_large_backlog_takes_turns_so_another_links_small_change_is_not_held_behind_it(self):
