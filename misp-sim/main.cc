@@ -85,11 +85,13 @@ int main(int argc, char** argv) {
   std::string url = std::string(tls ? "https://" : "http://") + listen.substr(0, colon) + ":" +
                     std::to_string((*server)->port());
   if (base_url.empty()) (*sim)->set_base_url(url);
+  // Before the line that tells a caller it is up: a SIGTERM sent as soon as it has read that line
+  // (MispSimCliTest, under load) killed the process before the handler was there.
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
   std::printf("misp-sim listening on %s\nadmin key: %s\ncontrol token: %s\n", url.c_str(), admin_key.c_str(),
               control_token.c_str());
   std::fflush(stdout);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   (*server)->Stop();
   return 0;
