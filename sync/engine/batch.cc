@@ -101,10 +101,9 @@ void LinkEngine::CompleteFinished(RunContext& run, std::size_t at_least) {
     std::lock_guard lock(run.mu);
     // Another writer may have taken them while this one waited for `completing`: the rest wait for
     // a full transaction of their own.
-    if (run.finished.size() < at_least) return;
+    if (run.finished.empty() || run.finished.size() < at_least) return;
     finished.swap(run.finished);
   }
-  if (finished.empty()) return;
   std::vector<state::StateStore::Completion> completions;
   completions.reserve(finished.size());
   for (auto& f : finished) completions.push_back({f.p->item.id, std::move(f.entry)});

@@ -137,9 +137,18 @@ class LinkEngine::WritePool {
   std::vector<std::jthread> threads_;                 // only the thread that adds and finishes touches it
 };
 
+namespace {
+
+// batch_memory_mb in bytes; 0: no bound.
+std::int64_t MemoryBound(const EngineOptions& o) {
+  return std::int64_t{std::max(0, o.batch_memory_mb)} << 20;
+}
+
+}  // namespace
+
 std::vector<LinkEngine::PendingWave> LinkEngine::Waves(RunContext& run, std::vector<state::WorkItem> items) {
   std::vector<PendingWave> waves;
-  const std::int64_t budget = std::int64_t{std::max(0, options_.batch_memory_mb)} << 20;
+  const std::int64_t budget = MemoryBound(options_);
   if (budget == 0 || items.size() <= 1) {
     waves.push_back({std::move(items), budget});
     return waves;
@@ -170,7 +179,7 @@ std::vector<LinkEngine::PendingWave> LinkEngine::Waves(RunContext& run, std::vec
 }
 
 Status LinkEngine::ProcessQueue(RunContext& run, std::deque<PendingWave> pending, bool lease_more) {
-  const std::int64_t budget = std::int64_t{std::max(0, options_.batch_memory_mb)} << 20;
+  const std::int64_t budget = MemoryBound(options_);
   Status failed;
   WritePool writers(*this, run);
   while (!run.ShouldStop()) {

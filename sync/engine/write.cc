@@ -18,8 +18,9 @@ namespace sgsync::engine {
 void LinkEngine::Write(RunContext& run, Prepared& p) {
   const Route& route = run.route;
   const int side = route.push() ? 0 : 1;
-  // Read now, while the event is in the caches (it was just decided); its elements are compared
-  // with the receiver's answer after the exchange, its tag names decide whether it goes alone.
+  // Read before the exchange, not after it, when the answer's work has pushed the event out of the
+  // caches (misp/elements.h); its elements are compared with the receiver's answer after the
+  // exchange, its tag names decide whether it goes alone.
   const misp::SentElements sent(*p.decision->event);
   const std::vector<std::string_view>& tags = sent.tag_names();
   auto all_known = [&] {
