@@ -182,10 +182,15 @@ Status LinkEngine::ProcessQueue(RunContext& run, std::deque<PendingWave> pending
   const std::int64_t budget = MemoryBound(options_);
   Status failed;
   WritePool writers(*this, run);
+  // The run's first lease is small (two events per writer): the destination starts writing those
+  // while the full batch after them is fetched. A full batch first would keep it idle for the
+  // batch's sizes, fetch and filter, about 0.4 s for 64 events on real MISP (docs/performance.md).
+  int lease = std::min(options_.batch, 2 * std::max(1, options_.max_in_flight));
   while (!run.ShouldStop()) {
     if (pending.empty()) {
       if (!lease_more) break;
-      auto items = store_.Lease(link_id_, run.route.direction, options_.batch, options_.lease_seconds);
+      auto items = store_.Lease(link_id_, run.route.direction, lease, options_.lease_seconds);
+      lease = options_.batch;
       if (!items.ok()) {
         failed = items.error();
         break;

@@ -565,6 +565,23 @@ class DaemonTest(unittest.TestCase):
 
     # ------------------------------------------------------------------ cost and resilience
 
+    def test_a_links_start_asks_both_misps_at_once(self):
+        # The Portal holds its users/view/me answer for 3 s. Asked one after the other, the
+        # member's getVersion would come only after it; asked at once, it is answered while the
+        # Portal still holds it. The order of answers is asserted, not a duration.
+        self.sims.portal.control("POST", "faults", {"route": "/users/view/me", "latency_ms": 3000})
+        d = self.sgsyncd(directions=["push"])
+        d.start(os.path.join(self.tmp.name, "discovery.log"))
+
+        def asked(sim, path):
+            return any(r["target"].startswith(path) for r in sim.requests())
+        harness.wait_for(lambda: asked(self.sims.member, "/servers/getVersion"), what="the member's getVersion")
+        self.assertFalse(asked(self.sims.portal, "/users/view/me"),
+                         "the member was asked only once the Portal had answered who sgsync is")
+        harness.wait_for(lambda: asked(self.sims.portal, "/users/view/me"), what="the Portal's answer")
+        harness.wait_for(lambda: "link portal: ready" in harness.read(os.path.join(self.tmp.name, "discovery.log")),
+                         what="the link ready")
+
     def test_events_are_fetched_in_bulk_with_restsearch(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 70, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
         d = self.sgsyncd(directions=["push"])
@@ -574,9 +591,11 @@ class DaemonTest(unittest.TestCase):
         requests = [r for r in self.sims.member.requests() if not r["target"].startswith("/_sim")]
         targets = [r["target"] for r in requests]
         searches = [json.loads(r["body"]) for r in requests if r["target"] == "/events/restSearch"]
-        self.assertEqual([len(b["uuid"]) for b in searches if "metadata" not in b], [64, 6],
-                         "70 events: a batch's wave in one request each")
-        self.assertEqual([len(b["uuid"]) for b in searches if b.get("metadata")], [64, 6],
+        # 70 events, 4 in flight: the run's first lease is two events per writer (8), so the
+        # Portal starts writing while the full batch after them (64; 62 left) is fetched.
+        self.assertEqual([len(b["uuid"]) for b in searches if "metadata" not in b], [8, 62],
+                         "a small first wave, then a batch's wave in one request")
+        self.assertEqual([len(b["uuid"]) for b in searches if b.get("metadata")], [8, 62],
                          "each batch's sizes (batch_memory_mb), asked once for the batch")
         self.assertFalse([t for t in targets if t.startswith("/events/view")])
 
