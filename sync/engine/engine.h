@@ -10,6 +10,7 @@
 //     sendable events it needs (filterEventIdsForPush, as MISP's own push does), add or edit them,
 //     and complete each item together with its ledger entry in one transaction. A batch goes in
 //     waves that fit batch_memory_mb, each prepared while the one before is written (waves.cc);
+//     the run's first lease is two events per writer, so that writing starts early;
 //  4. advance the cursor to the newest listed timestamp, but never past the oldest work item not
 //     done (failed, dead or not yet tried): nothing is skipped silently.
 // Every write is idempotent by (uuid, timestamp): MISP refuses a not-newer edit and answers an add
