@@ -1,5 +1,6 @@
 #include "httpd/http_server.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <boost/asio.hpp>
@@ -8,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cctype>
+#include <cerrno>
 
 #include "common/encoding.h"
 
@@ -29,6 +31,7 @@ struct HttpServer::Impl {
   Handler handler;
   std::optional<asio::ssl::context> tls;
   std::size_t max_body = 0;
+  std::chrono::milliseconds keep_alive_timeout{0};
   std::thread accept_thread;
   std::atomic<bool> stopping{false};
   std::mutex mu;
@@ -47,13 +50,27 @@ struct HttpServer::Impl {
     }
   }
 
+  // Whether the client sends nothing more within the keep-alive timeout after an answer: the
+  // connection is then closed, as Apache (KeepAliveTimeout) and nginx (keepalive_timeout) close theirs.
+  bool IdleTooLong(tcp::socket& socket, const beast::flat_buffer& buffer) const {
+    if (keep_alive_timeout.count() <= 0 || buffer.size() > 0) return false;
+    pollfd p{socket.native_handle(), POLLIN, 0};
+    int r = 0;
+    do {
+      r = ::poll(&p, 1, static_cast<int>(keep_alive_timeout.count()));
+    } while (r < 0 && errno == EINTR);
+    return r == 0;
+  }
+
+  // Returns true when the connection was closed for being idle (nothing more is to be sent on it).
   template <typename Stream>
-  void Exchange(Stream& stream, const std::string& peer) {
+  bool Exchange(Stream& stream, tcp::socket& socket, const std::string& peer) {
     beast::flat_buffer buffer;
     // Beast reads as much as the buffer's free capacity, at least 512 bytes: unreserved, a 45 KB
     // event arrived 512 bytes (one SSL_read) at a time.
     buffer.reserve(64 * 1024);
-    while (!stopping) {
+    for (bool first = true; !stopping; first = false) {
+      if (!first && IdleTooLong(socket, buffer)) return true;
       http::request_parser<http::string_body> parser;
       parser.body_limit(max_body);
       parser.header_limit(64 * 1024);
@@ -67,7 +84,7 @@ struct HttpServer::Impl {
           res.prepare_payload();
           http::write(stream, res, ec);
         }
-        return;
+        return false;
       }
       auto& req = parser.get();
       HttpRequest in;
@@ -95,9 +112,10 @@ struct HttpServer::Impl {
       } else {
         out = handler(in);
       }
-      if (!Send(stream, in, out, req.keep_alive())) return;
-      if (!req.keep_alive()) return;
+      if (!Send(stream, in, out, req.keep_alive())) return false;
+      if (!req.keep_alive()) return false;
     }
+    return false;
   }
 
   // Returns false when the connection must end.
@@ -129,14 +147,18 @@ struct HttpServer::Impl {
     auto ep = socket->remote_endpoint(ec);
     std::string peer = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
     if (!tls) {
-      Exchange(*socket, peer);
+      Exchange(*socket, *socket, peer);
       socket->shutdown(tcp::socket::shutdown_both, ec);
       return;
     }
     asio::ssl::stream<tcp::socket&> stream(*socket, *tls);
     stream.handshake(asio::ssl::stream_base::server, ec);
     if (ec) return;
-    Exchange(stream, peer);
+    if (Exchange(stream, *socket, peer)) {
+      // Idle: closed without waiting for a close_notify the client has no reason to send.
+      socket->shutdown(tcp::socket::shutdown_both, ec);
+      return;
+    }
     stream.shutdown(ec);
   }
 };
@@ -146,10 +168,12 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl, std::uint16_t port)
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, std::uint16_t port,
                                                       Handler handler, std::optional<TlsFiles> tls,
-                                                      std::size_t max_body_bytes) {
+                                                      std::size_t max_body_bytes,
+                                                      std::chrono::milliseconds keep_alive_timeout) {
   auto impl = std::make_unique<Impl>();
   impl->handler = std::move(handler);
   impl->max_body = max_body_bytes;
+  impl->keep_alive_timeout = keep_alive_timeout;
   std::string where = host + ":" + std::to_string(port);
   if (tls) {
     impl->tls.emplace(asio::ssl::context::tls_server);

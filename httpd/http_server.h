@@ -1,13 +1,15 @@
 // httpd/http_server.h: a small HTTP/1.1 server (plain or TLS) on Boost.Beast. misp-sim serves
 // MISP's API with it; sgsyncd serves its Prometheus /metrics with it.
 //
-// One thread per connection, keep-alive, bodies up to a size limit, gzip request bodies decoded
-// (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request and returns a
-// response; the server adds nothing but Content-Length and Connection. Stop() closes the listener
-// and every open connection, then joins their threads.
+// One thread per connection, keep-alive (a connection idle for longer than the keep-alive timeout,
+// when one is given, is closed, as the web servers in front of MISP do), bodies up to a size limit,
+// gzip request bodies decoded (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request
+// and returns a response; the server adds nothing but Content-Length and Connection. Stop() closes the
+// listener and every open connection, then joins their threads.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -52,11 +54,13 @@ class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
 
-  // Listens on host:port (port 0 picks a free one). Fails naming the address.
-  static Result<std::unique_ptr<HttpServer>> Start(const std::string& host, std::uint16_t port,
-                                                   Handler handler,
-                                                   std::optional<TlsFiles> tls = std::nullopt,
-                                                   std::size_t max_body_bytes = std::size_t{64} << 20);
+  // Listens on host:port (port 0 picks a free one). Fails naming the address. `keep_alive_timeout`:
+  // how long a connection may wait for its next request after an answer before the server closes
+  // it (zero: as long as the client keeps it).
+  static Result<std::unique_ptr<HttpServer>> Start(
+      const std::string& host, std::uint16_t port, Handler handler,
+      std::optional<TlsFiles> tls = std::nullopt, std::size_t max_body_bytes = std::size_t{64} << 20,
+      std::chrono::milliseconds keep_alive_timeout = std::chrono::milliseconds::zero());
   ~HttpServer();
   void Stop();
   std::uint16_t port() const { return port_; }

@@ -1,7 +1,7 @@
 // misp-sim: run the MISP-compatible test server from the command line.
 //
 //   misp-sim --listen 127.0.0.1:PORT --db FILE|:memory: [--tls-cert F --tls-key F] --org NAME
-//            --org-uuid U --admin-key K [--base-url URL]
+//            --org-uuid U --admin-key K [--base-url URL] [--keep-alive-timeout SECONDS]
 //
 // Prints the base URL and the keys it created, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
@@ -35,6 +35,12 @@ int main(int argc, char** argv) {
   app.add_option("--load", load,
                  "event documents to serve (events/view or restSearch JSON files; repeatable)")
       ->check(CLI::ExistingFile);
+  // Apache's KeepAliveTimeout, 5 s by default: the web server in front of a MISP closes a kept-alive
+  // connection that stays idle this long (docs/misp-sim.md).
+  double keep_alive_timeout = 5;
+  app.add_option("--keep-alive-timeout", keep_alive_timeout,
+                 "seconds a kept-alive connection may stay idle before it is closed (0: never)")
+      ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--control-token", control_token,
                  "token for the /_sim/ control routes (X-Sim-Token; generated when absent)");
   CLI11_PARSE(app, argc, argv);
@@ -77,7 +83,8 @@ int main(int argc, char** argv) {
   auto* handler_sim = sim->get();
   auto server = sgsync::sim::HttpServer::Start(
       listen.substr(0, colon), static_cast<std::uint16_t>(std::stoi(listen.substr(colon + 1))),
-      [handler_sim](const sgsync::sim::HttpRequest& r) { return handler_sim->Handle(r); }, tls);
+      [handler_sim](const sgsync::sim::HttpRequest& r) { return handler_sim->Handle(r); }, tls,
+      std::size_t{64} << 20, std::chrono::milliseconds(static_cast<std::int64_t>(keep_alive_timeout * 1000)));
   if (!server.ok()) {
     std::fprintf(stderr, "misp-sim: %s\n", server.error().ToString().c_str());
     return 1;

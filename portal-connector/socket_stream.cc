@@ -92,6 +92,19 @@ SocketStream::~SocketStream() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool SocketStream::ReadyForReuse() const {
+  if (fd_ < 0) return false;
+  if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return false;
+  pollfd p{fd_, POLLIN, 0};
+  int r = 0;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  // Between two exchanges a server sends nothing: anything readable is its close (a close_notify,
+  // the end of the stream, a reset) or bytes that belong to no request.
+  return r == 0;
+}
+
 bool SocketStream::Wait(short events, error_code& ec) {
   for (;;) {
     const auto now = Clock::now();

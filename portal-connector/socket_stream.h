@@ -60,6 +60,10 @@ class SocketStream {
   // The TLS session, after Handshake; null on a plain connection.
   SSL* ssl() const { return ssl_; }
 
+  // Whether a kept-alive connection can carry another request: nothing is waiting to be read on it,
+  // neither bytes nor the end of the stream (the server closed it while it was idle) nor an error.
+  bool ReadyForReuse() const;
+
   // Every later operation fails with beast::error::timeout once this passes.
   void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
 

@@ -186,12 +186,23 @@ struct HttpsTransport::Impl {
     return {};
   }
 
+  // A kept-alive connection, unless the server closed each one while it was idle: the web server in
+  // front of a MISP closes one after a few seconds without a request (Apache's KeepAliveTimeout is 5 s,
+  // nginx's keepalive_timeout 75 s), and a write sent on it would fail, since writes are not repeated.
   std::unique_ptr<Connection> TakeIdle() {
+    std::vector<std::unique_ptr<Connection>> closed;  // freed outside the lock
     std::lock_guard lock(mu);
-    if (idle.empty()) return nullptr;
-    auto c = std::move(idle.back());
-    idle.pop_back();
-    return c;
+    while (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      if (c->stream.ReadyForReuse()) return c;
+      closed.push_back(std::move(c));
+    }
+    if (!closed.empty()) {
+      spdlog::debug("{}: {} kept-alive connection(s) closed by the server while idle, set aside",
+                    options.base_url, closed.size());
+    }
+    return nullptr;
   }
 
   void GiveBack(std::unique_ptr<Connection> c) {
@@ -367,8 +378,8 @@ struct HttpsTransport::Impl {
     }
     bool keep = false;
     Result<HttpResponse> r = Exchange(*c, req, deadline, &keep);
-    // A kept-alive connection the server had closed meanwhile: one fresh try, for any request,
-    // because nothing was read back (the server did not answer it).
+    // A kept-alive connection the server closed just as it was taken (TakeIdle sets aside those it
+    // had closed before): one fresh try for a safe request, because nothing was read back.
     if (!r.ok() && reused && r.error().code == ErrorCode::kUnavailable &&
         r.error().message.find("waiting for the response header") != std::string::npos && req.idempotent) {
       SGSYNC_TRY(c, Connect(req.target, deadline));

@@ -1,11 +1,12 @@
 // portal-connector/transport.h: the one place where sgsync talks HTTP(S) to a MISP.
 //
 // HttpsTransport sends requests to one MISP base URL over HTTP/1.1 keep-alive connections (a
-// bounded pool), with TLS 1.2+ verified by default (system CA store or a configured CA file, host
-// name checked, SNI sent), optional pinning of the server's certificate or public key (SHA-256),
-// an optional client certificate (mTLS), deadlines for connecting, the TLS handshake, the response
-// header, body progress and the whole exchange, a response size limit, gzip both ways, and
-// retries with exponential backoff and full jitter for requests that are safe to repeat.
+// bounded pool; one the server closed while it sat idle is set aside before it is reused), with TLS 1.2+
+// verified by default (system CA store or a configured CA file, host name checked, SNI sent), optional
+// pinning of the server's certificate or public key (SHA-256), an optional client certificate (mTLS),
+// deadlines for connecting, the TLS handshake, the response header, body progress and the whole exchange, a
+// response size limit, gzip both ways, and retries with exponential backoff and full jitter for requests that
+// are safe to repeat.
 //
 // Writes (events/add, events/edit) are never repeated here: the caller makes them safe (MISP
 // refuses a not-newer edit with 403; a HEAD events/view tells whether an add landed).

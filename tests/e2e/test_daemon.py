@@ -582,6 +582,23 @@ class DaemonTest(unittest.TestCase):
         harness.wait_for(lambda: "link portal: ready" in harness.read(os.path.join(self.tmp.name, "discovery.log")),
                          what="the link ready")
 
+    def test_writes_after_an_idle_pause_do_not_go_out_on_connections_the_misp_closed(self):
+        # misp-sim closes a kept-alive connection idle for 5 s, as Apache in front of a MISP does
+        # (KeepAliveTimeout). The runs are 8 s apart, so every connection the first run kept is closed
+        # by the time the second writes; a write is never repeated, so one sent on such a connection
+        # would fail and its event wait the queue's backoff (30 s).
+        first = set(self.sims.member.control("POST", "seed", {"events": 8, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 141})["uuids"])
+        d = self.sgsyncd(directions=["push"], interval_seconds=8, sightings=False, proposals=False,
+                         galaxy_clusters=False, analyst_data=False)
+        log = os.path.join(self.tmp.name, "idle-pause.log")
+        d.start(log)
+        harness.wait_for(lambda: first <= uuids_on(self.sims.portal), what="the first events at the Portal")
+        second = set(self.sims.member.control("POST", "seed", {"events": 8, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 142})["uuids"])
+        harness.wait_for(lambda: second <= uuids_on(self.sims.portal), timeout=60, what="the events added after the pause")
+        text = harness.read(log)
+        self.assertNotIn("closed while", text, "a write went out on a connection the MISP had closed")
+        self.assertRegex(text, r"sent 8, already there 0, skipped 0, echo 0, failed 0", "the second run wrote all 8 at once")
+
     def test_events_are_fetched_in_bulk_with_restsearch(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 70, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
         d = self.sgsyncd(directions=["push"])

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -508,6 +509,48 @@ TEST_F(TransportTest, AServerClosingWhileTheRequestIsSentGivesAnError) {
   ASSERT_FALSE(r.ok()) << "answered " << r->status;
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().ToString();
   EXPECT_NE(r.error().message.find("while sending the request"), std::string::npos) << r.error().message;
+}
+
+// The web server in front of a MISP closes a kept-alive connection that stays idle (Apache after 5 s,
+// nginx after 75 s by default). A write is never repeated, so it must not go out on a connection the
+// server has already closed: the pool sets such a connection aside before using it.
+TEST_F(TransportTest, AConnectionTheServerClosedWhileIdleIsNotUsedForAWrite) {
+  auto sim = sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG1", "", kKey, "", ""});
+  ASSERT_TRUE(sim.ok());
+  sim_ = std::move(*sim);
+  sim::MispSim* raw = sim_.get();
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""}, std::size_t{64} << 20,
+      std::chrono::milliseconds(100));
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  std::vector<int> statuses;
+  std::mutex mu;
+  TransportOptions o = Options();
+  o.observer = [&](std::string_view, std::string_view, int status, double) {
+    std::lock_guard lock(mu);
+    statuses.push_back(status);
+  };
+  auto t = HttpsTransport::Create(o, kKey);
+  ASSERT_TRUE(t.ok());
+  // Two connections in the pool, both then closed by the server.
+  std::thread other([&] { (void)(*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true}); });
+  ASSERT_TRUE((*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true}).ok());
+  other.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  for (int i = 0; i < 2; ++i) {
+    auto w =
+        (*t)->Send(HttpRequest{"POST",
+                               "/events/add",
+                               {},
+                               R"({"Event":{"info":"after an idle pause )" + std::to_string(i) + R"("}})",
+                               false});
+    ASSERT_TRUE(w.ok()) << "write " << i << ": " << w.error().ToString();
+    EXPECT_EQ(w->status, 200) << w->body;
+  }
+  std::lock_guard lock(mu);
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 0), 0) << "no attempt failed";
 }
 
 }  // namespace

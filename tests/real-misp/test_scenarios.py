@@ -182,6 +182,27 @@ class RealMispTest(unittest.TestCase):
         print(f"\nidle cycle, every channel on (defaults): {runs:.0f} event runs, {sum(requests.values()):.0f} "
               f"requests, all events/index answered 304 (shared by events and sightings)")
 
+    # nginx in front of the pair closes a kept-alive connection idle for 75 s (keepalive_timeout's
+    # default; Apache's KeepAliveTimeout is 5 s). A write is never repeated: one sent on a connection
+    # the server closed would fail and wait the queue's backoff (30 s, then 60 s).
+    def test_writes_after_a_pause_longer_than_the_web_servers_keep_alive_timeout_land_at_once(self):
+        d, tag = self.config("keepalive", interval_seconds=85)
+        first = self.seed_member(tag, 4)
+        log = os.path.join(self.tmp.name, "keepalive.log")
+        d.start(log)
+        harness.wait_for(lambda: set(first) <= set(self.pair.portal.index_uuids(tag)), timeout=120,
+                         what="the first events at the Portal")
+        second = self.seed_member(tag, 4)
+        try:
+            harness.wait_for(lambda: set(second) <= set(self.pair.portal.index_uuids(tag)), timeout=240,
+                             what="the events added during the pause")
+        except AssertionError as e:
+            warnings = [l for l in harness.read(log).splitlines() if " warn" in l or " error" in l]
+            raise AssertionError(f"{e}; sgsyncd's warnings:\n" + "\n".join(warnings[-12:])) from None
+        text = harness.read(log)
+        self.assertNotIn("closed while", text, "a write went out on a connection the web server had closed")
+        self.assertIn("sent 4, already there 0, skipped 0, echo 0, failed 0", text)
+
     def test_kill_9_mid_push_and_resume_leaves_every_event_once(self):
         d, tag = self.config("kill", interval_seconds=2)
         out = self.seed_member(tag, 25, attributes=20)
