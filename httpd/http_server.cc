@@ -129,6 +129,10 @@ struct HttpServer::Impl {
     http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
     for (const auto& [k, v] : out.headers) res.set(k, v);
     res.keep_alive(keep_alive);
+    // As Apache says it ("timeout=5, max=100"; misp-sim sets no limit of requests per connection), in
+    // whole seconds: a timeout under one second is not announced (nginx announces none by default).
+    if (keep_alive && keep_alive_timeout >= std::chrono::seconds(1))
+      res.set("Keep-Alive", "timeout=" + std::to_string(keep_alive_timeout.count() / 1000));
     res.body() = out.body;
     if (in.method == "HEAD") {
       res.content_length(out.body.size());

@@ -4,8 +4,8 @@
 // One thread per connection, keep-alive (a connection idle for longer than the keep-alive timeout,
 // when one is given, is closed, as the web servers in front of MISP do), bodies up to a size limit,
 // gzip request bodies decoded (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request
-// and returns a response; the server adds nothing but Content-Length and Connection. Stop() closes the
-// listener and every open connection, then joins their threads.
+// and returns a response; the server adds nothing but Content-Length, Connection and Keep-Alive. Stop()
+// closes the listener and every open connection, then joins their threads.
 #pragma once
 
 #include <atomic>
@@ -56,7 +56,8 @@ class HttpServer {
 
   // Listens on host:port (port 0 picks a free one). Fails naming the address. `keep_alive_timeout`:
   // how long a connection may wait for its next request after an answer before the server closes
-  // it (zero: as long as the client keeps it).
+  // it (zero: as long as the client keeps it), said in each kept-alive answer as Apache says it
+  // (`Keep-Alive: timeout=<whole seconds>`) when it is a second or more.
   static Result<std::unique_ptr<HttpServer>> Start(
       const std::string& host, std::uint16_t port, Handler handler,
       std::optional<TlsFiles> tls = std::nullopt, std::size_t max_body_bytes = std::size_t{64} << 20,

@@ -74,6 +74,10 @@ struct Connection {
   static constexpr std::size_t kReadBufferBytes = 64 * 1024;
   detail::SocketStream stream;
   beast::flat_buffer buffer;
+  // Set when the connection goes back to the pool: how long it may wait there, from the server's
+  // last `Keep-Alive: timeout=N` (Apache sends one with every kept-alive answer), and since when.
+  std::optional<Clock::duration> may_idle;
+  Clock::time_point idle_since{};
   // The next operation (a Beast read or write of several socket operations) ends within `limit`.
   void Within(Clock::duration limit) { stream.set_deadline(Clock::now() + limit); }
 };
@@ -81,6 +85,10 @@ struct Connection {
 // A body goes out and comes in through a buffer of this size. Left uninitialised: zeroing it was
 // 64 KiB of memset for every request (docs/performance.md).
 constexpr std::size_t kBodyPieceBytes = 64 * 1024;
+
+// A kept connection is not reused once it has been idle for the server's announced keep-alive
+// timeout less this: the request must reach the server before the server closes it.
+constexpr Clock::duration kKeepAliveMargin = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -192,10 +200,14 @@ struct HttpsTransport::Impl {
   std::unique_ptr<Connection> TakeIdle() {
     std::vector<std::unique_ptr<Connection>> closed;  // freed outside the lock
     std::lock_guard lock(mu);
+    const auto now = Clock::now();
     while (!idle.empty()) {
       auto c = std::move(idle.back());
       idle.pop_back();
-      if (c->stream.ReadyForReuse()) return c;
+      // One the server said it would keep no longer (less a margin for the request's way there,
+      // so that its close and the request do not cross) is not tried.
+      const bool expired = c->may_idle && now - c->idle_since >= *c->may_idle - kKeepAliveMargin;
+      if (!expired && c->stream.ReadyForReuse()) return c;
       closed.push_back(std::move(c));
     }
     if (!closed.empty()) {
@@ -206,6 +218,7 @@ struct HttpsTransport::Impl {
   }
 
   void GiveBack(std::unique_ptr<Connection> c) {
+    c->idle_since = Clock::now();
     std::lock_guard lock(mu);
     if (idle.size() < options.max_connections) idle.push_back(std::move(c));
   }
@@ -348,6 +361,8 @@ struct HttpsTransport::Impl {
       return Fail(ErrorCode::kParse, "the gzip-encoded response body is truncated", Where(req.target));
     }
     *keep = parser.get().keep_alive();
+    auto announced = r.headers.find("keep-alive");
+    c.may_idle = announced == r.headers.end() ? std::nullopt : ParseKeepAliveTimeout(announced->second);
     return r;
   }
 
@@ -575,6 +590,26 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std:
   std::int64_t from = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (at <= from) return std::chrono::seconds(0);
   return std::chrono::seconds(std::min<std::int64_t>(at - from, max.count()));
+}
+
+std::optional<std::chrono::seconds> ParseKeepAliveTimeout(std::string_view header) {
+  for (std::size_t at = 0; at < header.size();) {
+    std::size_t end = header.find(',', at);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view part = header.substr(at, end - at);
+    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
+    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+    if (part.size() > 8 && AsciiLower(part.substr(0, 8)) == "timeout=") {
+      std::int64_t seconds = 0;
+      const char* end_of_value = part.data() + part.size();
+      auto [ptr, ec] = std::from_chars(part.data() + 8, end_of_value, seconds);
+      if (ec == std::errc() && ptr == end_of_value && seconds >= 0 && seconds <= 24 * 3600)
+        return std::chrono::seconds(seconds);
+      return std::nullopt;
+    }
+    at = end + 1;
+  }
+  return std::nullopt;
 }
 
 Result<HttpResponse> HttpsTransport::Send(const HttpRequest& request) {

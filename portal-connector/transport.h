@@ -114,6 +114,11 @@ std::optional<std::chrono::seconds> ParseRetryAfter(
     std::string_view value, std::chrono::seconds max,
     std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
+// The `timeout=N` of a Keep-Alive header ("timeout=5, max=100", as Apache sends it with every
+// kept-alive answer): how long the server keeps an idle connection. nullopt when it says none or
+// anything unreadable (more than a day included).
+std::optional<std::chrono::seconds> ParseKeepAliveTimeout(std::string_view header);
+
 // A request body written piece by piece instead of held whole (a 150k-attribute event is 67 MB of
 // JSON): `start` begins it afresh (once per attempt) and gives a producer that fills up to `size`
 // bytes of `out` and returns how many it wrote, 0 once the body is over. The producer must write

@@ -583,10 +583,12 @@ class DaemonTest(unittest.TestCase):
                          what="the link ready")
 
     def test_writes_after_an_idle_pause_do_not_go_out_on_connections_the_misp_closed(self):
-        # misp-sim closes a kept-alive connection idle for 5 s, as Apache in front of a MISP does
-        # (KeepAliveTimeout). The runs are 8 s apart, so every connection the first run kept is closed
-        # by the time the second writes; a write is never repeated, so one sent on such a connection
-        # would fail and its event wait the queue's backoff (30 s).
+        # misp-sim closes a kept-alive connection idle for 5 s and says so (Keep-Alive: timeout=5),
+        # as Apache in front of a MISP does (KeepAliveTimeout). The runs are 8 s apart, so every
+        # connection the first run kept is closed by the time the second writes; a write is never
+        # repeated, so one sent on such a connection would fail and its event wait the queue's backoff
+        # (30 s). Without the announcement (nginx) the pool sees the close itself: the transport's
+        # AConnectionTheServerClosedWhileIdleIsNotUsedForAWrite and the real-MISP scenario.
         first = set(self.sims.member.control("POST", "seed", {"events": 8, "attributes": 2, "distribution": 3, "attribute_distribution": 5, "seed": 141})["uuids"])
         d = self.sgsyncd(directions=["push"], interval_seconds=8, sightings=False, proposals=False,
                          galaxy_clusters=False, analyst_data=False)

@@ -553,5 +553,48 @@ TEST_F(TransportTest, AConnectionTheServerClosedWhileIdleIsNotUsedForAWrite) {
   EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 0), 0) << "no attempt failed";
 }
 
+// Apache says how long it keeps an idle connection (`Keep-Alive: timeout=5, max=100`). A connection
+// is not reused once it has been idle that long less a second, so that a request and the server's
+// close never cross; before that it is.
+TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnnounced) {
+  std::mutex mu;
+  std::vector<std::string> peers;
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest& r) {
+        std::lock_guard lock(mu);
+        peers.push_back(r.peer);
+        sim::HttpResponse out;
+        out.headers = {{"Keep-Alive", "timeout=2, max=100"}};
+        out.body = "{}";
+        return out;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  auto t = HttpsTransport::Create(Options(), kKey);
+  ASSERT_TRUE(t.ok());
+  auto send = [&] { return (*t)->Send(HttpRequest{"POST", "/events/add", {}, "{}", false}); };
+  ASSERT_TRUE(send().ok());
+  ASSERT_TRUE(send().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  ASSERT_TRUE(send().ok());
+  std::lock_guard lock(mu);
+  ASSERT_EQ(peers.size(), 3u);
+  EXPECT_EQ(peers[0], peers[1]) << "reused at once";
+  EXPECT_NE(peers[1], peers[2]) << "idle 1.2 s of the 2 s announced: a fresh connection";
+}
+
+TEST(KeepAliveHeaderTest, OnlyAWholeTimeoutIsRead) {
+  EXPECT_EQ(ParseKeepAliveTimeout("timeout=5, max=100"), std::chrono::seconds(5));
+  EXPECT_EQ(ParseKeepAliveTimeout("max=100, Timeout=75"), std::chrono::seconds(75));
+  EXPECT_EQ(ParseKeepAliveTimeout("max=100"), std::nullopt);
+  EXPECT_EQ(ParseKeepAliveTimeout("timeout=abc"), std::nullopt);
+  EXPECT_EQ(ParseKeepAliveTimeout("timeout=5abc"), std::nullopt);
+  EXPECT_EQ(ParseKeepAliveTimeout(" timeout=5 "), std::chrono::seconds(5));
+  EXPECT_EQ(ParseKeepAliveTimeout("timeout=99999999999999999999999"), std::nullopt);
+  EXPECT_EQ(ParseKeepAliveTimeout(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace sgsync::connector
