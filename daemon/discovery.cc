@@ -35,6 +35,12 @@ std::shared_ptr<connector::EndpointLimit> Service::LimitFor(const config::MispEn
   return slot;
 }
 
+std::shared_ptr<engine::NewTagGate> Service::GateFor(const config::MispEndpointConfig& e) {
+  auto& slot = new_tag_gates_[EndpointKey(e.url)];
+  if (!slot) slot = std::make_shared<engine::NewTagGate>();
+  return slot;
+}
+
 Status Service::BuildLinks() {
   links_.clear();
   if (!process_limit_) process_limit_ = std::make_shared<connector::EndpointLimit>(config_.max_requests_in_flight);
@@ -45,6 +51,7 @@ Status Service::BuildLinks() {
                                              LimitFor(lc.local), process_limit_));
     SGSYNC_TRY(rt->remote, config::MakeClient(lc.remote, &metrics_, lc.name + "/remote", documents_budget_,
                                               LimitFor(lc.remote), process_limit_));
+    rt->new_tags = {GateFor(lc.local), GateFor(lc.remote)};
     rt->status[0].enabled = lc.push;
     rt->status[1].enabled = lc.pull;
     links_.push_back(std::move(rt));
@@ -207,7 +214,7 @@ Status Service::Discover(LinkRuntime& link) {
                   lc.name);
   }
   link.engine = std::make_unique<engine::LinkEngine>(lc.name, reg.id, std::move(plink), eo, *link.local,
-                                                     *link.remote, *store_, &metrics_);
+                                                     *link.remote, *store_, &metrics_, link.new_tags);
   spdlog::info("link {}: ready (sgsync is {} of {} on the Portal; local organisation {})", lc.name,
                remote_me.email.empty() ? "a user" : remote_me.email, remote_me.org_name,
                local_org.name.empty() ? local_org.uuid : local_org.name);

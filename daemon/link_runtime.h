@@ -16,6 +16,8 @@ namespace sgsync::daemon {
 struct Service::LinkRuntime {
   config::LinkConfig config;
   std::unique_ptr<connector::MispClient> local, remote;
+  // The two MISPs' new-tag gates, shared with the other links writing there (Service::GateFor).
+  engine::NewTagGates new_tags;
   std::unique_ptr<engine::LinkEngine> engine;  // set once the MISPs told what the config does not
   std::int64_t link_id = 0;
   std::string local_version, remote_version;  // MISP versions at both ends (servers/getVersion)

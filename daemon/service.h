@@ -175,6 +175,10 @@ class Service {
   // Requests in flight to all MISPs together (max_requests_in_flight); resized only by a restart.
   std::shared_ptr<connector::EndpointLimit> process_limit_;
   std::shared_ptr<connector::EndpointLimit> LimitFor(const config::MispEndpointConfig& e);
+  // One new-tag gate per MISP, by URL as the limits are, shared by every link writing there: two
+  // links' first adds naming one new tag would race to create it (sync/engine/new_tags.h).
+  std::map<std::string, std::shared_ptr<engine::NewTagGate>> new_tag_gates_;
+  std::shared_ptr<engine::NewTagGate> GateFor(const config::MispEndpointConfig& e);
   std::unique_ptr<state::StateStore> store_;
   std::unique_ptr<httpd::HttpServer> metrics_server_;
   LinkRuntime* Find(const std::string& name);

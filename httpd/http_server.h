@@ -3,9 +3,9 @@
 //
 // One thread per connection, keep-alive (a connection idle for longer than the keep-alive timeout,
 // when one is given, is closed, as the web servers in front of MISP do), bodies up to a size limit,
-// gzip request bodies decoded (MISP's sync compresses bodies over 1 KB). The handler sees a decoded request
-// and returns a response; the server adds nothing but Content-Length, Connection and Keep-Alive. Stop()
-// closes the listener and every open connection, then joins their threads.
+// gzip request bodies decoded (MISP's sync compresses bodies over 1 KB). The handler sees a decoded
+// request and returns a response; the server adds nothing but Content-Length, Connection and
+// Keep-Alive. Stop() closes the listener and every open connection, then joins their threads.
 #pragma once
 
 #include <atomic>

@@ -32,6 +32,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -42,6 +43,7 @@
 #include "misp/elements.h"
 #include "portal-connector/misp_api.h"
 #include "state/store.h"
+#include "sync/engine/new_tags.h"
 #include "sync/engine/options.h"
 #include "sync/engine/route.h"
 #include "sync/policy/policy.h"
@@ -157,13 +159,20 @@ struct RunPreview {
   std::vector<PreviewEvent> events;  // the examined ones, up to the limit
 };
 
+// The new-tag gates of a link's two MISPs (new_tags.h), shared with every other link writing to the
+// same MISP (sgsyncd keeps one per MISP); a gate not given is the engine's own.
+struct NewTagGates {
+  std::shared_ptr<NewTagGate> local;   // the member's MISP, written by pulls
+  std::shared_ptr<NewTagGate> remote;  // the Portal, written by pushes
+};
+
 class LinkEngine {
  public:
   // `local` is the member's MISP, `remote` the Portal. The MISPs, the store and the metrics must
   // outlive the engine.
   LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
              connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
-             Metrics* metrics);
+             Metrics* metrics, NewTagGates gates = {});
 
   // One run of the events channel. Fails (without changing the cursor) when listing fails or the
   // store fails; failures of single events are counted in the stats and retried by later runs.
@@ -253,7 +262,7 @@ class LinkEngine {
   void BulkFetch(RunContext& run, std::vector<Prepared>& batch);
   void Fetch(RunContext& run, Prepared& p);
   void Decide(RunContext& run, Prepared& p, json::object event);
-  // Write goes alone when the event names a tag not yet written to the destination (tags_written_),
+  // Write goes alone when the event names a tag not yet written to the destination (new_tags_),
   // then WriteEvent: an add or an edit, the receiver's answer checked.
   void Write(RunContext& run, Prepared& p);
   void WriteEvent(RunContext& run, Prepared& p, const misp::SentElements& sent);
@@ -351,12 +360,8 @@ class LinkEngine {
   std::mutex snapshot_mu_;
   SightingsSnapshot snapshot_[2];
 
-  // MISP creates a tag in the add that first names it, and two adds creating the same tag at once
-  // fail on its unique name (500 on MISP 2.5.1, bench/real_misp.py): a write naming a tag not yet
-  // written to that side (push: the Portal, pull: the member) goes alone, the others in parallel.
-  std::mutex tags_mu_;
-  std::set<std::string> tags_written_[2];  // guarded by tags_mu_
-  std::mutex first_tag_write_[2];
+  // The destination's new-tag gate (new_tags.h), by side: [0] the Portal (push), [1] the member (pull).
+  std::shared_ptr<NewTagGate> new_tags_[2];
   std::uint64_t sightings_done_generation_[2] = {0, 0};  // guarded by side_channels_run_
 };
 

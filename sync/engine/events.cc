@@ -39,7 +39,7 @@ bool PlausibleTimestamp(std::int64_t ts) {
 
 LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link, EngineOptions options,
                        connector::MispApi& local, connector::MispApi& remote, state::StateStore& store,
-                       Metrics* metrics)
+                       Metrics* metrics, NewTagGates gates)
     : name_(std::move(name)),
       link_id_(link_id),
       link_(std::move(link)),
@@ -47,7 +47,9 @@ LinkEngine::LinkEngine(std::string name, std::int64_t link_id, policy::Link link
       local_(local),
       remote_(remote),
       store_(store),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      new_tags_{gates.remote ? std::move(gates.remote) : std::make_shared<NewTagGate>(),
+                gates.local ? std::move(gates.local) : std::make_shared<NewTagGate>()} {}
 
 Result<RunStats> LinkEngine::Run(Direction d, const RunOptions& options) {
   const Route route = RouteFor(d);

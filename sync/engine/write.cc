@@ -22,20 +22,11 @@ void LinkEngine::Write(RunContext& run, Prepared& p) {
   // caches (misp/elements.h); its elements are compared with the receiver's answer after the
   // exchange, its tag names decide whether it goes alone.
   const misp::SentElements sent(*p.decision->event);
+  NewTagGate& gate = *new_tags_[side];
   const std::vector<std::string_view>& tags = sent.tag_names();
-  auto all_known = [&] {
-    std::lock_guard lock(tags_mu_);
-    return std::includes(tags_written_[side].begin(), tags_written_[side].end(), tags.begin(), tags.end());
-  };
-  std::unique_lock<std::mutex> alone(first_tag_write_[side], std::defer_lock);
-  if (!all_known()) {
-    alone.lock();
-    if (all_known()) alone.unlock();  // the write that held it made them known
-  }
+  std::unique_lock<std::mutex> alone = gate.Enter(tags);
   WriteEvent(run, p, sent);
-  if (!p.reached) return;
-  std::lock_guard lock(tags_mu_);
-  for (std::string_view t : tags) tags_written_[side].emplace(t);
+  if (p.reached) gate.Written(tags);
 }
 
 void LinkEngine::WriteEvent(RunContext& run, Prepared& p, const misp::SentElements& sent) {

@@ -748,6 +748,42 @@ TEST_F(EngineTest, EventsNamingANewTagAreNotWrittenAtOnceSoTheReceiverCreatesItO
   EXPECT_EQ(refused, 0) << "no add met another creating the same tag";
 }
 
+// Two links writing to one Portal meet the same race across links: each link's first event names
+// one new tag, both runs go at once. sgsyncd gives both links the Portal's one gate (NewTagGates); a
+// gate per link let the second add fail with 500, and its event waited the queue's backoff (30 s:
+// bench/run's 200 links took 31.1 s for their first sync, 2026-12-05).
+TEST_F(EngineTest, TwoLinksWritingANewTagToOnePortalDoNotRaceToCreateIt) {
+  ASSERT_FALSE(
+      AddTagged(*member_, "first-link", {{"campaign:shared-new", false}, {"pick:a", false}}).empty());
+  ASSERT_FALSE(
+      AddTagged(*member_, "second-link", {{"campaign:shared-new", false}, {"pick:b", false}}).empty());
+  sim::Fault slow;
+  slow.route = "/events/add";
+  slow.latency_ms = 400;
+  portal_->sim().AddFault(slow);
+  NewTagGates shared{nullptr, std::make_shared<NewTagGate>()};
+  EngineOptions options;
+  options.overlap_seconds = 0;
+  auto second_id = store_->RegisterLink("second", "identity-2");
+  ASSERT_TRUE(second_id.ok());
+  LinkEngine first("portal", link_id_,
+                   sgsync::testing::MakeLink(R"("push_rules": {"tags": {"OR": ["pick:a"]}})"), options,
+                   *local_, *remote_, *store_, &metrics_, shared);
+  LinkEngine second("second", second_id->id,
+                    sgsync::testing::MakeLink(R"("push_rules": {"tags": {"OR": ["pick:b"]}})"), options,
+                    *local_, *remote_, *store_, &metrics_, shared);
+  Result<RunStats> a = RunStats{}, b = RunStats{};
+  std::thread other([&] { b = second.Run(Direction::kPush); });
+  a = first.Run(Direction::kPush);
+  other.join();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->sent + b->sent, 2);
+  EXPECT_EQ(a->failed + b->failed, 0);
+  int refused = 0;
+  for (const auto& r : portal_->sim().RequestLog()) refused += r.target == "/events/add" && r.status == 500;
+  EXPECT_EQ(refused, 0) << "the second link's add met the first's creating the tag";
+}
+
 TEST_F(EngineTest, TheLedgerKeepsTheDecisionAndItsReasonsNotTheEvent) {
   // 84 KB a row for 100 attributes when the event as sent and its arrival were kept (bench/run):
   // a 150k-attribute event would have put two copies of itself in one row.
