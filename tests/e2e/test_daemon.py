@@ -601,6 +601,37 @@ class DaemonTest(unittest.TestCase):
         self.assertNotIn("closed while", text, "a write went out on a connection the MISP had closed")
         self.assertRegex(text, r"sent 8, already there 0, skipped 0, echo 0, failed 0", "the second run wrote all 8 at once")
 
+    def test_two_links_first_adds_naming_one_new_tag_do_not_race_at_the_portal(self):
+        # MISP creates a tag in the add that first names it; two adds creating it at once fail (500),
+        # and misp-sim answers so (TagRace). Two links of one sgsyncd each push one event naming the
+        # same new tag, their adds slowed to 1 s: the Portal's gate is one for both links.
+        now = int(time.time())
+        uuids = []
+        for n, pick in enumerate(["pick:a", "pick:b"]):
+            ev = {"uuid": harness.uuid_from("newtag", n), "info": f"names a new tag ({pick})", "distribution": "3",
+                  "analysis": "0", "threat_level_id": "2", "published": True, "date": "2026-12-05",
+                  "timestamp": str(now),
+                  "Tag": [{"name": "campaign:new-at-the-portal", "colour": "#339900", "exportable": True},
+                          {"name": pick, "colour": "#339900", "exportable": True}],
+                  "Attribute": [{"uuid": harness.uuid_from("newtag", 10 + n), "type": "domain",
+                                 "category": "Network activity", "value": f"newtag{n}.example",
+                                 "distribution": "5", "timestamp": str(now)}]}
+            status, _, body = self.sims.member.request("POST", "/events/add", {"Event": ev})
+            self.assertEqual(status, 200, body)
+            uuids.append(ev["uuid"])
+        self.sims.portal.control("POST", "faults", {"route": "/events/add", "latency_ms": 1000})
+        local, remote = self.sims.endpoints()
+        common = {"blocked_tags_push": [], "overlap_seconds": 0, "interval_seconds": 1, "directions": ["push"],
+                  "sightings": False, "proposals": False, "galaxy_clusters": False, "analyst_data": False}
+        d = self.sims.sgsyncd("new-tag-links", [
+            harness.link_toml("a", local, remote, push_rules={"tags": {"OR": ["pick:a"]}}, **common),
+            harness.link_toml("b", local, remote, push_rules={"tags": {"OR": ["pick:b"]}}, **common)])
+        self.daemons.append(d)
+        d.start(os.path.join(self.tmp.name, "new-tag-links.log"))
+        harness.wait_for(lambda: set(uuids) <= uuids_on(self.sims.portal), timeout=90, what="both events at the Portal")
+        refused = [r for r in self.sims.portal.requests() if r["target"] == "/events/add" and r["status"] == 500]
+        self.assertEqual(len(refused), 0, "one link's add met the other's creating the tag (500)")
+
     def test_events_are_fetched_in_bulk_with_restsearch(self):
         events = set(self.sims.member.control("POST", "seed", {"events": 70, "attributes": 3, "distribution": 3, "attribute_distribution": 5, "seed": 131})["uuids"])
         d = self.sgsyncd(directions=["push"])
