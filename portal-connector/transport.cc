@@ -90,6 +90,13 @@ constexpr std::size_t kBodyPieceBytes = 64 * 1024;
 // timeout less this: the request must reach the server before the server closes it.
 constexpr Clock::duration kKeepAliveMargin = std::chrono::seconds(1);
 
+// A header value or list member without the spaces and tabs around it (RFC 9110 5.6.3, OWS).
+std::string_view TrimOws(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
 }  // namespace
 
 struct HttpsTransport::Impl {
@@ -574,8 +581,7 @@ std::optional<std::int64_t> ParseHttpDate(std::string_view value) {
 
 std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value, std::chrono::seconds max,
                                                     std::chrono::system_clock::time_point now) {
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  value = TrimOws(value);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     std::int64_t n = 0;
@@ -596,9 +602,7 @@ std::optional<std::chrono::seconds> ParseKeepAliveTimeout(std::string_view heade
   for (std::size_t at = 0; at < header.size();) {
     std::size_t end = header.find(',', at);
     if (end == std::string_view::npos) end = header.size();
-    std::string_view part = header.substr(at, end - at);
-    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
-    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+    std::string_view part = TrimOws(header.substr(at, end - at));
     if (part.size() > 8 && AsciiLower(part.substr(0, 8)) == "timeout=") {
       std::int64_t seconds = 0;
       const char* end_of_value = part.data() + part.size();

@@ -33,14 +33,16 @@ class TransportTest : public ::testing::Test {
     pki_ = nullptr;
   }
 
-  void Serve(const std::string& cert, const std::string& key, const std::string& client_ca = "") {
+  // `keep_alive_timeout`: the server closes a connection idle that long (zero: never).
+  void Serve(const std::string& cert, const std::string& key, const std::string& client_ca = "",
+             std::chrono::milliseconds keep_alive_timeout = std::chrono::milliseconds::zero()) {
     auto sim = sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG1", "", kKey, "", ""});
     ASSERT_TRUE(sim.ok());
     sim_ = std::move(*sim);
     sim::MispSim* raw = sim_.get();
     auto server = sim::HttpServer::Start(
         "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
-        sim::TlsFiles{cert, key, client_ca});
+        sim::TlsFiles{cert, key, client_ca}, std::size_t{64} << 20, keep_alive_timeout);
     ASSERT_TRUE(server.ok()) << server.error().ToString();
     server_ = std::move(*server);
   }
@@ -515,16 +517,7 @@ TEST_F(TransportTest, AServerClosingWhileTheRequestIsSentGivesAnError) {
 // nginx after 75 s by default). A write is never repeated, so it must not go out on a connection the
 // server has already closed: the pool sets such a connection aside before using it.
 TEST_F(TransportTest, AConnectionTheServerClosedWhileIdleIsNotUsedForAWrite) {
-  auto sim = sim::MispSim::Create(sim::SimConfig{":memory:", "", "ORG1", "", kKey, "", ""});
-  ASSERT_TRUE(sim.ok());
-  sim_ = std::move(*sim);
-  sim::MispSim* raw = sim_.get();
-  auto server = sim::HttpServer::Start(
-      "127.0.0.1", 0, [raw](const sim::HttpRequest& r) { return raw->Handle(r); },
-      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""}, std::size_t{64} << 20,
-      std::chrono::milliseconds(100));
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
+  Serve(pki_->server_cert(), pki_->server_key(), "", std::chrono::milliseconds(100));
   std::vector<int> statuses;
   std::mutex mu;
   TransportOptions o = Options();
