@@ -78,6 +78,11 @@ inline constexpr MetricFamily kRequestDuration{"sgsync_request_duration_seconds"
                                                "Time of one request attempt, by peer and route.",
                                                "peer route"};
 
+inline constexpr MetricFamily kTlsHandshakes{
+    "sgsync_tls_handshakes_total", T::kCounter,
+    "TLS handshakes with a MISP, by peer and whether an earlier session was resumed (true, false).",
+    "peer resumed"};
+
 inline constexpr const MetricFamily* kFamilies[] = {
     &kEvents,          &kEventsSkipped,       &kRuns,
     &kConflicts,       &kReconciliationFound, &kQueueDepth,
@@ -85,7 +90,7 @@ inline constexpr const MetricFamily* kFamilies[] = {
     &kElementsDropped, &kIndexRowsRejected,   &kProtected,
     &kSightings,       &kProposals,           &kProposalsWithheld,
     &kClusters,        &kAnalystData,         &kRequests,
-    &kRequestDuration,
+    &kRequestDuration, &kTlsHandshakes,
 };
 
 }  // namespace sgsync::metric

@@ -29,6 +29,9 @@ Result<std::unique_ptr<connector::MispClient>> MakeClient(const MispEndpointConf
                                        {"status", std::to_string(status)}});
       metrics->Observe(metric::kRequestDuration, {{"peer", peer}, {"route", std::string(route)}}, seconds);
     };
+    o.handshake_observer = [metrics, peer](bool resumed) {
+      metrics->Add(metric::kTlsHandshakes, {{"peer", peer}, {"resumed", resumed ? "true" : "false"}});
+    };
   }
   auto t = connector::HttpsTransport::Create(std::move(o), e.api_key.reveal());
   if (!t.ok()) return t.error().Within(peer);

@@ -199,6 +199,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, s
         return Fail(ErrorCode::kInvalidArgument, "cannot load the client CA: " + ec.message(),
                     tls->client_ca);
       impl->tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+      // Without a session id context OpenSSL fails the handshake of any client that offers an
+      // earlier session when client certificates are verified (Apache and nginx set one).
+      static constexpr unsigned char kSessionContext[] = "sgsync-httpd";
+      SSL_CTX_set_session_id_context(impl->tls->native_handle(), kSessionContext, sizeof kSessionContext - 1);
     }
   }
   boost::system::error_code ec;

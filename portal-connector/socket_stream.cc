@@ -185,7 +185,7 @@ error_code SocketStream::Connect(const addrinfo* addresses, Clock::time_point de
 }
 
 error_code SocketStream::Handshake(SSL_CTX* ctx, const std::string& host, Clock::time_point deadline,
-                                   std::string* verify_reason) {
+                                   std::string* verify_reason, SSL_SESSION* resume) {
   deadline_ = deadline;
   ssl_ = SSL_new(ctx);
   if (ssl_ == nullptr) return error_code(static_cast<int>(ERR_get_error()), asio::error::get_ssl_category());
@@ -194,6 +194,7 @@ error_code SocketStream::Handshake(SSL_CTX* ctx, const std::string& host, Clock:
   BIO_set_data(bio, &bio_state_);
   SSL_set_bio(ssl_, bio, bio);
   SSL_set_tlsext_host_name(ssl_, host.c_str());
+  if (resume != nullptr) SSL_set_session(ssl_, resume);  // takes its own reference
   // The name check is part of verification: a certificate for another name fails the handshake.
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
   // As Asio's host_name_verification checked it (X509_check_ip_asc or X509_check_host, flags 0).

@@ -44,9 +44,11 @@ class SocketStream {
   // Starts TLS over the connected socket: SNI and the certificate's name checked against `host` (a
   // DNS name or an IP address), verified as `ctx` says. When verification is what failed,
   // `verify_reason` says why in OpenSSL's words ("certificate has expired") or, for the name,
-  // "the certificate does not name <host>".
+  // "the certificate does not name <host>". `resume`, when set, is a session of an earlier
+  // connection to the same server, offered for resumption; the server may decline it (a full
+  // handshake follows, as without one).
   boost::system::error_code Handshake(SSL_CTX* ctx, const std::string& host, Clock::time_point deadline,
-                                      std::string* verify_reason);
+                                      std::string* verify_reason, SSL_SESSION* resume = nullptr);
 
   // What the socket's BIO (socket_stream.cc) works on: the socket, and the errno of its last failure.
   struct BioState {

@@ -78,6 +78,7 @@ struct Connection {
   // last `Keep-Alive: timeout=N` (Apache sends one with every kept-alive answer), and since when.
   std::optional<Clock::duration> may_idle;
   Clock::time_point idle_since{};
+  bool session_remembered = false;  // its TLS session was kept for the transport's next connection
   // The next operation (a Beast read or write of several socket operations) ends within `limit`.
   void Within(Clock::duration limit) { stream.set_deadline(Clock::now() + limit); }
 };
@@ -107,11 +108,21 @@ struct HttpsTransport::Impl {
   std::unique_ptr<asio::ssl::context> tls_ctx;
   std::mutex mu;
   std::vector<std::unique_ptr<Connection>> idle;
+  // The TLS session of the latest connection that carried an exchange, offered to the next new
+  // one. The web server in front of a MISP closes idle connections within seconds (Apache: 5 s), so
+  // every run of a link opens new ones; a resumed handshake skips the certificate, its chain check
+  // and the key exchange's signature. One transport talks to one server with one set of TLS
+  // options, so a session never crosses to another server.
+  std::shared_ptr<SSL_SESSION> session;
+  bool offer_sessions = true;  // false once the server failed a handshake offering one
   std::mt19937_64 rng{std::random_device{}()};
 
   std::string Where(const std::string& target) const { return options.base_url + target; }
 
-  Result<std::unique_ptr<Connection>> Connect(const std::string& target, Clock::time_point deadline) {
+  // `offer_session`: offer the remembered session for resumption (InspectCertificate does not: it
+  // must see the certificate the server presents now).
+  Result<std::unique_ptr<Connection>> Connect(const std::string& target, Clock::time_point deadline,
+                                              bool offer_session = true) {
     auto c = std::make_unique<Connection>();
     const bool via_proxy = !proxy_host.empty();
     addrinfo hints{};
@@ -138,16 +149,29 @@ struct HttpsTransport::Impl {
 
     // SNI, host name verification, and the reason OpenSSL gives when verification fails.
     std::string verify_reason;
+    std::shared_ptr<SSL_SESSION> offered = offer_session ? RememberedSession() : nullptr;
     ec = c->stream.Handshake(
         tls_ctx->native_handle(), host,
         Clock::now() + std::min<Clock::duration>(options.timeouts.handshake, deadline - Clock::now()),
-        &verify_reason);
+        &verify_reason, offered.get());
     if (ec == beast::error::timeout)
       return Fail(ErrorCode::kTimeout, "the TLS handshake timed out", Where(target));
+    if (ec && offered) {
+      // A server can fail a handshake because of the offered session: OpenSSL does when it asks for
+      // client certificates without a session id context. Resumption is only a saving, so the
+      // session is dropped and the connection made again with a full handshake, which decides.
+      spdlog::debug("{}: the TLS handshake offering a session failed ({}); trying a full handshake",
+                    options.base_url, ec.message());
+      StopOfferingSessions();
+      return Connect(target, deadline, false);
+    }
     if (ec) {
       std::string why = verify_reason.empty() ? ec.message() : verify_reason;
       return Fail(ErrorCode::kRefused, "TLS verification failed: " + why, Where(target));
     }
+    if (options.handshake_observer) options.handshake_observer(SSL_session_reused(c->stream.ssl()) == 1);
+    // A resumed session keeps the certificate its full handshake verified: the pin is checked
+    // against that one, which passed this check when it was first seen.
     if (!options.tls.pin_sha256.empty()) {
       X509* cert = SSL_get1_peer_certificate(c->stream.ssl());
       if (cert == nullptr)
@@ -222,6 +246,35 @@ struct HttpsTransport::Impl {
                     options.base_url, closed.size());
     }
     return nullptr;
+  }
+
+  std::shared_ptr<SSL_SESSION> RememberedSession() {
+    std::lock_guard lock(mu);
+    return offer_sessions ? session : nullptr;
+  }
+
+  // After a connection's first exchange: in TLS 1.3 the server's session tickets arrive after the
+  // handshake and are read with the first response, so this is the first moment the session can be
+  // resumed. A copy is kept: OpenSSL marks a connection's own session not resumable when the
+  // connection is freed without a close_notify, as every connection the server closes while idle is.
+  void RememberSession(Connection& c) {
+    SSL* ssl = c.stream.ssl();
+    if (c.session_remembered || ssl == nullptr) return;
+    SSL_SESSION* current = SSL_get0_session(ssl);
+    if (current == nullptr || SSL_SESSION_is_resumable(current) != 1) return;
+    c.session_remembered = true;
+    std::shared_ptr<SSL_SESSION> copy(SSL_SESSION_dup(current), SSL_SESSION_free);
+    if (!copy) return;
+    std::lock_guard lock(mu);
+    if (offer_sessions) session = std::move(copy);
+  }
+
+  // A server that failed a resumption is not offered another session by this transport: each full
+  // handshake makes a new one, and offering it would fail every other connection.
+  void StopOfferingSessions() {
+    std::lock_guard lock(mu);
+    offer_sessions = false;
+    session.reset();
   }
 
   void GiveBack(std::unique_ptr<Connection> c) {
@@ -407,6 +460,7 @@ struct HttpsTransport::Impl {
       SGSYNC_TRY(c, Connect(req.target, deadline));
       r = Exchange(*c, req, deadline, &keep);
     }
+    if (r.ok()) RememberSession(*c);
     if (r.ok() && keep) GiveBack(std::move(c));
     return r;
   }
@@ -554,7 +608,8 @@ Result<PeerCertificate> HttpsTransport::InspectCertificate() {
   if (!impl_->tls_ctx)
     return Fail(ErrorCode::kInvalidArgument, "plain http: no certificate to inspect",
                 impl_->options.base_url);
-  SGSYNC_TRY(auto c, impl_->Connect("/", Clock::now() + impl_->options.timeouts.total));
+  SGSYNC_TRY(auto c, impl_->Connect("/", Clock::now() + impl_->options.timeouts.total,
+                                    /*offer_session=*/false));
   X509* cert = SSL_get1_peer_certificate(c->stream.ssl());
   if (cert == nullptr)
     return Fail(ErrorCode::kRefused, "the server sent no certificate", impl_->options.base_url);

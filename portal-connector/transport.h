@@ -2,7 +2,8 @@
 //
 // HttpsTransport sends requests to one MISP base URL over HTTP/1.1 keep-alive connections (a
 // bounded pool; one the server closed while it sat idle is set aside before it is reused), with TLS 1.2+
-// verified by default (system CA store or a configured CA file, host name checked, SNI sent), optional
+// verified by default (system CA store or a configured CA file, host name checked, SNI sent; a new
+// connection resumes the TLS session of an earlier one when the server agrees), optional
 // pinning of the server's certificate or public key (SHA-256), an optional client certificate (mTLS),
 // deadlines for connecting, the TLS handshake, the response header, body progress and the whole exchange, a
 // response size limit, gzip both ways, and retries with exponential backoff and full jitter for requests that
@@ -92,6 +93,8 @@ struct TransportOptions {
   // Called after every attempt (metrics): the method, the target's route ("/events/view", no ids
   // or parameters), the status (0 for a transport failure) and the time it took.
   std::function<void(std::string_view method, std::string_view route, int status, double seconds)> observer;
+  // Called after every completed TLS handshake (metrics): whether it resumed an earlier session.
+  std::function<void(bool resumed)> handshake_observer;
   // Shared with the other transports to the same MISP (sgsyncd makes one per URL); none: unbounded
   // beyond max_connections.
   std::shared_ptr<EndpointLimit> endpoint_limit;

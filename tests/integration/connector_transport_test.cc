@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -576,6 +577,131 @@ TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnno
   ASSERT_EQ(peers.size(), 3u);
   EXPECT_EQ(peers[0], peers[1]) << "reused at once";
   EXPECT_NE(peers[1], peers[2]) << "idle 1.2 s of the 2 s announced: a fresh connection";
+}
+
+// The web server in front of a MISP closes idle connections within seconds, so each run opens new
+// ones: the next connection resumes the session of the last one instead of a full handshake.
+TEST_F(TransportTest, ANewConnectionResumesTheTlsSessionOfTheLastOne) {
+  Serve(pki_->server_cert(), pki_->server_key(), "", std::chrono::milliseconds(100));
+  std::vector<bool> resumed;
+  TransportOptions o = Options();
+  o.handshake_observer = [&](bool r) { resumed.push_back(r); };
+  auto t = HttpsTransport::Create(o, kKey);
+  ASSERT_TRUE(t.ok());
+  for (int i = 0; i < 3; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server closes it
+    auto r = (*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true});
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+  }
+  EXPECT_EQ(resumed, (std::vector<bool>{false, true, true}));
+}
+
+// Resumption keeps what a full handshake checked: a client certificate the server requires, and the
+// pin, checked against the certificate the session was made with.
+TEST_F(TransportTest, AResumedSessionKeepsTheClientCertificateAndThePin) {
+  Serve(pki_->server_cert(), pki_->server_key(), pki_->client_ca(), std::chrono::milliseconds(100));
+  std::vector<bool> resumed;
+  TransportOptions o = Options();
+  o.tls.client_cert = pki_->client_cert();
+  o.tls.client_key = pki_->client_key();
+  o.tls.pin_sha256 = pki_->Fingerprint(pki_->server_cert());
+  o.handshake_observer = [&](bool r) { resumed.push_back(r); };
+  auto t = HttpsTransport::Create(o, kKey);
+  ASSERT_TRUE(t.ok());
+  for (int i = 0; i < 2; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto r = (*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true});
+    ASSERT_TRUE(r.ok()) << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(resumed, (std::vector<bool>{false, true}));
+}
+
+// A TLS server asking for client certificates without a session id context, as OpenSSL's own
+// s_server-style servers can be: it fails the handshake of any client offering a session. Each
+// connection gets one `{}` answer and is closed.
+class NoSessionContextServer {
+ public:
+  NoSessionContextServer(const sgsync::testing::TestPki& pki) : listener_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    EXPECT_EQ(SSL_CTX_use_certificate_chain_file(ctx_, pki.server_cert().c_str()), 1);
+    EXPECT_EQ(SSL_CTX_use_PrivateKey_file(ctx_, pki.server_key().c_str(), SSL_FILETYPE_PEM), 1);
+    EXPECT_EQ(SSL_CTX_load_verify_locations(ctx_, pki.client_ca().c_str(), nullptr), 1);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), len), 0);
+    EXPECT_EQ(::listen(listener_, 8), 0);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~NoSessionContextServer() {
+    ::shutdown(listener_, SHUT_RDWR);  // ends accept()
+    thread_.join();
+    ::close(listener_);
+    SSL_CTX_free(ctx_);
+  }
+  int port() const { return port_; }
+  int handshakes_failed() const { return failed_; }
+
+ private:
+  void Serve() {
+    for (;;) {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      SSL* ssl = SSL_new(ctx_);
+      SSL_set_fd(ssl, fd);
+      if (SSL_accept(ssl) == 1) {
+        std::string got;
+        char buf[4096];
+        while (got.find("\r\n\r\n") == std::string::npos) {
+          const int n = SSL_read(ssl, buf, sizeof buf);
+          if (n <= 0) break;
+          got.append(buf, static_cast<std::size_t>(n));
+        }
+        const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        SSL_write(ssl, answer.data(), static_cast<int>(answer.size()));
+        SSL_shutdown(ssl);
+      } else {
+        ++failed_;
+      }
+      SSL_free(ssl);
+      ::close(fd);
+    }
+  }
+
+  int listener_;
+  int port_ = 0;
+  SSL_CTX* ctx_ = nullptr;
+  std::atomic<int> failed_{0};
+  std::thread thread_;
+};
+
+// Resumption is only a saving: a server that fails the handshake because a session was offered
+// gets a full handshake on a fresh connection, the request goes through, and no session is offered
+// to it again.
+TEST_F(TransportTest, AServerThatFailsResumptionGetsAFullHandshake) {
+  NoSessionContextServer server(*pki_);
+  TransportOptions o;
+  o.base_url = "https://127.0.0.1:" + std::to_string(server.port());
+  o.tls.ca_file = pki_->ca();
+  o.tls.client_cert = pki_->client_cert();
+  o.tls.client_key = pki_->client_key();
+  o.retry.max_attempts = 1;
+  std::vector<bool> resumed;
+  o.handshake_observer = [&](bool r) { resumed.push_back(r); };
+  auto t = HttpsTransport::Create(o, kKey);
+  ASSERT_TRUE(t.ok());
+  for (int i = 0; i < 3; ++i) {
+    auto r = (*t)->Send(HttpRequest{"POST", "/events/add", {}, "{}", false});
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(server.handshakes_failed(), 1) << "offered once, then never again to this server";
+  EXPECT_EQ(resumed, (std::vector<bool>{false, false, false}));
 }
 
 TEST(KeepAliveHeaderTest, OnlyAWholeTimeoutIsRead) {
