@@ -91,6 +91,13 @@ constexpr std::size_t kBodyPieceBytes = 64 * 1024;
 // timeout less this: the request must reach the server before the server closes it.
 constexpr Clock::duration kKeepAliveMargin = std::chrono::seconds(1);
 
+// A write goes out only on a connection used this recently, or on a new one. A server that
+// announces no keep-alive timeout (nginx by default) can close an idle connection at the moment a
+// request is sent on it, and a write is never repeated; no web server's default timeout is this
+// short (Apache 5 s, nginx 75 s). A burst of writes reuses its connections; after a pause the first
+// writes connect anew, with a resumed TLS session.
+constexpr Clock::duration kWriteMaxIdle = std::chrono::seconds(2);
+
 // A header value or list member without the spaces and tabs around it (RFC 9110 5.6.3, OWS).
 std::string_view TrimOws(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
@@ -228,7 +235,8 @@ struct HttpsTransport::Impl {
   // A kept-alive connection, unless the server closed each one while it was idle: the web server in
   // front of a MISP closes one after a few seconds without a request (Apache's KeepAliveTimeout is 5 s,
   // nginx's keepalive_timeout 75 s), and a write sent on it would fail, since writes are not repeated.
-  std::unique_ptr<Connection> TakeIdle() {
+  // For a write, none idle longer than kWriteMaxIdle.
+  std::unique_ptr<Connection> TakeIdle(bool for_write) {
     std::vector<std::unique_ptr<Connection>> closed;  // freed outside the lock
     std::lock_guard lock(mu);
     const auto now = Clock::now();
@@ -236,14 +244,18 @@ struct HttpsTransport::Impl {
       auto c = std::move(idle.back());
       idle.pop_back();
       // One the server said it would keep no longer (less a margin for the request's way there,
-      // so that its close and the request do not cross) is not tried.
-      const bool expired = c->may_idle && now - c->idle_since >= *c->may_idle - kKeepAliveMargin;
+      // so that its close and the request do not cross) is not tried. The pool's last is the most
+      // recently used: once one is too old for a write, all are.
+      const bool expired = (c->may_idle && now - c->idle_since >= *c->may_idle - kKeepAliveMargin) ||
+                           (for_write && now - c->idle_since > kWriteMaxIdle);
       if (!expired && c->stream.ReadyForReuse()) return c;
       closed.push_back(std::move(c));
     }
     if (!closed.empty()) {
-      spdlog::debug("{}: {} kept-alive connection(s) closed by the server while idle, set aside",
-                    options.base_url, closed.size());
+      spdlog::debug(
+          "{}: {} kept-alive connection(s) closed by the server, past its keep-alive timeout or "
+          "idle too long for a write: set aside",
+          options.base_url, closed.size());
     }
     return nullptr;
   }
@@ -446,7 +458,7 @@ struct HttpsTransport::Impl {
   }
 
   Result<HttpResponse> Once(const HttpRequest& req, Clock::time_point deadline) {
-    std::unique_ptr<Connection> c = TakeIdle();
+    std::unique_ptr<Connection> c = TakeIdle(/*for_write=*/!req.idempotent);
     bool reused = c != nullptr;
     if (!c) {
       SGSYNC_TRY(c, Connect(req.target, deadline));

@@ -579,6 +579,42 @@ TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnno
   EXPECT_NE(peers[1], peers[2]) << "idle 1.2 s of the 2 s announced: a fresh connection";
 }
 
+// nginx announces no keep-alive timeout and may close an idle connection just as a request goes out
+// on it; a write is never repeated, so after a pause it goes out on a new connection, while a read
+// (repeated if need be) still reuses the kept one, and writes in a burst share theirs.
+TEST_F(TransportTest, AWriteAfterAPauseGoesOutOnANewConnectionAndAReadReusesTheKeptOne) {
+  std::mutex mu;
+  std::vector<std::string> peers;
+  auto server = sim::HttpServer::Start(
+      "127.0.0.1", 0,
+      [&](const sim::HttpRequest& r) {
+        std::lock_guard lock(mu);
+        peers.push_back(r.peer);
+        sim::HttpResponse out;
+        out.body = "{}";
+        return out;
+      },
+      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+  ASSERT_TRUE(server.ok()) << server.error().ToString();
+  server_ = std::move(*server);
+  auto t = HttpsTransport::Create(Options(), kKey);
+  ASSERT_TRUE(t.ok());
+  auto read = [&] { return (*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true}).ok(); };
+  auto write = [&] { return (*t)->Send(HttpRequest{"POST", "/events/add", {}, "{}", false}).ok(); };
+  const auto pause = std::chrono::milliseconds(2300);
+  ASSERT_TRUE(read());
+  std::this_thread::sleep_for(pause);
+  ASSERT_TRUE(read());
+  std::this_thread::sleep_for(pause);
+  ASSERT_TRUE(write());
+  ASSERT_TRUE(write());
+  std::lock_guard lock(mu);
+  ASSERT_EQ(peers.size(), 4u);
+  EXPECT_EQ(peers[0], peers[1]) << "a read after a pause reuses the kept connection";
+  EXPECT_NE(peers[1], peers[2]) << "a write after a pause goes out on a new one";
+  EXPECT_EQ(peers[2], peers[3]) << "the next write at once reuses it";
+}
+
 // The web server in front of a MISP closes idle connections within seconds, so each run opens new
 // ones: the next connection resumes the session of the last one instead of a full handshake.
 TEST_F(TransportTest, ANewConnectionResumesTheTlsSessionOfTheLastOne) {
