@@ -28,11 +28,13 @@ ConnectProxy::~ConnectProxy() {
   stop_ = true;
   boost::system::error_code ec;
   {
+    // Wakes the accepting thread, which then sees stop_; the acceptor is closed only once that
+    // thread has left accept() (closing it under a blocked accept is a data race in Asio).
     tcp::socket poke(io_);
     poke.connect(acceptor_.local_endpoint(), ec);
   }
-  acceptor_.close(ec);
   accept_.join();
+  acceptor_.close(ec);
   std::lock_guard lock(mu_);
   for (auto& s : sockets_) s->shutdown(tcp::socket::shutdown_both, ec);
   for (auto& t : workers_) t.join();
