@@ -441,7 +441,8 @@ TEST_F(TransportTest, GzipGoesBothWaysAndTheKeyTravelsOnlyInTheHeader) {
   EXPECT_EQ(log.back().body, body) << "misp-sim decoded what the transport compressed";
 }
 
-// A TCP listener on 127.0.0.1 that accepts and then says nothing.
+// A TCP listener on 127.0.0.1 that never answers: connections wait in its backlog. A test serving
+// on it itself takes its socket (fd).
 class SilentListener {
  public:
   SilentListener() {
@@ -457,6 +458,7 @@ class SilentListener {
   }
   ~SilentListener() { ::close(fd_); }
   int port() const { return port_; }
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
@@ -658,35 +660,26 @@ TEST_F(TransportTest, AResumedSessionKeepsTheClientCertificateAndThePin) {
 // connection gets one `{}` answer and is closed.
 class NoSessionContextServer {
  public:
-  NoSessionContextServer(const sgsync::testing::TestPki& pki) : listener_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  explicit NoSessionContextServer(const sgsync::testing::TestPki& pki) {
     ctx_ = SSL_CTX_new(TLS_server_method());
     EXPECT_EQ(SSL_CTX_use_certificate_chain_file(ctx_, pki.server_cert().c_str()), 1);
     EXPECT_EQ(SSL_CTX_use_PrivateKey_file(ctx_, pki.server_key().c_str(), SSL_FILETYPE_PEM), 1);
     EXPECT_EQ(SSL_CTX_load_verify_locations(ctx_, pki.client_ca().c_str(), nullptr), 1);
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::listen(listener_, 8), 0);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { Serve(); });
   }
   ~NoSessionContextServer() {
-    ::shutdown(listener_, SHUT_RDWR);  // ends accept()
+    ::shutdown(listener_.fd(), SHUT_RDWR);  // ends accept()
     thread_.join();
-    ::close(listener_);
     SSL_CTX_free(ctx_);
   }
-  int port() const { return port_; }
+  int port() const { return listener_.port(); }
   int handshakes_failed() const { return failed_; }
 
  private:
   void Serve() {
     for (;;) {
-      const int fd = ::accept(listener_, nullptr, nullptr);
+      const int fd = ::accept(listener_.fd(), nullptr, nullptr);
       if (fd < 0) return;
       SSL* ssl = SSL_new(ctx_);
       SSL_set_fd(ssl, fd);
@@ -709,8 +702,7 @@ class NoSessionContextServer {
     }
   }
 
-  int listener_;
-  int port_ = 0;
+  SilentListener listener_;
   SSL_CTX* ctx_ = nullptr;
   std::atomic<int> failed_{0};
   std::thread thread_;
