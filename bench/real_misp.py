@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid as uuidlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -188,9 +187,8 @@ class Bench:
 
     @staticmethod
     def metrics(port):
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        except OSError:
+        text = harness.scrape_metrics(port)
+        if text is None:
             return None
         total = {"runs": 0.0, "requests": 0.0}
         for line in text.splitlines():

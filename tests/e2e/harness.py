@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import urllib.request
 import time
 import unittest
 import urllib.error
@@ -241,6 +242,15 @@ def hung_stacks(pid):
     r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
                        capture_output=True, text=True, timeout=120)
     return r.stdout[-20000:]
+
+
+def scrape_metrics(port, timeout=5):
+    """sgsyncd's /metrics text on 127.0.0.1:`port`, or None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return None
 
 
 def wait_for(predicate, timeout=60, interval=0.1, what="condition"):

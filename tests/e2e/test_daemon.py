@@ -875,10 +875,7 @@ class DaemonTest(unittest.TestCase):
         d.start(os.path.join(self.tmp.name, "metrics.log"))
         harness.wait_for(lambda: len(uuids_on(self.sims.portal)) == 2, what="the push")
 
-        def scrape():
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                return r.read().decode()
-        text = harness.wait_for(lambda: (lambda t: t if "sgsync_last_success_timestamp_seconds{" in t else None)(scrape()),
+        text = harness.wait_for(lambda: (lambda t: t if t and "sgsync_last_success_timestamp_seconds{" in t else None)(harness.scrape_metrics(port)),
                                 what="a successful run in the metrics")
         self.assertIn('sgsync_events_total{link="portal",direction="push",outcome="sent"} 2', text)
         self.assertIn('sgsync_requests_total{peer="portal/remote",method="POST",route="/events/add",status="200"} 2', text)
@@ -900,10 +897,8 @@ class DaemonTest(unittest.TestCase):
         d.start(os.path.join(self.tmp.name, "resume.log"))
 
         def handshakes():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    text = r.read().decode()
-            except OSError:
+            text = harness.scrape_metrics(port)
+            if text is None:
                 return None
             found = dict(re.findall(r'^sgsync_tls_handshakes_total\{peer="portal/local",resumed="(true|false)"\} (\d+)$',
                                     text, re.M))

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/encoding.h"
 #include "misp-sim/sim.h"
@@ -48,6 +50,28 @@ class TransportTest : public ::testing::Test {
     server_ = std::move(*server);
   }
 
+  // A TLS server answering `{}` with `headers`, recording which peer (address:port, so which
+  // connection) sent each request: Peers().
+  void ServeRecordingPeers(std::vector<std::pair<std::string, std::string>> headers = {}) {
+    auto server = sim::HttpServer::Start(
+        "127.0.0.1", 0,
+        [this, headers = std::move(headers)](const sim::HttpRequest& r) {
+          std::lock_guard lock(peers_mu_);
+          peers_.push_back(r.peer);
+          sim::HttpResponse out;
+          out.headers = headers;
+          out.body = "{}";
+          return out;
+        },
+        sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
+    ASSERT_TRUE(server.ok()) << server.error().ToString();
+    server_ = std::move(*server);
+  }
+  std::vector<std::string> Peers() {
+    std::lock_guard lock(peers_mu_);
+    return peers_;
+  }
+
   // A TLS server giving every request `answer`, and options that reach it.
   TransportOptions AnswerEveryRequest(sim::HttpResponse answer) {
     auto server = sim::HttpServer::Start(
@@ -76,6 +100,8 @@ class TransportTest : public ::testing::Test {
   static sgsync::testing::TestPki* pki_;
   std::unique_ptr<sim::MispSim> sim_;
   std::unique_ptr<sim::HttpServer> server_;
+  std::mutex peers_mu_;
+  std::vector<std::string> peers_;
 };
 sgsync::testing::TestPki* TransportTest::pki_ = nullptr;
 
@@ -553,21 +579,7 @@ TEST_F(TransportTest, AConnectionTheServerClosedWhileIdleIsNotUsedForAWrite) {
 // is not reused once it has been idle that long less a second, so that a request and the server's
 // close never cross; before that it is.
 TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnnounced) {
-  std::mutex mu;
-  std::vector<std::string> peers;
-  auto server = sim::HttpServer::Start(
-      "127.0.0.1", 0,
-      [&](const sim::HttpRequest& r) {
-        std::lock_guard lock(mu);
-        peers.push_back(r.peer);
-        sim::HttpResponse out;
-        out.headers = {{"Keep-Alive", "timeout=2, max=100"}};
-        out.body = "{}";
-        return out;
-      },
-      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
+  ServeRecordingPeers({{"Keep-Alive", "timeout=2, max=100"}});
   auto t = HttpsTransport::Create(Options(), kKey);
   ASSERT_TRUE(t.ok());
   auto send = [&] { return (*t)->Send(HttpRequest{"POST", "/events/add", {}, "{}", false}); };
@@ -575,7 +587,7 @@ TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnno
   ASSERT_TRUE(send().ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   ASSERT_TRUE(send().ok());
-  std::lock_guard lock(mu);
+  const std::vector<std::string> peers = Peers();
   ASSERT_EQ(peers.size(), 3u);
   EXPECT_EQ(peers[0], peers[1]) << "reused at once";
   EXPECT_NE(peers[1], peers[2]) << "idle 1.2 s of the 2 s announced: a fresh connection";
@@ -585,20 +597,7 @@ TEST_F(TransportTest, AConnectionIsNotReusedPastTheKeepAliveTimeoutTheServerAnno
 // on it; a write is never repeated, so after a pause it goes out on a new connection, while a read
 // (repeated if need be) still reuses the kept one, and writes in a burst share theirs.
 TEST_F(TransportTest, AWriteAfterAPauseGoesOutOnANewConnectionAndAReadReusesTheKeptOne) {
-  std::mutex mu;
-  std::vector<std::string> peers;
-  auto server = sim::HttpServer::Start(
-      "127.0.0.1", 0,
-      [&](const sim::HttpRequest& r) {
-        std::lock_guard lock(mu);
-        peers.push_back(r.peer);
-        sim::HttpResponse out;
-        out.body = "{}";
-        return out;
-      },
-      sim::TlsFiles{pki_->server_cert(), pki_->server_key(), ""});
-  ASSERT_TRUE(server.ok()) << server.error().ToString();
-  server_ = std::move(*server);
+  ServeRecordingPeers();
   auto t = HttpsTransport::Create(Options(), kKey);
   ASSERT_TRUE(t.ok());
   auto read = [&] { return (*t)->Send(HttpRequest{"GET", "/servers/getVersion", {}, "", true}).ok(); };
@@ -610,7 +609,7 @@ TEST_F(TransportTest, AWriteAfterAPauseGoesOutOnANewConnectionAndAReadReusesTheK
   std::this_thread::sleep_for(pause);
   ASSERT_TRUE(write());
   ASSERT_TRUE(write());
-  std::lock_guard lock(mu);
+  const std::vector<std::string> peers = Peers();
   ASSERT_EQ(peers.size(), 4u);
   EXPECT_EQ(peers[0], peers[1]) << "a read after a pause reuses the kept connection";
   EXPECT_NE(peers[1], peers[2]) << "a write after a pause goes out on a new one";

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
@@ -133,8 +132,8 @@ class RealMispTest(unittest.TestCase):
         self.assert_once(self.pair.portal, tag, [uuid])
 
     def metrics(self, port):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            text = r.read().decode()
+        text = harness.scrape_metrics(port, timeout=10)
+        self.assertIsNotNone(text, "sgsyncd's /metrics did not answer")
         out = {}
         for line in text.splitlines():
             m = re.match(r'^(sgsync_requests_total|sgsync_runs_total)\{(.*)\} ([0-9.e+]+)$', line)

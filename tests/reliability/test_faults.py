@@ -14,7 +14,6 @@ import re
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 import harness  # noqa: E402
@@ -70,8 +69,8 @@ class FaultsTest(unittest.TestCase):
                 return set(shared_out) | set(bait) <= set(index(portal)) and set(shared_in) <= set(index(member))
             harness.wait_for(lambda: self.quietly(sims, converged), timeout=600, interval=2, what="convergence")
             took = time.time() - started
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                metrics = r.read().decode()
+            metrics = harness.scrape_metrics(port)
+            self.assertIsNotNone(metrics, "sgsyncd's /metrics did not answer")
         finally:
             d.stop()
         for sim in (member, portal):
